@@ -1,0 +1,320 @@
+"""A detector on disk: one ONNX graph plus its metadata, and the onnxruntime session that runs it.
+
+Contract of every exported detector graph (all methods):
+    input  ``image``   float32 (N, 1, S, S), preprocessed with the stored :class:`PreprocessSpec`
+    output ``score``   float32 (N,), higher = more anomalous
+    output ``heatmap`` float32 (N, S, S), the anomaly map whose mean (or method-specific
+                       pooling) is the score; aligned with the preprocessed input
+
+The metadata (JSON under the ONNX ``metadata_props`` key ``cxrscreen.detector``) holds the
+method, preprocessing, a calibration on held-out known normals (all their scores, and quantiles
+of their heatmap values), the training summary and a unique model id.
+
+Torch-free: used by ``cxrscreen score`` and by the desktop app.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from engine.preprocess import PreprocessSpec
+
+logger = logging.getLogger(__name__)
+
+METADATA_KEY = "cxrscreen.detector"
+SCHEMA_VERSION = 1
+INPUT_NAME = "image"
+SCORE_NAME = "score"
+HEATMAP_NAME = "heatmap"
+
+ProviderChoice = Literal["auto", "cuda", "cpu"]
+
+
+class DetectorError(ValueError):
+    """A detector file is missing, unreadable, or lacks valid cxrscreen metadata.
+
+    Attributes:
+        path: the file.
+        reason: what is wrong.
+    """
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class NormalCalibration:
+    """How a detector's outputs behave on known-normal images it never trained on.
+
+    Attributes:
+        normal_scores: sorted image scores of the held-out normals (the empirical distribution
+            behind "percentile among normals" and specificity-based thresholds).
+        heatmap_quantile_levels: probabilities in [0, 1], increasing.
+        heatmap_quantiles: heatmap values at those probabilities, pooled over all pixels of
+            all held-out normal heatmaps, so colours mean the same evidence in every image.
+        source: a sentence saying where the normals came from.
+    """
+
+    normal_scores: tuple[float, ...]
+    heatmap_quantile_levels: tuple[float, ...]
+    heatmap_quantiles: tuple[float, ...]
+    source: str = "held-out known normals"
+
+    def __post_init__(self) -> None:
+        if len(self.normal_scores) < 1:
+            raise ValueError("a calibration needs at least one normal score")
+        s = np.asarray(self.normal_scores, dtype=np.float64)
+        if not np.all(np.isfinite(s)):
+            raise ValueError("calibration normal scores must be finite")
+        if np.any(np.diff(s) < 0):
+            raise ValueError("calibration normal scores must be sorted ascending")
+        if len(self.heatmap_quantile_levels) != len(self.heatmap_quantiles) or len(self.heatmap_quantiles) < 2:
+            raise ValueError("heatmap quantile levels and values must have the same length >= 2")
+
+    @classmethod
+    def from_samples(
+        cls, scores: np.ndarray, heatmaps: np.ndarray, source: str = "held-out known normals", n_levels: int = 201
+    ) -> "NormalCalibration":
+        """Build a calibration from held-out normal scores (N,) and heatmaps (N, S, S)."""
+        levels = np.linspace(0.0, 1.0, n_levels)
+        q = np.quantile(np.asarray(heatmaps, dtype=np.float64).ravel(), levels)
+        return cls(
+            normal_scores=tuple(float(v) for v in np.sort(np.asarray(scores, dtype=np.float64))),
+            heatmap_quantile_levels=tuple(float(v) for v in levels),
+            heatmap_quantiles=tuple(float(v) for v in q),
+            source=source,
+        )
+
+    @property
+    def n_normals(self) -> int:
+        return len(self.normal_scores)
+
+    def percentile(self, scores: np.ndarray | float) -> np.ndarray:
+        """Percent of calibration normals scoring strictly below each score, ties counted half.
+
+        0 = lower than every normal, 100 = higher than every normal.
+        """
+        s = np.asarray(self.normal_scores)
+        x = np.asarray(scores, dtype=np.float64)
+        below = np.searchsorted(s, x, side="left")
+        below_or_equal = np.searchsorted(s, x, side="right")
+        return 100.0 * (below + below_or_equal) / (2.0 * len(s))
+
+    def threshold_at_specificity(self, specificity: float) -> float:
+        """The score threshold that flags (score > threshold) at most 1 − specificity of normals.
+
+        Uses the empirical ``specificity`` quantile of the calibration normals (higher method,
+        so that the fraction of calibration normals above it never exceeds 1 − specificity).
+        """
+        if not 0.0 < specificity < 1.0:
+            raise ValueError(f"specificity must be in (0, 1), got {specificity!r}")
+        return float(np.quantile(np.asarray(self.normal_scores), specificity, method="higher"))
+
+    def heatmap_level(self, values: np.ndarray) -> np.ndarray:
+        """Map heatmap values to [0, 1] by the normal heatmap distribution (its CDF).
+
+        0.5 = the median normal pixel; 0.99 = stronger than 99 % of normal pixels.
+        """
+        return np.interp(values, self.heatmap_quantiles, self.heatmap_quantile_levels).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "normal_scores": list(self.normal_scores),
+            "heatmap_quantile_levels": list(self.heatmap_quantile_levels),
+            "heatmap_quantiles": list(self.heatmap_quantiles),
+            "source": self.source,
+            "n_normals": self.n_normals,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "NormalCalibration":
+        return cls(
+            normal_scores=tuple(float(v) for v in d["normal_scores"]),
+            heatmap_quantile_levels=tuple(float(v) for v in d["heatmap_quantile_levels"]),
+            heatmap_quantiles=tuple(float(v) for v in d["heatmap_quantiles"]),
+            source=str(d.get("source", "held-out known normals")),
+        )
+
+
+@dataclass(frozen=True)
+class DetectorMetadata:
+    """Everything stored inside a detector file besides the graph.
+
+    Attributes:
+        method: registry name of the training method ("ddad", ...).
+        backbone: network variant ("ae", "ae-u", "memae", ...).
+        score_type: which anomaly map is the score ("inter", "intra", "rec", ...).
+        preprocess: how images are turned into the ``image`` input.
+        calibration: behaviour on held-out known normals.
+        training: summary of the training run (counts, file-list hash, epochs, seconds, config).
+        model_id: unique id of this detector (a UUID4 hex string).
+        name: a human-readable name (editable in the model library).
+        software: versions of cxrscreen and of the libraries that produced the file.
+        created: ISO-8601 UTC timestamp.
+        metrics: optional validation metrics (AUROC, AP, ...) with the data they came from.
+    """
+
+    method: str
+    backbone: str
+    score_type: str
+    preprocess: PreprocessSpec
+    calibration: NormalCalibration
+    training: dict[str, Any] = field(default_factory=dict)
+    model_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    name: str = ""
+    software: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocess.size
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "schema": SCHEMA_VERSION,
+                "model_id": self.model_id,
+                "name": self.name,
+                "method": self.method,
+                "backbone": self.backbone,
+                "score_type": self.score_type,
+                "input": {"name": INPUT_NAME, "shape": [None, 1, self.input_size, self.input_size]},
+                "outputs": {"score": SCORE_NAME, "heatmap": HEATMAP_NAME},
+                "preprocess": self.preprocess.to_dict(),
+                "calibration": self.calibration.to_dict(),
+                "training": self.training,
+                "metrics": self.metrics,
+                "software": self.software,
+                "created": self.created,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "DetectorMetadata":
+        d = json.loads(text)
+        if d.get("schema") != SCHEMA_VERSION:
+            raise ValueError(f"unsupported detector metadata schema {d.get('schema')!r} (this version reads {SCHEMA_VERSION})")
+        return cls(
+            method=str(d["method"]),
+            backbone=str(d["backbone"]),
+            score_type=str(d["score_type"]),
+            preprocess=PreprocessSpec.from_dict(d["preprocess"]),
+            calibration=NormalCalibration.from_dict(d["calibration"]),
+            training=dict(d.get("training", {})),
+            model_id=str(d["model_id"]),
+            name=str(d.get("name", "")),
+            software=dict(d.get("software", {})),
+            created=str(d.get("created", "")),
+            metrics=dict(d.get("metrics", {})),
+        )
+
+
+def read_metadata(path: Path | str) -> DetectorMetadata:
+    """Read only the metadata of a detector file (no session, no weights in memory)."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise DetectorError(path, "no such detector file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and others
+        raise DetectorError(path, f"not a readable ONNX file ({exc.__class__.__name__})") from exc
+    props = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in props:
+        raise DetectorError(path, f"ONNX file has no '{METADATA_KEY}' metadata: not a cxrscreen detector")
+    try:
+        return DetectorMetadata.from_json(props[METADATA_KEY])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise DetectorError(path, f"invalid detector metadata: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class DetectorOutput:
+    """Outputs for a batch: ``scores`` (N,) and ``heatmaps`` (N, S, S), float32."""
+
+    scores: np.ndarray
+    heatmaps: np.ndarray
+
+
+class Detector:
+    """An ONNX detector loaded in onnxruntime.
+
+    Args:
+        path: the .onnx file.
+        provider: "auto" tries CUDA then CPU; "cuda" requires CUDA (error if it does not
+            initialise); "cpu" uses the CPU provider only.
+        threads: intra-op threads for the CPU provider (0 = onnxruntime's default).
+
+    Attributes:
+        provider: the execution provider actually used (e.g. "CPUExecutionProvider").
+        provider_note: why a requested or available provider was not used (None if no fallback).
+    """
+
+    def __init__(self, path: Path | str, provider: ProviderChoice = "auto", threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        if provider not in ("auto", "cuda", "cpu"):
+            raise ValueError(f"provider must be 'auto', 'cuda' or 'cpu', got {provider!r}")
+        self.path = Path(path)
+        self.meta = read_metadata(self.path)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # a failed CUDA start is reported through provider_note
+        if threads:
+            options.intra_op_num_threads = threads
+        available = ort.get_available_providers()
+        wanted: list[str] = ["CPUExecutionProvider"]
+        if provider in ("auto", "cuda") and "CUDAExecutionProvider" in available:
+            wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        try:
+            self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=wanted)
+        except Exception as exc:
+            raise DetectorError(self.path, f"onnxruntime cannot load the graph: {exc}") from exc
+        self.provider: str = self._session.get_providers()[0]
+        self.provider_note: str | None = None
+        if provider == "cuda" and self.provider != "CUDAExecutionProvider":
+            reason = ("this onnxruntime has no CUDA provider" if "CUDAExecutionProvider" not in available
+                      else "the CUDA provider did not initialise (no usable GPU or CUDA libraries)")
+            raise DetectorError(self.path, f"CUDA requested but {reason}")
+        if provider == "auto" and "CUDAExecutionProvider" in available and self.provider != "CUDAExecutionProvider":
+            self.provider_note = "CUDA provider present but did not initialise (no usable GPU); running on CPU"
+            logger.warning("%s: %s", self.path.name, self.provider_note)
+        self._check_signature()
+
+    def _check_signature(self) -> None:
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        outputs = {o.name for o in self._session.get_outputs()}
+        if INPUT_NAME not in inputs or not {SCORE_NAME, HEATMAP_NAME} <= outputs:
+            raise DetectorError(
+                self.path,
+                f"graph must take '{INPUT_NAME}' and return '{SCORE_NAME}' and '{HEATMAP_NAME}'; "
+                f"it takes {sorted(inputs)} and returns {sorted(outputs)}",
+            )
+
+    @property
+    def calibration(self) -> NormalCalibration:
+        return self.meta.calibration
+
+    @property
+    def preprocess_spec(self) -> PreprocessSpec:
+        return self.meta.preprocess
+
+    def run(self, batch: np.ndarray) -> DetectorOutput:
+        """Run a preprocessed (N, 1, S, S) float32 batch."""
+        s = self.meta.input_size
+        if batch.ndim != 4 or batch.shape[1:] != (1, s, s):
+            raise ValueError(f"batch must have shape (N, 1, {s}, {s}), got {batch.shape}")
+        score, heatmap = self._session.run(
+            [SCORE_NAME, HEATMAP_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
+        )
+        return DetectorOutput(scores=np.asarray(score, dtype=np.float32), heatmaps=np.asarray(heatmap, dtype=np.float32))
