@@ -61,7 +61,7 @@ class Progress:
         self._phase = ""
         self._total = 0
         self._phase_start = time.monotonic()
-        self._last_emit = 0.0
+        self._last_emit = float("-inf")
         self._bar_open = False
 
     # ------------------------------------------------------------------ events
@@ -79,7 +79,7 @@ class Progress:
         self._close_bar()
         self._phase, self._total = name, max(int(total), 0)
         self._phase_start = time.monotonic()
-        self._last_emit = 0.0
+        self._last_emit = float("-inf")
         self._emit({"event": "phase", "phase": name, "total": self._total, **fields})
 
     def update(self, step: int, force: bool = False, **fields: Any) -> None:

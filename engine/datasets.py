@@ -1,0 +1,254 @@
+"""Training data for dual-distribution detectors: which files, and their preprocessed pixels.
+
+Two ways to name the data:
+- folders: a known-normal folder D_n and an unlabeled folder D_u (recursive, every readable
+  radiograph; unreadable files are skipped and reported);
+- a split file in the development-protocol format (``kermany/splits/dev.json``): D_n =
+  ``train.known_normal``; D_u at anomaly rate AR = the first round(500·(1−AR)) of
+  ``unlabeled_pool.normal`` plus the first round(500·AR) of ``unlabeled_pool.abnormal``. The pool
+  labels only choose the files; no label reaches a method.
+
+A fixed fraction of the known normals (10 % by default) is held out, never trained on, and used
+to calibrate the detector's scores. This is a deviation from the DDAD paper, which trains on all
+of D_n: a clinician needs "percentile among normals" and specificity-based thresholds that are
+not measured on training images.
+
+Torch-free (the app's retraining panel counts and checks folders with it).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from engine.io import RadiographReadError, read_radiograph, scan_folder
+from engine.preprocess import PreprocessSpec, preprocess
+
+logger = logging.getLogger(__name__)
+
+SPLIT_POOL_SIZE = 500  # |D_u| in the development protocol
+
+
+class DataError(ValueError):
+    """The training data cannot be assembled (empty folder, missing files, bad split file)."""
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: str
+    reason: str
+
+
+@dataclass
+class TrainingData:
+    """File lists of one training run (absolute paths, stable order).
+
+    Attributes:
+        normal_train: known normals used for training.
+        normal_calibration: known normals held out for calibration (never trained on).
+        unlabeled: D_u.
+        source: how the lists were made ({"kind": "folders"|"split", ...}).
+        skipped: unreadable files left out, with reasons.
+    """
+
+    normal_train: list[Path]
+    normal_calibration: list[Path]
+    unlabeled: list[Path]
+    source: dict[str, Any] = field(default_factory=dict)
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and hashes, stored in the run and in the detector metadata."""
+        return {
+            "normal_train": len(self.normal_train),
+            "normal_calibration": len(self.normal_calibration),
+            "unlabeled": len(self.unlabeled),
+            "skipped": len(self.skipped),
+            "file_list_sha256": self.file_list_hash(),
+            "source": self.source,
+        }
+
+    def file_list_hash(self) -> str:
+        """sha256 over the three lists (file names relative to their common root, in order)."""
+        h = hashlib.sha256()
+        root = _common_root(self.normal_train + self.normal_calibration + self.unlabeled)
+        for name, paths in (("normal_train", self.normal_train), ("normal_calibration", self.normal_calibration), ("unlabeled", self.unlabeled)):
+            h.update(f"[{name}]\n".encode())
+            for p in paths:
+                h.update((_relative(p, root) + "\n").encode())
+        return h.hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "normal_train": [str(p) for p in self.normal_train],
+            "normal_calibration": [str(p) for p in self.normal_calibration],
+            "unlabeled": [str(p) for p in self.unlabeled],
+            "source": self.source,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "TrainingData":
+        return cls(
+            normal_train=[Path(p) for p in d["normal_train"]],
+            normal_calibration=[Path(p) for p in d["normal_calibration"]],
+            unlabeled=[Path(p) for p in d["unlabeled"]],
+            source=dict(d.get("source", {})),
+            skipped=[SkippedFile(s["path"], s["reason"]) for s in d.get("skipped", [])],
+        )
+
+
+def _common_root(paths: list[Path]) -> Path | None:
+    if not paths:
+        return None
+    parts = [p.parts for p in paths]
+    common = []
+    for items in zip(*parts):
+        if all(i == items[0] for i in items):
+            common.append(items[0])
+        else:
+            break
+    return Path(*common) if common else None
+
+
+def _relative(p: Path, root: Path | None) -> str:
+    if root is None:
+        return p.as_posix()
+    try:
+        return p.relative_to(root).as_posix()
+    except ValueError:
+        return p.as_posix()
+
+
+def split_calibration(normals: list[Path], fraction: float, seed: int = 0) -> tuple[list[Path], list[Path]]:
+    """Hold out ``fraction`` of the normals (at least 1, at most all but 2) for calibration.
+
+    The choice depends only on the sorted file list and ``seed``, not on the training seed, so
+    repeated trainings of the same data calibrate on the same images.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"calibration fraction must be in [0, 1), got {fraction!r}")
+    ordered = sorted(normals)
+    if fraction == 0.0:
+        return ordered, []
+    n_cal = int(round(fraction * len(ordered)))
+    n_cal = min(max(n_cal, 1), len(ordered) - 2)
+    if n_cal < 1:
+        raise DataError(f"need at least 3 known-normal images to hold some out for calibration, got {len(ordered)}")
+    perm = np.random.default_rng(seed).permutation(len(ordered))
+    cal_idx = set(perm[:n_cal].tolist())
+    train = [p for i, p in enumerate(ordered) if i not in cal_idx]
+    cal = [p for i, p in enumerate(ordered) if i in cal_idx]
+    return train, cal
+
+
+def _readable_images(folder: Path) -> tuple[list[Path], list[SkippedFile]]:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder")
+    paths: list[Path] = []
+    skipped: list[SkippedFile] = []
+    for item in scan_folder(folder):
+        if item.error is not None:
+            skipped.append(SkippedFile(str(item.path), item.error.reason))
+        else:
+            paths.append(Path(item.path))
+    return paths, skipped
+
+
+def from_folders(normal_dir: Path, unlabeled_dir: Path | None, calibration_fraction: float = 0.1) -> TrainingData:
+    """D_n from ``normal_dir`` and D_u from ``unlabeled_dir`` (None: the normal-only setting)."""
+    normal, skipped = _readable_images(Path(normal_dir))
+    if len(normal) < 3:
+        raise DataError(f"{normal_dir}: found {len(normal)} readable radiographs; at least 3 known normals are needed")
+    unlabeled: list[Path] = []
+    if unlabeled_dir is not None:
+        unlabeled, skipped_u = _readable_images(Path(unlabeled_dir))
+        skipped += skipped_u
+        overlap = set(p.resolve() for p in normal) & set(p.resolve() for p in unlabeled)
+        if overlap:
+            raise DataError(
+                f"{len(overlap)} files are in both the normal and the unlabeled folder (e.g. {sorted(overlap)[0]}); "
+                "a file must be in one of them"
+            )
+    train, cal = split_calibration(normal, calibration_fraction)
+    source = {"kind": "folders", "normal_dir": str(normal_dir), "unlabeled_dir": str(unlabeled_dir) if unlabeled_dir else None}
+    return TrainingData(train, cal, sorted(unlabeled), source, skipped)
+
+
+def default_split_root(split_file: Path) -> Path:
+    """Paths in a split file are relative to the data set folder: the parent of ``splits/``."""
+    split_file = Path(split_file)
+    return split_file.parent.parent if split_file.parent.name == "splits" else split_file.parent
+
+
+def from_split(
+    split_file: Path, anomaly_rate: float, root: Path | None = None, calibration_fraction: float = 0.1
+) -> TrainingData:
+    """D_n and D_u from a development-protocol split file at anomaly rate ``anomaly_rate``."""
+    split_file = Path(split_file)
+    if not 0.0 <= anomaly_rate <= 1.0:
+        raise ValueError(f"anomaly rate must be in [0, 1], got {anomaly_rate!r}")
+    try:
+        d = json.loads(split_file.read_text())
+        known = d["train"]["known_normal"]
+        pool_normal = d["unlabeled_pool"]["normal"]
+        pool_abnormal = d["unlabeled_pool"]["abnormal"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataError(f"{split_file}: not a readable split file with train.known_normal and unlabeled_pool ({exc})") from exc
+    root = Path(root) if root is not None else default_split_root(split_file)
+    n_abn = int(round(SPLIT_POOL_SIZE * anomaly_rate))
+    n_norm = int(round(SPLIT_POOL_SIZE * (1.0 - anomaly_rate)))
+    if n_norm > len(pool_normal) or n_abn > len(pool_abnormal):
+        raise DataError(f"{split_file}: the unlabeled pool has {len(pool_normal)} normal / {len(pool_abnormal)} abnormal images, "
+                        f"AR {anomaly_rate} needs {n_norm} / {n_abn}")
+    normal = [root / p for p in known]
+    unlabeled = [root / p for p in pool_normal[:n_norm] + pool_abnormal[:n_abn]]
+    missing = [p for p in normal + unlabeled if not p.is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} files named in {split_file} are missing under {root} (first: {missing[0]})")
+    train, cal = split_calibration(normal, calibration_fraction)
+    source = {
+        "kind": "split",
+        "split_file": str(split_file),
+        "root": str(root),
+        "anomaly_rate": anomaly_rate,
+    }
+    # D_u keeps the protocol's order (normal part first): the order is irrelevant to training,
+    # which shuffles, and keeping it makes the file-list hash match the protocol's definition.
+    return TrainingData(train, cal, unlabeled, source, [])
+
+
+def load_images(
+    paths: Iterable[Path],
+    spec: PreprocessSpec,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int = 2,
+) -> np.ndarray:
+    """Read and preprocess files into an (N, 1, S, S) float32 array (order kept).
+
+    Raises:
+        DataError: a file cannot be read (the lists were built from readable files, so this
+            means it changed or vanished since).
+    """
+    paths = list(paths)
+    out = np.empty((len(paths), 1, spec.size, spec.size), dtype=np.float32)
+
+    def one(i: int) -> None:
+        try:
+            out[i, 0] = preprocess(read_radiograph(paths[i]).pixels, spec)
+        except RadiographReadError as exc:
+            raise DataError(f"cannot read a training image: {exc}") from exc
+
+    done = 0
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for _ in pool.map(one, range(len(paths))):
+            done += 1
+            if progress is not None and (done % 64 == 0 or done == len(paths)):
+                progress(done, len(paths))
+    return out

@@ -1,0 +1,128 @@
+"""Export a trained run to one ONNX detector file (graph + metadata), checked against PyTorch.
+
+The whole detector (for DDAD all 2K networks and the map computation) is one graph with a
+dynamic batch axis; the metadata (see :mod:`engine.detector`) is stored in the file. Before the
+file is put in place, onnxruntime runs it on the held-out normal images and on random inputs and
+its scores and heatmaps must match PyTorch's within ``tolerance`` (1e-4 by default).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine import __version__
+from engine.atomic import atomic_path
+from engine.datasets import TrainingData, load_images
+from engine.detector import (
+    HEATMAP_NAME,
+    INPUT_NAME,
+    METADATA_KEY,
+    SCORE_NAME,
+    DetectorMetadata,
+    NormalCalibration,
+)
+from engine.methods import get_method
+from engine.train import CALIBRATION_FILE, DATA_FILE, RunFolderError, calibrate, read_run
+
+logger = logging.getLogger(__name__)
+OPSET = 18
+
+
+class ExportError(RuntimeError):
+    """The export failed or the exported graph does not reproduce PyTorch."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    metadata: DetectorMetadata
+    max_score_diff: float
+    max_heatmap_diff: float
+    n_checked: int
+    seconds: float
+
+
+def _held_out_images(run_dir: Path, spec: Any) -> np.ndarray:
+    data = TrainingData.from_json(json.loads((run_dir / DATA_FILE).read_text()))
+    return load_images(data.normal_calibration, spec)
+
+
+def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: str = "",
+               tolerance: float = 1e-4, overwrite: bool = False) -> ExportReport:
+    """Export ``run_dir`` to ``out`` (atomically; refuses to overwrite unless asked)."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    t0 = time.monotonic()
+    run_dir, out = Path(run_dir), Path(out)
+    run = read_run(run_dir)
+    if run.get("status") != "done":
+        raise RunFolderError(f"{run_dir}: training is not finished (status {run.get('status')!r}); run `cxrscreen train` again to resume")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    method = get_method(run["method"])
+    config = method.Config.from_dict(run["config"])
+    desc = method.describe(config)
+    score_type = score_type or desc["score_type"]
+    scorer = method.load_scorer(run_dir, score_type).eval()
+    spec = config.preprocess
+
+    held_out = _held_out_images(run_dir, spec)
+    if score_type == desc["score_type"] and (run_dir / CALIBRATION_FILE).is_file():
+        calibration = NormalCalibration.from_dict(json.loads((run_dir / CALIBRATION_FILE).read_text()))
+    else:
+        calibration = calibrate(scorer, held_out)
+
+    meta = DetectorMetadata(
+        method=run["method"],
+        backbone=desc["backbone"],
+        score_type=score_type,
+        preprocess=spec,
+        calibration=calibration,
+        training={
+            **run["data"],
+            "config": run["config"],
+            "train_seconds": run.get("train_seconds"),
+            "environment": run.get("environment", {}),
+            "run_dir": str(run_dir),
+        },
+        name=name or f"{run['method'].upper()} {desc['backbone']} ({score_type})",
+        software={"cxrscreen": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "opset": str(OPSET)},
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+    example = torch.from_numpy(held_out[:2] if len(held_out) >= 2 else np.zeros((2, 1, spec.size, spec.size), np.float32))
+    with atomic_path(out, overwrite=overwrite) as tmp:
+        torch.onnx.export(
+            scorer, (example,), str(tmp), input_names=[INPUT_NAME], output_names=[SCORE_NAME, HEATMAP_NAME],
+            dynamo=True, dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=65536)}},
+            opset_version=OPSET, external_data=False, verbose=False,
+        )
+        model = onnx.load(str(tmp))
+        onnx.helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
+        model.doc_string = f"cxrscreen detector {meta.name} ({meta.model_id})"
+        onnx.save(model, str(tmp))
+
+        # parity: the held-out normals plus random inputs in the input range, batch sizes 1 and N
+        rng = np.random.default_rng(0)
+        low, high = spec.output_range
+        check = np.concatenate([held_out, rng.uniform(low, high, size=(4, 1, spec.size, spec.size)).astype(np.float32)])
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        with torch.no_grad():
+            ref_s, ref_h = (t.numpy() for t in scorer(torch.from_numpy(check)))
+        got_s, got_h = session.run([SCORE_NAME, HEATMAP_NAME], {INPUT_NAME: check})
+        one_s, one_h = session.run([SCORE_NAME, HEATMAP_NAME], {INPUT_NAME: check[:1]})
+        ds = float(max(np.abs(got_s - ref_s).max(), np.abs(one_s - ref_s[:1]).max()))
+        dh = float(max(np.abs(got_h - ref_h).max(), np.abs(one_h - ref_h[:1]).max()))
+        if not (ds <= tolerance and dh <= tolerance):
+            raise ExportError(f"exported graph differs from PyTorch: max |Δscore| {ds:.2e}, max |Δheatmap| {dh:.2e} "
+                              f"(tolerance {tolerance:.0e}); nothing was written")
+    return ExportReport(out, meta, ds, dh, len(check), time.monotonic() - t0)

@@ -1,0 +1,38 @@
+"""`cxrscreen export RUN_DIR --out detector.onnx`: one ONNX detector file from a finished run."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished `cxrscreen train` run folder")
+    parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="detector file to write (.onnx)")
+    parser.add_argument("--score", dest="score_type", default=None,
+                        help="which anomaly map becomes score and heatmap (default: the run's)")
+    parser.add_argument("--name", default="", help="a human-readable detector name")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="max ONNX-vs-PyTorch difference (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.export import ExportError, export_run
+    from engine.train import RunFolderError
+
+    try:
+        report = export_run(args.run_dir, args.out, score_type=args.score_type, name=args.name,
+                            tolerance=args.tolerance, overwrite=args.overwrite)
+    except (RunFolderError, ExportError, FileExistsError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 1
+    m = report.metadata
+    print(f"wrote {report.path} ({report.path.stat().st_size / 2**20:.1f} MiB)\n"
+          f"  model id   {m.model_id}\n  method     {m.method} / {m.backbone} / score {m.score_type}\n"
+          f"  input      {m.input_size}x{m.input_size}, {m.preprocess.to_dict()}\n"
+          f"  calibrated on {m.calibration.n_normals} held-out normals\n"
+          f"  parity     max |Δscore| {report.max_score_diff:.1e}, max |Δheatmap| {report.max_heatmap_diff:.1e} "
+          f"on {report.n_checked} images (onnxruntime CPU vs PyTorch)")
+    return 0

@@ -1,0 +1,262 @@
+"""DDAD training and scoring (imports torch). Settings, paper recipe and deviations: see ``engine.methods.ddad``."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from engine.atomic import atomic_path
+from engine.datasets import DataError, TrainingData
+from engine.methods.ddad import CHECKPOINT, FINAL_MODEL, Config, DeviceChoice, Layout
+from engine.progress import Progress
+from engine.stop import StopRequest
+from models.autoencoder import AEOutput, AutoEncoder, Backbone, stack_members, unstack_members
+from models.ddad import SCORE_TYPES, DDADScorer, ScoreType  # noqa: F401  (ScoreType in signatures)
+
+logger = logging.getLogger(__name__)
+
+def resolve_device(choice: DeviceChoice) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but torch sees no usable CUDA GPU")
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def resolve_layout(layout: Layout, device: torch.device) -> Literal["stacked", "separate"]:
+    if layout == "auto":
+        return "stacked" if device.type == "cuda" else "separate"
+    return layout
+
+
+def member_seed(base: int, module: Literal["a", "b"], k: int) -> int:
+    return base * 1000 + (0 if module == "a" else 500) + k
+
+
+def member_losses(out: AEOutput, x: Tensor, backbone: Backbone, entropy_weight: float) -> tuple[Tensor, Tensor]:
+    """Per-member training losses (K,) and reconstruction MSEs (K,) for inputs x (B, K, H, W)."""
+    mean = out.mean.float()
+    sq = (mean - x) ** 2
+    rec = sq.mean(dim=(0, 2, 3))
+    if backbone == "ae-u":
+        logvar = out.logvar.float()
+        loss = (torch.exp(-logvar) * sq).mean(dim=(0, 2, 3)) + logvar.mean(dim=(0, 2, 3))
+    else:
+        loss = rec
+    if backbone == "memae":
+        att = out.attention.float()
+        entropy = -(att * torch.log(att + 1e-12)).sum(dim=-1).mean(dim=0)
+        loss = loss + entropy_weight * entropy
+    return loss, rec.detach()
+
+
+class _Ensemble:
+    """One module (A or B) in training: its data, members, optimisers and shuffling generators."""
+
+    def __init__(self, name: Literal["a", "b"], data: Tensor, config: Config, device: torch.device,
+                 layout: Literal["stacked", "separate"]) -> None:
+        self.name, self.data, self.config, self.device, self.layout = name, data, config, device, layout
+        k = config.members
+        singles = []
+        for i in range(k):
+            torch.manual_seed(member_seed(config.seed, name, i))
+            singles.append(self._new_net(1))
+        self.generators = [torch.Generator().manual_seed(member_seed(config.seed, name, i) + 77) for i in range(k)]
+        nets = [stack_members(singles)] if layout == "stacked" else singles
+        self.nets = [self._prepare(n) for n in nets]
+        fused = device.type in ("cpu", "cuda")
+        self.optimizers = [
+            torch.optim.Adam(n.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, fused=fused)
+            for n in self.nets
+        ]
+        self.steps_per_epoch = len(data) // config.batch_size
+        if self.steps_per_epoch < 1:
+            raise DataError(f"module {name.upper()} has {len(data)} training images, fewer than one batch of {config.batch_size}")
+
+    def _new_net(self, members: int) -> AutoEncoder:
+        c = self.config
+        return AutoEncoder(c.backbone, members, c.latent_size, c.multiplier, c.preprocess.size, c.mem_dim, c.shrink_thres)
+
+    def _prepare(self, net: AutoEncoder) -> AutoEncoder:
+        net = net.to(self.device)
+        if self.device.type == "cpu":
+            net = net.to(memory_format=torch.channels_last)
+        return net.train()
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.members
+
+    def _batch(self, idx: Tensor) -> Tensor:
+        x = self.data[idx].to(self.device, non_blocking=True)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def run_epoch(self, on_step) -> float:
+        """One epoch for every member; returns the mean reconstruction MSE over members and steps."""
+        c = self.config
+        n = len(self.data)
+        perms = [torch.randperm(n, generator=g) for g in self.generators]
+        bs = c.batch_size
+        recs: list[Tensor] = []
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.precision == "bf16")
+        if self.layout == "stacked":
+            net, opt = self.nets[0], self.optimizers[0]
+            for s in range(self.steps_per_epoch):
+                idx = torch.stack([p[s * bs : (s + 1) * bs] for p in perms], dim=1)  # (B, K)
+                x = self.data[idx.reshape(-1)].reshape(bs, c.members, *self.data.shape[2:]).to(self.device)
+                with autocast:
+                    out = net(x)
+                loss, rec = member_losses(out, x, c.backbone, c.entropy_weight)
+                opt.zero_grad(set_to_none=True)
+                loss.sum().backward()
+                opt.step()
+                recs.append(rec)
+                on_step(c.members)
+        else:
+            for net, opt, perm in zip(self.nets, self.optimizers, perms):
+                for s in range(self.steps_per_epoch):
+                    x = self._batch(perm[s * bs : (s + 1) * bs])
+                    with autocast:
+                        out = net(x)
+                    loss, rec = member_losses(out, x, c.backbone, c.entropy_weight)
+                    opt.zero_grad(set_to_none=True)
+                    loss.sum().backward()
+                    opt.step()
+                    recs.append(rec)
+                    on_step(1)
+        return float(torch.cat([r.reshape(-1) for r in recs]).mean())
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "nets": [n.state_dict() for n in self.nets],
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "generators": [g.get_state() for g in self.generators],
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        for n, s in zip(self.nets, state["nets"]):
+            n.load_state_dict(s)
+        for o, s in zip(self.optimizers, state["optimizers"]):
+            o.load_state_dict(s)
+        for g, s in zip(self.generators, state["generators"]):
+            g.set_state(s)
+
+    def members_on_cpu(self) -> list[AutoEncoder]:
+        singles: list[AutoEncoder] = []
+        for n in self.nets:
+            n = n.to("cpu", memory_format=torch.contiguous_format).eval()
+            singles.extend(unstack_members(n) if n.members > 1 else [n])
+        return singles
+
+
+def _save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> None:
+    with atomic_path(run_dir / CHECKPOINT) as tmp:
+        torch.save(payload, tmp)
+
+
+def train(config: Config, data: TrainingData, images: dict[str, np.ndarray], run_dir: Path,
+          progress: Progress, stop: StopRequest) -> bool:
+    """Train modules A and B, resuming from ``run_dir/checkpoint.pt`` when present.
+
+    Args:
+        images: {"normal_train": (N_n, 1, S, S), "unlabeled": (N_u, 1, S, S)} preprocessed.
+
+    Returns:
+        True when finished (``model.pt`` written), False when stopped early (checkpoint written).
+    """
+    if len(images["unlabeled"]) == 0:
+        raise DataError("DDAD needs unlabeled images (module A trains on normal ∪ unlabeled); none were given")
+    device = resolve_device(config.device)
+    layout = resolve_layout(config.layout, device)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    normal = torch.from_numpy(images["normal_train"])
+    union = torch.from_numpy(np.concatenate([images["normal_train"], images["unlabeled"]]))
+    if device.type == "cuda":
+        normal, union = normal.to(device), union.to(device)
+    modules = {"a": _Ensemble("a", union, config, device, layout), "b": _Ensemble("b", normal, config, device, layout)}
+
+    start_epoch, elapsed_before = 0, 0.0
+    ckpt_path = run_dir / CHECKPOINT
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ckpt["config"] != config.to_dict() or ckpt["data_hash"] != data.file_list_hash():
+            raise DataError(f"{ckpt_path} belongs to a run with other settings or data; use a new output folder")
+        if ckpt["layout"] != layout:
+            raise DataError(f"{ckpt_path} was written with layout '{ckpt['layout']}'; resume with --layout {ckpt['layout']}")
+        for name, m in modules.items():
+            m.load_state(ckpt["modules"][name])
+        start_epoch, elapsed_before = int(ckpt["epoch"]), float(ckpt["elapsed_s"])
+        progress.message(f"resuming from epoch {start_epoch} of {config.epochs}")
+
+    per_epoch = sum(m.total_steps for m in modules.values())
+    total = per_epoch * config.epochs
+    progress.phase("train", total, epochs=config.epochs, device=str(device), layout=layout, precision=config.precision,
+                   members=config.members, backbone=config.backbone)
+    done = per_epoch * start_epoch
+    t0 = time.monotonic()
+    last_ckpt = t0
+    epoch = start_epoch
+    losses: dict[str, float] = {}
+
+    def checkpoint(epoch_done: int) -> None:
+        _save_checkpoint(run_dir, {
+            "epoch": epoch_done, "config": config.to_dict(), "data_hash": data.file_list_hash(), "layout": layout,
+            "elapsed_s": elapsed_before + time.monotonic() - t0,
+            "modules": {name: m.state() for name, m in modules.items()}, "losses": losses,
+        })
+
+    for epoch in range(start_epoch, config.epochs):
+        for name, module in modules.items():
+            def on_step(n: int, _name: str = name) -> None:
+                nonlocal done
+                done += n
+                progress.update(done, epoch=epoch + 1, epochs=config.epochs, module=_name.upper(),
+                                loss=losses.get(_name))
+            losses[name] = module.run_epoch(on_step)
+        progress.update(done, force=True, epoch=epoch + 1, epochs=config.epochs,
+                        loss=losses["a"], loss_a=losses["a"], loss_b=losses["b"], epoch_end=True)
+        if stop.requested:
+            checkpoint(epoch + 1)
+            progress.message(f"stopped after epoch {epoch + 1}; run the same command again to resume")
+            return False
+        if time.monotonic() - last_ckpt >= config.checkpoint_every_s and epoch + 1 < config.epochs:
+            checkpoint(epoch + 1)
+            last_ckpt = time.monotonic()
+
+    ensemble = stack_members(modules["a"].members_on_cpu() + modules["b"].members_on_cpu()).eval()
+    with atomic_path(run_dir / FINAL_MODEL) as tmp:
+        torch.save({"config": config.to_dict(), "ensemble": ensemble.state_dict(), "members": config.members,
+                    "train_seconds": elapsed_before + time.monotonic() - t0, "device": str(device),
+                    "layout": layout}, tmp)
+    ckpt_path.unlink(missing_ok=True)
+    return True
+
+
+def load_scorer(run_dir: Path, score_type: ScoreType | None = None) -> DDADScorer:
+    """The trained detector (CPU, eval mode) from ``run_dir/model.pt``; ``score_type`` overrides the run's."""
+    saved = torch.load(Path(run_dir) / FINAL_MODEL, map_location="cpu", weights_only=False)
+    c = Config.from_dict(saved["config"])
+    ensemble = AutoEncoder(c.backbone, 2 * c.members, c.latent_size, c.multiplier, c.preprocess.size, c.mem_dim, c.shrink_thres)
+    ensemble.load_state_dict(saved["ensemble"])
+    return DDADScorer(ensemble.eval(), score_type or c.score_type).eval()
+
+
+@torch.no_grad()
+def all_maps(scorer: DDADScorer, images: np.ndarray, batch_size: int = 128) -> dict[str, np.ndarray]:
+    """Mean of every DDAD map per image: {"rec", "intra", "inter"} -> (N,) (for evaluation)."""
+    out: dict[str, list[np.ndarray]] = {k: [] for k in SCORE_TYPES}
+    for i in range(0, len(images), batch_size):
+        maps = scorer.maps(torch.from_numpy(images[i : i + batch_size]))
+        for k in SCORE_TYPES:
+            out[k].append(maps[k].mean(dim=(1, 2)).numpy())
+    return {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in out.items()}
+

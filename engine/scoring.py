@@ -1,0 +1,106 @@
+"""Scoring files with a detector: read → preprocess → batch → onnxruntime, in input order.
+
+Decoding runs in a small thread pool ahead of inference (Pillow, pydicom's decoders and numpy
+release the GIL), so reading and the network overlap. A file that cannot be read yields a result
+with its reason instead of stopping the run. Torch-free: `cxrscreen score`, `cxrscreen eval` and
+the desktop app's worker all use :func:`iter_scores`.
+"""
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from engine.detector import Detector
+from engine.io import RadiographReadError, read_radiograph
+from engine.preprocess import preprocess
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """One file's outcome.
+
+    Attributes:
+        path: the file.
+        score: the image score, or None when the file could not be read.
+        percentile: percent of calibration normals scoring below (ties half), or None.
+        heatmap: (S, S) float32 anomaly map when requested, else None.
+        error: why the file could not be scored, else None.
+    """
+
+    path: Path
+    score: float | None
+    percentile: float | None
+    heatmap: np.ndarray | None = None
+    error: str | None = None
+
+
+def _load(path: Path, detector: Detector) -> np.ndarray | str:
+    try:
+        return preprocess(read_radiograph(path).pixels, detector.preprocess_spec)
+    except RadiographReadError as exc:
+        return exc.reason
+    except (ValueError, OSError, MemoryError) as exc:  # defensive: a reader bug must not stop a worklist
+        return f"{exc.__class__.__name__}: {exc}"
+
+
+def iter_scores(
+    paths: Iterable[Path],
+    detector: Detector,
+    batch_size: int = 32,
+    workers: int = 2,
+    keep_heatmaps: bool = False,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[list[ScoreResult]]:
+    """Score files, yielding one list of results per batch (in input order).
+
+    Args:
+        paths: files to score.
+        detector: a loaded detector.
+        batch_size: images per onnxruntime call.
+        workers: decoding threads.
+        keep_heatmaps: also return each heatmap.
+        should_stop: polled between batches; when it returns True, iteration ends early.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    paths_iter = iter(paths)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending: deque[tuple[Path, Future]] = deque()
+
+        def refill() -> None:
+            while len(pending) < 2 * batch_size + workers:
+                try:
+                    p = Path(next(paths_iter))
+                except StopIteration:
+                    return
+                pending.append((p, pool.submit(_load, p, detector)))
+
+        refill()
+        while pending:
+            if should_stop is not None and should_stop():
+                for _, fut in pending:
+                    fut.cancel()
+                return
+            batch: list[tuple[Path, np.ndarray | str]] = []
+            while pending and len(batch) < batch_size:
+                p, fut = pending.popleft()
+                batch.append((p, fut.result()))
+                refill()
+            ok = [i for i, (_, x) in enumerate(batch) if isinstance(x, np.ndarray)]
+            results: list[ScoreResult | None] = [None] * len(batch)
+            if ok:
+                inputs = np.stack([batch[i][1] for i in ok])[:, None]
+                out = detector.run(inputs)
+                pct = detector.calibration.percentile(out.scores)
+                for j, i in enumerate(ok):
+                    results[i] = ScoreResult(batch[i][0], float(out.scores[j]), float(pct[j]),
+                                             out.heatmaps[j] if keep_heatmaps else None)
+            for i, (p, x) in enumerate(batch):
+                if results[i] is None:
+                    results[i] = ScoreResult(p, None, None, None, str(x))
+            yield [r for r in results if r is not None]

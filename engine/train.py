@@ -1,0 +1,146 @@
+"""Method-agnostic training driver: run folder, data loading, resume, calibration, summary.
+
+A run folder holds:
+    run.json          method, settings, data summary, status ("running", "stopped", "done", "failed")
+    data.json         the file lists (normal_train, normal_calibration, unlabeled, skipped)
+    checkpoint.pt     the latest resumable state (written atomically; removed when done)
+    model.pt          the trained networks (when done)
+    calibration.json  held-out normal scores and heatmap quantiles (when done)
+    log.jsonl         every progress event
+Running the same command again on a stopped or killed run resumes it; a run folder holding a
+different method, settings or file lists is refused rather than overwritten.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine import __version__
+from engine.atomic import atomic_write_text
+from engine.datasets import DataError, TrainingData, load_images
+from engine.detector import NormalCalibration
+from engine.methods import get_method
+from engine.progress import Progress
+from engine.stop import StopRequest
+
+RUN_FILE = "run.json"
+DATA_FILE = "data.json"
+CALIBRATION_FILE = "calibration.json"
+
+
+class RunFolderError(ValueError):
+    """The output folder holds something else than this run."""
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    run_dir: Path
+    status: str  # "done" or "stopped"
+    summary: dict[str, Any]
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise RunFolderError(f"{run_dir}: not a training run folder (no {RUN_FILE})")
+    return json.loads(path.read_text())
+
+
+def _write_run(run_dir: Path, run: dict[str, Any]) -> None:
+    atomic_write_text(run_dir / RUN_FILE, json.dumps(run, indent=2, default=str))
+
+
+def _environment() -> dict[str, Any]:
+    import torch
+
+    return {
+        "engine_version": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, progress: Progress,
+                 stop: StopRequest | None = None, workers: int = 2) -> TrainOutcome:
+    """Train (or resume) a detector into ``run_dir`` and calibrate it on the held-out normals."""
+    m = get_method(method)
+    stop = stop or StopRequest()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data_summary = data.summary()
+    run_path = run_dir / RUN_FILE
+    if run_path.exists():
+        old = read_run(run_dir)
+        if old.get("method") != method or old.get("config") != config.to_dict() or \
+                old.get("data", {}).get("file_list_sha256") != data_summary["file_list_sha256"]:
+            raise RunFolderError(f"{run_dir} holds another run (different method, settings or data); choose a new folder")
+        if old.get("status") == "done":
+            progress.message(f"{run_dir} is already trained; nothing to do")
+            progress.finish("done", run_dir=str(run_dir), already=True)
+            return TrainOutcome(run_dir, "done", old)
+        run = old
+    else:
+        run = {"method": method, "config": config.to_dict(), "data": data_summary, "created": time.time()}
+    run.update(status="running", environment=_environment())
+    _write_run(run_dir, run)
+    atomic_write_text(run_dir / DATA_FILE, json.dumps(data.to_json(), indent=1))
+    for s in data.skipped:
+        progress.message(f"skipped unreadable file {s.path}: {s.reason}", level="warning")
+
+    t_start = time.monotonic()
+    try:
+        spec = config.preprocess
+        lists = {"normal_train": data.normal_train, "unlabeled": data.unlabeled, "normal_calibration": data.normal_calibration}
+        total = sum(len(v) for v in lists.values())
+        progress.phase("load", total)
+        images: dict[str, np.ndarray] = {}
+        offset = 0
+        for name, paths in lists.items():
+            images[name] = load_images(paths, spec, lambda d, n, o=offset: progress.update(o + d), workers=workers)
+            offset += len(paths)
+        t_train = time.monotonic()
+        finished = m.train(config, data, images, run_dir, progress, stop)
+        run["train_seconds"] = run.get("train_seconds", 0.0) + (time.monotonic() - t_train)
+        if not finished:
+            run.update(status="stopped")
+            _write_run(run_dir, run)
+            progress.finish("stopped", run_dir=str(run_dir))
+            return TrainOutcome(run_dir, "stopped", run)
+
+        progress.phase("calibrate", len(data.normal_calibration))
+        calibration = calibrate(m.load_scorer(run_dir), images["normal_calibration"])
+        atomic_write_text(run_dir / CALIBRATION_FILE, json.dumps(calibration.to_dict()))
+        progress.update(len(data.normal_calibration), force=True)
+    except BaseException as exc:
+        run.update(status="failed" if not isinstance(exc, KeyboardInterrupt) else "stopped", error=str(exc))
+        _write_run(run_dir, run)
+        raise
+    run.update(status="done", wall_seconds_this_session=time.monotonic() - t_start, finished=time.time())
+    _write_run(run_dir, run)
+    progress.finish("done", run_dir=str(run_dir), train_seconds=run["train_seconds"])
+    return TrainOutcome(run_dir, "done", run)
+
+
+def calibrate(scorer: Any, images: np.ndarray, batch_size: int = 128) -> NormalCalibration:
+    """Scores and heatmaps of held-out normals -> :class:`NormalCalibration` (PyTorch scorer)."""
+    import torch
+
+    if len(images) == 0:
+        raise DataError("no held-out normal images to calibrate on (calibration fraction 0?)")
+    scores, heatmaps = [], []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            s, h = scorer(torch.from_numpy(images[i : i + batch_size]))
+            scores.append(s.numpy())
+            heatmaps.append(h.numpy())
+    return NormalCalibration.from_samples(np.concatenate(scores), np.concatenate(heatmaps),
+                                          source=f"{len(images)} held-out known normals (never trained on)")

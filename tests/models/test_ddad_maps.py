@@ -1,0 +1,52 @@
+"""DDAD anomaly maps against hand-computed values (official test.py formulas)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from models.autoencoder import AutoEncoder
+from models.ddad import DDADScorer, ddad_maps
+
+# one image of 1 x 2 pixels, K = 3 members per module
+X = torch.tensor([[[[1.0, 0.0]]]])
+A = torch.tensor([[[[0.0, 0.0]], [[0.0, 0.0]], [[0.0, 0.0]]]])   # μ_A = (0, 0)
+B = torch.tensor([[[[1.0, 1.0]], [[2.0, 1.0]], [[3.0, 1.0]]]])   # μ_B = (2, 1); unbiased var = (1, 0)
+
+
+def test_ae_maps_by_hand():
+    m = ddad_maps(X, A, B, None)
+    torch.testing.assert_close(m["rec"], torch.tensor([[[1.0, 1.0]]]))    # (1-2)², (0-1)²
+    torch.testing.assert_close(m["intra"], torch.tensor([[[1.0, 0.0]]]))  # unbiased std of (1,2,3) is 1
+    torch.testing.assert_close(m["inter"], torch.tensor([[[2.0, 1.0]]]))  # |0-2|, |0-1|
+
+
+def test_ae_u_maps_are_divided_by_the_mean_predicted_variance():
+    # predicted variances (2, 4, 6) and (1, 1, 1): their member means are (4, 1)
+    logvar = torch.log(torch.tensor([[[[2.0, 1.0]], [[4.0, 1.0]], [[6.0, 1.0]]]]))  # mean exp = (4, 1)
+    m = ddad_maps(X, A, B, logvar)
+    torch.testing.assert_close(m["rec"], torch.tensor([[[1.0 / 4, 1.0]]]))
+    torch.testing.assert_close(m["intra"], torch.tensor([[[math.sqrt(1.0 / 4), 0.0]]]))
+    torch.testing.assert_close(m["inter"], torch.tensor([[[2.0 / 2, 1.0]]]))  # |Δμ| / sqrt(var)
+
+
+@pytest.mark.parametrize("score_type", ["rec", "intra", "inter"])
+def test_scorer_returns_mean_of_the_chosen_map(score_type):
+    torch.manual_seed(0)
+    scorer = DDADScorer(AutoEncoder("ae-u", members=4).eval(), score_type).eval()
+    x = torch.rand(3, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        score, heatmap = scorer(x)
+        maps = scorer.maps(x)
+    assert score.shape == (3,) and heatmap.shape == (3, 64, 64)
+    torch.testing.assert_close(heatmap, maps[score_type])
+    torch.testing.assert_close(score, heatmap.mean(dim=(1, 2)))
+    assert torch.isfinite(heatmap).all() and (heatmap >= 0).all()
+
+
+def test_scorer_needs_two_modules_of_at_least_two_members():
+    with pytest.raises(ValueError, match="2K members"):
+        DDADScorer(AutoEncoder("ae", members=3))
+    with pytest.raises(ValueError, match="score_type"):
+        DDADScorer(AutoEncoder("ae", members=4), "mean")
