@@ -15,3 +15,57 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
         pytest.skip(f"real data not found at {SHARED_DATA} (it lives beside the checkout; CI has it)")
     return SHARED_DATA
+
+
+def build_local_contrast_detector(path: Path, size: int = 32, n_normals: int = 50) -> Path:
+    """A small real ONNX detector with cxrscreen metadata, built without torch.
+
+    heatmap = (x − 3x3 box blur of x)², score = mean(heatmap): a local-contrast detector. Its
+    calibration comes from running it (onnxruntime) on smooth random "normal" images.
+    """
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from engine.detector import HEATMAP_NAME, INPUT_NAME, METADATA_KEY, SCORE_NAME, DetectorMetadata, NormalCalibration
+    from engine.preprocess import PreprocessSpec
+
+    kernel = helper.make_tensor("k", TensorProto.FLOAT, [1, 1, 3, 3], [1.0 / 9] * 9)
+    nodes = [
+        helper.make_node("Conv", [INPUT_NAME, "k"], ["blur"], pads=[1, 1, 1, 1]),
+        helper.make_node("Sub", [INPUT_NAME, "blur"], ["diff"]),
+        helper.make_node("Mul", ["diff", "diff"], ["sq"]),
+        helper.make_node("Squeeze", ["sq", "axis1"], [HEATMAP_NAME]),
+        helper.make_node("ReduceMean", [HEATMAP_NAME, "axes12"], [SCORE_NAME], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes, "local_contrast",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 1, size, size])],
+        [helper.make_tensor_value_info(SCORE_NAME, TensorProto.FLOAT, ["batch"]),
+         helper.make_tensor_value_info(HEATMAP_NAME, TensorProto.FLOAT, ["batch", size, size])],
+        initializer=[kernel, helper.make_tensor("axis1", TensorProto.INT64, [1], [1]),
+                     helper.make_tensor("axes12", TensorProto.INT64, [2], [1, 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    rng = np.random.default_rng(0)
+    normals = rng.normal(0, 0.05, (n_normals, 1, size, size)).astype(np.float32)
+    scores, heatmaps = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: normals})
+    meta = DetectorMetadata(
+        method="test-local-contrast", backbone="box-blur", score_type="local-contrast",
+        preprocess=PreprocessSpec(size=size), calibration=NormalCalibration.from_samples(scores, heatmaps),
+        training={"normal_train": 0, "note": "analytic test detector"}, name="local contrast (test)",
+        software={"cxrscreen": "test"}, created="2026-01-01T00:00:00+00:00",
+    )
+    onnx.helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tmp_path_factory) -> Path:
+    """Path to a small real ONNX detector (see :func:`build_local_contrast_detector`)."""
+    return build_local_contrast_detector(tmp_path_factory.mktemp("detector") / "local_contrast.onnx")
