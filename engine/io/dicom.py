@@ -1,0 +1,473 @@
+"""DICOM radiographs through pydicom 3: header, first-frame decode and the grayscale pipeline.
+
+Display pipeline (PS3.4 N.2), each step a pure function in :mod:`engine.io.processing`:
+
+1. Modality LUT: Rescale Slope/Intercept (a negative slope included) or Modality LUT
+   Sequence -> ``modality_values`` (kept, so a viewer can apply any other preset).
+2. VOI: the VOI LUT Sequence when present (preferred, as pydicom does: it is the
+   manufacturer's display curve), else the first Window Center/Width with VOILUTFunction
+   (all windows are kept as presets), else a min–max of the modality values (for FOR
+   PROCESSING images the notes say the display is not a diagnostic rendering).
+3. Polarity: MONOCHROME1, or Presentation LUT Shape INVERSE, inverts once. In image IODs
+   (PS3.3 C.8.11.3, DX Image Module) INVERSE *shall* be used with MONOCHROME1 and IDENTITY
+   with MONOCHROME2: INVERSE restates the MONOCHROME1 inversion, so MONOCHROME1 + INVERSE is
+   a single inversion, not a double one. INVERSE on MONOCHROME2 (non-conformant but seen)
+   inverts; IDENTITY on MONOCHROME1 is overruled by MONOCHROME1 (with a note).
+
+Colour (RGB/YBR, palette) is converted to gray with ITU-R 601-2 luma and scaled by its bit
+depth. Multi-frame files show their first frame (and say so). Compressed pixel data is decoded
+by whichever pydicom plugin is installed: GDCM (JPEG baseline/extended/lossless, JPEG-LS),
+pylibjpeg-openjpeg (JPEG 2000), pylibjpeg-rle or pydicom (RLE), Pillow as a fallback.
+Torch-free.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from engine.io.limits import check_size
+from engine.io.processing import (
+    apply_linear,
+    apply_luma,
+    apply_modality_lut,
+    apply_voi_lut,
+    apply_window,
+    min_max_coefficients,
+)
+from engine.io.types import (
+    CorruptFileError,
+    MissingPixelDataError,
+    Radiograph,
+    RadiographMeta,
+    UnsupportedFileError,
+    WindowPreset,
+)
+
+_MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+_COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420",
+           "YBR_PARTIAL_422")
+_PALETTE = "PALETTE COLOR"
+_VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+# Attributes of which at least one must be present for a preamble-less file to count as a
+# real data set (rather than bytes that happened to parse).
+_DATASET_EVIDENCE = ("SOPClassUID", "Rows", "PixelData", "Modality", "StudyInstanceUID",
+                     "PatientID")
+_SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+
+
+def read_dicom_header(
+    path: Path, fp: BinaryIO, *, preamble: bool, notes: tuple[str, ...] = ()
+) -> RadiographMeta:
+    """Read a DICOM header (no pixel data is read or decoded).
+
+    Args:
+        path: the file (named in errors).
+        fp: the open file, positioned at 0.
+        preamble: whether the file has the 128-byte preamble and "DICM"; a bare data set is
+            read with ``force`` and must contain real attributes.
+        notes: notes from the caller.
+
+    Returns:
+        The metadata.
+
+    Raises:
+        CorruptFileError: truncated or malformed header, or not a DICOM data set.
+        MissingPixelDataError: a data set that is not an image (e.g. a Structured Report).
+        UnsupportedFileError: an image type we do not read (e.g. a colour space).
+        ImageSizeError: implausible Rows/Columns.
+    """
+    ds = _read_dataset(path, fp, preamble=preamble, stop_before_pixels=True)
+    return dicom_meta(path, ds, notes=notes if preamble else (*notes, "read without DICOM preamble"))
+
+
+def read_dicom(
+    path: Path, fp: BinaryIO, *, preamble: bool, notes: tuple[str, ...] = ()
+) -> Radiograph:
+    """Read a DICOM file and render its first frame for display.
+
+    Args:
+        path: the file (named in errors).
+        fp: the open file, positioned at 0.
+        preamble: see :func:`read_dicom_header`.
+        notes: notes from the caller.
+
+    Returns:
+        The radiograph: ``pixels`` float32 [0, 1] higher = brighter, and (for monochrome)
+        ``modality_values`` float32 after the modality LUT.
+
+    Raises:
+        CorruptFileError: truncated or malformed header or pixel data.
+        MissingPixelDataError: no Pixel Data.
+        UnsupportedFileError: no installed decoder for the transfer syntax, or an
+            unsupported photometric interpretation.
+        ImageSizeError: implausible Rows/Columns.
+    """
+    ds = _read_dataset(path, fp, preamble=preamble, stop_before_pixels=False)
+    meta = dicom_meta(path, ds, notes=notes if preamble else (*notes, "read without DICOM preamble"))
+    if "PixelData" not in ds:
+        raise MissingPixelDataError(path, f"no pixel data: {_sop_description(ds)}")
+    stored = _decode_first_frame(path, ds, meta)
+    return _render(path, ds, meta, stored)
+
+
+def dicom_meta(path: Path, ds: Dataset, notes: tuple[str, ...] = ()) -> RadiographMeta:
+    """Build :class:`RadiographMeta` from a data set, checking it is a plausible image.
+
+    Args:
+        path: the file.
+        ds: the data set (pixel data may be absent).
+        notes: notes to start with.
+
+    Returns:
+        The metadata.
+
+    Raises:
+        MissingPixelDataError: not an image (no Rows/Columns, or a non-image SOP class).
+        UnsupportedFileError: unsupported photometric interpretation.
+        ImageSizeError: implausible Rows/Columns.
+    """
+    sop = str(ds.get("SOPClassUID", "") or "")
+    rows, columns = _int(ds.get("Rows")), _int(ds.get("Columns"))
+    if sop.startswith(_SR_PREFIX) or rows is None or columns is None:
+        raise MissingPixelDataError(path, f"no pixel data: {_sop_description(ds)}")
+    check_size(path, rows, columns)
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    samples = _int(ds.get("SamplesPerPixel")) or 1
+    if not photometric:
+        photometric = "MONOCHROME2" if samples == 1 else "RGB"
+        notes = (*notes, f"PhotometricInterpretation missing: assumed {photometric}")
+    if photometric not in (*_MONOCHROME, *_COLOUR, _PALETTE):
+        raise UnsupportedFileError(path, f"unsupported photometric interpretation {photometric!r}")
+    frames = _int(ds.get("NumberOfFrames")) or 1
+    if frames > 1:
+        notes = (*notes, f"multi-frame: first of {frames} frames shown")
+    presets, preset_notes = _window_presets(ds)
+    spacing, source, spacing_notes = _spacing(ds)
+    intent = str(ds.get("PresentationIntentType", "") or "").strip().upper()
+    ts = _transfer_syntax(ds)
+    return RadiographMeta(
+        path=path,
+        format="dicom",
+        rows=rows,
+        columns=columns,
+        bits_stored=_int(ds.get("BitsStored")),
+        photometric=photometric,
+        samples_per_pixel=samples,
+        modality=_text(ds, "Modality"),
+        view_position=_text(ds, "ViewPosition"),
+        body_part=_text(ds, "BodyPartExamined"),
+        patient_id=_text(ds, "PatientID"),
+        patient_name=_text(ds, "PatientName"),
+        study_uid=_text(ds, "StudyInstanceUID"),
+        series_uid=_text(ds, "SeriesInstanceUID"),
+        sop_uid=_text(ds, "SOPInstanceUID"),
+        accession_number=_text(ds, "AccessionNumber"),
+        study_date=_text(ds, "StudyDate"),
+        pixel_spacing_mm=spacing,
+        spacing_source=source,
+        window_presets=presets,
+        presentation_intent=intent if intent in ("FOR PRESENTATION", "FOR PROCESSING") else None,
+        number_of_frames=frames,
+        transfer_syntax=str(ts) if ts else None,
+        notes=(*notes, *preset_notes, *spacing_notes),
+    )
+
+
+def _read_dataset(path: Path, fp: BinaryIO, *, preamble: bool, stop_before_pixels: bool) -> Dataset:
+    """``pydicom.dcmread`` with typed errors; ``force`` only for a sniffed bare data set."""
+    try:
+        ds = pydicom.dcmread(fp, force=not preamble, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError as exc:
+        raise CorruptFileError(path, "not a DICOM file (unrecognised content)") from exc
+    except EOFError as exc:
+        raise CorruptFileError(path, "truncated DICOM file (ends inside the header)") from exc
+    except Exception as exc:  # pydicom raises many types on malformed elements
+        raise CorruptFileError(path, f"malformed DICOM header ({_short(exc)})") from exc
+    if not preamble and not any(keyword in ds for keyword in _DATASET_EVIDENCE):
+        raise CorruptFileError(path, "not a DICOM file (unrecognised content)")
+    if not ds.file_meta.get("TransferSyntaxUID"):
+        # Bare data set: pydicom found the encoding from the first element.
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else
+            ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    return ds
+
+
+def _decode_first_frame(path: Path, ds: Dataset, meta: RadiographMeta) -> np.ndarray:
+    """Decode only the first frame; check the decoder and the data length first."""
+    ts = UID(str(ds.file_meta.TransferSyntaxUID))
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError as exc:
+        raise UnsupportedFileError(path, f"unsupported transfer syntax {ts.name or ts}") from exc
+    if not decoder.is_available:
+        raise UnsupportedFileError(path, f"no decoder installed for {ts.name} pixel data")
+    if not ts.is_compressed:
+        need = _frame_bytes(ds, meta)
+        have = len(ds.PixelData)
+        if have < need:
+            raise CorruptFileError(path, f"truncated pixel data ({have} of {need} bytes)")
+    try:
+        return pixel_array(ds, index=0)
+    except Exception as exc:  # decoder plugins raise many types on damaged streams
+        raise CorruptFileError(path, f"cannot decode {ts.name} pixel data ({_short(exc)})") from exc
+
+
+def _render(path: Path, ds: Dataset, meta: RadiographMeta, stored: np.ndarray) -> Radiograph:
+    """Apply the display pipeline to the decoded first frame."""
+    photometric = meta.photometric or "MONOCHROME2"
+    if photometric in _COLOUR or photometric == _PALETTE or stored.ndim == 3:
+        return _render_colour(path, ds, meta, stored)
+    notes: list[str] = []
+    invert = _inversion(ds, photometric, notes)
+    modality, lo, hi = _modality(ds, stored, notes)
+    voi = _voi_lut(ds)
+    if voi is not None:
+        lut, first, bits = voi
+        pixels = apply_voi_lut(modality, lut, first, bits, invert=invert)
+        notes.append("VOI LUT sequence applied")
+    elif meta.window_presets:
+        p = meta.window_presets[0]
+        pixels = apply_window(modality, p.center, p.width, p.function, invert=invert)
+        which = f" (first of {len(meta.window_presets)})" if len(meta.window_presets) > 1 else ""
+        notes.append(f"window {_fmt(p.center)}/{_fmt(p.width)} {p.function} applied{which}")
+    else:
+        if lo is None or hi is None:
+            lo, hi = float(modality.min()), float(modality.max())
+        a, b = min_max_coefficients(lo, hi)
+        if invert:
+            a, b = -a, 1.0 - b
+        pixels = apply_linear(modality, a, b)
+        if meta.presentation_intent == "FOR PROCESSING":
+            notes.append("FOR PROCESSING image without a window: min–max of the raw values "
+                         "shown (not a diagnostic rendering)")
+        else:
+            notes.append("no window in file: min–max of the modality values shown")
+    meta = replace(meta, notes=(*meta.notes, *notes))
+    return Radiograph(pixels=pixels, meta=meta, modality_values=modality)
+
+
+def _render_colour(path: Path, ds: Dataset, meta: RadiographMeta, stored: np.ndarray) -> Radiograph:
+    """RGB/YBR (already RGB from pydicom) or palette colour -> luma scaled by bit depth."""
+    notes: tuple[str, ...] = ()
+    if meta.photometric == _PALETTE:
+        try:
+            rgb = apply_color_lut(stored, ds)
+        except Exception as exc:  # malformed palette descriptors
+            raise CorruptFileError(path, f"unusable colour palette ({_short(exc)})") from exc
+        notes = ("palette colour converted to gray (ITU-R 601-2 luma)",)
+        full = 255.0 if rgb.dtype == np.uint8 else 65535.0
+    else:
+        rgb = stored
+        notes = ("colour converted to gray (ITU-R 601-2 luma)",)
+        full = float(2 ** (meta.bits_stored or rgb.dtype.itemsize * 8) - 1)
+    if rgb.ndim != 3 or rgb.shape[-1] < 3:
+        raise CorruptFileError(path, f"colour image decoded to shape {rgb.shape}, expected (H, W, 3)")
+    luma = apply_luma(rgb)
+    values = luma.astype(np.float32)
+    pixels = apply_linear(values, 1.0 / full, 0.0)
+    meta = replace(meta, notes=(*meta.notes, *notes))
+    return Radiograph(pixels=pixels, meta=meta, modality_values=values)
+
+
+def _inversion(ds: Dataset, photometric: str, notes: list[str]) -> bool:
+    """Whether to invert once: MONOCHROME1, or INVERSE on MONOCHROME2 (never twice)."""
+    shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
+    if photometric == "MONOCHROME1":
+        if shape == "IDENTITY":
+            notes.append("PresentationLUTShape IDENTITY contradicts MONOCHROME1: "
+                         "MONOCHROME1 honoured (inverted)")
+        else:
+            notes.append("MONOCHROME1: inverted for display")
+        return True
+    if shape == "INVERSE":
+        notes.append("PresentationLUTShape INVERSE: inverted for display")
+        return True
+    return False
+
+
+def _modality(ds: Dataset, stored: np.ndarray, notes: list[str]) -> tuple[np.ndarray, float | None, float | None]:
+    """Modality LUT; also the modality range from the stored range when that is cheap."""
+    seq = ds.get("ModalityLUTSequence")
+    if seq:
+        lut = _lut_data(ds, seq[0])
+        if lut is not None:
+            data, first, _bits = lut
+            notes.append("modality LUT sequence applied")
+            return apply_modality_lut(stored, lut=data, lut_first=first), None, None
+        notes.append("malformed modality LUT sequence ignored")
+    slope = _float(ds.get("RescaleSlope"), 1.0)
+    intercept = _float(ds.get("RescaleIntercept"), 0.0)
+    if slope == 0.0:
+        notes.append("RescaleSlope 0 ignored (treated as 1)")
+        slope = 1.0
+    modality = apply_modality_lut(stored, slope, intercept)
+    if slope != 1.0 or intercept != 0.0:
+        notes.append(f"rescale slope {_fmt(slope)}, intercept {_fmt(intercept)} applied")
+    # min/max of the (integer) stored values is cheaper than of the float32 copy.
+    s_lo, s_hi = float(stored.min()), float(stored.max())
+    ends = (s_lo * slope + intercept, s_hi * slope + intercept)
+    return modality, min(ends), max(ends)
+
+
+def _voi_lut(ds: Dataset) -> tuple[np.ndarray, int, int] | None:
+    """(LUT data, first mapped value, bits per entry) of the first VOI LUT item, if usable."""
+    seq = ds.get("VOILUTSequence")
+    if not seq:
+        return None
+    return _lut_data(ds, seq[0])
+
+
+def _lut_data(ds: Dataset, item: Dataset) -> tuple[np.ndarray, int, int] | None:
+    """Parse LUT Descriptor + LUT Data (US or OW) of a LUT item; None when malformed."""
+    descriptor = item.get("LUTDescriptor")
+    if "LUTData" not in item or descriptor is None or len(descriptor) != 3:
+        return None
+    entries = int(descriptor[0]) or 65536  # 0 means 2**16 entries (PS3.3 C.11.1.1.1)
+    first = int(descriptor[1])
+    bits = int(descriptor[2])
+    elem = item["LUTData"]
+    value = elem.value
+    if isinstance(value, (bytes, bytearray)):
+        little = ds.original_encoding[1] is not False
+        data = np.frombuffer(value, dtype="<u2" if little else ">u2")
+    else:
+        data = np.asarray(value if isinstance(value, (list, tuple)) else [value], dtype=np.int64)
+    if data.size < entries or not 1 <= bits <= 16:
+        return None
+    return data[:entries].astype(np.uint16), first, bits
+
+
+def _window_presets(ds: Dataset) -> tuple[tuple[WindowPreset, ...], tuple[str, ...]]:
+    """All Window Center/Width pairs as presets; unusable ones are skipped with a note."""
+    centers = _floats(ds.get("WindowCenter"))
+    widths = _floats(ds.get("WindowWidth"))
+    if not centers or not widths:
+        return (), ()
+    notes: list[str] = []
+    if len(centers) != len(widths):
+        notes.append(f"{len(centers)} window centers but {len(widths)} widths: "
+                     f"first {min(len(centers), len(widths))} pairs kept")
+    names = [str(n) for n in _items(ds.get("WindowCenterWidthExplanation"))]
+    function = str(ds.get("VOILUTFunction", "") or "LINEAR").strip().upper()
+    if function not in _VOI_FUNCTIONS:
+        notes.append(f"unknown VOILUTFunction {function!r}: LINEAR used")
+        function = "LINEAR"
+    presets = []
+    for i, (c, w) in enumerate(zip(centers, widths)):
+        minimum_ok = w >= 1 if function == "LINEAR" else w > 0
+        if not (math.isfinite(c) and math.isfinite(w) and minimum_ok):
+            notes.append(f"window {i + 1} ignored: center {_fmt(c)}, width {_fmt(w)}")
+            continue
+        name = names[i] if i < len(names) else ""
+        presets.append(WindowPreset(center=c, width=w, name=name, function=function))  # type: ignore[arg-type]
+    return tuple(presets), tuple(notes)
+
+
+def _spacing(ds: Dataset) -> tuple[tuple[float, float] | None, Any, tuple[str, ...]]:
+    """PixelSpacing, else ImagerPixelSpacing (row, column mm); zero/invalid values dropped."""
+    notes: list[str] = []
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        values = _floats(ds.get(keyword))
+        if not values:
+            continue
+        if len(values) == 2 and all(math.isfinite(v) and v > 0 for v in values):
+            return (values[0], values[1]), keyword, tuple(notes)
+        notes.append(f"{keyword} {'/'.join(_fmt(v) for v in values)} ignored (not two "
+                     f"positive values)")
+    return None, None, tuple(notes)
+
+
+def _frame_bytes(ds: Dataset, meta: RadiographMeta) -> int:
+    """Bytes of one uncompressed frame."""
+    allocated = _int(ds.get("BitsAllocated")) or 8
+    pixels = meta.rows * meta.columns * meta.samples_per_pixel
+    if allocated == 1:
+        return (pixels + 7) // 8
+    return pixels * ((allocated + 7) // 8)
+
+
+def _transfer_syntax(ds: Dataset) -> UID | None:
+    """The file's transfer syntax, or the encoding pydicom found for a bare data set."""
+    ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    return UID(str(ts)) if ts else None
+
+
+def _sop_description(ds: Dataset) -> str:
+    """A short, readable name of what the data set is (for 'no pixel data' errors)."""
+    uid = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", "") or "")
+    if not uid:
+        return "DICOM data set without an image"
+    name = UID(uid).name or uid
+    if uid.startswith(_SR_PREFIX):
+        return f"DICOM Structured Report ({name})"
+    return name
+
+
+def _text(ds: Dataset, keyword: str) -> str | None:
+    """A string attribute, stripped; None when absent or empty."""
+    value = ds.get(keyword)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _int(value: Any) -> int | None:
+    """An integer attribute value, or None."""
+    try:
+        return int(value) if value is not None and value != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: Any, default: float) -> float:
+    """A single float (the first of several), or ``default``."""
+    values = _floats(value)
+    return values[0] if values else default
+
+
+def _floats(value: Any) -> list[float]:
+    """A DS/IS/FD value (single or multi) as a list of floats; [] when absent or invalid."""
+    out = []
+    for item in _items(value):
+        try:
+            out.append(float(item))
+        except (TypeError, ValueError):
+            return []
+    return out
+
+
+def _items(value: Any) -> list[Any]:
+    """A single or multi-valued attribute value as a list ([] when absent or empty)."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        return [value]
+    return list(value)
+
+
+def _fmt(value: float) -> str:
+    """Compact number formatting for notes (no trailing .0)."""
+    return f"{value:g}"
+
+
+def _short(exc: BaseException) -> str:
+    """An exception as one short line."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:160]
