@@ -268,8 +268,10 @@ class Detector:
             raise ValueError(f"provider must be 'auto', 'cuda' or 'cpu', got {provider!r}")
         self.path = Path(path)
         self.meta = read_metadata(self.path)
+        # a failed CUDA start is reported through provider_note, not as onnxruntime console noise
+        ort.set_default_logger_severity(3)
         options = ort.SessionOptions()
-        options.log_severity_level = 3  # a failed CUDA start is reported through provider_note
+        options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
         available = ort.get_available_providers()

@@ -7,6 +7,8 @@ its scores and heatmaps must match PyTorch's within ``tolerance`` (1e-4 by defau
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import time
@@ -100,7 +102,10 @@ def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: st
     )
 
     example = torch.from_numpy(held_out[:2] if len(held_out) >= 2 else np.zeros((2, 1, spec.size, spec.size), np.float32))
-    with atomic_path(out, overwrite=overwrite) as tmp:
+    # the exporter prints its steps and logs every graph pass at INFO: keep the console for results
+    for noisy in ("onnx_ir", "onnxscript", "torch.onnx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    with atomic_path(out, overwrite=overwrite) as tmp, contextlib.redirect_stdout(io.StringIO()):
         torch.onnx.export(
             scorer, (example,), str(tmp), input_names=[INPUT_NAME], output_names=[SCORE_NAME, HEATMAP_NAME],
             dynamo=True, dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=65536)}},

@@ -99,13 +99,14 @@ class _Ensemble:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def run_epoch(self, on_step) -> float:
-        """One epoch for every member; returns the mean reconstruction MSE over members and steps."""
+    def run_epoch(self, on_step) -> tuple[float, float]:
+        """One epoch for every member; returns (mean training loss, mean reconstruction MSE)."""
         c = self.config
         n = len(self.data)
         perms = [torch.randperm(n, generator=g) for g in self.generators]
         bs = c.batch_size
         recs: list[Tensor] = []
+        objs: list[Tensor] = []
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.precision == "bf16")
         if self.layout == "stacked":
             net, opt = self.nets[0], self.optimizers[0]
@@ -119,6 +120,7 @@ class _Ensemble:
                 loss.sum().backward()
                 opt.step()
                 recs.append(rec)
+                objs.append(loss.detach())
                 on_step(c.members)
         else:
             for net, opt, perm in zip(self.nets, self.optimizers, perms):
@@ -131,8 +133,9 @@ class _Ensemble:
                     loss.sum().backward()
                     opt.step()
                     recs.append(rec)
+                    objs.append(loss.detach())
                     on_step(1)
-        return float(torch.cat([r.reshape(-1) for r in recs]).mean())
+        return (float(torch.cat([o.reshape(-1) for o in objs]).mean()), float(torch.cat([r.reshape(-1) for r in recs]).mean()))
 
     def state(self) -> dict[str, Any]:
         return {
@@ -206,12 +209,13 @@ def train(config: Config, data: TrainingData, images: dict[str, np.ndarray], run
     last_ckpt = t0
     epoch = start_epoch
     losses: dict[str, float] = {}
+    recs: dict[str, float] = {}
 
     def checkpoint(epoch_done: int) -> None:
         _save_checkpoint(run_dir, {
             "epoch": epoch_done, "config": config.to_dict(), "data_hash": data.file_list_hash(), "layout": layout,
             "elapsed_s": elapsed_before + time.monotonic() - t0,
-            "modules": {name: m.state() for name, m in modules.items()}, "losses": losses,
+            "modules": {name: m.state() for name, m in modules.items()}, "losses": losses, "rec_mse": recs,
         })
 
     for epoch in range(start_epoch, config.epochs):
@@ -221,9 +225,10 @@ def train(config: Config, data: TrainingData, images: dict[str, np.ndarray], run
                 done += n
                 progress.update(done, epoch=epoch + 1, epochs=config.epochs, module=_name.upper(),
                                 loss=losses.get(_name))
-            losses[name] = module.run_epoch(on_step)
-        progress.update(done, force=True, epoch=epoch + 1, epochs=config.epochs,
-                        loss=losses["a"], loss_a=losses["a"], loss_b=losses["b"], epoch_end=True)
+            losses[name], recs[name] = module.run_epoch(on_step)
+        progress.update(done, force=True, epoch=epoch + 1, epochs=config.epochs, epoch_end=True,
+                        loss=(losses["a"] + losses["b"]) / 2, loss_a=losses["a"], loss_b=losses["b"],
+                        rec_mse_a=recs["a"], rec_mse_b=recs["b"])
         if stop.requested:
             checkpoint(epoch + 1)
             progress.message(f"stopped after epoch {epoch + 1}; run the same command again to resume")
