@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
@@ -67,6 +68,12 @@ _VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 _DATASET_EVIDENCE = ("SOPClassUID", "Rows", "PixelData", "Modality", "StudyInstanceUID",
                      "PatientID")
 _SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+# Pixel module attributes (type 1) without which no decoder can interpret the pixel data.
+_PIXEL_MODULE = ("BitsAllocated", "BitsStored", "PixelRepresentation")
+_PIXEL_DATA = 0x7FE00010
+# (7FE0,0010) Pixel Data tag bytes, little and big endian.
+_PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")
 
 
 def read_dicom_header(
@@ -119,7 +126,13 @@ def read_dicom(
     ds = _read_dataset(path, fp, preamble=preamble, stop_before_pixels=False)
     meta = dicom_meta(path, ds, notes=notes if preamble else (*notes, "read without DICOM preamble"))
     if "PixelData" not in ds:
-        raise MissingPixelDataError(path, f"no pixel data: {_sop_description(ds)}")
+        fp.seek(0)
+        data = fp.read()
+        if any(tag in data for tag in _PIXEL_DATA_TAGS):
+            # pydicom drops an encapsulated Pixel Data element that the file cuts short.
+            raise CorruptFileError(path, "truncated pixel data (the file ends inside the image)")
+        raise MissingPixelDataError(
+            path, f"no pixel data: {_sop_description(ds)} (the file may be truncated)")
     stored = _decode_first_frame(path, ds, meta)
     return _render(path, ds, meta, stored)
 
@@ -143,8 +156,18 @@ def dicom_meta(path: Path, ds: Dataset, notes: tuple[str, ...] = ()) -> Radiogra
     sop = str(ds.get("SOPClassUID", "") or "")
     rows, columns = _int(ds.get("Rows")), _int(ds.get("Columns"))
     if sop.startswith(_SR_PREFIX) or rows is None or columns is None:
+        sop = sop or str(ds.file_meta.get("MediaStorageSOPClassUID", "") or "")
+        if "Image Storage" in (UID(sop).name if sop else "") and "PixelData" not in ds:
+            # An image SOP class must have Rows/Columns: the header was cut short (at an
+            # element boundary, so no element is visibly incomplete).
+            raise CorruptFileError(path, f"incomplete DICOM header: {UID(sop).name} without "
+                                         f"Rows/Columns (truncated file?)")
         raise MissingPixelDataError(path, f"no pixel data: {_sop_description(ds)}")
     check_size(path, rows, columns)
+    missing = [keyword for keyword in _PIXEL_MODULE if keyword not in ds]
+    if missing:
+        raise CorruptFileError(path, f"incomplete DICOM header: {', '.join(missing)} missing "
+                                     f"(truncated file?)")
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
     samples = _int(ds.get("SamplesPerPixel")) or 1
     if not photometric:
@@ -188,17 +211,27 @@ def dicom_meta(path: Path, ds: Dataset, notes: tuple[str, ...] = ()) -> Radiogra
 
 
 def _read_dataset(path: Path, fp: BinaryIO, *, preamble: bool, stop_before_pixels: bool) -> Dataset:
-    """``pydicom.dcmread`` with typed errors; ``force`` only for a sniffed bare data set."""
+    """``pydicom.dcmread`` with typed errors; ``force`` only for a sniffed bare data set.
+
+    pydicom is lenient with cut files: a value cut short is kept short, and a cut inside
+    encapsulated pixel data loses the whole data set (with a warning). Both are detected here
+    and reported as truncation, never as "no pixel data".
+    """
     try:
         ds = pydicom.dcmread(fp, force=not preamble, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError as exc:
         raise CorruptFileError(path, "not a DICOM file (unrecognised content)") from exc
-    except EOFError as exc:
-        raise CorruptFileError(path, "truncated DICOM file (ends inside the header)") from exc
-    except Exception as exc:  # pydicom raises many types on malformed elements
-        raise CorruptFileError(path, f"malformed DICOM header ({_short(exc)})") from exc
+    except Exception as exc:  # pydicom raises many types on cut or malformed elements
+        raise CorruptFileError(path, "malformed or truncated DICOM header") from exc
     if not preamble and not any(keyword in ds for keyword in _DATASET_EVIDENCE):
         raise CorruptFileError(path, "not a DICOM file (unrecognised content)")
+    if len(ds) == 0:
+        if not stop_before_pixels and _header_is_complete(fp, preamble):
+            raise CorruptFileError(path, "truncated pixel data (the file ends inside the image)")
+        raise CorruptFileError(path, "truncated DICOM file (no data set after the file header)")
+    short = _short_last_element(ds)
+    if short is not None and short != _PIXEL_DATA:
+        raise CorruptFileError(path, "truncated DICOM file (ends inside the header)")
     if not ds.file_meta.get("TransferSyntaxUID"):
         # Bare data set: pydicom found the encoding from the first element.
         implicit, little = ds.original_encoding
@@ -206,6 +239,31 @@ def _read_dataset(path: Path, fp: BinaryIO, *, preamble: bool, stop_before_pixel
             ImplicitVRLittleEndian if implicit else
             ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
     return ds
+
+
+def _header_is_complete(fp: BinaryIO, preamble: bool) -> bool:
+    """Whether the header alone (up to Pixel Data) reads completely (error path only)."""
+    fp.seek(0)
+    try:
+        ds = pydicom.dcmread(fp, force=not preamble, stop_before_pixels=True)
+    except Exception:  # noqa: BLE001 - any failure means "not complete"
+        return False
+    return len(ds) > 0 and _short_last_element(ds) is None
+
+
+def _short_last_element(ds: Dataset) -> int | None:
+    """The tag of the last element if it holds fewer bytes than its length says, else None.
+
+    pydicom reads a value cut short by the end of the file without complaint; the raw
+    (not yet converted) element still carries both the declared length and the bytes read.
+    """
+    tag = max(ds.keys())
+    last = ds.get_item(tag)
+    if not isinstance(last, RawDataElement) or last.value is None:
+        return None
+    if last.length != _UNDEFINED_LENGTH and len(last.value) < last.length:
+        return int(tag)
+    return None
 
 
 def _decode_first_frame(path: Path, ds: Dataset, meta: RadiographMeta) -> np.ndarray:
@@ -278,9 +336,9 @@ def _render_colour(path: Path, ds: Dataset, meta: RadiographMeta, stored: np.nda
         full = float(2 ** (meta.bits_stored or rgb.dtype.itemsize * 8) - 1)
     if rgb.ndim != 3 or rgb.shape[-1] < 3:
         raise CorruptFileError(path, f"colour image decoded to shape {rgb.shape}, expected (H, W, 3)")
-    luma = apply_luma(rgb)
-    values = luma.astype(np.float32)
-    pixels = apply_linear(values, 1.0 / full, 0.0)
+    values = apply_luma(rgb).astype(np.float32)
+    pixels = np.divide(values, np.float32(full), dtype=np.float32)  # exact v / 255 for 8 bits
+    np.clip(pixels, 0.0, 1.0, out=pixels)
     meta = replace(meta, notes=(*meta.notes, *notes))
     return Radiograph(pixels=pixels, meta=meta, modality_values=values)
 
@@ -347,7 +405,7 @@ def _lut_data(ds: Dataset, item: Dataset) -> tuple[np.ndarray, int, int] | None:
         little = ds.original_encoding[1] is not False
         data = np.frombuffer(value, dtype="<u2" if little else ">u2")
     else:
-        data = np.asarray(value if isinstance(value, (list, tuple)) else [value], dtype=np.int64)
+        data = np.asarray(_items(value), dtype=np.int64)
     if data.size < entries or not 1 <= bits <= 16:
         return None
     return data[:entries].astype(np.uint16), first, bits
