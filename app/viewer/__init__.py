@@ -1,0 +1,1 @@
+"""The radiograph viewer: pure numpy display steps, the heatmap overlay, the pyqtgraph widget."""

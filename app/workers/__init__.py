@@ -1,0 +1,1 @@
+"""Long jobs in worker threads (indexing, decoding, scoring); results come back as signals."""
