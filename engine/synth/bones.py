@@ -65,7 +65,7 @@ def ribs(anat: Anatomy, x: np.ndarray, y: np.ndarray, wall: np.ndarray) -> np.nd
     lateral = wall - u
     t_ant = (y - anat.rib_y0 - 0.75 * anat.rib_curve - 0.6 * lateral - 0.3 * lateral * lateral) / anat.rib_spacing
     ant = profile(rib_number(t_ant), 0.7 * anat.rib_width, 7) * smoothstep(0.15, 0.32, u)
-    return (0.15 * post + 0.045 * ant) * cage
+    return (0.18 * post + 0.05 * ant) * cage
 
 
 def clavicles(anat: Anatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:

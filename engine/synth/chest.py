@@ -45,15 +45,33 @@ class SyntheticChest:
     seed: int
 
 
-def _shape(size: int | tuple[int, int]) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        shape = (int(size), int(size))
-    elif isinstance(size, tuple) and len(size) == 2 and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size):
+def check_options(size: int | tuple[int, int], lesion: str | None, lesion_strength: float, variation: float) -> tuple[int, int]:
+    """Validate :func:`generate_chest`'s options (also used before writing a study).
+
+    Returns:
+        The image shape (H, W).
+
+    Raises:
+        TypeError: ``size`` is not an int or a pair of ints.
+        ValueError: a value out of range or an unknown ``lesion``.
+    """
+    def is_int(v: object) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if is_int(size):
+        shape = (int(size), int(size))  # type: ignore[arg-type]
+    elif isinstance(size, tuple) and len(size) == 2 and all(is_int(s) for s in size):
         shape = (int(size[0]), int(size[1]))
     else:
         raise TypeError(f"size must be an int or an (H, W) tuple of ints, got {size!r}")
     if not all(MIN_SIZE <= s <= MAX_SIZE for s in shape):
         raise ValueError(f"size must be in [{MIN_SIZE}, {MAX_SIZE}] pixels per side, got {size!r}")
+    if lesion is not None and lesion not in LESION_KINDS:
+        raise ValueError(f"lesion must be None or one of {LESION_KINDS}, got {lesion!r}")
+    if not 0.0 <= float(lesion_strength) <= 10.0:
+        raise ValueError(f"lesion_strength must be in [0, 10], got {lesion_strength!r}")
+    if not 0.0 <= float(variation) <= 2.0:
+        raise ValueError(f"variation must be in [0, 2], got {variation!r}")
     return shape
 
 
@@ -99,13 +117,7 @@ def generate_chest(
         TypeError: ``seed`` or ``size`` of the wrong type.
         ValueError: a value out of range or an unknown ``lesion``.
     """
-    shape = _shape(size)
-    if lesion is not None and lesion not in LESION_KINDS:
-        raise ValueError(f"lesion must be None or one of {LESION_KINDS}, got {lesion!r}")
-    if not 0.0 <= float(lesion_strength) <= 10.0:
-        raise ValueError(f"lesion_strength must be in [0, 10], got {lesion_strength!r}")
-    if not 0.0 <= float(variation) <= 2.0:
-        raise ValueError(f"variation must be in [0, 2], got {variation!r}")
+    shape = check_options(size, lesion, lesion_strength, variation)
     int_seed = _seed(seed)
     anat_rng, lesion_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(int_seed).spawn(3))
 
@@ -128,6 +140,9 @@ def generate_chest(
         density += added
     if marker:
         density += marker_density
+    # automatic exposure control: the dose follows the patient's size, so soft tissue of any
+    # habitus lands at about the same brightness
+    density *= 1.0 / anat.habitus
     pixels = render(density, exposure, noise_rng.standard_normal(shape, dtype=np.float32))
     return SyntheticChest(
         pixels=pixels,

@@ -52,7 +52,7 @@ def sample_exposure(rng: np.random.Generator, variation: float = 1.0) -> Exposur
 
     return Exposure(
         offset=j(0.035, 0.02, 0.0, 0.1),
-        gain=j(0.78, 0.07, 0.6, 0.95),
+        gain=j(0.82, 0.06, 0.68, 0.96),
         gamma=j(1.35, 0.15, 1.0, 1.8),
         noise=j(0.012, 0.004, 0.004, 0.025),
         blur_px=j(0.7, 0.15, 0.4, 1.1),

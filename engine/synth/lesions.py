@@ -123,7 +123,7 @@ def sample_lesion(kind: LesionKind, anat: Anatomy, rng: np.random.Generator) -> 
         lob = np.stack([rng.uniform(0.0, 0.12, n), rng.uniform(0.0, 2 * np.pi, n)], axis=1)
         return Nodule(centers, radii, lob)
     if kind == "consolidation":
-        axes = (float(rng.uniform(0.12, 0.2)), float(rng.uniform(0.1, 0.17)))
+        axes = (float(rng.uniform(0.14, 0.24)), float(rng.uniform(0.12, 0.2)))
         center = _draw_point(anat, rng, 0.06, (-0.6, 0.35))
         return Consolidation(center, axes, float(rng.uniform(0, np.pi)), Wave.sample(rng, 6, 14.0))
     if kind == "effusion":

@@ -28,7 +28,7 @@ from typing import Literal, get_args
 import numpy as np
 from PIL import Image
 
-from engine.synth.chest import Finding, generate_chest
+from engine.synth.chest import Finding, check_options, generate_chest
 from engine.synth.lesions import LESION_KINDS, LesionKind
 
 FileKind = Literal["png", "dicom"]
@@ -209,10 +209,13 @@ def write_study(
         shuffled, so a file's name does not reveal its label.
 
     Raises:
-        ValueError: a negative count, an unknown format or lesion kind (and the errors of
-            :func:`~engine.synth.generate_chest` for size, strength and variation).
+        ValueError: a negative count, an unknown format or lesion kind, or a size, strength
+            or variation that :func:`~engine.synth.generate_chest` refuses (checked before
+            anything is written).
+        TypeError: ``formats`` given as one string, or a size of the wrong type.
     """
     encodings = _check_args(n_normal, n_abnormal, formats, lesions)
+    check_options(size, None, lesion_strength, variation)
     folder = Path(folder)
     masks = Path(mask_folder) if mask_folder is not None else folder.with_name(folder.name + "_masks")
     folder.mkdir(parents=True, exist_ok=True)

@@ -103,7 +103,7 @@ def rasterise(tree: VesselTree, n: int) -> np.ndarray:
     small = ndimage.gaussian_filter(_splat(tree.thin, n), _THIN_SIGMA / cell)
     # a line's blurred peak is proportional to the cell size: undo that, so the density is
     # the one of a 192-cell canvas whatever n is
-    return ((0.3 * big + 0.2 * small) * ((2.0 * EXTENT / 192) / cell)).astype(np.float32)
+    return ((0.22 * big + 0.15 * small) * ((2.0 * EXTENT / 192) / cell)).astype(np.float32)
 
 
 def canvas_size(shape: tuple[int, int]) -> int:
