@@ -1,0 +1,83 @@
+"""Sorting and filtering of the worklist: text filter, "flagged only", missing values last.
+
+Comparisons run in C++ on :data:`~app.worklist.model.SORT_ROLE` values (no Python ``lessThan``:
+sorting 10,000 rows stays in milliseconds); only the row filter is Python, and it reads one
+cached lower-case string per row.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
+
+from app.worklist.model import SORT_ROLE, Column, WorklistModel
+
+
+class WorklistProxy(QSortFilterProxyModel):
+    """Sort/filter proxy over a :class:`WorklistModel`.
+
+    Default order: most suspicious first (score, descending), unscored rows last in file order.
+    """
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._text = ""
+        self._flagged_only = False
+        self.setSortRole(SORT_ROLE)
+        self.setDynamicSortFilter(True)
+        self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+
+    def source(self) -> WorklistModel:
+        """The worklist model."""
+        model = self.sourceModel()
+        if not isinstance(model, WorklistModel):
+            raise TypeError("WorklistProxy needs a WorklistModel as its source")
+        return model
+
+    # ------------------------------------------------------------------ filter state
+    @property
+    def filter_text(self) -> str:
+        return self._text
+
+    @property
+    def flagged_only(self) -> bool:
+        return self._flagged_only
+
+    def set_filter_text(self, text: str) -> None:
+        """Keep rows whose file, patient, study, view or status contains every word of ``text``."""
+        text = " ".join(text.lower().split())
+        if text != self._text:
+            self.beginFilterChange()
+            self._text = text
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def set_flagged_only(self, flagged_only: bool) -> None:
+        """Keep only rows flagged under the current threshold."""
+        if bool(flagged_only) != self._flagged_only:
+            self.beginFilterChange()
+            self._flagged_only = bool(flagged_only)
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    # ------------------------------------------------------------------ Qt overrides
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        # missing values must be last whatever the direction: tell the model before sorting
+        model = self.sourceModel()
+        if isinstance(model, WorklistModel):
+            model.set_missing_sorts_high(order == Qt.SortOrder.AscendingOrder)
+        super().sort(column, order)
+
+    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:  # noqa: N802
+        if source_parent.isValid():
+            return False
+        model = self.source()
+        if self._flagged_only:
+            if not model.is_flagged(model.record(source_row)):
+                return False
+        if self._text:
+            hay = model.filter_text(source_row)
+            return all(word in hay for word in self._text.split(" "))
+        return True
+
+    def sort_default(self) -> None:
+        """Most suspicious first."""
+        self.sort(Column.SCORE, Qt.SortOrder.DescendingOrder)
