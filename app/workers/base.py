@@ -1,0 +1,90 @@
+"""A QThread that can be asked to stop, and the bookkeeping that keeps it alive until it ends.
+
+Workers are ``QThread`` subclasses whose ``run`` emits signals; receivers live in the GUI
+thread, so Qt queues every emission there and no widget is touched from a worker. A thread
+object must outlive its run (destroying a running ``QThread`` aborts the process), so the
+window keeps every started worker in a :class:`WorkerSet` until its ``finished`` signal.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+logger = logging.getLogger(__name__)
+
+
+class StoppableThread(QThread):
+    """A worker thread with a stop flag that its ``run`` polls (and may wait on)."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was requested."""
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        """Ask ``run`` to end at its next check (returns at once)."""
+        self._stop.set()
+        self.requestInterruption()
+        with self._cond:
+            self._cond.notify_all()
+
+
+class WorkerSet(QObject):
+    """Started workers, kept referenced until they finish.
+
+    ``all_finished`` is emitted when the last running worker ends (used to close the window
+    only once every thread has stopped).
+    """
+
+    all_finished = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._running: set[StoppableThread] = set()
+
+    def start(self, worker: StoppableThread) -> StoppableThread:
+        """Start a worker and keep it until it finishes."""
+        self._running.add(worker)
+        worker.finished.connect(self._on_finished)
+        worker.start()
+        return worker
+
+    @Slot()
+    def _on_finished(self) -> None:
+        done = [w for w in self._running if w.isFinished()]
+        for w in done:  # dropping the last reference deletes the (finished) thread object
+            self._running.discard(w)
+        if not self._running:
+            self.all_finished.emit()
+
+    def running(self) -> list[StoppableThread]:
+        """Workers still running."""
+        return [w for w in self._running if not w.isFinished()]
+
+    def stop_all(self) -> None:
+        """Ask every worker to stop (returns at once)."""
+        for w in list(self._running):
+            w.request_stop()
+
+    def wait_all(self, timeout_ms: int) -> bool:
+        """Block until every worker has ended, up to ``timeout_ms`` each; True when all did."""
+        ok = True
+        for w in list(self._running):
+            if not w.wait(timeout_ms):
+                logger.warning("worker %s still running after %d ms", type(w).__name__, timeout_ms)
+                ok = False
+        return ok
+
+    def __len__(self) -> int:
+        return len(self.running())
+
+    def __contains__(self, worker: Any) -> bool:
+        return worker in self._running

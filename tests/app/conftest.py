@@ -1,0 +1,42 @@
+"""Fixtures for the app's tests: a small synthetic study, a folder with bad files, settings."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory) -> Path:
+    """A synthetic study: 6 normal + 4 abnormal chests, 128 px, PNG and DICOM (MONOCHROME1/2)."""
+    from engine.synth import write_study
+
+    folder = tmp_path_factory.mktemp("study") / "study"
+    write_study(folder, 6, 4, size=128, seed=3)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mixed_folder(tmp_path_factory, study: Path) -> Path:
+    """Two good images, a truncated DICOM, an empty PNG and a text file, one in a subfolder."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("mixed")
+    good = sorted(p for p in study.iterdir() if p.suffix in (".png", ".dcm"))
+    shutil.copy(good[0], folder / good[0].name)
+    (folder / "sub").mkdir()
+    shutil.copy(good[1], folder / "sub" / good[1].name)
+    dcm = next(p for p in good if p.suffix == ".dcm")
+    (folder / "cut.dcm").write_bytes(dcm.read_bytes()[:400])
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture
+def settings_path(tmp_path: Path) -> Path:
+    """An ini file for QSettings, so tests never touch the user's settings."""
+    return tmp_path / "settings.ini"
