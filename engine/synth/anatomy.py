@@ -176,7 +176,7 @@ def sample_anatomy(rng: np.random.Generator, variation: float = 1.0) -> Anatomy:
         neck_half_width=j(0.2, 0.02, 0.14, 0.26),
         arm_x=body + j(0.16, 0.04, 0.06, 0.3),
         habitus=j(1.0, 0.08, 0.8, 1.25),
-        air=j(0.64, 0.05, 0.48, 0.78),
+        air=j(0.7, 0.05, 0.55, 0.82),
         heart_top=heart_top,
         knob_y=j(-0.36, 0.03) + top,
         knob_size=j(0.06, 0.015, 0.02, 0.1),
@@ -184,14 +184,14 @@ def sample_anatomy(rng: np.random.Generator, variation: float = 1.0) -> Anatomy:
         trachea_x=j(-0.01, 0.01),
         carina_y=j(-0.30, 0.03) + top,
         clavicle_y=j(-0.64, 0.04) + top,
-        clavicle_tilt=j(0.12, 0.05, 0.0, 0.3),
+        clavicle_tilt=j(0.16, 0.05, 0.04, 0.3),
         rib_y0=j(-0.86, 0.025) + top,
         rib_spacing=j(0.118, 0.008, 0.095, 0.14),
         rib_growth=j(0.035, 0.01, 0.0, 0.07),
         rib_curve=j(0.55, 0.08, 0.3, 0.8),
         rib_width=j(0.47, 0.04, 0.35, 0.58),
         rib_jitter=(j(0.1, 0.03, 0.0, 0.16), float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(0, 2 * np.pi))),
-        gastric_bubble=max(0.0, j(0.05, 0.035, 0.0, 0.1)),
+        gastric_bubble=max(0.0, j(0.04, 0.03, 0.0, 0.08)),
         breast=float(rng.random() < 0.35 * min(v, 1.0)) * j(0.1, 0.03, 0.04, 0.16),
         vertebra_height=j(0.105, 0.008, 0.085, 0.125),
     )
@@ -220,8 +220,13 @@ def _medial_border(anat: Anatomy, side: Side, y: np.ndarray, left: bool) -> np.n
     upper = max(side.heart_y - top, 0.05)
     s = np.clip((y - top) * (1.0 / upper), 0.0, 1.0)
     below = np.clip((y - side.heart_y) * (1.0 / 0.45), 0.0, 1.0)
-    # left: a diagonal ventricular border; right: the atrial border bulges in its middle
-    rise = np.sin(0.5 * np.pi * s) ** 0.7 if left else s * s * (3.0 - 2.0 * s)
+    # left: the pulmonary trunk runs nearly straight down, then the ventricle bulges out
+    # (a quarter ellipse); right: the atrial border bulges in its middle
+    if left:
+        late = np.clip((s - 0.25) * (1.0 / 0.75), 0.0, 1.0)
+        rise = 0.12 * s + 0.88 * np.sqrt(1.0 - (1.0 - late) ** 2)
+    else:
+        rise = s * s * (3.0 - 2.0 * s)
     bulge = np.where(y < side.heart_y, rise, np.sqrt(1.0 - below * below))
     border = side.medial_u + (side.heart_u - side.medial_u) * bulge
     if left:
@@ -308,7 +313,7 @@ def heart_field(anat: Anatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _trunk_half_width(anat: Anatomy, y: np.ndarray) -> np.ndarray:
     """Skin-to-skin half-width of the trunk: widest at the axillae, narrower at the waist."""
-    return anat.body_half_width * (1.0 + 0.06 * smoothstep(-0.1, -0.6, y) - 0.05 * smoothstep(0.4, 1.2, y))
+    return anat.body_half_width * (1.0 - 0.04 * (y - 0.05) ** 2 - 0.03 * smoothstep(0.4, 1.2, y))
 
 
 def _body(anat: Anatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -318,8 +323,8 @@ def _body(anat: Anatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     trunk = np.sqrt(np.clip(1.0 - (u / half) ** 2, 0.0, None)) ** 0.7
     # the top of the shoulders slopes down from the neck (trapezius) to the acromion
     s = np.clip((u - anat.neck_half_width) / (anat.arm_x - anat.neck_half_width), 0.0, 1.0)
-    top = anat.shoulder_y - 0.25 * (1.0 - s) ** 3 + 0.1 * s
-    trunk *= smoothstep(top - 0.02, top + 0.12, y)
+    top = anat.shoulder_y - 0.35 + 0.4 * s**1.3
+    trunk *= smoothstep(top - 0.01, top + 0.06, y)
     neck = 0.7 * np.clip(1.0 - (x / anat.neck_half_width) ** 2, 0.0, None) ** 0.7
     # arms hang beside the trunk: soft-tissue cylinders around the humeri
     head_y = anat.shoulder_y + 0.1
@@ -367,7 +372,7 @@ def _gastric_bubble(anat: Anatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
     def draw(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         dist = np.sqrt(((x - cx) / (1.6 * r)) ** 2 + ((y - cy) / r) ** 2)
-        return 0.3 * smoothstep(1.0, 0.85, dist) * smoothstep(cy + 0.2 * r, cy + 0.1 * r, y)
+        return 0.2 * smoothstep(1.0, 0.85, dist) * smoothstep(cy + 0.2 * r, cy + 0.1 * r, y)
 
     return local(draw, x, y, (cx - 1.7 * r, cx + 1.7 * r, cy - 1.1 * r, cy + 0.3 * r))
 

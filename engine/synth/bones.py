@@ -57,9 +57,12 @@ def ribs(anat: Anatomy, x: np.ndarray, y: np.ndarray, wall: np.ndarray) -> np.nd
     # posterior: from the spine nearly level, then drooping to the lateral chest wall; upper
     # ribs are more curved (the first rib circles the apex)
     rel = u / np.maximum(wall, 0.2)
-    droop = anat.rib_curve * (rel * rel * rel - 0.3 * rel) * (1.0 + 0.5 * np.clip(-y - 0.4, 0.0, None))
+    # rising from the spine to the rib angle (~0.3 of the way), then arching down laterally
+    droop = anat.rib_curve * (1.8 * (rel - 0.3) ** 2 - 0.162) * (1.0 + 0.5 * np.clip(-y - 0.4, 0.0, None))
     t_post = (y - anat.rib_y0 - droop) / anat.rib_spacing
+    # best seen medially; laterally the rib turns away from the beam and blurs into the wall
     post = profile(rib_number(t_post), anat.rib_width, 10) * smoothstep(0.05, 0.1, u)
+    post *= 1.0 - 0.35 * smoothstep(0.55, 0.95, rel)
     # anterior: from the lateral end of the same rib, down and medially; they fade medially
     # where the (invisible) costal cartilage takes over
     lateral = wall - u
@@ -76,7 +79,7 @@ def clavicles(anat: Anatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         u = np.abs(x - anat.spine_x)
         s = np.clip((u - 0.05) / (end_u - 0.05), 0.0, 1.0)
         centre = anat.clavicle_y - anat.clavicle_tilt * s + 0.025 * np.sin(2.0 * np.pi * s)
-        half = 0.035 + 0.015 * smoothstep(0.25, 0.0, s) + 0.01 * smoothstep(0.8, 1.0, s)
+        half = 0.045 + 0.015 * smoothstep(0.25, 0.0, s) + 0.01 * smoothstep(0.8, 1.0, s)
         z = (y - centre) / half
         ends = smoothstep(0.04, 0.07, u) * smoothstep(end_u + 0.03, end_u - 0.02, u)
         return 0.3 * tube(np.clip(z, -1.0, 1.0)) * smoothstep(1.0, 0.95, np.abs(z)) * ends
@@ -102,7 +105,7 @@ def spine(anat: Anatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
             r = np.sqrt(ped_x * ped_x + ped_y * ped_y)
             ped += smoothstep(1.2, 0.9, r) * smoothstep(0.3, 0.8, r)  # a cortical ring
         spinous = smoothstep(1.0, 0.5, np.abs(dx) / (0.12 * half) + np.abs(frac - 0.6) / 0.25)
-        return 0.12 * column * (0.5 + 0.5 * disc) + 0.03 * ped + 0.02 * spinous
+        return 0.09 * column * (0.5 + 0.5 * disc) + 0.03 * ped + 0.02 * spinous
 
     return local(draw, x, y, (anat.spine_x - 0.1, anat.spine_x + 0.1, -_FAR, _FAR))
 

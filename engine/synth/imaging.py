@@ -26,7 +26,8 @@ class Exposure:
         offset: brightness of unattenuated air (before gamma).
         gain: brightness per unit of density (contrast).
         gamma: exponent of the display curve (> 1 darkens the lungs relative to bone).
-        noise: standard deviation of quantum noise in display units, per pixel.
+        noise: standard deviation of quantum noise in display units, per pixel of a 256 px
+            image (smaller images have bigger pixels, so less noise per pixel).
         blur_px: detector/focal-spot blur (Gaussian sigma) in output pixels.
         sharpen: unsharp-mask amount (edge enhancement of CR/DX processing).
     """
@@ -91,13 +92,15 @@ def render(density: np.ndarray, exposure: Exposure, noise: np.ndarray) -> np.nda
         # CR/DX processing boosts mid-frequency detail (unsharp mask with a ~1 cm kernel)
         low = ndimage.gaussian_filter(pixels, 0.015 * density.shape[0], truncate=2.5)
         pixels += exposure.sharpen * (pixels - low)
-    # quantum noise: fewer photons behind dense structures, so brighter pixels are noisier
-    pixels += exposure.noise * (0.5 + np.clip(pixels, 0.0, 1.0)) * noise
+    # quantum noise: fewer photons behind dense structures, so brighter pixels are noisier;
+    # a bigger pixel collects more photons (per-pixel noise ~ sqrt of the resolution)
+    sigma = exposure.noise * float(np.clip(np.sqrt(min(density.shape) / 256.0), 0.5, 2.0))
+    pixels += sigma * (0.5 + np.clip(pixels, 0.0, 1.0)) * noise
     return np.clip(pixels, 0.0, 1.0).astype(np.float32, copy=False)
 
 
 def _marker(letter: str, shape: tuple[int, int], corner: tuple[float, float]) -> np.ndarray:
-    """A lead letter on a faint square tab, as a (H, W) float image in [0, 1].
+    """A lead letter on a faint plastic tab, as a (H, W) float image in [0, 1].
 
     ``corner`` is the tab's position as fractions of the free room (0, 0 = top left).
     """
@@ -105,8 +108,8 @@ def _marker(letter: str, shape: tuple[int, int], corner: tuple[float, float]) ->
     glyph = np.array([[c == "1" for c in row] for row in _GLYPHS[letter]], dtype=np.float32)
     cell = max(1, round(h * 0.007))
     big = np.kron(glyph, np.ones((cell, cell), dtype=np.float32))
-    tab = np.full((big.shape[0] + 2 * cell, big.shape[1] + 2 * cell), 0.25, dtype=np.float32)
-    tab[cell:-cell, cell:-cell] += 0.75 * big
+    tab = np.full((big.shape[0] + 2 * cell, big.shape[1] + 2 * cell), 0.04, dtype=np.float32)
+    tab[cell:-cell, cell:-cell] += 0.96 * big
     th, tw = tab.shape
     out = np.zeros(shape, dtype=np.float32)
     if th <= h and tw <= w:

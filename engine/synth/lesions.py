@@ -22,7 +22,7 @@ LesionKind = Literal["nodule", "consolidation", "effusion"]
 LESION_KINDS: tuple[str, ...] = get_args(LesionKind)
 
 # peak added density at strength 1 (a posterior rib adds ~0.16, the lung is ~0.45 below soft tissue)
-_NODULE_DENSITY = 0.3
+_NODULE_DENSITY = 0.35
 _CONSOLIDATION_DENSITY = 0.3
 _EFFUSION_DENSITY = 0.35
 
@@ -118,7 +118,7 @@ def sample_lesion(kind: LesionKind, anat: Anatomy, rng: np.random.Generator) -> 
     """
     if kind == "nodule":
         n = int(rng.choice([1, 2, 3], p=[0.6, 0.25, 0.15]))
-        radii = rng.uniform(0.05, 0.085, n)
+        radii = rng.uniform(0.055, 0.095, n)
         centers = np.array([_draw_point(anat, rng, float(r) * 1.1) for r in radii])
         lob = np.stack([rng.uniform(0.0, 0.12, n), rng.uniform(0.0, 2 * np.pi, n)], axis=1)
         return Nodule(centers, radii, lob)
