@@ -8,8 +8,8 @@ Public API:
     generate_chest(seed, size=256, *, lesion=None, lesion_strength=1.0, variation=1.0,
                    pose=True, marker=True) -> SyntheticChest
     write_study(folder, n_normal, n_abnormal, *, size=256, formats=("png", "dicom"), seed=0,
-                lesions=LESION_KINDS, lesion_strength=1.0, variation=1.0,
-                mask_folder=None) -> list[StudyImage]
+                lesions=LESION_KINDS, lesion_strength=1.0, variation=1.0, pose=True,
+                marker=True, mask_folder=None) -> list[StudyImage]
         radiographs + labels.csv in ``folder``, masks in ``<folder>_masks``
 
 Detectability: a lesion at strength 1 raises its region's brightness by ~0.15-0.3, but with

@@ -186,6 +186,8 @@ def write_study(
     lesions: Sequence[LesionKind] = LESION_KINDS,
     lesion_strength: float = 1.0,
     variation: float = 1.0,
+    pose: bool = True,
+    marker: bool = True,
     mask_folder: str | os.PathLike[str] | None = None,
 ) -> list[StudyImage]:
     """Generate and write a synthetic study folder (see the module docstring for the layout).
@@ -202,6 +204,8 @@ def write_study(
         lesions: lesion kinds used for the abnormal cases.
         lesion_strength: passed to :func:`~engine.synth.generate_chest`.
         variation: passed to :func:`~engine.synth.generate_chest`.
+        pose: passed to :func:`~engine.synth.generate_chest`.
+        marker: passed to :func:`~engine.synth.generate_chest`.
         mask_folder: where the lesion masks go; default: a sibling ``<folder>_masks``.
 
     Returns:
@@ -232,7 +236,8 @@ def write_study(
         if label:
             lesion = lesions[n_lesion % len(lesions)]
             n_lesion += 1
-        chest = generate_chest(case_seed, size, lesion=lesion, lesion_strength=lesion_strength, variation=variation)
+        chest = generate_chest(case_seed, size, lesion=lesion, lesion_strength=lesion_strength,
+                               variation=variation, pose=pose, marker=marker)
         enc = encodings[case % len(encodings)]
         path = folder / f"case_{case:04d}{enc.suffix}"
         if enc.format == "png":

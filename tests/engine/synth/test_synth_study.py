@@ -152,3 +152,14 @@ def test_bad_arguments_name_the_value(tmp_path, kwargs, error, words):
     with pytest.raises(error, match=words):
         write_study(tmp_path / "bad", args.pop("n_normal"), args.pop("n_abnormal"), **{"size": 32, **args})
     assert not (tmp_path / "bad").exists()  # checked before anything is written
+
+
+def test_generation_options_are_passed_on(tmp_path):
+    items = write_study(tmp_path / "o", 1, 1, size=32, formats=("png",), seed=4, lesion_strength=0.5,
+                        variation=0.2, pose=False, marker=False, lesions=("effusion",))
+    for item in items:
+        lesion = None if item.finding == "normal" else item.finding
+        expected = generate_chest(item.seed, 32, lesion=lesion, lesion_strength=0.5, variation=0.2, pose=False, marker=False)
+        tolerance = 0.5 / item.encoding.max_value + 1e-6
+        assert np.abs(read_radiograph(item.path).pixels - expected.pixels).max() <= tolerance
+    assert {i.finding for i in items} == {"normal", "effusion"}
