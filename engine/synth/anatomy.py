@@ -240,7 +240,7 @@ def lateral_border(side: Side, y: np.ndarray) -> np.ndarray:
     return side.lateral_u - side.lateral_curve * above * above * above
 
 
-def _lung_box(anat: Anatomy, side: Side, sign: float) -> Box:
+def _lung_box(side: Side, sign: float) -> Box:
     """A box holding one lung (``sign`` -1 for the patient's right)."""
     u0, u1 = side.medial_u - 0.01, side.lateral_u + 0.02
     deepest = side.dome_curve * max(side.lateral_u - side.dome_u, side.dome_u - side.medial_u) ** 2
@@ -274,7 +274,7 @@ def _lungs(anat: Anatomy, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
     """(inside-ness, inside-ness x depth) of both lungs."""
     out = np.zeros((2, *np.shape(x)), dtype=np.float32)
     for side, left in ((anat.right, False), (anat.left, True)):
-        box = _lung_box(anat, side, 1.0 if left else -1.0)
+        box = _lung_box(side, 1.0 if left else -1.0)
         inside, depth = local(lambda x, y, s=side, l=left: _side_lung(anat, s, l, x, y), x, y, box)
         out[0] += inside
         out[1] += inside * depth
@@ -394,8 +394,8 @@ def _breasts(anat: Anatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _recesses(anat: Anatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Air fraction of the lung behind the heart and in the posterior costophrenic recesses,
-    which projects below the dome's top edge."""
+    """Air of the posterior costophrenic recesses: lung behind the domes, which projects just
+    below each dome's top edge (relative units, scaled by the caller)."""
     out = np.zeros_like(x)
     for side, sgn in ((anat.right, -1.0), (anat.left, 1.0)):
 
@@ -427,7 +427,7 @@ class ChestLayers:
 
 def lungs_box(anat: Anatomy) -> Box:
     """A box holding both lungs (where vessels and lesions can be)."""
-    r, l = _lung_box(anat, anat.right, -1.0), _lung_box(anat, anat.left, 1.0)
+    r, l = _lung_box(anat.right, -1.0), _lung_box(anat.left, 1.0)
     return (r[0], l[1], min(r[2], l[2]), max(r[3], l[3]))
 
 
