@@ -9,6 +9,14 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # PySide6 6.12 leaks a reference to True on every signal emit: pin the booleans before
+    # any test emits (see app/pyside_fix.py)
+    from app import pyside_fix
+
+    pyside_fix.apply()
+
+
 @pytest.fixture(scope="session")
 def study(tmp_path_factory) -> Path:
     """A synthetic study: 6 normal + 4 abnormal chests, 128 px, PNG and DICOM (MONOCHROME1/2)."""

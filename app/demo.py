@@ -1,0 +1,138 @@
+"""The demo: a synthetic study written to the user's cache folder, and (when the engine offers
+it) a small demo detector trained in a separate process.
+
+``python -m engine demo-detector --out FILE --progress json`` trains a small DDAD detector on
+synthetic normals (about a minute); :class:`DemoDetectorProcess` runs it in a ``QProcess``,
+turns its JSON progress lines into signals, and reports "not available" when the engine has
+no such command yet.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QProcess, Signal, Slot
+
+from app.workers.base import StoppableThread
+
+logger = logging.getLogger(__name__)
+DEMO_NORMAL = 16
+DEMO_ABNORMAL = 8
+DEMO_SIZE = 512
+DEMO_SEED = 2024
+
+
+def demo_root() -> Path:
+    """Where the demo lives (the user's cache folder)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("cxrscreen")) / "demo"
+
+
+class DemoStudyThread(StoppableThread):
+    """Write the synthetic demo study (once; an existing complete one is reused).
+
+    Signals:
+        study_ready(Path): the study folder.
+        study_failed(str): why it could not be written.
+    """
+
+    study_ready = Signal(object)
+    study_failed = Signal(str)
+
+    def __init__(self, root: Path | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.folder = (root or demo_root()) / "study"
+
+    def run(self) -> None:
+        labels = self.folder / "labels.csv"
+        try:
+            if labels.is_file() and len(labels.read_text(encoding="utf-8").splitlines()) == DEMO_NORMAL + DEMO_ABNORMAL + 1:
+                self.study_ready.emit(self.folder)
+                return
+            from engine.synth import write_study
+
+            write_study(self.folder, DEMO_NORMAL, DEMO_ABNORMAL, size=DEMO_SIZE, seed=DEMO_SEED)
+        except (OSError, ValueError) as exc:
+            self.study_failed.emit(f"{exc.__class__.__name__}: {exc}")
+            return
+        self.study_ready.emit(self.folder)
+
+
+class DemoDetectorProcess(QObject):
+    """Train the demo detector with the engine's command, in a separate process.
+
+    Signals:
+        progress(str): a line for the status bar.
+        ready(Path): the detector file.
+        unavailable(str): the engine cannot make one (no such command, or it failed).
+    """
+
+    progress = Signal(str)
+    ready = Signal(object)
+    unavailable = Signal(str)
+
+    def __init__(self, out: Path, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.out = Path(out)
+        self.process = QProcess(self)
+        self.process.setProgram(sys.executable)
+        self.process.setArguments(["-m", "engine", "demo-detector", "--out", str(self.out), "--progress", "json"])
+        self.process.readyReadStandardOutput.connect(self._on_stdout)
+        self.process.finished.connect(self._on_finished)
+        self.process.errorOccurred.connect(self._on_error)
+        self._buffer = b""
+        self._stderr_tail = ""
+
+    def start(self) -> None:
+        """Start the process (returns at once)."""
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.process.start()
+
+    def is_running(self) -> bool:
+        return self.process.state() != QProcess.ProcessState.NotRunning
+
+    def stop(self, wait_ms: int = 3000) -> None:
+        """Ask the process to stop (SIGTERM: the engine stops at a safe point), then kill it."""
+        if not self.is_running():
+            return
+        self.process.terminate()
+        if not self.process.waitForFinished(wait_ms):
+            self.process.kill()
+            self.process.waitForFinished(1000)
+
+    @Slot()
+    def _on_stdout(self) -> None:
+        self._buffer += bytes(self.process.readAllStandardOutput().data())
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "progress" and event.get("total"):
+                pct = 100.0 * float(event.get("step", 0)) / float(event["total"])
+                eta = event.get("eta_s")
+                tail = f", about {eta:.0f} s left" if isinstance(eta, (int, float)) else ""
+                self.progress.emit(f"Preparing the demo detector: {event.get('phase', '')} {pct:.0f} %{tail}")
+            elif event.get("event") == "phase":
+                self.progress.emit(f"Preparing the demo detector: {event.get('phase', '')}…")
+
+    @Slot(int, QProcess.ExitStatus)
+    def _on_finished(self, code: int, status: QProcess.ExitStatus) -> None:
+        err = bytes(self.process.readAllStandardError().data()).decode("utf-8", "replace")
+        if code == 0 and status == QProcess.ExitStatus.NormalExit and self.out.is_file():
+            self.ready.emit(self.out)
+            return
+        if "invalid choice" in err:
+            self.unavailable.emit("this version of the engine has no demo detector yet")
+        else:
+            last = err.strip().splitlines()[-1] if err.strip() else f"exit code {code}"
+            self.unavailable.emit(f"demo detector training failed: {last}")
+
+    @Slot(QProcess.ProcessError)
+    def _on_error(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.ProcessError.FailedToStart:
+            self.unavailable.emit("could not start the engine process")

@@ -1,0 +1,83 @@
+"""The detector card: what a detector is, what it was trained on, how it is calibrated.
+
+:func:`card_sections` turns :class:`DetectorMetadata` into labelled rows (pure, tested);
+:class:`DetectorCardDialog` shows them.
+"""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
+
+from engine.detector import DetectorMetadata
+
+
+def card_sections(meta: DetectorMetadata, path: Path | None = None, provider: str | None = None,
+                  provider_note: str | None = None) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The card as (section, [(label, value)]) in display order."""
+    p = meta.preprocess
+    identity = [("Name", meta.name or "(unnamed)"), ("Model id", meta.model_id), ("Created", meta.created or "?")]
+    if path is not None:
+        identity.append(("File", str(path)))
+    if provider:
+        identity.append(("Runs on", provider.replace("ExecutionProvider", "")
+                         + (f" — fallback: {provider_note}" if provider_note else "")))
+    method = [("Method", meta.method), ("Backbone", meta.backbone), ("Score", meta.score_type),
+              ("Input", f"{p.size} × {p.size}, aspect {p.aspect}, intensity {p.intensity}, "
+                        f"range {p.output_range[0]:g}…{p.output_range[1]:g}")]
+    cal = meta.calibration
+    s = np.asarray(cal.normal_scores)
+    calibration = [("Normals", f"{cal.n_normals} ({cal.source})"),
+                   ("Normal scores", f"min {s.min():.5g}, median {np.median(s):.5g}, max {s.max():.5g}")]
+    for spec in (0.90, 0.95, 0.99):
+        calibration.append((f"Threshold at {100 * spec:g} %", f"{cal.threshold_at_specificity(spec):.5g}"))
+    training = [(str(k), _value(v)) for k, v in meta.training.items()]
+    metrics = [(str(k), _value(v)) for k, v in meta.metrics.items()]
+    software = [(str(k), str(v)) for k, v in sorted(meta.software.items())]
+    sections = [("Detector", identity), ("Method", method), ("Calibration on known normals", calibration),
+                ("Training data", training or [("", "not recorded")])]
+    sections.append(("Validation metrics", metrics or [("", "none in the file")]))
+    if software:
+        sections.append(("Software", software))
+    return sections
+
+
+def card_html(sections: list[tuple[str, list[tuple[str, str]]]]) -> str:
+    """The card as an HTML table."""
+    out = ["<style>td{padding:2px 10px 2px 0; vertical-align:top;} h3{margin:10px 0 2px 0;}</style>"]
+    for title, rows in sections:
+        out.append(f"<h3>{html.escape(title)}</h3><table>")
+        for k, v in rows:
+            out.append(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(v)}</td></tr>")
+        out.append("</table>")
+    return "".join(out)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.5g}"
+    if isinstance(v, (dict, list)):
+        text = json.dumps(v, sort_keys=True, default=str)
+        return text if len(text) <= 400 else text[:400] + "…"
+    return str(v)
+
+
+class DetectorCardDialog(QDialog):
+    """Shows a detector's card."""
+
+    def __init__(self, meta: DetectorMetadata, path: Path | None = None, provider: str | None = None,
+                 provider_note: str | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Detector card: {meta.name or meta.model_id[:8]}")
+        self.resize(620, 620)
+        layout = QVBoxLayout(self)
+        self.text = QTextBrowser()
+        self.text.setHtml(card_html(card_sections(meta, path, provider, provider_note)))
+        layout.addWidget(self.text)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)

@@ -1,0 +1,981 @@
+"""The main window: worklist (left), viewer (centre), result and controls (right), status bar.
+
+It owns the state objects and the worker threads and wires them together; the pieces it shows
+live in their own modules. Long work always runs in a worker (indexing, decoding, thumbnails,
+scoring, loading a detector); the window only reacts to their signals. Closing the window
+stops every worker and closes only once all of them have ended.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable, Iterable
+
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Slot
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QGroupBox,
+    QLabel,
+    QListWidget,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import pyside_fix
+from app.case_loading import LoadedCase
+from app.demo import DemoDetectorProcess, DemoStudyThread, demo_root
+from app.detector_card import DetectorCardDialog
+from app.export import ExportContext, export_rows, select_records, write_export
+from app.export_dialog import ExportDialog
+from app.help import HelpDialog
+from app.library import ModelLibrary
+from app.panels.case_info import CaseInfoPanel
+from app.panels.heatmap import HeatmapControl
+from app.panels.operating_point import OperatingPointControl
+from app.panels.window import WindowControl
+from app.records import CaseScore
+from app.settings import PROVIDERS, AppSettings
+from app.shortcuts import SHORTCUTS
+from app.state import OperatingPoint, PrivacyState, ViewerState
+from app.viewer.view import RadiographView
+from app.workers.base import WorkerSet
+from app.workers.decoding import DecodeThread
+from app.workers.indexing import IndexingThread
+from app.workers.scoring import DetectorLoadThread, ScoringThread
+from app.worklist.model import WorklistModel
+from app.worklist.panel import WorklistPanel
+from app.worklist.thumbnails import ThumbnailCache
+from engine.detector import Detector, DetectorError, ProviderChoice
+
+logger = logging.getLogger(__name__)
+CASE_CACHE = 6  # decoded cases kept (the current one and prefetched neighbours)
+
+
+class MainWindow(QMainWindow):
+    """The cxrscreen workstation window.
+
+    Args:
+        settings: persistent preferences.
+        library: the model library (default: the user's).
+        batch_size: images per scoring batch.
+        decode_workers: decoding threads used by scoring.
+    """
+
+    def __init__(self, settings: AppSettings, library: ModelLibrary | None = None, batch_size: int = 8,
+                 decode_workers: int = 2) -> None:
+        pyside_fix.apply()  # before any signal is emitted (see the module)
+        super().__init__()
+        self.settings = settings
+        self.library = library or ModelLibrary()
+        self.batch_size = batch_size
+        self.decode_workers = decode_workers
+        self.key = settings.pseudonym_key()
+        self.setWindowTitle("cxrscreen")
+        self.setAcceptDrops(True)
+        self.resize(1500, 920)
+        # ---------------------------------------------------------------- state
+        self.operating = OperatingPoint(settings.operating_mode, settings.operating_specificity,
+                                        settings.operating_score, parent=self)
+        self.viewer_state = ViewerState(self)
+        self.viewer_state.set_heatmap_visible(settings.heatmap_visible)
+        self.viewer_state.set_heatmap_opacity(settings.heatmap_opacity)
+        self.viewer_state.set_colormap(settings.colormap)
+        self.viewer_state.set_contour_visible(settings.contour_visible)
+        self.privacy = PrivacyState(self)
+        self.detector: Detector | None = None
+        self.detector_path: Path | None = None
+        self.last_error: str | None = None  # the last error reported to the user (for tests)
+        self.roots: list[Path] = []
+        self._cases: OrderedDict[Path, LoadedCase] = OrderedDict()
+        self._request_id = 0
+        self._current: Path | None = None
+        self._indexing: IndexingThread | None = None
+        self._index_started = 0.0
+        self._scoring: ScoringThread | None = None
+        self._score_started = 0.0
+        self._loading_detector: DetectorLoadThread | None = None
+        self._demo_process: DemoDetectorProcess | None = None
+        self._closing = False
+        self._close_ready = False
+        self._auto_paused = False
+        self._first_image_time: float | None = None
+        # ---------------------------------------------------------------- workers
+        self.workers = WorkerSet(self)
+        self.view_decoder = DecodeThread()
+        self.thumb_decoder = DecodeThread(max_prefetch=1)
+        self.thumbnails = ThumbnailCache(self.thumb_decoder.request_thumbnail, parent=self)
+        self.view_decoder.case_loaded.connect(self._on_case_loaded)
+        self.view_decoder.case_failed.connect(self._on_case_failed)
+        self.thumb_decoder.thumbnail_ready.connect(self.thumbnails.on_ready)
+        self.thumb_decoder.thumbnail_failed.connect(self.thumbnails.on_failed)
+        self.workers.start(self.view_decoder)
+        self.workers.start(self.thumb_decoder)
+        # ---------------------------------------------------------------- widgets
+        self.model = WorklistModel(self.key, self.thumbnails.get, self)
+        self.thumbnails.changed.connect(self.model.thumbnail_changed)
+        self.worklist = WorklistPanel(self.model)
+        self.viewer = RadiographView(self.viewer_state)
+        self.case_panel = CaseInfoPanel(self.privacy, self.key)
+        self.operating_control = OperatingPointControl(self.operating)
+        self.window_control = WindowControl(self.viewer_state)
+        self.heatmap_control = HeatmapControl(self.viewer_state)
+        self.welcome = self._build_welcome()
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.welcome)
+        self.stack.addWidget(self.viewer)
+        self.setCentralWidget(self.stack)
+        self._build_docks()
+        self._build_status_bar()
+        self.actions: dict[str, QAction] = {}
+        self._build_actions()
+        self._build_menus_and_toolbar()
+        # ---------------------------------------------------------------- wiring
+        self.worklist.current_changed.connect(self._on_current_changed)
+        self.model.counts_changed.connect(self._counts_timer_start)
+        self.operating.changed.connect(self._on_operating_point)
+        self.viewer_state.overlay_changed.connect(self._sync_checkable_actions)
+        self.viewer_state.window_changed.connect(self._sync_checkable_actions)
+        self.privacy.changed.connect(self.model.set_show_identifiers)
+        self.privacy.changed.connect(self._sync_checkable_actions)
+        self.worklist.flagged_box.toggled.connect(self._sync_checkable_actions)
+        self._counts_timer = QTimer(self)
+        self._counts_timer.setSingleShot(True)
+        self._counts_timer.setInterval(200)
+        self._counts_timer.timeout.connect(self._update_counts)
+        geometry, state = settings.window_geometry(), settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+        self._update_counts()
+        self._sync_checkable_actions()
+        self._refresh_library_menu()
+
+    # ================================================================== layout
+    def _build_welcome(self) -> QWidget:
+        w = QWidget()
+        layout = QVBoxLayout(w)
+        layout.addStretch(1)
+        title = QLabel("<h2>cxrscreen</h2><p>Screens chest radiographs for anomalies with a detector trained "
+                       "on normal images. A flag asks for a look; it is not a diagnosis.</p>")
+        title.setWordWrap(True)
+        title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout.addWidget(title)
+        for text, slot in (("Open folder…  (Ctrl+O)", self.choose_folder),
+                           ("Open demo study  (Ctrl+Shift+D)", self.open_demo),
+                           ("Load detector…  (Ctrl+L)", self.choose_detector)):
+            b = QPushButton(text)
+            b.setMinimumHeight(36)
+            b.clicked.connect(slot)
+            layout.addWidget(b, 0, Qt.AlignmentFlag.AlignHCenter)
+        self.recent_list = QListWidget()
+        self.recent_list.setMaximumWidth(600)
+        self.recent_list.setMaximumHeight(160)
+        self.recent_list.itemActivated.connect(lambda item: self.open_paths([Path(item.text())]))
+        self.recent_label = QLabel("Recent folders (double-click to open):")
+        layout.addWidget(self.recent_label, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addWidget(self.recent_list, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addStretch(2)
+        self._refresh_recent()
+        return w
+
+    def _refresh_recent(self) -> None:
+        self.recent_list.clear()
+        recent = [p for p in self.settings.recent_folders if p.is_dir()]
+        for p in recent:
+            self.recent_list.addItem(str(p))
+        self.recent_list.setVisible(bool(recent))
+        self.recent_label.setVisible(bool(recent))
+
+    def _build_docks(self) -> None:
+        left = QDockWidget("Worklist", self)
+        left.setObjectName("worklist_dock")
+        left.setWidget(self.worklist)
+        left.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, left)
+        panel = QWidget()
+        layout = QVBoxLayout(panel)
+        layout.setContentsMargins(6, 6, 6, 6)
+        for title, widget, stretch in (("Result", self.case_panel.result_widget, 0),
+                                       ("Operating point", self.operating_control, 0),
+                                       ("Window / level", self.window_control, 0),
+                                       ("Heatmap", self.heatmap_control, 0),
+                                       ("Header", self.case_panel.tags_widget, 1)):
+            box = QGroupBox(title)
+            inner = QVBoxLayout(box)
+            inner.setContentsMargins(6, 6, 6, 6)
+            inner.addWidget(widget)
+            layout.addWidget(box, stretch)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(panel)
+        right = QDockWidget("Case", self)
+        right.setObjectName("case_dock")
+        right.setWidget(scroll)
+        right.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        right.setMinimumWidth(330)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, right)
+        self.resizeDocks([left], [760], Qt.Orientation.Horizontal)
+        self.docks = {"worklist": left, "case": right}
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.counts_label = QLabel()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        self.progress_label = QLabel()
+        self.progress_label.hide()
+        self.cancel_button = QToolButton()
+        self.cancel_button.setText("Cancel")
+        self.cancel_button.setToolTip("Cancel scoring (Esc)")
+        self.cancel_button.clicked.connect(self.cancel_scoring)
+        self.cancel_button.hide()
+        self.provider_label = QLabel("no detector")
+        self.provider_label.setToolTip("Where the detector runs (onnxruntime execution provider)")
+        for w in (self.counts_label, self.progress_label, self.progress, self.cancel_button, self.provider_label):
+            bar.addPermanentWidget(w)
+
+    def _build_actions(self) -> None:
+        slots: dict[str, Callable[[], object]] = {
+            "open_folder": self.choose_folder, "add_files": self.choose_files, "open_demo": self.open_demo,
+            "export_csv": self.export_csv, "quit": self.close,
+            "next_case": lambda: self.worklist.move(1), "previous_case": lambda: self.worklist.move(-1),
+            "next_flagged": self.worklist.next_flagged, "focus_filter": self._focus_filter,
+            "fit": self.viewer.fit, "one_to_one": self.viewer.one_to_one,
+            "zoom_in": lambda: self.viewer.zoom(1.25), "zoom_out": lambda: self.viewer.zoom(0.8),
+            "auto_window": self.window_control.auto, "full_window": self.window_control.full_range,
+            "next_preset": self.window_control.next_preset, "reset_window": self.window_control.reset,
+            "opacity_up": lambda: self._nudge_opacity(0.1), "opacity_down": lambda: self._nudge_opacity(-0.1),
+            "load_detector": self.choose_detector, "score": self.score_unscored, "cancel": self.cancel_scoring,
+            "detector_card": self.show_detector_card, "help": self.show_help,
+            "specificity_90": lambda: self.operating.set_specificity(0.90),
+            "specificity_95": lambda: self.operating.set_specificity(0.95),
+            "specificity_99": lambda: self.operating.set_specificity(0.99),
+        }
+        toggles: dict[str, Callable[[bool], object]] = {
+            "flagged_only": self.worklist.flagged_box.setChecked,
+            "show_identifiers": self.privacy.set_show_identifiers,
+            "invert": self.viewer_state.set_invert,
+            "toggle_heatmap": self.viewer_state.set_heatmap_visible,
+            "toggle_contour": self.viewer_state.set_contour_visible,
+        }
+        for spec in SHORTCUTS:
+            action = QAction(spec.text, self)
+            action.setObjectName(spec.action)
+            action.setShortcuts([QKeySequence(k) for k in spec.keys])
+            action.setToolTip(f"{spec.text.rstrip('…')} ({QKeySequence(spec.keys[0]).toString(QKeySequence.SequenceFormat.NativeText)})")
+            if spec.action in toggles:
+                action.setCheckable(True)
+                action.toggled.connect(toggles[spec.action])
+            else:
+                action.triggered.connect(self._slot_without_result(slots[spec.action]))
+            self.addAction(action)  # shortcuts work even when the menu bar is hidden
+            self.actions[spec.action] = action
+        self.actions["cancel"].setEnabled(False)
+        self.add_to_library_action = QAction("Add current detector to library", self)
+        self.add_to_library_action.triggered.connect(self.add_detector_to_library)
+        self.auto_score_action = QAction("Score new files automatically", self)
+        self.auto_score_action.setCheckable(True)
+        self.auto_score_action.setChecked(self.settings.auto_score)
+        self.auto_score_action.toggled.connect(self.settings.set_auto_score)
+
+    @staticmethod
+    def _slot_without_result(slot: Callable[[], object]) -> Callable[[], None]:
+        """Wrap a callable so the connected slot returns None (PySide mis-counts returned bools)."""
+        def run(*_args: object) -> None:
+            slot()
+        return run
+
+    def _build_menus_and_toolbar(self) -> None:
+        a = self.actions
+        mb = self.menuBar()
+        file_menu = mb.addMenu("&File")
+        for name in ("open_folder", "add_files"):
+            file_menu.addAction(a[name])
+        self.recent_menu = file_menu.addMenu("Recent folders")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addAction(a["open_demo"])
+        file_menu.addSeparator()
+        file_menu.addAction(a["export_csv"])
+        file_menu.addSeparator()
+        file_menu.addAction(a["quit"])
+        wl = mb.addMenu("&Worklist")
+        for name in ("next_case", "previous_case", "next_flagged", "focus_filter", "flagged_only", "show_identifiers"):
+            wl.addAction(a[name])
+        view = mb.addMenu("&View")
+        for name in ("fit", "one_to_one", "zoom_in", "zoom_out", None, "invert", "auto_window", "full_window",
+                     "next_preset", "reset_window", None, "toggle_heatmap", "toggle_contour", "opacity_up",
+                     "opacity_down"):
+            if name is None:
+                view.addSeparator()
+            else:
+                view.addAction(a[name])
+        view.addSeparator()
+        for dock in self.docks.values():
+            view.addAction(dock.toggleViewAction())
+        det = mb.addMenu("&Detector")
+        det.addAction(a["load_detector"])
+        self.library_menu = det.addMenu("Model library")
+        det.addAction(self.add_to_library_action)
+        det.addAction(a["detector_card"])
+        det.addSeparator()
+        det.addAction(a["score"])
+        det.addAction(a["cancel"])
+        det.addAction(self.auto_score_action)
+        det.addSeparator()
+        for name in ("specificity_90", "specificity_95", "specificity_99"):
+            det.addAction(a[name])
+        provider_menu = det.addMenu("Run on")
+        group = QActionGroup(self)
+        self.provider_actions: dict[str, QAction] = {}
+        for p, text in (("auto", "GPU (CUDA) when available, else CPU"), ("cuda", "GPU (CUDA) only"), ("cpu", "CPU only")):
+            act = QAction(text, self, checkable=True)
+            act.setChecked(self.settings.provider == p)
+            act.triggered.connect(lambda _c=False, prov=p: self.set_provider(prov))  # type: ignore[arg-type]
+            group.addAction(act)
+            provider_menu.addAction(act)
+            self.provider_actions[p] = act
+        help_menu = mb.addMenu("&Help")
+        help_menu.addAction(a["help"])
+        tb = self.addToolBar("Main")
+        tb.setObjectName("main_toolbar")
+        for name in ("open_folder", "open_demo", "load_detector", "score", "cancel", None, "toggle_heatmap",
+                     "toggle_contour", "invert", "fit", "one_to_one", None, "export_csv"):
+            if name is None:
+                tb.addSeparator()
+            else:
+                tb.addAction(a[name])
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for p in self.settings.recent_folders:
+            act = self.recent_menu.addAction(str(p))
+            act.setEnabled(p.is_dir())
+            act.triggered.connect(lambda _c=False, path=p: self.open_paths([path]))
+
+    def _refresh_library_menu(self) -> None:
+        self.library_menu.clear()
+        entries = self.library.entries()
+        for e in entries:
+            act = self.library_menu.addAction(f"{e.name}  ({e.model_id[:8]}, {e.card.get('method', '?')})")
+            act.triggered.connect(lambda _c=False, path=e.path: self.load_detector(path))
+        if not entries:
+            act = self.library_menu.addAction(f"(empty: {self.library.root})")
+            act.setEnabled(False)
+
+    # ================================================================== opening files
+    def choose_folder(self) -> None:
+        """Ask for a folder and open it (replacing the worklist)."""
+        start = str(self.settings.last_folder or Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Open folder of radiographs", start)
+        if folder:
+            self.open_paths([Path(folder)])
+
+    def choose_files(self) -> None:
+        """Ask for files and add them to the worklist."""
+        start = str(self.settings.last_folder or Path.home())
+        files, _ = QFileDialog.getOpenFileNames(self, "Add radiographs", start,
+                                                "Radiographs (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)")
+        if files:
+            self.open_paths([Path(f) for f in files], replace=False)
+
+    def open_paths(self, paths: Iterable[Path], replace: bool = True) -> None:
+        """Index folders and/or files into the worklist (header only, progressively).
+
+        Args:
+            paths: folders (recursive) and files.
+            replace: start a new worklist (else add to the current one).
+        """
+        paths = [Path(p) for p in paths]
+        if not paths or self._closing:
+            return
+        if replace or not self.model.rowCount():
+            self._stop_indexing()
+            self._stop_scoring()
+            self.model.clear(paths)
+            self.thumbnails.clear()
+            self.view_decoder.clear()
+            self.thumb_decoder.clear()
+            self._cases.clear()
+            self._current = None
+            self._auto_paused = False
+            self.roots = list(paths)
+            self.viewer.clear("Indexing…")
+            self.case_panel.set_meta(None)
+            self.case_panel.set_result(None, None, None)
+        else:
+            self.model.add_roots(paths)
+            self.roots += paths
+        folder = next((p for p in paths if p.is_dir()), paths[0].parent)
+        self.settings.set_last_folder(folder)
+        self._refresh_recent()
+        self.setWindowTitle(f"cxrscreen — {folder}")
+        self.stack.setCurrentWidget(self.viewer)
+        self._index_started = time.monotonic()
+        self._first_image_time = None
+        thread = IndexingThread(paths)
+        thread.records_found.connect(self._on_records)
+        thread.indexing_done.connect(self._on_indexing_done)
+        thread.indexing_failed.connect(self._on_indexing_failed)
+        if self._indexing is not None:  # adding while an index runs: both stream in
+            pass
+        self._indexing = thread
+        self.workers.start(thread)
+        self.statusBar().showMessage(f"Indexing {', '.join(p.name or str(p) for p in paths)}…")
+
+    @Slot(object)
+    def _on_records(self, batch: list) -> None:
+        new = self.model.add_records(batch)
+        if not new:
+            return
+        if self.worklist.current_path() is None:
+            self.worklist.select_row(0)
+        if self.detector is not None and self.auto_score_action.isChecked() and not self._auto_paused:
+            self._enqueue_for_scoring([r.path for r in new if r.readable])
+
+    @Slot(int, bool)
+    def _on_indexing_done(self, count: int, stopped: bool) -> None:
+        if self.sender() is not self._indexing:
+            return
+        self._indexing = None
+        seconds = time.monotonic() - self._index_started
+        if stopped:
+            return
+        c = self.model.counts()
+        self.statusBar().showMessage(f"Indexed {count:,} files in {seconds:.1f} s"
+                                     + (f"; {c['unreadable']} cannot be read (see Status)" if c["unreadable"] else ""), 8000)
+        if self._scoring is not None:
+            self._scoring.close_input()
+        if count == 0:
+            self.viewer.clear("No radiographs found here (DICOM, PNG, JPEG, TIFF, BMP).")
+
+    @Slot(str)
+    def _on_indexing_failed(self, message: str) -> None:
+        self._report_error("Indexing stopped", f"Indexing stopped early: {message}\nThe files found so far are listed.")
+
+    def _stop_indexing(self) -> None:
+        if self._indexing is not None:
+            self._indexing.request_stop()
+            self._indexing = None
+
+    # ================================================================== the current case
+    @Slot(object)
+    def _on_current_changed(self, path: Path | None) -> None:
+        self._current = path
+        if path is None:
+            self.viewer.clear("")
+            self.case_panel.set_meta(None)
+            self.case_panel.set_result(None, None, None)
+            return
+        row = self.model.row_of(path)
+        if row is None:
+            return
+        rec = self.model.record(row)
+        self.case_panel.set_meta(rec.meta, rec.error)
+        self._show_result(path)
+        if not rec.readable:
+            self.viewer.clear(f"Cannot read {path.name}:\n{rec.error}")
+            self.window_control.set_image(None)
+            return
+        cached = self._cases.get(path)
+        if cached is not None and self._analysis_current(cached):
+            self._cases.move_to_end(path)
+            self._display(cached)
+            return
+        self.viewer.clear(f"Loading {path.name}…")
+        self.window_control.set_image(None)
+        self._request_id += 1
+        self.view_decoder.request_case(path, self.detector, self._request_id)
+
+    def _analysis_current(self, case: LoadedCase) -> bool:
+        """Whether a decoded case carries the active detector's analysis (or needs none)."""
+        if self.detector is None:
+            return case.analysis is None
+        return case.analysis is not None and case.analysis.model_id == self.detector.meta.model_id
+
+    @Slot(object, int)
+    def _on_case_loaded(self, case: LoadedCase, request_id: int) -> None:
+        self._cases[case.path] = case
+        self._cases.move_to_end(case.path)
+        while len(self._cases) > CASE_CACHE:
+            self._cases.popitem(last=False)
+        self.thumbnails.put(case.path, case.thumbnail)
+        if case.analysis is not None and self.detector is not None and case.analysis.model_id == self.detector.meta.model_id:
+            row = self.model.row_of(case.path)
+            if row is not None and case.analysis.model_id not in self.model.record(row).scores:
+                self.model.set_score(case.path, case.analysis.model_id,
+                                     CaseScore(case.analysis.score, case.analysis.percentile))
+        if case.analysis_error:
+            self.statusBar().showMessage(f"{case.path.name}: heatmap unavailable ({case.analysis_error})", 8000)
+        if case.path == self._current and self._analysis_current(case):
+            self._display(case)
+            self._prefetch()
+
+    @Slot(object, str, int)
+    def _on_case_failed(self, path: Path, reason: str, request_id: int) -> None:
+        self.model.mark_unreadable(path, reason)
+        if path == self._current:
+            self.viewer.clear(f"Cannot read {path.name}:\n{reason}")
+            row = self.model.row_of(path)
+            self.case_panel.set_meta(self.model.record(row).meta if row is not None else None, reason)
+
+    def _display(self, case: LoadedCase) -> None:
+        row = self.model.row_of(case.path)
+        n = self.worklist.proxy.rowCount()
+        pos = self.worklist.table.currentIndex().row() + 1
+        title = f"{self.model.index(row, 1).data() if row is not None else case.path.name}   ({pos} of {n})"
+        self.window_control.set_image(case.image)
+        self.viewer.show_case(case, title)
+        self.case_panel.set_meta(case.meta)
+        self._show_result(case.path)
+        self.viewer.set_contour_level(self._contour_level())
+        if self._first_image_time is None:
+            self._first_image_time = time.monotonic() - self._index_started
+
+    def _show_result(self, path: Path) -> None:
+        """Fill the result panel and the viewer's badge from the record."""
+        row = self.model.row_of(path)
+        if row is None:
+            return
+        rec = self.model.record(row)
+        score = self.model.active_score(rec)
+        flagged = self.model.is_flagged(rec)
+        n = self.detector.calibration.n_normals if self.detector is not None else None
+        pending = "" if self.detector is not None else "no detector loaded"
+        if self.detector is not None and score is None:
+            pending = self.model.status_text(rec)
+        self.case_panel.set_result(score, flagged, n, pending)
+        if score is None:
+            self.viewer.set_badge("", None)
+        else:
+            flag = "FLAGGED" if flagged else "not flagged"
+            self.viewer.set_badge(f"score {score.score:.4g} · pctl {score.percentile:.1f} · {flag}", flagged)
+
+    def _prefetch(self) -> None:
+        for path in self.worklist.neighbours(1):
+            if path not in self._cases:
+                self._request_id += 1
+                self.view_decoder.request_case(path, self.detector, self._request_id, prefetch=True)
+
+    def _focus_filter(self) -> None:
+        self.docks["worklist"].show()
+        self.worklist.filter_edit.setFocus()
+        self.worklist.filter_edit.selectAll()
+
+    # ================================================================== detector
+    def choose_detector(self) -> None:
+        """Ask for a detector file and load it."""
+        start = str(self.detector_path.parent if self.detector_path else self.library.root)
+        path, _ = QFileDialog.getOpenFileName(self, "Load detector", start, "ONNX detectors (*.onnx);;All files (*)")
+        if path:
+            self.load_detector(Path(path))
+
+    def load_detector(self, path: Path, provider: ProviderChoice | None = None) -> None:
+        """Load a detector in a worker; scoring starts when it is ready (if automatic)."""
+        if self._closing:
+            return
+        prov = provider or self.settings.provider
+        thread = DetectorLoadThread(path, prov)
+        thread.detector_loaded.connect(self._on_detector_loaded)
+        thread.detector_failed.connect(self._on_detector_failed)
+        self._loading_detector = thread
+        self.workers.start(thread)
+        self.statusBar().showMessage(f"Loading detector {path.name}…")
+
+    @Slot(object)
+    def _on_detector_loaded(self, detector: Detector) -> None:
+        if self.sender() is not self._loading_detector:
+            return  # a later load superseded this one
+        self._loading_detector = None
+        self._stop_scoring()
+        self.detector = detector
+        self.detector_path = detector.path
+        self.settings.set_last_model(detector.path)
+        meta = detector.meta
+        self.model.set_active_model(meta.model_id, self.operating.threshold(detector.calibration))
+        self.operating_control.set_calibration(detector.calibration)
+        self.case_panel.set_detector(meta, detector.provider, detector.provider_note)
+        short = detector.provider.replace("ExecutionProvider", "")
+        if detector.provider_note:
+            self.provider_label.setText(f"⚠ {short} (fallback)")
+            self.provider_label.setStyleSheet("color: #c06000; font-weight: bold;")
+            self.provider_label.setToolTip(detector.provider_note)
+            self.statusBar().showMessage(f"Detector {meta.name or meta.model_id[:8]} loaded — {detector.provider_note}", 15000)
+        else:
+            self.provider_label.setText(f"{short}")
+            self.provider_label.setStyleSheet("")
+            self.provider_label.setToolTip(f"onnxruntime {detector.provider}")
+            self.statusBar().showMessage(f"Detector {meta.name or meta.model_id[:8]} loaded, running on {short}", 8000)
+        self.setWindowTitle(f"cxrscreen — {self.roots[0] if self.roots else ''} — {meta.name or meta.model_id[:8]}")
+        if self._current is not None:
+            self._on_current_changed(self._current)  # re-show with this detector's heatmap
+        if self.auto_score_action.isChecked():
+            self.score_unscored(quiet=True)
+
+    @Slot(str, str)
+    def _on_detector_failed(self, path: str, reason: str) -> None:
+        if self.sender() is not self._loading_detector:
+            return
+        self._loading_detector = None
+        self._report_error("Cannot load detector", f"{path}\n\n{reason}")
+
+    def set_provider(self, provider: ProviderChoice) -> None:
+        """Choose where detectors run; reloads the current detector."""
+        if provider not in PROVIDERS:
+            raise ValueError(f"provider must be one of {PROVIDERS}, got {provider!r}")
+        self.settings.set_provider(provider)
+        with QSignalBlocker(self.provider_actions[provider]):
+            self.provider_actions[provider].setChecked(True)
+        if self.detector_path is not None:
+            self.load_detector(self.detector_path, provider)
+
+    def add_detector_to_library(self) -> None:
+        """Copy the current detector into the model library."""
+        if self.detector_path is None:
+            self._report_error("No detector", "Load a detector first.")
+            return
+        try:
+            entry = self.library.add(self.detector_path)
+        except (DetectorError, OSError) as exc:
+            self._report_error("Cannot add to the library", str(exc))
+            return
+        self._refresh_library_menu()
+        self.statusBar().showMessage(f"Added {entry.name} to the model library ({self.library.root})", 8000)
+
+    def show_detector_card(self) -> None:
+        """Show the active detector's card."""
+        if self.detector is None:
+            self._report_error("No detector", "Load a detector first (Ctrl+L).")
+            return
+        d = DetectorCardDialog(self.detector.meta, self.detector.path, self.detector.provider,
+                               self.detector.provider_note, self)
+        d.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        d.open()
+
+    # ================================================================== scoring
+    def score_unscored(self, quiet: bool = False) -> int:
+        """Score every readable file without a score from the active detector; returns how many."""
+        if self.detector is None:
+            if not quiet:
+                self._report_error("No detector", "Load a detector first (Ctrl+L).")
+            return 0
+        self._auto_paused = False
+        mid = self.detector.meta.model_id
+        todo = [r.path for r in self.model.records()
+                if r.readable and mid not in r.scores and mid not in r.score_errors]
+        if not todo and self._indexing is None:
+            if not quiet:
+                self.statusBar().showMessage("Every file is scored.", 5000)
+            return 0
+        self._enqueue_for_scoring(todo)
+        return len(todo)
+
+    def _enqueue_for_scoring(self, paths: list[Path]) -> None:
+        if self.detector is None or self._closing:
+            return
+        if self._scoring is None or self._scoring.model_id != self.detector.meta.model_id or self._scoring.stopping:
+            thread = ScoringThread(self.detector, self.batch_size, self.decode_workers)
+            thread.batch_scored.connect(self._on_batch_scored)
+            thread.progress.connect(self._on_scoring_progress)
+            thread.scoring_done.connect(self._on_scoring_done)
+            thread.scoring_failed.connect(self._on_scoring_failed)
+            self._scoring = thread
+            self._score_started = time.monotonic()
+            thread.add_paths(paths)
+            if self._indexing is None:
+                thread.close_input()
+            self.workers.start(thread)
+            self.progress.setRange(0, max(1, thread.total))
+            self.progress.setValue(0)
+            for w in (self.progress, self.progress_label, self.cancel_button):
+                w.show()
+            self.actions["cancel"].setEnabled(True)
+            self._on_scoring_progress(0, thread.total)
+        else:
+            self._scoring.add_paths(paths)
+            if self._indexing is None:
+                self._scoring.close_input()
+        self.model.mark_queued(paths)
+
+    @Slot(str, object)
+    def _on_batch_scored(self, model_id: str, results: list) -> None:
+        # results of a cancelled run are still correct scores: keep them
+        self.model.apply_results(model_id, results)
+        if self._current is not None and any(r.path == self._current for r in results):
+            self._show_result(self._current)
+
+    @Slot(int, int)
+    def _on_scoring_progress(self, done: int, total: int) -> None:
+        if self.sender() is not None and self.sender() is not self._scoring:
+            return
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(done)
+        rate = done / max(1e-6, time.monotonic() - self._score_started)
+        self.progress_label.setText(f"Scoring {done:,} / {total:,}" + (f"  ({rate:.0f}/s)" if done else ""))
+
+    @Slot(str, int, float)
+    def _on_scoring_done(self, state: str, done: int, seconds: float) -> None:
+        if self.sender() is not self._scoring:
+            return
+        self._scoring = None
+        self._hide_progress()
+        self.model.clear_queued()
+        if state == "done":
+            self.statusBar().showMessage(f"Scored {done:,} files in {seconds:.1f} s ({done / max(seconds, 1e-6):.1f}/s)", 8000)
+        elif state == "cancelled":
+            self.statusBar().showMessage(f"Scoring cancelled after {done:,} files.", 8000)
+
+    @Slot(str)
+    def _on_scoring_failed(self, message: str) -> None:
+        self._report_error("Scoring stopped", f"Scoring stopped because of an error:\n{message}\n\nScores so far are kept.")
+
+    def cancel_scoring(self) -> None:
+        """Stop scoring (the worker ends at its next batch; the window stops waiting at once)."""
+        if self._scoring is None:
+            return
+        self._scoring.request_stop()
+        self._auto_paused = True  # files still being indexed are not scored until asked (Ctrl+R)
+        self._hide_progress()
+        self.model.clear_queued()
+        self.statusBar().showMessage("Scoring cancelled. Ctrl+R scores the remaining files.", 5000)
+
+    def _stop_scoring(self) -> None:
+        if self._scoring is not None:
+            self._scoring.request_stop()
+            self._scoring = None
+            self._hide_progress()
+            self.model.clear_queued()
+
+    def _hide_progress(self) -> None:
+        for w in (self.progress, self.progress_label, self.cancel_button):
+            w.hide()
+        self.actions["cancel"].setEnabled(False)
+
+    @property
+    def is_scoring(self) -> bool:
+        """Whether a scoring run is active (a cancelled one that is still winding down is not)."""
+        return self._scoring is not None and not self._scoring.stopping
+
+    # ================================================================== operating point
+    def _on_operating_point(self) -> None:
+        op = self.operating
+        self.settings.set_operating_point(op.mode, op.specificity, op.score_threshold)
+        if self.detector is not None:
+            self.model.set_threshold(op.threshold(self.detector.calibration))
+        if self._current is not None:
+            self._show_result(self._current)
+        self.viewer.set_contour_level(self._contour_level())
+
+    def _contour_level(self) -> float | None:
+        """The heatmap level of the contour: the operating point's specificity among normals."""
+        if self.detector is None:
+            return None
+        if self.operating.mode == "specificity":
+            return self.operating.specificity
+        return self.operating.achieved_specificity(self.detector.calibration)
+
+    # ================================================================== export
+    def export_csv(self, path: Path | None = None, scope: str | None = None,
+                   include_identifiers: bool | None = None) -> Path | None:
+        """Export results to CSV; asks for what is not given; never overwrites without asking.
+
+        Returns:
+            The written file, or None when nothing was written.
+        """
+        if self.detector is None:
+            self._report_error("Nothing to export", "Load a detector and score the worklist first.")
+            return None
+        mid = self.detector.meta.model_id
+        threshold = self.operating.threshold(self.detector.calibration)
+        records = [self.model.record(self.worklist.proxy.mapToSource(self.worklist.proxy.index(r, 0)).row())
+                   for r in range(self.worklist.proxy.rowCount())]
+        if self.worklist.proxy.flagged_only or self.worklist.proxy.filter_text:
+            records = list(self.model.records())  # exports cover the whole worklist, not the filter
+        selected = self.worklist.selected_records()
+        if scope is None or include_identifiers is None:
+            counts = {"flagged": len(select_records(records, "flagged", mid, threshold)), "all": len(records),
+                      "selected": len(selected)}
+            dialog = ExportDialog(counts, self)
+            if dialog.exec() != ExportDialog.DialogCode.Accepted:
+                return None
+            scope, include_identifiers = dialog.scope, dialog.include_identifiers
+        if path is None:
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M")
+            suggested = (self.settings.last_folder or Path.home()) / f"cxrscreen-{scope}-{stamp}.csv"
+            name, _ = QFileDialog.getSaveFileName(self, "Export CSV", str(suggested), "CSV (*.csv)",
+                                                  options=QFileDialog.Option.DontConfirmOverwrite)
+            if not name:
+                return None
+            path = Path(name)
+        overwrite = False
+        if path.exists():
+            answer = QMessageBox.question(self, "Replace file?", f"{path} exists. Replace it?",
+                                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                          QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                self.statusBar().showMessage("Export cancelled: the existing file was kept.", 5000)
+                return None
+            overwrite = True
+        chosen = select_records(records, scope, mid, threshold, selected)  # type: ignore[arg-type]
+        ctx = ExportContext(self.detector.meta, threshold, self.operating.describe(self.detector.calibration),
+                            bool(include_identifiers), self.key, datetime.datetime.now(datetime.timezone.utc))
+        try:
+            n = write_export(path, export_rows(chosen, ctx), overwrite=overwrite)
+        except (OSError, FileExistsError) as exc:
+            self._report_error("Export failed", f"{path}\n\n{exc}")
+            return None
+        self.statusBar().showMessage(f"Exported {n} cases to {path}", 8000)
+        return path
+
+    # ================================================================== demo
+    def open_demo(self) -> None:
+        """Write (once) and open the synthetic demo study; make a demo detector if none exists."""
+        thread = DemoStudyThread()
+        thread.study_ready.connect(self._on_demo_ready)
+        thread.study_failed.connect(lambda msg: self._report_error("Demo unavailable", msg))
+        self.workers.start(thread)
+        self.statusBar().showMessage("Preparing the demo study…")
+
+    @Slot(object)
+    def _on_demo_ready(self, folder: Path) -> None:
+        self.open_paths([folder])
+        if self.detector is not None or self._loading_detector is not None:
+            return
+        entries = self.library.entries()
+        if entries:
+            self.load_detector(entries[0].path)
+            return
+        if self._demo_process is None:
+            proc = DemoDetectorProcess(demo_root() / "demo-detector.onnx", self)
+            proc.progress.connect(lambda text: self.statusBar().showMessage(text))
+            proc.ready.connect(self._on_demo_detector)
+            proc.unavailable.connect(self._on_demo_detector_unavailable)
+            self._demo_process = proc
+            proc.start()
+
+    @Slot(object)
+    def _on_demo_detector(self, path: Path) -> None:
+        self._demo_process = None
+        try:
+            entry = self.library.add(path)
+        except (DetectorError, OSError) as exc:
+            self._report_error("Demo detector unusable", str(exc))
+            return
+        self._refresh_library_menu()
+        self.load_detector(entry.path)
+
+    @Slot(str)
+    def _on_demo_detector_unavailable(self, reason: str) -> None:
+        self._demo_process = None
+        self.statusBar().showMessage(f"Demo study opened without scores: {reason}. Load a detector (Ctrl+L).", 15000)
+
+    # ================================================================== misc UI
+    def show_help(self) -> None:
+        """Show the shortcut list."""
+        d = HelpDialog(self)
+        d.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        d.open()
+
+    def _nudge_opacity(self, delta: float) -> None:
+        st = self.viewer_state
+        st.set_heatmap_opacity(round(min(1.0, max(0.0, st.heatmap_opacity + delta)), 2))
+
+    def _sync_checkable_actions(self) -> None:
+        st = self.viewer_state
+        pairs = (("invert", st.invert), ("toggle_heatmap", st.heatmap_visible), ("toggle_contour", st.contour_visible),
+                 ("show_identifiers", self.privacy.show_identifiers),
+                 ("flagged_only", self.worklist.flagged_box.isChecked()))
+        for name, value in pairs:
+            act = self.actions.get(name)
+            if act is not None and act.isChecked() != value:
+                with QSignalBlocker(act):
+                    act.setChecked(value)
+
+    def _counts_timer_start(self) -> None:
+        if not self._counts_timer.isActive():
+            self._counts_timer.start()
+
+    def _update_counts(self) -> None:
+        c = self.model.counts()
+        if not c["files"]:
+            self.counts_label.setText("no files")
+            return
+        parts = [f"{c['files']:,} files"]
+        if self.detector is not None:
+            parts.append(f"{c['scored']:,} scored")
+            parts.append(f"{c['flagged']:,} flagged")
+        if c["unreadable"]:
+            parts.append(f"{c['unreadable']:,} unreadable")
+        text = " · ".join(parts)
+        self.counts_label.setText(text)
+        self.worklist.counts_label.setText(text + f" · {self.worklist.proxy.rowCount():,} shown")
+
+    def _report_error(self, title: str, text: str) -> None:
+        """Tell the user (non-blocking message box) and log."""
+        self.last_error = f"{title}: {text}"
+        logger.warning("%s: %s", title, text)
+        self.statusBar().showMessage(f"{title}: {text.splitlines()[0]}", 10000)
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    # ================================================================== drag and drop
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt name)
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if not paths:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.open_paths(paths, replace=False)
+
+    # ================================================================== closing
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if self._close_ready:
+            event.accept()
+            return
+        if not self._closing:
+            self._closing = True
+            self.settings.set_window_layout(self.saveGeometry(), self.saveState())
+            st = self.viewer_state
+            self.settings.set_heatmap_style(st.heatmap_visible, st.heatmap_opacity, st.colormap, st.contour_visible)
+            self.settings.sync()
+            if self._demo_process is not None:
+                self._demo_process.stop()
+            self._indexing = None
+            self._scoring = None
+            self.workers.stop_all()
+            self.workers.all_finished.connect(self._finish_close)
+        if not len(self.workers):
+            self._close_ready = True
+            event.accept()
+            return
+        # wait for the workers without blocking the event loop; close when the last one ends
+        event.ignore()
+        self.setEnabled(False)
+        self.statusBar().showMessage("Stopping background work…")
+
+    @Slot()
+    def _finish_close(self) -> None:
+        if self._closing and not self._close_ready:
+            self._close_ready = True
+            self.close()

@@ -1,0 +1,190 @@
+"""Preferences that persist between sessions (QSettings), typed and validated.
+
+Stored: the last folder, the recent folders, the last detector, the execution provider, the
+operating point, the heatmap style, the window layout, and the per-installation pseudonym key.
+Not stored: whether patient identifiers are shown (always hidden at start).
+
+A bad stored value (edited by hand, written by another version) falls back to the default and
+is logged, never silently used.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from PySide6.QtCore import QByteArray, QSettings
+
+from app.pseudonym import KEY_BYTES, new_key
+from app.state import COLORMAPS, OperatingMode
+from engine.detector import ProviderChoice
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_RECENT = 8
+PROVIDERS: tuple[str, ...] = ("auto", "cuda", "cpu")
+
+
+class AppSettings:
+    """Typed access to the app's QSettings.
+
+    Args:
+        path: an INI file to use instead of the platform's settings store (tests, benchmarks,
+            screenshots); None for the user's settings.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        if path is None:
+            self._q = QSettings("cxrscreen", "cxrscreen")
+        else:
+            self._q = QSettings(str(path), QSettings.Format.IniFormat)
+
+    def sync(self) -> None:
+        """Write pending changes to disk."""
+        self._q.sync()
+
+    @property
+    def file_name(self) -> str:
+        """Where the settings live."""
+        return self._q.fileName()
+
+    # ------------------------------------------------------------------ helpers
+    def _get(self, key: str, default: T, convert: Callable[[Any], T], valid: Callable[[T], bool] = lambda v: True) -> T:
+        raw = self._q.value(key, None)
+        if raw is None:
+            return default
+        try:
+            value = convert(raw)
+        except (TypeError, ValueError):
+            logger.warning("setting %s=%r is not valid; using %r", key, raw, default)
+            return default
+        if not valid(value):
+            logger.warning("setting %s=%r is out of range; using %r", key, value, default)
+            return default
+        return value
+
+    # ------------------------------------------------------------------ folders
+    @property
+    def last_folder(self) -> Path | None:
+        value = self._get("files/last_folder", "", str)
+        return Path(value) if value else None
+
+    def set_last_folder(self, folder: Path) -> None:
+        self._q.setValue("files/last_folder", str(folder))
+        recent = [p for p in self.recent_folders if p != folder]
+        self._q.setValue("files/recent", [str(p) for p in [folder, *recent][:MAX_RECENT]])
+
+    @property
+    def recent_folders(self) -> list[Path]:
+        raw = self._q.value("files/recent", [])
+        if isinstance(raw, str):
+            raw = [raw]
+        return [Path(p) for p in (raw or []) if isinstance(p, str) and p]
+
+    # ------------------------------------------------------------------ detector
+    @property
+    def last_model(self) -> Path | None:
+        value = self._get("detector/last_model", "", str)
+        return Path(value) if value else None
+
+    def set_last_model(self, path: Path | None) -> None:
+        self._q.setValue("detector/last_model", str(path) if path else "")
+
+    @property
+    def provider(self) -> ProviderChoice:
+        return self._get("detector/provider", "auto", str, lambda v: v in PROVIDERS)  # type: ignore[return-value]
+
+    def set_provider(self, provider: ProviderChoice) -> None:
+        if provider not in PROVIDERS:
+            raise ValueError(f"provider must be one of {PROVIDERS}, got {provider!r}")
+        self._q.setValue("detector/provider", provider)
+
+    @property
+    def auto_score(self) -> bool:
+        """Score new files as soon as a detector and files are present."""
+        return self._get("detector/auto_score", True, _to_bool)
+
+    def set_auto_score(self, value: bool) -> None:
+        self._q.setValue("detector/auto_score", bool(value))
+
+    # ------------------------------------------------------------------ operating point
+    @property
+    def operating_mode(self) -> OperatingMode:
+        return self._get("operating/mode", "specificity", str, lambda v: v in ("specificity", "score"))  # type: ignore[return-value]
+
+    @property
+    def operating_specificity(self) -> float:
+        return self._get("operating/specificity", 0.95, float, lambda v: 0.0 < v < 1.0)
+
+    @property
+    def operating_score(self) -> float:
+        return self._get("operating/score", 0.0, float, lambda v: v == v and abs(v) != float("inf"))
+
+    def set_operating_point(self, mode: OperatingMode, specificity: float, score: float) -> None:
+        self._q.setValue("operating/mode", mode)
+        self._q.setValue("operating/specificity", float(specificity))
+        self._q.setValue("operating/score", float(score))
+
+    # ------------------------------------------------------------------ heatmap style
+    @property
+    def heatmap_opacity(self) -> float:
+        return self._get("heatmap/opacity", 0.6, float, lambda v: 0.0 <= v <= 1.0)
+
+    @property
+    def colormap(self) -> str:
+        return self._get("heatmap/colormap", COLORMAPS[0], str, lambda v: v in COLORMAPS)
+
+    @property
+    def heatmap_visible(self) -> bool:
+        return self._get("heatmap/visible", True, _to_bool)
+
+    @property
+    def contour_visible(self) -> bool:
+        return self._get("heatmap/contour", False, _to_bool)
+
+    def set_heatmap_style(self, visible: bool, opacity: float, colormap: str, contour: bool) -> None:
+        self._q.setValue("heatmap/visible", bool(visible))
+        self._q.setValue("heatmap/opacity", float(opacity))
+        self._q.setValue("heatmap/colormap", colormap)
+        self._q.setValue("heatmap/contour", bool(contour))
+
+    # ------------------------------------------------------------------ window layout
+    def window_geometry(self) -> QByteArray | None:
+        value = self._q.value("ui/geometry", None)
+        return value if isinstance(value, QByteArray) else None
+
+    def window_state(self) -> QByteArray | None:
+        value = self._q.value("ui/state", None)
+        return value if isinstance(value, QByteArray) else None
+
+    def set_window_layout(self, geometry: QByteArray, state: QByteArray) -> None:
+        self._q.setValue("ui/geometry", geometry)
+        self._q.setValue("ui/state", state)
+
+    # ------------------------------------------------------------------ privacy
+    def pseudonym_key(self) -> bytes:
+        """The installation's pseudonym key, created (and stored) on first use."""
+        raw = self._get("privacy/pseudonym_key", "", str)
+        try:
+            key = bytes.fromhex(raw)
+        except ValueError:
+            key = b""
+        if len(key) != KEY_BYTES:
+            if raw:
+                logger.warning("stored pseudonym key is invalid; making a new one (old pseudonyms will not match)")
+            key = new_key()
+            self._q.setValue("privacy/pseudonym_key", key.hex())
+            self._q.sync()
+        return key
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes"):
+        return True
+    if isinstance(value, str) and value.lower() in ("false", "0", "no"):
+        return False
+    if isinstance(value, int):
+        return bool(value)
+    raise ValueError(f"not a boolean: {value!r}")

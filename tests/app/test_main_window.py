@@ -1,0 +1,281 @@
+"""The main window end to end (offscreen): open, score, flag, view, export, drop, cancel, close."""
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app.library import ModelLibrary
+from app.main_window import MainWindow
+from app.settings import AppSettings
+from app.worklist.model import Column
+
+
+@pytest.fixture
+def window(qtbot, settings_path: Path, tmp_path: Path):
+    w = MainWindow(AppSettings(settings_path), ModelLibrary(tmp_path / "library"), batch_size=4, decode_workers=1)
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    yield w
+    if w.isVisible():
+        w.close()
+        qtbot.waitUntil(lambda: not w.isVisible(), timeout=10_000)
+    w.workers.stop_all()
+    assert w.workers.wait_all(10_000)
+
+
+def _load_and_score(qtbot, window: MainWindow, folder: Path, detector: Path) -> None:
+    window.load_detector(detector, provider="cpu")
+    qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
+    window.open_paths([folder])
+    qtbot.waitUntil(lambda: window._indexing is None and window.model.rowCount() > 0, timeout=10_000)
+    qtbot.waitUntil(lambda: not window.is_scoring, timeout=20_000)
+
+
+def _n_images(folder: Path) -> int:
+    return sum(1 for p in folder.iterdir() if p.suffix in (".png", ".dcm"))
+
+
+def test_opens_scores_and_shows_the_most_suspicious_case(qtbot, window: MainWindow, study: Path,
+                                                        tiny_detector: Path) -> None:
+    _load_and_score(qtbot, window, study, tiny_detector)
+    counts = window.model.counts()
+    assert counts["files"] == counts["scored"] == _n_images(study)
+    # sorted most suspicious first
+    proxy = window.worklist.proxy
+    scores = [float(proxy.index(r, Column.SCORE).data()) for r in range(proxy.rowCount())]
+    assert scores == sorted(scores, reverse=True)
+    qtbot.waitUntil(lambda: window.viewer.case is not None, timeout=10_000)
+    case = window.viewer.case
+    assert case.analysis is not None and case.analysis.model_id == window.detector.meta.model_id
+    assert window.viewer.badge_label.text().startswith("score ")
+    # the overlay covers exactly the image
+    img_rect = window.viewer.image_item.mapRectToParent(window.viewer.image_item.boundingRect())
+    ov_rect = window.viewer.overlay_item.mapRectToParent(window.viewer.overlay_item.boundingRect())
+    assert (ov_rect.x(), ov_rect.y(), ov_rect.width(), ov_rect.height()) == pytest.approx(
+        (img_rect.x(), img_rect.y(), img_rect.width(), img_rect.height()))
+    assert "CPU" in window.provider_label.text()
+
+
+def test_operating_point_moves_flags_at_once(qtbot, window: MainWindow, study: Path, tiny_detector: Path) -> None:
+    _load_and_score(qtbot, window, study, tiny_detector)
+    scores = sorted(r.scores[window.detector.meta.model_id].score for r in window.model.records())
+    window.operating.set_score_threshold((scores[2] + scores[3]) / 2)  # 3 below, the rest above
+    assert window.model.counts()["flagged"] == len(scores) - 3  # no wait: flags are computed on read
+    window.worklist.flagged_box.setChecked(True)
+    assert window.worklist.proxy.rowCount() == len(scores) - 3
+    assert window.actions["flagged_only"].isChecked()  # action and check box agree
+    window.operating.set_score_threshold(scores[-1] + 1.0)
+    assert window.worklist.proxy.rowCount() == 0
+    # the control shows the raw threshold; choosing 99 % there switches back
+    ctl = window.operating_control
+    assert ctl.mode_combo.currentData() == "raw score threshold"
+    ctl.mode_combo.setCurrentIndex(ctl.mode_combo.findData(0.99))
+    assert window.operating.mode == "specificity" and window.operating.specificity == 0.99
+
+
+def test_unreadable_files_stay_listed_with_their_reason(qtbot, window: MainWindow, mixed_folder: Path) -> None:
+    window.open_paths([mixed_folder])
+    qtbot.waitUntil(lambda: window._indexing is None and window.model.rowCount() == 4, timeout=10_000)
+    status = {window.model.record(r).path.name: window.model.index(r, Column.STATUS).data()
+              for r in range(window.model.rowCount())}
+    assert status["cut.dcm"].startswith("unreadable:") and status["empty.png"].startswith("unreadable:")
+    # choosing an unreadable file shows why instead of an image
+    bad_row = window.worklist.proxy.mapFromSource(window.model.index(
+        window.model.row_of(mixed_folder / "cut.dcm"), Column.FILE)).row()
+    window.worklist.select_row(bad_row)
+    assert window.viewer.case is None and "Cannot read" in window.viewer.message_label.text()
+
+
+def test_drop_adds_folders_and_files(qtbot, window: MainWindow, study: Path, mixed_folder: Path) -> None:
+    files = sorted(p for p in study.iterdir() if p.suffix == ".png")[:2]
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(mixed_folder / "sub")), *(QUrl.fromLocalFile(str(f)) for f in files)])
+    enter = QDragEnterEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window, drop)
+    qtbot.waitUntil(lambda: window.model.rowCount() == 3 and window._indexing is None, timeout=10_000)
+    names = {r.path.name for r in window.model.records()}
+    assert {f.name for f in files} <= names
+    # a second drop adds to the worklist instead of replacing it
+    window.open_paths([mixed_folder / "cut.dcm"], replace=False)
+    qtbot.waitUntil(lambda: window.model.rowCount() == 4, timeout=10_000)
+    text = QMimeData()
+    text.setText("not files")
+    ignored = QDragEnterEvent(QPointF(5, 5), Qt.DropAction.CopyAction, text, Qt.MouseButton.LeftButton,
+                              Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window, ignored)
+    assert not ignored.isAccepted()
+
+
+def test_export_is_pseudonymised_and_never_overwrites_silently(qtbot, window: MainWindow, study: Path,
+                                                               tiny_detector: Path, tmp_path: Path,
+                                                               monkeypatch) -> None:
+    _load_and_score(qtbot, window, study, tiny_detector)
+    out = tmp_path / "export.csv"
+    assert window.export_csv(out, scope="all", include_identifiers=False) == out
+    text = out.read_text(encoding="utf-8-sig")
+    metas = [r.meta for r in window.model.records() if r.meta is not None]
+    identifiers = {v for m in metas for v in (m.patient_id, m.patient_name, m.study_uid, m.series_uid,
+                                                m.accession_number) if v}
+    assert identifiers, "the synthetic DICOMs should carry identifiers"
+    assert not any(i in text for i in identifiers)
+    rows = list(csv.DictReader(out.open(encoding="utf-8-sig")))
+    assert len(rows) == _n_images(study)
+    row = next(r for r in rows if r["path"].endswith(".dcm"))
+    assert row["patient"].startswith("P-") and row["study"].startswith("S-") and row["series"].startswith("SE-")
+    assert row["model_id"] == window.detector.meta.model_id and float(row["threshold"]) > 0
+    assert row["flagged"] in ("0", "1") and float(row["percentile"]) >= 0 and row["exported_at"].endswith("+00:00")
+    # the file exists: answering No keeps it untouched
+    before = out.read_bytes()
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
+    assert window.export_csv(out, scope="flagged", include_identifiers=True) is None
+    assert out.read_bytes() == before
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    assert window.export_csv(out, scope="all", include_identifiers=True) == out
+    assert any(i in out.read_text(encoding="utf-8-sig") for i in identifiers)
+    assert not list(tmp_path.glob(".export.csv.*.part"))  # no temporary file left
+
+
+def test_provider_fallback_is_reported(qtbot, window: MainWindow, tiny_detector: Path, monkeypatch) -> None:
+    import onnxruntime as ort
+
+    real_session = ort.InferenceSession
+
+    def cpu_only_session(path, sess_options=None, providers=None, **kw):  # CUDA "fails to start"
+        return real_session(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", cpu_only_session)
+    window.load_detector(tiny_detector, provider="auto")
+    qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
+    assert window.detector.provider == "CPUExecutionProvider" and window.detector.provider_note
+    assert "fallback" in window.provider_label.text()
+    assert window.provider_label.toolTip() == window.detector.provider_note
+    assert "fallback" in window.case_panel.provider_label.text()
+
+
+def test_cancel_from_the_window(qtbot, window: MainWindow, study: Path, tiny_detector: Path) -> None:
+    _load_and_score(qtbot, window, study, tiny_detector)
+    paths = [r.path for r in window.model.records()] * 300  # ~3,000 images of work
+    window._enqueue_for_scoring(paths)
+    assert window.is_scoring and window.cancel_button.isVisible()
+    scoring = window._scoring
+    qtbot.wait(100)
+    t0 = time.monotonic()
+    window.actions["cancel"].trigger()
+    assert not window.is_scoring and not window.cancel_button.isVisible()  # the window stops waiting at once
+    assert scoring.wait(1000), "the scoring thread did not stop within 1 s"
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_closing_while_scoring_stops_workers_cleanly(qtbot, settings_path: Path, tmp_path: Path, study: Path,
+                                                     tiny_detector: Path) -> None:
+    w = MainWindow(AppSettings(settings_path), ModelLibrary(tmp_path / "library"), batch_size=4, decode_workers=1)
+    w.show()
+    _load_and_score(qtbot, w, study, tiny_detector)
+    w._enqueue_for_scoring([r.path for r in w.model.records()] * 300)
+    threads = w.workers.running()
+    assert any(t is w._scoring for t in threads)
+    w.close()
+    qtbot.waitUntil(lambda: not w.isVisible(), timeout=10_000)
+    assert all(t.isFinished() for t in threads) and not w.workers.running()
+    # the preferences were saved on the way out
+    s = AppSettings(settings_path)
+    assert s.last_folder == study and s.last_model == tiny_detector
+    w.deleteLater()
+
+
+def test_keyboard_navigation_and_viewer_controls(qtbot, window: MainWindow, study: Path) -> None:
+    window.open_paths([study])
+    qtbot.waitUntil(lambda: window._indexing is None and window.viewer.case is not None, timeout=10_000)
+    first = window.worklist.current_path()
+    window.actions["next_case"].trigger()
+    assert window.worklist.current_path() != first
+    window.actions["previous_case"].trigger()
+    assert window.worklist.current_path() == first
+    qtbot.keyClick(window.worklist.table, Qt.Key.Key_PageDown)
+    assert window.worklist.current_path() != first
+    qtbot.waitUntil(lambda: window.viewer.case is not None and window.viewer.case.path == window.worklist.current_path(),
+                    timeout=10_000)
+    st = window.viewer_state
+    # state -> widget and widget -> state, both ways
+    window.actions["invert"].trigger()
+    assert st.invert and window.window_control.invert_box.isChecked()
+    window.window_control.invert_box.setChecked(False)
+    assert not st.invert and not window.actions["invert"].isChecked()
+    st.set_heatmap_opacity(0.3)
+    assert window.heatmap_control.opacity_slider.value() == 30
+    window.heatmap_control.opacity_slider.setValue(80)
+    assert st.heatmap_opacity == pytest.approx(0.8)
+    # auto window, then a right drag widens it
+    window.actions["auto_window"].trigger()
+    auto = st.window
+    assert auto is not None and auto.label == "auto"
+    assert window.window_control.center_box.value() == pytest.approx(auto.center)
+    window.viewer.viewbox.window_dragged.emit(100.0, 0.0, False)
+    assert st.window.width > auto.width and st.window.label == "manual"
+    window.actions["reset_window"].trigger()
+    assert st.window is None and window.window_control.preset_combo.currentData() == "file"
+
+
+def test_identifiers_are_hidden_until_asked(qtbot, window: MainWindow, study: Path) -> None:
+    window.open_paths([study])
+    qtbot.waitUntil(lambda: window._indexing is None and window.model.rowCount() > 0, timeout=10_000)
+    dcm = next(r for r in window.model.records() if r.meta is not None and r.meta.patient_id)
+    assert window.worklist.select_path(dcm.path)
+    tags = window.case_panel.tags
+    values = [tags.item(r, 1).text() for r in range(tags.rowCount())]
+    assert not any(dcm.meta.patient_id in v for v in values)
+    window.actions["show_identifiers"].trigger()
+    values = [tags.item(r, 1).text() for r in range(tags.rowCount())]
+    assert any(dcm.meta.patient_id in v for v in values)
+    row = window.model.row_of(dcm.path)
+    assert dcm.meta.patient_id in window.model.index(row, Column.PATIENT).data()
+
+
+def test_view_heatmap_follows_the_image_frame(qtbot, window: MainWindow, tmp_path: Path, tiny_detector: Path) -> None:
+    # a wide image: the stretch overlay must span the whole width, not a square
+    from PIL import Image
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((120, 300)) * 255).astype(np.uint8)).save(folder / "wide.png")
+    window.load_detector(tiny_detector, provider="cpu")
+    qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
+    window.open_paths([folder])
+    qtbot.waitUntil(lambda: window.viewer.case is not None and window.viewer.case.analysis is not None, timeout=10_000)
+    ov = window.viewer.overlay_item.mapRectToParent(window.viewer.overlay_item.boundingRect())
+    assert (ov.width(), ov.height()) == pytest.approx((300, 120))
+    window.viewer_state.set_contour_visible(True)
+    window.operating.set_specificity(0.5)
+    x, y = window.viewer.contour_item.getData()
+    assert x is not None and len(x) > 0 and 0 <= x.min() and x.max() <= 300 and y.max() <= 120
+
+
+def test_help_and_detector_card_open(qtbot, window: MainWindow, tiny_detector: Path) -> None:
+    from app.detector_card import DetectorCardDialog
+    from app.help import HelpDialog
+
+    window.show_detector_card()  # no detector yet: a message, not a crash
+    assert window.last_error and "Load a detector" in window.last_error
+    window.load_detector(tiny_detector, provider="cpu")
+    qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
+    window.show_detector_card()
+    card = window.findChild(DetectorCardDialog)
+    assert card is not None and "local contrast (test)" in card.text.toPlainText()
+    assert "Threshold at 95 %" in card.text.toPlainText()
+    window.show_help()
+    help_dialog = window.findChild(HelpDialog)
+    assert help_dialog is not None and "Toggle" not in help_dialog.windowTitle()
