@@ -42,12 +42,11 @@ from pydicom.uid import (
 
 from engine.io.limits import check_size
 from engine.io.processing import (
-    apply_linear,
     apply_luma,
+    apply_min_max,
     apply_modality_lut,
     apply_voi_lut,
     apply_window,
-    min_max_coefficients,
 )
 from engine.io.types import (
     CorruptFileError,
@@ -305,12 +304,7 @@ def _render(path: Path, ds: Dataset, meta: RadiographMeta, stored: np.ndarray) -
         which = f" (first of {len(meta.window_presets)})" if len(meta.window_presets) > 1 else ""
         notes.append(f"window {_fmt(p.center)}/{_fmt(p.width)} {p.function} applied{which}")
     else:
-        if lo is None or hi is None:
-            lo, hi = float(modality.min()), float(modality.max())
-        a, b = min_max_coefficients(lo, hi)
-        if invert:
-            a, b = -a, 1.0 - b
-        pixels = apply_linear(modality, a, b)
+        pixels = apply_min_max(modality, invert=invert, low=lo, high=hi)
         if meta.presentation_intent == "FOR PROCESSING":
             notes.append("FOR PROCESSING image without a window: min–max of the raw values "
                          "shown (not a diagnostic rendering)")
@@ -359,8 +353,8 @@ def _inversion(ds: Dataset, photometric: str, notes: list[str]) -> bool:
     return False
 
 
-def _modality(ds: Dataset, stored: np.ndarray, notes: list[str]) -> tuple[np.ndarray, float | None, float | None]:
-    """Modality LUT; also the modality range from the stored range when that is cheap."""
+def _modality(ds: Dataset, stored: np.ndarray, notes: list[str]) -> tuple[np.ndarray, Any, Any]:
+    """Modality LUT; also the exact modality min and max when they are cheap, else None."""
     seq = ds.get("ModalityLUTSequence")
     if seq:
         lut = _lut_data(ds, seq[0])
@@ -377,10 +371,12 @@ def _modality(ds: Dataset, stored: np.ndarray, notes: list[str]) -> tuple[np.nda
     modality = apply_modality_lut(stored, slope, intercept)
     if slope != 1.0 or intercept != 0.0:
         notes.append(f"rescale slope {_fmt(slope)}, intercept {_fmt(intercept)} applied")
-    # min/max of the (integer) stored values is cheaper than of the float32 copy.
-    s_lo, s_hi = float(stored.min()), float(stored.max())
-    ends = (s_lo * slope + intercept, s_hi * slope + intercept)
-    return modality, min(ends), max(ends)
+        return modality, None, None
+    if stored.dtype.itemsize > 2 or not np.issubdtype(stored.dtype, np.integer):
+        return modality, None, None
+    # Identity on 8/16-bit integers: the modality values are the stored values exactly, and
+    # their min/max is cheaper to find than the float copy's.
+    return modality, stored.min(), stored.max()
 
 
 def _voi_lut(ds: Dataset) -> tuple[np.ndarray, int, int] | None:

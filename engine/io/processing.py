@@ -191,39 +191,37 @@ def apply_voi_lut(
     return table[_lut_index(arr, lut_first, lut.size)]
 
 
-def min_max_coefficients(low: float, high: float) -> tuple[float, float]:
-    """Return ``(a, b)`` mapping ``low`` to 0 and ``high`` to 1 (a constant image maps to 0).
-
-    Args:
-        low: smallest modality value.
-        high: largest modality value.
-
-    Returns:
-        The slope and offset for :func:`apply_linear`.
-    """
-    if high <= low:
-        return 0.0, 0.0
-    a = 1.0 / (high - low)
-    return a, -low * a
-
-
-def apply_min_max(arr: np.ndarray, invert: bool = False) -> np.ndarray:
+def apply_min_max(
+    arr: np.ndarray, invert: bool = False, low: float | None = None, high: float | None = None
+) -> np.ndarray:
     """Stretch ``arr`` linearly so its minimum is 0 and its maximum 1 (float32, new array).
 
-    Used when a DICOM file has no window and no VOI LUT. A constant image becomes all 0
-    (all 1 when inverted).
+    Used when a DICOM file has no window and no VOI LUT. Computed as ``(x - low) / (high -
+    low)`` (``(high - x) / ...`` inverted) in float32, so the extremes map to exactly 0 and 1
+    and no clipping pass is needed. A constant image becomes all 0 (all 1 when inverted).
 
     Args:
         arr: modality values.
-        invert: also apply ``1 - y`` (MONOCHROME1), folded into the map.
+        invert: map the maximum to 0 instead (MONOCHROME1).
+        low: ``arr.min()`` when the caller already knows it exactly (it must be a value of
+            ``arr`` in float32), else None.
+        high: ``arr.max()``, likewise.
 
     Returns:
         float32 array in [0, 1], same shape.
     """
-    a, b = min_max_coefficients(float(arr.min()), float(arr.max()))
+    lo = np.float32(arr.min() if low is None else low)
+    hi = np.float32(arr.max() if high is None else high)
+    if not hi > lo:
+        return np.full(arr.shape, 1.0 if invert else 0.0, dtype=np.float32)
+    # The same float32 subtraction as the element-wise one, so x == hi gives exactly 1.
+    span = np.float32(hi - lo)
     if invert:
-        a, b = -a, 1.0 - b
-    return apply_linear(arr, a, b)
+        out = np.subtract(hi, arr, dtype=np.float32)
+    else:
+        out = np.subtract(arr, lo, dtype=np.float32)
+    out /= span
+    return out
 
 
 def apply_inversion(arr: np.ndarray) -> np.ndarray:

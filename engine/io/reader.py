@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
@@ -181,11 +179,10 @@ def looks_like_bare_dataset(head: bytes) -> bool:
     return length == 4 if element == 0 else length <= 1024
 
 
-@contextmanager
-def _open(path: Path) -> Iterator[BinaryIO]:
-    """``open(path, 'rb')`` with typed, readable errors."""
+def _open(path: Path) -> BinaryIO:
+    """``open(path, 'rb')`` with typed, readable errors (the caller closes it: ``with``)."""
     try:
-        fp = open(path, "rb")  # noqa: SIM115 - closed by the with below
+        return open(path, "rb")  # noqa: SIM115 - closed by the caller's with
     except FileNotFoundError as exc:
         reason = "file not found (broken link)" if path.is_symlink() else "file not found"
         raise FileAccessError(path, reason) from exc
@@ -197,8 +194,6 @@ def _open(path: Path) -> Iterator[BinaryIO]:
         raise FileAccessError(path, reason) from exc
     except OSError as exc:
         raise FileAccessError(path, f"cannot open file ({exc.strerror or exc})") from exc
-    with fp:
-        yield fp
 
 
 def _read_head(path: Path, fp: BinaryIO) -> bytes:
