@@ -247,6 +247,18 @@ class DetectorOutput:
     heatmaps: np.ndarray
 
 
+def _preload_cuda_libraries(ort) -> None:
+    """Load the CUDA/cuDNN libraries installed from pip (onnxruntime-gpu[cuda,cudnn]) so the CUDA
+    provider finds them without system-wide CUDA; harmless where there is no GPU."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # missing libraries: the provider then fails and we fall back, reported
+        logger.debug("onnxruntime.preload_dlls failed: %s", exc)
+
+
 class Detector:
     """An ONNX detector loaded in onnxruntime.
 
@@ -269,7 +281,7 @@ class Detector:
         self.path = Path(path)
         self.meta = read_metadata(self.path)
         # a failed CUDA start is reported through provider_note, not as onnxruntime console noise
-        ort.set_default_logger_severity(3)
+        ort.set_default_logger_severity(4)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads:
@@ -278,6 +290,7 @@ class Detector:
         wanted: list[str] = ["CPUExecutionProvider"]
         if provider in ("auto", "cuda") and "CUDAExecutionProvider" in available:
             wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            _preload_cuda_libraries(ort)
         try:
             self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=wanted)
         except Exception as exc:
