@@ -1,0 +1,181 @@
+"""Robustness to acquisition shift: a detector's AUROC on dev_test re-rendered under shifts.
+
+Each shift changes the decoded display pixels (``Radiograph.pixels``, [0, 1]) the way another
+hospital's images differ, then the detector's own preprocessing and graph run (onnxruntime, the
+app's path). Shifts are deterministic per image (seeded by its index):
+
+    none          the images as stored
+    gamma_low     pixels ** 0.6     (brighter, flatter exposure)
+    gamma_high    pixels ** 1.6     (darker, harder exposure)
+    low_contrast  0.2 + 0.55 * pixels (washed-out film / different window)
+    crop_tight    central 80 % (collimated tighter)
+    crop_offset   85 % window shifted 7 % off-centre (patient off-centre)
+    zoom_out      image shrunk to 85 % inside a black border (wider field, detector edge)
+    markers       burnt-in text: a large side marker, a "PORTABLE" label and a date line
+    low_res       downsampled to 1/4 then upsampled (lower detector resolution)
+    noise         Gaussian noise, sigma 0.04 (low dose)
+    combined      a random mix of two to four of the above per image
+
+    python bench/shift.py --model detector.onnx [--model other.onnx ...] [--out bench/results/shift/NAME.json]
+
+Writes one JSON per detector (AUROC and AP per shift) and prints a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+DEV_SPLIT = DATA / "kermany" / "splits" / "dev.json"
+OUT = REPO / "bench" / "results" / "shift"
+
+
+def _resize(p: np.ndarray, h: int, w: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(p.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def _crop(p: np.ndarray, frac: float, dy: float = 0.0, dx: float = 0.0) -> np.ndarray:
+    h, w = p.shape
+    ch, cw = int(round(h * frac)), int(round(w * frac))
+    top = int(np.clip((h - ch) / 2 + dy * h, 0, h - ch))
+    left = int(np.clip((w - cw) / 2 + dx * w, 0, w - cw))
+    return p[top : top + ch, left : left + cw]
+
+
+def _zoom_out(p: np.ndarray, frac: float) -> np.ndarray:
+    h, w = p.shape
+    small = _resize(p, int(h * frac), int(w * frac))
+    out = np.zeros_like(p)
+    top, left = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+    out[top : top + small.shape[0], left : left + small.shape[1]] = small
+    return out
+
+
+def _markers(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    h, w = p.shape
+    img = Image.fromarray((np.clip(p, 0, 1) * 255).astype(np.uint8))
+    d = ImageDraw.Draw(img)
+    try:
+        big = ImageFont.load_default(size=max(10, h // 9))
+        small = ImageFont.load_default(size=max(8, h // 22))
+    except TypeError:  # Pillow without scalable default font
+        big = small = ImageFont.load_default()
+    corner = rng.integers(2)
+    d.text((int(w * (0.05 if corner == 0 else 0.82)), int(h * 0.04)), "L" if corner else "R", fill=255, font=big)
+    d.text((int(w * 0.05), int(h * 0.9)), "PORTABLE  AP  SUPINE", fill=255, font=small)
+    d.text((int(w * 0.6), int(h * 0.94)), "2026-03-14 04:12", fill=235, font=small)
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def _low_res(p: np.ndarray) -> np.ndarray:
+    h, w = p.shape
+    return _resize(_resize(p, max(8, h // 4), max(8, w // 4)), h, w)
+
+
+def _noise(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return np.clip(p + rng.normal(0, 0.04, p.shape).astype(np.float32), 0, 1)
+
+
+SHIFTS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
+    "none": lambda p, r: p,
+    "gamma_low": lambda p, r: p ** 0.6,
+    "gamma_high": lambda p, r: p ** 1.6,
+    "low_contrast": lambda p, r: 0.2 + 0.55 * p,
+    "crop_tight": lambda p, r: _crop(p, 0.8),
+    "crop_offset": lambda p, r: _crop(p, 0.85, dy=0.07 * r.choice([-1, 1]), dx=0.07 * r.choice([-1, 1])),
+    "zoom_out": lambda p, r: _zoom_out(p, 0.85),
+    "markers": _markers,
+    "low_res": lambda p, r: _low_res(p),
+    "noise": _noise,
+}
+_MIXABLE = [k for k in SHIFTS if k != "none"]
+
+
+def _combined(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    for name in rng.choice(_MIXABLE, size=rng.integers(2, 5), replace=False):
+        p = SHIFTS[str(name)](p, rng)
+    return p
+
+
+SHIFTS["combined"] = _combined
+
+
+def evaluate(model: Path, shifts: list[str]) -> dict:
+    from engine import metrics as M
+    from engine.detector import Detector
+    from engine.io import read_radiograph
+    from engine.preprocess import preprocess
+
+    d = json.loads(DEV_SPLIT.read_text())["dev_test"]
+    root = DEV_SPLIT.parent.parent
+    paths = [root / p for p in d["normal"] + d["abnormal"]]
+    labels = np.r_[np.zeros(len(d["normal"])), np.ones(len(d["abnormal"]))].astype(int)
+    det = Detector(model)
+    pixels = [read_radiograph(p).pixels for p in paths]
+    out = {"model": str(model), "model_id": det.meta.model_id, "name": det.meta.name, "provider": det.provider,
+           "preprocess": det.meta.preprocess.to_dict(), "n": len(paths), "shifts": {}}
+    for name in shifts:
+        t0 = time.time()
+        batch = np.stack([preprocess(SHIFTS[name](p, np.random.default_rng(i)), det.preprocess_spec)
+                          for i, p in enumerate(pixels)])[:, None]
+        scores = np.concatenate([det.run(batch[i : i + 128]).scores for i in range(0, len(batch), 128)])
+        out["shifts"][name] = {"auroc": M.auroc(labels, scores), "ap": M.average_precision(labels, scores)}
+        print(f"{det.meta.name:40s} {name:13s} AUROC {out['shifts'][name]['auroc']:.3f}  ({time.time() - t0:.1f} s)", flush=True)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, action="append", required=True)
+    p.add_argument("--shift", action="append", choices=list(SHIFTS), help="default: all")
+    p.add_argument("--tag", action="append", help="result file name per model (default: the model file stem)")
+    p.add_argument("--sheet", type=Path, help="also write a PNG contact sheet of one image under every shift")
+    args = p.parse_args()
+    if not DEV_SPLIT.is_file():
+        sys.exit(f"real data not found at {DATA}: this benchmark needs ../shared/data beside the checkout")
+    shifts = args.shift or list(SHIFTS)
+    OUT.mkdir(parents=True, exist_ok=True)
+    results = []
+    for i, model in enumerate(args.model):
+        r = evaluate(model, shifts)
+        tag = args.tag[i] if args.tag and i < len(args.tag) else model.stem
+        (OUT / f"{tag}.json").write_text(json.dumps(r, indent=2))
+        results.append((tag, r))
+    print("\n| detector | " + " | ".join(shifts) + " | mean (shifted) |")
+    print("|---|" + "---|" * (len(shifts) + 1))
+    for tag, r in results:
+        vals = [r["shifts"][s]["auroc"] for s in shifts]
+        shifted = [r["shifts"][s]["auroc"] for s in shifts if s != "none"]
+        print(f"| {tag} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {np.mean(shifted):.3f} |")
+    if args.sheet:
+        _sheet(args.sheet)
+
+
+def _sheet(path: Path) -> None:
+    from engine.io import read_radiograph
+
+    d = json.loads(DEV_SPLIT.read_text())["dev_test"]
+    p = read_radiograph(DEV_SPLIT.parent.parent / d["abnormal"][3]).pixels
+    tiles = []
+    for name in SHIFTS:
+        t = _resize(SHIFTS[name](p, np.random.default_rng(3)), 224, 224)
+        tile = Image.fromarray((np.clip(t, 0, 1) * 255).astype(np.uint8)).convert("RGB")
+        ImageDraw.Draw(tile).text((4, 4), name, fill=(255, 80, 80))
+        tiles.append(tile)
+    cols = 6
+    sheet = Image.new("RGB", (224 * cols, 224 * ((len(tiles) + cols - 1) // cols)))
+    for i, t in enumerate(tiles):
+        sheet.paste(t, ((i % cols) * 224, (i // cols) * 224))
+    sheet.save(path)
+
+
+if __name__ == "__main__":
+    main()
