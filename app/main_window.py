@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -54,7 +54,7 @@ from app.workers.base import WorkerSet
 from app.workers.decoding import DecodeThread
 from app.workers.indexing import IndexingThread
 from app.workers.scoring import DetectorLoadThread, ScoringThread
-from app.worklist.model import WorklistModel
+from app.worklist.model import Column, WorklistModel
 from app.worklist.panel import WorklistPanel
 from app.worklist.thumbnails import ThumbnailCache
 from engine.detector import Detector, DetectorError, ProviderChoice
@@ -157,8 +157,7 @@ class MainWindow(QMainWindow):
         geometry, state = settings.window_geometry(), settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
-        if state is not None:
-            self.restoreState(state)
+        self._layout_restored = state is not None and self.restoreState(state)
         self._update_counts()
         self._sync_checkable_actions()
         self._refresh_library_menu()
@@ -227,7 +226,6 @@ class MainWindow(QMainWindow):
         right.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         right.setMinimumWidth(330)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, right)
-        self.resizeDocks([left], [760], Qt.Orientation.Horizontal)
         self.docks = {"worklist": left, "case": right}
 
     def _build_status_bar(self) -> None:
@@ -351,6 +349,11 @@ class MainWindow(QMainWindow):
             self.provider_actions[p] = act
         help_menu = mb.addMenu("&Help")
         help_menu.addAction(a["help"])
+        short = {"open_folder": "Open", "open_demo": "Demo", "load_detector": "Detector", "score": "Score",
+                 "cancel": "Cancel", "toggle_heatmap": "Heatmap", "toggle_contour": "Contour", "invert": "Invert",
+                 "fit": "Fit", "one_to_one": "1:1", "export_csv": "Export"}
+        for name, text in short.items():
+            a[name].setIconText(text)
         tb = self.addToolBar("Main")
         tb.setObjectName("main_toolbar")
         for name in ("open_folder", "open_demo", "load_detector", "score", "cancel", None, "toggle_heatmap",
@@ -537,7 +540,8 @@ class MainWindow(QMainWindow):
         row = self.model.row_of(case.path)
         n = self.worklist.proxy.rowCount()
         pos = self.worklist.table.currentIndex().row() + 1
-        title = f"{self.model.index(row, 1).data() if row is not None else case.path.name}   ({pos} of {n})"
+        name = self.model.index(row, Column.FILE).data() if row is not None else case.path.name
+        title = f"{name}   ({pos} of {n})"
         self.window_control.set_image(case.image)
         self.viewer.show_case(case, title)
         self.case_panel.set_meta(case.meta)
@@ -932,6 +936,18 @@ class MainWindow(QMainWindow):
         box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt name)
+        super().showEvent(event)
+        if not self._layout_restored:  # first run: the image gets most of the width
+            self._layout_restored = True
+            self.default_layout()
+
+    def default_layout(self) -> None:
+        """Worklist about a third of the width, case panel 340 px, the viewer the rest."""
+        width = max(self.width(), 900)
+        self.resizeDocks([self.docks["worklist"], self.docks["case"]], [int(width * 0.32), 340],
+                         Qt.Orientation.Horizontal)
 
     # ================================================================== drag and drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt name)

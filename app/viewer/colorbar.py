@@ -24,13 +24,13 @@ class ColorBar(QWidget):
         self._floor = 0.9
         self._contour: float | None = None
         self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
-        self.setMinimumWidth(92)
+        self.setMinimumWidth(100)
         self.setToolTip("Heatmap colour scale, the same for every image: where a pixel's evidence ranks "
                         "among all pixels of the detector's held-out normal images (p95 = stronger than "
                         "95 % of normal pixels). Below the lowest tick it is transparent.")
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
-        return QSize(92, 300)
+        return QSize(100, 300)
 
     def set_scale(self, lut: np.ndarray | None, floor: float, contour_level: float | None) -> None:
         """Show the (256, 4) overlay LUT from ``floor`` to 1, and the contour level if any."""
@@ -49,7 +49,7 @@ class ColorBar(QWidget):
         top, bottom = 34.0, self.height() - 12.0
         bar = QRectF(8.0, top, 18.0, max(10.0, bottom - top))
         p.setPen(self.palette().windowText().color())
-        p.drawText(QRectF(0, 0, self.width(), top - 4), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom | Qt.TextFlag.TextWordWrap,
+        p.drawText(QRectF(4, 0, self.width() - 6, top - 4), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom | Qt.TextFlag.TextWordWrap,
                    "evidence vs\nnormal pixels")
         # gradient: one row per screen pixel, top = level 1
         n = max(2, int(bar.height()))

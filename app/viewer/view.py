@@ -89,6 +89,7 @@ class RadiographView(QWidget):
         self.state = state
         self._case: LoadedCase | None = None
         self._contour_level: float | None = None
+        self._title = ""
         self._shown_data: np.ndarray | None = None
         self.graphics = pg.GraphicsView(background=QColor(0, 0, 0))
         self.viewbox = RadiographViewBox()
@@ -154,7 +155,7 @@ class RadiographView(QWidget):
         self._case = case
         self._shown_data = None
         self.show_message("")
-        self.title_label.setText(title)
+        self._title = title
         self.title_label.show()
         if not keep_view:
             self.state.set_window(None)  # each image opens in its file's window
@@ -360,6 +361,11 @@ class RadiographView(QWidget):
         m = 8
         for label in (self.title_label, self.badge_label, self.window_label, self.cursor_label):
             label.adjustSize()
+        # the title gives way to the badge (the result matters more than the file name)
+        room = g.width() - 3 * m - (self.badge_label.width() if self.badge_label.isVisible() else 0) - 12
+        self.title_label.setText(self.title_label.fontMetrics().elidedText(
+            self._title, Qt.TextElideMode.ElideMiddle, max(40, room)))
+        self.title_label.adjustSize()
         self.title_label.move(m, m)
         self.badge_label.move(max(m, g.width() - self.badge_label.width() - m), m)
         self.window_label.move(m, max(m, g.height() - self.window_label.height() - m))

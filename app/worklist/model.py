@@ -30,18 +30,19 @@ class Column(IntEnum):
     """Worklist columns, in display order."""
 
     THUMBNAIL = 0
-    FILE = 1
-    PATIENT = 2
-    STUDY = 3
-    VIEW = 4
-    SCORE = 5
-    PERCENTILE = 6
-    FLAG = 7
+    FLAG = 1
+    SCORE = 2
+    PERCENTILE = 3
+    FILE = 4
+    PATIENT = 5
+    STUDY = 6
+    VIEW = 7
     STATUS = 8
 
 
 HEADERS: dict[Column, tuple[str, str]] = {
     Column.THUMBNAIL: ("", "Thumbnail (made on demand from the decoded image)"),
+    Column.FLAG: ("Flag", "Flagged: score above the operating point's threshold"),
     Column.FILE: ("File", "Path relative to the opened folder"),
     Column.PATIENT: ("Patient", "Patient name and id (a keyed pseudonym while identifiers are hidden)"),
     Column.STUDY: ("Study", "Study date and accession (year and a pseudonym while identifiers are hidden)"),
@@ -49,7 +50,6 @@ HEADERS: dict[Column, tuple[str, str]] = {
     Column.SCORE: ("Score", "Anomaly score of the active detector (higher = more anomalous)"),
     Column.PERCENTILE: ("Pctl", "Percentile among the detector's held-out normal images: "
                                 "percent of them scoring lower"),
-    Column.FLAG: ("Flag", "Flagged: score above the operating point's threshold"),
     Column.STATUS: ("Status", "Scoring status, or why the file cannot be read"),
 }
 _MISSING = 1e15  # beyond any score or percentile
@@ -335,14 +335,14 @@ class WorklistModel(QAbstractTableModel):
             return
         self._model_id, self._threshold = model_id, threshold
         self._queued.clear()
-        self._changed_all(Column.SCORE, Column.STATUS)
+        self._changed_all(Column.FLAG, Column.STATUS)
 
     def set_threshold(self, threshold: float | None) -> None:
         """Move the flag threshold (flags update at once)."""
         if threshold == self._threshold:
             return
         self._threshold = threshold
-        self._changed_all(Column.SCORE, Column.FLAG)
+        self._changed_all(Column.FLAG, Column.SCORE)  # the flag, and the score's bold font
 
     def set_show_identifiers(self, show: bool) -> None:
         """Show real patient/study identifiers, or pseudonyms."""
@@ -388,7 +388,7 @@ class WorklistModel(QAbstractTableModel):
             self._queued.discard(res.path)
             rows.append(r)
         if model_id == self._model_id:
-            self._changed_rows(rows, Column.SCORE, Column.STATUS)
+            self._changed_rows(rows, Column.FLAG, Column.STATUS)
 
     def set_score(self, path: Path, model_id: str, score: CaseScore) -> None:
         """Store one result (from the viewer, which scores the image it shows)."""
@@ -399,7 +399,7 @@ class WorklistModel(QAbstractTableModel):
         self._records[r].score_errors.pop(model_id, None)
         self._queued.discard(path)
         if model_id == self._model_id:
-            self._changed_rows([r], Column.SCORE, Column.STATUS)
+            self._changed_rows([r], Column.FLAG, Column.STATUS)
 
     def mark_unreadable(self, path: Path, reason: str) -> None:
         """A file whose header read but whose pixels do not: keep it, with the reason."""

@@ -22,8 +22,8 @@ from app.worklist.proxy import WorklistProxy
 
 ROW_HEIGHT = 44
 _WIDTHS: dict[Column, int] = {
-    Column.THUMBNAIL: 48, Column.FILE: 190, Column.PATIENT: 110, Column.STUDY: 130, Column.VIEW: 64,
-    Column.SCORE: 70, Column.PERCENTILE: 52, Column.FLAG: 84, Column.STATUS: 90,
+    Column.THUMBNAIL: 48, Column.FLAG: 76, Column.SCORE: 78, Column.PERCENTILE: 48, Column.FILE: 170,
+    Column.PATIENT: 96, Column.STUDY: 124, Column.VIEW: 58, Column.STATUS: 80,
 }
 
 
