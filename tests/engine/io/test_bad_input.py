@@ -199,6 +199,16 @@ def test_dicom_truncated_inside_the_header(tmp_path: Path, ramp8: np.ndarray, re
         read(path)
 
 
+@pytest.mark.parametrize("read", READERS)
+def test_dicom_cut_inside_an_element_value_says_so(tmp_path: Path, ramp8: np.ndarray, read) -> None:
+    # pydicom keeps a value cut short without complaint; the reader must notice the shortfall.
+    path = write_dicom(tmp_path / "cut.dcm", ramp8, tags={"StudyDescription": "X" * 60})
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"X" * 60) + 30])
+    with pytest.raises(CorruptFileError, match=r"cut.dcm: truncated DICOM file \(ends inside the header\)"):
+        read(path)
+
+
 def test_every_cut_of_a_dicom_file_gives_a_typed_error(tmp_path: Path, ramp8: np.ndarray) -> None:
     data = write_dicom(tmp_path / "full.dcm", ramp8).read_bytes()
     path = tmp_path / "cut.dcm"
@@ -250,3 +260,13 @@ def test_other_files_still_load_after_bad_ones(tmp_path: Path, ramp8: np.ndarray
                       "c_huge.png": "ImageSizeError", "d_folder.png": "FileAccessError"}
     ok = [item.path.name for item in scan_folder(tmp_path) if item.ok]
     assert ok == ["e_good.png", "f_good.dcm"]
+
+
+@pytest.mark.filterwarnings("ignore:Unknown encoding:UserWarning")  # pydicom, on the noise
+def test_bytes_that_merely_start_like_a_bare_data_set_are_not_dicom(tmp_path: Path) -> None:
+    # (0008,0005) then an implicit length of 16 and noise: sniffed as a possible bare data set,
+    # but nothing real parses out of it, so it must not be "read with force".
+    noise = np.random.default_rng(3).bytes(2000)
+    (tmp_path / "fake.dcm").write_bytes(b"\x08\x00\x05\x00\x10\x00\x00\x00" + noise)
+    with pytest.raises(CorruptFileError, match=r"fake.dcm: (not a DICOM file|malformed or truncated)"):
+        read_radiograph(tmp_path / "fake.dcm")

@@ -293,3 +293,25 @@ def test_pydicom_reads_our_window_like_we_do(tmp_path: Path, ramp12: np.ndarray)
     ds = pydicom.dcmread(path)
     reference = pydicom.pixels.apply_voi_lut(ds.pixel_array, ds) / 4095.0
     np.testing.assert_allclose(read_radiograph(path).pixels, reference, atol=1e-5)
+
+
+def test_signed_pixel_representation(tmp_path: Path) -> None:
+    # Stored as two's complement (PixelRepresentation 1): -100..99 must not read as 65436...
+    signed = np.tile(np.arange(-100, 100, dtype=np.int16), (16, 1))
+    path = write_dicom(tmp_path / "x.dcm", signed.view(np.uint16), tags={"PixelRepresentation": 1})
+    r = read_radiograph(path)
+    np.testing.assert_array_equal(r.modality_values, signed)
+    np.testing.assert_allclose(r.pixels, (signed + 100) / 199.0, atol=1e-6)
+
+
+def test_engine_io_never_imports_torch(tmp_path: Path, ramp8: np.ndarray) -> None:
+    import subprocess
+    import sys
+
+    path = write_dicom(tmp_path / "x.dcm", ramp8)
+    code = ("import sys; from engine.io import read_radiograph, scan_folder; "
+            f"read_radiograph({str(path)!r}); list(scan_folder({str(tmp_path)!r})); "
+            "import engine.io.dicom_write; print('torch' in sys.modules)")
+    repo = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, check=True)
+    assert done.stdout.strip() == "False"

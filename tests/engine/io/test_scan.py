@@ -1,6 +1,7 @@
 """scan_folder: stable depth-first order, silent skips, reported errors, loops, progressive output."""
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def test_scan_is_progressive(tree: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_symlink_loops_terminate_and_folders_are_entered_once(tree: Path) -> None:
     (tree / "b_sub" / "deeper" / "loop").symlink_to(tree, target_is_directory=True)
     (tree / "y_alias").symlink_to(tree / "b_sub", target_is_directory=True)
-    items = list(scan_folder(tree))
+    items = list(itertools.islice(scan_folder(tree), 100))  # a loop would run past 100
     # Each real folder is scanned once: the loop back to root and the alias add nothing.
     assert sorted(names(items, tree)) == sorted(["1.2.840.99.7", "IM0001", "a.png", "b_sub/c.jpg",
                                                  "b_sub/deeper/d.dcm", "z_bad.png"])
