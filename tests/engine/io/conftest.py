@@ -1,22 +1,10 @@
 """Fixtures for the radiograph reader tests: small generated images and the real DICOM folder."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-# Under pytest's default "prepend" import mode without the repository root on sys.path (plain
-# `pytest`; `python -m pytest` adds it), the `tests/` folder that pytest puts there for its
-# conftest turns `engine` into a namespace package rooted at tests/engine, and `engine.io` then
-# resolves to this very folder. A regular package anywhere on sys.path wins over namespace
-# portions, so adding the root suffices. Unneeded (and to be removed) once pyproject's pytest
-# options use `--import-mode=importlib` or `pythonpath = ["."]`.
-_REPO = Path(__file__).resolve().parents[3]
-if str(_REPO) not in sys.path:
-    sys.path.append(str(_REPO))
-
 
 @pytest.fixture(scope="session")
 def dicom_data(shared_data: Path) -> Path:
