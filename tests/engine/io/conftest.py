@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+
 @pytest.fixture(scope="session")
 def dicom_data(shared_data: Path) -> Path:
     """../shared/data/dicom (skips, with the reason, when the real data is absent)."""
