@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("engine.export_cli", "export a trained run to one ONNX detector file"),
     "score": ("engine.score_cli", "score every radiograph in a folder with an ONNX detector"),
     "eval": ("engine.eval_cli", "evaluate a detector on labelled images (AUROC, AP, operating points)"),
+    "demo-detector": ("engine.demo_detector", "build a small demo detector from synthetic radiographs"),
 }
 
 

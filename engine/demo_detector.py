@@ -1,0 +1,58 @@
+"""`cxrscreen demo-detector --out FILE`: a small real DDAD detector trained on synthetic radiographs.
+
+For the built-in demo only (the app runs it when its model library is empty): it writes a
+synthetic training set (known normals + an unlabeled mix with lesions), trains DDAD (AE-U,
+K = 2, a few dozen epochs at 64 px, about a minute on two CPU cores), and exports the detector
+with the usual metadata and parity check. The detector's name says it is a synthetic demo; it
+is not for clinical images.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+DEMO_NAME = "Demo detector (synthetic images; not for clinical use)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, metavar="ONNX", help="detector file to write")
+    parser.add_argument("--epochs", type=int, default=40, help="default: %(default)s")
+    parser.add_argument("--normals", type=int, default=160, help="synthetic known normals (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=None, help="keep the training data and run here (default: a temp folder)")
+    parser.add_argument("--progress", choices=("auto", "json", "bar", "none"), default="auto")
+    parser.add_argument("--overwrite", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.datasets import from_folders
+    from engine.export import export_run
+    from engine.methods.ddad import Config
+    from engine.preprocess import PreprocessSpec
+    from engine.progress import Progress
+    from engine.stop import StopRequest
+    from engine.synth import write_study
+    from engine.train import run_training
+
+    if args.out.exists() and not args.overwrite:
+        raise SystemExit(f"{args.out} exists; pass --overwrite to replace it")
+    with tempfile.TemporaryDirectory(prefix="cxrscreen-demo-") as tmp:
+        work = args.work or Path(tmp)
+        progress = Progress(args.progress)
+        progress.message("writing synthetic training images")
+        style = dict(size=128, formats=("png",), variation=0.5, marker=False)
+        write_study(work / "normal", args.normals, 0, seed=args.seed * 10 + 1, **style)
+        write_study(work / "unlabeled", args.normals // 2, args.normals // 3, seed=args.seed * 10 + 2,
+                    lesion_strength=1.5, **style)
+        for folder in ("normal", "unlabeled"):
+            (work / folder / "labels.csv").unlink()
+        data = from_folders(work / "normal", work / "unlabeled")
+        config = Config(backbone="ae-u", members=2, epochs=args.epochs, seed=args.seed, preprocess=PreprocessSpec(size=64))
+        with StopRequest() as stop:
+            outcome = run_training("ddad", config, data, work / "run", progress, stop)
+        if outcome.status != "done":
+            return 3
+        report = export_run(work / "run", args.out, name=DEMO_NAME, overwrite=args.overwrite)
+    progress.message(f"demo detector {report.metadata.model_id} -> {args.out}")
+    return 0
