@@ -46,7 +46,7 @@ class DemoStudyThread(StoppableThread):
         super().__init__(parent)
         self.folder = (root or demo_root()) / "study"
 
-    def run(self) -> None:
+    def work(self) -> None:
         labels = self.folder / "labels.csv"
         try:
             if labels.is_file() and len(labels.read_text(encoding="utf-8").splitlines()) == DEMO_NORMAL + DEMO_ABNORMAL + 1:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
+import sys
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -61,6 +63,12 @@ from engine.detector import Detector, DetectorError, ProviderChoice
 
 logger = logging.getLogger(__name__)
 CASE_CACHE = 6  # decoded cases kept (the current one and prefetched neighbours)
+# Every call from Qt into Python (painting a cell, a slot) must take the GIL from the worker
+# threads; with CPython's default 5 ms switch interval that wait dominates repaints while
+# scoring. 1 ms keeps the event loop's stalls short at a small cost in worker throughput
+# (bench/bench_app_stall.py).
+GUI_SWITCH_INTERVAL_S = 0.001
+RESULTS_FLUSH_MS = 200  # scoring results reach the worklist at most this late
 
 
 class MainWindow(QMainWindow):
@@ -70,17 +78,22 @@ class MainWindow(QMainWindow):
         settings: persistent preferences.
         library: the model library (default: the user's).
         batch_size: images per scoring batch.
-        decode_workers: decoding threads used by scoring.
+        decode_workers: decoding threads used by scoring (default: one per core but one).
     """
 
     def __init__(self, settings: AppSettings, library: ModelLibrary | None = None, batch_size: int = 8,
-                 decode_workers: int = 2) -> None:
+                 decode_workers: int | None = None) -> None:
         pyside_fix.apply()  # before any signal is emitted (see the module)
+        if sys.getswitchinterval() > GUI_SWITCH_INTERVAL_S:
+            sys.setswitchinterval(GUI_SWITCH_INTERVAL_S)
         super().__init__()
         self.settings = settings
         self.library = library or ModelLibrary()
+        cores = os.cpu_count() or 2
         self.batch_size = batch_size
-        self.decode_workers = decode_workers
+        # leave a core to the GUI thread: decoding and inference share the others
+        self.decode_workers = decode_workers if decode_workers is not None else max(1, min(4, cores - 1))
+        self.inference_threads = max(1, cores - 1)
         self.key = settings.pseudonym_key()
         self.setWindowTitle("cxrscreen")
         self.setAcceptDrops(True)
@@ -150,9 +163,19 @@ class MainWindow(QMainWindow):
         self.privacy.changed.connect(self.model.set_show_identifiers)
         self.privacy.changed.connect(self._sync_checkable_actions)
         self.worklist.flagged_box.toggled.connect(self._sync_checkable_actions)
+        self._pending_results: dict[str, list] = {}
+        self._results_timer = QTimer(self)
+        self._results_timer.setSingleShot(True)
+        self._results_timer.setInterval(RESULTS_FLUSH_MS)
+        self._results_timer.timeout.connect(self._flush_results)
+        self._progress_value = (0, 0)
+        self._progress_timer = QTimer(self)
+        self._progress_timer.setSingleShot(True)
+        self._progress_timer.setInterval(250)
+        self._progress_timer.timeout.connect(self._show_progress)
         self._counts_timer = QTimer(self)
         self._counts_timer.setSingleShot(True)
-        self._counts_timer.setInterval(200)
+        self._counts_timer.setInterval(250)
         self._counts_timer.timeout.connect(self._update_counts)
         geometry, state = settings.window_geometry(), settings.window_state()
         if geometry is not None:
@@ -593,7 +616,7 @@ class MainWindow(QMainWindow):
         if self._closing:
             return
         prov = provider or self.settings.provider
-        thread = DetectorLoadThread(path, prov)
+        thread = DetectorLoadThread(path, prov, threads=self.inference_threads)
         thread.detector_loaded.connect(self._on_detector_loaded)
         thread.detector_failed.connect(self._on_detector_failed)
         self._loading_detector = thread
@@ -708,7 +731,8 @@ class MainWindow(QMainWindow):
             for w in (self.progress, self.progress_label, self.cancel_button):
                 w.show()
             self.actions["cancel"].setEnabled(True)
-            self._on_scoring_progress(0, thread.total)
+            self._progress_value = (0, thread.total)
+            self._show_progress()
         else:
             self._scoring.add_paths(paths)
             if self._indexing is None:
@@ -717,14 +741,32 @@ class MainWindow(QMainWindow):
 
     @Slot(str, object)
     def _on_batch_scored(self, model_id: str, results: list) -> None:
-        # results of a cancelled run are still correct scores: keep them
-        self.model.apply_results(model_id, results)
-        if self._current is not None and any(r.path == self._current for r in results):
-            self._show_result(self._current)
+        # results of a cancelled run are still correct scores: keep them. They are applied in
+        # one model update every RESULTS_FLUSH_MS: each update re-sorts the changed rows, and
+        # fewer, larger updates keep the event loop free (bench/bench_app_stall.py)
+        self._pending_results.setdefault(model_id, []).extend(results)
+        if not self._results_timer.isActive():
+            self._results_timer.start()
+
+    def _flush_results(self) -> None:
+        pending, self._pending_results = self._pending_results, {}
+        for model_id, results in pending.items():
+            self.model.apply_results(model_id, results)
+            if self._current is not None and any(r.path == self._current for r in results):
+                self._show_result(self._current)
 
     @Slot(int, int)
     def _on_scoring_progress(self, done: int, total: int) -> None:
         if self.sender() is not None and self.sender() is not self._scoring:
+            return
+        # QProgressBar.setValue repaints synchronously (tens of ms): show progress on a timer
+        self._progress_value = (done, total)
+        if not self._progress_timer.isActive():
+            self._progress_timer.start()
+
+    def _show_progress(self) -> None:
+        done, total = self._progress_value
+        if self._scoring is None:
             return
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done)
@@ -733,6 +775,7 @@ class MainWindow(QMainWindow):
 
     @Slot(str, int, float)
     def _on_scoring_done(self, state: str, done: int, seconds: float) -> None:
+        self._flush_results()
         if self.sender() is not self._scoring:
             return
         self._scoring = None

@@ -8,6 +8,8 @@ window keeps every started worker in a :class:`WorkerSet` until its ``finished``
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from typing import Any
 
@@ -16,13 +18,46 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 logger = logging.getLogger(__name__)
 
 
+WORKER_NICE = 10  # Linux: background threads yield the CPU to the GUI thread (not starved)
+
+
+def lower_thread_priority(nice: int = WORKER_NICE) -> None:
+    """Make the calling thread (and the threads it starts later) nicer to the GUI thread.
+
+    On Linux the nice value is per thread and inherited by threads created afterwards, so
+    decoding pools and onnxruntime's thread pool started from a worker inherit it. A nice
+    value, unlike ``QThread.IdlePriority`` (SCHED_IDLE), never starves a worker that holds
+    the GIL the GUI thread is waiting for. No-op elsewhere.
+    """
+    if not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        if current < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError:
+        logger.debug("could not lower the priority of worker thread %s", threading.get_native_id())
+
+
 class StoppableThread(QThread):
-    """A worker thread with a stop flag that its ``run`` polls (and may wait on)."""
+    """A worker thread with a stop flag that its ``run`` polls (and may wait on).
+
+    Subclasses implement ``work()``; ``run()`` lowers the thread's priority first.
+    """
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._stop = threading.Event()
         self._cond = threading.Condition()
+
+    def run(self) -> None:
+        lower_thread_priority()
+        self.work()
+
+    def work(self) -> None:
+        """The thread's job (override)."""
+        raise NotImplementedError
 
     @property
     def stopping(self) -> bool:

@@ -90,7 +90,7 @@ class DecodeThread(StoppableThread):
             path, _ = self._thumbs.popitem(last=True)
             return "thumb", path, None, 0
 
-    def run(self) -> None:
+    def work(self) -> None:
         while not self.stopping:
             job = self._next()
             if job is None:

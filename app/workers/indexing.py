@@ -39,7 +39,7 @@ class IndexingThread(StoppableThread):
     indexing_done = Signal(int, bool)
     indexing_failed = Signal(str)
 
-    def __init__(self, roots: Sequence[str | os.PathLike[str]], interval_s: float = 0.1, max_batch: int = 1000,
+    def __init__(self, roots: Sequence[str | os.PathLike[str]], interval_s: float = 0.25, max_batch: int = 2000,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         if not roots:
@@ -48,7 +48,7 @@ class IndexingThread(StoppableThread):
         self._interval = float(interval_s)
         self._max_batch = int(max_batch)
 
-    def run(self) -> None:
+    def work(self) -> None:
         count = 0
         batch: list[CaseRecord] = []
         last = time.monotonic()

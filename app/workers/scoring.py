@@ -87,7 +87,7 @@ class ScoringThread(StoppableThread):
             chunk, self._pending = self._pending, []
             return chunk
 
-    def run(self) -> None:
+    def work(self) -> None:
         t0 = time.monotonic()
         done = 0
         state = "done"
@@ -116,6 +116,11 @@ class ScoringThread(StoppableThread):
 class DetectorLoadThread(StoppableThread):
     """Create a :class:`Detector` (the onnxruntime session) off the GUI thread.
 
+    Args:
+        path: the .onnx file.
+        provider: "auto", "cuda" or "cpu".
+        threads: onnxruntime intra-op threads (0: its default, one per core).
+
     Signals:
         detector_loaded(Detector): ready; ``.provider`` and ``.provider_note`` say where it runs.
         detector_failed(str, str): the file and why it cannot be used.
@@ -124,14 +129,17 @@ class DetectorLoadThread(StoppableThread):
     detector_loaded = Signal(object)
     detector_failed = Signal(str, str)
 
-    def __init__(self, path: Path, provider: ProviderChoice = "auto", parent: QObject | None = None) -> None:
+    def __init__(self, path: Path, provider: ProviderChoice = "auto", threads: int = 0,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.path = Path(path)
         self.provider: ProviderChoice = provider
+        self.threads = threads
 
-    def run(self) -> None:
+    def work(self) -> None:
         try:
-            detector = Detector(self.path, provider=self.provider)
+            # created in this (niced) thread: onnxruntime's pool threads inherit the priority
+            detector = Detector(self.path, provider=self.provider, threads=self.threads)
         except DetectorError as exc:
             self.detector_failed.emit(str(self.path), exc.reason)
             return

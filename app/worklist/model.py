@@ -15,7 +15,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QModelRoleDataSpan, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QPixmap
 
 from app.records import CaseRecord, CaseScore, patient_text, study_text, view_text
@@ -52,8 +52,20 @@ HEADERS: dict[Column, tuple[str, str]] = {
                                 "percent of them scoring lower"),
     Column.STATUS: ("Status", "Scoring status, or why the file cannot be read"),
 }
+_N_COLUMNS = len(Column)
 _MISSING = 1e15  # beyond any score or percentile
 _NUMERIC = (Column.SCORE, Column.PERCENTILE, Column.FLAG)
+_COLUMNS: tuple[Column, ...] = tuple(Column)
+_NUMERIC_INTS = frozenset(int(c) for c in _NUMERIC)
+_THUMB, _FLAG_COL, _SCORE_COL = int(Column.THUMBNAIL), int(Column.FLAG), int(Column.SCORE)
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole)
+_DECORATION = int(Qt.ItemDataRole.DecorationRole)
+_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
+_ALIGNMENT = int(Qt.ItemDataRole.TextAlignmentRole)
+_FOREGROUND = int(Qt.ItemDataRole.ForegroundRole)
+_FONT = int(Qt.ItemDataRole.FontRole)
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+_LEFT = int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
 _FLAG_BRUSH = QBrush(QColor(196, 40, 40))
 _ERROR_BRUSH = QBrush(QColor(150, 150, 150))
 _BOLD = QFont()
@@ -109,35 +121,49 @@ class WorklistModel(QAbstractTableModel):
             return Qt.ItemFlag.NoItemFlags
         return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
 
+    def multiData(self, index: Index, span: QModelRoleDataSpan) -> None:  # noqa: N802
+        # The delegate asks for ~7 roles per cell at once: answer them in one Python call (each
+        # C++ -> Python call must take the GIL, which the worker threads are using).
+        if not index.isValid():
+            return
+        row, col = index.row(), index.column()
+        if not 0 <= row < len(self._records) or not 0 <= col < _N_COLUMNS:
+            return
+        rec = self._records[row]
+        for i in range(len(span)):
+            item = span[i]
+            item.setData(self._value(row, col, rec, item.role()))
+
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         row, col = index.row(), index.column()
-        if not 0 <= row < len(self._records) or not 0 <= col < len(Column):
+        if not 0 <= row < len(self._records) or not 0 <= col < _N_COLUMNS:
             return None
-        rec = self._records[row]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._display(row, rec, Column(col))
+        return self._value(row, col, self._records[row], role)
+
+    def _value(self, row: int, col: int, rec: CaseRecord, role: int) -> Any:
+        # roles as plain ints: enum comparisons cost more than the work on a repaint path
+        if role == _DISPLAY:
+            return self._display(row, rec, _COLUMNS[col])
         if role == SORT_ROLE:
-            return self._sort_value(row, rec, Column(col))
-        if role == Qt.ItemDataRole.DecorationRole:
-            if col == Column.THUMBNAIL and rec.readable and self._thumbnail is not None:
+            return self._sort_value(row, rec, _COLUMNS[col])
+        if role == _DECORATION:
+            if col == _THUMB and rec.readable and self._thumbnail is not None:
                 return self._thumbnail(rec.path)
             return None
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(rec, Column(col))
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            if col in _NUMERIC:
-                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            return int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ForegroundRole:
+        if role == _TOOLTIP:
+            return self._tooltip(rec, _COLUMNS[col])
+        if role == _ALIGNMENT:
+            return _RIGHT if col in _NUMERIC_INTS else _LEFT
+        if role == _FOREGROUND:
             if not rec.readable:
                 return _ERROR_BRUSH
-            if col == Column.FLAG and self.is_flagged(rec):
+            if col == _FLAG_COL and self.is_flagged(rec):
                 return _FLAG_BRUSH
             return None
-        if role == Qt.ItemDataRole.FontRole:
-            if col in (Column.FLAG, Column.SCORE) and self.is_flagged(rec):
+        if role == _FONT:
+            if (col == _FLAG_COL or col == _SCORE_COL) and self.is_flagged(rec):
                 return _BOLD
             return None
         if role == FLAG_ROLE:
@@ -413,14 +439,14 @@ class WorklistModel(QAbstractTableModel):
     def thumbnail_changed(self, path: Path) -> None:
         """A thumbnail arrived: repaint its cell."""
         r = self._row_of.get(path)
-        if r is not None:
-            idx = self.index(r, Column.THUMBNAIL)
+        if r is not None:  # createIndex: no bounds check calling back into Python
+            idx = self.createIndex(r, Column.THUMBNAIL)
             self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
 
     def _changed_all(self, first: Column, last: Column) -> None:
         if self._records:
             self._haystack = [None] * len(self._records)
-            self.dataChanged.emit(self.index(0, first), self.index(len(self._records) - 1, last))
+            self.dataChanged.emit(self.createIndex(0, first), self.createIndex(len(self._records) - 1, last))
         self.counts_changed.emit()
 
     def _changed_rows(self, rows: Iterable[int], first: Column, last: Column) -> None:
@@ -435,7 +461,7 @@ class WorklistModel(QAbstractTableModel):
             if r is not None and r == prev + 1:
                 prev = r
                 continue
-            self.dataChanged.emit(self.index(start, first), self.index(prev, last))
+            self.dataChanged.emit(self.createIndex(start, first), self.createIndex(prev, last))
             if r is not None:
                 start = prev = r
         self.counts_changed.emit()

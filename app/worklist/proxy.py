@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtCore import QModelIndex, QModelRoleDataSpan, QPersistentModelIndex, QSortFilterProxyModel, Qt
 
 from app.worklist.model import SORT_ROLE, Column, WorklistModel
 
@@ -65,6 +65,11 @@ class WorklistProxy(QSortFilterProxyModel):
         if isinstance(model, WorklistModel):
             model.set_missing_sorts_high(order == Qt.SortOrder.AscendingOrder)
         super().sort(column, order)
+
+    def multiData(self, index: QModelIndex | QPersistentModelIndex, span: QModelRoleDataSpan) -> None:  # noqa: N802
+        # one Python call per painted cell instead of one per role (see WorklistModel.multiData)
+        if index.isValid():
+            self.source().multiData(self.mapToSource(index), span)
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:  # noqa: N802
         if source_parent.isValid():

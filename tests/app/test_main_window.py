@@ -19,8 +19,8 @@ from app.worklist.model import Column
 
 @pytest.fixture
 def window(qtbot, settings_path: Path, tmp_path: Path):
+    # not qtbot.addWidget: it deletes the window at teardown, before it has stopped its workers
     w = MainWindow(AppSettings(settings_path), ModelLibrary(tmp_path / "library"), batch_size=4, decode_workers=1)
-    qtbot.addWidget(w)
     w.resize(1400, 900)
     w.show()
     yield w
@@ -29,6 +29,7 @@ def window(qtbot, settings_path: Path, tmp_path: Path):
         qtbot.waitUntil(lambda: not w.isVisible(), timeout=10_000)
     w.workers.stop_all()
     assert w.workers.wait_all(10_000)
+    w.deleteLater()
 
 
 def _load_and_score(qtbot, window: MainWindow, folder: Path, detector: Path) -> None:

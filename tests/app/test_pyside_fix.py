@@ -6,8 +6,8 @@ import sys
 import textwrap
 
 
-def test_thousands_of_emits_do_not_abort_the_process() -> None:
-    # a fresh interpreter: 5,000 emits would abort an unpatched PySide6 6.12 on CPython 3.11
+def test_many_emits_and_void_calls_do_not_abort_the_process() -> None:
+    # a fresh interpreter: this would abort an unpatched PySide6 6.12 on CPython 3.11
     code = textwrap.dedent("""
         from app import pyside_fix
         pyside_fix.apply()
@@ -19,6 +19,8 @@ def test_thousands_of_emits_do_not_abort_the_process() -> None:
         for _ in range(5000):
             e.s.emit(True)
             e.s.emit(False)
+        for _ in range(20000):
+            e.setObjectName("x")  # void: returns None
         print("alive")
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
