@@ -8,6 +8,8 @@ bench/RESULTS.md from those files.
     python bench/ddad_dev.py protocol --backbone ae-u --seeds 0 1 2
     python bench/ddad_dev.py protocol --backbone ae --seeds 0 1 2
     python bench/ddad_dev.py ar-curve --backbone ae --ars 0 0.2 0.4 0.6 0.8 1.0
+        (module B, trained on the known normals only, is taken from the AR 0.6 run of the same
+        seed: it is the same network at every AR)
     python bench/ddad_dev.py nih64 --backbone ae-u --seeds 0
     python bench/ddad_dev.py report
 
@@ -100,10 +102,15 @@ def train_and_evaluate(name: str, data, test_paths, test_labels, config, progres
     return result
 
 
-def _config(args, seed: int):
+def _config(args, seed: int, reuse: Path | None = None):
     from engine.methods.ddad import Config
 
-    return Config(backbone=args.backbone, epochs=args.epochs, seed=seed, precision=args.precision, members=args.members)
+    return Config(backbone=args.backbone, epochs=args.epochs, seed=seed, precision=args.precision, members=args.members,
+                  reuse_normal_module=str(reuse) if reuse else None)
+
+
+def _tag(args, ar: float, seed: int) -> str:
+    return f"dev_{args.backbone}_ar{ar:g}_s{seed}_e{args.epochs}_{args.precision}"
 
 
 def cmd_protocol(args) -> None:
@@ -113,8 +120,7 @@ def cmd_protocol(args) -> None:
     tp, tl = _dev_test()
     for seed in args.seeds:
         data = from_split(DEV_SPLIT, args.ar)
-        tag = f"dev_{args.backbone}_ar{args.ar:g}_s{seed}_e{args.epochs}_{args.precision}"
-        train_and_evaluate(tag, data, tp, tl, _config(args, seed), args.progress)
+        train_and_evaluate(_tag(args, args.ar, seed), data, tp, tl, _config(args, seed), args.progress)
 
 
 def cmd_ar_curve(args) -> None:
@@ -125,8 +131,10 @@ def cmd_ar_curve(args) -> None:
     for ar in args.ars:
         for seed in args.seeds:
             data = from_split(DEV_SPLIT, ar)
-            tag = f"dev_{args.backbone}_ar{ar:g}_s{seed}_e{args.epochs}_{args.precision}"
-            train_and_evaluate(tag, data, tp, tl, _config(args, seed), args.progress)
+            # module B sees only the known normals, identical at every AR: reuse the AR 0.6 run's
+            base = WORK / _tag(args, 0.6, seed)
+            reuse = base if ar != 0.6 and (base / "model.pt").is_file() else None
+            train_and_evaluate(_tag(args, ar, seed), data, tp, tl, _config(args, seed, reuse), args.progress)
 
 
 def cmd_nih64(args) -> None:

@@ -173,3 +173,22 @@ def test_bad_data_gets_a_clear_error(tmp_path, capsys):
 def test_training_needs_the_split_or_folders(tmp_path):
     with pytest.raises(SystemExit):
         cli(["train", "--out", str(tmp_path / "r")])
+
+
+def test_module_b_can_be_reused_when_only_the_unlabeled_set_changes(synthetic, tmp_path):
+    from engine.datasets import DataError
+
+    quiet = Progress("none")
+    first = from_folders(synthetic["normal"], synthetic["unlabeled"])
+    run_training("ddad", _config(epochs=2), first, tmp_path / "first", quiet)
+    second = from_folders(synthetic["normal"], synthetic["test"])  # a new unlabeled batch
+    reuse = _config(epochs=2, reuse_normal_module=str(tmp_path / "first"))
+    run_training("ddad", reuse, second, tmp_path / "second", quiet)
+    a = torch.load(tmp_path / "first" / "model.pt", weights_only=False)["ensemble"]
+    b = torch.load(tmp_path / "second" / "model.pt", weights_only=False)["ensemble"]
+    conv = "encoder.0.weight"  # (2K*16, 1, 4, 4): members A1, A2, B1, B2
+    torch.testing.assert_close(a[conv][32:], b[conv][32:], rtol=0, atol=0)  # module B taken as is
+    assert not torch.equal(a[conv][:32], b[conv][:32])  # module A trained on the new union
+    with pytest.raises(DataError, match="different epochs"):
+        run_training("ddad", _config(epochs=3, reuse_normal_module=str(tmp_path / "first")), second,
+                     tmp_path / "third", quiet)

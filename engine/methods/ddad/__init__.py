@@ -63,6 +63,10 @@ class Config:
         device: "auto" (CUDA when available), "cpu" or "cuda".
         checkpoint_every_s: write a checkpoint at an epoch end when this many seconds passed
             since the last one (and always when stopped).
+        reuse_normal_module: a finished run whose module B (trained on the same known normals
+            with the same settings) is reused instead of trained again: module B never sees the
+            unlabeled images, so a site adding unlabeled images, or an anomaly-rate sweep, only
+            needs a new module A.
     """
 
     backbone: Backbone = "ae-u"
@@ -84,6 +88,7 @@ class Config:
     layout: Layout = "auto"
     device: DeviceChoice = "auto"
     checkpoint_every_s: float = 60.0
+    reuse_normal_module: str | None = None
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("backbone", self.backbone, BACKBONES), ("score_type", self.score_type, SCORE_TYPES),
@@ -137,6 +142,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="stacked members (fast on CUDA) or separate (fast on CPU); default: by device")
     g.add_argument("--checkpoint-every", dest="checkpoint_every_s", type=float, default=d.checkpoint_every_s,
                    metavar="SECONDS", help="time between checkpoints (default: %(default)s)")
+    g.add_argument("--reuse-normal-module", type=Path, default=None, metavar="RUN_DIR",
+                   help="take module B (normal-only) from this finished run instead of training it "
+                        "(same known normals and settings required)")
 
 
 def config_from_args(args: argparse.Namespace, preprocess: PreprocessSpec) -> Config:
@@ -149,6 +157,7 @@ def config_from_args(args: argparse.Namespace, preprocess: PreprocessSpec) -> Co
         lr=d.lr if args.lr is None else args.lr,
         latent_size=args.latent_size, score_type=args.score_type, seed=args.seed, preprocess=preprocess,
         precision=args.precision, layout=args.layout, device=args.device, checkpoint_every_s=args.checkpoint_every_s,
+        reuse_normal_module=str(args.reuse_normal_module.resolve()) if args.reuse_normal_module else None,
     )
 
 

@@ -160,6 +160,33 @@ class _Ensemble:
         return singles
 
 
+# settings that change what module B learns (layout, device, score, checkpoints do not)
+_MODULE_B_FIELDS = ("backbone", "members", "epochs", "batch_size", "lr", "betas", "weight_decay", "latent_size",
+                    "multiplier", "mem_dim", "shrink_thres", "entropy_weight", "seed", "preprocess", "precision")
+
+
+def _reused_normal_module(config: Config, data: TrainingData, source: Path) -> list[AutoEncoder]:
+    """Module B's members from another finished run, after checking it learnt the same thing."""
+    import json
+
+    from engine.train import DATA_FILE
+
+    if not (source / FINAL_MODEL).is_file():
+        raise DataError(f"{source}: not a finished DDAD run (no {FINAL_MODEL}) to reuse module B from")
+    saved = torch.load(source / FINAL_MODEL, map_location="cpu", weights_only=False)
+    other = Config.from_dict(saved["config"])
+    differ = [f for f in _MODULE_B_FIELDS if getattr(other, f) != getattr(config, f)]
+    if differ:
+        raise DataError(f"{source}: its module B was trained with different {', '.join(differ)}; cannot reuse it")
+    other_normals = json.loads((source / DATA_FILE).read_text())["normal_train"]
+    if other_normals != [str(p) for p in data.normal_train]:
+        raise DataError(f"{source}: its module B was trained on other known normals; cannot reuse it")
+    ensemble = AutoEncoder(other.backbone, 2 * other.members, other.latent_size, other.multiplier,
+                           other.preprocess.size, other.mem_dim, other.shrink_thres)
+    ensemble.load_state_dict(saved["ensemble"])
+    return unstack_members(ensemble.eval())[other.members:]
+
+
 def _save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> None:
     with atomic_path(run_dir / CHECKPOINT) as tmp:
         torch.save(payload, tmp)
@@ -185,7 +212,12 @@ def train(config: Config, data: TrainingData, images: dict[str, np.ndarray], run
     union = torch.from_numpy(np.concatenate([images["normal_train"], images["unlabeled"]]))
     if device.type == "cuda":
         normal, union = normal.to(device), union.to(device)
-    modules = {"a": _Ensemble("a", union, config, device, layout), "b": _Ensemble("b", normal, config, device, layout)}
+    reused_b = _reused_normal_module(config, data, Path(config.reuse_normal_module)) if config.reuse_normal_module else None
+    modules = {"a": _Ensemble("a", union, config, device, layout)}
+    if reused_b is None:
+        modules["b"] = _Ensemble("b", normal, config, device, layout)
+    else:
+        progress.message(f"module B (normal-only) reused from {config.reuse_normal_module}")
 
     start_epoch, elapsed_before = 0, 0.0
     ckpt_path = run_dir / CHECKPOINT
@@ -227,8 +259,8 @@ def train(config: Config, data: TrainingData, images: dict[str, np.ndarray], run
                                 loss=losses.get(_name))
             losses[name], recs[name] = module.run_epoch(on_step)
         progress.update(done, force=True, epoch=epoch + 1, epochs=config.epochs, epoch_end=True,
-                        loss=(losses["a"] + losses["b"]) / 2, loss_a=losses["a"], loss_b=losses["b"],
-                        rec_mse_a=recs["a"], rec_mse_b=recs["b"])
+                        loss=float(np.mean(list(losses.values()))), **{f"loss_{k}": v for k, v in losses.items()},
+                        **{f"rec_mse_{k}": v for k, v in recs.items()})
         if stop.requested:
             checkpoint(epoch + 1)
             progress.message(f"stopped after epoch {epoch + 1}; run the same command again to resume")
@@ -237,7 +269,8 @@ def train(config: Config, data: TrainingData, images: dict[str, np.ndarray], run
             checkpoint(epoch + 1)
             last_ckpt = time.monotonic()
 
-    ensemble = stack_members(modules["a"].members_on_cpu() + modules["b"].members_on_cpu()).eval()
+    b_members = reused_b if reused_b is not None else modules["b"].members_on_cpu()
+    ensemble = stack_members(modules["a"].members_on_cpu() + b_members).eval()
     with atomic_path(run_dir / FINAL_MODEL) as tmp:
         torch.save({"config": config.to_dict(), "ensemble": ensemble.state_dict(), "members": config.members,
                     "train_seconds": elapsed_before + time.monotonic() - t0, "device": str(device),
