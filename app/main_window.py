@@ -65,10 +65,12 @@ logger = logging.getLogger(__name__)
 CASE_CACHE = 6  # decoded cases kept (the current one and prefetched neighbours)
 # Every call from Qt into Python (painting a cell, a slot) must take the GIL from the worker
 # threads; with CPython's default 5 ms switch interval that wait dominates repaints while
-# scoring. 1 ms keeps the event loop's stalls short at a small cost in worker throughput
+# scoring. 0.5 ms keeps the event loop's stalls short at a small cost in worker throughput
 # (bench/bench_app_stall.py).
-GUI_SWITCH_INTERVAL_S = 0.001
+GUI_SWITCH_INTERVAL_S = 0.0005
 RESULTS_FLUSH_MS = 200  # scoring results reach the worklist at most this late
+RESULTS_PER_TURN = 32  # results applied per event-loop turn (each re-sorts its rows)
+RECORDS_PER_TURN = 200  # indexed files inserted per event-loop turn
 
 
 class MainWindow(QMainWindow):
@@ -164,6 +166,12 @@ class MainWindow(QMainWindow):
         self.privacy.changed.connect(self._sync_checkable_actions)
         self.worklist.flagged_box.toggled.connect(self._sync_checkable_actions)
         self._pending_results: dict[str, list] = {}
+        self._pending_records: list = []
+        self._index_result: tuple[int, float] | None = None
+        self._records_timer = QTimer(self)
+        self._records_timer.setSingleShot(True)
+        self._records_timer.setInterval(0)
+        self._records_timer.timeout.connect(self._insert_records)
         self._results_timer = QTimer(self)
         self._results_timer.setSingleShot(True)
         self._results_timer.setInterval(RESULTS_FLUSH_MS)
@@ -437,6 +445,9 @@ class MainWindow(QMainWindow):
             self.view_decoder.clear()
             self.thumb_decoder.clear()
             self._cases.clear()
+            self._pending_records.clear()
+            self._pending_results.clear()
+            self._index_result = None
             self._current = None
             self._auto_paused = False
             self.roots = list(paths)
@@ -465,7 +476,20 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_records(self, batch: list) -> None:
+        # inserting into the sorted proxy costs a few Python calls per row: insert in slices,
+        # one per event-loop turn, so a big batch never holds the loop for long
+        self._pending_records.extend(batch)
+        if not self._records_timer.isActive():
+            self._records_timer.start()
+
+    def _insert_records(self) -> None:
+        batch = self._pending_records[:RECORDS_PER_TURN]
+        del self._pending_records[:RECORDS_PER_TURN]
+        if self._pending_records:
+            self._records_timer.start()
         new = self.model.add_records(batch)
+        if not self._pending_records and self._indexing is None:
+            QTimer.singleShot(0, self._finish_indexing)  # after this slice is queued for scoring
         if not new:
             return
         if self.worklist.current_path() is None:
@@ -478,9 +502,18 @@ class MainWindow(QMainWindow):
         if self.sender() is not self._indexing:
             return
         self._indexing = None
-        seconds = time.monotonic() - self._index_started
         if stopped:
             return
+        self._index_result = (count, time.monotonic() - self._index_started)
+        if not self._pending_records:
+            self._finish_indexing()
+
+    def _finish_indexing(self) -> None:
+        """Every indexed file is in the worklist: report, and let scoring end when done."""
+        if self._index_result is None:
+            return
+        count, seconds = self._index_result
+        self._index_result = None
         c = self.model.counts()
         self.statusBar().showMessage(f"Indexed {count:,} files in {seconds:.1f} s"
                                      + (f"; {c['unreadable']} cannot be read (see Status)" if c["unreadable"] else ""), 8000)
@@ -488,6 +521,11 @@ class MainWindow(QMainWindow):
             self._scoring.close_input()
         if count == 0:
             self.viewer.clear("No radiographs found here (DICOM, PNG, JPEG, TIFF, BMP).")
+
+    @property
+    def indexing_active(self) -> bool:
+        """Whether files may still be added to the worklist (scanning, or inserting found files)."""
+        return self._indexing is not None or bool(self._pending_records) or self._index_result is not None
 
     @Slot(str)
     def _on_indexing_failed(self, message: str) -> None:
@@ -704,7 +742,7 @@ class MainWindow(QMainWindow):
         mid = self.detector.meta.model_id
         todo = [r.path for r in self.model.records()
                 if r.readable and mid not in r.scores and mid not in r.score_errors]
-        if not todo and self._indexing is None:
+        if not todo and not self.indexing_active:
             if not quiet:
                 self.statusBar().showMessage("Every file is scored.", 5000)
             return 0
@@ -723,7 +761,7 @@ class MainWindow(QMainWindow):
             self._scoring = thread
             self._score_started = time.monotonic()
             thread.add_paths(paths)
-            if self._indexing is None:
+            if not self.indexing_active:
                 thread.close_input()
             self.workers.start(thread)
             self.progress.setRange(0, max(1, thread.total))
@@ -735,25 +773,38 @@ class MainWindow(QMainWindow):
             self._show_progress()
         else:
             self._scoring.add_paths(paths)
-            if self._indexing is None:
+            if not self.indexing_active:
                 self._scoring.close_input()
         self.model.mark_queued(paths)
 
     @Slot(str, object)
-    def _on_batch_scored(self, model_id: str, results: list) -> None:
+    def _on_batch_scored(self, model_id: str, results: list) -> None:  # noqa: D401
         # results of a cancelled run are still correct scores: keep them. They are applied in
         # one model update every RESULTS_FLUSH_MS: each update re-sorts the changed rows, and
         # fewer, larger updates keep the event loop free (bench/bench_app_stall.py)
         self._pending_results.setdefault(model_id, []).extend(results)
         if not self._results_timer.isActive():
-            self._results_timer.start()
+            self._results_timer.start(RESULTS_FLUSH_MS)
 
-    def _flush_results(self) -> None:
-        pending, self._pending_results = self._pending_results, {}
-        for model_id, results in pending.items():
-            self.model.apply_results(model_id, results)
-            if self._current is not None and any(r.path == self._current for r in results):
+    def _flush_results(self, everything: bool = False) -> None:
+        budget = None if everything else RESULTS_PER_TURN
+        for model_id in list(self._pending_results):
+            queue = self._pending_results[model_id]
+            take = queue if budget is None else queue[:budget]
+            rest = [] if budget is None else queue[budget:]
+            if rest:
+                self._pending_results[model_id] = rest
+            else:
+                del self._pending_results[model_id]
+            self.model.apply_results(model_id, take)
+            if self._current is not None and any(r.path == self._current for r in take):
                 self._show_result(self._current)
+            if budget is not None:
+                budget -= len(take)
+                if budget <= 0:
+                    break
+        if self._pending_results and not self._results_timer.isActive():
+            self._results_timer.start(0)  # the rest on the next turns
 
     @Slot(int, int)
     def _on_scoring_progress(self, done: int, total: int) -> None:
@@ -768,14 +819,17 @@ class MainWindow(QMainWindow):
         done, total = self._progress_value
         if self._scoring is None:
             return
+        # setValue repaints synchronously; with updates off it only schedules a normal repaint
+        self.progress.setUpdatesEnabled(False)
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done)
+        self.progress.setUpdatesEnabled(True)
         rate = done / max(1e-6, time.monotonic() - self._score_started)
         self.progress_label.setText(f"Scoring {done:,} / {total:,}" + (f"  ({rate:.0f}/s)" if done else ""))
 
     @Slot(str, int, float)
     def _on_scoring_done(self, state: str, done: int, seconds: float) -> None:
-        self._flush_results()
+        self._flush_results(everything=True)
         if self.sender() is not self._scoring:
             return
         self._scoring = None

@@ -102,7 +102,7 @@ def main() -> int:
         w.load_detector(detector, provider="cpu")
         assert wait(lambda: w.detector is not None), "detector did not load"
         w.open_paths([folder])
-        assert wait(lambda: w._indexing is None and w.model.rowCount() > 0 and not w.is_scoring), "scoring did not finish"
+        assert wait(lambda: not w.indexing_active and w.model.rowCount() > 0 and not w.is_scoring), "scoring did not finish"
         w.viewer_state.set_contour_visible(contour)
         if pick == "flagged_abnormal":
             w.worklist.next_flagged()

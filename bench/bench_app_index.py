@@ -58,7 +58,7 @@ def main() -> int:
             marks["first"] = time.perf_counter() - t0
 
     def check() -> None:
-        if "index" not in marks and w._indexing is None and w.model.rowCount() >= args.n:
+        if "index" not in marks and not w.indexing_active and w.model.rowCount() >= args.n:
             marks["index"] = time.perf_counter() - t0
             QTimer.singleShot(2000, finish)  # on-screen thumbnails arrive meanwhile
 

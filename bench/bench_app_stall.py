@@ -77,7 +77,7 @@ def main() -> int:
     done: dict[str, float] = {}
 
     def check() -> None:  # cheap: no pass over the records until everything is quiet
-        if w._indexing is None and not w.is_scoring and w.model.rowCount() >= args.n:
+        if not w.indexing_active and not w.is_scoring and w.model.rowCount() >= args.n:
             c = w.model.counts()
             if c["scored"] >= c["readable"]:
                 done["s"] = time.perf_counter() - t0

@@ -12,6 +12,8 @@ tells the model its sort order (:meth:`WorklistModel.set_missing_sorts_high`).
 from __future__ import annotations
 
 from enum import IntEnum
+
+import numpy as np
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -82,6 +84,7 @@ class WorklistModel(QAbstractTableModel):
     """
 
     counts_changed = Signal()
+    status_changed = Signal()  # status texts changed (queued/not): repaint, nothing to re-sort
 
     def __init__(self, pseudonym_key: bytes, thumbnail: Callable[[Path], QPixmap | None] | None = None,
                  parent: Any = None) -> None:
@@ -96,6 +99,9 @@ class WorklistModel(QAbstractTableModel):
         self._show_ids = False
         self._queued: set[Path] = set()
         self._missing_high = False
+        # the active detector's scores by row (NaN: none) and unreadable rows, for O(1) counts
+        self._active = np.zeros(0, dtype=np.float64)
+        self._unreadable = np.zeros(0, dtype=bool)
         self._text: list[tuple[str, str, str, str] | None] = []  # file, patient, study, view
         self._haystack: list[str | None] = []
 
@@ -298,20 +304,27 @@ class WorklistModel(QAbstractTableModel):
         return self._threshold
 
     def counts(self) -> dict[str, int]:
-        """Totals for the status bar: files, readable, scored, flagged, unreadable."""
-        scored = flagged = unreadable = 0
-        for rec in self._records:
-            if not rec.readable:
-                unreadable += 1
-                continue
-            s = self.active_score(rec)
-            if s is not None:
-                scored += 1
-                if self._threshold is not None and s.score > self._threshold:
-                    flagged += 1
+        """Totals for the status bar: files, readable, scored, flagged, unreadable (O(1) in Python)."""
         n = len(self._records)
+        active = self._active[:n]
+        scored = int(np.count_nonzero(~np.isnan(active)))
+        flagged = int(np.count_nonzero(active > self._threshold)) if self._threshold is not None else 0
+        unreadable = int(np.count_nonzero(self._unreadable[:n]))
         return {"files": n, "readable": n - unreadable, "scored": scored, "flagged": flagged,
                 "unreadable": unreadable}
+
+    def _store_active(self, row: int, rec: CaseRecord) -> None:
+        score = rec.scores.get(self._model_id) if self._model_id is not None else None
+        self._active[row] = score.score if score is not None and rec.readable else np.nan
+
+    def _grow(self, n: int) -> None:
+        if n > self._active.size:
+            size = max(n, 2 * self._active.size, 1024)
+            active = np.full(size, np.nan)
+            active[: self._active.size] = self._active
+            unreadable = np.zeros(size, dtype=bool)
+            unreadable[: self._unreadable.size] = self._unreadable
+            self._active, self._unreadable = active, unreadable
 
     # ------------------------------------------------------------------ changes
     def clear(self, roots: Iterable[Path] = ()) -> None:
@@ -322,6 +335,8 @@ class WorklistModel(QAbstractTableModel):
         self._text.clear()
         self._haystack.clear()
         self._queued.clear()
+        self._active = np.zeros(0, dtype=np.float64)
+        self._unreadable = np.zeros(0, dtype=bool)
         self._roots = [Path(r) for r in roots if Path(r).is_dir()]
         self.endResetModel()
         self.counts_changed.emit()
@@ -345,12 +360,15 @@ class WorklistModel(QAbstractTableModel):
         if not new:
             return []
         first = len(self._records)
+        self._grow(first + len(new))
         self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
         for i, rec in enumerate(new):
             self._row_of[rec.path] = first + i
             self._records.append(rec)
             self._text.append(None)
             self._haystack.append(None)
+            self._unreadable[first + i] = not rec.readable
+            self._store_active(first + i, rec)
         self.endInsertRows()
         self.counts_changed.emit()
         return new
@@ -361,6 +379,8 @@ class WorklistModel(QAbstractTableModel):
             return
         self._model_id, self._threshold = model_id, threshold
         self._queued.clear()
+        for row, rec in enumerate(self._records):
+            self._store_active(row, rec)
         self._changed_all(Column.FLAG, Column.STATUS)
 
     def set_threshold(self, threshold: float | None) -> None:
@@ -383,20 +403,22 @@ class WorklistModel(QAbstractTableModel):
         self._missing_high = bool(high)
 
     def mark_queued(self, paths: Iterable[Path]) -> None:
-        """These files wait to be scored by the active detector."""
-        rows = []
-        for p in paths:
-            self._queued.add(p)
-            r = self._row_of.get(p)
-            if r is not None:
-                rows.append(r)
-        self._changed_rows(rows, Column.STATUS, Column.STATUS)
+        """These files wait to be scored by the active detector.
+
+        Only the status text changes: no dataChanged (which would make the proxy re-check
+        every row's sort position and filter), a repaint request instead. A text filter on
+        "queued" is re-evaluated when the filter changes.
+        """
+        self._queued.update(paths)
+        self._haystack = [None] * len(self._records)
+        self.status_changed.emit()
 
     def clear_queued(self) -> None:
         """Nothing is waiting any more (a run ended or was cancelled)."""
-        rows = [r for p in self._queued if (r := self._row_of.get(p)) is not None]
-        self._queued.clear()
-        self._changed_rows(rows, Column.STATUS, Column.STATUS)
+        if self._queued:
+            self._queued.clear()
+            self._haystack = [None] * len(self._records)
+            self.status_changed.emit()
 
     def apply_results(self, model_id: str, results: Iterable[ScoreResult]) -> None:
         """Store a batch of scoring results for a detector."""
@@ -412,6 +434,8 @@ class WorklistModel(QAbstractTableModel):
             else:
                 rec.score_errors[model_id] = res.error or "not scored"
             self._queued.discard(res.path)
+            if model_id == self._model_id:
+                self._store_active(r, rec)
             rows.append(r)
         if model_id == self._model_id:
             self._changed_rows(rows, Column.FLAG, Column.STATUS)
@@ -425,6 +449,8 @@ class WorklistModel(QAbstractTableModel):
         self._records[r].score_errors.pop(model_id, None)
         self._queued.discard(path)
         if model_id == self._model_id:
+            self._store_active(r, self._records[r])
+        if model_id == self._model_id:
             self._changed_rows([r], Column.FLAG, Column.STATUS)
 
     def mark_unreadable(self, path: Path, reason: str) -> None:
@@ -433,6 +459,8 @@ class WorklistModel(QAbstractTableModel):
         if r is None or self._records[r].error == reason:
             return
         self._records[r].error = reason
+        self._unreadable[r] = True
+        self._store_active(r, self._records[r])
         self._queued.discard(path)
         self._changed_rows([r], Column.THUMBNAIL, Column.STATUS)
 

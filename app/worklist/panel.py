@@ -82,6 +82,7 @@ class WorklistPanel(QWidget):
         self.filter_edit.textChanged.connect(self.proxy.set_filter_text)
         self.flagged_box.toggled.connect(self.proxy.set_flagged_only)
         self.table.selectionModel().currentRowChanged.connect(self._on_current)
+        model.status_changed.connect(self.table.viewport().update)
         self.proxy.layoutAboutToBeChanged.connect(self._remember_current_visible)
         self.proxy.layoutChanged.connect(self._keep_current_visible)
         self._current_was_visible = False

@@ -36,7 +36,7 @@ def _load_and_score(qtbot, window: MainWindow, folder: Path, detector: Path) -> 
     window.load_detector(detector, provider="cpu")
     qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
     window.open_paths([folder])
-    qtbot.waitUntil(lambda: window._indexing is None and window.model.rowCount() > 0, timeout=10_000)
+    qtbot.waitUntil(lambda: not window.indexing_active and window.model.rowCount() > 0, timeout=10_000)
     qtbot.waitUntil(lambda: not window.is_scoring, timeout=20_000)
 
 
@@ -84,7 +84,7 @@ def test_operating_point_moves_flags_at_once(qtbot, window: MainWindow, study: P
 
 def test_unreadable_files_stay_listed_with_their_reason(qtbot, window: MainWindow, mixed_folder: Path) -> None:
     window.open_paths([mixed_folder])
-    qtbot.waitUntil(lambda: window._indexing is None and window.model.rowCount() == 4, timeout=10_000)
+    qtbot.waitUntil(lambda: not window.indexing_active and window.model.rowCount() == 4, timeout=10_000)
     status = {window.model.record(r).path.name: window.model.index(r, Column.STATUS).data()
               for r in range(window.model.rowCount())}
     assert status["cut.dcm"].startswith("unreadable:") and status["empty.png"].startswith("unreadable:")
@@ -106,7 +106,7 @@ def test_drop_adds_folders_and_files(qtbot, window: MainWindow, study: Path, mix
     drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                       Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(window, drop)
-    qtbot.waitUntil(lambda: window.model.rowCount() == 3 and window._indexing is None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.model.rowCount() == 3 and not window.indexing_active, timeout=10_000)
     names = {r.path.name for r in window.model.records()}
     assert {f.name for f in files} <= names
     # a second drop adds to the worklist instead of replacing it
@@ -200,7 +200,7 @@ def test_closing_while_scoring_stops_workers_cleanly(qtbot, settings_path: Path,
 
 def test_keyboard_navigation_and_viewer_controls(qtbot, window: MainWindow, study: Path) -> None:
     window.open_paths([study])
-    qtbot.waitUntil(lambda: window._indexing is None and window.viewer.case is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: not window.indexing_active and window.viewer.case is not None, timeout=10_000)
     first = window.worklist.current_path()
     window.actions["next_case"].trigger()
     assert window.worklist.current_path() != first
@@ -233,7 +233,7 @@ def test_keyboard_navigation_and_viewer_controls(qtbot, window: MainWindow, stud
 
 def test_identifiers_are_hidden_until_asked(qtbot, window: MainWindow, study: Path) -> None:
     window.open_paths([study])
-    qtbot.waitUntil(lambda: window._indexing is None and window.model.rowCount() > 0, timeout=10_000)
+    qtbot.waitUntil(lambda: not window.indexing_active and window.model.rowCount() > 0, timeout=10_000)
     dcm = next(r for r in window.model.records() if r.meta is not None and r.meta.patient_id)
     assert window.worklist.select_path(dcm.path)
     tags = window.case_panel.tags
