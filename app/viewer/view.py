@@ -233,8 +233,9 @@ class RadiographView(QWidget):
             self.image_item.setImage(data.codes, autoLevels=False, levels=levels, lut=lut)
             self._shown_data = data.codes
         else:
-            self.image_item.setLevels(levels, update=False)
-            self.image_item.setLookupTable(lut, update=True)
+            # setLookupTable re-renders only when the table object changes: let setLevels do it
+            self.image_item.setLookupTable(lut, update=False)
+            self.image_item.setLevels(levels, update=True)
         self._update_window_label()
 
     def _apply_overlay(self) -> None:

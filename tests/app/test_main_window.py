@@ -225,8 +225,14 @@ def test_keyboard_navigation_and_viewer_controls(qtbot, window: MainWindow, stud
     auto = st.window
     assert auto is not None and auto.label == "auto"
     assert window.window_control.center_box.value() == pytest.approx(auto.center)
+    def rendered():  # the image item's own pixels (not the corner labels)
+        window.viewer.graphics.viewport().repaint()
+        return window.viewer.image_item.qimage.copy()
+
+    before = rendered()
     window.viewer.viewbox.window_dragged.emit(100.0, 0.0, False)
     assert st.window.width > auto.width and st.window.label == "manual"
+    assert rendered() != before  # the pixels follow the window
     window.actions["reset_window"].trigger()
     assert st.window is None and window.window_control.preset_combo.currentData() == "file"
 
