@@ -42,19 +42,21 @@ class DemoStudyThread(StoppableThread):
     study_ready = Signal(object)
     study_failed = Signal(str)
 
-    def __init__(self, root: Path | None = None, parent: QObject | None = None) -> None:
+    def __init__(self, root: Path | None = None, n_normal: int = DEMO_NORMAL, n_abnormal: int = DEMO_ABNORMAL,
+                 size: int = DEMO_SIZE, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.folder = (root or demo_root()) / "study"
+        self.n_normal, self.n_abnormal, self.size = n_normal, n_abnormal, size
 
     def work(self) -> None:
         labels = self.folder / "labels.csv"
         try:
-            if labels.is_file() and len(labels.read_text(encoding="utf-8").splitlines()) == DEMO_NORMAL + DEMO_ABNORMAL + 1:
+            if labels.is_file() and len(labels.read_text(encoding="utf-8").splitlines()) == self.n_normal + self.n_abnormal + 1:
                 self.study_ready.emit(self.folder)
                 return
             from engine.synth import write_study
 
-            write_study(self.folder, DEMO_NORMAL, DEMO_ABNORMAL, size=DEMO_SIZE, seed=DEMO_SEED)
+            write_study(self.folder, self.n_normal, self.n_abnormal, size=self.size, seed=DEMO_SEED)
         except (OSError, ValueError) as exc:
             self.study_failed.emit(f"{exc.__class__.__name__}: {exc}")
             return
@@ -79,7 +81,9 @@ class DemoDetectorProcess(QObject):
         self.out = Path(out)
         self.process = QProcess(self)
         self.process.setProgram(sys.executable)
-        self.process.setArguments(["-m", "engine", "demo-detector", "--out", str(self.out), "--progress", "json"])
+        # --overwrite: a file left there is incomplete (a finished one is used without a rerun)
+        self.process.setArguments(["-m", "engine", "demo-detector", "--out", str(self.out), "--progress", "json",
+                                   "--overwrite"])
         self.process.readyReadStandardOutput.connect(self._on_stdout)
         self.process.finished.connect(self._on_finished)
         self.process.errorOccurred.connect(self._on_error)

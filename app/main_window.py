@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 
 from app import pyside_fix
 from app.case_loading import LoadedCase
-from app.demo import DemoDetectorProcess, DemoStudyThread, demo_root
+from app.demo import DEMO_ABNORMAL, DEMO_NORMAL, DEMO_SIZE, DemoDetectorProcess, DemoStudyThread, demo_root
 from app.detector_card import DetectorCardDialog
 from app.export import ExportContext, export_rows, select_records, write_export
 from app.export_dialog import ExportDialog
@@ -81,16 +81,21 @@ class MainWindow(QMainWindow):
         library: the model library (default: the user's).
         batch_size: images per scoring batch.
         decode_workers: decoding threads used by scoring (default: one per core but one).
+        demo_dir: where the demo study and detector go (default: the user's cache folder).
+        demo_study: normal and abnormal cases and image side of the demo study.
     """
 
     def __init__(self, settings: AppSettings, library: ModelLibrary | None = None, batch_size: int = 8,
-                 decode_workers: int | None = None) -> None:
+                 decode_workers: int | None = None, demo_dir: Path | None = None,
+                 demo_study: tuple[int, int, int] = (DEMO_NORMAL, DEMO_ABNORMAL, DEMO_SIZE)) -> None:
         pyside_fix.apply()  # before any signal is emitted (see the module)
         if sys.getswitchinterval() > GUI_SWITCH_INTERVAL_S:
             sys.setswitchinterval(GUI_SWITCH_INTERVAL_S)
         super().__init__()
         self.settings = settings
         self.library = library or ModelLibrary()
+        self.demo_dir = demo_dir or demo_root()
+        self.demo_study = demo_study
         cores = os.cpu_count() or 2
         self.batch_size = batch_size
         # leave a core to the GUI thread: decoding and inference share the others
@@ -945,9 +950,9 @@ class MainWindow(QMainWindow):
     # ================================================================== demo
     def open_demo(self) -> None:
         """Write (once) and open the synthetic demo study; make a demo detector if none exists."""
-        thread = DemoStudyThread()
+        thread = DemoStudyThread(self.demo_dir, *self.demo_study)
         thread.study_ready.connect(self._on_demo_ready)
-        thread.study_failed.connect(lambda msg: self._report_error("Demo unavailable", msg))
+        thread.study_failed.connect(self._on_demo_failed)  # a slot: runs in the GUI thread
         self.workers.start(thread)
         self.statusBar().showMessage("Preparing the demo study…")
 
@@ -960,13 +965,22 @@ class MainWindow(QMainWindow):
         if entries:
             self.load_detector(entries[0].path)
             return
+        made = self.demo_dir / "demo-detector.onnx"
+        if made.is_file():  # trained in an earlier session
+            self._on_demo_detector(made)
+            return
         if self._demo_process is None:
-            proc = DemoDetectorProcess(demo_root() / "demo-detector.onnx", self)
-            proc.progress.connect(lambda text: self.statusBar().showMessage(text))
+            proc = DemoDetectorProcess(made, self)
+            proc.progress.connect(self.statusBar().showMessage)
             proc.ready.connect(self._on_demo_detector)
             proc.unavailable.connect(self._on_demo_detector_unavailable)
             self._demo_process = proc
             proc.start()
+            self.statusBar().showMessage("Preparing the demo detector (about a minute; the study is open meanwhile)…")
+
+    @Slot(str)
+    def _on_demo_failed(self, message: str) -> None:
+        self._report_error("Demo unavailable", message)
 
     @Slot(object)
     def _on_demo_detector(self, path: Path) -> None:

@@ -286,3 +286,26 @@ def test_help_and_detector_card_open(qtbot, window: MainWindow, tiny_detector: P
     window.show_help()
     help_dialog = window.findChild(HelpDialog)
     assert help_dialog is not None and "Toggle" not in help_dialog.windowTitle()
+
+
+def test_demo_opens_a_synthetic_study_and_reuses_a_made_detector(qtbot, settings_path: Path, tmp_path: Path,
+                                                                  tiny_detector: Path) -> None:
+    import shutil
+
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    shutil.copy(tiny_detector, demo / "demo-detector.onnx")  # as if trained in an earlier session
+    w = MainWindow(AppSettings(settings_path), ModelLibrary(tmp_path / "library"), demo_dir=demo,
+                   demo_study=(3, 2, 96))
+    w.show()
+    try:
+        w.open_demo()
+        qtbot.waitUntil(lambda: w.model.rowCount() == 5 and not w.indexing_active, timeout=20_000)
+        assert (demo / "study" / "labels.csv").is_file()
+        # the detector is added to the library and loaded, then the study is scored
+        qtbot.waitUntil(lambda: w.detector is not None and w.model.counts()["scored"] == 5, timeout=20_000)
+        assert [e.model_id for e in w.library.entries()] == [w.detector.meta.model_id]
+    finally:
+        w.close()
+        qtbot.waitUntil(lambda: not w.isVisible(), timeout=10_000)
+        w.deleteLater()
