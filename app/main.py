@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if model is not None and Path(model).is_file():
         window.load_detector(Path(model))
     elif args.model is not None:
-        window._report_error("Detector not found", str(args.model))
+        window.report_error("Detector not found", str(args.model))
     if args.demo:
         window.open_demo()
     elif args.paths:

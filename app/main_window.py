@@ -121,7 +121,7 @@ class MainWindow(QMainWindow):
         self._cases: OrderedDict[Path, LoadedCase] = OrderedDict()
         self._request_id = 0
         self._current: Path | None = None
-        self._indexing: IndexingThread | None = None
+        self._indexers: list[IndexingThread] = []
         self._index_started = 0.0
         self._scoring: ScoringThread | None = None
         self._score_started = 0.0
@@ -473,14 +473,19 @@ class MainWindow(QMainWindow):
         thread.records_found.connect(self._on_records)
         thread.indexing_done.connect(self._on_indexing_done)
         thread.indexing_failed.connect(self._on_indexing_failed)
-        if self._indexing is not None:  # adding while an index runs: both stream in
-            pass
-        self._indexing = thread
+        self._indexers.append(thread)  # adding while another scan runs: both stream in
         self.workers.start(thread)
         self.statusBar().showMessage(f"Indexing {', '.join(p.name or str(p) for p in paths)}…")
 
+    @property
+    def _indexing(self) -> IndexingThread | None:
+        """The latest scan still running, if any."""
+        return self._indexers[-1] if self._indexers else None
+
     @Slot(object)
     def _on_records(self, batch: list) -> None:
+        if self.sender() not in self._indexers:
+            return  # a scan of a worklist that was replaced
         # inserting into the sorted proxy costs a few Python calls per row: insert in slices,
         # one per event-loop turn, so a big batch never holds the loop for long
         self._pending_records.extend(batch)
@@ -504,10 +509,11 @@ class MainWindow(QMainWindow):
 
     @Slot(int, bool)
     def _on_indexing_done(self, count: int, stopped: bool) -> None:
-        if self.sender() is not self._indexing:
+        sender = self.sender()
+        if sender not in self._indexers:
             return
-        self._indexing = None
-        if stopped:
+        self._indexers.remove(sender)
+        if stopped or self._indexers:
             return
         self._index_result = (count, time.monotonic() - self._index_started)
         if not self._pending_records:
@@ -534,12 +540,12 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_indexing_failed(self, message: str) -> None:
-        self._report_error("Indexing stopped", f"Indexing stopped early: {message}\nThe files found so far are listed.")
+        self.report_error("Indexing stopped", f"Indexing stopped early: {message}\nThe files found so far are listed.")
 
     def _stop_indexing(self) -> None:
-        if self._indexing is not None:
-            self._indexing.request_stop()
-            self._indexing = None
+        for thread in self._indexers:
+            thread.request_stop()
+        self._indexers.clear()
 
     # ================================================================== the current case
     @Slot(object)
@@ -701,7 +707,7 @@ class MainWindow(QMainWindow):
         if self.sender() is not self._loading_detector:
             return
         self._loading_detector = None
-        self._report_error("Cannot load detector", f"{path}\n\n{reason}")
+        self.report_error("Cannot load detector", f"{path}\n\n{reason}")
 
     def set_provider(self, provider: ProviderChoice) -> None:
         """Choose where detectors run; reloads the current detector."""
@@ -716,12 +722,12 @@ class MainWindow(QMainWindow):
     def add_detector_to_library(self) -> None:
         """Copy the current detector into the model library."""
         if self.detector_path is None:
-            self._report_error("No detector", "Load a detector first.")
+            self.report_error("No detector", "Load a detector first.")
             return
         try:
             entry = self.library.add(self.detector_path)
         except (DetectorError, OSError) as exc:
-            self._report_error("Cannot add to the library", str(exc))
+            self.report_error("Cannot add to the library", str(exc))
             return
         self._refresh_library_menu()
         self.statusBar().showMessage(f"Added {entry.name} to the model library ({self.library.root})", 8000)
@@ -729,7 +735,7 @@ class MainWindow(QMainWindow):
     def show_detector_card(self) -> None:
         """Show the active detector's card."""
         if self.detector is None:
-            self._report_error("No detector", "Load a detector first (Ctrl+L).")
+            self.report_error("No detector", "Load a detector first (Ctrl+L).")
             return
         d = DetectorCardDialog(self.detector.meta, self.detector.path, self.detector.provider,
                                self.detector.provider_note, self)
@@ -741,7 +747,7 @@ class MainWindow(QMainWindow):
         """Score every readable file without a score from the active detector; returns how many."""
         if self.detector is None:
             if not quiet:
-                self._report_error("No detector", "Load a detector first (Ctrl+L).")
+                self.report_error("No detector", "Load a detector first (Ctrl+L).")
             return 0
         self._auto_paused = False
         mid = self.detector.meta.model_id
@@ -840,6 +846,9 @@ class MainWindow(QMainWindow):
         self._scoring = None
         self._hide_progress()
         self.model.clear_queued()
+        if state == "done" and self.auto_score_action.isChecked() and not self._auto_paused:
+            # files that arrived as the run was ending (a scan still adding, a drop)
+            QTimer.singleShot(0, lambda: self.score_unscored(quiet=True))
         if state == "done":
             self.statusBar().showMessage(f"Scored {done:,} files in {seconds:.1f} s ({done / max(seconds, 1e-6):.1f}/s)", 8000)
         elif state == "cancelled":
@@ -847,7 +856,7 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_scoring_failed(self, message: str) -> None:
-        self._report_error("Scoring stopped", f"Scoring stopped because of an error:\n{message}\n\nScores so far are kept.")
+        self.report_error("Scoring stopped", f"Scoring stopped because of an error:\n{message}\n\nScores so far are kept.")
 
     def cancel_scoring(self) -> None:
         """Stop scoring (the worker ends at its next batch; the window stops waiting at once)."""
@@ -903,7 +912,7 @@ class MainWindow(QMainWindow):
             The written file, or None when nothing was written.
         """
         if self.detector is None:
-            self._report_error("Nothing to export", "Load a detector and score the worklist first.")
+            self.report_error("Nothing to export", "Load a detector and score the worklist first.")
             return None
         mid = self.detector.meta.model_id
         threshold = self.operating.threshold(self.detector.calibration)
@@ -942,7 +951,7 @@ class MainWindow(QMainWindow):
         try:
             n = write_export(path, export_rows(chosen, ctx), overwrite=overwrite)
         except (OSError, FileExistsError) as exc:
-            self._report_error("Export failed", f"{path}\n\n{exc}")
+            self.report_error("Export failed", f"{path}\n\n{exc}")
             return None
         self.statusBar().showMessage(f"Exported {n} cases to {path}", 8000)
         return path
@@ -980,7 +989,7 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_demo_failed(self, message: str) -> None:
-        self._report_error("Demo unavailable", message)
+        self.report_error("Demo unavailable", message)
 
     @Slot(object)
     def _on_demo_detector(self, path: Path) -> None:
@@ -988,7 +997,7 @@ class MainWindow(QMainWindow):
         try:
             entry = self.library.add(path)
         except (DetectorError, OSError) as exc:
-            self._report_error("Demo detector unusable", str(exc))
+            self.report_error("Demo detector unusable", str(exc))
             return
         self._refresh_library_menu()
         self.load_detector(entry.path)
@@ -1039,7 +1048,7 @@ class MainWindow(QMainWindow):
         self.counts_label.setText(text)
         self.worklist.counts_label.setText(text + f" · {self.worklist.proxy.rowCount():,} shown")
 
-    def _report_error(self, title: str, text: str) -> None:
+    def report_error(self, title: str, text: str) -> None:
         """Tell the user (non-blocking message box) and log."""
         self.last_error = f"{title}: {text}"
         logger.warning("%s: %s", title, text)
@@ -1088,7 +1097,7 @@ class MainWindow(QMainWindow):
             self.settings.sync()
             if self._demo_process is not None:
                 self._demo_process.stop()
-            self._indexing = None
+            self._indexers.clear()
             self._scoring = None
             self.workers.stop_all()
             self.workers.all_finished.connect(self._finish_close)
