@@ -36,6 +36,7 @@ Backbone = Literal["ae", "ae-u", "memae"]  # the names models.autoencoder accept
 ScoreType = Literal["rec", "intra", "inter"]  # the maps models.ddad computes (tested)
 Precision = Literal["fp32", "bf16"]
 Layout = Literal["auto", "stacked", "separate"]
+Augment = Literal["none", "acquisition"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 BACKBONES: tuple[str, ...] = get_args(Backbone)
 SCORE_TYPES: tuple[str, ...] = get_args(ScoreType)
@@ -63,6 +64,8 @@ class Config:
         device: "auto" (CUDA when available), "cpu" or "cuda".
         checkpoint_every_s: write a checkpoint at an epoch end when this many seconds passed
             since the last one (and always when stopped).
+        augment: "none" (the paper) or "acquisition": train-time exposure, geometry, blur and
+            noise changes (:mod:`engine.augment`) for robustness to other hospitals' images.
         reuse_normal_module: a finished run whose module B (trained on the same known normals
             with the same settings) is reused instead of trained again: module B never sees the
             unlabeled images, so a site adding unlabeled images, or an anomaly-rate sweep, only
@@ -88,12 +91,13 @@ class Config:
     layout: Layout = "auto"
     device: DeviceChoice = "auto"
     checkpoint_every_s: float = 60.0
+    augment: Augment = "none"
     reuse_normal_module: str | None = None
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("backbone", self.backbone, BACKBONES), ("score_type", self.score_type, SCORE_TYPES),
                                      ("precision", self.precision, get_args(Precision)), ("layout", self.layout, get_args(Layout)),
-                                     ("device", self.device, get_args(DeviceChoice))):
+                                     ("device", self.device, get_args(DeviceChoice)), ("augment", self.augment, get_args(Augment))):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if self.members < 2:
@@ -142,6 +146,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="stacked members (fast on CUDA) or separate (fast on CPU); default: by device")
     g.add_argument("--checkpoint-every", dest="checkpoint_every_s", type=float, default=d.checkpoint_every_s,
                    metavar="SECONDS", help="time between checkpoints (default: %(default)s)")
+    g.add_argument("--augment", choices=get_args(Augment), default=d.augment,
+                   help="train-time acquisition augmentation (default: %(default)s, the paper's)")
     g.add_argument("--reuse-normal-module", type=Path, default=None, metavar="RUN_DIR",
                    help="take module B (normal-only) from this finished run instead of training it "
                         "(same known normals and settings required)")
@@ -157,6 +163,7 @@ def config_from_args(args: argparse.Namespace, preprocess: PreprocessSpec) -> Co
         lr=d.lr if args.lr is None else args.lr,
         latent_size=args.latent_size, score_type=args.score_type, seed=args.seed, preprocess=preprocess,
         precision=args.precision, layout=args.layout, device=args.device, checkpoint_every_s=args.checkpoint_every_s,
+        augment=args.augment,
         reuse_normal_module=str(args.reuse_normal_module.resolve()) if args.reuse_normal_module else None,
     )
 

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from engine.atomic import atomic_path
+from engine.augment import AcquisitionAugment
 from engine.datasets import DataError, TrainingData
 from engine.methods.ddad import CHECKPOINT, FINAL_MODEL, Config, DeviceChoice, Layout
 from engine.progress import Progress
@@ -68,6 +69,11 @@ class _Ensemble:
             torch.manual_seed(member_seed(config.seed, name, i))
             singles.append(self._new_net(1))
         self.generators = [torch.Generator().manual_seed(member_seed(config.seed, name, i) + 77) for i in range(k)]
+        self.augment = None
+        if config.augment == "acquisition":
+            self.augment = AcquisitionAugment(config.preprocess.output_range,
+                                              photometric=config.preprocess.intensity != "equalize")
+        self.aug_generators = [torch.Generator().manual_seed(member_seed(config.seed, name, i) + 99) for i in range(k)]
         nets = [stack_members(singles)] if layout == "stacked" else singles
         self.nets = [self._prepare(n) for n in nets]
         fused = device.type in ("cpu", "cuda")
@@ -93,11 +99,11 @@ class _Ensemble:
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.config.members
 
+    def _channels_last(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else x
+
     def _batch(self, idx: Tensor) -> Tensor:
-        x = self.data[idx].to(self.device, non_blocking=True)
-        if self.device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return self._channels_last(self.data[idx].to(self.device, non_blocking=True))
 
     def run_epoch(self, on_step) -> tuple[float, float]:
         """One epoch for every member; returns (mean training loss, mean reconstruction MSE)."""
@@ -113,6 +119,8 @@ class _Ensemble:
             for s in range(self.steps_per_epoch):
                 idx = torch.stack([p[s * bs : (s + 1) * bs] for p in perms], dim=1)  # (B, K)
                 x = self.data[idx.reshape(-1)].reshape(bs, c.members, *self.data.shape[2:]).to(self.device)
+                if self.augment is not None:  # member k's images with member k's generator, as when separate
+                    x = torch.cat([self.augment(x[:, i : i + 1], g) for i, g in enumerate(self.aug_generators)], dim=1)
                 with autocast:
                     out = net(x)
                 loss, rec = member_losses(out, x, c.backbone, c.entropy_weight)
@@ -123,9 +131,11 @@ class _Ensemble:
                 objs.append(loss.detach())
                 on_step(c.members)
         else:
-            for net, opt, perm in zip(self.nets, self.optimizers, perms):
+            for net, opt, perm, aug_g in zip(self.nets, self.optimizers, perms, self.aug_generators):
                 for s in range(self.steps_per_epoch):
                     x = self._batch(perm[s * bs : (s + 1) * bs])
+                    if self.augment is not None:
+                        x = self._channels_last(self.augment(x, aug_g))
                     with autocast:
                         out = net(x)
                     loss, rec = member_losses(out, x, c.backbone, c.entropy_weight)
@@ -142,6 +152,7 @@ class _Ensemble:
             "nets": [n.state_dict() for n in self.nets],
             "optimizers": [o.state_dict() for o in self.optimizers],
             "generators": [g.get_state() for g in self.generators],
+            "aug_generators": [g.get_state() for g in self.aug_generators],
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -150,6 +161,8 @@ class _Ensemble:
         for o, s in zip(self.optimizers, state["optimizers"]):
             o.load_state_dict(s)
         for g, s in zip(self.generators, state["generators"]):
+            g.set_state(s)
+        for g, s in zip(self.aug_generators, state["aug_generators"]):
             g.set_state(s)
 
     def members_on_cpu(self) -> list[AutoEncoder]:

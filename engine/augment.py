@@ -1,0 +1,86 @@
+"""Train-time acquisition augmentation: what another hospital's radiographs change.
+
+Applied on the fly to preprocessed batches (N, C, S, S) in the preprocessing's output range, so
+the cached training tensor stays as it is. Each image independently gets, each with probability
+``p``:
+- geometry: zoom 0.88–1.12, shift ±6 %, rotation ±5° (collimation, field of view, positioning),
+  outside the image filled with black as on a detector edge;
+- exposure: gamma 0.7–1.4 and contrast/brightness ±10 % (skipped when the preprocessing
+  equalises intensities, which already removes any monotonic exposure change);
+- resolution: a Gaussian blur, sigma 0–0.9 px at the model's resolution (lower-resolution systems);
+- noise: additive Gaussian noise, sigma 0–0.02 of the range (low dose).
+All randomness comes from the given generator, so a resumed run replays the same augmentations.
+Not part of the papers' recipes: an option (``augment="acquisition"``), reported separately.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class AcquisitionAugment:
+    """Random acquisition changes for a batch.
+
+    Args:
+        output_range: (low, high) of the preprocessed images (e.g. (-1, 1)).
+        photometric: also change exposure (False when intensities are equalised anyway).
+        p: probability of each kind of change per image.
+    """
+
+    def __init__(self, output_range: tuple[float, float], photometric: bool = True, p: float = 0.5) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {p!r}")
+        self.low, self.high = float(output_range[0]), float(output_range[1])
+        self.photometric = photometric
+        self.p = p
+
+    def _uniform(self, n: int, lo: float, hi: float, g: torch.Generator, device: torch.device) -> Tensor:
+        return (torch.rand(n, generator=g) * (hi - lo) + lo).to(device)
+
+    def _mask(self, n: int, g: torch.Generator, device: torch.device) -> Tensor:
+        return (torch.rand(n, generator=g) < self.p).to(device)
+
+    def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
+        n, dev = x.shape[0], x.device
+        u = (x - self.low) / (self.high - self.low)  # [0, 1], black = 0
+        # geometry: inverse affine map from output to input coordinates, black outside
+        on = self._mask(n, g, dev)
+        zoom = torch.where(on, self._uniform(n, 0.88, 1.12, g, dev), torch.ones(n, device=dev))
+        angle = torch.where(on, self._uniform(n, -5.0, 5.0, g, dev), torch.zeros(n, device=dev)) * math.pi / 180
+        tx = torch.where(on, self._uniform(n, -0.12, 0.12, g, dev), torch.zeros(n, device=dev))
+        ty = torch.where(on, self._uniform(n, -0.12, 0.12, g, dev), torch.zeros(n, device=dev))
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+        grid = F.affine_grid(theta, list(u.shape), align_corners=False)
+        u = torch.where(on[:, None, None, None], F.grid_sample(u, grid, mode="bilinear", padding_mode="zeros",
+                                                             align_corners=False), u)
+        if self.photometric:
+            on = self._mask(n, g, dev)[:, None, None, None]
+            gamma = self._uniform(n, math.log(0.7), math.log(1.4), g, dev).exp()[:, None, None, None]
+            contrast = self._uniform(n, 0.9, 1.1, g, dev)[:, None, None, None]
+            bright = self._uniform(n, -0.1, 0.1, g, dev)[:, None, None, None]
+            v = ((u.clamp(0, 1) ** gamma - 0.5) * contrast + 0.5 + bright).clamp(0, 1)
+            u = torch.where(on, v, u)
+        on = self._mask(n, g, dev)[:, None, None, None]
+        sigma = self._uniform(n, 0.3, 0.9, g, dev)
+        u = torch.where(on, _gaussian_blur(u, sigma), u)
+        on = self._mask(n, g, dev)[:, None, None, None]
+        noise = torch.randn(u.shape, generator=g).to(dev) * self._uniform(n, 0.0, 0.02, g, dev)[:, None, None, None]
+        u = torch.where(on, (u + noise).clamp(0, 1), u)
+        return u * (self.high - self.low) + self.low
+
+
+def _gaussian_blur(u: Tensor, sigma: Tensor) -> Tensor:
+    """Per-image separable Gaussian blur (sigma per image, kernel radius 2)."""
+    n, c, h, w = u.shape
+    r = torch.arange(-2, 3, device=u.device, dtype=u.dtype)
+    k = torch.exp(-(r[None] ** 2) / (2 * sigma[:, None] ** 2))
+    k = k / k.sum(1, keepdim=True)  # (n, 5)
+    x = u.reshape(1, n * c, h, w)
+    kc = k.repeat_interleave(c, 0)
+    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), kc[:, None, None, :], groups=n * c)
+    x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), kc[:, None, :, None], groups=n * c)
+    return x.reshape(n, c, h, w)
