@@ -113,6 +113,7 @@ class MainWindow(QMainWindow):
         self.viewer_state.set_heatmap_opacity(settings.heatmap_opacity)
         self.viewer_state.set_colormap(settings.colormap)
         self.viewer_state.set_contour_visible(settings.contour_visible)
+        self.viewer_state.set_heatmap_floor(settings.heatmap_floor)
         self.privacy = PrivacyState(self)
         self.detector: Detector | None = None
         self.detector_path: Path | None = None
@@ -1093,7 +1094,8 @@ class MainWindow(QMainWindow):
             self._closing = True
             self.settings.set_window_layout(self.saveGeometry(), self.saveState())
             st = self.viewer_state
-            self.settings.set_heatmap_style(st.heatmap_visible, st.heatmap_opacity, st.colormap, st.contour_visible)
+            self.settings.set_heatmap_style(st.heatmap_visible, st.heatmap_opacity, st.colormap, st.contour_visible,
+                                            st.heatmap_floor)
             self.settings.sync()
             if self._demo_process is not None:
                 self._demo_process.stop()

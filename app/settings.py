@@ -142,7 +142,13 @@ class AppSettings:
     def contour_visible(self) -> bool:
         return self._get("heatmap/contour", False, _to_bool)
 
-    def set_heatmap_style(self, visible: bool, opacity: float, colormap: str, contour: bool) -> None:
+    @property
+    def heatmap_floor(self) -> float:
+        return self._get("heatmap/floor", 0.95, float, lambda v: 0.0 <= v <= 0.99)
+
+    def set_heatmap_style(self, visible: bool, opacity: float, colormap: str, contour: bool,
+                          floor: float = 0.95) -> None:
+        self._q.setValue("heatmap/floor", float(floor))
         self._q.setValue("heatmap/visible", bool(visible))
         self._q.setValue("heatmap/opacity", float(opacity))
         self._q.setValue("heatmap/colormap", colormap)

@@ -19,6 +19,7 @@ OperatingMode = Literal["specificity", "score"]
 _MODES: tuple[str, ...] = get_args(OperatingMode)
 PRESET_SPECIFICITIES: tuple[float, ...] = (0.90, 0.95, 0.99)
 COLORMAPS: tuple[str, ...] = ("inferno", "magma", "viridis", "plasma", "cividis")
+HEATMAP_FLOORS: tuple[float, ...] = (0.90, 0.95, 0.99)  # "show evidence from" choices
 
 
 class OperatingPoint(QObject):
@@ -116,7 +117,7 @@ class ViewerState(QObject):
         self._opacity = 0.6
         self._colormap = COLORMAPS[0]
         self._contour_visible = False
-        self._floor = 0.90
+        self._floor = 0.95
 
     # -------------------------------------------------------------- window and polarity
     @property

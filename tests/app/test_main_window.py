@@ -220,6 +220,12 @@ def test_keyboard_navigation_and_viewer_controls(qtbot, window: MainWindow, stud
     assert window.heatmap_control.opacity_slider.value() == 30
     window.heatmap_control.opacity_slider.setValue(80)
     assert st.heatmap_opacity == pytest.approx(0.8)
+    assert st.heatmap_floor == 0.95  # colour starts at p95 of normal pixels by default
+    ctl = window.heatmap_control.floor_combo
+    ctl.setCurrentIndex(ctl.findData(0.99))
+    assert st.heatmap_floor == 0.99
+    st.set_heatmap_floor(0.9)
+    assert ctl.currentData() == 0.9
     # auto window, then a right drag widens it
     window.actions["auto_window"].trigger()
     auto = st.window
