@@ -3,7 +3,9 @@ Dual-Distribution Anomaly Detection in Chest X-Rays", MICCAI 2023): the stage-1 
 and the two exported scorers.
 
 - :class:`MLPHead`: a 3-layer MLP on mean-pooled, frozen encoder tokens; one logit,
-  "synthetic anomaly" vs "normal".
+  "synthetic anomaly" vs "normal". The features are first standardised with fixed statistics
+  (the known normals' mean and standard deviation, set before training): pooled tokens vary
+  little (std ~0.1) and a paste moves them less, which a plain MLP learns slowly.
 - :class:`Stage1Scorer`: the stage-1 classifier as a detector of its own (normal-only
   setting): score = the head's logit on the mean-pooled patch tokens of the whole (unmasked)
   image; heatmap = the head applied to each patch token, bilinearly upsampled to the input.
@@ -25,20 +27,30 @@ from models.mae import MaskedAutoencoder, mask_indices
 
 
 class MLPHead(nn.Module):
-    """Linear(D, hidden) → ReLU → Linear(hidden, hidden) → ReLU → Linear(hidden, 1).
+    """(features − mean) / std → Linear(D, hidden) → ReLU → Linear(hidden, hidden) → ReLU → Linear(hidden, 1).
 
-    Applies to the last axis: features (..., D) -> logits (...).
+    ``feature_mean`` and ``feature_std`` (D,) are fixed buffers (0 and 1 until
+    :meth:`set_feature_statistics`). Applies to the last axis: features (..., D) -> logits (...).
     """
 
     def __init__(self, in_dim: int, hidden: int = 512) -> None:
         super().__init__()
         if in_dim < 1 or hidden < 1:
             raise ValueError(f"in_dim and hidden must be >= 1, got {in_dim}, {hidden}")
+        self.register_buffer("feature_mean", torch.zeros(in_dim))
+        self.register_buffer("feature_std", torch.ones(in_dim))
         self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, 1))
 
+    def set_feature_statistics(self, features: Tensor) -> None:
+        """Standardise with the mean and standard deviation of ``features`` (N, D)."""
+        if features.dim() != 2 or features.shape[1] != self.feature_mean.shape[0] or len(features) < 2:
+            raise ValueError(f"features must be (N >= 2, {self.feature_mean.shape[0]}), got {tuple(features.shape)}")
+        self.feature_mean.copy_(features.mean(dim=0))
+        self.feature_std.copy_(features.std(dim=0).clamp_min(1e-6))
+
     def forward(self, features: Tensor) -> Tensor:
-        return self.net(features).squeeze(-1)
+        return self.net((features - self.feature_mean) / self.feature_std).squeeze(-1)
 
 
 def pooled_tokens(mae: MaskedAutoencoder, x: Tensor) -> Tensor:

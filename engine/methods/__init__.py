@@ -23,6 +23,7 @@ from types import ModuleType
 
 METHODS: dict[str, str] = {
     "ddad": "engine.methods.ddad",
+    "amae": "engine.methods.amae",
 }
 
 

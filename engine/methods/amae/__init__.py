@@ -1,0 +1,329 @@
+"""AMAE (Bozorgtabar, Mahapatra, Thiran, "AMAE: Adaptation of Pre-Trained Masked Autoencoder for
+Dual-Distribution Anomaly Detection in Chest X-Rays", MICCAI 2023, arXiv:2307.12721): settings,
+presets and command-line options (torch-free); the recipe is in ``recipe.py``, the synthetic
+anomalies in ``anatpaste.py``, the networks in ``models.mae`` and ``models.amae``.
+
+The method, as the paper describes it (its code is not public):
+0. A masked autoencoder (MAE, He et al. CVPR 2022) with a ViT-S/16 encoder, pre-trained on
+   chest X-rays (the paper starts from the MAE of Xiao et al., WACV 2023, 0.3 M radiographs).
+1. Stage 1: AnatPaste synthetic anomalies (Sato et al. 2023) are made from the known normals
+   only; a 3-layer MLP on the frozen encoder's mean-pooled tokens learns normal vs synthetic.
+2. Pseudo-labels: stage 1 scores the unlabeled images; for each predicted class the threshold
+   is the 50th percentile of the prediction confidence; images at or above it become
+   pseudo-normal or pseudo-abnormal, the rest are left out.
+3. Stage 2: module A (an MAE re-initialised from the pre-trained one) is trained on normal ∪
+   pseudo-normal, module B on pseudo-abnormal, with the MAE loss (pixel MSE on masked patches),
+   L = 2 random masks per image, 25 % of the patches visible; AdamW with warm-up and cosine decay.
+4. Test: L = 4 masks; each module's reconstructions are averaged per pixel over the masks that
+   hid it (μ_A, μ_B); heatmap = |μ_A − μ_B|, score = its mean.
+
+Where the paper gives no number, the choice here follows the official MAE recipe
+(github.com/facebookresearch/mae): AdamW betas (0.9, 0.95), weight decay 0.05 on weights only
+(not biases, norms, class or mask tokens), per-iteration linear warm-up then half-cycle cosine to
+0, learning rate = base 1.5e-4 × batch / 256, pixel loss without per-patch normalisation
+(``norm_pix_loss`` off: the heatmap compares reconstructions in pixel space).
+
+Deviations and choices (each also in README "Methods", AMAE):
+- No hub weights exist on these machines: the engine pre-trains the MAE itself, self-supervised,
+  on the run's own known-normal (training part) + unlabeled images (no labels involved), with
+  the MAE loss at mask ratio 0.75 and random-resized-crop augmentation (area 0.5–1, aspect
+  3/4–4/3, as Xiao et al.; no horizontal flip: chest anatomy is lateralised). A local
+  checkpoint (``--mae-checkpoint``: timm ViT or official MAE format, e.g. an MAE pre-trained on
+  large chest X-ray collections) replaces or precedes that pre-training; RGB weights are
+  adapted to one channel and position embeddings resampled to the grid (``models.mae``).
+- Grayscale input (in_chans = 1) in [-1, 1], the shared preprocessing (no ImageNet
+  normalisation, no 3-channel replication).
+- 10 % of the known normals are held out for calibration and never trained on.
+- Stage-1 head: hidden width 512 (paper preset) / 256 (small), ReLU, one logit trained with
+  binary cross-entropy on balanced batches (B normals + their B AnatPaste copies, a fresh
+  paste every epoch); AdamW lr 1e-3, no weight decay (chosen: the paper gives no numbers).
+  Its input is standardised with the known normals' pooled-feature mean and standard
+  deviation (fixed buffers in the head: a linear map the first layer could absorb, added
+  because pooled tokens vary little and a plain MLP learned them slowly in our checks).
+  The encoder sees whole images (no masking) in stage 1 and for the stage-1 score.
+- Pseudo-labels: predicted class = abnormal when P(synthetic) >= 0.5; confidence = P of the
+  predicted class. When a predicted class holds fewer than 2 images (a stage-1 classifier on
+  real radiographs may call nearly all of them normal), the classes are instead the halves
+  below / above the median P, and the same per-class percentile selects within them.
+- Stage 2: one epoch = one pass over module A's data (normal ∪ pseudo-normal); module B takes
+  the same number of steps, cycling through its smaller set, so both modules move as far from
+  the shared initialisation. The L training masks of an image are independent random masks.
+- Test masks: L = 4 masks made from one random permutation of the patches, visible blocks
+  cyclic in it (at 25 % visible: a partition, every patch hidden by exactly 3 masks), drawn
+  once from the run's seed and stored in the detector.
+- Stage-1 detector: the score is the logit (not the probability, which saturates in float32 and
+  ties); its heatmap is the head applied to every patch token, bilinearly upsampled.
+- Presets: ``paper`` (ViT-S/16 at 224 px, MAE decoder 512-d × 8 blocks, pre-training 400
+  epochs with 20 warm-up, stage 1 50 epochs, stage 2 100 epochs with 10 warm-up, batch 64,
+  lr 1.5e-4 × 64 / 256: for a GPU) and ``small`` (ViT 192-d × 6 blocks, 3 heads, 8-px patches
+  at 64 px, decoder 128-d × 2 blocks; pre-training 100 epochs at lr 1e-3, stage 1 40 epochs,
+  stage 2 30 epochs at lr 5e-4: the shorter schedule takes higher rates; trains on 2 shared
+  CPU cores in well under an hour on the development protocol). ``tiny`` is for tests only.
+  Measured costs in bench/RESULTS.md.
+- CPU threads are a setting (``threads``): on a CPU shared with other jobs one thread was
+  4–5 times faster than two in our measurements (threads wait for each other).
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from engine.preprocess import PreprocessSpec
+
+NAME = "amae"
+Preset = Literal["small", "paper", "tiny"]
+ScoreType = Literal["inter", "stage1"]  # the scorers models.amae provides (tested)
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+PRESETS: tuple[str, ...] = get_args(Preset)
+SCORE_TYPES: tuple[str, ...] = get_args(ScoreType)
+PHASES: tuple[str, ...] = ("pretrain", "stage1", "pseudo-label", "stage2")  # progress phases, in order
+
+CHECKPOINT = "checkpoint.pt"
+FINAL_MODEL = "model.pt"
+
+# settings that differ between the presets; every other Config default is shared
+PRESET_SETTINGS: dict[str, dict[str, Any]] = {
+    "small": dict(
+        size=64, patch_size=8, embed_dim=192, depth=6, num_heads=3,
+        decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4,
+        pretrain_epochs=100, pretrain_lr=1e-3, pretrain_warmup_epochs=10,
+        stage1_epochs=40, head_hidden=256,
+        epochs=30, lr=5e-4, warmup_epochs=3, batch_size=64,
+    ),
+    "paper": dict(
+        size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6,
+        decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16,
+        pretrain_epochs=400, pretrain_lr=1.5e-4 * 64 / 256, pretrain_warmup_epochs=20,
+        stage1_epochs=50, head_hidden=512,
+        epochs=100, lr=1.5e-4 * 64 / 256, warmup_epochs=10, batch_size=64,
+    ),
+    # for tests and smoke checks only (seconds on a CPU; detects nothing real)
+    "tiny": dict(
+        size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
+        decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
+        pretrain_epochs=2, pretrain_lr=1e-3, pretrain_warmup_epochs=1,
+        stage1_epochs=2, head_hidden=32,
+        epochs=2, lr=1e-3, warmup_epochs=1, batch_size=16,
+    ),
+}
+DEFAULT_PREPROCESS = PreprocessSpec(size=PRESET_SETTINGS["small"]["size"])
+
+
+def _every_patch_hidden(patches: int, keep: int, n_masks: int) -> bool:
+    """Whether the cyclic test masks of ``models.mae.partition_masks`` hide every patch at least once."""
+    return all(any((i - m * keep) % patches >= keep for m in range(n_masks)) for i in range(patches))
+
+
+@dataclass(frozen=True)
+class Config:
+    """AMAE training settings; the defaults are the ``small`` preset (see :func:`preset_config`).
+
+    Attributes:
+        preset: the preset these settings started from ("small" or "paper"; a label).
+        patch_size, embed_dim, depth, num_heads: the MAE's ViT encoder.
+        decoder_embed_dim, decoder_depth, decoder_num_heads: its decoder.
+        mask_ratio: fraction of patches hidden (0.75: 25 % visible) in every phase.
+        mae_checkpoint: a local timm / official-MAE checkpoint to start from, or None.
+        pretrain_epochs, pretrain_lr, pretrain_warmup_epochs: self-supervised MAE pre-training
+            on normal ∪ unlabeled (0 epochs: use the checkpoint as it is).
+        crop_scale: random-resized-crop area range of the pre-training augmentation.
+        stage1_epochs, stage1_lr, head_hidden: the stage-1 MLP head.
+        pseudo_percentile: per-class confidence percentile of the pseudo-label thresholds.
+        epochs, lr, warmup_epochs: stage 2 (the shared --epochs / --lr options).
+        batch_size: images per step in every phase (stage 1: normals, plus as many synthetic).
+        weight_decay, betas: AdamW (pre-training and stage 2).
+        train_masks, test_masks: masks per image in stage-2 training (2) and at test time (4).
+        score_type: the detector exported by default: "inter" (stage 2) or "stage1".
+        seed: seeds every initialisation, shuffle, mask and AnatPaste draw.
+        preprocess: the shared preprocessing (its size is the MAE's image size).
+        device: "auto" (CUDA when available), "cpu" or "cuda".
+        threads: CPU threads for torch (0: one per core). On a CPU shared with other jobs one
+            thread can be several times faster than two (threads wait for each other).
+        checkpoint_every_s: write a checkpoint at an epoch end when this many seconds passed
+            since the last one (and always when stopped).
+    """
+
+    preset: Preset = "small"
+    patch_size: int = 8
+    embed_dim: int = 192
+    depth: int = 6
+    num_heads: int = 3
+    decoder_embed_dim: int = 128
+    decoder_depth: int = 2
+    decoder_num_heads: int = 4
+    mask_ratio: float = 0.75
+    mae_checkpoint: str | None = None
+    pretrain_epochs: int = 100
+    pretrain_lr: float = 1e-3
+    pretrain_warmup_epochs: int = 10
+    crop_scale: tuple[float, float] = (0.5, 1.0)
+    stage1_epochs: int = 40
+    stage1_lr: float = 1e-3
+    head_hidden: int = 256
+    pseudo_percentile: float = 50.0
+    epochs: int = 30
+    lr: float = 5e-4
+    warmup_epochs: int = 3
+    batch_size: int = 64
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    train_masks: int = 2
+    test_masks: int = 4
+    score_type: ScoreType = "inter"
+    seed: int = 0
+    preprocess: PreprocessSpec = field(default_factory=lambda: DEFAULT_PREPROCESS)
+    device: DeviceChoice = "auto"
+    threads: int = 0
+    checkpoint_every_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("preset", self.preset, PRESETS), ("score_type", self.score_type, SCORE_TYPES),
+                                     ("device", self.device, get_args(DeviceChoice))):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        for name in ("patch_size", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth",
+                     "decoder_num_heads", "head_hidden", "epochs", "train_masks", "test_masks"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("pretrain_epochs", "stage1_epochs", "pretrain_warmup_epochs", "warmup_epochs", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.stage1_epochs < 1:
+            raise ValueError(f"stage1_epochs must be >= 1 (stage 2 needs the stage-1 pseudo-labels), got {self.stage1_epochs}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
+        for name in ("pretrain_lr", "stage1_lr", "lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if not 0.0 <= self.pseudo_percentile <= 100.0:
+            raise ValueError(f"pseudo_percentile must be in [0, 100], got {self.pseudo_percentile}")
+        lo, hi = self.crop_scale
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
+        for name, dim, heads in (("encoder", self.embed_dim, self.num_heads), ("decoder", self.decoder_embed_dim, self.decoder_num_heads)):
+            if dim % heads or dim % 4:
+                raise ValueError(f"the {name} width {dim} must be divisible by its {heads} heads and by 4")
+        size = self.preprocess.size
+        if size % self.patch_size:
+            raise ValueError(f"the input size {size} must be a multiple of the patch size {self.patch_size}")
+        patches = (size // self.patch_size) ** 2
+        keep = int(patches * (1 - self.mask_ratio))
+        if not 1 <= keep < patches:
+            raise ValueError(f"mask_ratio {self.mask_ratio} keeps {keep} of {patches} patches visible; need 1 .. {patches - 1}")
+        if not _every_patch_hidden(patches, keep, self.test_masks):
+            raise ValueError(f"{self.test_masks} test masks with {keep} of {patches} patches visible leave some patch "
+                             "visible in every mask (never reconstructed); use more masks or a higher mask ratio")
+        if self.mae_checkpoint is not None:
+            object.__setattr__(self, "mae_checkpoint", str(self.mae_checkpoint))
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        object.__setattr__(self, "crop_scale", tuple(float(c) for c in self.crop_scale))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["preprocess"] = self.preprocess.to_dict()
+        d["betas"] = list(self.betas)
+        d["crop_scale"] = list(self.crop_scale)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        d = dict(d)
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown AMAE settings {sorted(unknown)}; known: {sorted(known)}")
+        d["preprocess"] = PreprocessSpec.from_dict(d["preprocess"])
+        d["betas"] = tuple(d["betas"])
+        d["crop_scale"] = tuple(d["crop_scale"])
+        return cls(**d)
+
+    def mae_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`models.mae.MaskedAutoencoder`."""
+        return dict(img_size=self.preprocess.size, patch_size=self.patch_size, in_chans=1, embed_dim=self.embed_dim,
+                    depth=self.depth, num_heads=self.num_heads, decoder_embed_dim=self.decoder_embed_dim,
+                    decoder_depth=self.decoder_depth, decoder_num_heads=self.decoder_num_heads)
+
+
+def preset_config(preset: Preset, **overrides: Any) -> Config:
+    """The settings of ``preset`` ("small" or "paper") with ``overrides``.
+
+    ``preprocess`` defaults to the preset's size; ``size=`` is accepted as a shortcut for it.
+    """
+    if preset not in PRESET_SETTINGS:
+        raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+    values = dict(PRESET_SETTINGS[preset])
+    size = overrides.pop("size", values.pop("size"))
+    values.update(overrides)
+    values.setdefault("preprocess", PreprocessSpec(size=size))
+    return Config(preset=preset, **values)
+
+
+def backbone_name(config: Config) -> str:
+    """The detector card's name of the MAE ("MAE ViT-S/16", or width x depth / patch)."""
+    vit_s = (config.embed_dim, config.depth, config.num_heads) == (384, 12, 6)
+    body = "ViT-S" if vit_s else f"ViT-{config.embed_dim}x{config.depth}"
+    return f"MAE {body}/{config.patch_size} @{config.preprocess.size}"
+
+
+def describe(config: Config) -> dict[str, str]:
+    """What the detector card and metadata call this detector."""
+    return {"backbone": backbone_name(config), "score_type": config.score_type}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """AMAE's options for `cxrscreen train` (the shared --epochs, --batch-size, --lr and --size
+    mean stage-2 epochs, the batch of every phase, the stage-2 learning rate and the input size)."""
+    g = parser.add_argument_group("AMAE options (--epochs, --lr: stage 2; --batch-size: every phase)")
+    g.add_argument("--amae-preset", choices=PRESETS, default="small",
+                   help="small (2 CPU cores, under an hour), paper (ViT-S/16 at 224 px, for a GPU) or tiny (tests); "
+                        "default: %(default)s")
+    g.add_argument("--mae-checkpoint", type=Path, default=None, metavar="FILE",
+                   help="start from a local MAE (official format) or timm ViT checkpoint of the preset's architecture")
+    g.add_argument("--pretrain-epochs", type=int, default=None,
+                   help="MAE pre-training epochs on normal + unlabeled images (default: the preset's; 0 with --mae-checkpoint)")
+    g.add_argument("--stage1-epochs", type=int, default=None, help="stage-1 head epochs (default: the preset's)")
+    g.add_argument("--amae-score", choices=SCORE_TYPES, default="inter",
+                   help="detector exported by default: stage-2 inter-discrepancy or the stage-1 classifier (default: %(default)s)")
+    g.add_argument("--amae-threads", type=int, default=0, metavar="N",
+                   help="CPU threads (default: one per core; 1 is faster on a CPU busy with other jobs)")
+    g.add_argument("--amae-checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+                   help="time between checkpoints (default: %(default)s)")
+
+
+def config_from_args(args: argparse.Namespace, preprocess: PreprocessSpec) -> Config:
+    """Settings from `cxrscreen train` options; what is not given is the preset's."""
+    preset = PRESET_SETTINGS[args.amae_preset]
+    overrides: dict[str, Any] = {}
+    if getattr(args, "size", None) is None:  # the method's default size is the preset's
+        preprocess = replace(preprocess, size=preset["size"])
+    overrides["preprocess"] = preprocess
+    for name in ("epochs", "batch_size", "lr"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
+    if args.mae_checkpoint is not None:
+        overrides["mae_checkpoint"] = str(Path(args.mae_checkpoint).resolve())
+        overrides["pretrain_epochs"] = 0
+    if args.pretrain_epochs is not None:
+        overrides["pretrain_epochs"] = args.pretrain_epochs
+    if args.stage1_epochs is not None:
+        overrides["stage1_epochs"] = args.stage1_epochs
+    return preset_config(args.amae_preset, score_type=args.amae_score, seed=args.seed, device=args.device,
+                         threads=args.amae_threads, checkpoint_every_s=args.amae_checkpoint_every, **overrides)
+
+
+def train(config: Config, data: Any, images: Any, run_dir: Path, progress: Any, stop: Any) -> bool:
+    """See :func:`engine.methods.amae.recipe.train` (imports torch)."""
+    from engine.methods.amae.recipe import train as _train
+
+    return _train(config, data, images, run_dir, progress, stop)
+
+
+def load_scorer(run_dir: Path, score_type: ScoreType | None = None) -> Any:
+    """See :func:`engine.methods.amae.recipe.load_scorer` (imports torch)."""
+    from engine.methods.amae.recipe import load_scorer as _load
+
+    return _load(run_dir, score_type)
