@@ -5,15 +5,24 @@ detector's calibration normals, the flag at the operating point, the threshold, 
 file that cannot be read gets a row with the reason instead of stopping the run. The operating
 point is a specificity on known normals (default 0.95) or a raw score threshold. The CSV is
 written atomically. The execution provider actually used (CUDA or CPU) is printed.
+
+``--format jsonl --out -`` streams one JSON object per line on stdout instead (for the app, which
+scores in a separate process): ``{"event": "start", "total", "provider", "provider_note",
+"model_id", "threshold"}``, then ``{"event": "result", "path", "score", "percentile", "flagged",
+"error"}`` per file (flushed per batch), then ``{"event": "done" | "stopped", ...}``. SIGTERM or
+Ctrl-C stops after the current batch. ``--paths-from FILE`` (or ``-`` for stdin) reads an
+explicit list of files, one per line, instead of (or besides) scanning folders.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +31,11 @@ CSV_COLUMNS = ("path", "score", "percentile_among_normals", "flagged", "threshol
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", type=Path, nargs="+", metavar="FOLDER", help="folders and/or files to score")
+    parser.add_argument("folder", type=Path, nargs="*", metavar="FOLDER", help="folders and/or files to score")
+    parser.add_argument("--paths-from", type=Path, metavar="FILE", help="also score the files listed in FILE ('-' = stdin)")
     parser.add_argument("--model", type=Path, required=True, metavar="ONNX", help="detector file")
-    parser.add_argument("--out", type=Path, required=True, metavar="CSV", help="results file")
+    parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="results file ('-' = stdout, jsonl only)")
+    parser.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="default: %(default)s")
     op = parser.add_mutually_exclusive_group()
     op.add_argument("--specificity", type=float, default=0.95,
                     help="flag above the score that this fraction of calibration normals stay below (default: %(default)s)")
@@ -35,13 +46,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing results file")
 
 
+class _Stopped(Exception):
+    pass
+
+
+def _inputs(args: argparse.Namespace) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Readable-looking files to score, and files the scan already found unreadable (with reasons)."""
+    from engine.io import scan_folder
+
+    paths: list[Path] = []
+    unreadable: list[tuple[Path, str]] = []
+    if args.folder:
+        for item in scan_folder(args.folder):
+            if item.error is not None:
+                unreadable.append((Path(item.path), item.error.reason))
+            else:
+                paths.append(Path(item.path))
+    if args.paths_from is not None:
+        stream = sys.stdin if str(args.paths_from) == "-" else open(args.paths_from, encoding="utf-8")
+        with stream:
+            paths += [Path(line.rstrip("\n")) for line in stream if line.strip()]
+    return paths, unreadable
+
+
 def run(args: argparse.Namespace) -> int:
     from engine.atomic import atomic_path
     from engine.detector import Detector, DetectorError
-    from engine.io import scan_folder
     from engine.scoring import iter_scores
+    from engine.stop import StopRequest
 
-    if args.out.exists() and not args.overwrite:
+    to_stdout = str(args.out) == "-"
+    if to_stdout and args.format != "jsonl":
+        logger.error("--out - (stdout) needs --format jsonl")
+        return 1
+    if not args.folder and args.paths_from is None:
+        logger.error("give folders or files to score, or --paths-from FILE")
+        return 1
+    if not to_stdout and args.out.exists() and not args.overwrite:
         logger.error("%s exists; pass --overwrite to replace it", args.out)
         return 1
     try:
@@ -49,42 +90,75 @@ def run(args: argparse.Namespace) -> int:
     except DetectorError as exc:
         logger.error("%s", exc)
         return 1
-    calib = detector.calibration
     if args.threshold is not None:
         threshold, op_name = float(args.threshold), "raw threshold"
     else:
-        threshold, op_name = calib.threshold_at_specificity(args.specificity), f"specificity {args.specificity:g} on normals"
+        threshold, op_name = detector.calibration.threshold_at_specificity(args.specificity), f"specificity {args.specificity:g} on normals"
     print(f"detector {detector.meta.name} ({detector.meta.model_id}); provider {detector.provider}"
           + (f" [{detector.provider_note}]" if detector.provider_note else ""), file=sys.stderr)
     print(f"operating point: {op_name} -> score threshold {threshold:.6g}", file=sys.stderr)
+    paths, unreadable = _inputs(args)
 
-    unreadable: list[tuple[Path, str]] = []
-    paths: list[Path] = []
-    for root in args.folder:
-        for item in scan_folder(root):
-            if item.error is not None:
-                unreadable.append((Path(item.path), item.error.reason))
-            else:
-                paths.append(Path(item.path))
     t0 = time.monotonic()
-    n_scored = n_flagged = 0
-    with atomic_path(args.out, overwrite=args.overwrite) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+    counts = {"scored": 0, "flagged": 0, "unreadable": 0}
+    with StopRequest() as stop:
+        if to_stdout:
+            status = _write(sys.stdout, args, detector, paths, unreadable, threshold, op_name, counts, stop, iter_scores)
+        else:
+            try:
+                with atomic_path(args.out, overwrite=args.overwrite) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+                    status = _write(f, args, detector, paths, unreadable, threshold, op_name, counts, stop, iter_scores)
+                    if status == "stopped":
+                        raise _Stopped  # an incomplete CSV must not look like a complete one
+            except _Stopped:
+                print(f"stopped after {counts['scored']} images; {args.out} was not written", file=sys.stderr)
+                return 3
+    dt = time.monotonic() - t0
+    print(f"{status}: scored {counts['scored']} images in {dt:.1f} s ({counts['scored'] / max(dt, 1e-9):.1f} images/s, "
+          f"provider {detector.provider}); {counts['flagged']} flagged; {counts['unreadable']} unreadable"
+          + ("" if to_stdout else f" -> {args.out}"), file=sys.stderr)
+    return 0 if status == "done" else 3
+
+
+def _write(f: IO[str], args, detector, paths, unreadable, threshold: float, op_name: str, counts: dict,
+           stop, iter_scores) -> str:
+    meta = detector.meta
+    if args.format == "csv":
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
-        common = (f"{threshold:.8g}", op_name, detector.meta.model_id, detector.meta.name)
-        for path, reason in unreadable:
-            writer.writerow([str(path), "", "", "", *common, reason])
-        for batch in iter_scores(paths, detector, batch_size=args.batch_size, workers=args.workers):
-            for r in batch:
-                if r.score is None:
-                    writer.writerow([str(r.path), "", "", "", *common, r.error])
-                    continue
-                flagged = r.score > threshold
-                n_scored += 1
-                n_flagged += flagged
-                writer.writerow([str(r.path), f"{r.score:.8g}", f"{r.percentile:.2f}", int(flagged), *common, ""])
-    dt = time.monotonic() - t0
-    n_err = len(paths) + len(unreadable) - n_scored
-    print(f"scored {n_scored} images in {dt:.1f} s ({n_scored / max(dt, 1e-9):.1f} images/s, provider {detector.provider}); "
-          f"{n_flagged} flagged; {n_err} unreadable -> {args.out}", file=sys.stderr)
-    return 0
+        common = (f"{threshold:.8g}", op_name, meta.model_id, meta.name)
+
+        def emit(path: Path, score, pct, flagged, error) -> None:
+            writer.writerow([str(path), "" if score is None else f"{score:.8g}", "" if pct is None else f"{pct:.2f}",
+                             "" if flagged is None else int(flagged), *common, error or ""])
+    else:
+        def line(obj: dict) -> None:
+            f.write(json.dumps(obj) + "\n")
+
+        line({"event": "start", "total": len(paths) + len(unreadable), "model_id": meta.model_id, "model_name": meta.name,
+              "provider": detector.provider, "provider_note": detector.provider_note, "threshold": threshold,
+              "operating_point": op_name})
+
+        def emit(path: Path, score, pct, flagged, error) -> None:
+            line({"event": "result", "path": str(path), "score": score, "percentile": pct, "flagged": flagged, "error": error})
+
+    for path, reason in unreadable:
+        emit(path, None, None, None, reason)
+        counts["unreadable"] += 1
+    for batch in iter_scores(paths, detector, batch_size=args.batch_size, workers=args.workers,
+                             should_stop=lambda: stop.requested):
+        for r in batch:
+            if r.score is None:
+                emit(r.path, None, None, None, r.error)
+                counts["unreadable"] += 1
+                continue
+            flagged = r.score > threshold
+            counts["scored"] += 1
+            counts["flagged"] += int(flagged)
+            emit(r.path, r.score, r.percentile, flagged, None)
+        f.flush()
+    status = "stopped" if stop.requested else "done"
+    if args.format == "jsonl":
+        f.write(json.dumps({"event": status, **counts}) + "\n")
+        f.flush()
+    return status

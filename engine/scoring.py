@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -69,7 +70,10 @@ def iter_scores(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     paths_iter = iter(paths)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    # shut down without waiting when the caller stops early: a decode already running finishes
+    # in the background instead of holding up the cancel
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         pending: deque[tuple[Path, Future]] = deque()
 
         def refill() -> None:
@@ -80,16 +84,30 @@ def iter_scores(
                     return
                 pending.append((p, pool.submit(_load, p, detector)))
 
-        refill()
-        while pending:
+        def stopped() -> bool:
             if should_stop is not None and should_stop():
                 for _, fut in pending:
                     fut.cancel()
+                return True
+            return False
+
+        refill()
+        while pending:
+            if stopped():
                 return
             batch: list[tuple[Path, np.ndarray | str]] = []
             while pending and len(batch) < batch_size:
                 p, fut = pending.popleft()
-                batch.append((p, fut.result()))
+                # poll the stop request while a large file decodes, so a cancel is never
+                # held up by a batch of slow decodes
+                while True:
+                    try:
+                        x = fut.result(timeout=0.05)
+                        break
+                    except FuturesTimeout:
+                        if stopped():
+                            return
+                batch.append((p, x))
                 refill()
             ok = [i for i, (_, x) in enumerate(batch) if isinstance(x, np.ndarray)]
             results: list[ScoreResult | None] = [None] * len(batch)
@@ -104,3 +122,5 @@ def iter_scores(
                 if results[i] is None:
                     results[i] = ScoreResult(p, None, None, None, str(x))
             yield [r for r in results if r is not None]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -298,19 +298,22 @@ def _render(path: Path, ds: Dataset, meta: RadiographMeta, stored: np.ndarray) -
         lut, first, bits = voi
         pixels = apply_voi_lut(modality, lut, first, bits, invert=invert)
         notes.append("VOI LUT sequence applied")
+        voi_step = "voi-lut"
     elif meta.window_presets:
         p = meta.window_presets[0]
         pixels = apply_window(modality, p.center, p.width, p.function, invert=invert)
         which = f" (first of {len(meta.window_presets)})" if len(meta.window_presets) > 1 else ""
         notes.append(f"window {_fmt(p.center)}/{_fmt(p.width)} {p.function} applied{which}")
+        voi_step = "window"
     else:
         pixels = apply_min_max(modality, invert=invert, low=lo, high=hi)
+        voi_step = "min-max"
         if meta.presentation_intent == "FOR PROCESSING":
             notes.append("FOR PROCESSING image without a window: min–max of the raw values "
                          "shown (not a diagnostic rendering)")
         else:
             notes.append("no window in file: min–max of the modality values shown")
-    meta = replace(meta, notes=(*meta.notes, *notes))
+    meta = replace(meta, notes=(*meta.notes, *notes), inverted=invert, voi=voi_step)
     return Radiograph(pixels=pixels, meta=meta, modality_values=modality)
 
 

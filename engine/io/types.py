@@ -35,6 +35,10 @@ class RadiographMeta:
     """What is known about a radiograph file without (or before) decoding its pixels.
 
     ``rows``/``columns`` are the stored (original) size. Identifiers are None when absent.
+    ``inverted`` and ``voi`` say how the decoded display pixels were made (filled by
+    :func:`read_radiograph`, not by the header-only path): whether polarity was inverted
+    (MONOCHROME1 or Presentation LUT Shape INVERSE) and which VOI step rendered them
+    ("voi-lut", "window" — the first preset — or "min-max"; None for non-DICOM files).
     ``notes`` lists what the reader did that a user should know (e.g. "multi-frame: first of
     3 frames shown", "VOI LUT sequence applied", "read without DICOM preamble").
     """
@@ -63,6 +67,8 @@ class RadiographMeta:
     number_of_frames: int = 1
     transfer_syntax: str | None = None
     notes: tuple[str, ...] = ()
+    inverted: bool = False
+    voi: Literal["voi-lut", "window", "min-max"] | None = None
 
 
 @dataclass

@@ -315,3 +315,18 @@ def test_engine_io_never_imports_torch(tmp_path: Path, ramp8: np.ndarray) -> Non
     repo = Path(__file__).resolve().parents[3]
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_meta_says_how_the_display_pixels_were_made(tmp_path):
+    # polarity and VOI step are reported, so a viewer re-rendering from modality values agrees
+    from engine.io import WindowPreset, read_radiograph
+    from engine.io.dicom_write import write_dicom
+
+    px = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) % 4096)
+    mono1 = read_radiograph(write_dicom(tmp_path / "m1.dcm", px, photometric="MONOCHROME1", bits_stored=12,
+                                       window=WindowPreset(2048, 4096)))
+    assert mono1.meta.inverted is True and mono1.meta.voi == "window"
+    plain = read_radiograph(write_dicom(tmp_path / "m2.dcm", px, bits_stored=12))
+    assert plain.meta.inverted is False and plain.meta.voi == "min-max"
+    inverse = read_radiograph(write_dicom(tmp_path / "inv.dcm", px, bits_stored=12, tags={"PresentationLUTShape": "INVERSE"}))
+    assert inverse.meta.inverted is True

@@ -1,0 +1,40 @@
+"""`cxrscreen score`: CSV and streamed JSON lines, explicit path lists, refusing to overwrite."""
+from __future__ import annotations
+
+import csv
+import json
+
+from engine.cli import main as cli
+from engine.synth import write_study
+
+
+def test_csv_rows_for_every_file(tiny_detector, tmp_path, capsys):
+    write_study(tmp_path / "s", 3, 1, size=64, formats=("png", "dicom"), seed=0)
+    (tmp_path / "s" / "bad.dcm").write_bytes(b"\x00" * 200)
+    out = tmp_path / "r.csv"
+    assert cli(["score", str(tmp_path / "s"), "--model", str(tiny_detector), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 5 and sum(1 for r in rows if r["error"]) == 1
+    assert "provider CPUExecutionProvider" in capsys.readouterr().err
+    # never overwrite without being asked
+    assert cli(["score", str(tmp_path / "s"), "--model", str(tiny_detector), "--out", str(out)]) == 1
+
+
+def test_jsonl_stream_with_a_path_list(tiny_detector, tmp_path, capsys):
+    images = [im.path for im in write_study(tmp_path / "s", 2, 1, size=64, formats=("png",), seed=1)]
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(str(p) for p in images + [tmp_path / "missing.png"]) + "\n")
+    code = cli(["score", "--paths-from", str(listing), "--model", str(tiny_detector), "--format", "jsonl",
+                "--out", "-", "--threshold", "0"])
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["event"] == "start" and lines[0]["total"] == 4 and lines[0]["threshold"] == 0.0
+    results = [l for l in lines if l["event"] == "result"]
+    assert [r["path"] for r in results] == [str(p) for p in images + [tmp_path / "missing.png"]]
+    assert all(r["flagged"] is True for r in results[:3])  # any local contrast is above 0
+    assert results[3]["score"] is None and results[3]["error"]
+    assert lines[-1] == {"event": "done", "scored": 3, "flagged": 3, "unreadable": 1}
+
+
+def test_stdout_needs_jsonl(tiny_detector, tmp_path):
+    assert cli(["score", str(tmp_path), "--model", str(tiny_detector), "--out", "-"]) == 1
