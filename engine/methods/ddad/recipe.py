@@ -105,30 +105,30 @@ class _Ensemble:
     def _batch(self, idx: Tensor) -> Tensor:
         return self._channels_last(self.data[idx].to(self.device, non_blocking=True))
 
+    def _step(self, net: AutoEncoder, opt: torch.optim.Optimizer, x: Tensor) -> tuple[Tensor, Tensor]:
+        """One optimiser step on a batch (B, K_net, S, S); returns per-member (loss, rec MSE)."""
+        c = self.config
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.precision == "bf16"):
+            out = net(x)
+        loss, rec = member_losses(out, x, c.backbone, c.entropy_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()  # members have disjoint parameters: the sum trains each on its own loss
+        opt.step()
+        return loss.detach(), rec
+
     def run_epoch(self, on_step) -> tuple[float, float]:
         """One epoch for every member; returns (mean training loss, mean reconstruction MSE)."""
         c = self.config
-        n = len(self.data)
-        perms = [torch.randperm(n, generator=g) for g in self.generators]
+        perms = [torch.randperm(len(self.data), generator=g) for g in self.generators]
         bs = c.batch_size
-        recs: list[Tensor] = []
-        objs: list[Tensor] = []
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.precision == "bf16")
+        results: list[tuple[Tensor, Tensor]] = []
         if self.layout == "stacked":
-            net, opt = self.nets[0], self.optimizers[0]
             for s in range(self.steps_per_epoch):
                 idx = torch.stack([p[s * bs : (s + 1) * bs] for p in perms], dim=1)  # (B, K)
                 x = self.data[idx.reshape(-1)].reshape(bs, c.members, *self.data.shape[2:]).to(self.device)
                 if self.augment is not None:  # member k's images with member k's generator, as when separate
                     x = torch.cat([self.augment(x[:, i : i + 1], g) for i, g in enumerate(self.aug_generators)], dim=1)
-                with autocast:
-                    out = net(x)
-                loss, rec = member_losses(out, x, c.backbone, c.entropy_weight)
-                opt.zero_grad(set_to_none=True)
-                loss.sum().backward()
-                opt.step()
-                recs.append(rec)
-                objs.append(loss.detach())
+                results.append(self._step(self.nets[0], self.optimizers[0], x))
                 on_step(c.members)
         else:
             for net, opt, perm, aug_g in zip(self.nets, self.optimizers, perms, self.aug_generators):
@@ -136,16 +136,11 @@ class _Ensemble:
                     x = self._batch(perm[s * bs : (s + 1) * bs])
                     if self.augment is not None:
                         x = self._channels_last(self.augment(x, aug_g))
-                    with autocast:
-                        out = net(x)
-                    loss, rec = member_losses(out, x, c.backbone, c.entropy_weight)
-                    opt.zero_grad(set_to_none=True)
-                    loss.sum().backward()
-                    opt.step()
-                    recs.append(rec)
-                    objs.append(loss.detach())
+                    results.append(self._step(net, opt, x))
                     on_step(1)
-        return (float(torch.cat([o.reshape(-1) for o in objs]).mean()), float(torch.cat([r.reshape(-1) for r in recs]).mean()))
+        losses = torch.cat([loss.reshape(-1) for loss, _ in results])
+        recs = torch.cat([rec.reshape(-1) for _, rec in results])
+        return float(losses.mean()), float(recs.mean())
 
     def state(self) -> dict[str, Any]:
         return {
