@@ -26,17 +26,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--library", type=Path, metavar="DIR", help="model library folder (default: the user's)")
 
 
+def _has_display() -> bool:
+    """Whether Qt can open a window: a display server on Linux, or an explicit Qt platform."""
+    import os
+
+    if os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
-    """Start the app; returns the exit code."""
+    """Start the app; returns the exit code.
+
+    With nothing to open (no paths, no last folder) the built-in demo study opens. Without a
+    display (a headless Linux session) the headless demo (`cxrscreen demo`) runs instead, and
+    says so.
+    """
+    if not _has_display():
+        from engine import demo
+
+        print("No display found: the desktop app needs one (or QT_QPA_PLATFORM=offscreen). "
+              "Running the headless demo instead.\n", file=sys.stderr)
+        demo_parser = argparse.ArgumentParser(prog="cxrscreen demo")
+        demo.add_arguments(demo_parser)
+        return int(demo.run(demo_parser.parse_args([])) or 0)
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QApplication
 
-    from app import pyside_fix
+    from app import pyside_check
     from app.library import ModelLibrary
     from app.main_window import MainWindow
     from app.settings import AppSettings
 
-    pyside_fix.apply()
+    pyside_check.check()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("cxrscreen")
     app.setOrganizationName("cxrscreen")
@@ -57,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         window.open_paths(args.paths)
     elif settings.last_folder is not None and settings.last_folder.is_dir():
         window.open_paths([settings.last_folder])
+    else:  # first start, nothing to open: show what the program does
+        window.open_demo()
     code = app.exec()
     # a last guard: never let Python destroy a running QThread
     window.workers.stop_all()
