@@ -103,7 +103,8 @@ def train_and_evaluate(name: str, data, test_paths, test_labels, config, progres
     load_before = os.getloadavg()
     t0 = time.time()
     with StopRequest() as stop:
-        outcome = run_training("amae", config, data, run_dir, Progress(progress_mode, log_path=run_dir.parent / f"{name}.log.jsonl"), stop)
+        progress = Progress(progress_mode, log_path=run_dir.parent / f"{name}.log.jsonl")
+        outcome = run_training("amae", config, data, run_dir, progress, stop)
     if outcome.status != "done":
         sys.exit(f"{name}: stopped; run again to resume")
     load_after = os.getloadavg()
@@ -208,7 +209,8 @@ def cmd_estimate(args) -> None:
     pre_steps = max(1, len(union) // config.batch_size) * config.pretrain_epochs
 
     mae.eval().requires_grad_(False)
-    unit = (normal[:, 0] - config.preprocess.output_range[0]) / (config.preprocess.output_range[1] - config.preprocess.output_range[0])
+    low, high = config.preprocess.output_range
+    unit = (normal[:, 0] - low) / (high - low)
     t = time.perf_counter()
     lungs = [lung_mask(u) for u in unit[:32]]
     lung_s = (time.perf_counter() - t) / 32 * n_n
@@ -256,7 +258,8 @@ def cmd_estimate(args) -> None:
         "timed_batch": tb, "timed_steps": args.steps, "loadavg": os.getloadavg(), "load_images_s": load_s,
         "images": {"normal_train": n_n, "unlabeled": n_u, "stage2_set_a_assumed": set_a},
         "phases": phases, "total_s": total, "pytorch_inference_images_per_s": 1 / infer,
-        "environment": {"torch": torch.__version__, "cuda_device": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
+        "environment": {"torch": torch.__version__,
+                        "cuda_device": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"estimate_{config.preset}_{device.type}_t{torch.get_num_threads()}.json"
@@ -373,7 +376,8 @@ def cmd_report(args) -> None:
           "pseudo-abnormal truly abnormal | train min: pre / s1 / pseudo / s2 (total) | ONNX CPU img/s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for key, rs in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
-        ph = {k: np.mean([r["phase_seconds"].get(k, 0.0) for r in rs]) / 60 for k in ("pretrain", "stage1", "pseudo-label", "stage2")}
+        ph = {k: np.mean([r["phase_seconds"].get(k, 0.0) for r in rs]) / 60
+              for k in ("pretrain", "stage1", "pseudo-label", "stage2")}
         total = np.mean([r["train_seconds"] for r in rs]) / 60
         purity = [r["pseudo_labels"]["pseudo_abnormal_truly_abnormal"] for r in rs]
         purity_s = _ms([p for p in purity if p is not None]) if any(p is not None for p in purity) else "-"

@@ -91,12 +91,14 @@ class AMAEScorer(nn.Module):
 
     def __init__(self, module_a: MaskedAutoencoder, module_b: MaskedAutoencoder, test_masks: Tensor) -> None:
         super().__init__()
-        if (module_a.img_size, module_a.patch_size, module_a.in_chans) != (module_b.img_size, module_b.patch_size, module_b.in_chans):
+        shape_a = (module_a.img_size, module_a.patch_size, module_a.in_chans)
+        if shape_a != (module_b.img_size, module_b.patch_size, module_b.in_chans):
             raise ValueError("modules A and B must share image size, patch size and channels")
         if module_a.in_chans != 1:
             raise ValueError(f"AMAE scores single-channel images, the modules take {module_a.in_chans} channels")
         if test_masks.dim() != 2 or test_masks.shape[1] != module_a.num_patches or test_masks.dtype != torch.bool:
-            raise ValueError(f"test_masks must be (L, {module_a.num_patches}) bool, got {tuple(test_masks.shape)} {test_masks.dtype}")
+            raise ValueError(f"test_masks must be (L, {module_a.num_patches}) bool, "
+                             f"got {tuple(test_masks.shape)} {test_masks.dtype}")
         hidden = test_masks.to(torch.float32)
         if not bool((hidden.sum(dim=0) > 0).all()):
             raise ValueError("every patch must be masked by at least one test mask (else it is never reconstructed)")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from engine.cli import main as cli
-from engine.datasets import from_folders, load_images
+from engine.datasets import DataError, from_folders, load_images
 from engine.detector import Detector
 from engine.methods.amae import PHASES, preset_config
 from engine.methods.amae.recipe import all_scores, load_scorer
@@ -51,9 +51,10 @@ def synthetic(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def trained(synthetic, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("amae_run") / "amae"
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()  # training sets --amae-threads for the process: restore it
     code = cli(["train", "--normal", str(synthetic["normal"]), "--unlabeled", str(synthetic["unlabeled"]),
                 "--out", str(run), *TINY])
+    torch.set_num_threads(threads)
     assert code == 0
     return run
 
@@ -68,7 +69,8 @@ def test_training_run_folder(trained):
     assert phases == ["load", *PHASES, "calibrate"]  # the panel's phases, in order
     pseudo = [e for e in events if e.get("phase") == "pseudo-label" and e["event"] == "progress"][-1]
     saved = torch.load(trained / "model.pt", weights_only=False)
-    assert pseudo["pseudo_normal"] == len(saved["pseudo"]["normal"]) and pseudo["pseudo_abnormal"] == len(saved["pseudo"]["abnormal"])
+    assert pseudo["pseudo_normal"] == len(saved["pseudo"]["normal"])
+    assert pseudo["pseudo_abnormal"] == len(saved["pseudo"]["abnormal"])
     assert not set(saved["pseudo"]["normal"]) & set(saved["pseudo"]["abnormal"])
     # the 50th percentile keeps about half of each predicted class
     assert 6 <= len(saved["pseudo"]["normal"]) + len(saved["pseudo"]["abnormal"]) <= 18
@@ -126,10 +128,14 @@ class _StopAt(Progress):
 
     def __init__(self, phase: str, stop: StopRequest) -> None:
         super().__init__("none")
-        self.target, self.stop = phase, stop
+        self.target, self.stop, self.current = phase, stop, ""
+
+    def phase(self, name, total, **fields):
+        self.current = name
+        super().phase(name, total, **fields)
 
     def update(self, step, force=False, **fields):
-        if fields.get("epoch_end") and self._phase == self.target:
+        if fields.get("epoch_end") and self.current == self.target:
             self.stop.request()
         super().update(step, force, **fields)
 
@@ -169,7 +175,7 @@ def test_start_from_an_official_mae_checkpoint(synthetic, tmp_path):
                                rgb.patch_embed.proj.weight.detach().sum(dim=1, keepdim=True))
     bad = tmp_path / "bad.pth"
     torch.save({"model": {"patch_embed.proj.weight": torch.zeros(64, 3, 16, 16)}}, bad)
-    with pytest.raises(ValueError, match="width 64"):
+    with pytest.raises(DataError, match="bad.pth: checkpoint encoder has width 64"):
         run_training("amae", _config(mae_checkpoint=str(bad), pretrain_epochs=0), data, tmp_path / "bad", Progress("none"))
 
 

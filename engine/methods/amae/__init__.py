@@ -204,7 +204,8 @@ class Config:
         lo, hi = self.crop_scale
         if not 0.0 < lo <= hi <= 1.0:
             raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
-        for name, dim, heads in (("encoder", self.embed_dim, self.num_heads), ("decoder", self.decoder_embed_dim, self.decoder_num_heads)):
+        for name, dim, heads in (("encoder", self.embed_dim, self.num_heads),
+                                 ("decoder", self.decoder_embed_dim, self.decoder_num_heads)):
             if dim % heads or dim % 4:
                 raise ValueError(f"the {name} width {dim} must be divisible by its {heads} heads and by 4")
         size = self.preprocess.size
@@ -287,7 +288,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="MAE pre-training epochs on normal + unlabeled images (default: the preset's; 0 with --mae-checkpoint)")
     g.add_argument("--stage1-epochs", type=int, default=None, help="stage-1 head epochs (default: the preset's)")
     g.add_argument("--amae-score", choices=SCORE_TYPES, default="inter",
-                   help="detector exported by default: stage-2 inter-discrepancy or the stage-1 classifier (default: %(default)s)")
+                   help="detector exported by default: stage-2 inter-discrepancy or the stage-1 classifier "
+                        "(default: %(default)s)")
     g.add_argument("--amae-threads", type=int, default=0, metavar="N",
                    help="CPU threads (default: one per core; 1 is faster on a CPU busy with other jobs)")
     g.add_argument("--amae-checkpoint-every", type=float, default=60.0, metavar="SECONDS",

@@ -250,7 +250,8 @@ def _file_sha256(path: Path) -> str:
 
 @torch.no_grad()
 def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, device: torch.device, batch: int = 128) -> Tensor:
-    return torch.cat([fn(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)]) if len(x) else torch.zeros(0)
+    """``fn`` over ``x`` in batches, results concatenated on the CPU."""
+    return torch.cat([fn(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)])
 
 
 def _to_unit(x: np.ndarray, output_range: tuple[float, float]) -> np.ndarray:
@@ -352,7 +353,12 @@ class _Run:
         c = self.config
         if "pretrained" not in self.done:
             if c.mae_checkpoint is not None:
-                report = load_pretrained(self.mae, read_checkpoint_file(Path(c.mae_checkpoint)))
+                try:
+                    report = load_pretrained(self.mae, read_checkpoint_file(Path(c.mae_checkpoint)))
+                except DataError:
+                    raise
+                except ValueError as exc:  # the checkpoint does not fit the preset's architecture
+                    raise DataError(f"--mae-checkpoint {c.mae_checkpoint}: {exc}") from exc
                 self.done["mae_checkpoint"] = {"path": c.mae_checkpoint, "sha256": _file_sha256(Path(c.mae_checkpoint)),
                                                **asdict(report)}
                 _report_checkpoint(report, self.progress)
