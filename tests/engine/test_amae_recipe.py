@@ -10,10 +10,10 @@ import torch
 
 from engine.methods import amae
 from engine.methods.amae import PRESET_SETTINGS, Config, preset_config
-from engine.methods.amae.recipe import _Sampler, lr_at, param_groups, pseudo_labels, random_resized_crop
+from engine.methods.amae.recipe import _Sampler, lr_at, param_groups, pseudo_labels, random_resized_crop, read_checkpoint_file
 from engine.preprocess import PreprocessSpec
 from models.amae import AMAEScorer, MLPHead, Stage1Scorer
-from models.mae import MaskedAutoencoder
+from models.mae import MaskedAutoencoder, load_pretrained
 from timm.models.vision_transformer import VisionTransformer
 
 
@@ -171,3 +171,22 @@ def test_paper_preset_networks_run():
         s1, h1 = Stage1Scorer(mae, MLPHead(c.embed_dim, c.head_hidden)).eval()(x)
     assert heatmap.shape == (2, 32, 32) and float(score.abs().max()) == 0.0  # one module twice: no discrepancy
     assert s1.shape == (2,) and h1.shape == (2, 32, 32) and bool(torch.isfinite(h1).all())
+
+
+def test_checkpoint_files(tmp_path):
+    from safetensors.torch import save_file
+
+    m = MaskedAutoencoder(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, decoder_embed_dim=32,
+                          decoder_depth=1, decoder_num_heads=2)
+    # an official MAE training checkpoint keeps its optimiser and argparse settings beside the weights
+    torch.save({"model": m.state_dict(), "optimizer": torch.optim.AdamW(m.parameters()).state_dict(), "epoch": 3,
+                "args": argparse.Namespace(model="mae_vit_small_patch16", mask_ratio=0.75)}, tmp_path / "mae.pth")
+    assert load_pretrained(m, read_checkpoint_file(tmp_path / "mae.pth")).format == "mae"
+    vit = VisionTransformer(img_size=32, patch_size=8, in_chans=3, embed_dim=32, depth=1, num_heads=2, num_classes=0)
+    save_file(vit.state_dict(), str(tmp_path / "vit.safetensors"))  # the hub's timm format
+    assert load_pretrained(m, read_checkpoint_file(tmp_path / "vit.safetensors")).format == "timm"
+    (tmp_path / "evil.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable weights file"):
+        read_checkpoint_file(tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match="no such file"):
+        read_checkpoint_file(tmp_path / "missing.pth")

@@ -225,8 +225,12 @@ def _build_head(config: Config) -> MLPHead:
     return MLPHead(config.embed_dim, config.head_hidden)
 
 
-def read_checkpoint_file(path: Path) -> dict[str, Tensor]:
-    """Tensors of a local checkpoint file (.safetensors, or a torch pickle read with weights_only)."""
+def read_checkpoint_file(path: Path) -> dict[str, Any]:
+    """The contents of a local checkpoint file: .safetensors, or a torch pickle read with
+    ``weights_only`` (tensors, containers and numbers; also the ``argparse.Namespace`` that the
+    official MAE training script stores under "args" — never arbitrary code)."""
+    import argparse
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"--mae-checkpoint {path}: no such file")
@@ -235,7 +239,8 @@ def read_checkpoint_file(path: Path) -> dict[str, Tensor]:
 
         return load_file(str(path))
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickles with other objects than tensors, or not a torch file
         raise DataError(f"--mae-checkpoint {path}: not a readable weights file ({exc.__class__.__name__}: {exc})") from exc
 
