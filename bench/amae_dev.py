@@ -45,7 +45,7 @@ def _config(args, seed: int):
 
     overrides = {k: v for k, v in (("pretrain_epochs", args.pretrain_epochs), ("stage1_epochs", args.stage1_epochs),
                                    ("epochs", args.epochs)) if v is not None}
-    return preset_config(args.preset, seed=seed, threads=args.threads, device=args.device, **overrides)
+    return preset_config(args.preset, seed=seed, device=args.device, **overrides)
 
 
 def _tag(config, ar: float, seed: int) -> str:
@@ -173,14 +173,15 @@ def cmd_estimate(args) -> None:
 
     from engine.datasets import from_split, load_images
     from engine.methods.amae.anatpaste import anatpaste, lung_mask
-    from engine.methods.amae.recipe import _build_head, _build_mae, _MAETrainer, resolve_device
+    from engine.methods.amae.recipe import _build_head, _build_mae, _MAETrainer
+    from engine.torch_runtime import resolve_device, set_threads
     from models.amae import AMAEScorer, pooled_tokens
     from models.mae import partition_masks
 
     _require_data()
     config = _config(args, 0)
     device = resolve_device(config.device)
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    set_threads(args.threads)
     data = from_split(DEV_SPLIT, args.ar)
     t = time.perf_counter()
     normal = load_images(data.normal_train, config.preprocess)
@@ -288,7 +289,9 @@ def cmd_throughput(args) -> None:
 
     _require_data()
     config = _config(args, 0)
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    from engine.torch_runtime import set_threads
+
+    set_threads(args.threads)
     tp, _ = _dev_test()
     images = load_images(tp[: args.images], config.preprocess)
     a, b = _build_mae(config).eval(), _build_mae(config).eval()
@@ -305,8 +308,8 @@ def cmd_throughput(args) -> None:
     export_s = time.perf_counter() - t
     providers = ["CPUExecutionProvider"] if args.device != "cuda" else ["CUDAExecutionProvider", "CPUExecutionProvider"]
     options = ort.SessionOptions()
-    if config.threads:
-        options.intra_op_num_threads = config.threads
+    if args.threads:
+        options.intra_op_num_threads = args.threads
     session = ort.InferenceSession(str(out), sess_options=options, providers=providers)
     batch = min(args.batch, len(images))
     session.run(None, {"image": images[:batch]})  # warm-up
@@ -314,13 +317,13 @@ def cmd_throughput(args) -> None:
     for i in range(0, len(images), batch):
         session.run(None, {"image": images[i : i + batch]})
     ips = len(images) / (time.perf_counter() - t)
-    result = {"preset": config.preset, "provider": session.get_providers()[0], "threads": config.threads,
+    result = {"preset": config.preset, "provider": session.get_providers()[0], "threads": args.threads,
               "images": len(images), "batch": batch, "images_per_s": ips, "export_s": export_s,
               "onnx_mib": out.stat().st_size / 2**20, "loadavg": os.getloadavg()}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"throughput_{config.preset}_{result['provider'].replace('ExecutionProvider', '').lower()}_t{config.threads}.json"
+    name = f"throughput_{config.preset}_{result['provider'].replace('ExecutionProvider', '').lower()}_t{args.threads}.json"
     (RESULTS / name).write_text(json.dumps(result, indent=2))
-    print(f"{config.preset}: {ips:.2f} images/s ({result['provider']}, batch {batch}, {config.threads or 'all'} threads, "
+    print(f"{config.preset}: {ips:.2f} images/s ({result['provider']}, batch {batch}, {args.threads or 'all'} threads, "
           f"load {os.getloadavg()[0]:.1f}); ONNX {result['onnx_mib']:.0f} MiB, export {export_s:.0f} s")
 
 
@@ -467,6 +470,10 @@ def main() -> None:
     sheet.add_argument("--size", type=int, default=128)
     sub.add_parser("report")
     args = p.parse_args()
+    if getattr(args, "threads", None) is not None:
+        from engine.torch_runtime import set_threads
+
+        set_threads(args.threads)
     {"protocol": cmd_protocol, "ar-curve": cmd_ar_curve, "estimate": cmd_estimate, "throughput": cmd_throughput,
      "anatpaste-sheet": cmd_anatpaste_sheet, "report": cmd_report}[args.cmd](args)
 

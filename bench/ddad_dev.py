@@ -175,12 +175,17 @@ def main() -> None:
         s.add_argument("--members", type=int, default=3)
         s.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
         s.add_argument("--progress", default="bar", choices=("bar", "json", "none"))
+        s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: one per core)")
         if name == "protocol":
             s.add_argument("--ar", type=float, default=0.6)
         if name == "ar-curve":
             s.add_argument("--ars", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     sub.add_parser("report")
     args = p.parse_args()
+    if getattr(args, "threads", None) is not None:
+        from engine.torch_runtime import set_threads
+
+        set_threads(args.threads)
     {"protocol": cmd_protocol, "ar-curve": cmd_ar_curve, "nih64": cmd_nih64, "report": cmd_report}[args.cmd](args)
 
 

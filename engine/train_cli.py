@@ -46,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's)")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: %(default)s")
     run.add_argument("--workers", type=int, default=2, help="image-decoding threads (default: %(default)s)")
+    run.add_argument("--threads", type=int, default=0, metavar="N",
+                     help="torch CPU threads (default: one per core; 1 can be much faster on a CPU busy with other jobs); "
+                          "not part of the run, a resumed run may use another number")
+    run.add_argument("--checkpoint-every", type=float, default=None, metavar="SECONDS",
+                     help="time between checkpoints (default: the method's, 60 s)")
     run.add_argument("--progress", choices=("auto", "json", "bar", "none"), default="auto", help="default: %(default)s")
     for name in sorted(METHODS):
         get_method(name).add_arguments(parser)
@@ -58,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from engine.train import RunFolderError, run_training
 
     method = get_method(args.method)
+    if args.threads < 0:
+        raise SystemExit(f"--threads must be >= 0, got {args.threads}")
     if args.split is not None and (args.normal is not None or args.unlabeled is not None):
         raise SystemExit("give either --split or --normal/--unlabeled, not both")
     if args.split is None and args.normal is None:
@@ -76,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
         progress = Progress(args.progress, log_path=args.out / "log.jsonl")
         progress.message(f"{args.method}: {len(data.normal_train)} normal (+{len(data.normal_calibration)} held out for "
                          f"calibration), {len(data.unlabeled)} unlabeled images -> {args.out}")
+        from engine.torch_runtime import set_threads
+
+        set_threads(args.threads)
         stop = StopRequest()
         stop.on_first_request = lambda: progress.message("stop requested: finishing the current epoch, then saving a checkpoint "
                                                          "(Ctrl-C again aborts at once)", level="warning")

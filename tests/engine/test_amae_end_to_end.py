@@ -23,7 +23,7 @@ from engine.train import read_run, run_training
 from models.mae import MaskedAutoencoder
 
 pytestmark = pytest.mark.slow
-TINY = ["--method", "amae", "--amae-preset", "tiny", "--amae-threads", "1", "--seed", "0", "--progress", "json"]
+TINY = ["--method", "amae", "--amae-preset", "tiny", "--threads", "1", "--seed", "0", "--progress", "json"]
 STUDY = dict(size=96, formats=("png",), variation=0.5, marker=False)
 LESIONS = dict(lesion_strength=2.0, lesions=("consolidation", "effusion"))
 
@@ -51,7 +51,7 @@ def synthetic(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def trained(synthetic, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("amae_run") / "amae"
-    threads = torch.get_num_threads()  # training sets --amae-threads for the process: restore it
+    threads = torch.get_num_threads()  # training sets --threads for the process: restore it
     code = cli(["train", "--normal", str(synthetic["normal"]), "--unlabeled", str(synthetic["unlabeled"]),
                 "--out", str(run), *TINY])
     torch.set_num_threads(threads)
@@ -120,7 +120,7 @@ def test_export_score_and_the_stage1_detector(trained, synthetic, tmp_path, caps
 
 
 def _config(**kw):
-    return preset_config("tiny", threads=1, checkpoint_every_s=0.0, **kw)
+    return preset_config("tiny", checkpoint_every_s=0.0, **kw)
 
 
 class _StopAt(Progress):

@@ -124,14 +124,11 @@ def test_config_round_trip_and_validation():
 
 
 def _args(**kw) -> argparse.Namespace:
+    from engine import train_cli
+
     parser = argparse.ArgumentParser()
-    for name in ("--epochs", "--batch-size", "--size"):
-        parser.add_argument(name, type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    amae.add_arguments(parser)
-    argv = []
+    train_cli.add_arguments(parser)  # the real `cxrscreen train` options, shared and per method
+    argv = ["--method", "amae", "--out", "unused"]
     for k, v in kw.items():
         argv += [f"--{k.replace('_', '-')}", str(v)]
     return parser.parse_args(argv)

@@ -60,8 +60,8 @@ Deviations and choices (each also in README "Methods", AMAE):
   stage 2 30 epochs at lr 5e-4: the shorter schedule takes higher rates; trains on 2 shared
   CPU cores in well under an hour on the development protocol). ``tiny`` is for tests only.
   Measured costs in bench/RESULTS.md.
-- CPU threads are a setting (``threads``): on a CPU shared with other jobs one thread was
-  4–5 times faster than two in our measurements (threads wait for each other).
+- CPU threads are a run-time choice (`cxrscreen train --threads N`, not stored in the run): on a
+  CPU shared with other jobs one thread was 4–5 times faster than two in our measurements.
 """
 from __future__ import annotations
 
@@ -139,8 +139,6 @@ class Config:
         seed: seeds every initialisation, shuffle, mask and AnatPaste draw.
         preprocess: the shared preprocessing (its size is the MAE's image size).
         device: "auto" (CUDA when available), "cpu" or "cuda".
-        threads: CPU threads for torch (0: one per core). On a CPU shared with other jobs one
-            thread can be several times faster than two (threads wait for each other).
         checkpoint_every_s: write a checkpoint at an epoch end when this many seconds passed
             since the last one (and always when stopped).
     """
@@ -175,7 +173,6 @@ class Config:
     seed: int = 0
     preprocess: PreprocessSpec = field(default_factory=lambda: DEFAULT_PREPROCESS)
     device: DeviceChoice = "auto"
-    threads: int = 0
     checkpoint_every_s: float = 60.0
 
     def __post_init__(self) -> None:
@@ -187,7 +184,7 @@ class Config:
                      "decoder_num_heads", "head_hidden", "epochs", "train_masks", "test_masks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("pretrain_epochs", "stage1_epochs", "pretrain_warmup_epochs", "warmup_epochs", "threads"):
+        for name in ("pretrain_epochs", "stage1_epochs", "pretrain_warmup_epochs", "warmup_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.stage1_epochs < 1:
@@ -290,10 +287,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--amae-score", choices=SCORE_TYPES, default="inter",
                    help="detector exported by default: stage-2 inter-discrepancy or the stage-1 classifier "
                         "(default: %(default)s)")
-    g.add_argument("--amae-threads", type=int, default=0, metavar="N",
-                   help="CPU threads (default: one per core; 1 is faster on a CPU busy with other jobs)")
-    g.add_argument("--amae-checkpoint-every", type=float, default=60.0, metavar="SECONDS",
-                   help="time between checkpoints (default: %(default)s)")
 
 
 def config_from_args(args: argparse.Namespace, preprocess: PreprocessSpec) -> Config:
@@ -314,7 +307,7 @@ def config_from_args(args: argparse.Namespace, preprocess: PreprocessSpec) -> Co
     if args.stage1_epochs is not None:
         overrides["stage1_epochs"] = args.stage1_epochs
     return preset_config(args.amae_preset, score_type=args.amae_score, seed=args.seed, device=args.device,
-                         threads=args.amae_threads, checkpoint_every_s=args.amae_checkpoint_every, **overrides)
+                         **({} if args.checkpoint_every is None else {"checkpoint_every_s": args.checkpoint_every}), **overrides)
 
 
 def train(config: Config, data: Any, images: Any, run_dir: Path, progress: Any, stop: Any) -> bool:

@@ -29,7 +29,7 @@ from engine.atomic import atomic_path
 from engine.datasets import DataError, TrainingData
 from engine.methods.amae import CHECKPOINT, FINAL_MODEL, Config, ScoreType, backbone_name
 from engine.methods.amae.anatpaste import anatpaste, lung_mask
-from engine.methods.ddad.recipe import resolve_device
+from engine.torch_runtime import resolve_device
 from engine.progress import Progress
 from engine.stop import StopRequest
 from models.amae import AMAEScorer, MLPHead, Stage1Scorer, pooled_tokens
@@ -285,8 +285,6 @@ class _Run:
             raise DataError(f"AMAE needs unlabeled images (stage 2 pseudo-labels them); got {len(images['unlabeled'])}")
         self.config, self.data, self.run_dir, self.progress, self.stop = config, data, Path(run_dir), progress, stop
         self.device = resolve_device(config.device)
-        if self.device.type == "cpu":
-            torch.set_num_threads(config.threads or max(1, os.cpu_count() or 1))
         self.normal_np, self.unlabeled_np = images["normal_train"], images["unlabeled"]
         self.normal = torch.from_numpy(self.normal_np).to(self.device)
         self.unlabeled = torch.from_numpy(self.unlabeled_np).to(self.device)

@@ -144,8 +144,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="fp32 (the paper's) or bf16 autocast (default: %(default)s)")
     g.add_argument("--layout", choices=get_args(Layout), default=d.layout,
                    help="stacked members (fast on CUDA) or separate (fast on CPU); default: by device")
-    g.add_argument("--checkpoint-every", dest="checkpoint_every_s", type=float, default=d.checkpoint_every_s,
-                   metavar="SECONDS", help="time between checkpoints (default: %(default)s)")
     g.add_argument("--augment", choices=get_args(Augment), default=d.augment,
                    help="train-time acquisition augmentation (default: %(default)s, the paper's)")
     g.add_argument("--reuse-normal-module", type=Path, default=None, metavar="RUN_DIR",
@@ -162,7 +160,8 @@ def config_from_args(args: argparse.Namespace, preprocess: PreprocessSpec) -> Co
         batch_size=d.batch_size if args.batch_size is None else args.batch_size,
         lr=d.lr if args.lr is None else args.lr,
         latent_size=args.latent_size, score_type=args.score_type, seed=args.seed, preprocess=preprocess,
-        precision=args.precision, layout=args.layout, device=args.device, checkpoint_every_s=args.checkpoint_every_s,
+        precision=args.precision, layout=args.layout, device=args.device,
+        checkpoint_every_s=d.checkpoint_every_s if args.checkpoint_every is None else args.checkpoint_every,
         augment=args.augment,
         reuse_normal_module=str(args.reuse_normal_module.resolve()) if args.reuse_normal_module else None,
     )

@@ -14,21 +14,14 @@ from torch import Tensor
 from engine.atomic import atomic_path
 from engine.augment import AcquisitionAugment
 from engine.datasets import DataError, TrainingData
-from engine.methods.ddad import CHECKPOINT, FINAL_MODEL, Config, DeviceChoice, Layout
+from engine.methods.ddad import CHECKPOINT, FINAL_MODEL, Config, Layout
 from engine.progress import Progress
 from engine.stop import StopRequest
+from engine.torch_runtime import resolve_device
 from models.autoencoder import AEOutput, AutoEncoder, Backbone, stack_members, unstack_members
 from models.ddad import SCORE_TYPES, DDADScorer, ScoreType  # noqa: F401  (ScoreType in signatures)
 
 logger = logging.getLogger(__name__)
-
-def resolve_device(choice: DeviceChoice) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but torch sees no usable CUDA GPU")
-    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda")
-
 
 def resolve_layout(layout: Layout, device: torch.device) -> Literal["stacked", "separate"]:
     if layout == "auto":
@@ -214,8 +207,6 @@ def train(config: Config, data: TrainingData, images: dict[str, np.ndarray], run
         raise DataError("DDAD needs unlabeled images (module A trains on normal ∪ unlabeled); none were given")
     device = resolve_device(config.device)
     layout = resolve_layout(config.layout, device)
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
     normal = torch.from_numpy(images["normal_train"])
     union = torch.from_numpy(np.concatenate([images["normal_train"], images["unlabeled"]]))
     if device.type == "cuda":
