@@ -76,8 +76,8 @@ def main() -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from app import pyside_fix
-    pyside_fix.apply()
+    from app import pyside_check
+    pyside_check.check()
     app = QApplication(sys.argv[:1])
     app.setStyle("Fusion")
     from app.library import ModelLibrary

@@ -45,8 +45,8 @@ def main() -> int:
     from PySide6.QtCore import QPointF
     from PySide6.QtWidgets import QApplication
 
-    from app import pyside_fix
-    pyside_fix.apply()
+    from app import pyside_check
+    pyside_check.check()
     app = QApplication(sys.argv[:1])
     from app.case_loading import load_case
     from app.state import ViewerState
