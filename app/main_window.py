@@ -35,7 +35,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import pyside_fix
 from app.case_loading import LoadedCase
 from app.demo import DEMO_ABNORMAL, DEMO_NORMAL, DEMO_SIZE, DemoDetectorProcess, DemoStudyThread, demo_root
 from app.detector_card import DetectorCardDialog
@@ -88,7 +87,6 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings, library: ModelLibrary | None = None, batch_size: int = 8,
                  decode_workers: int | None = None, demo_dir: Path | None = None,
                  demo_study: tuple[int, int, int] = (DEMO_NORMAL, DEMO_ABNORMAL, DEMO_SIZE)) -> None:
-        pyside_fix.apply()  # before any signal is emitted (see the module)
         if sys.getswitchinterval() > GUI_SWITCH_INTERVAL_S:
             sys.setswitchinterval(GUI_SWITCH_INTERVAL_S)
         super().__init__()

@@ -46,8 +46,8 @@ def main() -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from app import pyside_fix
-    pyside_fix.apply()
+    from app import pyside_check
+    pyside_check.check()
     app = QApplication(sys.argv[:1])
     from app.library import ModelLibrary
     from app.main_window import MainWindow

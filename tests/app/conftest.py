@@ -10,11 +10,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # PySide6 6.12 leaks a reference to True on every signal emit: pin the booleans before
-    # any test emits (see app/pyside_fix.py)
-    from app import pyside_fix
+    # a PySide6 that corrupts reference counts would crash the suite at random (app/pyside_check.py)
+    from app import pyside_check
 
-    pyside_fix.apply()
+    pyside_check.check()
 
 
 @pytest.fixture(scope="session")

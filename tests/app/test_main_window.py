@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -99,7 +99,7 @@ def test_drop_adds_folders_and_files(qtbot, window: MainWindow, study: Path, mix
     files = sorted(p for p in study.iterdir() if p.suffix == ".png")[:2]
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(mixed_folder / "sub")), *(QUrl.fromLocalFile(str(f)) for f in files)])
-    enter = QDragEnterEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+    enter = QDragEnterEvent(QPoint(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                             Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(window, enter)
     assert enter.isAccepted()
@@ -114,7 +114,7 @@ def test_drop_adds_folders_and_files(qtbot, window: MainWindow, study: Path, mix
     qtbot.waitUntil(lambda: window.model.rowCount() == 4, timeout=10_000)
     text = QMimeData()
     text.setText("not files")
-    ignored = QDragEnterEvent(QPointF(5, 5), Qt.DropAction.CopyAction, text, Qt.MouseButton.LeftButton,
+    ignored = QDragEnterEvent(QPoint(5, 5), Qt.DropAction.CopyAction, text, Qt.MouseButton.LeftButton,
                               Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(window, ignored)
     assert not ignored.isAccepted()

@@ -1,4 +1,4 @@
-"""The PySide6 boolean-leak workaround keeps the process alive through many emits."""
+"""The installed PySide6 keeps CPython's reference counts intact (app/pyside_check.py)."""
 from __future__ import annotations
 
 import subprocess
@@ -7,10 +7,10 @@ import textwrap
 
 
 def test_many_emits_and_void_calls_do_not_abort_the_process() -> None:
-    # a fresh interpreter: this would abort an unpatched PySide6 6.12 on CPython 3.11
+    # a fresh interpreter with no workaround: PySide6 6.12 on CPython 3.11 aborts here
     code = textwrap.dedent("""
-        from app import pyside_fix
-        pyside_fix.apply()
+        from app import pyside_check
+        assert pyside_check.leaked_singletons() == set(), pyside_check.leaked_singletons()
         from PySide6.QtCore import QObject, Signal
         class E(QObject):
             s = Signal(bool)
@@ -28,8 +28,13 @@ def test_many_emits_and_void_calls_do_not_abort_the_process() -> None:
     assert out.stdout.strip() == "alive"
 
 
-def test_apply_is_idempotent() -> None:
-    from app import pyside_fix
+def test_check_names_the_fix_when_singletons_leak(monkeypatch) -> None:
+    from app import pyside_check
 
-    first = pyside_fix.apply()
-    assert pyside_fix.apply() == first
+    monkeypatch.setattr(pyside_check, "leaked_singletons", lambda: {"None"})
+    try:
+        pyside_check.check()
+    except pyside_check.BrokenPySideError as exc:
+        assert "PySide6-Essentials<6.12" in str(exc)
+    else:
+        raise AssertionError("check() accepted a leaking PySide6")
