@@ -104,13 +104,21 @@ def train_and_evaluate(name: str, data, test_paths, test_labels, config, progres
 
 def _config(args, seed: int, reuse: Path | None = None):
     from engine.methods.ddad import Config
+    from engine.preprocess import PreprocessSpec
 
     return Config(backbone=args.backbone, epochs=args.epochs, seed=seed, precision=args.precision, members=args.members,
+                  preprocess=PreprocessSpec(size=64, intensity=args.intensity), augment=args.augment,
                   reuse_normal_module=str(reuse) if reuse else None)
 
 
+def _variant(args) -> str:
+    """'' for the paper's recipe, else what differs (part of run and result names)."""
+    parts = [f"_{args.intensity}" if args.intensity != "none" else "", "_aug" if args.augment != "none" else ""]
+    return "".join(parts)
+
+
 def _tag(args, ar: float, seed: int) -> str:
-    return f"dev_{args.backbone}_ar{ar:g}_s{seed}_e{args.epochs}_{args.precision}"
+    return f"dev_{args.backbone}_ar{ar:g}_s{seed}_e{args.epochs}_{args.precision}{_variant(args)}"
 
 
 def cmd_protocol(args) -> None:
@@ -141,7 +149,7 @@ def cmd_nih64(args) -> None:
     _require_data()
     data, tp, tl = _nih64_data(0.1)
     for seed in args.seeds:
-        tag = f"nih64_{args.backbone}_s{seed}_e{args.epochs}_{args.precision}"
+        tag = f"nih64_{args.backbone}_s{seed}_e{args.epochs}_{args.precision}{_variant(args)}"
         train_and_evaluate(tag, data, tp, tl, _config(args, seed), args.progress)
 
 
@@ -151,7 +159,10 @@ def cmd_report(args) -> None:
     for r in rows:
         c = r["config"]
         src = r["data"]["source"]
-        key = (src.get("kind"), c["backbone"], src.get("anomaly_rate"), c["epochs"], c["precision"])
+        variant = ("equalize " if c["preprocess"].get("intensity") == "equalize" else "") + \
+                  ("+aug" if c.get("augment", "none") != "none" else "")
+        key = (src.get("kind"), c["backbone"] + (f" {variant.strip()}" if variant.strip() else ""),
+               src.get("anomaly_rate"), c["epochs"], c["precision"])
         by_group.setdefault(key, []).append(r)
     print("| data | backbone | AR | epochs | precision | seeds | rec AUROC | intra AUROC | inter AUROC | inter AP | train s (each) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -176,6 +187,9 @@ def main() -> None:
         s.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
         s.add_argument("--progress", default="bar", choices=("bar", "json", "none"))
         s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: one per core)")
+        s.add_argument("--intensity", default="none", choices=("none", "percentile", "equalize"),
+                       help="preprocessing intensity normalisation (the paper: none)")
+        s.add_argument("--augment", default="none", choices=("none", "acquisition"), help="(the paper: none)")
         if name == "protocol":
             s.add_argument("--ar", type=float, default=0.6)
         if name == "ar-curve":
