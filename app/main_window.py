@@ -54,7 +54,7 @@ from app.viewer.view import RadiographView
 from app.workers.base import WorkerSet
 from app.workers.decoding import DecodeThread
 from app.workers.indexing import IndexingThread
-from app.workers.scoring import DetectorLoadThread, ScoringThread
+from app.workers.scoring import DetectorLoadThread, ScoringProcess
 from app.worklist.model import Column, WorklistModel
 from app.worklist.panel import WorklistPanel
 from app.worklist.thumbnails import ThumbnailCache
@@ -122,7 +122,8 @@ class MainWindow(QMainWindow):
         self._current: Path | None = None
         self._indexers: list[IndexingThread] = []
         self._index_started = 0.0
-        self._scoring: ScoringThread | None = None
+        self._scoring: ScoringProcess | None = None
+        self._provider_choice: ProviderChoice = settings.provider  # the loaded detector's
         self._score_started = 0.0
         self._loading_detector: DetectorLoadThread | None = None
         self._demo_process: DemoDetectorProcess | None = None
@@ -675,6 +676,7 @@ class MainWindow(QMainWindow):
     def _on_detector_loaded(self, detector: Detector) -> None:
         if self.sender() is not self._loading_detector:
             return  # a later load superseded this one
+        self._provider_choice = self._loading_detector.provider
         self._loading_detector = None
         self._stop_scoring()
         self.detector = detector
@@ -684,22 +686,23 @@ class MainWindow(QMainWindow):
         self.model.set_active_model(meta.model_id, self.operating.threshold(detector.calibration))
         self.operating_control.set_calibration(detector.calibration)
         self.case_panel.set_detector(meta, detector.provider, detector.provider_note)
-        short = detector.provider.replace("ExecutionProvider", "")
-        if detector.provider_note:
-            self.provider_label.setText(f"⚠ {short} (fallback)")
-            self.provider_label.setStyleSheet("color: #c06000; font-weight: bold;")
-            self.provider_label.setToolTip(detector.provider_note)
-            self.statusBar().showMessage(f"Detector {meta.name or meta.model_id[:8]} loaded — {detector.provider_note}", 15000)
-        else:
-            self.provider_label.setText(f"{short}")
-            self.provider_label.setStyleSheet("")
-            self.provider_label.setToolTip(f"onnxruntime {detector.provider}")
-            self.statusBar().showMessage(f"Detector {meta.name or meta.model_id[:8]} loaded, running on {short}", 8000)
+        short = self._show_provider(detector.provider, detector.provider_note)
+        self.statusBar().showMessage(f"Detector {meta.name or meta.model_id[:8]} loaded"
+                                     + (f" — {detector.provider_note}" if detector.provider_note else f", running on {short}"),
+                                     15000 if detector.provider_note else 8000)
         self.setWindowTitle(f"cxrscreen — {self.roots[0] if self.roots else ''} — {meta.name or meta.model_id[:8]}")
         if self._current is not None:
             self._on_current_changed(self._current)  # re-show with this detector's heatmap
         if self.auto_score_action.isChecked():
             self.score_unscored(quiet=True)
+
+    def _show_provider(self, provider: str, note: str) -> str:
+        """Where the detector runs, at the right of the status bar (orange with the reason on fallback)."""
+        short = provider.replace("ExecutionProvider", "")
+        self.provider_label.setText(f"⚠ {short} (fallback)" if note else short)
+        self.provider_label.setStyleSheet("color: #c06000; font-weight: bold;" if note else "")
+        self.provider_label.setToolTip(note or f"onnxruntime {provider}")
+        return short
 
     @Slot(str, str)
     def _on_detector_failed(self, path: str, reason: str) -> None:
@@ -763,7 +766,9 @@ class MainWindow(QMainWindow):
         if self.detector is None or self._closing:
             return
         if self._scoring is None or self._scoring.model_id != self.detector.meta.model_id or self._scoring.stopping:
-            thread = ScoringThread(self.detector, self.batch_size, self.decode_workers)
+            thread = ScoringProcess(self.detector.path, self.detector.meta.model_id, self._provider_choice,
+                                    self.batch_size, self.decode_workers, self.settings.engine_command, self)
+            thread.provider_known.connect(self._show_provider)
             thread.batch_scored.connect(self._on_batch_scored)
             thread.progress.connect(self._on_scoring_progress)
             thread.scoring_done.connect(self._on_scoring_done)

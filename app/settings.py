@@ -1,7 +1,9 @@
 """Preferences that persist between sessions (QSettings), typed and validated.
 
 Stored: the last folder, the recent folders, the last detector, the execution provider, the
-operating point, the heatmap style, the window layout, and the per-installation pseudonym key.
+operating point, the heatmap style, the window layout, the per-installation pseudonym key, the
+engine command (what runs scoring and training in a separate process) and the last choices of
+the New-detector panel (method, preset).
 Not stored: whether patient identifiers are shown (always hidden at start).
 
 A bad stored value (edited by hand, written by another version) falls back to the default and
@@ -10,6 +12,7 @@ is logged, never silently used.
 from __future__ import annotations
 
 import logging
+import shlex
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -107,6 +110,39 @@ class AppSettings:
     def set_auto_score(self, value: bool) -> None:
         self._q.setValue("detector/auto_score", bool(value))
 
+    @property
+    def engine_command(self) -> list[str]:
+        """The command that runs the engine (scoring and training processes); subcommands are appended.
+
+        Default: this Python's ``-m engine``. A packaged app, whose own executable is not a
+        Python with torch, points it at a separate engine environment.
+        """
+        from app.engine_process import default_engine_command
+
+        return self._get("engine/command", default_engine_command(), _to_command)
+
+    def set_engine_command(self, command: list[str] | None) -> None:
+        """Set the engine command (None: back to the default)."""
+        if command is None:
+            self._q.remove("engine/command")
+            return
+        self._q.setValue("engine/command", shlex.join(_to_command(command)))
+
+    # ------------------------------------------------------------------ New-detector panel
+    @property
+    def training_method(self) -> str:
+        """The method last chosen in the New-detector panel ("" when never chosen)."""
+        return self._get("training/method", "", str)
+
+    @property
+    def training_preset(self) -> str:
+        """The preset last chosen in the New-detector panel ("" when never chosen)."""
+        return self._get("training/preset", "", str)
+
+    def set_training_choice(self, method: str, preset: str) -> None:
+        self._q.setValue("training/method", str(method))
+        self._q.setValue("training/preset", str(preset))
+
     # ------------------------------------------------------------------ operating point
     @property
     def operating_mode(self) -> OperatingMode:
@@ -182,6 +218,14 @@ class AppSettings:
             self._q.setValue("privacy/pseudonym_key", key.hex())
             self._q.sync()
         return key
+
+
+def _to_command(value: Any) -> list[str]:
+    """A command as a list of arguments, from a list or a shell-quoted string."""
+    parts = shlex.split(value) if isinstance(value, str) else list(value)
+    if not parts or not all(isinstance(p, str) and p for p in parts):
+        raise ValueError(f"not a command: {value!r}")
+    return parts
 
 
 def _to_bool(value: Any) -> bool:

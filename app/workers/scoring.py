@@ -1,116 +1,228 @@
-"""Scoring in the background with :func:`engine.scoring.iter_scores`, results streamed per batch.
+"""Worklist scoring in a separate engine process, results streamed per batch.
 
-Files can be added while the run goes on (indexing streams them in); the run ends when it has
-scored everything it was given and :meth:`ScoringThread.close_input` was called, or when it is
-stopped. A stop is seen between batches; batches are kept small so that this is well under a
-second, and the window stops showing a cancelled run's progress at once anyway.
+:class:`ScoringProcess` runs ``[engine] score --paths-from FILE --model M --format jsonl --out -``
+(:mod:`engine.score_cli`) through :class:`app.engine_process.EngineProcess`: decoding and
+onnxruntime run outside the GUI process, so they never hold the GIL that the event loop
+needs (bench/RESULTS.md, "Event loop while scoring"). Its start event says which execution
+provider runs the detector (and any fallback); one result line per file follows.
 
-Also here: :class:`DetectorLoadThread`, which creates the onnxruntime session off the GUI
-thread (a CUDA start can take seconds) and reports the provider actually used.
+Files can be added while the run goes on (indexing streams them in). The engine reads its list
+before it starts, so files that arrive while a process runs are scored by the next one,
+started as soon as that one ends; the run ends when everything given was scored and
+:meth:`ScoringProcess.close_input` was called, or when it is stopped. A stop sends SIGTERM: the
+engine ends after its current batch (batches are small: well under a second), and is killed
+if it has not after :data:`STOP_GRACE_MS`. The window stops showing a cancelled run's progress
+at once anyway.
+
+The object also fits :class:`app.workers.base.WorkerSet` (``start``, ``request_stop``,
+``isFinished``, ``wait``, ``finished``), so closing the window waits for the process to end.
+
+Also here: :class:`DetectorLoadThread`, which creates the in-process onnxruntime session off
+the GUI thread (a CUDA start can take seconds) for the image on screen and its heatmap.
 """
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from app.engine_process import EngineProcess, ProcessOutcome
 from app.workers.base import StoppableThread
 from engine.detector import Detector, DetectorError, ProviderChoice
-from engine.scoring import iter_scores
+from engine.scoring import ScoreResult
 
 logger = logging.getLogger(__name__)
+STOP_GRACE_MS = 1000  # a scoring process that has not ended this long after SIGTERM is killed
 
 
-class ScoringThread(StoppableThread):
-    """Score files with a loaded detector.
+class ScoringProcess(QObject):
+    """Score files with a detector file in engine processes.
 
     Args:
-        detector: the detector (its session is shared with the viewer; onnxruntime sessions
-            accept concurrent runs).
+        model_path: the detector (.onnx).
+        model_id: its model id (results are stored under it).
+        provider: "auto", "cuda" or "cpu".
         batch_size: images per onnxruntime call.
-        decode_workers: decoding threads inside :func:`iter_scores`.
+        decode_workers: decoding threads in the engine process.
+        command: the engine command (default: this Python's ``-m engine``).
 
     Signals:
-        batch_scored(str, list[ScoreResult]): the detector's model id and a batch's results.
+        batch_scored(str, list[ScoreResult]): the model id and results as they arrive.
         progress(int, int): files done, files given so far.
+        provider_known(str, str): the engine's execution provider and fallback note ("" if none).
         scoring_done(str, int, float): "done", "cancelled" or "failed"; files done; seconds.
         scoring_failed(str): what went wrong (then scoring_done("failed", ...)).
+        finished(): the run has ended and no engine process is left.
     """
 
     batch_scored = Signal(str, object)
     progress = Signal(int, int)
+    provider_known = Signal(str, str)
     scoring_done = Signal(str, int, float)
     scoring_failed = Signal(str)
+    finished = Signal()
 
-    def __init__(self, detector: Detector, batch_size: int = 8, decode_workers: int = 2,
-                 parent: QObject | None = None) -> None:
+    def __init__(self, model_path: Path, model_id: str, provider: ProviderChoice = "auto", batch_size: int = 8,
+                 decode_workers: int = 2, command: Sequence[str] | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.detector = detector
-        self.model_id = detector.meta.model_id
+        if decode_workers < 1:
+            raise ValueError(f"decode_workers must be >= 1, got {decode_workers}")
+        if provider not in ("auto", "cuda", "cpu"):
+            raise ValueError(f"provider must be auto, cuda or cpu, got {provider!r}")
+        self.model_path = Path(model_path)
+        self.model_id = model_id
+        self.provider: ProviderChoice = provider
         self._batch_size = batch_size
         self._workers = decode_workers
+        self.engine = EngineProcess(command, parent=self)
+        self.engine.events.connect(self._on_events)
+        self.engine.finished.connect(self._on_process_finished)
         self._pending: list[Path] = []
         self._total = 0
+        self._done = 0
         self._closed = False
+        self._stop = False
+        self._started = False
+        self._ended = False
+        self._t0 = 0.0
+        self._tmp: Path | None = None  # the path lists given to the engine
+        self._chunks = 0
 
+    # ------------------------------------------------------------------ input
     def add_paths(self, paths: Iterable[Path]) -> int:
-        """Queue more files (from any thread); returns how many were added."""
+        """Queue more files; returns how many were added."""
         new = [Path(p) for p in paths]
-        with self._cond:
-            self._pending.extend(new)
-            self._total += len(new)
-            self._cond.notify_all()
+        if self._stop or self._ended:
+            return 0
+        self._pending.extend(new)
+        self._total += len(new)
+        if self._started and not self.engine.is_running():
+            self._launch()
         return len(new)
 
     def close_input(self) -> None:
         """No more files will come: end when the queue is empty."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        self._closed = True
+        if self._started and not self.engine.is_running() and not self._pending:
+            self._finish("done")
 
     @property
     def total(self) -> int:
         """Files given so far."""
         return self._total
 
-    def _take(self) -> list[Path] | None:
-        with self._cond:
-            while not self._pending and not self._closed and not self.stopping:
-                self._cond.wait(0.25)
-            if self.stopping or (not self._pending and self._closed):
-                return None
-            chunk, self._pending = self._pending, []
-            return chunk
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was requested."""
+        return self._stop
 
-    def work(self) -> None:
-        t0 = time.monotonic()
-        done = 0
-        state = "done"
-        try:
-            while not self.stopping:
-                chunk = self._take()
-                if chunk is None:
-                    break
-                for batch in iter_scores(chunk, self.detector, batch_size=self._batch_size,
-                                         workers=self._workers, keep_heatmaps=False,
-                                         should_stop=lambda: self.stopping):
-                    if self.stopping:
-                        break
-                    done += len(batch)
-                    self.batch_scored.emit(self.model_id, batch)
-                    self.progress.emit(done, self._total)
-        except Exception as exc:  # onnxruntime or a reader bug: report, keep the results so far
-            logger.exception("scoring failed")
-            self.scoring_failed.emit(f"{exc.__class__.__name__}: {exc}")
-            state = "failed"
-        if state != "failed" and self.stopping:
-            state = "cancelled"
-        self.scoring_done.emit(state, done, time.monotonic() - t0)
+    # ------------------------------------------------------------------ worker protocol
+    def start(self) -> None:
+        """Start scoring what was given (returns at once)."""
+        if self._started:
+            return
+        self._started = True
+        self._t0 = time.monotonic()
+        if self._pending:
+            self._launch()
+        elif self._closed:
+            QTimer.singleShot(0, lambda: self._finish("done"))
+
+    def request_stop(self) -> None:
+        """Stop after the current batch (SIGTERM; killed after :data:`STOP_GRACE_MS`); returns at once."""
+        if self._stop:
+            return
+        self._stop = True
+        self._pending.clear()
+        if self.engine.is_running():
+            self.engine.terminate(STOP_GRACE_MS)
+        elif not self._ended:
+            QTimer.singleShot(0, lambda: self._finish("cancelled"))
+
+    def isFinished(self) -> bool:  # noqa: N802 (the QThread name WorkerSet uses)
+        """Whether the run has ended (``finished`` was emitted)."""
+        return self._ended
+
+    def wait(self, timeout_ms: int) -> bool:
+        """Block until the current engine process has ended (at most ``timeout_ms``)."""
+        self.engine.wait(timeout_ms)
+        return not self.engine.is_running()
+
+    # ------------------------------------------------------------------ engine process
+    def _launch(self) -> None:
+        chunk, self._pending = self._pending, []
+        bad = [p for p in chunk if "\n" in str(p) or "\r" in str(p)]
+        if bad:  # one path per line in the list file: such a name cannot be passed
+            chunk = [p for p in chunk if p not in set(bad)]
+            self._results([ScoreResult(p, None, None, error="file name contains a line break") for p in bad])
+        if not chunk:
+            if self._closed:
+                self._finish("done")
+            return
+        self._chunks += 1
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="cxrscreen-score-"))
+        listing = self._tmp / f"paths_{self._chunks}.txt"
+        listing.write_text("".join(f"{p}\n" for p in chunk), encoding="utf-8")
+        self.engine.start(["score", "--paths-from", str(listing), "--model", str(self.model_path),
+                           "--format", "jsonl", "--out", "-", "--batch-size", str(self._batch_size),
+                           "--workers", str(self._workers), "--provider", self.provider])
+
+    @Slot(list)
+    def _on_events(self, events: list[dict[str, Any]]) -> None:
+        results: list[ScoreResult] = []
+        for ev in events:
+            kind = ev.get("event")
+            if kind == "result":
+                score, pct = ev.get("score"), ev.get("percentile")
+                if score is None or pct is None:
+                    results.append(ScoreResult(Path(ev["path"]), None, None, error=str(ev.get("error") or "not scored")))
+                else:
+                    results.append(ScoreResult(Path(ev["path"]), float(score), float(pct)))
+            elif kind == "start":
+                if ev.get("model_id") and ev["model_id"] != self.model_id:
+                    logger.warning("engine scored with model %s, expected %s", ev["model_id"], self.model_id)
+                self.provider_known.emit(str(ev.get("provider") or ""), str(ev.get("provider_note") or ""))
+        if results:
+            self._results(results)
+
+    def _results(self, results: list[ScoreResult]) -> None:
+        self._done += len(results)
+        self.batch_scored.emit(self.model_id, results)
+        self.progress.emit(self._done, self._total)
+
+    @Slot(object)
+    def _on_process_finished(self, outcome: ProcessOutcome) -> None:
+        if self._ended:
+            return
+        if outcome.status == "done" and not self._stop:
+            if self._pending:
+                self._launch()
+            elif self._closed:
+                self._finish("done")
+            return  # else: idle until more files come or the input is closed
+        if self._stop or outcome.status == "stopped":
+            self._finish("cancelled")
+            return
+        tail = "\n".join(outcome.stderr_tail.strip().splitlines()[-8:])
+        self.scoring_failed.emit(f"{outcome.message}" + (f"\n\nEngine log (last lines):\n{tail}" if tail else ""))
+        self._finish("failed")
+
+    def _finish(self, state: str) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        self.scoring_done.emit(state, self._done, time.monotonic() - self._t0)
+        self.finished.emit()
 
 
 class DetectorLoadThread(StoppableThread):

@@ -1,4 +1,4 @@
-"""Worker threads: indexing, decoding (with the detector's analysis), scoring, cancel."""
+"""Workers: indexing and decoding threads (with the detector's analysis), the scoring process, cancel."""
 from __future__ import annotations
 
 import time
@@ -9,7 +9,7 @@ import pytest
 
 from app.workers.decoding import DecodeThread
 from app.workers.indexing import IndexingThread
-from app.workers.scoring import DetectorLoadThread, ScoringThread
+from app.workers.scoring import DetectorLoadThread, ScoringProcess
 from engine.detector import Detector
 
 
@@ -62,38 +62,65 @@ def test_decode_thread_loads_the_case_with_its_heatmap(qtbot, study: Path, tiny_
 def test_scoring_streams_batches_and_accepts_more_files(qtbot, study: Path, tiny_detector: Path) -> None:
     det = Detector(tiny_detector, provider="cpu")
     paths = _images(study)
-    thread = ScoringThread(det, batch_size=3, decode_workers=1)
+    scoring = ScoringProcess(tiny_detector, det.meta.model_id, "cpu", batch_size=3, decode_workers=1)
     batches: list = []
-    thread.batch_scored.connect(lambda mid, b: batches.append((mid, b)))
-    thread.add_paths(paths[:4])
-    with qtbot.waitSignal(thread.scoring_done, timeout=20_000) as done:
-        thread.start()
-        thread.add_paths(paths[4:] + [study / "missing.dcm"])  # more arrive while it runs
-        thread.close_input()
-    thread.wait(5000)
+    providers: list = []
+    scoring.batch_scored.connect(lambda mid, b: batches.append((mid, b)))
+    scoring.provider_known.connect(lambda p, note: providers.append((p, note)))
+    scoring.add_paths(paths[:4])
+    with qtbot.waitSignal(scoring.scoring_done, timeout=60_000) as done:
+        scoring.start()
+        scoring.add_paths(paths[4:] + [study / "missing.dcm"])  # more arrive while it runs
+        scoring.close_input()
+    assert scoring.isFinished() and not scoring.engine.is_running()
     assert done.args[0] == "done" and done.args[1] == len(paths) + 1
     results = [r for _, b in batches for r in b]
     assert {mid for mid, _ in batches} == {det.meta.model_id}
     assert [r.path for r in results] == paths + [study / "missing.dcm"]  # input order kept
     assert all(r.score is not None for r in results[:-1]) and results[-1].error
+    # the engine process computes what the in-process detector computes
+    from engine.scoring import iter_scores
+    direct = {r.path: r.score for b in iter_scores(paths, det, batch_size=4) for r in b}
+    assert [r.score for r in results[:-1]] == pytest.approx([direct[p] for p in paths], rel=1e-5)
+    assert providers and providers[0][0] == "CPUExecutionProvider"
 
 
-def test_cancel_stops_within_a_second(qtbot, study: Path, tiny_detector: Path) -> None:
-    det = Detector(tiny_detector, provider="cpu")
-    thread = ScoringThread(det, batch_size=4, decode_workers=1)
-    thread.add_paths(_images(study) * 100)  # 1,000 files: far more than a second of work
-    thread.close_input()
+def test_cancel_stops_the_engine_within_a_second(qtbot, study: Path, tiny_detector: Path) -> None:
+    scoring = ScoringProcess(tiny_detector, "m", "cpu", batch_size=4, decode_workers=1)
+    scoring.add_paths(_images(study) * 300)  # 3,000 files: far more than a second of work
+    scoring.close_input()
     first = []
-    thread.batch_scored.connect(lambda mid, b: first.append(b))
-    with qtbot.waitSignal(thread.scoring_done, timeout=20_000) as done:
-        thread.start()
-        qtbot.waitUntil(lambda: len(first) > 0, timeout=10_000)
+    scoring.batch_scored.connect(lambda mid, b: first.append(b))
+    with qtbot.waitSignal(scoring.scoring_done, timeout=60_000) as done:
+        scoring.start()
+        qtbot.waitUntil(lambda: len(first) > 0, timeout=30_000)
         t0 = time.monotonic()
-        thread.request_stop()
-        assert thread.wait(1000), "scoring did not stop within 1 s"
+        scoring.request_stop()
+        assert scoring.wait(1000), "the scoring process did not stop within 1 s"
         elapsed = time.monotonic() - t0
-    assert done.args[0] == "cancelled" and done.args[1] < 1000
+    assert done.args[0] == "cancelled" and done.args[1] < 3000
     assert elapsed < 1.0
+
+
+def test_a_failing_engine_is_reported_with_its_log(qtbot, study: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "not_a_detector.onnx"
+    bad.write_bytes(b"nope")
+    scoring = ScoringProcess(bad, "m", "cpu")
+    failed: list = []
+    scoring.scoring_failed.connect(failed.append)
+    scoring.add_paths(_images(study)[:2])
+    scoring.close_input()
+    with qtbot.waitSignal(scoring.scoring_done, timeout=60_000) as done:
+        scoring.start()
+    assert done.args[0] == "failed" and done.args[1] == 0
+    assert "not_a_detector.onnx" in failed[0] and "ONNX" in failed[0]
+
+
+def test_scoring_arguments_are_checked(tiny_detector: Path) -> None:
+    with pytest.raises(ValueError):
+        ScoringProcess(tiny_detector, "m", "tpu")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        ScoringProcess(tiny_detector, "m", batch_size=0)
 
 
 def test_detector_load_thread_reports_bad_files(qtbot, tmp_path: Path, tiny_detector: Path) -> None:
