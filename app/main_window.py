@@ -42,6 +42,7 @@ from app.export import ExportContext, export_rows, select_records, write_export
 from app.export_dialog import ExportDialog
 from app.help import HelpDialog
 from app.library import ModelLibrary
+from app.model_tools import ModelTools
 from app.panels.case_info import CaseInfoPanel
 from app.panels.heatmap import HeatmapControl
 from app.panels.operating_point import OperatingPointControl
@@ -160,6 +161,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self.actions: dict[str, QAction] = {}
         self._build_actions()
+        self.model_tools = ModelTools(self)  # New detector, model library, comparison, engine command
         self._build_menus_and_toolbar()
         # ---------------------------------------------------------------- wiring
         self.worklist.current_changed.connect(self._on_current_changed)
@@ -196,7 +198,7 @@ class MainWindow(QMainWindow):
         self._layout_restored = state is not None and self.restoreState(state)
         self._update_counts()
         self._sync_checkable_actions()
-        self._refresh_library_menu()
+        self.model_tools.start()
 
     # ================================================================== layout
     def _build_welcome(self) -> QWidget:
@@ -320,8 +322,6 @@ class MainWindow(QMainWindow):
             self.addAction(action)  # shortcuts work even when the menu bar is hidden
             self.actions[spec.action] = action
         self.actions["cancel"].setEnabled(False)
-        self.add_to_library_action = QAction("Add current detector to library", self)
-        self.add_to_library_action.triggered.connect(self.add_detector_to_library)
         self.auto_score_action = QAction("Score new files automatically", self)
         self.auto_score_action.setCheckable(True)
         self.auto_score_action.setChecked(self.settings.auto_score)
@@ -363,8 +363,7 @@ class MainWindow(QMainWindow):
             view.addAction(dock.toggleViewAction())
         det = mb.addMenu("&Detector")
         det.addAction(a["load_detector"])
-        self.library_menu = det.addMenu("Model library")
-        det.addAction(self.add_to_library_action)
+        self.model_tools.fill_menu(det)
         det.addAction(a["detector_card"])
         det.addSeparator()
         det.addAction(a["score"])
@@ -383,6 +382,7 @@ class MainWindow(QMainWindow):
             group.addAction(act)
             provider_menu.addAction(act)
             self.provider_actions[p] = act
+        self.model_tools.fill_settings(det)
         help_menu = mb.addMenu("&Help")
         help_menu.addAction(a["help"])
         short = {"open_folder": "Open", "open_demo": "Demo", "load_detector": "Detector", "score": "Score",
@@ -398,6 +398,7 @@ class MainWindow(QMainWindow):
                 tb.addSeparator()
             else:
                 tb.addAction(a[name])
+        self.model_tools.add_to_toolbar(tb)
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -405,16 +406,6 @@ class MainWindow(QMainWindow):
             act = self.recent_menu.addAction(str(p))
             act.setEnabled(p.is_dir())
             act.triggered.connect(lambda _c=False, path=p: self.open_paths([path]))
-
-    def _refresh_library_menu(self) -> None:
-        self.library_menu.clear()
-        entries = self.library.entries()
-        for e in entries:
-            act = self.library_menu.addAction(f"{e.name}  ({e.model_id[:8]}, {e.card.get('method', '?')})")
-            act.triggered.connect(lambda _c=False, path=e.path: self.load_detector(path))
-        if not entries:
-            act = self.library_menu.addAction(f"(empty: {self.library.root})")
-            act.setEnabled(False)
 
     # ================================================================== opening files
     def choose_folder(self) -> None:
@@ -678,6 +669,7 @@ class MainWindow(QMainWindow):
             return  # a later load superseded this one
         self._provider_choice = self._loading_detector.provider
         self._loading_detector = None
+        detector.meta = self.library.named(detector.meta)  # the library's name for it, if renamed there
         self._stop_scoring()
         self.detector = detector
         self.detector_path = detector.path
@@ -693,6 +685,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"cxrscreen — {self.roots[0] if self.roots else ''} — {meta.name or meta.model_id[:8]}")
         if self._current is not None:
             self._on_current_changed(self._current)  # re-show with this detector's heatmap
+        self.model_tools.detector_loaded(detector)
         if self.auto_score_action.isChecked():
             self.score_unscored(quiet=True)
 
@@ -720,19 +713,6 @@ class MainWindow(QMainWindow):
             self.provider_actions[provider].setChecked(True)
         if self.detector_path is not None:
             self.load_detector(self.detector_path, provider)
-
-    def add_detector_to_library(self) -> None:
-        """Copy the current detector into the model library."""
-        if self.detector_path is None:
-            self.report_error("No detector", "Load a detector first.")
-            return
-        try:
-            entry = self.library.add(self.detector_path)
-        except (DetectorError, OSError) as exc:
-            self.report_error("Cannot add to the library", str(exc))
-            return
-        self._refresh_library_menu()
-        self.statusBar().showMessage(f"Added {entry.name} to the model library ({self.library.root})", 8000)
 
     def show_detector_card(self) -> None:
         """Show the active detector's card."""
@@ -976,7 +956,7 @@ class MainWindow(QMainWindow):
             return
         entries = self.library.entries()
         if entries:
-            self.load_detector(entries[0].path)
+            self.load_detector((self.library.default() or entries[0]).path)
             return
         made = self.demo_dir / "demo-detector.onnx"
         if made.is_file():  # trained in an earlier session
@@ -1003,7 +983,7 @@ class MainWindow(QMainWindow):
         except (DetectorError, OSError) as exc:
             self.report_error("Demo detector unusable", str(exc))
             return
-        self._refresh_library_menu()
+        self.model_tools.refresh_library_menu()
         self.load_detector(entry.path)
 
     @Slot(str)
@@ -1092,6 +1072,9 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         if self._close_ready:
             event.accept()
+            return
+        if not self._closing and not self.model_tools.confirm_close():
+            event.ignore()  # a detector is training and the user chose to keep it
             return
         if not self._closing:
             self._closing = True

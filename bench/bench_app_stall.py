@@ -1,13 +1,19 @@
 """Event-loop responsiveness while the app scores a large folder with a real ONNX detector.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_app_stall.py [--n 10000] [--detector FILE]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_app_stall.py [--n 10000] [--detector FILE] \
+        [--app-repo DIR] [--json FILE]
 
 A QTimer probe fires every 10 ms in the GUI thread; how late each firing runs is the event
 loop's stall. Meanwhile the app does what it does for a user: indexes the folder, scores every
-file in its worker (results streaming into the sorted worklist), and a simulated user moves to
-the next case every 300 ms (decode, heatmap, display, prefetch) and repaints. Without
-``--detector`` the torch-free local-contrast detector of ``tests/conftest.py`` (64 x 64 input)
-is built and used.
+file (results streaming into the sorted worklist), and a simulated user moves to the next case
+every 300 ms (decode, heatmap, display, prefetch) and repaints. Without ``--detector`` the
+torch-free local-contrast detector of ``tests/conftest.py`` (64 x 64 input) is built and used.
+
+``--app-repo`` imports the app (and engine) from another checkout, e.g. a ``git worktree`` of an
+older commit, so that two versions are measured by the same script on the same folder: the
+app scoring in a worker thread (before) or in a separate engine process (after; the report
+says which). The load average around the run and the peak memory of the GUI process and of
+its engine processes (sampled every 200 ms) are recorded too.
 """
 from __future__ import annotations
 
@@ -32,6 +38,19 @@ def _local_contrast(out: Path) -> Path:
     return module.build_local_contrast_detector(out, size=64)
 
 
+def _engine_rss_mb() -> float:
+    """Resident memory of this process's children (the engine processes) now, in MB."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            total += child.memory_info().rss / 2**20
+        except psutil.Error:
+            pass
+    return total
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000)
@@ -39,7 +58,11 @@ def main() -> int:
     parser.add_argument("--detector", type=Path)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--app-repo", type=Path, help="import app and engine from this checkout (default: this one)")
     args = parser.parse_args()
+    if args.app_repo is not None:
+        sys.path.insert(0, str(args.app_repo.resolve()))
+    import os
     folder = generated_folder(args.n, args.size)
     detector = args.detector or _local_contrast(WORK / "bench_local_contrast_64.onnx")
 
@@ -49,9 +72,13 @@ def main() -> int:
     from app import pyside_check
     pyside_check.check()
     app = QApplication(sys.argv[:1])
+    import app.workers.scoring as scoring_module
     from app.library import ModelLibrary
     from app.main_window import MainWindow
     from app.settings import AppSettings
+
+    mode = "engine process" if hasattr(scoring_module, "ScoringProcess") else "worker thread"
+    load_before = os.getloadavg()
 
     settings = WORK / "bench_stall.ini"
     settings.unlink(missing_ok=True)
@@ -64,6 +91,16 @@ def main() -> int:
         time.sleep(0.01)
     provider, note = w.detector.provider, w.detector.provider_note
     probe = EventLoopProbe(10)
+    index_end: list[float] = []
+    long_stalls: list[tuple[float, float, bool]] = []  # (seconds from open, ms, indexing then)
+    seen = [0]
+
+    def note_long_stalls() -> None:
+        new = probe.stalls_ms[seen[0]:]
+        seen[0] = len(probe.stalls_ms)
+        if any(ms > 100 for ms in new):
+            t = time.perf_counter() - t0
+            long_stalls.extend((round(t, 1), round(ms, 1), w.indexing_active) for ms in new if ms > 100)
     user = QTimer()
     user.setInterval(300)
     moves = [0]
@@ -75,8 +112,16 @@ def main() -> int:
 
     user.timeout.connect(next_case)
     done: dict[str, float] = {}
+    engine_peak = [0.0]
+    processes: dict[int, int] = {}
 
     def check() -> None:  # cheap: no pass over the records until everything is quiet
+        engine_peak[0] = max(engine_peak[0], _engine_rss_mb())
+        note_long_stalls()
+        if w._scoring is not None and hasattr(w._scoring, "processes_started"):
+            processes[id(w._scoring)] = w._scoring.processes_started
+        if not index_end and not w.indexing_active and w.model.rowCount() >= args.n:
+            index_end.append(time.perf_counter() - t0)
         if not w.indexing_active and not w.is_scoring and w.model.rowCount() >= args.n:
             c = w.model.counts()
             if c["scored"] >= c["readable"]:
@@ -95,7 +140,11 @@ def main() -> int:
     checker.start()
     app.exec()
     scored_at = done["s"]
+    note_long_stalls()
+    during_index = [ms for _, ms, idx in long_stalls if idx]
     result = {
+        "scoring_in": mode,
+        "app_code": str(scoring_module.__file__),
         "files": args.n,
         "detector": f"{w.detector.meta.name} ({w.detector.meta.method}, input {w.detector.meta.input_size})",
         "provider": provider + (f" (fallback: {note})" if note else ""),
@@ -105,13 +154,22 @@ def main() -> int:
         "case_changes": moves[0],
         "event_loop": probe.summary(),
         "stalls_over_100ms": sum(s > 100 for s in probe.stalls_ms),
+        "indexing_s": round(index_end[0], 1) if index_end else None,
+        "stalls_over_100ms_while_indexing": len(during_index),
+        "long_stalls": long_stalls,
+        "engine_processes": sum(processes.values()) if mode == "engine process" else None,
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "engine_peak_rss_mb": round(engine_peak[0], 1),
+        "loadavg_before": [round(v, 2) for v in load_before],
+        "loadavg_after": [round(v, 2) for v in os.getloadavg()],
+        "cpus": os.cpu_count(),
     }
     w.close()
     while w.isVisible():
         app.processEvents()
     print(json.dumps(result, indent=2))
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
     return 0
 

@@ -123,6 +123,11 @@ class ScoringProcess(QObject):
         """Whether a stop was requested."""
         return self._stop
 
+    @property
+    def processes_started(self) -> int:
+        """Engine processes started so far (one per batch of files that arrived while another ran)."""
+        return self._chunks
+
     # ------------------------------------------------------------------ worker protocol
     def start(self) -> None:
         """Start scoring what was given (returns at once)."""

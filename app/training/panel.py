@@ -1,0 +1,678 @@
+"""The New-detector panel: drop folders, check them, choose a method, train, register.
+
+A separate, non-modal window: the worklist stays fully usable while a detector trains (the
+engine runs in its own process). Left: the images (drop zones for the known-normal, unlabeled,
+confirmed-abnormal — weakly supervised methods only — and optional labelled validation data,
+each with what it holds, and the findings: errors block training, warnings do not) and the
+method (from the engine's registry, a preset, the name, advanced settings). Right: the
+training's progress (bar with ETA, device, live loss plot, log), then the new model's card.
+
+Closing the panel only hides it; the job goes on. Jobs that did not finish (stopped, or the
+app closed meanwhile) are listed for Resume or Discard, also in a later session.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QSignalBlocker, Qt, Signal, Slot
+from PySide6.QtGui import QBrush, QColor, QCloseEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.library import LibraryEntry, ModelLibrary
+from app.library_view import CardView
+from app.settings import AppSettings
+from app.training.drop_zone import DropZone
+from app.training.folders import (
+    FolderSummary,
+    Finding,
+    LabelledValidation,
+    check_training_data,
+    find_duplicates,
+    read_validation,
+    summarise_folder,
+)
+from app.training.job import CallThread, JobFailure, JobRecord, JobSpec, TrainingJob, find_jobs
+from app.training.options import MethodInfo, method_info, method_names
+from app.training.options_form import OptionsForm
+from app.training.progress_view import TrainingProgressView
+from app.workers.base import StoppableThread, WorkerSet
+
+logger = logging.getLogger(__name__)
+CUSTOM = "custom"
+_SEVERITY_STYLE = {"error": ("✖", QColor(176, 0, 32)), "warning": ("⚠", QColor(160, 90, 0)), "note": ("ℹ", QColor(90, 90, 90))}
+
+
+def default_runs_root(library: ModelLibrary) -> Path:
+    """Training runs live beside the library (the user's data folder)."""
+    return library.root.parent / "runs"
+
+
+class FolderScanThread(StoppableThread):
+    """Summarise one folder (headers only).
+
+    Signals:
+        scanned(str, FolderSummary): the role and its summary.
+        counted(str, int): files seen so far.
+    """
+
+    scanned = Signal(str, object)
+    counted = Signal(str, int)
+
+    def __init__(self, role: str, folder: Path, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.role, self.folder = role, Path(folder)
+
+    def work(self) -> None:
+        s = summarise_folder(self.folder, should_stop=lambda: self.stopping,
+                             progress=lambda n: self.counted.emit(self.role, n))
+        if not self.stopping:
+            self.scanned.emit(self.role, s)
+
+
+class NewDetectorPanel(QWidget):
+    """Train a site detector from folders, in the engine, and add it to the model library.
+
+    Args:
+        library: where detectors go.
+        settings: the app's settings (engine command, provider, last method and preset).
+        workers: the window's worker set (so closing the window stops scans and the job).
+        runs_root: where training runs go (default: beside the library).
+
+    Signals:
+        model_registered(LibraryEntry): a new detector is in the library.
+        use_model(LibraryEntry): the user asks to score the worklist with it.
+        show_library(): the user asks for the model library.
+        job_running(bool): a job started or ended.
+    """
+
+    model_registered = Signal(object)
+    use_model = Signal(object)
+    show_library = Signal()
+    job_running = Signal(bool)
+
+    def __init__(self, library: ModelLibrary, settings: AppSettings, workers: WorkerSet,
+                 runs_root: Path | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent, Qt.WindowType.Window)
+        self.setWindowTitle("New detector — cxrscreen")
+        self.setObjectName("new_detector_panel")
+        self.resize(1380, 900)
+        self.library = library
+        self.settings = settings
+        self.workers = workers
+        self.runs_root = runs_root or default_runs_root(library)
+        self.summaries: dict[str, FolderSummary | None] = {"normal": None, "unlabeled": None, "abnormal": None}
+        self.duplicates: dict | None = None
+        self.validation: LabelledValidation | None = None
+        self.validation_error: str | None = None
+        self.findings: list[Finding] = []
+        self.job: TrainingJob | None = None
+        self.last_entry: LibraryEntry | None = None
+        self.last_failure: JobFailure | None = None
+        self._resume_spec: JobSpec | None = None
+        self._scans: dict[str, FolderScanThread] = {}
+        self._validation_thread: CallThread | None = None
+        self._dup_thread: CallThread | None = None
+        self._name_edited = False
+        self.info: MethodInfo | None = None
+        self._build()
+        self._load_methods()
+        self.refresh_unfinished()
+        self._update()
+
+    # ================================================================== layout
+    def _build(self) -> None:
+        self.zones: dict[str, DropZone] = {
+            "normal": DropZone("Known-normal folder",
+                               "Radiographs read as normal (no finding). Drop a folder here, or Browse."),
+            "unlabeled": DropZone("Unlabeled folder",
+                                  "The everyday mix, normal and abnormal, not read. Drop a folder here, or Browse."),
+            "abnormal": DropZone("Confirmed-abnormal folder (optional)",
+                                 "A few radiographs with confirmed findings, for weakly supervised methods."),
+            "validation": DropZone("Labelled validation (optional)",
+                                   "A folder with normal/ and abnormal/ subfolders, or a labels CSV (path,label). "
+                                   "Never used for training: the model card then shows AUROC and AP.",
+                                   accept_csv=True),
+        }
+        for role, zone in self.zones.items():
+            zone.setObjectName(f"zone_{role}")
+            zone.path_chosen.connect(lambda p, r=role: self.set_folder(r, p))
+            zone.cleared.connect(lambda r=role: self.set_folder(r, None))
+        data = QGroupBox("1. Images")
+        dl = QVBoxLayout(data)
+        for zone in self.zones.values():
+            dl.addWidget(zone)
+        self.findings_list = QListWidget()
+        self.findings_list.setObjectName("findings")
+        self.findings_list.setWordWrap(True)
+        self.findings_list.setMinimumHeight(90)
+        dl.addWidget(QLabel("Checks:"))
+        dl.addWidget(self.findings_list, 1)
+
+        method = QGroupBox("2. Method")
+        form = QFormLayout(method)
+        self.method_combo = QComboBox()
+        self.method_combo.currentIndexChanged.connect(self._on_method)
+        self.preset_combo = QComboBox()
+        self.preset_combo.currentIndexChanged.connect(self._on_preset)
+        self.preset_label = QLabel("")
+        self.preset_label.setWordWrap(True)
+        self.preset_label.setStyleSheet("color: palette(mid);")
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("the detector's name in the library")
+        self.name_edit.textEdited.connect(self._on_name_edited)
+        form.addRow("Method", self.method_combo)
+        form.addRow("Preset", self.preset_combo)
+        form.addRow("", self.preset_label)
+        form.addRow("Name", self.name_edit)
+        self.advanced = QGroupBox("Advanced settings")
+        self.advanced.setCheckable(True)
+        self.advanced.setChecked(False)
+        self.options_form = OptionsForm()
+        self.options_form.edited.connect(self._on_options_edited)
+        al = QVBoxLayout(self.advanced)
+        al.addWidget(self.options_form)
+        self.advanced.toggled.connect(self.options_form.setVisible)
+        self.options_form.setVisible(False)
+        form.addRow(self.advanced)
+
+        self.unfinished = QGroupBox("Unfinished trainings")
+        ul = QVBoxLayout(self.unfinished)
+        self.unfinished_list = QListWidget()
+        self.unfinished_list.setMaximumHeight(90)
+        ul.addWidget(self.unfinished_list)
+        ub = QHBoxLayout()
+        self.resume_listed_button = QPushButton("Resume")
+        self.resume_listed_button.clicked.connect(self._resume_selected)
+        self.discard_button = QPushButton("Discard…")
+        self.discard_button.clicked.connect(self._discard_selected)
+        ub.addStretch(1)
+        ub.addWidget(self.resume_listed_button)
+        ub.addWidget(self.discard_button)
+        ul.addLayout(ub)
+
+        buttons = QHBoxLayout()
+        self.train_button = QPushButton("Train detector")
+        self.train_button.setObjectName("train_button")
+        self.train_button.setMinimumHeight(34)
+        self.train_button.setDefault(True)
+        self.train_button.clicked.connect(self.start_training)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop after the current epoch, with a checkpoint (Resume continues)")
+        self.cancel_button.clicked.connect(self.cancel_training)
+        self.stop_now_button = QPushButton("Stop now")
+        self.stop_now_button.setToolTip("End the engine at once; Resume continues from the last checkpoint")
+        self.stop_now_button.clicked.connect(self.stop_now)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.clicked.connect(self.resume_last)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        for b in (self.train_button, self.cancel_button, self.stop_now_button, self.resume_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(data, 3)
+        ll.addWidget(method)
+        ll.addWidget(self.unfinished)
+        ll.addLayout(buttons)
+        ll.addWidget(self.status_label)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(left)
+
+        self.progress_view = TrainingProgressView()
+        train_box = QGroupBox("3. Training")
+        tl = QVBoxLayout(train_box)
+        tl.addWidget(self.progress_view)
+        self.result_box = QGroupBox("New detector")
+        rl = QVBoxLayout(self.result_box)
+        self.card_view = CardView()
+        rl.addWidget(self.card_view, 1)
+        rb = QHBoxLayout()
+        self.use_button = QPushButton("Score the worklist with it")
+        self.use_button.clicked.connect(lambda: self.last_entry is not None and self.use_model.emit(self.last_entry))
+        self.library_button = QPushButton("Open model library")
+        self.library_button.clicked.connect(self.show_library)
+        rb.addStretch(1)
+        rb.addWidget(self.library_button)
+        rb.addWidget(self.use_button)
+        rl.addLayout(rb)
+        self.result_box.hide()
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(train_box)
+        right.addWidget(self.result_box)
+        right.setStretchFactor(0, 2)
+        right.setStretchFactor(1, 3)
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(scroll)
+        split.addWidget(right)
+        split.setStretchFactor(0, 4)
+        split.setStretchFactor(1, 5)
+        outer = QVBoxLayout(self)
+        outer.addWidget(split)
+
+    def _load_methods(self) -> None:
+        last = self.settings.training_method
+        with QSignalBlocker(self.method_combo):
+            for name in method_names():
+                try:
+                    info = method_info(name)
+                except Exception as exc:  # a broken method module must not take the panel down
+                    logger.warning("training method %s is unavailable: %s", name, exc)
+                    continue
+                self.method_combo.addItem(info.title, name)
+            i = self.method_combo.findData(last)
+            self.method_combo.setCurrentIndex(max(0, i))
+        self._on_method()
+        preset = self.settings.training_preset
+        if preset and self.preset_combo.findData(preset) >= 0:
+            self.preset_combo.setCurrentIndex(self.preset_combo.findData(preset))
+
+    # ================================================================== data
+    def set_folder(self, role: str, path: Path | None) -> None:
+        """Use ``path`` for a role ("normal", "unlabeled", "abnormal", "validation"; None: remove it)."""
+        zone = self.zones[role]
+        with QSignalBlocker(zone):
+            if path is not None and zone.path != Path(path):
+                zone.set_path(Path(path))
+            elif path is None and zone.path is not None:
+                zone.clear()
+        if role == "validation":
+            self._set_validation(path)
+            return
+        old = self._scans.pop(role, None)
+        if old is not None:
+            old.request_stop()
+        self.summaries[role] = None
+        self.duplicates = None
+        if path is not None:
+            thread = FolderScanThread(role, Path(path))
+            thread.scanned.connect(self._on_scanned)
+            thread.counted.connect(lambda r, n: self.zones[r].set_summary(f"Reading headers… {n:,} files"))
+            self._scans[role] = thread
+            self.workers.start(thread)
+        self._update()
+
+    @Slot(str, object)
+    def _on_scanned(self, role: str, summary: FolderSummary) -> None:
+        if self._scans.get(role) is not self.sender():
+            return
+        del self._scans[role]
+        self.summaries[role] = summary
+        self.zones[role].set_summary(summary.describe(), ok=summary.count > 0)
+        if not self._name_edited:
+            self._suggest_name()
+        self._check_duplicates()
+        self._update()
+
+    def _check_duplicates(self) -> None:
+        given = {r: s for r, s in self.summaries.items() if s is not None}
+        if self._scans or not given:
+            return
+        thread = CallThread(lambda: find_duplicates(given))
+        self._dup_thread = thread
+
+        def done(result: Any, t: CallThread = thread) -> None:
+            if self._dup_thread is t:
+                self.duplicates = result
+                self._update()
+
+        thread.returned.connect(done)
+        self.workers.start(thread)
+
+    def _set_validation(self, path: Path | None) -> None:
+        self.validation = None
+        self.validation_error = None
+        self._validation_thread = None
+        if path is None:
+            self._update()
+            return
+        source = Path(path)
+        thread = CallThread(lambda: read_validation(source))
+        self._validation_thread = thread
+
+        def done(result: LabelledValidation, t: CallThread = thread) -> None:
+            if self._validation_thread is t:
+                self._validation_thread = None
+                self.validation = result
+                self.zones["validation"].set_summary(result.describe())
+                self._update()
+
+        def failed(message: str, t: CallThread = thread) -> None:
+            if self._validation_thread is t:
+                self._validation_thread = None
+                self.validation_error = message.split(": ", 1)[-1]
+                self.zones["validation"].set_summary(self.validation_error, ok=False)
+                self._update()
+
+        thread.returned.connect(done)
+        thread.raised.connect(failed)
+        self.workers.start(thread)
+        self._update()
+
+    # ================================================================== method
+    def _on_method(self) -> None:
+        name = self.method_combo.currentData()
+        if name is None:
+            return
+        self.info = method_info(name)
+        self.options_form.set_method(self.info)
+        with QSignalBlocker(self.preset_combo):
+            self.preset_combo.clear()
+            for p in self.info.presets:
+                self.preset_combo.addItem(p.title, p.name)
+            self.preset_combo.addItem("Custom (advanced settings)", CUSTOM)
+            self.preset_combo.setCurrentIndex(0)
+        self.zones["abnormal"].setVisible(self.info.uses_abnormal)
+        if not self.info.uses_abnormal and self.zones["abnormal"].path is not None:
+            self.zones["abnormal"].clear()
+        self._on_preset()
+
+    def _on_preset(self) -> None:
+        assert self.info is not None
+        preset = self.preset_combo.currentData()
+        if preset == CUSTOM:
+            self.preset_label.setText("Your own settings: see Advanced settings.")
+            self.advanced.setChecked(True)
+        else:
+            p = self.info.preset(preset)
+            self.preset_label.setText(p.description)
+            self.options_form.set_values(self.info.values_for(preset))
+        self.settings.set_training_choice(self.info.name, preset)
+        if not self._name_edited:
+            self._suggest_name()
+        self._update()
+
+    def set_preset(self, name: str) -> None:
+        """Choose a preset by name ("paper", "quick", ...)."""
+        i = self.preset_combo.findData(name)
+        if i < 0:
+            raise ValueError(f"no preset {name!r}; available: "
+                             f"{[self.preset_combo.itemData(k) for k in range(self.preset_combo.count())]}")
+        self.preset_combo.setCurrentIndex(i)
+
+    def set_option(self, dest: str, value: Any) -> None:
+        """Change one advanced setting (the preset becomes "Custom")."""
+        values = self.options_form.values()
+        assert self.info is not None
+        self.info.option(dest)
+        values[dest] = value
+        self.options_form.set_values(values)
+        self._on_options_edited()
+
+    def _on_options_edited(self) -> None:
+        if self.preset_combo.currentData() != CUSTOM:
+            with QSignalBlocker(self.preset_combo):
+                self.preset_combo.setCurrentIndex(self.preset_combo.findData(CUSTOM))
+            self.preset_label.setText("Your own settings (changed from the preset).")
+        self._update()
+
+    def _on_name_edited(self, text: str) -> None:
+        self._name_edited = bool(text.strip())
+        self._update()
+
+    def _suggest_name(self) -> None:
+        if self.info is None:
+            return
+        values = self.options_form.values()
+        what = self.info.name.upper()
+        if values.get("backbone"):
+            what += f" {str(values['backbone']).upper()}"
+        preset = self.preset_combo.currentData()
+        if preset and preset != CUSTOM:
+            what += f", {preset}"
+        folder = self.zones["normal"].path
+        where = f" — {folder.name}" if folder is not None else ""
+        self.name_edit.setText(f"{what}{where} — {datetime.date.today().isoformat()}")
+
+    # ================================================================== checks and buttons
+    def _update(self) -> None:
+        uses_abnormal = self.info is not None and self.info.uses_abnormal
+        self.findings = check_training_data(
+            {r: s for r, s in self.summaries.items() if r != "abnormal" or uses_abnormal},
+            self.duplicates, self.validation, required=[r for r in ("normal", "unlabeled") if r not in self._scans])
+        if self.validation_error:
+            self.findings.insert(0, Finding("error", f"Validation data: {self.validation_error}", "validation"))
+        self.findings_list.clear()
+        busy = [r for r in self._scans] + (["validation"] if self._validation_thread is not None else [])
+        for role in busy:
+            item = QListWidgetItem(f"… reading the {role} folder")
+            item.setForeground(QBrush(QColor(90, 90, 90)))
+            self.findings_list.addItem(item)
+        for f in self.findings:
+            icon, colour = _SEVERITY_STYLE[f.severity]
+            item = QListWidgetItem(f"{icon}  {f.text}")
+            item.setForeground(QBrush(colour))
+            if f.details:
+                item.setToolTip("\n".join(f.details))
+            self.findings_list.addItem(item)
+        if not self.findings and not busy:
+            self.findings_list.addItem(QListWidgetItem("✓  No problems found."))
+        running = self.job is not None and self.job.running
+        errors = [f for f in self.findings if f.severity == "error"]
+        ready = not errors and not busy and not running and bool(self.name_edit.text().strip())
+        self.train_button.setEnabled(ready)
+        why = errors[0].text if errors else ("Reading the folders…" if busy else
+                                             ("Give the detector a name." if not self.name_edit.text().strip() else ""))
+        self.train_button.setToolTip(why or "Train in the engine (a separate process); the app stays usable.")
+        self.cancel_button.setVisible(running)
+        self.stop_now_button.setVisible(running and self.job is not None and self.job.stopping)
+        self.resume_button.setVisible(not running and self._resume_spec is not None)
+        for w in (*self.zones.values(), self.method_combo, self.preset_combo, self.name_edit, self.advanced):
+            w.setEnabled(not running)
+        self.unfinished.setEnabled(not running)
+
+    def can_train(self) -> bool:
+        """Whether Train is available now."""
+        return self.train_button.isEnabled()
+
+    # ================================================================== jobs
+    def start_training(self) -> TrainingJob | None:
+        """Train with what the panel shows (returns the job, or None when it cannot start)."""
+        if not self.can_train() or self.info is None:
+            return None
+        normal, unlabeled = self.zones["normal"].path, self.zones["unlabeled"].path
+        assert normal is not None and unlabeled is not None
+        name = " ".join(self.name_edit.text().split())
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:40] or "detector"
+        counts = {r: {"images": s.count, "unreadable": len(s.unreadable), "folder": str(s.folder)}
+                  for r, s in self.summaries.items() if s is not None}
+        if self.validation is not None:
+            counts["validation"] = {"images": len(self.validation.paths), "normal": self.validation.n_normal,
+                                    "abnormal": self.validation.n_abnormal}
+        spec = JobSpec(name=name, method=self.info.name, preset=str(self.preset_combo.currentData()),
+                       values=self.options_form.values(), normal=normal, unlabeled=unlabeled,
+                       run_dir=self.runs_root / f"{stamp}-{self.info.name}-{slug}",
+                       abnormal=self.zones["abnormal"].path if self.info.uses_abnormal else None,
+                       validation=self.zones["validation"].path if self.validation is not None else None,
+                       counts=counts)
+        try:
+            spec.train_args()
+        except ValueError as exc:
+            self._report("Settings not valid", str(exc))
+            return None
+        return self._run(spec, self.validation)
+
+    def _run(self, spec: JobSpec, validation: LabelledValidation | None) -> TrainingJob:
+        job = TrainingJob(spec, self.library, self.settings.engine_command, validation, self.settings.provider, self)
+        pv = self.progress_view
+        pv.reset()
+        job.stage_changed.connect(pv.on_stage)
+        job.phase_changed.connect(pv.on_phase)
+        job.progress.connect(pv.on_progress)
+        job.epoch_ended.connect(pv.on_epoch)
+        job.device_known.connect(pv.on_device)
+        job.log.connect(pv.on_log)
+        job.succeeded.connect(self._on_succeeded)
+        job.failed.connect(self._on_failed)
+        job.stopped.connect(self._on_stopped)
+        job.finished.connect(self._on_job_finished)
+        self.job = job
+        self.last_entry = None
+        self.last_failure = None
+        self._resume_spec = None
+        self.result_box.hide()
+        pv.on_log("info", f"{spec.name}: {spec.method}, run folder {spec.run_dir}")
+        self.status_label.setText("Training in a separate process: the worklist stays usable. "
+                                  "You can close this window; the training goes on.")
+        self.workers.start(job)
+        self.job_running.emit(True)
+        self._update()
+        return job
+
+    def cancel_training(self) -> None:
+        """Stop after the current epoch (a checkpoint is written; Resume continues)."""
+        if self.job is None or not self.job.running:
+            return
+        self.job.cancel()
+        self.status_label.setText("Stopping after the current epoch (writing a checkpoint)… "
+                                  "“Stop now” ends it at once (Resume continues from the last checkpoint).")
+        self._update()
+
+    def stop_now(self) -> None:
+        """End the engine at once."""
+        if self.job is not None and self.job.running:
+            self.job.stop_now()
+
+    def resume_last(self) -> TrainingJob | None:
+        """Resume the job that stopped last in this session."""
+        if self._resume_spec is None:
+            return None
+        spec = self._resume_spec
+        return self._resume(spec)
+
+    def _resume(self, spec: JobSpec) -> TrainingJob | None:
+        if self.job is not None and self.job.running:
+            return None
+        validation = None
+        if spec.validation is not None:
+            try:
+                validation = read_validation(spec.validation)
+            except ValueError as exc:
+                self._report("Validation data unavailable", f"{exc}\n\nThe training resumes without validation.")
+                spec.validation = None
+        return self._run(spec, validation)
+
+    @Slot(object)
+    def _on_succeeded(self, entry: LibraryEntry) -> None:
+        self.last_entry = entry
+        self.progress_view.finish(f"Done: “{entry.name}” is in the model library.", ok=True)
+        self.card_view.show_entry(entry)
+        self.result_box.show()
+        self.status_label.setText("Done. “Score the worklist with it” loads it; earlier scores are kept per "
+                                  "detector (Detector ▸ Compare two detectors).")
+        self.model_registered.emit(entry)
+
+    @Slot(object)
+    def _on_failed(self, failure: JobFailure) -> None:
+        self.last_failure = failure
+        self.progress_view.finish(failure.title, ok=False)
+        if failure.resumable and self.job is not None:
+            self._resume_spec = self.job.spec
+        self.status_label.setText(failure.title + ". " + failure.message.splitlines()[0])
+        self._report(failure.title, failure.message, failure.log_tail)
+
+    @Slot(str)
+    def _on_stopped(self, text: str) -> None:
+        if self.job is not None:
+            self._resume_spec = self.job.spec
+        self.progress_view.finish("Stopped", ok=False)
+        self.status_label.setText(text)
+
+    @Slot()
+    def _on_job_finished(self) -> None:
+        self.refresh_unfinished()
+        self._update()
+        self.job_running.emit(False)
+
+    # ================================================================== unfinished jobs
+    def refresh_unfinished(self) -> None:
+        """List jobs under the runs folder that can be resumed."""
+        self.unfinished_list.clear()
+        current = self.job.spec.run_dir if self.job is not None and self.job.running else None
+        records = [r for r in find_jobs(self.runs_root) if r.resumable and r.spec.run_dir != current]
+        for r in records:
+            when = r.updated.replace("T", " ")[:16]
+            text = f"{r.spec.name} — {r.status}" + (f", {r.progress}" if r.progress else "") + f" — {when} UTC"
+            item = QListWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, r)
+            item.setToolTip(f"{r.spec.run_dir}" + (f"\n{r.error}" if r.error else ""))
+            self.unfinished_list.addItem(item)
+        if records:
+            self.unfinished_list.setCurrentRow(0)
+        self.unfinished.setVisible(bool(records))
+
+    def _selected_record(self) -> JobRecord | None:
+        item = self.unfinished_list.currentItem()
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+
+    def _resume_selected(self) -> None:
+        record = self._selected_record()
+        if record is not None:
+            self._resume(record.spec)
+
+    def _discard_selected(self) -> None:
+        record = self._selected_record()
+        if record is None:
+            return
+        answer = QMessageBox.question(self, "Discard training?",
+                                      f"Delete the unfinished training “{record.spec.name}” and its checkpoint?\n"
+                                      f"{record.spec.run_dir}\n\nThe images are not touched.",
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        if answer == QMessageBox.StandardButton.Yes:
+            shutil.rmtree(record.spec.run_dir, ignore_errors=True)
+            if self._resume_spec is not None and self._resume_spec.run_dir == record.spec.run_dir:
+                self._resume_spec = None
+            self.refresh_unfinished()
+            self._update()
+
+    # ================================================================== misc
+    def _report(self, title: str, text: str, details: str = "") -> None:
+        logger.warning("%s: %s", title, text)
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
+        if details.strip():
+            box.setDetailedText("Engine log (last lines):\n" + details.strip()[-6000:])
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setObjectName("job_error_box")
+        box.open()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
+        event.accept()  # only hides the panel: a running job goes on
+
+    @property
+    def busy(self) -> bool:
+        """Whether a job is running."""
+        return self.job is not None and self.job.running
+
+    def describe_job(self) -> str:
+        """The running job in one line (for the close question)."""
+        if not self.busy:
+            return ""
+        assert self.job is not None
+        return f"“{self.job.spec.name}” ({self.progress_view.stage_label.text() or 'starting'})"
+

@@ -1,0 +1,156 @@
+"""What a running training shows: stage, phase, a progress bar with ETA, the device, a live loss
+plot (pyqtgraph) and the job's log. Fed by :class:`app.training.job.TrainingJob`'s signals."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QTextCharFormat
+from PySide6.QtWidgets import QGridLayout, QLabel, QPlainTextEdit, QProgressBar, QWidget
+
+from app.training.job import STAGE_TEXT
+
+PHASE_TEXT: dict[str, str] = {"load": "reading and preprocessing the images", "train": "training",
+                              "calibrate": "calibrating on held-out normals", "pretrain": "pre-training the MAE",
+                              "stage1": "stage 1 (synthetic anomalies)", "pseudo-label": "pseudo-labelling",
+                              "stage2": "stage 2 (two modules)"}
+LOSS_SERIES: tuple[tuple[str, str, str], ...] = (
+    ("loss_a", "module A (normal + unlabeled)", "#d62728"),
+    ("loss_b", "module B (normal only)", "#1f77b4"),
+    ("loss", "loss", "#444444"),
+)
+
+
+def format_duration(seconds: float) -> str:
+    """1:02:03 / 4:05 / "—" for unknown."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "—"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+class TrainingProgressView(QWidget):
+    """Progress of one job; :meth:`reset` before each."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        self.stage_label = QLabel("")
+        self.stage_label.setStyleSheet("font-weight: bold;")
+        self.device_label = QLabel("")
+        self.device_label.setToolTip("Where the engine trains")
+        self.bar = QProgressBar()
+        self.bar.setTextVisible(True)
+        self.eta_label = QLabel("")
+        self.eta_label.setMinimumWidth(170)
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setMinimumHeight(170)
+        self.plot.setLabel("bottom", "epoch")
+        self.plot.setLabel("left", "training loss")
+        self.plot.showGrid(x=True, y=True, alpha=0.25)
+        self.plot.addLegend(offset=(-10, 10))
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(2000)
+        self.log_view.setMinimumHeight(70)
+        grid.addWidget(self.stage_label, 0, 0)
+        grid.addWidget(self.device_label, 0, 1, Qt.AlignmentFlag.AlignRight)
+        grid.addWidget(self.bar, 1, 0)
+        grid.addWidget(self.eta_label, 1, 1)
+        grid.addWidget(self.plot, 2, 0, 1, 2)
+        grid.addWidget(self.log_view, 3, 0, 1, 2)
+        grid.setRowStretch(2, 3)
+        grid.setRowStretch(3, 1)
+        self.reset()
+
+    def reset(self) -> None:
+        """Empty, for a new job."""
+        self.stage_label.setText("")
+        self.device_label.setText("")
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        self.bar.setFormat("%p %")
+        self.eta_label.setText("")
+        self.points: dict[str, tuple[list[float], list[float]]] = {}
+        for curve in self.curves.values():
+            self.plot.removeItem(curve)
+        self.curves.clear()
+        self.plot.getPlotItem().legend.clear()
+        self.log_view.clear()
+        self._phase_text = ""
+        self._epoch_text = ""
+
+    # ------------------------------------------------------------------ job signals
+    def on_stage(self, stage: str) -> None:
+        self.stage_label.setText(STAGE_TEXT.get(stage, stage))
+        if stage != "train":
+            self.bar.setRange(0, 0)  # busy: these steps report no steps
+            self.eta_label.setText("")
+
+    def on_phase(self, phase: str, index: int, count: int, event: dict) -> None:
+        what = PHASE_TEXT.get(phase, phase)
+        self._phase_text = f"phase {index} of {count}: {what}" if index else what
+        self._epoch_text = ""
+        self.stage_label.setText(f"Training — {self._phase_text}")
+        total = int(event.get("total") or 0)
+        self.bar.setRange(0, max(1, total))
+        self.bar.setValue(0)
+
+    def on_progress(self, step: int, total: int, eta_s: float) -> None:
+        self.bar.setRange(0, max(1, total))
+        self.bar.setValue(min(step, max(1, total)))
+        self.eta_label.setText(f"about {format_duration(eta_s)} left" if math.isfinite(eta_s) else "estimating…")
+
+    def on_epoch(self, event: dict[str, Any]) -> None:
+        epoch = event.get("epoch")
+        if not isinstance(epoch, (int, float)):
+            return
+        phase = str(event.get("phase", ""))
+        self._epoch_text = f"epoch {int(epoch)} of {event.get('epochs', '?')}"
+        self.stage_label.setText(f"Training — {self._phase_text}, {self._epoch_text}")
+        keys = [k for k, _, _ in LOSS_SERIES if isinstance(event.get(k), (int, float))]
+        if "loss_a" in keys or "loss_b" in keys:
+            keys = [k for k in keys if k != "loss"]  # the mean of A and B adds nothing to the two
+        for key in keys:
+            name = f"{phase}: {key}" if phase not in ("train", "") else key
+            xs, ys = self.points.setdefault(name, ([], []))
+            xs.append(float(epoch))
+            ys.append(float(event[key]))
+            curve = self.curves.get(name)
+            if curve is None:
+                label, colour = next((lab, c) for k, lab, c in LOSS_SERIES if k == key)
+                curve = self.plot.plot(xs, ys, pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=4,
+                                       symbolBrush=colour, name=label if phase in ("train", "") else f"{phase}: {label}")
+                self.curves[name] = curve
+            else:
+                curve.setData(xs, ys)
+
+    def on_device(self, device: str) -> None:
+        gpu = device.startswith("cuda")
+        self.device_label.setText(f"on {'GPU' if gpu else 'CPU'} ({device})")
+        self.device_label.setStyleSheet("color: #1d7a1d; font-weight: bold;" if gpu else "font-weight: bold;")
+
+    def on_log(self, level: str, text: str) -> None:
+        fmt = QTextCharFormat()
+        if level == "error":
+            fmt.setForeground(QColor("#b00020"))
+        elif level == "warning":
+            fmt.setForeground(QColor("#a05a00"))
+        cursor = self.log_view.textCursor()
+        cursor.movePosition(cursor.MoveOperation.End)
+        prefix = "" if level == "info" else f"{level}: "
+        cursor.insertText(("\n" if not self.log_view.document().isEmpty() else "") + prefix + text, fmt)
+        self.log_view.ensureCursorVisible()
+
+    def finish(self, text: str, ok: bool) -> None:
+        """The job ended: a full (or empty) bar and a closing line."""
+        self.bar.setRange(0, 1)
+        self.bar.setValue(1 if ok else 0)
+        self.eta_label.setText("")
+        self.stage_label.setText(text)
