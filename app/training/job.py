@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections import deque
 import logging
 import math
 import shlex
@@ -177,6 +178,22 @@ class CallThread(StoppableThread):
         self.returned.emit(result)
 
 
+def _event_line(ev: dict[str, Any]) -> str:
+    """One engine event as a log line ("" for progress lines inside an epoch)."""
+    kind = ev.get("event")
+    if kind == "phase":
+        return f"phase {ev.get('phase')} ({ev.get('total')} steps)" + (f" on {ev['device']}" if ev.get("device") else "")
+    if kind == "progress" and ev.get("epoch_end"):
+        loss = ev.get("loss")
+        return f"{ev.get('phase')}: epoch {ev.get('epoch')} of {ev.get('epochs')} done" + (
+            f", loss {loss:.5g}" if isinstance(loss, (int, float)) else "")
+    if kind == "message":
+        return f"{ev.get('level', 'info')}: {ev.get('text', '')}"
+    if kind in ("done", "stopped", "error"):
+        return f"{kind}" + (f": {ev['message']}" if ev.get("message") else "")
+    return ""
+
+
 def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -301,6 +318,7 @@ class TrainingJob(QObject):
         self._meta: DetectorMetadata | None = None
         self._report: dict[str, Any] | None = None
         self._validation_error: str | None = None
+        self._events_tail: deque[str] = deque(maxlen=40)  # the engine's recent events, readable
 
     # ------------------------------------------------------------------ paths
     @property
@@ -367,6 +385,9 @@ class TrainingJob(QObject):
     def _on_events(self, events: list[dict[str, Any]]) -> None:
         for ev in events:
             kind = ev.get("event")
+            line = _event_line(ev)
+            if line:
+                self._events_tail.append(line)
             if kind == "phase":
                 self._phase = str(ev.get("phase", ""))
                 self._phase_first = None
@@ -429,7 +450,16 @@ class TrainingJob(QObject):
             message += ("\n\nNothing was added to the model library. Resume continues from the last checkpoint."
                         if resumable else "\n\nNothing was added to the model library.")
         write_record(self.spec, "interrupted" if resumable else "failed", error=outcome.message)
-        self._fail(JobFailure(title, message, outcome.stderr_tail, resumable))
+        self._fail(JobFailure(title, message, self.log_tail(outcome.stderr_tail), resumable))
+
+    def log_tail(self, stderr_tail: str = "") -> str:
+        """The engine's last events (readable) and the last lines it wrote on stderr."""
+        parts = []
+        if self._events_tail:
+            parts.append("\n".join(self._events_tail))
+        if stderr_tail.strip():
+            parts.append("stderr:\n" + stderr_tail.strip())
+        return "\n\n".join(parts)
 
     # ------------------------------------------------------------------ stages
     def _set_stage(self, stage: Stage) -> None:

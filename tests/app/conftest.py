@@ -47,3 +47,17 @@ def mixed_folder(tmp_path_factory, study: Path) -> Path:
 def settings_path(tmp_path: Path) -> Path:
     """An ini file for QSettings, so tests never touch the user's settings."""
     return tmp_path / "settings.ini"
+
+
+@pytest.fixture(scope="session")
+def training_folders(tmp_path_factory) -> dict[str, Path]:
+    """Small training data: 16 known normals, 12 unlabeled (4 with lesions), labelled validation
+    (normal/ + abnormal/ subfolders), all 64 px synthetic chests."""
+    from engine.synth import write_study
+
+    root = tmp_path_factory.mktemp("training")
+    write_study(root / "normal", 16, 0, size=64, seed=21)
+    write_study(root / "unlabeled", 8, 4, size=64, seed=22)
+    write_study(root / "validation" / "normal", 4, 0, size=64, seed=23)
+    write_study(root / "validation" / "abnormal", 0, 4, size=64, seed=24)
+    return {"normal": root / "normal", "unlabeled": root / "unlabeled", "validation": root / "validation"}
