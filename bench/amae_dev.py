@@ -45,12 +45,13 @@ def _config(args, seed: int):
 
     overrides = {k: v for k, v in (("pretrain_epochs", args.pretrain_epochs), ("stage1_epochs", args.stage1_epochs),
                                    ("epochs", args.epochs)) if v is not None}
-    return preset_config(args.preset, seed=seed, device=args.device, **overrides)
+    return preset_config(args.preset, seed=seed, device=args.device, module_b=args.module_b, **overrides)
 
 
 def _tag(config, ar: float, seed: int) -> str:
+    variant = "" if config.module_b == "pseudo-abnormal" else "_bnormal"  # module B also sees the normals
     return (f"dev_{config.preset}_ar{ar:g}_s{seed}_pre{config.pretrain_epochs}_s1{config.stage1_epochs}"
-            f"_e{config.epochs}_{config.device}")
+            f"_e{config.epochs}_{config.device}{variant}")
 
 
 def _pseudo_purity(data, pseudo: dict) -> dict:
@@ -453,6 +454,8 @@ def main() -> None:
         s.add_argument("--epochs", type=int, default=None, help="stage-2 epochs (default: the preset's)")
         s.add_argument("--threads", type=int, default=0, help="CPU threads (0: one per core)")
         s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+        s.add_argument("--module-b", default="pseudo-abnormal", choices=("pseudo-abnormal", "normal+pseudo-abnormal"),
+                       help="stage-2 module B data (the paper: pseudo-abnormal only)")
         s.add_argument("--progress", default="bar", choices=("bar", "json", "none"))
         if name in ("protocol", "estimate"):
             s.add_argument("--ar", type=float, default=0.6)

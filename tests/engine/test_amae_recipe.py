@@ -187,3 +187,11 @@ def test_checkpoint_files(tmp_path):
         read_checkpoint_file(tmp_path / "evil.pth")
     with pytest.raises(ValueError, match="no such file"):
         read_checkpoint_file(tmp_path / "missing.pth")
+
+
+def test_module_b_variant_is_an_option_with_the_paper_as_default():
+    assert amae.config_from_args(_args(), PreprocessSpec(size=64)).module_b == "pseudo-abnormal"
+    c = amae.config_from_args(_args(amae_module_b="normal+pseudo-abnormal"), PreprocessSpec(size=64))
+    assert c.module_b == "normal+pseudo-abnormal"
+    with pytest.raises(ValueError, match="module_b"):
+        preset_config("tiny", module_b="everything")

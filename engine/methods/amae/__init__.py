@@ -76,6 +76,7 @@ NAME = "amae"
 Preset = Literal["small", "paper", "tiny"]
 ScoreType = Literal["inter", "stage1"]  # the scorers models.amae provides (tested)
 DeviceChoice = Literal["auto", "cpu", "cuda"]
+ModuleB = Literal["pseudo-abnormal", "normal+pseudo-abnormal"]
 PRESETS: tuple[str, ...] = get_args(Preset)
 SCORE_TYPES: tuple[str, ...] = get_args(ScoreType)
 PHASES: tuple[str, ...] = ("pretrain", "stage1", "pseudo-label", "stage2")  # progress phases, in order
@@ -131,6 +132,11 @@ class Config:
         crop_scale: random-resized-crop area range of the pre-training augmentation.
         stage1_epochs, stage1_lr, head_hidden: the stage-1 MLP head.
         pseudo_percentile: per-class confidence percentile of the pseudo-label thresholds.
+        module_b: what stage 2's module B models: "pseudo-abnormal" (the paper: the anomalous
+            distribution) or "normal+pseudo-abnormal" (our variant, DDAD's logic: B also sees the
+            known normals, so A and B agree on normal anatomy and disagree only on anomalous
+            content; on Kermany pneumonia, hazy lungs are easier to reconstruct than sharp normal
+            ribs, and a B that never saw a normal chest disagrees most with A on *normal* images).
         epochs, lr, warmup_epochs: stage 2 (the shared --epochs / --lr options).
         batch_size: images per step in every phase (stage 1: normals, plus as many synthetic).
         weight_decay, betas: AdamW (pre-training and stage 2).
@@ -161,6 +167,7 @@ class Config:
     stage1_lr: float = 1e-3
     head_hidden: int = 256
     pseudo_percentile: float = 50.0
+    module_b: ModuleB = "pseudo-abnormal"
     epochs: int = 30
     lr: float = 5e-4
     warmup_epochs: int = 3
@@ -177,6 +184,7 @@ class Config:
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("preset", self.preset, PRESETS), ("score_type", self.score_type, SCORE_TYPES),
+                                     ("module_b", self.module_b, get_args(ModuleB)),
                                      ("device", self.device, get_args(DeviceChoice))):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -284,6 +292,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--pretrain-epochs", type=int, default=None,
                    help="MAE pre-training epochs on normal + unlabeled images (default: the preset's; 0 with --mae-checkpoint)")
     g.add_argument("--stage1-epochs", type=int, default=None, help="stage-1 head epochs (default: the preset's)")
+    g.add_argument("--amae-module-b", choices=get_args(ModuleB), default="pseudo-abnormal",
+                   help="stage-2 module B's data: the pseudo-abnormal images (the paper) or the known normals "
+                        "plus them (our variant; default: %(default)s)")
     g.add_argument("--amae-score", choices=SCORE_TYPES, default="inter",
                    help="detector exported by default: stage-2 inter-discrepancy or the stage-1 classifier "
                         "(default: %(default)s)")
@@ -306,6 +317,7 @@ def config_from_args(args: argparse.Namespace, preprocess: PreprocessSpec) -> Co
         overrides["pretrain_epochs"] = args.pretrain_epochs
     if args.stage1_epochs is not None:
         overrides["stage1_epochs"] = args.stage1_epochs
+    overrides["module_b"] = args.amae_module_b
     return preset_config(args.amae_preset, score_type=args.amae_score, seed=args.seed, device=args.device,
                          **({} if args.checkpoint_every is None else {"checkpoint_every_s": args.checkpoint_every}), **overrides)
 

@@ -469,6 +469,8 @@ class _Run:
         c, pseudo = self.config, self.done["pseudo"]
         set_a = torch.cat([self.normal, self.unlabeled[list(pseudo["normal"])]])
         set_b = self.unlabeled[list(pseudo["abnormal"])]
+        if c.module_b == "normal+pseudo-abnormal":
+            set_b = torch.cat([self.normal, set_b])
         steps = max(1, len(set_a) // c.batch_size)
         trainers: dict[str, _MAETrainer] = {}
         for name, subset, which in (("a", set_a, _SEED_A), ("b", set_b, _SEED_B)):
