@@ -200,7 +200,10 @@ class CompareDialog(QDialog):
             top.addWidget(w, 1 if w is not self.axis_combo else 0)
         self.plot = pg.PlotWidget(background="w")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
-        self.legend = self.plot.addLegend(offset=(10, 10))
+        for axis in ("left", "bottom"):
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)  # "400 (x0.001)" reads as another number
+            self.plot.getAxis(axis).setTextPen("#333333")
+        self.legend = self.plot.addLegend(offset=(10, 10), labelTextColor="#222222")
         self.scatter = pg.ScatterPlotItem(size=7, pxMode=True, hoverable=True)
         self.scatter.sigClicked.connect(self._on_click)
         self.plot.addItem(self.scatter)

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from app.detector_card import card_html, card_sections
 from app.library import LibraryEntry, LibraryError, ModelLibrary
+from app.training.options import LABELS
 from engine.detector import DetectorError, DetectorMetadata
 
 logger = logging.getLogger(__name__)
@@ -76,14 +77,13 @@ def entry_sections(entry: LibraryEntry) -> Sections:
     sections: Sections = []
     library = [("Name", entry.name + ("  ★ default" if entry.is_default else "")), ("Added", str(card.get("added", "?"))),
                ("Source", str(card.get("source", "?"))), ("Folder", str(entry.folder))]
-    sections.append(("Model library", library))
     job = card.get("training_job")
     if isinstance(job, dict):
         counts = job.get("counts") or {}
         used = job.get("images_used") or {}
         rows = [("Method", str(job.get("method_title") or job.get("method"))),
                 ("Preset", str(job.get("preset", "?"))),
-                ("Settings", ", ".join(f"{k} {v}" for k, v in sorted((job.get("settings") or {}).items())))]
+                ("Settings", "; ".join(f"{LABELS.get(k, k)} {v}" for k, v in sorted((job.get("settings") or {}).items())))]
         for role, folder in (job.get("folders") or {}).items():
             if folder:
                 c = counts.get(role) or {}
@@ -95,7 +95,9 @@ def entry_sections(entry: LibraryEntry) -> Sections:
             rows.append(("Images used", f"{used.get('normal_train', '?')} known normals for training, "
                                         f"{used.get('normal_calibration', '?')} held out for calibration, "
                                         f"{used.get('unlabeled', '?')} unlabeled"))
-        rows += [("Trained on", str(job.get("device", "?"))), ("Training time", _duration(job.get("train_seconds"))),
+        device = str(job.get("device", "?"))
+        rows += [("Trained on", f"GPU ({device})" if device.startswith("cuda") else device.upper()),
+                 ("Training time", _duration(job.get("train_seconds"))),
                  ("Started / finished", f"{job.get('started', '?')} / {job.get('finished', '?')}"),
                  ("Engine version", str(job.get("engine_version", "?"))), ("Command", str(job.get("command", "")))]
         sections.append(("Trained in the app", rows))
@@ -114,6 +116,7 @@ def entry_sections(entry: LibraryEntry) -> Sections:
             for spec, metric in sorted((v.get("sensitivity_at_specificity") or {}).items()):
                 rows.append((f"Sensitivity at {float(spec) * 100:g} % specificity (these labels)", _ci(metric)))
         sections.append(("Validation (labelled images never trained on)", rows))
+    sections.append(("Model library", library))
     for title, rows in card_sections(meta, entry.path):
         if title == "Training data" and isinstance(job, dict):
             continue  # the app's own section above says it readably
@@ -137,13 +140,14 @@ class CardView(QWidget):
         self.text.setOpenLinks(False)
         self.roc = QLabel()
         self.roc.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.roc.setMinimumHeight(260)
         self.roc.setToolTip("ROC curve and score histogram on the labelled validation images (cxrscreen eval)")
         self._pixmap: QPixmap | None = None
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.text)
         split.addWidget(self.roc)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
         layout.addWidget(self.headline)
         layout.addWidget(split, 1)
         self.clear()
@@ -197,7 +201,7 @@ class LibraryDialog(QDialog):
     changed = Signal()
     compare_requested = Signal()
 
-    COLUMNS = ("", "Name", "Method", "Trained on", "Validation AUROC", "Created")
+    COLUMNS = ("", "Name", "Method", "Training images", "Validation AUROC", "Created")
 
     def __init__(self, library: ModelLibrary, active_model_id: str | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -212,6 +216,8 @@ class LibraryDialog(QDialog):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().hide()
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.setWordWrap(False)
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.table.itemDoubleClicked.connect(lambda _i: self.load_selected())
@@ -245,8 +251,7 @@ class LibraryDialog(QDialog):
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.card)
         split.addWidget(scroll)
-        split.setStretchFactor(0, 5)
-        split.setStretchFactor(1, 4)
+        split.setSizes([720, 530])
         layout = QVBoxLayout(self)
         layout.addWidget(split, 1)
         layout.addLayout(buttons)
@@ -271,12 +276,15 @@ class LibraryDialog(QDialog):
                      trained, auroc, str(e.card.get("created", ""))[:16].replace("T", " "))
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
+                if col == 1:
+                    item.setToolTip(f"{e.name}\n{e.model_id}")
                 if col == 0:
                     item.setToolTip("★ default detector" if e.is_default else
                                     ("● loaded now" if e.model_id == self.active_model_id else ""))
                 self.table.setItem(row, col, item)
         self.table.resizeColumnsToContents()
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.setColumnWidth(0, 28)
         self.empty_label.setVisible(not self.entries)
         row = next((i for i, e in enumerate(self.entries) if e.model_id == current), 0 if self.entries else -1)
         if row >= 0:

@@ -7,10 +7,10 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
-_IDLE = "QFrame#drop_zone { border: 2px dashed #8a8a8a; border-radius: 6px; background: palette(base); }"
-_HOVER = "QFrame#drop_zone { border: 2px dashed #2a7ad5; border-radius: 6px; background: #e8f1fc; }"
-_SET = "QFrame#drop_zone { border: 2px solid #6b9f6b; border-radius: 6px; background: palette(base); }"
-_BAD = "QFrame#drop_zone { border: 2px solid #c04040; border-radius: 6px; background: palette(base); }"
+_IDLE = 'QFrame[dropzone="true"] { border: 2px dashed #8a8a8a; border-radius: 6px; background: #fafafa; }'
+_HOVER = 'QFrame[dropzone="true"] { border: 2px dashed #2a7ad5; border-radius: 6px; background: #e8f1fc; }'
+_SET = 'QFrame[dropzone="true"] { border: 2px solid #6b9f6b; border-radius: 6px; background: #f4faf4; }'
+_BAD = 'QFrame[dropzone="true"] { border: 2px solid #c04040; border-radius: 6px; background: #fdf2f2; }'
 
 
 class DropZone(QFrame):
@@ -31,7 +31,7 @@ class DropZone(QFrame):
 
     def __init__(self, title: str, hint: str, accept_csv: bool = False, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setObjectName("drop_zone")
+        self.setProperty("dropzone", True)  # the style sheet's selector (the labels inside are QFrames too)
         self.setAcceptDrops(True)
         self.setStyleSheet(_IDLE)
         self.accept_csv = accept_csv
@@ -57,6 +57,7 @@ class DropZone(QFrame):
         layout.addLayout(top)
         self.path_label = QLabel(hint)
         self.path_label.setWordWrap(True)
+        self.path_label.setStyleSheet("color: #555;")
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.summary_label = QLabel("")
         self.summary_label.setWordWrap(True)
@@ -70,6 +71,7 @@ class DropZone(QFrame):
         self.path = Path(path)
         self.path_label.setText(str(self.path))
         self.path_label.setToolTip(str(self.path))
+        self.path_label.setStyleSheet("")
         self.summary_label.setText("Reading headers…")
         self.summary_label.show()
         self.clear_button.show()
@@ -88,6 +90,7 @@ class DropZone(QFrame):
         self.path = None
         self.path_label.setText(self.hint)
         self.path_label.setToolTip("")
+        self.path_label.setStyleSheet("color: #555;")
         self.summary_label.hide()
         self.clear_button.hide()
         self.setStyleSheet(_IDLE)

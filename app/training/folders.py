@@ -114,8 +114,8 @@ class FolderSummary:
         fmts = ", ".join(f"{k} {v:,}" for k, v in self.formats.most_common())
         if fmts:
             parts.append(fmts)
-        if self.unreadable:
-            parts.append(f"{len(self.unreadable):,} unreadable")
+        n_bad = len(self.unreadable)
+        parts.append(f"{n_bad:,} unreadable (left out)" if n_bad else "no unreadable files")
         return " · ".join(parts)
 
 
@@ -302,14 +302,14 @@ def check_training_data(summaries: Mapping[str, FolderSummary | None],
             both = set(real[ra]) & set(real[rb])
             if both:
                 ex = sorted(both)[:5]
-                out.append(Finding("error", f"{len(both):,} files are both in the {ROLE_TEXT[ra]} and the {ROLE_TEXT[rb]} "
+                out.append(Finding("error", f"{_n(len(both), 'file is', 'files are')} both in the {ROLE_TEXT[ra]} and the {ROLE_TEXT[rb]} "
                                             f"folder (the same folder dropped twice, or one inside the other); a file "
                                             "must be in one of them.", None, tuple(str(p) for p in ex)))
     if validation is not None:
         train_files = set().union(*(set(v) for v in real.values())) if real else set()
         overlap = [p for p in validation.paths if _real(p) in train_files]
         if overlap:
-            out.append(Finding("error", f"{len(overlap):,} validation images are also training images: their metrics "
+            out.append(Finding("error", f"{_n(len(overlap), 'validation image is also a training image', 'validation images are also training images')}: the metrics "
                                         "would be optimistic. Use labelled images the detector is not trained on.",
                                "validation", tuple(str(p) for p in overlap[:5])))
         if validation.n_normal == 0 or validation.n_abnormal == 0:
@@ -320,11 +320,11 @@ def check_training_data(summaries: Mapping[str, FolderSummary | None],
         if not pairs:
             continue
         if ra == rb:
-            out.append(Finding("note", f"{len(pairs):,} images in the {ROLE_TEXT[ra]} folder are identical copies of "
-                                       "others there (each copy counts again in training).", ra,  # type: ignore[arg-type]
+            out.append(Finding("note", f"In the {ROLE_TEXT[ra]} folder, {_n(len(pairs), 'image is an identical copy', 'images are identical copies')} "
+                                       "of other images there (each copy counts again in training).", ra,  # type: ignore[arg-type]
                                tuple(f"{a} = {b}" for a, b in pairs[:5])))
         else:
-            out.append(Finding("warning", f"{len(pairs):,} images are identical in the {ROLE_TEXT[ra]} and the "
+            out.append(Finding("warning", f"{_n(len(pairs), 'image is', 'images are')} identical in the {ROLE_TEXT[ra]} and the "
                                           f"{ROLE_TEXT[rb]} folder under different names; keep each image in one "
                                           "folder.", None, tuple(f"{a} = {b}" for a, b in pairs[:5])))
     for role, s in given.items():
@@ -338,32 +338,33 @@ def _folder_findings(role: Role, s: FolderSummary) -> list[Finding]:
     out: list[Finding] = []
     name = ROLE_TEXT[role]
     if s.unreadable:
-        out.append(Finding("warning", f"{len(s.unreadable):,} files in the {name} folder cannot be read and will be "
-                                      "left out.", role, tuple(f"{p.name}: {why}" for p, why in s.unreadable[:8])))
+        out.append(Finding("warning", f"{len(s.unreadable):,} file{'s' if len(s.unreadable) != 1 else ''} in the {name} folder "
+                                      "cannot be read and will be left out.", role, tuple(f"{p.name}: {why}" for p, why in s.unreadable[:8])))
     lateral = sum(v for k, v in s.views.items() if k in LATERAL_VIEWS)
     if lateral:
-        out.append(Finding("warning", f"{lateral:,} images in the {name} folder are lateral views (DICOM View "
+        out.append(Finding("warning", f"In the {name} folder, {_n(lateral, 'image is a lateral view', 'images are lateral views')} (DICOM View "
                                       "Position); the detectors are for frontal chest radiographs. Remove them.", role))
     other_parts = {k: v for k, v in s.body_parts.items() if k and k not in CHEST_BODY_PARTS}
     if other_parts:
         listed = ", ".join(f"{k} ×{v}" for k, v in sorted(other_parts.items(), key=lambda kv: -kv[1])[:4])
-        out.append(Finding("warning", f"{sum(other_parts.values()):,} images in the {name} folder are not chest images "
+        out.append(Finding("warning", f"In the {name} folder, {_n(sum(other_parts.values()), 'image is not a chest image', 'images are not chest images')} "
                                       f"by their header (Body Part Examined: {listed}).", role))
     other_mod = {k: v for k, v in s.modalities.items() if k and k not in XRAY_MODALITIES}
     if other_mod:
         listed = ", ".join(f"{k} ×{v}" for k, v in sorted(other_mod.items(), key=lambda kv: -kv[1])[:4])
-        out.append(Finding("warning", f"{sum(other_mod.values()):,} images in the {name} folder are not radiographs "
+        out.append(Finding("warning", f"In the {name} folder, {_n(sum(other_mod.values()), 'image is not a radiograph', 'images are not radiographs')} "
                                       f"by their header (Modality: {listed}).", role))
     small = sum(1 for r, c in s.sizes if min(r, c) < SMALL_SIDE)
     if small:
-        out.append(Finding("warning", f"{small:,} images in the {name} folder are smaller than {SMALL_SIDE} px "
+        out.append(Finding("warning", f"In the {name} folder, {_n(small, 'image is', 'images are')} smaller than {SMALL_SIDE} px "
                                       "(thumbnails?).", role))
     odd = sum(1 for r, c in s.sizes if max(r, c) > 2.0 * min(r, c))
     if odd:
-        out.append(Finding("warning", f"{odd:,} images in the {name} folder are more than twice as long as wide; "
+        out.append(Finding("warning", f"In the {name} folder, {_n(odd, 'image is', 'images are')} more than twice as long as wide; "
                                       "chest radiographs are roughly square. Are they chest images?", role))
     if s.colour:
-        out.append(Finding("note", f"{s.colour:,} colour images in the {name} folder are converted to grey.", role))
+        out.append(Finding("note", f"In the {name} folder, {_n(s.colour, 'colour image is', 'colour images are')} converted to grey "
+                                   "(as in training and scoring).", role))
     return out
 
 
@@ -383,6 +384,11 @@ def _view_mix(given: Mapping[str, FolderSummary]) -> list[Finding]:
     return [Finding("warning", f"Views differ between folders: {100 * hi[1][0]:.0f} % AP in the {ROLE_TEXT[hi[0]]} "
                                f"folder, {100 * lo[1][0]:.0f} % in the {ROLE_TEXT[lo[0]]} folder (DICOM View Position). "
                                "The detector may flag the view rather than disease.")]
+
+
+def _n(count: int, one: str, many: str) -> str:
+    """ "1 image is a lateral view" / "3 images are lateral views": a count and its words in agreement."""
+    return f"{count:,} {one if count == 1 else many}"
 
 
 def _real(path: Path) -> Path:

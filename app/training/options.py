@@ -40,6 +40,8 @@ class Option:
         shared: a `cxrscreen train` option of every method (else the method's own).
         minimum: smallest allowed value of a number (None: no bound).
         hint: what the method uses when the option is not passed, where known (shown, not passed).
+        runtime: where and how fast it runs, not what is trained (CPU threads, device): changing it
+            keeps the preset.
     """
 
     dest: str
@@ -51,6 +53,7 @@ class Option:
     shared: bool = False
     minimum: float | None = None
     hint: Any = None
+    runtime: bool = False
 
     @property
     def label(self) -> str:
@@ -164,9 +167,9 @@ SHARED: tuple[Option, ...] = (
     Option("size", "--size", "int", None, help="input size in pixels (default: the method's)", shared=True, minimum=16),
     Option("seed", "--seed", "int", 0, help="random seed (same data and seed: the same detector)", shared=True, minimum=0),
     Option("device", "--device", "choice", "auto", ("auto", "cpu", "cuda"),
-           help="auto: the GPU (CUDA) when one works, else the CPU", shared=True),
+           help="auto: the GPU (CUDA) when one works, else the CPU", shared=True, runtime=True),
     Option("threads", "--threads", "int", 0, help="torch CPU threads (0: one per core; on a CPU busy with other "
-           "jobs 1 can be much faster)", shared=True, minimum=0),
+           "jobs 1 can be much faster)", shared=True, minimum=0, runtime=True),
     Option("calibration_fraction", "--calibration-fraction", "float", 0.1,
            help="fraction of the known normals held out (never trained on) to calibrate scores", shared=True,
            minimum=0.01),

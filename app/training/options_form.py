@@ -29,10 +29,12 @@ class OptionsForm(QWidget):
     """Fields for every option of a method.
 
     Signals:
-        edited(): the user changed a field.
+        edited(): the user changed a field of the method's settings.
+        runtime_edited(): the user changed where it runs (threads, device): the preset still holds.
     """
 
     edited = Signal()
+    runtime_edited = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -56,15 +58,16 @@ class OptionsForm(QWidget):
             self.form.addRow(option.label, w)
 
     def _field(self, o: Option) -> QWidget:
+        signal = self.runtime_edited if o.runtime else self.edited
         if o.kind == "choice":
             w = QComboBox()
             for c in o.choices:
                 w.addItem(c, c)
-            w.currentIndexChanged.connect(self.edited)
+            w.currentIndexChanged.connect(signal)
             return w
         if o.kind == "flag":
             w = QCheckBox()
-            w.toggled.connect(self.edited)
+            w.toggled.connect(signal)
             return w
         if o.kind == "int":
             w = QSpinBox()
@@ -74,7 +77,7 @@ class OptionsForm(QWidget):
                 w.setSpecialValueText("default" + (f" ({o.hint})" if o.hint is not None else ""))
             else:
                 w.setRange(low, INT_MAX)
-            w.valueChanged.connect(self.edited)
+            w.valueChanged.connect(signal)
             return w
         if o.kind == "float":
             w = QDoubleSpinBox()
@@ -86,11 +89,11 @@ class OptionsForm(QWidget):
                 w.setSpecialValueText("default" + (f" ({o.hint:g})" if isinstance(o.hint, (int, float)) else ""))
             else:
                 w.setRange(low, 1e9)
-            w.valueChanged.connect(self.edited)
+            w.valueChanged.connect(signal)
             return w
         w = QLineEdit()
         w.setPlaceholderText("(none)" if o.default is None else str(o.default))
-        w.textEdited.connect(self.edited)
+        w.textEdited.connect(signal)
         return w
 
     # ------------------------------------------------------------------ values

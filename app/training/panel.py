@@ -23,6 +23,7 @@ from PySide6.QtCore import QObject, QSignalBlocker, Qt, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QCloseEvent
 from PySide6.QtWidgets import (
     QComboBox,
+    QToolButton,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -133,6 +134,7 @@ class NewDetectorPanel(QWidget):
         self._validation_thread: CallThread | None = None
         self._dup_thread: CallThread | None = None
         self._name_edited = False
+        self._base_preset: str | None = None  # the preset the settings started from
         self.info: MethodInfo | None = None
         self._build()
         self._load_methods()
@@ -165,8 +167,9 @@ class NewDetectorPanel(QWidget):
         self.findings_list.setObjectName("findings")
         self.findings_list.setWordWrap(True)
         self.findings_list.setMinimumHeight(90)
+        self.findings_list.setMaximumHeight(190)
         dl.addWidget(QLabel("Checks:"))
-        dl.addWidget(self.findings_list, 1)
+        dl.addWidget(self.findings_list)
 
         method = QGroupBox("2. Method")
         form = QFormLayout(method)
@@ -184,16 +187,19 @@ class NewDetectorPanel(QWidget):
         form.addRow("Preset", self.preset_combo)
         form.addRow("", self.preset_label)
         form.addRow("Name", self.name_edit)
-        self.advanced = QGroupBox("Advanced settings")
+        self.advanced = QToolButton()
+        self.advanced.setText("Advanced settings (epochs, K, threads…)")
         self.advanced.setCheckable(True)
-        self.advanced.setChecked(False)
+        self.advanced.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced.setAutoRaise(True)
         self.options_form = OptionsForm()
         self.options_form.edited.connect(self._on_options_edited)
-        al = QVBoxLayout(self.advanced)
-        al.addWidget(self.options_form)
-        self.advanced.toggled.connect(self.options_form.setVisible)
+        self.options_form.runtime_edited.connect(self._update)
+        self.advanced.toggled.connect(self._show_advanced)
         self.options_form.setVisible(False)
         form.addRow(self.advanced)
+        form.addRow(self.options_form)
 
         self.unfinished = QGroupBox("Unfinished trainings")
         ul = QVBoxLayout(self.unfinished)
@@ -214,6 +220,7 @@ class NewDetectorPanel(QWidget):
         self.train_button = QPushButton("Train detector")
         self.train_button.setObjectName("train_button")
         self.train_button.setMinimumHeight(34)
+        self.train_button.setStyleSheet("QPushButton { font-weight: bold; padding: 0 18px; }")
         self.train_button.setDefault(True)
         self.train_button.clicked.connect(self.start_training)
         self.cancel_button = QPushButton("Cancel")
@@ -233,18 +240,30 @@ class NewDetectorPanel(QWidget):
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
-        ll.addWidget(data, 3)
+        ll.addWidget(data)
         ll.addWidget(method)
         ll.addWidget(self.unfinished)
         ll.addLayout(buttons)
         ll.addWidget(self.status_label)
+        ll.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(left)
 
         self.progress_view = TrainingProgressView()
+        self.progress_view.hide()
+        self.idle_label = QLabel("<p style='font-size:14px'>Drop the folders on the left, choose a method, then "
+                                 "<b>Train detector</b>.</p><p>Training runs in the engine, in a separate process: "
+                                 "the worklist stays usable, and this window can be closed meanwhile. Here you will "
+                                 "see the progress with the time left, the device, the loss curve and the log; then "
+                                 "the new detector's card.</p><p>Nothing is added to the model library until the "
+                                 "detector is trained, exported, checked and (with labelled data) validated.</p>")
+        self.idle_label.setWordWrap(True)
+        self.idle_label.setAlignment(Qt.AlignmentFlag.AlignTop)
+        self.idle_label.setStyleSheet("color: #444; padding: 12px;")
         train_box = QGroupBox("3. Training")
         tl = QVBoxLayout(train_box)
+        tl.addWidget(self.idle_label)
         tl.addWidget(self.progress_view)
         self.result_box = QGroupBox("New detector")
         rl = QVBoxLayout(self.result_box)
@@ -260,7 +279,7 @@ class NewDetectorPanel(QWidget):
         rb.addWidget(self.use_button)
         rl.addLayout(rb)
         self.result_box.hide()
-        right = QSplitter(Qt.Orientation.Vertical)
+        self.right_split = right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(train_box)
         right.addWidget(self.result_box)
         right.setStretchFactor(0, 2)
@@ -269,8 +288,7 @@ class NewDetectorPanel(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(scroll)
         split.addWidget(right)
-        split.setStretchFactor(0, 4)
-        split.setStretchFactor(1, 5)
+        split.setSizes([620, 760])
         outer = QVBoxLayout(self)
         outer.addWidget(split)
 
@@ -374,6 +392,10 @@ class NewDetectorPanel(QWidget):
         self._update()
 
     # ================================================================== method
+    def _show_advanced(self, shown: bool) -> None:
+        self.advanced.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+        self.options_form.setVisible(shown)
+
     def _on_method(self) -> None:
         name = self.method_combo.currentData()
         if name is None:
@@ -395,12 +417,16 @@ class NewDetectorPanel(QWidget):
         assert self.info is not None
         preset = self.preset_combo.currentData()
         if preset == CUSTOM:
-            self.preset_label.setText("Your own settings: see Advanced settings.")
+            self.preset_label.setText(self._changes_text())
             self.advanced.setChecked(True)
-        else:
-            p = self.info.preset(preset)
-            self.preset_label.setText(p.description)
-            self.options_form.set_values(self.info.values_for(preset))
+            self._update()
+            return
+        self._base_preset = preset
+        p = self.info.preset(preset)
+        self.preset_label.setText(p.description)
+        runtime = {o.dest: v for o, v in ((self.info.option(k), v) for k, v in self.options_form.values().items())
+                   if o.runtime} if self.options_form.fields else {}
+        self.options_form.set_values(self.info.values_for(preset, runtime))
         self.settings.set_training_choice(self.info.name, preset)
         if not self._name_edited:
             self._suggest_name()
@@ -425,10 +451,24 @@ class NewDetectorPanel(QWidget):
 
     def _on_options_edited(self) -> None:
         if self.preset_combo.currentData() != CUSTOM:
+            self._base_preset = self.preset_combo.currentData()
             with QSignalBlocker(self.preset_combo):
                 self.preset_combo.setCurrentIndex(self.preset_combo.findData(CUSTOM))
-            self.preset_label.setText("Your own settings (changed from the preset).")
+        self.preset_label.setText(self._changes_text())
         self._update()
+
+    def _changes_text(self) -> str:
+        """ "Paper protocol, changed: Epochs 5 (was 250)." — what differs from the preset started from."""
+        assert self.info is not None
+        base = self._base_preset
+        if base is None or base == CUSTOM:
+            return "Your own settings."
+        preset = self.info.values_for(base)
+        now = self.options_form.values()
+        changed = [f"{self.info.option(k).label} {v} (was {preset.get(k) if preset.get(k) is not None else 'default'})"
+                   for k, v in now.items() if v != preset.get(k) and not self.info.option(k).runtime]
+        title = self.info.preset(base).title
+        return f"{title}, changed: {'; '.join(changed)}." if changed else f"{title} (unchanged)."
 
     def _on_name_edited(self, text: str) -> None:
         self._name_edited = bool(text.strip())
@@ -462,6 +502,15 @@ class NewDetectorPanel(QWidget):
             item = QListWidgetItem(f"… reading the {role} folder")
             item.setForeground(QBrush(QColor(90, 90, 90)))
             self.findings_list.addItem(item)
+        errors = [f for f in self.findings if f.severity == "error"]
+        if not busy:
+            head = QListWidgetItem("✖  Not ready to train:" if errors else "✓  Ready to train: nothing blocks it."
+                                   + (" Please read the notes below." if self.findings else ""))
+            head.setForeground(QBrush(QColor(176, 0, 32) if errors else QColor(29, 122, 29)))
+            font = head.font()
+            font.setBold(True)
+            head.setFont(font)
+            self.findings_list.addItem(head)
         for f in self.findings:
             icon, colour = _SEVERITY_STYLE[f.severity]
             item = QListWidgetItem(f"{icon}  {f.text}")
@@ -469,10 +518,7 @@ class NewDetectorPanel(QWidget):
             if f.details:
                 item.setToolTip("\n".join(f.details))
             self.findings_list.addItem(item)
-        if not self.findings and not busy:
-            self.findings_list.addItem(QListWidgetItem("✓  No problems found."))
         running = self.job is not None and self.job.running
-        errors = [f for f in self.findings if f.severity == "error"]
         ready = not errors and not busy and not running and bool(self.name_edit.text().strip())
         self.train_button.setEnabled(ready)
         why = errors[0].text if errors else ("Reading the folders…" if busy else
@@ -481,7 +527,7 @@ class NewDetectorPanel(QWidget):
         self.cancel_button.setVisible(running)
         self.stop_now_button.setVisible(running and self.job is not None and self.job.stopping)
         self.resume_button.setVisible(not running and self._resume_spec is not None)
-        for w in (*self.zones.values(), self.method_combo, self.preset_combo, self.name_edit, self.advanced):
+        for w in (*self.zones.values(), self.method_combo, self.preset_combo, self.name_edit, self.options_form):
             w.setEnabled(not running)
         self.unfinished.setEnabled(not running)
 
@@ -536,6 +582,8 @@ class NewDetectorPanel(QWidget):
         self.last_failure = None
         self._resume_spec = None
         self.result_box.hide()
+        self.idle_label.hide()
+        pv.show()
         pv.on_log("info", f"{spec.name}: {spec.method}, run folder {spec.run_dir}")
         self.status_label.setText("Training in a separate process: the worklist stays usable. "
                                   "You can close this window; the training goes on.")
@@ -583,6 +631,8 @@ class NewDetectorPanel(QWidget):
         self.progress_view.finish(f"Done: “{entry.name}” is in the model library.", ok=True)
         self.card_view.show_entry(entry)
         self.result_box.show()
+        total = sum(self.right_split.sizes()) or 900
+        self.right_split.setSizes([int(total * 0.38), int(total * 0.62)])
         self.status_label.setText("Done. “Score the worklist with it” loads it; earlier scores are kept per "
                                   "detector (Detector ▸ Compare two detectors).")
         self.model_registered.emit(entry)

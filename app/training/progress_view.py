@@ -47,13 +47,20 @@ class TrainingProgressView(QWidget):
         self.bar = QProgressBar()
         self.bar.setTextVisible(True)
         self.eta_label = QLabel("")
-        self.eta_label.setMinimumWidth(170)
+        self.eta_label.setMinimumWidth(230)
         self.plot = pg.PlotWidget(background="w")
         self.plot.setMinimumHeight(170)
         self.plot.setLabel("bottom", "epoch")
-        self.plot.setLabel("left", "training loss")
+        self.plot.setLabel("left", "training loss (lower is better)")
+        for axis in ("left", "bottom"):
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)  # "400 (x0.001)" reads as another number
+            self.plot.getAxis(axis).setTextPen("#333333")
+        self.plot.getPlotItem().setToolTip("Training loss at the end of each epoch. DDAD with AE-U: the "
+                                           "uncertainty-weighted loss includes a log-variance term, so it can go "
+                                           "below zero; what matters is that it goes down and levels off.")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
-        self.plot.addLegend(offset=(-10, 10))
+        # bottom left: the losses start high and fall to the right
+        self.plot.addLegend(offset=(10, -10), labelTextColor="#222222")
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
@@ -105,7 +112,8 @@ class TrainingProgressView(QWidget):
     def on_progress(self, step: int, total: int, eta_s: float) -> None:
         self.bar.setRange(0, max(1, total))
         self.bar.setValue(min(step, max(1, total)))
-        self.eta_label.setText(f"about {format_duration(eta_s)} left" if math.isfinite(eta_s) else "estimating…")
+        self.eta_label.setText(f"about {format_duration(eta_s)} left in this phase" if math.isfinite(eta_s)
+                               else "estimating the time left…")
 
     def on_epoch(self, event: dict[str, Any]) -> None:
         epoch = event.get("epoch")
@@ -130,10 +138,14 @@ class TrainingProgressView(QWidget):
                 self.curves[name] = curve
             else:
                 curve.setData(xs, ys)
+        last = max((max(xs) for xs, _ in self.points.values() if xs), default=0)
+        # whole epochs on the axis while there are few of them (no "1.5")
+        self.plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(1, int(last) + 1)]] if last <= 12 else None)
 
     def on_device(self, device: str) -> None:
         gpu = device.startswith("cuda")
-        self.device_label.setText(f"on {'GPU' if gpu else 'CPU'} ({device})")
+        self.device_label.setText(f"on GPU ({device})" if gpu else "on CPU")
+        self.device_label.setToolTip(f"The engine trains on {device}")
         self.device_label.setStyleSheet("color: #1d7a1d; font-weight: bold;" if gpu else "font-weight: bold;")
 
     def on_log(self, level: str, text: str) -> None:

@@ -56,8 +56,9 @@ def test_header_checks_lateral_views_other_body_parts_and_view_mix() -> None:
                       modalities=Counter({"DX": 198, "CT": 2}))
     unlabeled = _summary(200, "/u", views=Counter({"AP": 150, "PA": 50}))
     texts = " | ".join(_texts(check_training_data({"normal": normal, "unlabeled": unlabeled})))
-    assert "10 images in the known-normal folder are lateral views" in texts
-    assert "Body Part Examined: HAND ×5" in texts and "Modality: CT ×2" in texts
+    assert "In the known-normal folder, 10 images are lateral views" in texts
+    assert "Body Part Examined: HAND ×5" in texts and "2 images are not radiographs" in texts
+    assert "Modality: CT ×2" in texts
     assert "Views differ between folders: 75 % AP in the unlabeled folder, 0 % in the known-normal" in texts
     tiny = _summary(150, "/t")
     tiny.sizes = [(64, 64)] * 150
@@ -82,8 +83,8 @@ def test_duplicates_across_and_within_folders(tmp_path: Path, study: Path) -> No
     assert [(x.name, y.name) for x, y in dups[("normal", "unlabeled")]] == [(images[0].name, f"renamed{images[0].suffix}")]
     assert len(dups[("normal", "normal")]) == 1
     texts = _texts(check_training_data({"normal": sa, "unlabeled": sb}, dups))
-    assert any(t.startswith("warning: 1 images are identical in the known-normal and the unlabeled") for t in texts)
-    assert any(t.startswith("note: 1 images in the known-normal folder are identical copies") for t in texts)
+    assert any(t.startswith("warning: 1 image is identical in the known-normal and the unlabeled") for t in texts)
+    assert any(t.startswith("note: In the known-normal folder, 1 image is an identical copy") for t in texts)
 
 
 def test_validation_from_subfolders_csv_and_its_errors(training_folders: dict[str, Path], tmp_path: Path) -> None:
@@ -109,4 +110,4 @@ def test_validation_from_subfolders_csv_and_its_errors(training_folders: dict[st
     # validation images that are training images: an error
     s = summarise_folder(training_folders["validation"] / "normal")
     f = check_training_data({"normal": s, "unlabeled": _summary(100, "/u")}, validation=v)
-    assert any(x.severity == "error" and "also training images" in x.text for x in f)
+    assert any(x.severity == "error" and x.text.startswith("4 validation images are also training images") for x in f)

@@ -292,3 +292,19 @@ def test_engine_command_setting(qtbot, window: MainWindow, tmp_path: Path) -> No
     assert AppSettings(Path(window.settings.file_name)).engine_command == [sys.executable, "-m", "engine"]
     assert tools.edit_engine_command("")  # back to the default
     assert window.settings.engine_command == [sys.executable, "-m", "engine"]
+
+
+def test_runtime_options_keep_the_preset_and_changes_are_spelled_out(qtbot, settings_path: Path,
+                                                                      tmp_path: Path) -> None:
+    from app.workers.base import WorkerSet
+
+    panel = NewDetectorPanel(ModelLibrary(tmp_path / "models"), AppSettings(settings_path), WorkerSet())
+    qtbot.addWidget(panel)
+    panel.set_preset("paper")
+    panel.options_form.fields["threads"].setValue(1)  # where it runs, not what it trains
+    assert panel.preset_combo.currentData() == "paper" and panel.options_form.values()["threads"] == 1
+    panel.set_option("epochs", 5)
+    assert panel.preset_combo.currentData() == CUSTOM
+    assert panel.preset_label.text() == "Paper protocol, changed: Epochs 5 (was 250)."
+    panel.set_preset("quick")  # a preset keeps the runtime choice
+    assert panel.options_form.values()["threads"] == 1 and panel.options_form.values()["epochs"] == 50
