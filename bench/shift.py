@@ -18,6 +18,11 @@ app's path). Shifts are deterministic per image (seeded by its index):
 
     python bench/shift.py --model detector.onnx [--model other.onnx ...] [--out bench/results/shift/NAME.json]
 
+Also evaluated: the real full-size Kermany originals of another batch (``fullres/kermany``,
+``val`` split, 8 normal + 8 pneumonia, never seen by any detector): AUROC with a bootstrap 95 %
+interval, and the percentile of its normals among the detector's calibration normals (how far
+the other batch's normals drift).
+
 Writes one JSON per detector (AUROC and AP per shift) and prints a markdown table.
 """
 from __future__ import annotations
@@ -129,7 +134,30 @@ def evaluate(model: Path, shifts: list[str]) -> dict:
         scores = np.concatenate([det.run(batch[i : i + 128]).scores for i in range(0, len(batch), 128)])
         out["shifts"][name] = {"auroc": M.auroc(labels, scores), "ap": M.average_precision(labels, scores)}
         print(f"{det.meta.name:40s} {name:13s} AUROC {out['shifts'][name]['auroc']:.3f}  ({time.time() - t0:.1f} s)", flush=True)
+    out["real_batch"] = _real_batch(det)
     return out
+
+
+def _real_batch(det) -> dict:
+    """The full-size Kermany val originals (another acquisition batch), scored as the app would."""
+    import csv
+
+    from engine import metrics as M
+    from engine.scoring import iter_scores
+
+    root = DATA / "fullres" / "kermany"
+    rows = list(csv.DictReader(open(root / "labels.csv")))
+    paths = [root / r["path"] for r in rows]
+    labels = np.array([int(r["label"]) for r in rows])
+    results = [r for batch in iter_scores(paths, det) for r in batch]
+    scores = np.array([r.score for r in results])
+    pct = np.array([r.percentile for r in results])
+    lo, hi = M.bootstrap_ci(labels, scores, M.auroc, n_boot=2000)
+    threshold = det.calibration.threshold_at_specificity(0.95)
+    c = M.confusion_at(labels, scores, threshold)
+    return {"n": len(paths), "n_abnormal": int(labels.sum()), "auroc": M.auroc(labels, scores), "auroc_ci95": [lo, hi],
+            "normal_percentile_median": float(np.median(pct[labels == 0])),
+            "sensitivity_at_calibrated_95": c.sensitivity, "specificity_at_calibrated_95": c.specificity}
 
 
 def main() -> None:
@@ -149,12 +177,15 @@ def main() -> None:
         tag = args.tag[i] if args.tag and i < len(args.tag) else model.stem
         (OUT / f"{tag}.json").write_text(json.dumps(r, indent=2))
         results.append((tag, r))
-    print("\n| detector | " + " | ".join(shifts) + " | mean (shifted) |")
-    print("|---|" + "---|" * (len(shifts) + 1))
+    print("\n| detector | " + " | ".join(shifts) + " | mean (shifted) | real other batch (n=16) |")
+    print("|---|" + "---|" * (len(shifts) + 2))
     for tag, r in results:
         vals = [r["shifts"][s]["auroc"] for s in shifts]
         shifted = [r["shifts"][s]["auroc"] for s in shifts if s != "none"]
-        print(f"| {tag} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {np.mean(shifted):.3f} |")
+        rb = r["real_batch"]
+        print(f"| {tag} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {np.mean(shifted):.3f} | "
+              f"{rb['auroc']:.3f} [{rb['auroc_ci95'][0]:.2f}, {rb['auroc_ci95'][1]:.2f}]; normals at pctl "
+              f"{rb['normal_percentile_median']:.0f} |")
     if args.sheet:
         _sheet(args.sheet)
 
