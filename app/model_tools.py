@@ -251,9 +251,20 @@ class ModelTools(QObject):
         self.new_action.setText("New detector… (training)" if running else "New detector…")
 
     def confirm_close(self) -> bool:
-        """Ask before closing the window while a detector trains (it stops, resumable later)."""
-        if self.panel is None or not self.panel.busy:
-            return True
+        """Ask before closing the window while a detector trains (it stops, resumable later).
+
+        When the window may close, the panel, library and comparison windows close with it (a
+        window left open would keep the application running).
+        """
+        if self.panel is not None and self.panel.busy and not self._ask_stop_training():
+            return False
+        for w in (self.panel, self.library_dialog, self.compare_dialog):
+            if w is not None:
+                w.hide()
+        return True
+
+    def _ask_stop_training(self) -> bool:
+        assert self.panel is not None
         answer = QMessageBox.question(
             self.window, "Training in progress",
             f"A detector is training: {self.panel.describe_job()}.\n\nQuit anyway? The training stops (after "

@@ -169,7 +169,9 @@ def main() -> int:
         mine = [r for r in records if r.spec.name == name]
         if mine:
             print(f"resuming {mine[0].spec.run_dir} ({mine[0].progress})", flush=True)
-            job = panel._resume(mine[0].spec)
+            panel._resume(mine[0].spec)  # the labels are read in a worker first
+            wait(lambda: panel.job is not None and panel.job.running, 300)
+            job = panel.job
     if job is None:
         for role in ("normal", "unlabeled", "validation"):
             drop(panel.zones[role], folders[role])

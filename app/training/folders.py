@@ -220,9 +220,11 @@ def find_duplicates(summaries: Mapping[str, FolderSummary], should_stop: Callabl
                     ) -> dict[tuple[str, str], list[tuple[Path, Path]]]:
     """Identical image files, by pair of roles (a role with itself: duplicates within a folder).
 
-    Files are grouped by size first; only files sharing a size are hashed (SHA-256 of the
-    content), so distinct images are rarely read. The same file reached twice (a symlink, or
-    one folder inside another) counts as a duplicate too.
+    Files are grouped by size first; files sharing a size are compared by a hash of their first
+    and last 64 KiB (uncompressed DICOMs of one size differ in their headers), and only files
+    sharing that too are hashed whole (SHA-256), so distinct images are rarely read in full.
+    The same file reached twice (a symlink, or one folder inside another) counts as a
+    duplicate too.
     """
     by_size: dict[int, list[tuple[str, Path]]] = defaultdict(list)
     for role, s in summaries.items():
@@ -234,14 +236,26 @@ def find_duplicates(summaries: Mapping[str, FolderSummary], should_stop: Callabl
     for group in by_size.values():
         if len(group) < 2:
             continue
-        by_hash: dict[str, list[tuple[str, Path]]] = defaultdict(list)
+        candidates: list[list[tuple[str, Path]]] = []
+        by_ends: dict[str, list[tuple[str, Path]]] = defaultdict(list)
         for role, path in group:
             if should_stop is not None and should_stop():
                 return dict(out)
-            digest = _file_hash(path)
+            digest = _file_hash(path, ends_only=True)
             if digest is not None:
-                by_hash[digest].append((role, path))
-        for same in by_hash.values():
+                by_ends[digest].append((role, path))
+        for same_ends in by_ends.values():
+            if len(same_ends) < 2:
+                continue
+            by_hash: dict[str, list[tuple[str, Path]]] = defaultdict(list)
+            for role, path in same_ends:
+                if should_stop is not None and should_stop():
+                    return dict(out)
+                digest = _file_hash(path)
+                if digest is not None:
+                    by_hash[digest].append((role, path))
+            candidates += [same for same in by_hash.values() if len(same) > 1]
+        for same in candidates:
             for i in range(len(same)):
                 for j in range(i + 1, len(same)):
                     (ra, pa), (rb, pb) = same[i], same[j]
@@ -251,12 +265,20 @@ def find_duplicates(summaries: Mapping[str, FolderSummary], should_stop: Callabl
     return dict(out)
 
 
-def _file_hash(path: Path) -> str | None:
+def _file_hash(path: Path, ends_only: bool = False, end_bytes: int = 1 << 16) -> str | None:
+    """SHA-256 of a file, or of its first and last ``end_bytes`` (None when it cannot be read)."""
     h = hashlib.sha256()
     try:
         with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+            if ends_only:
+                h.update(f.read(end_bytes))
+                f.seek(0, 2)
+                size = f.tell()
+                f.seek(max(end_bytes, size - end_bytes))
+                h.update(f.read(end_bytes))
+            else:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
     except OSError:
         return None
     return h.hexdigest()

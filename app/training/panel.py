@@ -90,6 +90,25 @@ class FolderScanThread(StoppableThread):
             self.scanned.emit(self.role, s)
 
 
+class DuplicatesThread(StoppableThread):
+    """Find identical files across the dropped folders (stops between files when asked).
+
+    Signals:
+        found(dict): the output of :func:`app.training.folders.find_duplicates`.
+    """
+
+    found = Signal(object)
+
+    def __init__(self, summaries: dict[str, FolderSummary], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.summaries = summaries
+
+    def work(self) -> None:
+        result = find_duplicates(self.summaries, should_stop=lambda: self.stopping)
+        if not self.stopping:
+            self.found.emit(result)
+
+
 class NewDetectorPanel(QWidget):
     """Train a site detector from folders, in the engine, and add it to the model library.
 
@@ -132,7 +151,7 @@ class NewDetectorPanel(QWidget):
         self._resume_spec: JobSpec | None = None
         self._scans: dict[str, FolderScanThread] = {}
         self._validation_thread: CallThread | None = None
-        self._dup_thread: CallThread | None = None
+        self._dup_thread: DuplicatesThread | None = None
         self._name_edited = False
         self._base_preset: str | None = None  # the preset the settings started from
         self.info: MethodInfo | None = None
@@ -350,15 +369,18 @@ class NewDetectorPanel(QWidget):
         given = {r: s for r, s in self.summaries.items() if s is not None}
         if self._scans or not given:
             return
-        thread = CallThread(lambda: find_duplicates(given))
+        if self._dup_thread is not None:
+            self._dup_thread.request_stop()
+        thread = DuplicatesThread(given)
         self._dup_thread = thread
 
-        def done(result: Any, t: CallThread = thread) -> None:
+        def done(result: Any, t: DuplicatesThread = thread) -> None:
             if self._dup_thread is t:
+                self._dup_thread = None
                 self.duplicates = result
                 self._update()
 
-        thread.returned.connect(done)
+        thread.found.connect(done)
         self.workers.start(thread)
 
     def _set_validation(self, path: Path | None) -> None:
@@ -502,6 +524,10 @@ class NewDetectorPanel(QWidget):
             item = QListWidgetItem(f"… reading the {role} folder")
             item.setForeground(QBrush(QColor(90, 90, 90)))
             self.findings_list.addItem(item)
+        if self._dup_thread is not None:  # not blocking: identical files are a warning at most
+            item = QListWidgetItem("… looking for identical images in the folders")
+            item.setForeground(QBrush(QColor(90, 90, 90)))
+            self.findings_list.addItem(item)
         errors = [f for f in self.findings if f.severity == "error"]
         if not busy:
             head = QListWidgetItem("✖  Not ready to train:" if errors else "✓  Ready to train: nothing blocks it."
@@ -614,16 +640,28 @@ class NewDetectorPanel(QWidget):
         return self._resume(spec)
 
     def _resume(self, spec: JobSpec) -> TrainingJob | None:
+        """Run a job again (the engine resumes it). With validation data, the labels are read first,
+        in a worker, and None is returned: the job starts when they are read."""
         if self.job is not None and self.job.running:
             return None
-        validation = None
-        if spec.validation is not None:
-            try:
-                validation = read_validation(spec.validation)
-            except ValueError as exc:
-                self._report("Validation data unavailable", f"{exc}\n\nThe training resumes without validation.")
-                spec.validation = None
-        return self._run(spec, validation)
+        if spec.validation is None:
+            return self._run(spec, None)
+        source = spec.validation
+        thread = CallThread(lambda: read_validation(source))
+
+        def done(validation: LabelledValidation) -> None:
+            self._run(spec, validation)
+
+        def failed(message: str) -> None:
+            self._report("Validation data unavailable", f"{message}\n\nThe training resumes without validation.")
+            spec.validation = None
+            self._run(spec, None)
+
+        thread.returned.connect(done)
+        thread.raised.connect(failed)
+        self.status_label.setText("Reading the validation labels…")
+        self.workers.start(thread)
+        return None
 
     @Slot(object)
     def _on_succeeded(self, entry: LibraryEntry) -> None:

@@ -161,6 +161,7 @@ def test_cancel_resume_a_killed_engine_and_closing_mid_training(
         monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
         w.close()
         qtbot.waitUntil(lambda: not w.isVisible(), timeout=60_000)
+        assert not panel.isVisible()  # a window left open would keep the application running
         assert not job3.engine.is_running() and _record(job.spec.run_dir)["status"] in ("stopped", "interrupted")
         assert w.library.entries() == []
         # a later session lists it for Resume
