@@ -75,3 +75,62 @@ def test_config_validation_and_round_trip():
         Config(preprocess=PreprocessSpec(size=40))
     with pytest.raises(ValueError, match="backbone"):
         Config(backbone="vae")
+
+
+class _Data:
+    normal_train: list = []
+
+    @staticmethod
+    def file_list_hash() -> str:
+        return "test"
+
+
+def _train_members(tmp_path, workers: int, monkeypatch) -> tuple[list[dict], list[int]]:
+    """Two epochs of a tiny DDAD on random images with ``workers`` members at a time."""
+    import numpy as np
+
+    from engine.methods.ddad import recipe
+    from engine.progress import Progress
+    from engine.stop import StopRequest
+
+    steps: list[int] = []
+
+    class Steps(Progress):
+        def update(self, step: int, force: bool = False, **fields) -> None:
+            steps.append(step)
+
+    monkeypatch.setattr(recipe, "cpu_member_workers", lambda device, layout, nets: workers)
+    rng = np.random.default_rng(0)
+    images = {"normal_train": rng.uniform(-1, 1, (24, 1, 32, 32)).astype(np.float32),
+              "unlabeled": rng.uniform(-1, 1, (16, 1, 32, 32)).astype(np.float32)}
+    config = Config(backbone="ae-u", members=2, epochs=2, batch_size=8, preprocess=PreprocessSpec(size=32),
+                    device="cpu", layout="separate")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert recipe.train(config, _Data(), images, tmp_path, Steps("none"), StopRequest())
+    finally:
+        torch.set_num_threads(threads)
+    saved = torch.load(tmp_path / ddad.FINAL_MODEL, weights_only=False)
+    return saved["ensemble"], steps
+
+
+def test_members_trained_concurrently_learn_exactly_what_they_learn_one_at_a_time(tmp_path, monkeypatch):
+    serial, serial_steps = _train_members(tmp_path / "serial", 1, monkeypatch)
+    parallel, parallel_steps = _train_members(tmp_path / "parallel", 3, monkeypatch)
+    assert serial.keys() == parallel.keys()
+    for name in serial:
+        assert torch.equal(serial[name], parallel[name]), name
+    # every optimiser step is counted once: (5 + 3 steps) x 2 members x 2 epochs
+    assert serial_steps[-1] == parallel_steps[-1] == 32
+    assert parallel_steps == sorted(parallel_steps)
+
+
+def test_concurrent_members_only_on_a_cpu_with_separate_members(monkeypatch):
+    from engine.methods.ddad.recipe import cpu_member_workers
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert cpu_member_workers(torch.device("cpu"), "separate", 6) == 2
+    assert cpu_member_workers(torch.device("cpu"), "separate", 1) == 1
+    assert cpu_member_workers(torch.device("cpu"), "stacked", 6) == 1
+    assert cpu_member_workers(torch.device("cuda"), "separate", 6) == 1

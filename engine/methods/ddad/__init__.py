@@ -18,7 +18,9 @@ Deviations (each also in README "Methods"):
   module are one stacked module (grouped convolutions, batched matmuls) updated by one
   optimiser step; on CPU separate members are faster (grouped kernels are slow there, measured
   in bench/RESULTS.md). Both layouts compute the same functions and gradients (tested).
-  channels_last memory format and fused Adam.
+  channels_last memory format and fused Adam. On a CPU with N threads, N members (of either
+  module) train at a time with one thread each instead of one member with N threads; a member's
+  numbers do not depend on how many train beside it (tested).
 - ``precision="bf16"`` (opt-in) runs convolutions and matmuls under bfloat16 autocast with fp32
   weights, optimiser and losses.
 """

@@ -1,9 +1,13 @@
 """DDAD training and scoring (imports torch). Settings, paper recipe and deviations: see ``engine.methods.ddad``."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,10 +27,26 @@ from models.ddad import SCORE_TYPES, DDADScorer, ScoreType  # noqa: F401  (Score
 
 logger = logging.getLogger(__name__)
 
+StepResult = tuple[Tensor, Tensor]  # per-member (training loss, reconstruction MSE) of one step
+
 def resolve_layout(layout: Layout, device: torch.device) -> Literal["stacked", "separate"]:
     if layout == "auto":
         return "stacked" if device.type == "cuda" else "separate"
     return layout
+
+
+def cpu_member_workers(device: torch.device, layout: Literal["stacked", "separate"], nets: int) -> int:
+    """How many members train concurrently: on the CPU with separate members, one per torch thread.
+
+    A 64 x 64 autoencoder's kernels are too small to keep several OpenMP threads busy (they wait
+    for each other at every operation), so N members trained at once with one thread each run
+    faster than one member at a time with N threads (bench/RESULTS.md). A member computed with
+    one thread gives the same numbers whichever worker runs it, so the result does not depend on
+    the number of workers. Elsewhere (CUDA, stacked members): 1.
+    """
+    if device.type != "cpu" or layout != "separate":
+        return 1
+    return max(1, min(torch.get_num_threads(), nets))
 
 
 def member_seed(base: int, module: Literal["a", "b"], k: int) -> int:
@@ -109,31 +129,56 @@ class _Ensemble:
         opt.step()
         return loss.detach(), rec
 
-    def run_epoch(self, on_step) -> tuple[float, float]:
-        """One epoch for every member; returns (mean training loss, mean reconstruction MSE)."""
+    def epoch_units(self, on_step: Callable[[int], None]) -> list[Callable[[], list[StepResult]]]:
+        """One epoch as independent units of work (one per member when separate, one when stacked).
+
+        The shuffles are drawn here, in the calling thread; each unit touches only its own
+        member's network, optimiser and augmentation generator, so units may run concurrently.
+        """
         c = self.config
         perms = [torch.randperm(len(self.data), generator=g) for g in self.generators]
         bs = c.batch_size
-        results: list[tuple[Tensor, Tensor]] = []
         if self.layout == "stacked":
-            for s in range(self.steps_per_epoch):
-                idx = torch.stack([p[s * bs : (s + 1) * bs] for p in perms], dim=1)  # (B, K)
-                x = self.data[idx.reshape(-1)].reshape(bs, c.members, *self.data.shape[2:]).to(self.device)
-                if self.augment is not None:  # member k's images with member k's generator, as when separate
-                    x = torch.cat([self.augment(x[:, i : i + 1], g) for i, g in enumerate(self.aug_generators)], dim=1)
-                results.append(self._step(self.nets[0], self.optimizers[0], x))
-                on_step(c.members)
-        else:
-            for net, opt, perm, aug_g in zip(self.nets, self.optimizers, perms, self.aug_generators):
+            def stacked() -> list[StepResult]:
+                out = []
                 for s in range(self.steps_per_epoch):
-                    x = self._batch(perm[s * bs : (s + 1) * bs])
-                    if self.augment is not None:
-                        x = self._channels_last(self.augment(x, aug_g))
-                    results.append(self._step(net, opt, x))
-                    on_step(1)
-        losses = torch.cat([loss.reshape(-1) for loss, _ in results])
-        recs = torch.cat([rec.reshape(-1) for _, rec in results])
+                    idx = torch.stack([p[s * bs : (s + 1) * bs] for p in perms], dim=1)  # (B, K)
+                    x = self.data[idx.reshape(-1)].reshape(bs, c.members, *self.data.shape[2:]).to(self.device)
+                    if self.augment is not None:  # member k's images with member k's generator, as when separate
+                        x = torch.cat([self.augment(x[:, i : i + 1], g) for i, g in enumerate(self.aug_generators)], dim=1)
+                    out.append(self._step(self.nets[0], self.optimizers[0], x))
+                    on_step(c.members)
+                return out
+            return [stacked]
+
+        def member(net: AutoEncoder, opt: torch.optim.Optimizer, perm: Tensor, aug_g: torch.Generator) -> list[StepResult]:
+            out = []
+            for s in range(self.steps_per_epoch):
+                x = self._batch(perm[s * bs : (s + 1) * bs])
+                if self.augment is not None:
+                    x = self._channels_last(self.augment(x, aug_g))
+                out.append(self._step(net, opt, x))
+                on_step(1)
+            return out
+
+        return [functools.partial(member, *args) for args in zip(self.nets, self.optimizers, perms, self.aug_generators)]
+
+    @property
+    def unit_steps(self) -> int:
+        """Optimiser steps in one unit of :meth:`epoch_units` (for scheduling the longest first)."""
+        return self.steps_per_epoch
+
+    @staticmethod
+    def summarise(results: list[list[StepResult]]) -> tuple[float, float]:
+        """(mean training loss, mean reconstruction MSE) of an epoch's units, in member order."""
+        steps = [r for unit in results for r in unit]
+        losses = torch.cat([loss.reshape(-1) for loss, _ in steps])
+        recs = torch.cat([rec.reshape(-1) for _, rec in steps])
         return float(losses.mean()), float(recs.mean())
+
+    def run_epoch(self, on_step: Callable[[int], None]) -> tuple[float, float]:
+        """One epoch for every member, in this thread; returns (mean training loss, mean reconstruction MSE)."""
+        return self.summarise([unit() for unit in self.epoch_units(on_step)])
 
     def state(self) -> dict[str, Any]:
         return {
@@ -249,24 +294,46 @@ def train(config: Config, data: TrainingData, images: dict[str, np.ndarray], run
             "modules": {name: m.state() for name, m in modules.items()}, "losses": losses, "rec_mse": recs,
         })
 
-    for epoch in range(start_epoch, config.epochs):
-        for name, module in modules.items():
-            def on_step(n: int, _name: str = name) -> None:
-                nonlocal done
-                done += n
-                progress.update(done, epoch=epoch + 1, epochs=config.epochs, module=_name.upper(),
-                                loss=losses.get(_name))
-            losses[name], recs[name] = module.run_epoch(on_step)
-        progress.update(done, force=True, epoch=epoch + 1, epochs=config.epochs, epoch_end=True,
-                        loss=float(np.mean(list(losses.values()))), **{f"loss_{k}": v for k, v in losses.items()},
-                        **{f"rec_mse_{k}": v for k, v in recs.items()})
-        if stop.requested:
-            checkpoint(epoch + 1)
-            progress.message(f"stopped after epoch {epoch + 1}; run the same command again to resume")
-            return False
-        if time.monotonic() - last_ckpt >= config.checkpoint_every_s and epoch + 1 < config.epochs:
-            checkpoint(epoch + 1)
-            last_ckpt = time.monotonic()
+    workers = cpu_member_workers(device, layout, sum(len(m.nets) for m in modules.values()))
+    if workers > 1:
+        progress.message(f"{workers} members train at a time, one CPU thread each")
+    threads_before = torch.get_num_threads()
+    pool = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) if workers > 1 else None
+    lock = threading.Lock()  # progress and the step count are updated from the workers
+
+    def on_step(n: int, name: str) -> None:
+        nonlocal done
+        with lock:
+            done += n
+            progress.update(done, epoch=epoch + 1, epochs=config.epochs, module=name.upper(), loss=losses.get(name))
+
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            if pool is None:
+                for name, module in modules.items():
+                    losses[name], recs[name] = module.run_epoch(functools.partial(on_step, name=name))
+            else:  # every member of both modules at once, the longest first (members are independent)
+                units = {(name, i): (module.unit_steps, unit) for name, module in modules.items()
+                         for i, unit in enumerate(module.epoch_units(functools.partial(on_step, name=name)))}
+                futures = {key: pool.submit(unit) for key, (_, unit) in
+                           sorted(units.items(), key=lambda kv: -kv[1][0])}
+                for name, module in modules.items():
+                    results = [futures[key].result() for key in units if key[0] == name]
+                    losses[name], recs[name] = module.summarise(results)
+            progress.update(done, force=True, epoch=epoch + 1, epochs=config.epochs, epoch_end=True,
+                            loss=float(np.mean(list(losses.values()))), **{f"loss_{k}": v for k, v in losses.items()},
+                            **{f"rec_mse_{k}": v for k, v in recs.items()})
+            if stop.requested:
+                checkpoint(epoch + 1)
+                progress.message(f"stopped after epoch {epoch + 1}; run the same command again to resume")
+                return False
+            if time.monotonic() - last_ckpt >= config.checkpoint_every_s and epoch + 1 < config.epochs:
+                checkpoint(epoch + 1)
+                last_ckpt = time.monotonic()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(threads_before)
 
     b_members = reused_b if reused_b is not None else modules["b"].members_on_cpu()
     ensemble = stack_members(modules["a"].members_on_cpu() + b_members).eval()
