@@ -70,6 +70,17 @@ def validation_headline(entry: LibraryEntry) -> str:
             f"({v.get('n_normal', '?')} normal, {v.get('n_abnormal', '?')} abnormal)")
 
 
+def _setting_text(key: str, value: object) -> str:
+    """A setting as a reader understands it: the engine's 0 threads means every core, device auto a GPU if any."""
+    if key == "threads" and value in (0, "0"):
+        return "all cores"
+    if key == "device" and value == "auto":
+        return "auto (GPU if available)"
+    if key == "calibration_fraction" and isinstance(value, (int, float)):
+        return f"{value:.0%}"
+    return str(value)
+
+
 def entry_sections(entry: LibraryEntry) -> Sections:
     """The card of a library entry as (section, [(label, value)]), in display order."""
     card = entry.card
@@ -83,7 +94,8 @@ def entry_sections(entry: LibraryEntry) -> Sections:
         used = job.get("images_used") or {}
         rows = [("Method", str(job.get("method_title") or job.get("method"))),
                 ("Preset", str(job.get("preset", "?"))),
-                ("Settings", "; ".join(f"{LABELS.get(k, k)} {v}" for k, v in sorted((job.get("settings") or {}).items())))]
+                ("Settings", "; ".join(f"{LABELS.get(k, k)} {_setting_text(k, v)}"
+                                       for k, v in sorted((job.get("settings") or {}).items())))]
         for role, folder in (job.get("folders") or {}).items():
             if folder:
                 c = counts.get(role) or {}

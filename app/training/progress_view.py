@@ -51,7 +51,7 @@ class TrainingProgressView(QWidget):
         self.plot = pg.PlotWidget(background="w")
         self.plot.setMinimumHeight(170)
         self.plot.setLabel("bottom", "epoch")
-        self.plot.setLabel("left", "training loss (lower is better)")
+        self.plot.setLabel("left", "loss (lower is better)")
         for axis in ("left", "bottom"):
             self.plot.getAxis(axis).enableAutoSIPrefix(False)  # "400 (x0.001)" reads as another number
             self.plot.getAxis(axis).setTextPen("#333333")
@@ -59,8 +59,8 @@ class TrainingProgressView(QWidget):
                                            "uncertainty-weighted loss includes a log-variance term, so it can go "
                                            "below zero; what matters is that it goes down and levels off.")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
-        # bottom left: the losses start high and fall to the right
-        self.plot.addLegend(offset=(10, -10), labelTextColor="#222222")
+        # top right: the losses start high on the left and fall towards the bottom right, so that corner stays free
+        self.plot.addLegend(offset=(-10, 10), labelTextColor="#222222")
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)

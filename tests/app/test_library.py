@@ -92,3 +92,20 @@ def test_a_corrupt_library_file_means_no_default(tiny_detector: Path, tmp_path: 
     assert lib.default().model_id == entry.model_id
     (entry.folder / CARD_FILE).write_text("[]")  # a card written by something else: skipped, logged
     assert lib.entries() == []
+
+
+def test_card_of_an_app_trained_detector_reads_as_a_clinician_would(tiny_detector: Path, tmp_path: Path) -> None:
+    from app.library_view import entry_sections
+
+    lib = ModelLibrary(tmp_path / "models")
+    job = {"method": "ddad", "preset": "paper",
+           "settings": {"threads": 0, "device": "auto", "calibration_fraction": 0.1, "epochs": 250},
+           "folders": {"normal": "/data/normal", "unlabeled": "/data/unlabeled"},
+           "counts": {"normal": {"images": 600, "unreadable": 2}, "unlabeled": {"images": 500}},
+           "images_used": {"normal_train": 540, "normal_calibration": 60, "unlabeled": 500}}
+    entry = lib.register(_fresh_export(tiny_detector, tmp_path / "export"), {"training_job": job}, name="site")
+    rows = dict(row for _, section in entry_sections(entry) for row in section)
+    assert "CPU threads all cores" in rows["Settings"] and "Train on auto (GPU if available)" in rows["Settings"]
+    assert "Held-out normals 10%" in rows["Settings"] and "Epochs 250" in rows["Settings"]
+    assert rows["Normal folder"] == "/data/normal — 600 images, 2 unreadable (left out)"
+    assert rows["Images used"].startswith("540 known normals for training")
