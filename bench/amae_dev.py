@@ -404,6 +404,9 @@ def cmd_report(args) -> None:
         if r["data"]["source"].get("kind") != "split":
             continue
         c = r["config"]
+        if (c["preprocess"].get("intensity", "none") != "none" or c.get("augment", "none") != "none"
+                or c.get("precision", "fp32") != "fp32"):
+            continue  # the paper's recipe only, not the robust or bf16 variants
         ddad_ar.setdefault((c["backbone"], c["epochs"]), {}).setdefault(r["data"]["source"].get("anomaly_rate"), []).append(
             r["metrics"]["inter"]["auroc"])
     curves = {f"AMAE {k[0]} (pre {k[1]}, s1 {k[2]}, s2 {k[3]})": v for k, v in amae_ar.items() if len(v) > 1}

@@ -154,7 +154,8 @@ def cmd_nih64(args) -> None:
 
 
 def cmd_report(args) -> None:
-    rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    # only this script's run results (the folder also holds other DDAD benchmarks' files)
+    rows = [r for r in (json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))) if "config" in r]
     by_group: dict[tuple, list] = {}
     for r in rows:
         c = r["config"]

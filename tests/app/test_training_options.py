@@ -43,6 +43,10 @@ def test_presets_become_exact_command_lines() -> None:
     parsed = build_parser().parse_args(train_arguments(ddad, ddad.values_for("quick", {"epochs": 2}), Path("N"),
                                                        Path("U"), Path("R")))
     assert parsed.epochs == 2 and parsed.backbone == "ae-u" and parsed.members == 3
+    # the robust preset: the paper's networks, equalised and augmented, in training and in the detector
+    parsed = build_parser().parse_args(train_arguments(ddad, ddad.values_for("robust"), Path("N"), Path("U"), Path("R")))
+    assert (parsed.intensity, parsed.augment, parsed.epochs, parsed.backbone) == ("equalize", "acquisition", 250, "ae-u")
+    assert dict(zip(args[11::2], args[12::2]))["--intensity"] == "none"  # the paper preset: as published
 
 
 def test_bad_values_are_refused_by_name() -> None:
