@@ -198,7 +198,7 @@ class NewDetectorPanel(QWidget):
         self.preset_combo.currentIndexChanged.connect(self._on_preset)
         self.preset_label = QLabel("")
         self.preset_label.setWordWrap(True)
-        self.preset_label.setStyleSheet("color: palette(mid);")
+        self.preset_label.setStyleSheet("color: #444444;")
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("the detector's name in the library")
         self.name_edit.textEdited.connect(self._on_name_edited)
