@@ -165,15 +165,16 @@ def cmd_report(args) -> None:
         key = (src.get("kind"), c["backbone"] + (f" {variant.strip()}" if variant.strip() else ""),
                src.get("anomaly_rate"), c["epochs"], c["precision"])
         by_group.setdefault(key, []).append(r)
-    print("| data | backbone | AR | epochs | precision | seeds | rec AUROC | intra AUROC | inter AUROC | inter AP | train s (each) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| data | backbone | AR | epochs | precision | seeds | rec AUROC | rec AP | intra AUROC | intra AP "
+          "| inter AUROC | inter AP | train s (each) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for key, rs in sorted(by_group.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         def ms(k, m):
             v = np.array([r["metrics"][k][m] for r in rs])
             return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
         secs = ", ".join(f"{r['train_seconds']:.0f}" for r in rs)
         print(f"| {key[0]} | {key[1]} | {key[2] if key[2] is not None else '-'} | {key[3]} | {key[4]} | "
-              f"{len(rs)} | {ms('rec', 'auroc')} | {ms('intra', 'auroc')} | {ms('inter', 'auroc')} | {ms('inter', 'ap')} | {secs} |")
+              f"{len(rs)} | " + " | ".join(ms(k, m) for k in ("rec", "intra", "inter") for m in ("auroc", "ap")) + f" | {secs} |")
 
 
 def main() -> None:
