@@ -1,6 +1,9 @@
 """DDAD recipe details: layouts agree, losses are the paper's, seeds differ per member."""
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import torch
 
@@ -134,3 +137,45 @@ def test_concurrent_members_only_on_a_cpu_with_separate_members(monkeypatch):
     assert cpu_member_workers(torch.device("cpu"), "separate", 1) == 1
     assert cpu_member_workers(torch.device("cpu"), "stacked", 6) == 1
     assert cpu_member_workers(torch.device("cuda"), "separate", 6) == 1
+
+
+def test_interleaved_units_keep_their_step_order_balance_the_workers_and_raise_errors():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.methods.ddad.recipe import run_interleaved
+
+    running: set[str] = set()
+    overlap: list[str] = []
+    lock = threading.Lock()
+    log: list[tuple[str, float]] = []
+
+    def unit(name: str, steps: int):
+        def gen():
+            for i in range(steps):
+                with lock:
+                    if name in running:
+                        overlap.append(name)  # a unit must never run on two threads at once
+                    running.add(name)
+                time.sleep(0.01)
+                with lock:
+                    running.discard(name)
+                    log.append((name, time.monotonic()))
+                yield (name, i)
+        return gen
+
+    units = {"a0": (6, unit("a0", 6)), "a1": (6, unit("a1", 6)), "a2": (6, unit("a2", 6)), "b0": (0, unit("b0", 0))}
+    with ThreadPoolExecutor(2) as pool:
+        results = run_interleaved(pool, 2, units)
+    assert overlap == []
+    assert {k: v for k, v in results.items()} == {k: [(k, i) for i in range(n)] for k, (n, _) in units.items()}
+    # the three equal units finish together, not one of them alone after the other two as with
+    # one unit per worker (there the last unit's last step comes 6 steps after the others')
+    finished = [max(i for i, (name, _) in enumerate(log) if name == unit_name) for unit_name in ("a0", "a1", "a2")]
+    assert max(finished) - min(finished) <= 3, log
+
+    def broken():
+        yield ("x", 0)
+        raise ValueError("disk full")
+
+    with ThreadPoolExecutor(2) as pool, pytest.raises(ValueError, match="disk full"):
+        run_interleaved(pool, 2, {"x": (3, broken), "y": (3, unit("y", 3))})

@@ -19,8 +19,10 @@ Deviations (each also in README "Methods"):
   optimiser step; on CPU separate members are faster (grouped kernels are slow there, measured
   in bench/RESULTS.md). Both layouts compute the same functions and gradients (tested).
   channels_last memory format and fused Adam. On a CPU with N threads, N members (of either
-  module) train at a time with one thread each instead of one member with N threads; a member's
-  numbers do not depend on how many train beside it (tested).
+  module) train at a time with one thread each instead of one member with N threads, step by
+  step (a free thread takes the next step of the member with most steps left, so no thread
+  idles at the end of an epoch); a member's numbers do not depend on how many train beside it
+  or on which thread runs a step (tested).
 - ``precision="bf16"`` (opt-in) runs convolutions and matmuls under bfloat16 autocast with fp32
   weights, optimiser and losses.
 """

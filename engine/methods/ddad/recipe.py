@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -42,11 +42,69 @@ def cpu_member_workers(device: torch.device, layout: Literal["stacked", "separat
     for each other at every operation), so N members trained at once with one thread each run
     faster than one member at a time with N threads (bench/RESULTS.md). A member computed with
     one thread gives the same numbers whichever worker runs it, so the result does not depend on
-    the number of workers. Elsewhere (CUDA, stacked members): 1.
+    the number of workers (:func:`run_interleaved` schedules them). Elsewhere (CUDA, stacked
+    members): 1.
     """
     if device.type != "cpu" or layout != "separate":
         return 1
     return max(1, min(torch.get_num_threads(), nets))
+
+
+def run_interleaved(pool: ThreadPoolExecutor, workers: int,
+                    units: dict[Hashable, tuple[int, Callable[[], Iterator[StepResult]]]]) -> dict[Hashable, list[StepResult]]:
+    """Run independent units (``key: (steps, generator function)``) on ``workers`` threads of ``pool``.
+
+    A worker takes one step of the free unit with the most steps left, then gives the unit back:
+    the workers stay busy until the last step (3 members of 16 steps on 2 workers: 24 steps'
+    time, where one member per worker from start to end would take 32). A unit never runs on two
+    threads at once, its steps stay in order and its results in step order, so the outcome is
+    the same as running the units one after another. The first error stops every worker and is
+    raised here.
+    """
+    results: dict[Hashable, list[StepResult]] = {key: [] for key in units}
+    left = {key: steps for key, (steps, _) in units.items()}
+    order = {key: i for i, key in enumerate(units)}
+    gens = {key: make() for key, (_, make) in units.items()}
+    ready = {key for key in units if left[key] > 0}
+    busy: set[Hashable] = set()
+    failed: list[BaseException] = []
+    cond = threading.Condition()
+
+    def worker() -> None:
+        while True:
+            with cond:
+                while not ready and busy and not failed:
+                    cond.wait()
+                if failed or not ready:
+                    return
+                key = max(ready, key=lambda k: (left[k], -order[k]))
+                ready.discard(key)
+                busy.add(key)
+            try:
+                result = next(gens[key])
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                with cond:
+                    failed.append(exc)
+                    busy.discard(key)
+                    cond.notify_all()
+                return
+            with cond:
+                busy.discard(key)
+                results[key].append(result)
+                left[key] -= 1
+                if left[key] > 0:
+                    ready.add(key)
+                cond.notify_all()
+
+    for future in [pool.submit(worker) for _ in range(workers)]:
+        future.result()
+    for gen in gens.values():
+        gen.close()
+    if failed:
+        raise failed[0]
+    if any(left.values()):
+        raise RuntimeError(f"units left unfinished: {[k for k, n in left.items() if n]}")
+    return results
 
 
 def member_seed(base: int, module: Literal["a", "b"], k: int) -> int:
@@ -129,37 +187,38 @@ class _Ensemble:
         opt.step()
         return loss.detach(), rec
 
-    def epoch_units(self, on_step: Callable[[int], None]) -> list[Callable[[], list[StepResult]]]:
-        """One epoch as independent units of work (one per member when separate, one when stacked).
+    def epoch_units(self, on_step: Callable[[int], None]) -> list[Callable[[], Iterator[StepResult]]]:
+        """One epoch as independent units of work (one per member when separate, one when stacked),
+        each a generator that takes one optimiser step per ``next``.
 
         The shuffles are drawn here, in the calling thread; each unit touches only its own
-        member's network, optimiser and augmentation generator, so units may run concurrently.
+        member's network, optimiser and augmentation generator, so units may run concurrently and
+        a unit's steps may run on different threads one after another (:func:`run_interleaved`).
         """
         c = self.config
         perms = [torch.randperm(len(self.data), generator=g) for g in self.generators]
         bs = c.batch_size
         if self.layout == "stacked":
-            def stacked() -> list[StepResult]:
-                out = []
+            def stacked() -> Iterator[StepResult]:
                 for s in range(self.steps_per_epoch):
                     idx = torch.stack([p[s * bs : (s + 1) * bs] for p in perms], dim=1)  # (B, K)
                     x = self.data[idx.reshape(-1)].reshape(bs, c.members, *self.data.shape[2:]).to(self.device)
                     if self.augment is not None:  # member k's images with member k's generator, as when separate
                         x = torch.cat([self.augment(x[:, i : i + 1], g) for i, g in enumerate(self.aug_generators)], dim=1)
-                    out.append(self._step(self.nets[0], self.optimizers[0], x))
+                    result = self._step(self.nets[0], self.optimizers[0], x)
                     on_step(c.members)
-                return out
+                    yield result
             return [stacked]
 
-        def member(net: AutoEncoder, opt: torch.optim.Optimizer, perm: Tensor, aug_g: torch.Generator) -> list[StepResult]:
-            out = []
+        def member(net: AutoEncoder, opt: torch.optim.Optimizer, perm: Tensor, aug_g: torch.Generator
+                   ) -> Iterator[StepResult]:
             for s in range(self.steps_per_epoch):
                 x = self._batch(perm[s * bs : (s + 1) * bs])
                 if self.augment is not None:
                     x = self._channels_last(self.augment(x, aug_g))
-                out.append(self._step(net, opt, x))
+                result = self._step(net, opt, x)
                 on_step(1)
-            return out
+                yield result
 
         return [functools.partial(member, *args) for args in zip(self.nets, self.optimizers, perms, self.aug_generators)]
 
@@ -178,7 +237,7 @@ class _Ensemble:
 
     def run_epoch(self, on_step: Callable[[int], None]) -> tuple[float, float]:
         """One epoch for every member, in this thread; returns (mean training loss, mean reconstruction MSE)."""
-        return self.summarise([unit() for unit in self.epoch_units(on_step)])
+        return self.summarise([list(unit()) for unit in self.epoch_units(on_step)])
 
     def state(self) -> dict[str, Any]:
         return {
@@ -312,14 +371,12 @@ def train(config: Config, data: TrainingData, images: dict[str, np.ndarray], run
             if pool is None:
                 for name, module in modules.items():
                     losses[name], recs[name] = module.run_epoch(functools.partial(on_step, name=name))
-            else:  # every member of both modules at once, the longest first (members are independent)
+            else:  # every member of both modules at once, step by step (members are independent)
                 units = {(name, i): (module.unit_steps, unit) for name, module in modules.items()
                          for i, unit in enumerate(module.epoch_units(functools.partial(on_step, name=name)))}
-                futures = {key: pool.submit(unit) for key, (_, unit) in
-                           sorted(units.items(), key=lambda kv: -kv[1][0])}
+                results = run_interleaved(pool, workers, units)
                 for name, module in modules.items():
-                    results = [futures[key].result() for key in units if key[0] == name]
-                    losses[name], recs[name] = module.summarise(results)
+                    losses[name], recs[name] = module.summarise([results[key] for key in units if key[0] == name])
             progress.update(done, force=True, epoch=epoch + 1, epochs=config.epochs, epoch_end=True,
                             loss=float(np.mean(list(losses.values()))), **{f"loss_{k}": v for k, v in losses.items()},
                             **{f"rec_mse_{k}": v for k, v in recs.items()})
