@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 StepResult = tuple[Tensor, Tensor]  # per-member (training loss, reconstruction MSE) of one step
 
+
 def resolve_layout(layout: Layout, device: torch.device) -> Literal["stacked", "separate"]:
     if layout == "auto":
         return "stacked" if device.type == "cuda" else "separate"
