@@ -17,12 +17,19 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("engine.train_cli", "train a detector from normal + unlabeled folders or a split file"),
     "export": ("engine.export_cli", "export a trained run to one ONNX detector file"),
     "score": ("engine.score_cli", "score every radiograph in a folder with an ONNX detector"),
+    "index": ("engine.index_cli", "list the radiographs under folders with their headers (no pixel decode)"),
     "eval": ("engine.eval_cli", "evaluate a detector on labelled images (AUROC, AP, operating points)"),
     "demo-detector": ("engine.demo_detector", "build a small demo detector from synthetic radiographs"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command's parser; with ``only``, just that subcommand's module is imported.
+
+    Importing a module costs its imports (the GUI's is PySide6): ``main`` passes the chosen
+    subcommand, so e.g. ``cxrscreen index`` (which the app starts for every folder it opens)
+    does not pay for the others. ``cxrscreen --help`` lists every subcommand either way.
+    """
     from engine import __version__
 
     parser = argparse.ArgumentParser(prog="cxrscreen", description=__doc__.splitlines()[0])
@@ -32,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
-        _lazy_arguments(module, p)
+        if only is None or name == only:
+            _lazy_arguments(module, p)
     return parser
 
 
@@ -48,8 +56,11 @@ def _lazy_arguments(module: str, parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    args = parser.parse_args(argv if argv else ["gui"])
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    if chosen is None and not {"-h", "--help", "--version"} & set(argv):
+        argv, chosen = [*argv, "gui"], "gui"  # the app is the default (also after options like -v)
+    parser = build_parser(only=chosen if chosen in SUBCOMMANDS else None)
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "_import_error", None):
         parser.error(f"'{args.command}' is not available: {args._import_error}")

@@ -1,0 +1,116 @@
+"""`cxrscreen index FOLDER... [--out FILE] [--format jsonl|csv]`: list radiographs, headers only.
+
+Scans folders and files like the app does when it opens them (recursive, stable order, no pixel
+decode) and writes one entry per image file: its header, or why it cannot be read.
+
+``--format jsonl`` (the default; ``--out -``, the default, is stdout) streams one JSON object per
+line: ``{"event": "start", "roots"}``, then ``{"event": "record", "seq", "path", "meta", "error"}``
+per file (``meta`` as :func:`engine.io.meta_json.meta_to_json` writes it, or null; ``error`` the
+reason, or null), flushed at once for the first file and then at least every
+:data:`FLUSH_S` seconds, then ``{"event": "done" | "stopped", "count", "unreadable", "seconds"}``.
+The desktop app indexes folders through this command, in a separate process, so that parsing
+thousands of DICOM headers never holds the GIL its event loop needs.
+
+``--format csv --out FILE`` writes a table instead (no patient identifiers: path, format, size,
+bits, photometric interpretation, modality, view, study / series UIDs, frames, error), atomically.
+SIGTERM or Ctrl-C stops after the current file (exit code 3; a CSV is then not written).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import IO, Callable
+
+logger = logging.getLogger(__name__)
+
+FLUSH_S = 0.1
+CSV_COLUMNS = ("path", "format", "rows", "columns", "bits_stored", "photometric", "modality", "view_position",
+               "study_uid", "series_uid", "number_of_frames", "error")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("roots", type=Path, nargs="+", metavar="PATH", help="folders (recursive) and/or files")
+    parser.add_argument("--out", type=Path, default=Path("-"), metavar="FILE",
+                        help="output file ('-' = stdout, jsonl only; default: %(default)s)")
+    parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="default: %(default)s")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.atomic import atomic_path
+    from engine.stop import StopRequest
+
+    to_stdout = str(args.out) == "-"
+    if to_stdout and args.format != "jsonl":
+        logger.error("--out - (stdout) needs --format jsonl")
+        return 1
+    if not to_stdout and args.out.exists() and not args.overwrite:
+        logger.error("%s exists; pass --overwrite to replace it", args.out)
+        return 1
+    with StopRequest() as stop:
+        if to_stdout:
+            status, counts = write_index(sys.stdout, args.roots, args.format, lambda: stop.requested)
+        else:
+            with atomic_path(args.out, overwrite=args.overwrite) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+                status, counts = write_index(f, args.roots, args.format, lambda: stop.requested)
+                if status == "stopped":
+                    raise SystemExit(_stopped(counts, args.out))  # leaves the atomic block: nothing written
+    print(f"{status}: {counts['count']} image files, {counts['unreadable']} unreadable, {counts['seconds']:.1f} s"
+          + ("" if to_stdout else f" -> {args.out}"), file=sys.stderr)
+    return 0 if status == "done" else 3
+
+
+def _stopped(counts: dict, out: Path) -> int:
+    print(f"stopped after {counts['count']} files; {out} was not written", file=sys.stderr)
+    return 3
+
+
+def write_index(f: IO[str], roots: list[Path], fmt: str, should_stop: Callable[[], bool]) -> tuple[str, dict]:
+    """Scan ``roots`` and write every file's entry to ``f``; returns the status and the counts."""
+    from engine.io import scan_folder
+    from engine.io.meta_json import meta_to_json
+
+    t0 = time.monotonic()
+    counts = {"count": 0, "unreadable": 0}
+    if fmt == "csv":
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+    else:
+        f.write(json.dumps({"event": "start", "roots": [str(r) for r in roots]}) + "\n")
+        f.flush()
+    last_flush = time.monotonic()
+    status = "done"
+    for item in scan_folder(roots):
+        reason = item.error.reason if item.error is not None else None
+        meta = item.meta
+        if fmt == "csv":
+            writer.writerow([str(item.path)] + ([""] * (len(CSV_COLUMNS) - 2) if meta is None else [
+                meta.format, meta.rows, meta.columns, _blank(meta.bits_stored), _blank(meta.photometric),
+                _blank(meta.modality), _blank(meta.view_position), _blank(meta.study_uid), _blank(meta.series_uid),
+                meta.number_of_frames]) + [reason or ""])
+        else:
+            f.write(json.dumps({"event": "record", "seq": counts["count"], "path": str(item.path),
+                                "meta": None if meta is None else meta_to_json(meta), "error": reason}) + "\n")
+            now = time.monotonic()
+            if counts["count"] == 0 or now - last_flush >= FLUSH_S:
+                f.flush()
+                last_flush = now
+        counts["count"] += 1
+        counts["unreadable"] += int(reason is not None)
+        if should_stop():
+            status = "stopped"
+            break
+    counts["seconds"] = round(time.monotonic() - t0, 3)
+    if fmt == "jsonl":
+        f.write(json.dumps({"event": status, **counts}) + "\n")
+    f.flush()
+    return status, counts
+
+
+def _blank(value: object) -> object:
+    return "" if value is None else value
