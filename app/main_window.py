@@ -54,7 +54,7 @@ from app.state import OperatingPoint, PrivacyState, ViewerState
 from app.viewer.view import RadiographView
 from app.workers.base import WorkerSet
 from app.workers.decoding import DecodeThread
-from app.workers.indexing import IndexingThread
+from app.workers.index_process import FolderIndexer
 from app.workers.scoring import DetectorLoadThread, ScoringProcess
 from app.worklist.model import Column, WorklistModel
 from app.worklist.panel import WorklistPanel
@@ -121,7 +121,8 @@ class MainWindow(QMainWindow):
         self._cases: OrderedDict[Path, LoadedCase] = OrderedDict()
         self._request_id = 0
         self._current: Path | None = None
-        self._indexers: list[IndexingThread] = []
+        self._indexers: list[FolderIndexer] = []
+        self.index_in_process = True  # header parsing in an engine process (False: in a thread of the app)
         self._index_started = 0.0
         self._scoring: ScoringProcess | None = None
         self._provider_choice: ProviderChoice = settings.provider  # the loaded detector's
@@ -460,16 +461,16 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentWidget(self.viewer)
         self._index_started = time.monotonic()
         self._first_image_time = None
-        thread = IndexingThread(paths)
-        thread.records_found.connect(self._on_records)
-        thread.indexing_done.connect(self._on_indexing_done)
-        thread.indexing_failed.connect(self._on_indexing_failed)
-        self._indexers.append(thread)  # adding while another scan runs: both stream in
-        self.workers.start(thread)
+        indexer = FolderIndexer(paths, self.settings.engine_command, use_process=self.index_in_process)
+        indexer.records_found.connect(self._on_records)
+        indexer.indexing_done.connect(self._on_indexing_done)
+        indexer.indexing_failed.connect(self._on_indexing_failed)
+        self._indexers.append(indexer)  # adding while another scan runs: both stream in
+        self.workers.start(indexer)
         self.statusBar().showMessage(f"Indexing {', '.join(p.name or str(p) for p in paths)}…")
 
     @property
-    def _indexing(self) -> IndexingThread | None:
+    def _indexing(self) -> FolderIndexer | None:
         """The latest scan still running, if any."""
         return self._indexers[-1] if self._indexers else None
 
@@ -534,9 +535,9 @@ class MainWindow(QMainWindow):
         self.report_error("Indexing stopped", f"Indexing stopped early: {message}\nThe files found so far are listed.")
 
     def _stop_indexing(self) -> None:
-        for thread in self._indexers:
-            thread.request_stop()
-        self._indexers.clear()
+        indexers, self._indexers = self._indexers, []
+        for indexer in indexers:  # their indexing_done(stopped) now comes from no listed sender
+            indexer.request_stop()
 
     # ================================================================== the current case
     @Slot(object)

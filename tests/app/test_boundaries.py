@@ -12,6 +12,8 @@ APP = Path(__file__).resolve().parents[2] / "app"
 ALLOWED_ENGINE = {"engine.io", "engine.preprocess", "engine.detector", "engine.scoring", "engine.atomic", "engine.synth",
                   # folder listing and checks, the event format, the method registry (torch-free)
                   "engine.datasets", "engine.progress", "engine.methods",
+                  # headers as JSON: what the `index` engine process sends the app
+                  "engine.io.meta_json",
                   # the headless demo `cxrscreen` runs instead of the app when there is no display
                   "engine.demo"}
 # each method's settings package (engine.methods.<name>) is torch-free; its recipe never is
