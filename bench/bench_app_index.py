@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,9 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=256, help="side of the generated images")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--index", choices=("process", "thread"), default="process",
+                        help="index in an engine process with the app's thread until it is ready (the app's "
+                             "default), or in the thread only")
     args = parser.parse_args()
     t = time.perf_counter()
     folder = generated_folder(args.n, args.size)
@@ -44,6 +48,8 @@ def main() -> int:
     settings = WORK / "bench_index.ini"
     settings.unlink(missing_ok=True)
     w = MainWindow(AppSettings(settings), ModelLibrary(WORK / "bench_library"))
+    w.index_in_process = args.index == "process"
+    load_before = os.getloadavg()
     w.resize(1500, 900)
     w.show()
     app.processEvents()
@@ -88,6 +94,10 @@ def main() -> int:
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "rss_before_open_mb": round(rss_before, 1),
         "event_loop": probe.summary(),
+        "stalls_over_100ms": sum(ms > 100 for ms in probe.stalls_ms),
+        "indexing_in": args.index,
+        "loadavg_before": [round(v, 2) for v in load_before],
+        "loadavg_after": [round(v, 2) for v in os.getloadavg()],
         "python": sys.version.split()[0],
     }
     w.close()

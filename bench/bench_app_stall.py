@@ -59,6 +59,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--app-repo", type=Path, help="import app and engine from this checkout (default: this one)")
+    parser.add_argument("--index", choices=("process", "thread"), default="process",
+                        help="index in an engine process (the app's default) or in a thread of the app")
     args = parser.parse_args()
     if args.app_repo is not None:
         sys.path.insert(0, str(args.app_repo.resolve()))
@@ -83,6 +85,10 @@ def main() -> int:
     settings = WORK / "bench_stall.ini"
     settings.unlink(missing_ok=True)
     w = MainWindow(AppSettings(settings), ModelLibrary(WORK / "bench_library"), batch_size=args.batch_size)
+    index_mode = "thread"
+    if hasattr(w, "index_in_process"):  # older checkouts index in a thread only
+        w.index_in_process = args.index == "process"
+        index_mode = args.index
     w.resize(1500, 900)
     w.show()
     w.load_detector(detector, provider="auto")
@@ -144,6 +150,7 @@ def main() -> int:
     during_index = [ms for _, ms, idx in long_stalls if idx]
     result = {
         "scoring_in": mode,
+        "indexing_in": index_mode,
         "app_code": str(scoring_module.__file__),
         "files": args.n,
         "detector": f"{w.detector.meta.name} ({w.detector.meta.method}, input {w.detector.meta.input_size})",
