@@ -8,8 +8,10 @@ environment (:attr:`app.settings.AppSettings.engine_command`).
 
 :class:`EngineProcess` wraps one ``QProcess``:
 - stdout is read as JSON lines (the engine's ``--progress json`` / ``--format jsonl`` events,
-  see :mod:`engine.progress` and :mod:`engine.score_cli`); every read turns its complete lines
-  into one ``events`` signal (a list, in order). Other stdout lines are kept as text.
+  see :mod:`engine.progress`, :mod:`engine.score_cli` and :mod:`engine.index_cli`); complete
+  lines become ``events`` signals (lists, in order) of at most :data:`LINES_PER_TURN` lines,
+  one per event-loop turn, so a fast child (``index`` lists ~1,500 files a second) never makes
+  the GUI parse thousands of lines at once. Other stdout lines are kept as text.
 - stderr is drained continuously (a full pipe would block the child) and its tail kept, to be
   shown when something goes wrong.
 - :meth:`EngineProcess.terminate` sends SIGTERM (the engine stops at its next safe point:
@@ -41,6 +43,7 @@ logger = logging.getLogger(__name__)
 PROCESS_NICE = 10  # Linux: the engine yields the CPU to the GUI process (never starved)
 DEFAULT_GRACE_MS = 5000
 TAIL_LINES = 200
+LINES_PER_TURN = 128  # stdout lines parsed (and handed on) per event-loop turn
 EXIT_DONE, EXIT_ERROR, EXIT_STOPPED = 0, 1, 3
 ProcessStatus = Literal["done", "stopped", "failed", "crashed"]
 FINAL_EVENTS = ("done", "stopped", "error")
@@ -156,10 +159,16 @@ class EngineProcess(QObject):
         self._kill_timer = QTimer(self)
         self._kill_timer.setSingleShot(True)
         self._kill_timer.timeout.connect(self._kill_after_grace)
+        self._drain_timer = QTimer(self)
+        self._drain_timer.setSingleShot(True)
+        self._drain_timer.setInterval(0)
+        self._drain_timer.timeout.connect(self._drain)
         self._reset()
 
     def _reset(self) -> None:
         self._stdout = b""
+        self._lines: deque[bytes] = deque()  # complete stdout lines not handed on yet
+        self._exit_pending: tuple[bool, int | None] = (False, None)  # (ended, exit code or None: crashed)
         self._stderr = _Tail()
         self._text_out = _Tail(limit=50)
         self._final: dict[str, Any] | None = None
@@ -176,6 +185,7 @@ class EngineProcess(QObject):
         """
         if self.is_running():
             raise RuntimeError("the engine process is still running")
+        self._drain_timer.stop()
         self._reset()
         self._ended = False
         self.args = [str(a) for a in args]
@@ -187,7 +197,12 @@ class EngineProcess(QObject):
         self.process.start()
 
     def is_running(self) -> bool:
-        """Whether the process is starting or running."""
+        """Whether a run is under way: from :meth:`start` until ``finished`` has been emitted
+        (the child may have exited while its last lines are still being handed on)."""
+        return not self._ended
+
+    def _alive(self) -> bool:
+        """Whether the child process itself is starting or running."""
         return self.process.state() != QProcess.ProcessState.NotRunning
 
     def terminate(self, grace_ms: int = DEFAULT_GRACE_MS) -> None:
@@ -196,7 +211,7 @@ class EngineProcess(QObject):
         Returns at once. The engine stops at its next safe point (after the current batch or
         epoch, writing a checkpoint); a killed training resumes from its last checkpoint.
         """
-        if not self.is_running():
+        if not self._alive():
             return
         self._stop_requested = True
         if self.process.state() == QProcess.ProcessState.Starting:
@@ -208,15 +223,21 @@ class EngineProcess(QObject):
 
     def kill(self) -> None:
         """End the process at once (SIGKILL)."""
-        if self.is_running():
+        if self._alive():
             self._stop_requested = True
             self._killed = True
             self.process.kill()
 
     def wait(self, timeout_ms: int) -> bool:
-        """Block until the process has ended (at most ``timeout_ms``); True when it has."""
-        if self.is_running():
+        """Block until the process has ended and its output was handed on (the process at most
+        ``timeout_ms``); True when it has."""
+        if self._alive():
             self.process.waitForFinished(timeout_ms)
+        if not self._alive() and not self._ended:
+            if not self._exit_pending[0]:  # finished() not delivered yet: take the exit status now
+                self._on_finished(self.process.exitCode(), self.process.exitStatus())
+            while not self._ended:
+                self._drain()
         return not self.is_running()
 
     @property
@@ -256,7 +277,21 @@ class EngineProcess(QObject):
     def _on_stdout(self) -> None:
         self._stdout += bytes(self.process.readAllStandardOutput().data())
         *lines, self._stdout = self._stdout.split(b"\n")
-        self._emit_lines(lines)
+        self._lines.extend(lines)
+        if not self._drain_timer.isActive():
+            self._drain()
+
+    @Slot()
+    def _drain(self) -> None:
+        """Hand on up to LINES_PER_TURN lines; the rest on the next turn; then a pending end."""
+        n = min(len(self._lines), LINES_PER_TURN)
+        self._emit_lines([self._lines.popleft() for _ in range(n)])
+        if self._lines:
+            self._drain_timer.start()
+        elif self._exit_pending[0]:
+            code = self._exit_pending[1]
+            self._exit_pending = (False, None)
+            self._end(self._outcome(code))
 
     def _emit_lines(self, lines: list[bytes]) -> None:
         out: list[dict[str, Any]] = []
@@ -289,9 +324,11 @@ class EngineProcess(QObject):
         self._on_stderr()
         self._stdout += bytes(self.process.readAllStandardOutput().data())
         rest, self._stdout = self._stdout, b""
-        self._emit_lines(rest.split(b"\n"))
+        self._lines.extend(rest.split(b"\n"))
         crashed = status == QProcess.ExitStatus.CrashExit
-        self._end(self._outcome(None if crashed else int(code)))
+        self._exit_pending = (True, None if crashed else int(code))  # ends once every line is handed on
+        if not self._drain_timer.isActive():
+            self._drain()
 
     @Slot(QProcess.ProcessError)
     def _on_error(self, error: QProcess.ProcessError) -> None:
@@ -303,7 +340,7 @@ class EngineProcess(QObject):
 
     @Slot()
     def _kill_after_grace(self) -> None:
-        if self.is_running():
+        if self._alive():
             logger.warning("engine process %s did not stop within the grace period: killing it", self.pid)
             self.kill()
 

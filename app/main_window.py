@@ -40,6 +40,7 @@ from app.demo import DEMO_ABNORMAL, DEMO_NORMAL, DEMO_SIZE, DemoDetectorProcess,
 from app.detector_card import DetectorCardDialog
 from app.export import ExportContext, export_rows, select_records, write_export
 from app.export_dialog import ExportDialog
+from app.gc_schedule import CollectorSchedule
 from app.help import HelpDialog
 from app.library import ModelLibrary
 from app.model_tools import ModelTools
@@ -200,6 +201,9 @@ class MainWindow(QMainWindow):
         self._update_counts()
         self._sync_checkable_actions()
         self.model_tools.start()
+        # the garbage collector's full passes only when nothing runs (app/gc_schedule.py)
+        self.gc_schedule = CollectorSchedule(lambda: self.indexing_active or self.is_scoring, parent=self)
+        self.gc_schedule.start()
 
     # ================================================================== layout
     def _build_welcome(self) -> QWidget:
@@ -1072,6 +1076,7 @@ class MainWindow(QMainWindow):
     # ================================================================== closing
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         if self._close_ready:
+            self.gc_schedule.stop()
             event.accept()
             return
         if not self._closing and not self.model_tools.confirm_close():
@@ -1092,6 +1097,7 @@ class MainWindow(QMainWindow):
             self.workers.all_finished.connect(self._finish_close)
         if not len(self.workers):
             self._close_ready = True
+            self.gc_schedule.stop()
             event.accept()
             return
         # wait for the workers without blocking the event loop; close when the last one ends

@@ -77,6 +77,58 @@ class EventLoopProbe:
                 "p99_ms": round(float(np.percentile(s, 99)), 1), "median_ms": round(float(np.median(s)), 2)}
 
 
+class StallTracer:
+    """While the event loop is late, sample the GUI thread's Python stack (to find what stalls it).
+
+    A daemon thread checks every ``every_ms`` how late the probe's next firing is; beyond
+    ``threshold_ms`` it records the GUI thread's innermost frames. When the GUI thread runs C++
+    (a repaint, a proxy sort), the stack shows the Python call that entered it; when it waits
+    for the GIL, the Python line where it waits. Create it in the GUI thread.
+    """
+
+    def __init__(self, probe: EventLoopProbe, threshold_ms: float = 60.0, every_ms: float = 15.0, depth: int = 6) -> None:
+        import threading
+
+        self.probe = probe
+        self.threshold = threshold_ms
+        self.every = every_ms / 1000.0
+        self.depth = depth
+        self.gui_thread = threading.get_ident()
+        self.samples: list[tuple[float, float, list[str]]] = []  # (time, ms late, innermost frames)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stall-tracer", daemon=True)
+        self._t0 = time.perf_counter()
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        import sys
+        import traceback
+
+        while not self._stop.wait(self.every):
+            late = (time.perf_counter() - self.probe._last - self.probe.interval) * 1000.0
+            if late < self.threshold:
+                continue
+            frame = sys._current_frames().get(self.gui_thread)
+            if frame is None:
+                continue
+            stack = traceback.extract_stack(frame)[-self.depth:]
+            self.samples.append((round(time.perf_counter() - self._t0, 2), round(late, 1),
+                                 [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack]))
+
+    def summary(self, top: int = 12) -> list[tuple[int, str]]:
+        """The most frequent innermost frame chains during stalls, with their sample counts."""
+        from collections import Counter
+
+        counts = Counter(" < ".join(reversed(s[2][-3:])) for s in self.samples)
+        return [(n, chain) for chain, n in counts.most_common(top)]
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux: ru_maxrss in KiB)."""
     import resource

@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.app_bench_common import WORK, EventLoopProbe, generated_folder, peak_rss_mb  # noqa: E402
+from bench.app_bench_common import WORK, EventLoopProbe, StallTracer, generated_folder, peak_rss_mb  # noqa: E402
 
 
 def _local_contrast(out: Path) -> Path:
@@ -59,6 +59,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--app-repo", type=Path, help="import app and engine from this checkout (default: this one)")
+    parser.add_argument("--trace-stalls", action="store_true",
+                        help="sample the GUI thread's stack while the loop is over 60 ms late (diagnosis)")
     parser.add_argument("--index", choices=("process", "thread"), default="process",
                         help="index in an engine process (the app's default) or in a thread of the app")
     args = parser.parse_args()
@@ -97,6 +99,7 @@ def main() -> int:
         time.sleep(0.01)
     provider, note = w.detector.provider, w.detector.provider_note
     probe = EventLoopProbe(10)
+    tracer = StallTracer(probe) if args.trace_stalls else None
     index_end: list[float] = []
     long_stalls: list[tuple[float, float, bool]] = []  # (seconds from open, ms, indexing then)
     seen = [0]
@@ -142,6 +145,8 @@ def main() -> int:
     t0 = time.perf_counter()
     w.open_paths([folder])
     probe.start()
+    if tracer is not None:
+        tracer.start()
     user.start()
     checker.start()
     app.exec()
@@ -171,6 +176,10 @@ def main() -> int:
         "loadavg_after": [round(v, 2) for v in os.getloadavg()],
         "cpus": os.cpu_count(),
     }
+    if tracer is not None:
+        tracer.stop()
+        result["stall_stacks"] = tracer.summary()
+        result["stall_samples"] = tracer.samples
     w.close()
     while w.isVisible():
         app.processEvents()

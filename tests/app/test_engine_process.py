@@ -165,3 +165,39 @@ def test_tail_keeps_the_last_lines() -> None:
     assert tail.feed("a\nb") == ["a"]  # "b" is not complete yet
     tail.feed("\nc\nd")
     assert tail.text() == "b\nc\nd"  # two complete lines and the partial one
+
+
+def test_a_burst_of_lines_is_handed_on_in_bounded_slices_before_finished(qtbot, tmp_path: Path) -> None:
+    from app.engine_process import LINES_PER_TURN
+
+    script = tmp_path / "burst.py"
+    script.write_text("import json, sys\n"
+                      "sys.stdout.write(''.join(json.dumps({'event': 'record', 'seq': i}) + '\\n' for i in range(1000)))\n"
+                      "print(json.dumps({'event': 'done', 'count': 1000}), flush=True)\n")
+    proc = EngineProcess([sys.executable, str(script)], nice=0)
+    sizes: list[int] = []
+    seqs: list[int] = []
+    order: list[str] = []
+    proc.events.connect(lambda evs: (sizes.append(len(evs)), seqs.extend(e["seq"] for e in evs if "seq" in e),
+                                     order.append("events")))
+    proc.finished.connect(lambda outcome: order.append("finished"))
+    with qtbot.waitSignal(proc.finished, timeout=20_000) as done:
+        proc.start([])
+    outcome: ProcessOutcome = done.args[0]
+    assert seqs == list(range(1000)) and max(sizes) <= LINES_PER_TURN and len(sizes) >= 1001 // LINES_PER_TURN
+    assert order[-1] == "finished" and order.count("finished") == 1
+    assert outcome.status == "done" and outcome.final_event == {"event": "done", "count": 1000}
+    assert not proc.is_running()
+
+
+def test_wait_hands_on_every_line_before_returning(tmp_path: Path, qapp) -> None:
+    script = tmp_path / "burst.py"
+    script.write_text("import json\nfor i in range(600): print(json.dumps({'event': 'record', 'seq': i}))\n")
+    proc = EngineProcess([sys.executable, str(script)], nice=0)
+    seqs: list[int] = []
+    ended: list[ProcessOutcome] = []
+    proc.events.connect(lambda evs: seqs.extend(e["seq"] for e in evs))
+    proc.finished.connect(ended.append)
+    proc.start([])
+    assert proc.wait(20_000)
+    assert seqs == list(range(600)) and len(ended) == 1 and ended[0].status == "done"
