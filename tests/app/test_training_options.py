@@ -38,6 +38,9 @@ def test_presets_become_exact_command_lines() -> None:
     amae = method_info("amae")
     pairs = dict(zip(*[iter(train_arguments(amae, amae.values_for("paper"), Path("N"), Path("U"), Path("R"))[11:])] * 2))
     assert pairs["--amae-preset"] == "paper" and "--epochs" not in pairs and "--size" not in pairs
+    assert pairs["--amae-module-b"] == "pseudo-abnormal"  # as published
+    quick = dict(zip(*[iter(train_arguments(amae, amae.values_for("quick"), Path("N"), Path("U"), Path("R"))[11:])] * 2))
+    assert (quick["--amae-preset"], quick["--amae-module-b"]) == ("small", "normal+pseudo-abnormal")  # measured better
     # the command line parses with the engine's own parser
     from engine.cli import build_parser
     parsed = build_parser().parse_args(train_arguments(ddad, ddad.values_for("quick", {"epochs": 2}), Path("N"),
