@@ -38,12 +38,14 @@ def _local_contrast(out: Path) -> Path:
     return module.build_local_contrast_detector(out, size=64)
 
 
-def _engine_rss_mb() -> float:
+def _engine_rss_mb(exclude: frozenset[int] = frozenset()) -> float:
     """Resident memory of this process's children (the engine processes) now, in MB."""
     import psutil
 
     total = 0.0
     for child in psutil.Process().children(recursive=True):
+        if child.pid in exclude:
+            continue
         try:
             total += child.memory_info().rss / 2**20
         except psutil.Error:
@@ -61,6 +63,12 @@ def main() -> int:
     parser.add_argument("--app-repo", type=Path, help="import app and engine from this checkout (default: this one)")
     parser.add_argument("--trace-stalls", action="store_true",
                         help="sample the GUI thread's stack while the loop is over 60 ms late (diagnosis)")
+    parser.add_argument("--worker-nice", type=int, default=None,
+                        help="nice value of the app's worker threads (default: the app's, app.workers.base.WORKER_NICE)")
+    parser.add_argument("--busy", type=int, default=0,
+                        help="run this many CPU-bound processes at nice 0 beside the app (a busy machine)")
+    parser.add_argument("--gc", choices=("scheduled", "auto"), default="scheduled",
+                        help="the app's collector schedule (default) or CPython's automatic collection")
     parser.add_argument("--index", choices=("process", "thread"), default="process",
                         help="index in an engine process (the app's default) or in a thread of the app")
     args = parser.parse_args()
@@ -84,9 +92,33 @@ def main() -> int:
     mode = "engine process" if hasattr(scoring_module, "ScoringProcess") else "worker thread"
     load_before = os.getloadavg()
 
+    import app.workers.base as workers_base
+    if args.worker_nice is not None:
+        workers_base.WORKER_NICE = args.worker_nice
+    import subprocess
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+
     settings = WORK / "bench_stall.ini"
     settings.unlink(missing_ok=True)
     w = MainWindow(AppSettings(settings), ModelLibrary(WORK / "bench_library"), batch_size=args.batch_size)
+    gc_mode = "auto"
+    if hasattr(w, "gc_schedule"):  # older checkouts leave collection to CPython
+        if args.gc == "auto":
+            w.gc_schedule.stop()
+        gc_mode = args.gc
+    gc_pauses: list[tuple[float, int, float]] = []  # (seconds from open, generation, ms), collections >= 10 ms
+    if args.trace_stalls:
+        import gc
+        started = [0.0]
+        opened: list[float] = []  # the time the folder was opened (collections before it are start-up)
+
+        def on_gc(phase: str, info: dict) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            elif (ms := (time.perf_counter() - started[0]) * 1000) >= 10 and opened:
+                gc_pauses.append((round(time.perf_counter() - opened[0], 2), info["generation"], round(ms, 1)))
+
+        gc.callbacks.append(on_gc)
     index_mode = "thread"
     if hasattr(w, "index_in_process"):  # older checkouts index in a thread only
         w.index_in_process = args.index == "process"
@@ -125,7 +157,7 @@ def main() -> int:
     processes: dict[int, int] = {}
 
     def check() -> None:  # cheap: no pass over the records until everything is quiet
-        engine_peak[0] = max(engine_peak[0], _engine_rss_mb())
+        engine_peak[0] = max(engine_peak[0], _engine_rss_mb(frozenset(p.pid for p in burners)))
         note_long_stalls()
         if w._scoring is not None and hasattr(w._scoring, "processes_started"):
             processes[id(w._scoring)] = w._scoring.processes_started
@@ -143,6 +175,8 @@ def main() -> int:
     checker.setInterval(200)
     checker.timeout.connect(check)
     t0 = time.perf_counter()
+    if args.trace_stalls:
+        opened.append(t0)
     w.open_paths([folder])
     probe.start()
     if tracer is not None:
@@ -156,6 +190,9 @@ def main() -> int:
     result = {
         "scoring_in": mode,
         "indexing_in": index_mode,
+        "garbage_collection": gc_mode,
+        "worker_nice": getattr(workers_base, "WORKER_NICE", None),
+        "busy_processes": args.busy,
         "app_code": str(scoring_module.__file__),
         "files": args.n,
         "detector": f"{w.detector.meta.name} ({w.detector.meta.method}, input {w.detector.meta.input_size})",
@@ -180,6 +217,9 @@ def main() -> int:
         tracer.stop()
         result["stall_stacks"] = tracer.summary()
         result["stall_samples"] = tracer.samples
+        result["gc_pauses_over_10ms"] = gc_pauses
+    for p in burners:
+        p.kill()
     w.close()
     while w.isVisible():
         app.processEvents()

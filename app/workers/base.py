@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 WORKER_NICE = 10  # Linux: background threads yield the CPU to the GUI thread (not starved)
 
 
-def lower_thread_priority(nice: int = WORKER_NICE) -> None:
+def lower_thread_priority(nice: int | None = None) -> None:
     """Make the calling thread (and the threads it starts later) nicer to the GUI thread.
 
     On Linux the nice value is per thread and inherited by threads created afterwards, so
@@ -29,7 +29,8 @@ def lower_thread_priority(nice: int = WORKER_NICE) -> None:
     value, unlike ``QThread.IdlePriority`` (SCHED_IDLE), never starves a worker that holds
     the GIL the GUI thread is waiting for. No-op elsewhere.
     """
-    if not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
+    nice = WORKER_NICE if nice is None else nice
+    if nice <= 0 or not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
         return
     try:
         tid = threading.get_native_id()

@@ -1,6 +1,7 @@
 """Workers: indexing and decoding threads (with the detector's analysis), the scoring process, cancel."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -136,3 +137,27 @@ def test_detector_load_thread_reports_bad_files(qtbot, tmp_path: Path, tiny_dete
         ok.start()
     ok.wait(5000)
     assert loaded.args[0].meta.model_id
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux-only")
+@pytest.mark.parametrize("nice", [0, 7])
+def test_worker_thread_priority_follows_worker_nice(monkeypatch, nice: int) -> None:
+    """A worker thread gets the module's WORKER_NICE at run time; 0 leaves its priority alone."""
+    import os
+    import threading
+
+    import app.workers.base as base
+
+    monkeypatch.setattr(base, "WORKER_NICE", nice)
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    seen: list[int] = []
+
+    def work() -> None:
+        base.lower_thread_priority()
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert seen == [max(before, nice) if nice > 0 else before]
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before  # the calling (GUI) thread is untouched
