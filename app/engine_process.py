@@ -232,7 +232,17 @@ class EngineProcess(QObject):
         """Block until the process has ended and its output was handed on (the process at most
         ``timeout_ms``); True when it has."""
         if self._alive():
-            self.process.waitForFinished(timeout_ms)
+            # waitForFinished blocks the event loop, so the kill timer of a pending terminate()
+            # cannot fire meanwhile: honour its deadline here (a niced engine on a busy machine
+            # can take seconds to reach its next safe point)
+            if self._kill_timer.isActive() and self._kill_timer.remainingTime() < timeout_ms:
+                before = self._kill_timer.remainingTime()
+                if not self.process.waitForFinished(max(0, before)):
+                    self._kill_timer.stop()
+                    self._kill_after_grace()
+                    self.process.waitForFinished(max(0, timeout_ms - before))
+            else:
+                self.process.waitForFinished(timeout_ms)
         if not self._alive() and not self._ended:
             if not self._exit_pending[0]:  # finished() not delivered yet: take the exit status now
                 self._on_finished(self.process.exitCode(), self.process.exitStatus())

@@ -34,7 +34,8 @@ from app.workers.indexing import IndexingThread
 from engine.io.meta_json import meta_from_json
 
 logger = logging.getLogger(__name__)
-STOP_GRACE_MS = 1000  # an index process still running this long after SIGTERM is killed
+STOP_GRACE_MS = 500  # an index process still running this long after SIGTERM is killed (it only
+# reads headers: nothing is lost; see app.workers.scoring.STOP_GRACE_MS)
 
 
 class FolderIndexer(QObject):

@@ -37,7 +37,9 @@ from engine.detector import Detector, DetectorError, ProviderChoice
 from engine.scoring import ScoreResult
 
 logger = logging.getLogger(__name__)
-STOP_GRACE_MS = 1000  # a scoring process that has not ended this long after SIGTERM is killed
+STOP_GRACE_MS = 500  # a scoring process still running this long after SIGTERM is killed: it writes
+# nothing, so killing loses nothing, and a niced engine on a busy machine may take seconds to
+# reach its next batch boundary (a 1 s grace made cancel take over a second under load)
 
 
 class ScoringProcess(QObject):

@@ -119,6 +119,23 @@ def test_a_process_ignoring_sigterm_is_killed_after_the_grace_period(qtbot, fake
     assert not crashed  # the app asked for it: not a crash
 
 
+def test_wait_kills_at_the_grace_deadline_of_a_pending_terminate(qtbot, fake_engine) -> None:
+    # wait() blocks the event loop, so the kill timer cannot fire during it: wait must keep the
+    # deadline itself, or a stop on a busy machine would last the whole wait
+    proc = EngineProcess(fake_engine, nice=0)
+    events: list[dict] = []
+    proc.events.connect(events.extend)
+    ended: list[ProcessOutcome] = []
+    proc.finished.connect(ended.append)
+    proc.start(["ignore-term"])
+    qtbot.waitUntil(lambda: any(e["event"] == "ready" for e in events), timeout=10_000)
+    proc.terminate(grace_ms=300)
+    t0 = time.monotonic()
+    assert proc.wait(10_000)
+    assert time.monotonic() - t0 < 3.0
+    assert len(ended) == 1 and ended[0].killed and ended[0].status == "stopped"
+
+
 def test_a_process_killed_from_outside_is_a_crash(qtbot, fake_engine) -> None:
     proc = EngineProcess(fake_engine)
     events: list[dict] = []
