@@ -18,16 +18,22 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 logger = logging.getLogger(__name__)
 
 
-WORKER_NICE = 10  # Linux: background threads yield the CPU to the GUI thread (not starved)
+# Linux nice value of the app's worker threads. 0: they keep the GUI thread's priority. A
+# niced worker that holds the GIL is descheduled in favour of any other job on the machine while
+# the GUI thread waits for that GIL (priority inversion): with one busy CPU job beside the app,
+# nice 10 gave 2-3 event-loop ticks over 100 ms per 10,000-file run and 98-107 files/s, nice 0
+# 0-1 ticks and 137 files/s (bench/RESULTS.md, "Worker threads' priority"). Engine processes
+# are niced separately (app.engine_process.PROCESS_NICE): they share no GIL with the GUI.
+WORKER_NICE = 0
 
 
 def lower_thread_priority(nice: int | None = None) -> None:
-    """Make the calling thread (and the threads it starts later) nicer to the GUI thread.
+    """Give the calling thread (and the threads it starts later) the nice value ``nice``.
 
-    On Linux the nice value is per thread and inherited by threads created afterwards, so
-    decoding pools and onnxruntime's thread pool started from a worker inherit it. A nice
-    value, unlike ``QThread.IdlePriority`` (SCHED_IDLE), never starves a worker that holds
-    the GIL the GUI thread is waiting for. No-op elsewhere.
+    ``nice`` defaults to the module's ``WORKER_NICE`` read at call time (0, so by default the
+    priority is left alone; the stall bench sets other values to compare). On Linux the nice
+    value is per thread and inherited by threads created afterwards, so decoding pools started
+    from a worker inherit it. No-op for values <= 0 and on other systems.
     """
     nice = WORKER_NICE if nice is None else nice
     if nice <= 0 or not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
@@ -44,7 +50,7 @@ def lower_thread_priority(nice: int | None = None) -> None:
 class StoppableThread(QThread):
     """A worker thread with a stop flag that its ``run`` polls (and may wait on).
 
-    Subclasses implement ``work()``; ``run()`` lowers the thread's priority first.
+    Subclasses implement ``work()``; ``run()`` first applies ``WORKER_NICE`` (see there).
     """
 
     def __init__(self, parent: QObject | None = None) -> None:
