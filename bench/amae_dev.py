@@ -368,17 +368,23 @@ def _ms(values: list[float]) -> str:
     return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
 
 
+def _module_b(config: dict) -> str:
+    """Module B's training set in a run's config: the paper's, or our variant (see the README)."""
+    b = config.get("module_b", "pseudo-abnormal")
+    return f"{b} ({'paper' if b == 'pseudo-abnormal' else 'variant'})"
+
+
 def cmd_report(args) -> None:
     rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("dev_*.json"))]
     groups: dict[tuple, list] = {}
     for r in rows:
         c = r["config"]
         key = (c["preset"], r["data"]["source"].get("anomaly_rate"), c["pretrain_epochs"], c["stage1_epochs"], c["epochs"],
-               r["inference"]["cpu"]["provider"] if r.get("inference") else "-")
+               r["inference"]["cpu"]["provider"] if r.get("inference") else "-", _module_b(c))
         groups.setdefault(key, []).append(r)
-    print("| preset | AR | epochs (pre / s1 / s2) | seeds | stage 1 AUROC | stage 1 AP | stage 2 AUROC | stage 2 AP | "
+    print("| preset | module B | AR | epochs (pre / s1 / s2) | seeds | stage 1 AUROC | stage 1 AP | stage 2 AUROC | stage 2 AP | "
           "pseudo-abnormal truly abnormal | train min: pre / s1 / pseudo / s2 (total) | ONNX CPU img/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for key, rs in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         ph = {k: np.mean([r["phase_seconds"].get(k, 0.0) for r in rs]) / 60
               for k in ("pretrain", "stage1", "pseudo-label", "stage2")}
@@ -386,7 +392,7 @@ def cmd_report(args) -> None:
         purity = [r["pseudo_labels"]["pseudo_abnormal_truly_abnormal"] for r in rs]
         purity_s = _ms([p for p in purity if p is not None]) if any(p is not None for p in purity) else "-"
         ips = np.mean([r["inference"]["cpu"]["images_per_s"] for r in rs])
-        print(f"| {key[0]} | {key[1]} | {key[2]} / {key[3]} / {key[4]} | {len(rs)} | "
+        print(f"| {key[0]} | {key[6]} | {key[1]} | {key[2]} / {key[3]} / {key[4]} | {len(rs)} | "
               f"{_ms([r['metrics']['stage1']['auroc'] for r in rs])} | {_ms([r['metrics']['stage1']['ap'] for r in rs])} | "
               f"{_ms([r['metrics']['inter']['auroc'] for r in rs])} | {_ms([r['metrics']['inter']['ap'] for r in rs])} | "
               f"{purity_s} | {ph['pretrain']:.1f} / {ph['stage1']:.1f} / {ph['pseudo-label']:.2f} / {ph['stage2']:.1f} "
@@ -396,7 +402,7 @@ def cmd_report(args) -> None:
     amae_ar: dict[tuple, dict[float, list]] = {}
     for r in rows:
         c = r["config"]
-        amae_ar.setdefault((c["preset"], c["pretrain_epochs"], c["stage1_epochs"], c["epochs"]), {}).setdefault(
+        amae_ar.setdefault((c["preset"], c["pretrain_epochs"], c["stage1_epochs"], c["epochs"], _module_b(c)), {}).setdefault(
             r["data"]["source"].get("anomaly_rate"), []).append(r["metrics"]["inter"]["auroc"])
     ddad_ar: dict[tuple, dict[float, list]] = {}
     for p in sorted(DDAD_RESULTS.glob("dev_*.json")):
@@ -409,7 +415,7 @@ def cmd_report(args) -> None:
             continue  # the paper's recipe only, not the robust or bf16 variants
         ddad_ar.setdefault((c["backbone"], c["epochs"]), {}).setdefault(r["data"]["source"].get("anomaly_rate"), []).append(
             r["metrics"]["inter"]["auroc"])
-    curves = {f"AMAE {k[0]} (pre {k[1]}, s1 {k[2]}, s2 {k[3]})": v for k, v in amae_ar.items() if len(v) > 1}
+    curves = {f"AMAE {k[0]}, module B {k[4]} (pre {k[1]}, s1 {k[2]}, s2 {k[3]})": v for k, v in amae_ar.items()}
     curves.update({f"DDAD {k[0]} ({k[1]} ep.)": v for k, v in ddad_ar.items()})
     ars = sorted({ar for v in curves.values() for ar in v if ar is not None})
     if curves and ars:
