@@ -1,0 +1,19 @@
+"""The export's parity criterion: absolute up to 1, relative above (engine/export.py)."""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.export import _scaled_difference
+
+
+def test_small_values_are_compared_absolutely() -> None:
+    ref = np.array([0.0, 0.5, 1.0], np.float32)
+    assert _scaled_difference(ref + 2e-4, ref) > 1e-4  # 2e-4 off on values <= 1: refused
+    assert _scaled_difference(ref + 5e-5, ref) <= 1e-4
+
+
+def test_large_values_are_compared_relatively() -> None:
+    ref = np.array([2398.8, 73.9, 0.2], np.float32)
+    rounded = ref + np.array([1.7e-3, 8e-5, 0.0], np.float32)  # float32 rounding at that scale
+    assert _scaled_difference(rounded, ref) <= 1e-4
+    assert _scaled_difference(ref * 1.001, ref) > 1e-4  # a real 0.1 % error is still refused
