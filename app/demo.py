@@ -2,7 +2,7 @@
 it) a small demo detector trained in a separate process.
 
 ``python -m engine demo-detector --out FILE --progress json`` trains a small DDAD detector on
-synthetic normals (about a minute); :class:`DemoDetectorProcess` runs it in a ``QProcess``,
+synthetic normals (about two minutes); :class:`DemoDetectorProcess` runs it in a ``QProcess``,
 turns its JSON progress lines into signals, and reports "not available" when the engine has
 no such command yet.
 """
@@ -22,6 +22,7 @@ DEMO_NORMAL = 16
 DEMO_ABNORMAL = 8
 DEMO_SIZE = 512
 DEMO_SEED = 2024
+DEMO_VARIATION = 0.5  # anatomical variation of the demo's chests; the demo detector trains on the same
 
 
 def demo_root() -> Path:
@@ -56,7 +57,8 @@ class DemoStudyThread(StoppableThread):
                 return
             from engine.synth import write_study
 
-            write_study(self.folder, self.n_normal, self.n_abnormal, size=self.size, seed=DEMO_SEED)
+            write_study(self.folder, self.n_normal, self.n_abnormal, size=self.size, seed=DEMO_SEED,
+                        variation=DEMO_VARIATION)
         except (OSError, ValueError) as exc:
             self.study_failed.emit(f"{exc.__class__.__name__}: {exc}")
             return
@@ -83,7 +85,7 @@ class DemoDetectorProcess(QObject):
         self.process.setProgram(sys.executable)
         # --overwrite: a file left there is incomplete (a finished one is used without a rerun)
         self.process.setArguments(["-m", "engine", "demo-detector", "--out", str(self.out), "--progress", "json",
-                                   "--overwrite"])
+                                   "--variation", str(DEMO_VARIATION), "--overwrite"])
         self.process.readyReadStandardOutput.connect(self._on_stdout)
         self.process.finished.connect(self._on_finished)
         self.process.errorOccurred.connect(self._on_error)

@@ -45,7 +45,7 @@ def _score(detector, folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def main() -> int:
-    from app.demo import DEMO_ABNORMAL, DEMO_NORMAL, DEMO_SEED, DEMO_SIZE
+    from app.demo import DEMO_ABNORMAL, DEMO_NORMAL, DEMO_SEED, DEMO_SIZE, DEMO_VARIATION
     from engine import demo_detector
     from engine.detector import Detector
     from engine.metrics import auroc
@@ -61,13 +61,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="cxrscreen-demo-bench-") as tmp:
         tmp = Path(tmp)
         study = tmp / "demo_study"
-        write_study(study, DEMO_NORMAL, DEMO_ABNORMAL, size=DEMO_SIZE, seed=DEMO_SEED)
+        write_study(study, DEMO_NORMAL, DEMO_ABNORMAL, size=DEMO_SIZE, seed=DEMO_SEED, variation=DEMO_VARIATION)
         heldout = tmp / "heldout"
-        write_study(heldout, args.heldout, args.heldout, size=DEMO_SIZE, seed=DEMO_SEED + 1)
+        write_study(heldout, args.heldout, args.heldout, size=DEMO_SIZE, seed=DEMO_SEED + 1, variation=DEMO_VARIATION)
 
         parser_d = argparse.ArgumentParser()
         demo_detector.add_arguments(parser_d)
-        argv = ["--out", str(tmp / "demo.onnx"), "--progress", "none"]
+        argv = ["--out", str(tmp / "demo.onnx"), "--progress", "none", "--variation", str(DEMO_VARIATION)]
         if args.normals:
             argv += ["--normals", str(args.normals)]
         if args.epochs:
@@ -85,7 +85,8 @@ def main() -> int:
         flagged = s_scores > threshold
         result = {
             "detector": detector.meta.name,
-            "training": {k: getattr(d_args, k) for k in ("normals", "epochs", "seed")},
+            "training": {k: getattr(d_args, k) for k in ("normals", "epochs", "seed", "variation")},
+            "score_type": detector.meta.score_type,
             "train_seconds": round(train_s, 1),
             "heldout": {"normal": int((h_labels == 0).sum()), "abnormal": int((h_labels == 1).sum()),
                         "auroc": round(auroc(h_labels, h_scores), 4),
