@@ -23,6 +23,15 @@ DEMO_ABNORMAL = 8
 DEMO_SIZE = 512
 DEMO_SEED = 2024
 DEMO_VARIATION = 0.5  # anatomical variation of the demo's chests; the demo detector trains on the same
+# The demo's study and detector are cached under names carrying this version: bump it whenever
+# the settings above or the demo detector's recipe change, so a study and a detector from
+# another version are never paired (version 2: variation 0.5 and the rec-scored detector).
+DEMO_VERSION = 2
+
+
+def demo_detector_file(root: Path) -> Path:
+    """Where the demo detector of this :data:`DEMO_VERSION` is kept under the demo folder ``root``."""
+    return root / f"demo-detector-v{DEMO_VERSION}.onnx"
 
 
 def demo_root() -> Path:
@@ -46,7 +55,7 @@ class DemoStudyThread(StoppableThread):
     def __init__(self, root: Path | None = None, n_normal: int = DEMO_NORMAL, n_abnormal: int = DEMO_ABNORMAL,
                  size: int = DEMO_SIZE, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.folder = (root or demo_root()) / "study"
+        self.folder = (root or demo_root()) / f"study-v{DEMO_VERSION}"
         self.n_normal, self.n_abnormal, self.size = n_normal, n_abnormal, size
 
     def work(self) -> None:

@@ -36,7 +36,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.case_loading import LoadedCase
-from app.demo import DEMO_ABNORMAL, DEMO_NORMAL, DEMO_SIZE, DemoDetectorProcess, DemoStudyThread, demo_root
+from app.demo import (DEMO_ABNORMAL, DEMO_NORMAL, DEMO_SIZE, DemoDetectorProcess, DemoStudyThread, demo_detector_file,
+                      demo_root)
 from app.detector_card import DetectorCardDialog
 from app.export import ExportContext, export_rows, select_records, write_export
 from app.export_dialog import ExportDialog
@@ -963,7 +964,7 @@ class MainWindow(QMainWindow):
         if entries:
             self.load_detector((self.library.default() or entries[0]).path)
             return
-        made = self.demo_dir / "demo-detector.onnx"
+        made = demo_detector_file(self.demo_dir)
         if made.is_file():  # trained in an earlier session
             self._on_demo_detector(made)
             return
@@ -974,7 +975,7 @@ class MainWindow(QMainWindow):
             proc.unavailable.connect(self._on_demo_detector_unavailable)
             self._demo_process = proc
             proc.start()
-            self.statusBar().showMessage("Preparing the demo detector (about a minute; the study is open meanwhile)…")
+            self.statusBar().showMessage("Preparing the demo detector (about two minutes; the study is open meanwhile)…")
 
     @Slot(str)
     def _on_demo_failed(self, message: str) -> None:

@@ -300,14 +300,18 @@ def test_demo_opens_a_synthetic_study_and_reuses_a_made_detector(qtbot, settings
 
     demo = tmp_path / "demo"
     demo.mkdir()
-    shutil.copy(tiny_detector, demo / "demo-detector.onnx")  # as if trained in an earlier session
+    from app.demo import DEMO_VERSION, demo_detector_file
+
+    shutil.copy(tiny_detector, demo_detector_file(demo))  # as if trained in an earlier session
+    (demo / "study").mkdir()  # a study of an earlier demo version: not reused
+    (demo / "study" / "labels.csv").write_text("path,label,finding,mask\n" + "x.png,0,normal,\n" * 5)
     w = MainWindow(AppSettings(settings_path), ModelLibrary(tmp_path / "library"), demo_dir=demo,
                    demo_study=(3, 2, 96))
     w.show()
     try:
         w.open_demo()
         qtbot.waitUntil(lambda: w.model.rowCount() == 5 and not w.indexing_active, timeout=20_000)
-        assert (demo / "study" / "labels.csv").is_file()
+        assert (demo / f"study-v{DEMO_VERSION}" / "labels.csv").is_file()
         # the detector is added to the library and loaded, then the study is scored
         qtbot.waitUntil(lambda: w.detector is not None and w.model.counts()["scored"] == 5, timeout=20_000)
         assert [e.model_id for e in w.library.entries()] == [w.detector.meta.model_id]
