@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import sys
 
@@ -19,16 +20,19 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "score": ("engine.score_cli", "score every radiograph in a folder with an ONNX detector"),
     "index": ("engine.index_cli", "list the radiographs under folders with their headers (no pixel decode)"),
     "eval": ("engine.eval_cli", "evaluate a detector on labelled images (AUROC, AP, operating points)"),
+    "methods": ("engine.methods_cli", "list the training methods, their data, options and presets (--json: for the app)"),
     "demo-detector": ("engine.demo_detector", "build a small demo detector from synthetic radiographs"),
 }
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None, argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The command's parser; with ``only``, just that subcommand's module is imported.
 
     Importing a module costs its imports (the GUI's is PySide6): ``main`` passes the chosen
     subcommand, so e.g. ``cxrscreen index`` (which the app starts for every folder it opens)
     does not pay for the others. ``cxrscreen --help`` lists every subcommand either way.
+    ``argv`` is handed to a module whose ``add_arguments`` takes it (`train` adds only the
+    options of the method it names).
     """
     from engine import __version__
 
@@ -40,18 +44,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
         if only is None or name == only:
-            _lazy_arguments(module, p)
+            _lazy_arguments(module, p, argv)
     return parser
 
 
-def _lazy_arguments(module: str, parser: argparse.ArgumentParser) -> None:
+def _lazy_arguments(module: str, parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
     """Add a subcommand's arguments; its module must import without torch (torch loads in run)."""
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:  # a part of the program that is not installed (e.g. no Qt)
         parser.set_defaults(_import_error=str(exc))
         return
-    mod.add_arguments(parser)
+    if argv is not None and "argv" in inspect.signature(mod.add_arguments).parameters:
+        mod.add_arguments(parser, argv=argv)
+    else:
+        mod.add_arguments(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = next((a for a in argv if not a.startswith("-")), None)
     if chosen is None and not {"-h", "--help", "--version"} & set(argv):
         argv, chosen = [*argv, "gui"], "gui"  # the app is the default (also after options like -v)
-    parser = build_parser(only=chosen if chosen in SUBCOMMANDS else None)
+    parser = build_parser(only=chosen if chosen in SUBCOMMANDS else None, argv=argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "_import_error", None):

@@ -53,6 +53,7 @@ class TrainingData:
         normal_train: known normals used for training.
         normal_calibration: known normals held out for calibration (never trained on).
         unlabeled: D_u.
+        abnormal: confirmed-abnormal images (weakly supervised methods; empty for the others).
         source: how the lists were made ({"kind": "folders"|"split", ...}).
         skipped: unreadable files left out, with reasons.
     """
@@ -62,6 +63,13 @@ class TrainingData:
     unlabeled: list[Path]
     source: dict[str, Any] = field(default_factory=dict)
     skipped: list[SkippedFile] = field(default_factory=list)
+    abnormal: list[Path] = field(default_factory=list)
+
+    def role_counts(self) -> dict[str, int]:
+        """Images per data role ("normal" counts the held-out ones too) and per normal part."""
+        return {"normal": len(self.normal_train) + len(self.normal_calibration), "unlabeled": len(self.unlabeled),
+                "abnormal": len(self.abnormal), "normal_train": len(self.normal_train),
+                "normal_calibration": len(self.normal_calibration)}
 
     def summary(self) -> dict[str, Any]:
         """Counts and hashes, stored in the run and in the detector metadata."""
@@ -69,26 +77,34 @@ class TrainingData:
             "normal_train": len(self.normal_train),
             "normal_calibration": len(self.normal_calibration),
             "unlabeled": len(self.unlabeled),
+            "abnormal": len(self.abnormal),
+            "roles": {k: v for k, v in self.role_counts().items() if k in ("normal", "unlabeled", "abnormal")},
             "skipped": len(self.skipped),
             "file_list_sha256": self.file_list_hash(),
             "source": self.source,
         }
 
     def file_list_hash(self) -> str:
-        """sha256 over the three lists (file names relative to their common root, in order)."""
+        """sha256 over the file lists (file names relative to their common root, in order; the
+        abnormal list only when there is one, so runs without it keep their hash)."""
         h = hashlib.sha256()
-        root = _common_root(self.normal_train + self.normal_calibration + self.unlabeled)
-        for name, paths in (("normal_train", self.normal_train), ("normal_calibration", self.normal_calibration), ("unlabeled", self.unlabeled)):
+        root = _common_root(self.normal_train + self.normal_calibration + self.unlabeled + self.abnormal)
+        lists = [("normal_train", self.normal_train), ("normal_calibration", self.normal_calibration), ("unlabeled", self.unlabeled)]
+        if self.abnormal:
+            lists.append(("abnormal", self.abnormal))
+        for name, paths in lists:
             h.update(f"[{name}]\n".encode())
             for p in paths:
                 h.update((_relative(p, root) + "\n").encode())
         return h.hexdigest()
 
     def to_json(self) -> dict[str, Any]:
+        """The lists with absolute paths (a run folder's data.json reads the same from any directory)."""
         return {
-            "normal_train": [str(p) for p in self.normal_train],
-            "normal_calibration": [str(p) for p in self.normal_calibration],
-            "unlabeled": [str(p) for p in self.unlabeled],
+            "normal_train": [str(Path(p).absolute()) for p in self.normal_train],
+            "normal_calibration": [str(Path(p).absolute()) for p in self.normal_calibration],
+            "unlabeled": [str(Path(p).absolute()) for p in self.unlabeled],
+            "abnormal": [str(Path(p).absolute()) for p in self.abnormal],
             "source": self.source,
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
         }
@@ -101,6 +117,7 @@ class TrainingData:
             unlabeled=[Path(p) for p in d["unlabeled"]],
             source=dict(d.get("source", {})),
             skipped=[SkippedFile(s["path"], s["reason"]) for s in d.get("skipped", [])],
+            abnormal=[Path(p) for p in d.get("abnormal", [])],
         )
 
 
@@ -161,8 +178,10 @@ def _readable_images(folder: Path) -> tuple[list[Path], list[SkippedFile]]:
     return paths, skipped
 
 
-def from_folders(normal_dir: Path, unlabeled_dir: Path | None, calibration_fraction: float = 0.1) -> TrainingData:
-    """D_n from ``normal_dir`` and D_u from ``unlabeled_dir`` (None: the normal-only setting)."""
+def from_folders(normal_dir: Path, unlabeled_dir: Path | None, calibration_fraction: float = 0.1,
+                 abnormal_dir: Path | None = None) -> TrainingData:
+    """D_n from ``normal_dir``, D_u from ``unlabeled_dir`` (None: the normal-only setting) and the
+    confirmed-abnormal images from ``abnormal_dir`` (None: none); a file may be in one folder only."""
     normal, skipped = _readable_images(Path(normal_dir))
     if len(normal) < 3:
         raise DataError(f"{normal_dir}: found {len(normal)} readable radiographs; at least 3 known normals are needed")
@@ -176,9 +195,21 @@ def from_folders(normal_dir: Path, unlabeled_dir: Path | None, calibration_fract
                 f"{len(overlap)} files are in both the normal and the unlabeled folder (e.g. {sorted(overlap)[0]}); "
                 "a file must be in one of them"
             )
+    abnormal: list[Path] = []
+    if abnormal_dir is not None:
+        abnormal, skipped_a = _readable_images(Path(abnormal_dir))
+        skipped += skipped_a
+        for other, name in ((normal, "normal"), (unlabeled, "unlabeled")):
+            overlap = set(p.resolve() for p in other) & set(p.resolve() for p in abnormal)
+            if overlap:
+                raise DataError(f"{len(overlap)} files are in both the {name} and the abnormal folder (e.g. "
+                                f"{sorted(overlap)[0]}); a file must be in one of them")
     train, cal = split_calibration(normal, calibration_fraction)
-    source = {"kind": "folders", "normal_dir": str(normal_dir), "unlabeled_dir": str(unlabeled_dir) if unlabeled_dir else None}
-    return TrainingData(train, cal, sorted(unlabeled), source, skipped)
+    source = {"kind": "folders", "normal_dir": str(Path(normal_dir).absolute()),
+              "unlabeled_dir": str(Path(unlabeled_dir).absolute()) if unlabeled_dir else None}
+    if abnormal_dir is not None:
+        source["abnormal_dir"] = str(Path(abnormal_dir).absolute())
+    return TrainingData(train, cal, sorted(unlabeled), source, skipped, sorted(abnormal))
 
 
 def default_split_root(split_file: Path) -> Path:

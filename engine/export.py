@@ -32,7 +32,7 @@ from engine.detector import (
     DetectorMetadata,
     NormalCalibration,
 )
-from engine.methods import get_method
+from engine.methods import method as get_declaration
 from engine.train import CALIBRATION_FILE, DATA_FILE, RunFolderError, calibrate, read_run
 
 logger = logging.getLogger(__name__)
@@ -77,11 +77,11 @@ def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: st
         raise RunFolderError(f"{run_dir}: training is not finished (status {run.get('status')!r}); run `cxrscreen train` again to resume")
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    method = get_method(run["method"])
-    config = method.Config.from_dict(run["config"])
+    method = get_declaration(run["method"])
+    config = method.settings.from_dict(run["config"])
     desc = method.describe(config)
     score_type = score_type or desc["score_type"]
-    scorer = method.load_scorer(run_dir, score_type).eval()
+    scorer = method.hooks().load_scorer(run_dir, score_type).eval()
     spec = config.preprocess
 
     held_out = _held_out_images(run_dir, spec)
@@ -101,7 +101,7 @@ def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: st
             "config": run["config"],
             "train_seconds": run.get("train_seconds"),
             "environment": run.get("environment", {}),
-            "run_dir": str(run_dir),
+            "run_dir": str(run_dir.absolute()),
         },
         name=name or f"{run['method'].upper()} {desc['backbone']} ({score_type})",
         software={"cxrscreen": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "opset": str(OPSET)},
@@ -115,7 +115,8 @@ def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: st
     with atomic_path(out, overwrite=overwrite) as tmp, contextlib.redirect_stdout(io.StringIO()):
         torch.onnx.export(
             scorer, (example,), str(tmp), input_names=[INPUT_NAME], output_names=[SCORE_NAME, HEATMAP_NAME],
-            dynamo=True, dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=65536)}},
+            # by position: the scorer's argument may have any name
+            dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},),
             opset_version=OPSET, external_data=False, verbose=False,
         )
         model = onnx.load(str(tmp))

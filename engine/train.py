@@ -2,13 +2,17 @@
 
 A run folder holds:
     run.json          method, settings, data summary, status ("running", "stopped", "done", "failed")
-    data.json         the file lists (normal_train, normal_calibration, unlabeled, skipped)
+    data.json         the file lists (normal_train, normal_calibration, unlabeled, abnormal, skipped;
+                      absolute paths, so the folder can be exported from any directory)
     checkpoint.pt     the latest resumable state (written atomically; removed when done)
-    model.pt          the trained networks (when done)
+    model.pt          the trained networks (when done; with the trained settings and data hash)
     calibration.json  held-out normal scores and heatmap quantiles (when done)
     log.jsonl         every progress event
 Running the same command again on a stopped or killed run resumes it; a run folder holding a
-different method, settings or file lists is refused rather than overwritten.
+different method, trained settings or file lists is refused rather than overwritten (run
+settings, e.g. the device or the checkpoint interval, may change). A run killed after writing
+``model.pt`` but before its "done" status is finished by calibrating, never retrained. The
+data roles are checked against the method's declaration before anything is written.
 """
 from __future__ import annotations
 
@@ -25,7 +29,9 @@ from engine import __version__
 from engine.atomic import atomic_write_text
 from engine.datasets import DataError, TrainingData, load_images
 from engine.detector import NormalCalibration
-from engine.methods import get_method
+from engine.loop import FINAL_MODEL, load_file, remove_stale_parts, settings_match
+from engine.methods import method as get_declaration
+from engine.methods.base import Problem, generic_problems, trained_dict
 from engine.progress import Progress
 from engine.stop import StopRequest
 
@@ -49,7 +55,33 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
         raise RunFolderError(f"{run_dir}: not a training run folder (no {RUN_FILE})")
-    return json.loads(path.read_text())
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunFolderError(f"{path}: truncated or corrupt run file ({exc}); delete the run folder to train again "
+                             "(a checkpoint.pt beside it cannot be resumed without it)") from None
+    if not isinstance(run, dict) or "method" not in run:
+        raise RunFolderError(f"{path}: not a cxrscreen run file; choose another folder")
+    return run
+
+
+def check_training(method: str, config: Any, data: TrainingData) -> list[Problem]:
+    """Everything in the data and settings that training could not work with (``train --check``)."""
+    m = get_declaration(method)
+    counts = data.role_counts()
+    return generic_problems(m, config, counts) + list(m.check(config, counts))
+
+
+def _finished_model(run_dir: Path, config: Any, data_hash: str) -> bool:
+    """Whether ``model.pt`` is this run's finished model (its trained settings and data match)."""
+    path = run_dir / FINAL_MODEL
+    if not path.is_file():
+        return False
+    try:
+        saved = load_file(path, "model", "")
+    except ValueError:
+        return False
+    return saved.get("data_hash") == data_hash and settings_match(saved.get("config"), trained_dict(config))
 
 
 def _write_run(run_dir: Path, run: dict[str, Any]) -> None:
@@ -72,22 +104,30 @@ def _environment() -> dict[str, Any]:
 def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, progress: Progress,
                  stop: StopRequest | None = None, workers: int = 2) -> TrainOutcome:
     """Train (or resume) a detector into ``run_dir`` and calibrate it on the held-out normals."""
-    m = get_method(method)
+    m = get_declaration(method)
+    hooks = m.hooks()
     stop = stop or StopRequest()
     run_dir = Path(run_dir)
+    errors = [p for p in check_training(method, config, data) if p.level == "error"]
+    if errors:
+        raise DataError(f"{errors[0].option}: {errors[0].message}")
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(run_dir)
     data_summary = data.summary()
     run_path = run_dir / RUN_FILE
+    trained = trained_dict(config)
     if run_path.exists():
         old = read_run(run_dir)
-        if old.get("method") != method or old.get("config") != config.to_dict() or \
+        if old.get("method") != method or not settings_match(old.get("config"), trained) or \
                 old.get("data", {}).get("file_list_sha256") != data_summary["file_list_sha256"]:
-            raise RunFolderError(f"{run_dir} holds another run (different method, settings or data); choose a new folder")
+            raise RunFolderError(f"{run_dir} holds another run (different method, trained settings or data); "
+                                 "choose a new folder")
         if old.get("status") == "done":
             progress.message(f"{run_dir} is already trained; nothing to do")
             progress.finish("done", run_dir=str(run_dir), already=True)
             return TrainOutcome(run_dir, "done", old)
         run = old
+        run["config"] = config.to_dict()  # the trained part is the same; run settings are this session's
     else:
         run = {"method": method, "config": config.to_dict(), "data": data_summary, "created": time.time()}
     run.update(status="running", environment=_environment())
@@ -100,6 +140,8 @@ def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, pr
     try:
         spec = config.preprocess
         lists = {"normal_train": data.normal_train, "unlabeled": data.unlabeled, "normal_calibration": data.normal_calibration}
+        if data.abnormal:
+            lists["abnormal"] = data.abnormal
         total = sum(len(v) for v in lists.values())
         progress.phase("load", total)
         images: dict[str, np.ndarray] = {}
@@ -108,7 +150,13 @@ def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, pr
             images[name] = load_images(paths, spec, lambda d, n, o=offset: progress.update(o + d), workers=workers)
             offset += len(paths)
         t_train = time.monotonic()
-        finished = m.train(config, data, images, run_dir, progress, stop)
+        if _finished_model(run_dir, config, data_summary["file_list_sha256"]):
+            progress.message(f"{run_dir / FINAL_MODEL} is this run's finished model (its status was not saved): "
+                             "calibrating it, not training again")
+            finished = True
+        else:
+            train_images = {k: v for k, v in images.items() if k != "normal_calibration"}  # never trained on
+            finished = hooks.train(config, data, train_images, run_dir, progress, stop)
         run["train_seconds"] = run.get("train_seconds", 0.0) + (time.monotonic() - t_train)
         if not finished:
             run.update(status="stopped")
@@ -117,7 +165,7 @@ def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, pr
             return TrainOutcome(run_dir, "stopped", run)
 
         progress.phase("calibrate", len(data.normal_calibration))
-        calibration = calibrate(m.load_scorer(run_dir), images["normal_calibration"])
+        calibration = calibrate(hooks.load_scorer(run_dir), images["normal_calibration"])
         atomic_write_text(run_dir / CALIBRATION_FILE, json.dumps(calibration.to_dict()))
         progress.update(len(data.normal_calibration), force=True)
     except BaseException as exc:
@@ -126,6 +174,7 @@ def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, pr
         raise
     run.update(status="done", wall_seconds_this_session=time.monotonic() - t_start, finished=time.time())
     _write_run(run_dir, run)
+    remove_stale_parts(run_dir)
     progress.finish("done", run_dir=str(run_dir), train_seconds=run["train_seconds"])
     return TrainOutcome(run_dir, "done", run)
 

@@ -1,97 +1,201 @@
-"""`cxrscreen train`: train a detector from normal + unlabeled folders or a split file.
+"""`cxrscreen train`: train a detector from folders (normal, unlabeled, abnormal) or a split file.
 
 Examples:
     cxrscreen train --method ddad --normal NORMAL_DIR --unlabeled UNLABELED_DIR --out runs/site1
+    cxrscreen train --method ddad --preset robust --normal NORMAL_DIR --unlabeled UNLABELED_DIR --out runs/site1
+    cxrscreen train --method amae --preset quick --threads 1 --normal NORMAL_DIR --unlabeled UNLABELED_DIR --out runs/amae
     cxrscreen train --method ddad --split ../shared/data/kermany/splits/dev.json --ar 0.6 --out runs/dev
+    cxrscreen train --method ddad --normal NORMAL_DIR --unlabeled UNLABELED_DIR --out runs/site1 --check
+
+``cxrscreen train --method NAME --help`` lists the common options and only that method's options
+and presets (``cxrscreen methods`` lists the methods). Every option not given takes the preset's
+value (``--preset``; the method's first preset by default), else the method's default.
+
+``--check`` validates the data and the settings together (a batch larger than a module's images,
+too few held-out normals, a data role the method does not use...) without training: it prints
+the problems, each naming the option to change (JSON with ``--progress json``), and exits 0 when
+there are none, 1 otherwise.
 
 Progress: a bar on a terminal, JSON lines on stdout otherwise (``--progress json`` forces them;
 see :mod:`engine.progress`). Ctrl-C (or SIGTERM) stops after the current epoch with a
-checkpoint; the same command resumes. Exit codes: 0 done, 1 error, 3 stopped.
+checkpoint; the same command resumes (run options such as --device, --threads or
+--checkpoint-every may differ). Exit codes: 0 done, 1 error, 2 bad option, 3 stopped.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import sys
 from pathlib import Path
-from typing import get_args
+from typing import Any
 
-from engine.methods import METHODS, get_method
-from engine.preprocess import Aspect, Intensity, PreprocessSpec
+from engine.methods import default_method, registry
+from engine.methods.base import COMMON_OPTIONS, Method, Option, SettingsError
 
 logger = logging.getLogger(__name__)
 EXIT_STOPPED = 3
+EXIT_USAGE = 2
+_NOT_GIVEN = None
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", choices=sorted(METHODS), default="ddad", help="training method (default: %(default)s)")
+def _method_in(argv: list[str]) -> str | None:
+    """The --method value of a command line (None when absent)."""
+    for i, a in enumerate(argv):
+        if a == "--method" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--method="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _add_option(group: argparse._ArgumentGroup, parser: argparse.ArgumentParser, o: Option) -> None:
+    """One option (default None: "not given"); a flag another method already added is shared."""
+    taken = {s for a in parser._actions for s in a.option_strings}
+    strings = [s for s in (o.flag, *o.aliases) if s not in taken]
+    if not strings:
+        return
+    default_text = "" if o.default is None else f" (default: {o.default})"
+    kwargs: dict[str, Any] = dict(dest=o.name, default=_NOT_GIVEN, help=o.help.replace("%", "%%") + default_text)
+    if o.type == "bool":
+        kwargs["action"] = argparse.BooleanOptionalAction
+    else:
+        kwargs["type"] = {"int": int, "float": float}.get(o.type, str)
+        if o.type == "choice":
+            kwargs["metavar"] = "{" + ",".join(o.choices or ()) + "}"
+        else:
+            kwargs["metavar"] = {"int": "N", "float": "X", "path": "PATH"}.get(o.type, "TEXT")
+    if strings[0] == o.flag:
+        group.add_argument(o.flag, **kwargs)
+    for alias in (s for s in strings if s != o.flag):  # other spellings (-K; deprecated --amae-*): accepted, not shown
+        group.add_argument(alias, **{**kwargs, "help": argparse.SUPPRESS})
+
+
+def add_method_arguments(parser: argparse.ArgumentParser, method: Method) -> None:
+    """The options of ``method`` and a list of its presets, as one argument group."""
+    presets = "; ".join(f"{p.name}{' (default)' if i == 0 else ''}: {p.title}" for i, p in enumerate(method.presets))
+    group = parser.add_argument_group(f"{method.name} options ({method.title})", f"presets (--preset): {presets}")
+    for o in method.options:
+        _add_option(group, parser, o)
+
+
+def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
+    """`cxrscreen train`'s options: the common ones, and the chosen method's.
+
+    Args:
+        argv: the command line; its ``--method`` selects whose options are added (the default
+            method's when absent). None: every method's options (a flag two methods share is one
+            option, validated against the chosen method when the settings are built).
+    """
+    methods = registry()
+    chosen = _method_in(argv) if argv is not None else None
+    if argv is not None and chosen is None:
+        chosen = default_method()
+    parser.add_argument("--method", choices=list(methods), default=default_method(),
+                        help="training method (default: %(default)s; `cxrscreen methods` describes them)")
+    parser.add_argument("--preset", default=None, metavar="NAME",
+                        help="the method's named settings (default: its first preset; listed with the method's options)")
     data = parser.add_argument_group("data (folders, or a split file)")
     data.add_argument("--normal", type=Path, metavar="DIR", help="folder of known-normal radiographs (D_n)")
     data.add_argument("--unlabeled", type=Path, metavar="DIR", help="folder of unlabeled radiographs (D_u)")
+    data.add_argument("--abnormal", type=Path, metavar="DIR",
+                      help="folder of confirmed-abnormal radiographs (weakly supervised methods only)")
     data.add_argument("--split", type=Path, metavar="JSON", help="split file of the development protocol")
     data.add_argument("--ar", type=float, default=0.6, metavar="RATE",
                       help="anomaly rate of D_u drawn from the split's unlabeled pool (default: %(default)s)")
     data.add_argument("--root", type=Path, metavar="DIR", help="folder the split's paths are relative to "
                       "(default: the parent of its 'splits' folder)")
-    data.add_argument("--calibration-fraction", type=float, default=0.1, metavar="F",
-                      help="fraction of known normals held out to calibrate scores (default: %(default)s)")
-    pre = parser.add_argument_group("preprocessing (stored in the detector)")
-    pre.add_argument("--size", type=int, default=None, help="input size (default: the method's)")
-    pre.add_argument("--aspect", choices=get_args(Aspect), default="stretch", help="default: %(default)s")
-    pre.add_argument("--intensity", choices=get_args(Intensity), default="none", help="default: %(default)s")
+    common = parser.add_argument_group("common options (every method)")
+    for o in COMMON_OPTIONS:
+        _add_option(common, parser, o)
     run = parser.add_argument_group("run")
     run.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder (resumed if it exists)")
-    run.add_argument("--seed", type=int, default=0, help="default: %(default)s")
-    run.add_argument("--epochs", type=int, default=None, help="training epochs (default: the method's paper setting)")
-    run.add_argument("--batch-size", type=int, default=None, help="default: the method's")
-    run.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's)")
-    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: %(default)s")
-    run.add_argument("--workers", type=int, default=2, help="image-decoding threads (default: %(default)s)")
-    run.add_argument("--threads", type=int, default=0, metavar="N",
-                     help="torch CPU threads (default: one per core; 1 can be much faster on a CPU busy with other jobs); "
-                          "not part of the run, a resumed run may use another number")
-    run.add_argument("--checkpoint-every", type=float, default=None, metavar="SECONDS",
-                     help="time between checkpoints (default: the method's, 60 s)")
     run.add_argument("--progress", choices=("auto", "json", "bar", "none"), default="auto", help="default: %(default)s")
-    for name in sorted(METHODS):
-        get_method(name).add_arguments(parser)
+    run.add_argument("--check", action="store_true",
+                     help="validate the data and settings without training; print the problems (exit 0: none)")
+    for name, method in methods.items():
+        if chosen is None or name == chosen:
+            add_method_arguments(parser, method)
+
+
+def given_values(method: Method, args: argparse.Namespace) -> dict[str, Any]:
+    """The option values given on the command line (common and the method's own)."""
+    values = {}
+    for o in (*COMMON_OPTIONS, *method.options):
+        v = getattr(args, o.name, None)
+        if v is not None:
+            values[o.name] = v
+    own = {o.name for o in method.options} | {o.name for o in COMMON_OPTIONS}
+    for other in registry().values():  # a flag of another method (union parser): refuse, do not ignore
+        for o in other.options:
+            if o.name not in own and getattr(args, o.name, None) is not None:
+                raise SettingsError(f"{o.flag} is not an option of method {method.name}")
+    return values
+
+
+def config_from_namespace(method: Method, args: argparse.Namespace, default_preset: bool = False) -> Any:
+    """Settings from parsed options: ``--preset`` (with ``default_preset``, the method's first
+    when absent) and every option given."""
+    preset = getattr(args, "preset", None)
+    if preset is None and default_preset:
+        preset = method.presets[0].name
+    return method.config(preset, **given_values(method, args))
+
+
+def _run_value(args: argparse.Namespace, name: str) -> Any:
+    o = next(o for o in COMMON_OPTIONS if o.name == name)
+    v = getattr(args, name, None)
+    return o.default if v is None else o.check(v)
+
+
+def _usage_error(message: str) -> int:
+    """One line on stderr and exit 2 (as argparse's own usage errors)."""
+    print(f"cxrscreen train: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
 
 
 def run(args: argparse.Namespace) -> int:
     from engine.datasets import DataError, from_folders, from_split
     from engine.progress import Progress
     from engine.stop import StopRequest
-    from engine.train import RunFolderError, run_training
+    from engine.train import RunFolderError, check_training, run_training
 
-    method = get_method(args.method)
-    if args.threads < 0:
-        raise SystemExit(f"--threads must be >= 0, got {args.threads}")
-    if args.split is not None and (args.normal is not None or args.unlabeled is not None):
-        raise SystemExit("give either --split or --normal/--unlabeled, not both")
+    method = registry()[args.method]
+    try:
+        config = config_from_namespace(method, args, default_preset=True)
+        threads, workers = _run_value(args, "threads"), _run_value(args, "workers")
+        fraction = _run_value(args, "calibration_fraction")
+    except SettingsError as exc:
+        return _usage_error(str(exc))
+    if args.split is not None and (args.normal is not None or args.unlabeled is not None or args.abnormal is not None):
+        return _usage_error("give either --split or --normal/--unlabeled/--abnormal, not both")
     if args.split is None and args.normal is None:
-        raise SystemExit("give the data: --normal DIR (and --unlabeled DIR), or --split JSON")
-    default_pre = method.DEFAULT_PREPROCESS
-    spec = PreprocessSpec(size=args.size or default_pre.size, aspect=args.aspect, intensity=args.intensity,
-                          output_range=default_pre.output_range)
-    config = method.config_from_args(args, spec)
+        return _usage_error("give the data: --normal DIR (and --unlabeled DIR / --abnormal DIR as the method needs), "
+                            "or --split JSON")
+    if args.out.exists() and not args.out.is_dir():
+        return _usage_error(f"--out {args.out} is a file; give a run folder (new, or a run to resume)")
     progress = Progress(args.progress, log_path=None)
     try:
         if args.split is not None:
-            data = from_split(args.split, args.ar, root=args.root, calibration_fraction=args.calibration_fraction)
+            data = from_split(args.split, args.ar, root=args.root, calibration_fraction=fraction)
         else:
-            data = from_folders(args.normal, args.unlabeled, calibration_fraction=args.calibration_fraction)
+            data = from_folders(args.normal, args.unlabeled, calibration_fraction=fraction, abnormal_dir=args.abnormal)
+        if args.check:
+            return _report_check(check_training(args.method, config, data), args.progress)
         args.out.mkdir(parents=True, exist_ok=True)
         progress = Progress(args.progress, log_path=args.out / "log.jsonl")
         progress.message(f"{args.method}: {len(data.normal_train)} normal (+{len(data.normal_calibration)} held out for "
-                         f"calibration), {len(data.unlabeled)} unlabeled images -> {args.out}")
+                         f"calibration), {len(data.unlabeled)} unlabeled, {len(data.abnormal)} abnormal images -> "
+                         f"{args.out}")
         from engine.torch_runtime import set_threads
 
-        set_threads(args.threads)
+        set_threads(threads)
         stop = StopRequest()
         stop.on_first_request = lambda: progress.message("stop requested: finishing the current epoch, then saving a checkpoint "
                                                          "(Ctrl-C again aborts at once)", level="warning")
         with stop:
-            outcome = run_training(args.method, config, data, args.out, progress, stop, workers=args.workers)
-    except (DataError, RunFolderError) as exc:
+            outcome = run_training(args.method, config, data, args.out, progress, stop, workers=workers)
+    except (DataError, RunFolderError, OSError) as exc:
         progress.finish("error", message=str(exc))
         if progress.mode != "json":
             logger.error("%s", exc)
@@ -105,3 +209,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained in {outcome.summary.get('train_seconds', 0):.0f} s -> {args.out}\n"
               f"export it with: cxrscreen export {args.out} --out detector.onnx")
     return 0
+
+
+def _report_check(problems: list[Any], mode: str) -> int:
+    errors = [p for p in problems if p.level == "error"]
+    if mode == "json":
+        print(json.dumps({"event": "check", "ok": not errors, "problems": [p.to_json() for p in problems]}), flush=True)
+    else:
+        for p in problems:
+            print(f"{p.level}: {p.option}: {p.message}")
+        if not problems:
+            print("ok: the data and settings can be trained")
+    return 1 if errors else 0

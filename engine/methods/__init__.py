@@ -1,34 +1,52 @@
-"""The registry of training methods: one explicit table, one module per method.
+"""The registry of training methods: every subpackage of this package is a method.
 
-Every method module provides:
-    NAME: str
-    Config: a frozen dataclass with ``to_dict()`` / ``from_dict()`` (its training settings,
-        including ``preprocess``)
-    DEFAULT_PREPROCESS: the method's input preprocessing (a PreprocessSpec)
-    add_arguments(parser): the method's own command-line options (the shared ones, --epochs,
-        --batch-size, --lr, --seed, --device, are `cxrscreen train`'s and default to None)
-    config_from_args(args, preprocess) -> Config
-    train(config, data, images, run_dir, progress, stop) -> bool
-        trains; returns False when stopped early (a checkpoint was written)
-    load_scorer(run_dir, score_type=None) -> torch.nn.Module
-        image (N, 1, S, S) -> (score (N,), heatmap (N, S, S)), in eval mode
-    describe(config) -> dict with "backbone", "score_type"
-These modules are torch-free (the CLI parser and the app import them); training code lives in
-a submodule that imports torch when called.
+A method declares itself where it is defined (``engine/methods/<name>/__init__.py``) with
+:func:`engine.methods.base.register`; importing this package imports each subpackage (found with
+:mod:`pkgutil`, never named here), so a new method needs no edit outside its own folder. The
+PyInstaller spec collects ``engine.methods`` submodules for the same reason. Everything here is
+torch-free; each method's torch code is reached through its ``hooks``.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from types import ModuleType
 
-METHODS: dict[str, str] = {
-    "ddad": "engine.methods.ddad",
-    "amae": "engine.methods.amae",
-}
+from engine.methods.base import _REGISTRY, Method
+
+_NOT_METHODS = {"base"}
+
+
+def _discover() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        if info.ispkg and info.name not in _NOT_METHODS:
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+def registry() -> dict[str, Method]:
+    """Every registered method by name, in display order (the default first)."""
+    _discover()
+    return dict(sorted(_REGISTRY.items(), key=lambda kv: (kv[1].order, kv[0])))
+
+
+def method(name: str) -> Method:
+    """The declaration of method ``name``."""
+    methods = registry()
+    if name not in methods:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(methods)}")
+    return methods[name]
+
+
+def default_method() -> str:
+    return next(iter(registry()))
 
 
 def get_method(name: str) -> ModuleType:
-    """The module implementing method ``name``."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; available: {sorted(METHODS)}")
-    return importlib.import_module(METHODS[name])
+    """The settings module of method ``name`` (its ``Config``, ``describe``, ``load_scorer``...)."""
+    method(name)
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+_discover()
+# method name -> its settings module (kept for callers that list methods by name)
+METHODS: dict[str, str] = {name: f"{__name__}.{name}" for name in registry()}

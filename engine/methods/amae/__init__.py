@@ -53,12 +53,15 @@ Deviations and choices (each also in README "Methods", AMAE):
   once from the run's seed and stored in the detector.
 - Stage-1 detector: the score is the logit (not the probability, which saturates in float32 and
   ties); its heatmap is the head applied to every patch token, bilinearly upsampled.
-- Presets: ``paper`` (ViT-S/16 at 224 px, MAE decoder 512-d × 8 blocks, pre-training 400
-  epochs with 20 warm-up, stage 1 50 epochs, stage 2 100 epochs with 10 warm-up, batch 64,
-  lr 1.5e-4 × 64 / 256: for a GPU) and ``small`` (ViT 192-d × 6 blocks, 3 heads, 8-px patches
+- Architectures (``--architecture``): ``paper`` (ViT-S/16 at 224 px, MAE decoder 512-d × 8 blocks,
+  pre-training 400 epochs with 20 warm-up at lr 1.5e-4 × 64 / 256, stage 1 50 epochs, stage 2 as
+  the paper states: AdamW lr 2.5e-4, batch 16, 20 warm-up epochs, cosine to 150 epochs; for a
+  GPU) and ``small`` (ViT 192-d × 6 blocks, 3 heads, 8-px patches
   at 64 px, decoder 128-d × 2 blocks; pre-training 100 epochs at lr 1e-3, stage 1 40 epochs,
   stage 2 30 epochs at lr 5e-4: the shorter schedule takes higher rates; trains on 2 shared
   CPU cores in well under an hour on the development protocol). ``tiny`` is for tests only.
+  The method presets (``--preset``: quick, paper, small, tiny) pick an architecture and module B;
+  each lists its deviations from the paper (none is as published: the MAE pre-training differs).
   Measured costs in bench/RESULTS.md.
 - CPU threads are a run-time choice (`cxrscreen train --threads N`, not stored in the run): on a
   CPU shared with other jobs one thread was 4–5 times faster than two in our measurements.
@@ -70,6 +73,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from engine.methods.base import (
+    Hooks, LossSeries, Method, Phase, Preset as MethodPreset, Role, preprocess_from, register, setting, settings_values,
+)
 from engine.preprocess import PreprocessSpec
 
 NAME = "amae"
@@ -98,7 +104,7 @@ PRESET_SETTINGS: dict[str, dict[str, Any]] = {
         decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16,
         pretrain_epochs=400, pretrain_lr=1.5e-4 * 64 / 256, pretrain_warmup_epochs=20,
         stage1_epochs=50, head_hidden=512,
-        epochs=100, lr=1.5e-4 * 64 / 256, warmup_epochs=10, batch_size=64,
+        epochs=150, lr=2.5e-4, warmup_epochs=20, batch_size=16,  # the paper's stage 2
     ),
     # for tests and smoke checks only (seconds on a CPU; detects nothing real)
     "tiny": dict(
@@ -149,7 +155,9 @@ class Config:
             since the last one (and always when stopped).
     """
 
-    preset: Preset = "small"
+    preset: Preset = setting("small", flag="--architecture", option_name="architecture", aliases=("--amae-preset",),
+                             choices=PRESETS, help="network sizes and their schedule: small (2 CPU cores, under an hour), "
+                                                   "paper (ViT-S/16 at 224 px, for a GPU) or tiny (tests only)")
     patch_size: int = 8
     embed_dim: int = 192
     depth: int = 6
@@ -158,29 +166,40 @@ class Config:
     decoder_depth: int = 2
     decoder_num_heads: int = 4
     mask_ratio: float = 0.75
-    mae_checkpoint: str | None = None
-    pretrain_epochs: int = 100
+    mae_checkpoint: str | None = setting(None, flag="--mae-checkpoint", type="path",
+                                         help="start from a local MAE (official format) or timm ViT checkpoint of the "
+                                              "architecture (then no pre-training unless --pretrain-epochs is given)")
+    pretrain_epochs: int = setting(100, flag="--pretrain-epochs", minimum=0, option_default=None,
+                                   help="MAE pre-training epochs on normal + unlabeled images (default: the "
+                                        "architecture's; 0 with --mae-checkpoint)")
     pretrain_lr: float = 1e-3
     pretrain_warmup_epochs: int = 10
     crop_scale: tuple[float, float] = (0.5, 1.0)
-    stage1_epochs: int = 40
+    stage1_epochs: int = setting(40, flag="--stage1-epochs", minimum=1, option_default=None,
+                                 help="stage-1 head epochs (default: the architecture's)")
     stage1_lr: float = 1e-3
     head_hidden: int = 256
     pseudo_percentile: float = 50.0
-    module_b: ModuleB = "pseudo-abnormal"
-    epochs: int = 30
-    lr: float = 5e-4
-    warmup_epochs: int = 3
-    batch_size: int = 64
+    module_b: ModuleB = setting("pseudo-abnormal", flag="--module-b", aliases=("--amae-module-b",),
+                                choices=get_args(ModuleB),
+                                help="stage-2 module B's data: the pseudo-abnormal images (the paper's) or the known "
+                                     "normals plus them (our variant)")
+    epochs: int = setting(30, common=True, flag="--epochs")
+    lr: float = setting(5e-4, common=True, flag="--lr")
+    warmup_epochs: int = setting(3, flag="--warmup-epochs", minimum=0, option_default=None,
+                                 help="stage-2 warm-up epochs before the cosine decay (default: the architecture's)")
+    batch_size: int = setting(64, common=True, flag="--batch-size")
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
     train_masks: int = 2
     test_masks: int = 4
-    score_type: ScoreType = "inter"
-    seed: int = 0
+    score_type: ScoreType = setting("inter", flag="--score", aliases=("--amae-score",), choices=SCORE_TYPES,
+                                    help="detector exported by default: stage-2 inter-discrepancy or the stage-1 "
+                                         "classifier")
+    seed: int = setting(0, common=True, flag="--seed")
     preprocess: PreprocessSpec = field(default_factory=lambda: DEFAULT_PREPROCESS)
-    device: DeviceChoice = "auto"
-    checkpoint_every_s: float = 60.0
+    device: DeviceChoice = setting("auto", common=True, flag="--device", kind="run")
+    checkpoint_every_s: float = setting(60.0, common=True, flag="--checkpoint-every", kind="run")
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("preset", self.preset, PRESETS), ("score_type", self.score_type, SCORE_TYPES),
@@ -280,57 +299,121 @@ def describe(config: Config) -> dict[str, str]:
     return {"backbone": backbone_name(config), "score_type": config.score_type}
 
 
+def make_config(values: dict[str, Any]) -> Config:
+    """Settings from option values (by option name; absent: the architecture's / method's default)."""
+    arch = values.get("architecture") or "small"
+    if arch not in PRESET_SETTINGS:
+        raise ValueError(f"architecture must be one of {PRESETS}, got {arch!r}")
+    overrides: dict[str, Any] = settings_values(values)
+    if values.get("mae_checkpoint") is not None:
+        overrides["mae_checkpoint"] = str(Path(values["mae_checkpoint"]).resolve())
+        overrides["pretrain_epochs"] = 0  # a checkpoint replaces pre-training unless asked for
+    for name in ("pretrain_epochs", "stage1_epochs", "warmup_epochs", "module_b", "score_type"):
+        if values.get(name) is not None:
+            overrides[name] = values[name]
+    preprocess = preprocess_from(PreprocessSpec(size=PRESET_SETTINGS[arch]["size"]), values)
+    return preset_config(arch, preprocess=preprocess, **overrides)
+
+
+# the paper's stated numbers (Bozorgtabar et al. 2023, section 3 "Implementation details"), pinned by a test
+PAPER_STATED: dict[str, Any] = {
+    "patch_size": 16, "embed_dim": 384, "depth": 12, "num_heads": 6, "size": 224, "mask_ratio": 0.75,
+    "train_masks": 2, "test_masks": 4, "pseudo_percentile": 50.0, "module_b": "pseudo-abnormal",
+    "epochs": 150, "lr": 2.5e-4, "batch_size": 16, "warmup_epochs": 20, "optimizer": "AdamW",
+    "schedule": "cosine",
+}
+_COMMON_DEVIATIONS = (
+    "the MAE is pre-trained here on the run's own normal + unlabeled images (no chest X-ray MAE of Xiao et al. is "
+    "available offline), unless --mae-checkpoint gives one",
+    "grayscale input in [-1, 1] (no ImageNet normalisation, no 3-channel replication)",
+    "10 % of the known normals are held out for calibration and never trained on",
+    "stage-1 head: hidden width, optimiser (AdamW lr 1e-3) and feature standardisation chosen here (the paper "
+    "gives no numbers)",
+)
+PRESETS_DECLARED: tuple[MethodPreset, ...] = (
+    MethodPreset("quick", "Quick (small MAE)",
+                 "AMAE with a small ViT at 64 px (pre-training 100, stage 1 40, stage 2 30 epochs): about 25 minutes on "
+                 "2 CPU cores with one thread. Module B also learns the known normals (not the paper's choice: with "
+                 "this small model the paper's module B ranked normals above pneumonia).",
+                 {"architecture": "small", "module_b": "normal+pseudo-abnormal"},
+                 deviations=(*_COMMON_DEVIATIONS, "a small ViT (192-d x 6 blocks, 8-px patches) at 64 px",
+                             "stage 2: 30 epochs, lr 5e-4, batch 64, 3 warm-up epochs",
+                             "module B learns the known normals and the pseudo-abnormal images (the paper: "
+                             "pseudo-abnormal only)")),
+    MethodPreset("paper", "Paper protocol",
+                 "AMAE with ViT-S/16 at 224 px and the paper's stage 2 (AdamW lr 2.5e-4, batch 16, 20 warm-up epochs, "
+                 "cosine to 150 epochs): for a GPU (days on a CPU). Not as published: the MAE is pre-trained on the "
+                 "run's own images.",
+                 {"architecture": "paper", "module_b": "pseudo-abnormal", "epochs": 150, "lr": 2.5e-4,
+                  "batch_size": 16, "warmup_epochs": 20, "size": 224},
+                 deviations=(*_COMMON_DEVIATIONS,
+                             "the batch of 16 also applies to pre-training and stage 1 (one --batch-size for every "
+                             "phase)")),
+    MethodPreset("small", "Small MAE, paper's module B",
+                 "The quick preset's small ViT with the paper's module B (pseudo-abnormal images only).",
+                 {"architecture": "small", "module_b": "pseudo-abnormal"},
+                 deviations=(*_COMMON_DEVIATIONS, "a small ViT (192-d x 6 blocks, 8-px patches) at 64 px",
+                             "stage 2: 30 epochs, lr 5e-4, batch 64, 3 warm-up epochs")),
+    MethodPreset("tiny", "Tiny (tests only)",
+                 "For tests and smoke checks only: a 32-d ViT at 32 px, 2 epochs per phase (seconds on a CPU; "
+                 "detects nothing real).",
+                 {"architecture": "tiny"},
+                 deviations=("tests only: not the paper's architecture, size or schedule",), tests_only=True),
+)
+
+
+def _hooks() -> Hooks:
+    from engine.methods.amae import recipe
+
+    return Hooks(train=recipe.train, load_scorer=recipe.load_scorer, evaluate=recipe.all_scores)
+
+
+@register
+def _declare() -> Method:
+    return Method(
+        name=NAME, title="AMAE (adapted masked autoencoder)",
+        paper="Bozorgtabar, Mahapatra, Thiran, AMAE: Adaptation of pre-trained masked autoencoder for dual-distribution "
+              "anomaly detection in chest X-rays, MICCAI 2023",
+        summary="A masked autoencoder learns normal anatomy; a classifier of synthetic anomalies pseudo-labels the "
+                "unlabeled images, and two autoencoders (normal / abnormal) disagree on anomalies.",
+        roles=(Role("normal", "required", 3, "known-normal radiographs; 10 % are held out for calibration"),
+               Role("unlabeled", "required", 2, "unlabeled radiographs of the site (pseudo-labelled by stage 1)"),
+               Role("abnormal", "unused", 0, "not used by AMAE")),
+        settings=Config, presets=PRESETS_DECLARED,
+        phases=(Phase("load", "Reading images"), Phase("pretrain", "Pre-training the MAE"),
+                Phase("stage1", "Stage 1: synthetic-anomaly classifier"),
+                Phase("pseudo-label", "Pseudo-labelling the unlabeled images"),
+                Phase("stage2", "Stage 2: modules A and B"), Phase("calibrate", "Calibrating on held-out normals")),
+        loss_series=(LossSeries("loss", "MAE", phase="pretrain"), LossSeries("loss", "stage-1 head", phase="stage1"),
+                     LossSeries("loss_a", "module A", phase="stage2"), LossSeries("loss_b", "module B", phase="stage2")),
+        default_preprocess=DEFAULT_PREPROCESS, make_config=make_config, describe=describe,
+        score_types=SCORE_TYPES, hooks=_hooks, order=10,
+    )
+
+
+METHOD: Method = _declare  # the registered declaration
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """AMAE's options for `cxrscreen train` (the shared --epochs, --batch-size, --lr and --size
-    mean stage-2 epochs, the batch of every phase, the stage-2 learning rate and the input size)."""
-    g = parser.add_argument_group("AMAE options (--epochs, --lr: stage 2; --batch-size: every phase)")
-    g.add_argument("--amae-preset", choices=PRESETS, default="small",
-                   help="small (2 CPU cores, under an hour), paper (ViT-S/16 at 224 px, for a GPU) or tiny (tests); "
-                        "default: %(default)s")
-    g.add_argument("--mae-checkpoint", type=Path, default=None, metavar="FILE",
-                   help="start from a local MAE (official format) or timm ViT checkpoint of the preset's architecture")
-    g.add_argument("--pretrain-epochs", type=int, default=None,
-                   help="MAE pre-training epochs on normal + unlabeled images (default: the preset's; 0 with --mae-checkpoint)")
-    g.add_argument("--stage1-epochs", type=int, default=None, help="stage-1 head epochs (default: the preset's)")
-    g.add_argument("--amae-module-b", choices=get_args(ModuleB), default="pseudo-abnormal",
-                   help="stage-2 module B's data: the pseudo-abnormal images (the paper) or the known normals "
-                        "plus them (our variant; default: %(default)s)")
-    g.add_argument("--amae-score", choices=SCORE_TYPES, default="inter",
-                   help="detector exported by default: stage-2 inter-discrepancy or the stage-1 classifier "
-                        "(default: %(default)s)")
+    """AMAE's options on ``parser`` (see :func:`engine.train_cli.add_method_arguments`)."""
+    from engine.train_cli import add_method_arguments
+
+    add_method_arguments(parser, METHOD)
 
 
-def config_from_args(args: argparse.Namespace, preprocess: PreprocessSpec) -> Config:
-    """Settings from `cxrscreen train` options; what is not given is the preset's."""
-    preset = PRESET_SETTINGS[args.amae_preset]
-    overrides: dict[str, Any] = {}
-    if getattr(args, "size", None) is None:  # the method's default size is the preset's
-        preprocess = replace(preprocess, size=preset["size"])
-    overrides["preprocess"] = preprocess
-    for name in ("epochs", "batch_size", "lr"):
-        if getattr(args, name, None) is not None:
-            overrides[name] = getattr(args, name)
-    if args.mae_checkpoint is not None:
-        overrides["mae_checkpoint"] = str(Path(args.mae_checkpoint).resolve())
-        overrides["pretrain_epochs"] = 0
-    if args.pretrain_epochs is not None:
-        overrides["pretrain_epochs"] = args.pretrain_epochs
-    if args.stage1_epochs is not None:
-        overrides["stage1_epochs"] = args.stage1_epochs
-    overrides["module_b"] = args.amae_module_b
-    return preset_config(args.amae_preset, score_type=args.amae_score, seed=args.seed, device=args.device,
-                         **({} if args.checkpoint_every is None else {"checkpoint_every_s": args.checkpoint_every}), **overrides)
+def config_from_args(args: argparse.Namespace, preprocess: PreprocessSpec | None = None) -> Config:
+    """Settings from parsed `cxrscreen train` options (``--preset`` and every option given; what is
+    not given is the architecture's)."""
+    from engine.train_cli import config_from_namespace
+
+    return config_from_namespace(METHOD, args)
 
 
 def train(config: Config, data: Any, images: Any, run_dir: Path, progress: Any, stop: Any) -> bool:
     """See :func:`engine.methods.amae.recipe.train` (imports torch)."""
-    from engine.methods.amae.recipe import train as _train
-
-    return _train(config, data, images, run_dir, progress, stop)
+    return _hooks().train(config, data, images, run_dir, progress, stop)
 
 
 def load_scorer(run_dir: Path, score_type: ScoreType | None = None) -> Any:
     """See :func:`engine.methods.amae.recipe.load_scorer` (imports torch)."""
-    from engine.methods.amae.recipe import load_scorer as _load
-
-    return _load(run_dir, score_type)
+    return _hooks().load_scorer(run_dir, score_type)

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.atomic import atomic_path
 from engine.datasets import DataError, TrainingData
-from engine.methods.amae import CHECKPOINT, FINAL_MODEL, Config, ScoreType, backbone_name
+from engine.loop import TrainingLoop, load_file
+from engine.methods.amae import FINAL_MODEL, Config, ScoreType, backbone_name
 from engine.methods.amae.anatpaste import anatpaste, lung_mask
 from engine.torch_runtime import resolve_device
 from engine.progress import Progress
@@ -269,11 +269,6 @@ def _from_unit(x: np.ndarray, output_range: tuple[float, float]) -> np.ndarray:
     return x * (high - low) + low
 
 
-def _save(run_dir: Path, name: str, payload: dict[str, Any]) -> None:
-    with atomic_path(run_dir / name) as tmp:
-        torch.save(payload, tmp)
-
-
 # ---------------------------------------------------------------------- training
 class _Run:
     """One training run: the finished phases' results (``done``), the phase being resumed, the
@@ -288,67 +283,29 @@ class _Run:
         self.normal_np, self.unlabeled_np = images["normal_train"], images["unlabeled"]
         self.normal = torch.from_numpy(self.normal_np).to(self.device)
         self.unlabeled = torch.from_numpy(self.unlabeled_np).to(self.device)
-        self.done: dict[str, Any] = {}  # results of finished phases (and the last epoch's losses)
-        self.phase_seconds: dict[str, float] = {}
-        self.resume_phase: str | None = None
-        self.resume_epoch, self.resume_state = 0, None
-        self.elapsed_before = 0.0
-        ckpt_path = self.run_dir / CHECKPOINT
-        if ckpt_path.exists():
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-            if ckpt["config"] != config.to_dict() or ckpt["data_hash"] != data.file_list_hash():
-                raise DataError(f"{ckpt_path} belongs to a run with other settings or data; use a new output folder")
-            self.done, self.phase_seconds = ckpt["done"], dict(ckpt["phase_seconds"])
-            self.resume_phase, self.resume_epoch, self.resume_state = ckpt["phase"], int(ckpt["epoch"]), ckpt["state"]
-            self.elapsed_before = float(ckpt["elapsed_s"])
-            progress.message(f"resuming {self.resume_phase} from epoch {self.resume_epoch}")
-        self.t0 = self.last_checkpoint = time.monotonic()
+        self.loop = TrainingLoop(config, data.file_list_hash(), self.run_dir, progress, stop)
+        self.done = self.loop.done  # results of finished phases (and the last epoch's losses)
+        self.phase_seconds = self.loop.phase_seconds
         self.mae = _build_mae(config)  # the pre-trained MAE (stage 1's frozen encoder)
         self.head = _build_head(config).to(self.device)
 
     # ------------------------------------------------------------ bookkeeping
     def elapsed(self) -> float:
-        return self.elapsed_before + time.monotonic() - self.t0
-
-    def _checkpoint(self, phase: str, epoch: int, state: dict[str, Any]) -> None:
-        _save(self.run_dir, CHECKPOINT, {
-            "config": self.config.to_dict(), "data_hash": self.data.file_list_hash(), "done": self.done,
-            "phase": phase, "epoch": epoch, "state": state, "phase_seconds": self.phase_seconds,
-            "elapsed_s": self.elapsed(),
-        })
+        return self.loop.elapsed()
 
     def _resuming(self, phase: str) -> tuple[int, Any]:
         """(first epoch, saved state or None) of ``phase``."""
-        if self.resume_phase == phase:
-            return self.resume_epoch, self.resume_state
-        return 0, None
+        return self.loop.resuming(phase)
 
     def _epochs(self, phase: str, epochs: int, steps_per_epoch: int,
                 run_epoch: Callable[[int, Callable[..., None]], dict[str, float]],
                 state: Callable[[], dict[str, Any]], start: int) -> bool:
-        """Epochs ``start`` .. ``epochs`` - 1 of a phase; ``run_epoch(epoch, on_step)`` returns the
-        epoch's summary fields (with "loss"). Returns False when stopped (checkpoint written)."""
-        count = steps_per_epoch * start
-        for epoch in range(start, epochs):
-            t = time.monotonic()
+        """Epochs ``start`` .. ``epochs`` - 1 of a phase on the engine's loop; ``run_epoch(epoch,
+        on_step)`` returns the epoch's summary fields (with "loss"). False when stopped."""
+        def run(epoch: int, on_step: Callable[..., None]) -> dict[str, float]:
+            return run_epoch(epoch, lambda **fields: on_step(1, **fields))
 
-            def on_step(_epoch: int = epoch, **fields: Any) -> None:
-                nonlocal count
-                count += 1
-                self.progress.update(count, epoch=_epoch + 1, epochs=epochs, **fields)
-
-            summary = run_epoch(epoch, on_step)
-            self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + time.monotonic() - t
-            self.done[f"{phase}_summary"] = summary
-            self.progress.update(count, force=True, epoch=epoch + 1, epochs=epochs, epoch_end=True, **summary)
-            if self.stop.requested:
-                self._checkpoint(phase, epoch + 1, state())
-                self.progress.message(f"stopped after {phase} epoch {epoch + 1}; run the same command again to resume")
-                return False
-            if time.monotonic() - self.last_checkpoint >= self.config.checkpoint_every_s and epoch + 1 < epochs:
-                self._checkpoint(phase, epoch + 1, state())
-                self.last_checkpoint = time.monotonic()
-        return True
+        return self.loop.run_epochs(phase, epochs, steps_per_epoch, run, state, start)
 
     # ------------------------------------------------------------ phases
     def pretrain(self) -> bool:
@@ -455,7 +412,7 @@ class _Run:
         self.progress.phase("pseudo-label", n)
         p = torch.sigmoid(_batched(lambda x: self.head(pooled_tokens(self.mae, x)), self.unlabeled, self.device)).numpy()
         labels = pseudo_labels(p, self.config.pseudo_percentile)
-        self.done["pseudo"] = {**labels.to_dict(), "p_abnormal": p.astype(np.float32)}
+        self.done["pseudo"] = {**labels.to_dict(), "p_abnormal": torch.from_numpy(p.astype(np.float32))}
         self.phase_seconds["pseudo-label"] = time.monotonic() - t
         self.progress.update(n, force=True, pseudo_normal=len(labels.normal), pseudo_abnormal=len(labels.abnormal),
                              split=labels.split, threshold_normal=labels.threshold_normal,
@@ -502,15 +459,13 @@ class _Run:
                                      torch.Generator().manual_seed(_seed(c, _SEED_TEST_MASKS)))
         cpu = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in modules.items()}
         summaries = {phase: self.done.get(f"{phase}_summary") for phase in ("pretrain", "stage1", "stage2")}
-        with atomic_path(self.run_dir / FINAL_MODEL) as tmp:
-            torch.save({
-                "config": c.to_dict(), "pretrained": self.done["pretrained"], "head": self.done["head"],
-                "module_a": cpu["a"], "module_b": cpu["b"], "test_masks": test_masks,
-                "pseudo": self.done["pseudo"], "mae_checkpoint": self.done.get("mae_checkpoint"),
-                "summaries": summaries, "phase_seconds": self.phase_seconds, "train_seconds": self.elapsed(),
-                "device": str(self.device),
-            }, tmp)
-        (self.run_dir / CHECKPOINT).unlink(missing_ok=True)
+        self.loop.save_model({
+            "config": c.to_dict(), "pretrained": self.done["pretrained"], "head": self.done["head"],
+            "module_a": cpu["a"], "module_b": cpu["b"], "test_masks": test_masks,
+            "pseudo": self.done["pseudo"], "mae_checkpoint": self.done.get("mae_checkpoint"),
+            "summaries": summaries, "phase_seconds": self.phase_seconds, "train_seconds": self.elapsed(),
+            "device": str(self.device),
+        })
 
 
 def train(config: Config, data: TrainingData, images: dict[str, np.ndarray], run_dir: Path,
@@ -546,7 +501,7 @@ def _load_saved(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / FINAL_MODEL
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no trained AMAE model (training not finished?)")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return load_file(path, "AMAE model", "train the run again (delete the run folder) or choose another run")
 
 
 def _scorer(saved: dict[str, Any], score_type: ScoreType) -> nn.Module:

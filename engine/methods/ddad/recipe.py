@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
-import time
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,10 +13,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engine.atomic import atomic_path
 from engine.augment import AcquisitionAugment
 from engine.datasets import DataError, TrainingData
-from engine.methods.ddad import CHECKPOINT, FINAL_MODEL, Config, Layout
+from engine.loop import TrainingLoop, load_file
+from engine.methods.ddad import FINAL_MODEL, Config, Layout
 from engine.progress import Progress
 from engine.stop import StopRequest
 from engine.torch_runtime import resolve_device
@@ -279,13 +277,13 @@ def _reused_normal_module(config: Config, data: TrainingData, source: Path) -> l
 
     if not (source / FINAL_MODEL).is_file():
         raise DataError(f"{source}: not a finished DDAD run (no {FINAL_MODEL}) to reuse module B from")
-    saved = torch.load(source / FINAL_MODEL, map_location="cpu", weights_only=False)
+    saved = load_file(source / FINAL_MODEL, "DDAD model", "choose another --reuse-normal-module run")
     other = Config.from_dict(saved["config"])
     differ = [f for f in _MODULE_B_FIELDS if getattr(other, f) != getattr(config, f)]
     if differ:
         raise DataError(f"{source}: its module B was trained with different {', '.join(differ)}; cannot reuse it")
-    other_normals = json.loads((source / DATA_FILE).read_text())["normal_train"]
-    if other_normals != [str(p) for p in data.normal_train]:
+    other_normals = [str(Path(p).absolute()) for p in json.loads((source / DATA_FILE).read_text())["normal_train"]]
+    if other_normals != [str(Path(p).absolute()) for p in data.normal_train]:
         raise DataError(f"{source}: its module B was trained on other known normals; cannot reuse it")
     ensemble = AutoEncoder(other.backbone, 2 * other.members, other.latent_size, other.multiplier,
                            other.preprocess.size, other.mem_dim, other.shrink_thres)
@@ -293,14 +291,10 @@ def _reused_normal_module(config: Config, data: TrainingData, source: Path) -> l
     return unstack_members(ensemble.eval())[other.members:]
 
 
-def _save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> None:
-    with atomic_path(run_dir / CHECKPOINT) as tmp:
-        torch.save(payload, tmp)
-
-
 def train(config: Config, data: TrainingData, images: dict[str, np.ndarray], run_dir: Path,
           progress: Progress, stop: StopRequest) -> bool:
-    """Train modules A and B, resuming from ``run_dir/checkpoint.pt`` when present.
+    """Train modules A and B on :class:`engine.loop.TrainingLoop` (one phase, "train"), resuming
+    from ``run_dir/checkpoint.pt`` when present.
 
     Args:
         images: {"normal_train": (N_n, 1, S, S), "unlabeled": (N_u, 1, S, S)} preprocessed.
@@ -310,8 +304,13 @@ def train(config: Config, data: TrainingData, images: dict[str, np.ndarray], run
     """
     if len(images["unlabeled"]) == 0:
         raise DataError("DDAD needs unlabeled images (module A trains on normal ∪ unlabeled); none were given")
+    loop = TrainingLoop(config, data.file_list_hash(), run_dir, progress, stop)
     device = resolve_device(config.device)
     layout = resolve_layout(config.layout, device)
+    saved_layout = loop.saved.get("layout") if loop.resume_phase == "train" else None
+    if saved_layout is not None and saved_layout != layout:  # the networks' layout is the checkpoint's
+        progress.message(f"the checkpoint was written with layout '{saved_layout}': resuming with it")
+        layout = saved_layout
     normal = torch.from_numpy(images["normal_train"])
     union = torch.from_numpy(np.concatenate([images["normal_train"], images["unlabeled"]]))
     if device.type == "cuda":
@@ -323,71 +322,45 @@ def train(config: Config, data: TrainingData, images: dict[str, np.ndarray], run
     else:
         progress.message(f"module B (normal-only) reused from {config.reuse_normal_module}")
 
-    start_epoch, elapsed_before = 0, 0.0
-    ckpt_path = run_dir / CHECKPOINT
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt["config"] != config.to_dict() or ckpt["data_hash"] != data.file_list_hash():
-            raise DataError(f"{ckpt_path} belongs to a run with other settings or data; use a new output folder")
-        if ckpt["layout"] != layout:
-            raise DataError(f"{ckpt_path} was written with layout '{ckpt['layout']}'; resume with --layout {ckpt['layout']}")
+    start_epoch, state = loop.resuming("train", config.epochs)
+    if state is not None:
         for name, m in modules.items():
-            m.load_state(ckpt["modules"][name])
-        start_epoch, elapsed_before = int(ckpt["epoch"]), float(ckpt["elapsed_s"])
-        progress.message(f"resuming from epoch {start_epoch} of {config.epochs}")
+            m.load_state(state["modules"][name])  # loaded on the CPU; parameters and optimiser states follow the nets
 
     per_epoch = sum(m.total_steps for m in modules.values())
     total = per_epoch * config.epochs
     progress.phase("train", total, epochs=config.epochs, device=str(device), layout=layout, precision=config.precision,
                    members=config.members, backbone=config.backbone)
-    done = per_epoch * start_epoch
-    t0 = time.monotonic()
-    last_ckpt = t0
-    epoch = start_epoch
     losses: dict[str, float] = {}
     recs: dict[str, float] = {}
-
-    def checkpoint(epoch_done: int) -> None:
-        _save_checkpoint(run_dir, {
-            "epoch": epoch_done, "config": config.to_dict(), "data_hash": data.file_list_hash(), "layout": layout,
-            "elapsed_s": elapsed_before + time.monotonic() - t0,
-            "modules": {name: m.state() for name, m in modules.items()}, "losses": losses, "rec_mse": recs,
-        })
-
     workers = cpu_member_workers(device, layout, sum(len(m.nets) for m in modules.values()))
     if workers > 1:
         progress.message(f"{workers} members train at a time, one CPU thread each")
     threads_before = torch.get_num_threads()
     pool = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) if workers > 1 else None
-    lock = threading.Lock()  # progress and the step count are updated from the workers
 
-    def on_step(n: int, name: str) -> None:
-        nonlocal done
-        with lock:
-            done += n
-            progress.update(done, epoch=epoch + 1, epochs=config.epochs, module=name.upper(), loss=losses.get(name))
+    def run_epoch(epoch: int, on_step: Callable[..., None]) -> dict[str, float]:
+        def step(n: int, name: str) -> None:
+            on_step(n, module=name.upper(), loss=losses.get(name))
+
+        if pool is None:
+            for name, module in modules.items():
+                losses[name], recs[name] = module.run_epoch(functools.partial(step, name=name))
+        else:  # every member of both modules at once, step by step (members are independent)
+            units = {(name, i): (module.unit_steps, unit) for name, module in modules.items()
+                     for i, unit in enumerate(module.epoch_units(functools.partial(step, name=name)))}
+            results = run_interleaved(pool, workers, units)
+            for name, module in modules.items():
+                losses[name], recs[name] = module.summarise([results[key] for key in units if key[0] == name])
+        return {"loss": float(np.mean(list(losses.values()))), **{f"loss_{k}": v for k, v in losses.items()},
+                **{f"rec_mse_{k}": v for k, v in recs.items()}}
+
+    def state_now() -> dict[str, Any]:
+        return {"modules": {name: m.state() for name, m in modules.items()}}
 
     try:
-        for epoch in range(start_epoch, config.epochs):
-            if pool is None:
-                for name, module in modules.items():
-                    losses[name], recs[name] = module.run_epoch(functools.partial(on_step, name=name))
-            else:  # every member of both modules at once, step by step (members are independent)
-                units = {(name, i): (module.unit_steps, unit) for name, module in modules.items()
-                         for i, unit in enumerate(module.epoch_units(functools.partial(on_step, name=name)))}
-                results = run_interleaved(pool, workers, units)
-                for name, module in modules.items():
-                    losses[name], recs[name] = module.summarise([results[key] for key in units if key[0] == name])
-            progress.update(done, force=True, epoch=epoch + 1, epochs=config.epochs, epoch_end=True,
-                            loss=float(np.mean(list(losses.values()))), **{f"loss_{k}": v for k, v in losses.items()},
-                            **{f"rec_mse_{k}": v for k, v in recs.items()})
-            if stop.requested:
-                checkpoint(epoch + 1)
-                progress.message(f"stopped after epoch {epoch + 1}; run the same command again to resume")
-                return False
-            if time.monotonic() - last_ckpt >= config.checkpoint_every_s and epoch + 1 < config.epochs:
-                checkpoint(epoch + 1)
-                last_ckpt = time.monotonic()
+        if not loop.run_epochs("train", config.epochs, per_epoch, run_epoch, state_now, start_epoch, layout=layout):
+            return False
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -395,17 +368,21 @@ def train(config: Config, data: TrainingData, images: dict[str, np.ndarray], run
 
     b_members = reused_b if reused_b is not None else modules["b"].members_on_cpu()
     ensemble = stack_members(modules["a"].members_on_cpu() + b_members).eval()
-    with atomic_path(run_dir / FINAL_MODEL) as tmp:
-        torch.save({"config": config.to_dict(), "ensemble": ensemble.state_dict(), "members": config.members,
-                    "train_seconds": elapsed_before + time.monotonic() - t0, "device": str(device),
-                    "layout": layout}, tmp)
-    ckpt_path.unlink(missing_ok=True)
+    loop.save_model({"config": config.to_dict(), "ensemble": ensemble.state_dict(), "members": config.members,
+                     "train_seconds": loop.elapsed(), "device": str(device), "layout": layout})
     return True
+
+
+def _load_model(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / FINAL_MODEL
+    if not path.is_file():
+        raise DataError(f"{path}: no trained DDAD model (training not finished?)")
+    return load_file(path, "DDAD model", "train the run again (delete the run folder) or choose another run")
 
 
 def load_scorer(run_dir: Path, score_type: ScoreType | None = None) -> DDADScorer:
     """The trained detector (CPU, eval mode) from ``run_dir/model.pt``; ``score_type`` overrides the run's."""
-    saved = torch.load(Path(run_dir) / FINAL_MODEL, map_location="cpu", weights_only=False)
+    saved = _load_model(run_dir)
     c = Config.from_dict(saved["config"])
     ensemble = AutoEncoder(c.backbone, 2 * c.members, c.latent_size, c.multiplier, c.preprocess.size, c.mem_dim, c.shrink_thres)
     ensemble.load_state_dict(saved["ensemble"])
@@ -422,3 +399,8 @@ def all_maps(scorer: DDADScorer, images: np.ndarray, batch_size: int = 128) -> d
             out[k].append(maps[k].mean(dim=(1, 2)).numpy())
     return {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in out.items()}
 
+
+
+def evaluate(run_dir: Path, images: np.ndarray) -> dict[str, np.ndarray]:
+    """The evaluation hook: every score type's image scores {"rec", "intra", "inter"} -> (N,)."""
+    return all_maps(load_scorer(run_dir), images)
