@@ -291,3 +291,40 @@ def test_readme_command_lines_parse():
                 pytest.fail(f"README/docstring command does not parse: {line}")
         checked += 1
     assert checked > 10
+
+
+def test_ddad_resume_keeps_the_checkpoints_layout(folders, tmp_path):
+    """The layout is a run setting: a resume asking for another one goes on with the checkpoint's."""
+    import torch
+
+    from engine.datasets import from_folders
+    from engine.methods import method
+    from engine.progress import Progress
+    from engine.stop import StopRequest
+    from engine.train import run_training
+
+    data = from_folders(folders["normal"], folders["unlabeled"])
+    ddad = method("ddad")
+    base = ddad.config("tiny", batch_size=8, checkpoint_every=0.0, device="cpu")
+    separate = type(base).from_dict({**base.to_dict(), "layout": "separate"})
+    stacked = type(base).from_dict({**base.to_dict(), "layout": "stacked"})
+    assert run_training("ddad", separate, data, tmp_path / "straight", Progress("none")).status == "done"
+    stop = StopRequest()
+    messages: list[str] = []
+
+    class Probe(Progress):
+        def update(self, step, force=False, **fields):
+            if fields.get("epoch_end"):
+                stop.request()
+
+        def message(self, text, level="info"):
+            messages.append(text)
+
+    assert run_training("ddad", separate, data, tmp_path / "resumed", Probe("none"), stop).status == "stopped"
+    assert run_training("ddad", stacked, data, tmp_path / "resumed", Probe("none")).status == "done"
+    assert any("layout 'separate': resuming with it" in m for m in messages)
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)
+    assert a["layout"] == b["layout"] == "separate"
+    for k in a["ensemble"]:
+        assert torch.equal(a["ensemble"][k], b["ensemble"][k]), k

@@ -355,7 +355,7 @@ PRESETS_DECLARED: tuple[MethodPreset, ...] = (
                  deviations=(*_COMMON_DEVIATIONS, "a small ViT (192-d x 6 blocks, 8-px patches) at 64 px",
                              "stage 2: 30 epochs, lr 5e-4, batch 64, 3 warm-up epochs")),
     MethodPreset("tiny", "Tiny (tests only)",
-                 "For tests and smoke checks only: a 32-d ViT at 32 px, 2 epochs per phase (seconds on a CPU; "
+                 "Tests only (and smoke checks): a 32-d ViT at 32 px, 2 epochs per phase (seconds on a CPU; "
                  "detects nothing real).",
                  {"architecture": "tiny"},
                  deviations=("tests only: not the paper's architecture, size or schedule",), tests_only=True),

@@ -197,7 +197,7 @@ PRESETS: tuple[Preset, ...] = (
             "intensity": "none", "augment": "none"},
            deviations=(*_PAPER_DEVIATIONS, "50 training epochs (the paper: 250)")),
     Preset("tiny", "Tiny (tests only)",
-           "For tests and smoke checks only: plain AEs, K = 2, 2 epochs at 32 px (seconds on a CPU; detects nothing "
+           "Tests only (and smoke checks): plain AEs, K = 2, 2 epochs at 32 px (seconds on a CPU; detects nothing "
            "real).",
            {"backbone": "ae", "members": 2, "epochs": 2, "batch_size": 16, "size": 32},
            deviations=("tests only: not the paper's architecture, size or schedule",), tests_only=True),
