@@ -315,13 +315,6 @@ def make_config(values: dict[str, Any]) -> Config:
     return preset_config(arch, preprocess=preprocess, **overrides)
 
 
-# the paper's stated numbers (Bozorgtabar et al. 2023, section 3 "Implementation details"), pinned by a test
-PAPER_STATED: dict[str, Any] = {
-    "patch_size": 16, "embed_dim": 384, "depth": 12, "num_heads": 6, "size": 224, "mask_ratio": 0.75,
-    "train_masks": 2, "test_masks": 4, "pseudo_percentile": 50.0, "module_b": "pseudo-abnormal",
-    "epochs": 150, "lr": 2.5e-4, "batch_size": 16, "warmup_epochs": 20, "optimizer": "AdamW",
-    "schedule": "cosine",
-}
 _COMMON_DEVIATIONS = (
     "the MAE is pre-trained here on the run's own normal + unlabeled images (no chest X-ray MAE of Xiao et al. is "
     "available offline), unless --mae-checkpoint gives one",
