@@ -327,3 +327,16 @@ def test_ddad_resume_keeps_the_checkpoints_layout(folders, tmp_path):
     assert a["layout"] == b["layout"] == "separate"
     for k in a["ensemble"]:
         assert torch.equal(a["ensemble"][k], b["ensemble"][k]), k
+
+
+def test_the_contract_is_torch_free():
+    """`methods --json` and the train parser load no torch (the app runs them; a bundle has no torch)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from engine.cli import main; main(['methods', '--json']); "
+            "from engine.cli import build_parser; build_parser('train', ['train', '--method', 'amae']); "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr[-2000:]
