@@ -63,6 +63,21 @@ def _scaled_difference(got: np.ndarray, ref: np.ndarray) -> float:
     return float((np.abs(got - ref) / np.maximum(1.0, np.abs(ref))).max())
 
 
+def export_graph(scorer: Any, example: Any, path: Path) -> None:
+    """``scorer`` (image batch -> (score, heatmap)) as an ONNX graph at ``path`` with a dynamic
+    batch axis; the dynamic shape is given by position, so the scorer's argument may have any name."""
+    import torch
+
+    # the exporter prints its steps and logs every graph pass at INFO: keep the console for results
+    for noisy in ("onnx_ir", "onnxscript", "torch.onnx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    torch.onnx.export(
+        scorer, (example,), str(path), input_names=[INPUT_NAME], output_names=[SCORE_NAME, HEATMAP_NAME],
+        dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},),
+        opset_version=OPSET, external_data=False, verbose=False,
+    )
+
+
 def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: str = "",
                tolerance: float = 1e-4, overwrite: bool = False) -> ExportReport:
     """Export ``run_dir`` to ``out`` (atomically; refuses to overwrite unless asked)."""
@@ -109,16 +124,8 @@ def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: st
     )
 
     example = torch.from_numpy(held_out[:2] if len(held_out) >= 2 else np.zeros((2, 1, spec.size, spec.size), np.float32))
-    # the exporter prints its steps and logs every graph pass at INFO: keep the console for results
-    for noisy in ("onnx_ir", "onnxscript", "torch.onnx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     with atomic_path(out, overwrite=overwrite) as tmp, contextlib.redirect_stdout(io.StringIO()):
-        torch.onnx.export(
-            scorer, (example,), str(tmp), input_names=[INPUT_NAME], output_names=[SCORE_NAME, HEATMAP_NAME],
-            # by position: the scorer's argument may have any name
-            dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},),
-            opset_version=OPSET, external_data=False, verbose=False,
-        )
+        export_graph(scorer, example, tmp)
         model = onnx.load(str(tmp))
         onnx.helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
         model.doc_string = f"cxrscreen detector {meta.name} ({meta.model_id})"

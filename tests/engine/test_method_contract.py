@@ -340,3 +340,24 @@ def test_the_contract_is_torch_free():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_export_does_not_depend_on_the_scorers_argument_name(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from engine.detector import HEATMAP_NAME, INPUT_NAME, SCORE_NAME
+    from engine.export import export_graph
+
+    class Scorer(torch.nn.Module):
+        def forward(self, radiograph: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            heat = (radiograph[:, 0] - radiograph[:, 0].mean(dim=(1, 2), keepdim=True)) ** 2
+            return heat.mean(dim=(1, 2)), heat
+
+    export_graph(Scorer().eval(), torch.zeros(2, 1, 16, 16), tmp_path / "g.onnx")
+    x = np.random.default_rng(0).uniform(-1, 1, (5, 1, 16, 16)).astype(np.float32)  # another batch size
+    score, heat = ort.InferenceSession(str(tmp_path / "g.onnx")).run([SCORE_NAME, HEATMAP_NAME], {INPUT_NAME: x})
+    ref_s, ref_h = (t.numpy() for t in Scorer()(torch.from_numpy(x)))
+    np.testing.assert_allclose(score, ref_s, atol=1e-5)
+    np.testing.assert_allclose(heat, ref_h, atol=1e-5)
