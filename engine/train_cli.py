@@ -155,7 +155,7 @@ def _usage_error(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.datasets import DataError, from_folders, from_split
+    from engine.datasets import DataError
     from engine.progress import Progress
     from engine.stop import StopRequest
     from engine.train import RunFolderError, check_training, run_training
@@ -175,13 +175,19 @@ def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         return _usage_error(f"--out {args.out} is a file; give a run folder (new, or a run to resume)")
     progress = Progress(args.progress, log_path=None)
+    if args.check:
+        from engine.methods.base import Problem
+
+        try:
+            data = _data(args, fraction)
+        except DataError as exc:  # the data itself: the problem is the folder (or split) it names
+            given = [(f"--{r}", getattr(args, r)) for r in ("normal", "unlabeled", "abnormal", "split")]
+            option = next((flag for flag, path in given if path is not None and str(path) in str(exc)),
+                          "--split" if args.split is not None else "--normal")
+            return _report_check([Problem(option, str(exc))], args.progress)
+        return _report_check(check_training(args.method, config, data), args.progress)
     try:
-        if args.split is not None:
-            data = from_split(args.split, args.ar, root=args.root, calibration_fraction=fraction)
-        else:
-            data = from_folders(args.normal, args.unlabeled, calibration_fraction=fraction, abnormal_dir=args.abnormal)
-        if args.check:
-            return _report_check(check_training(args.method, config, data), args.progress)
+        data = _data(args, fraction)
         args.out.mkdir(parents=True, exist_ok=True)
         progress = Progress(args.progress, log_path=args.out / "log.jsonl")
         progress.message(f"{args.method}: {len(data.normal_train)} normal (+{len(data.normal_calibration)} held out for "
@@ -209,6 +215,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained in {outcome.summary.get('train_seconds', 0):.0f} s -> {args.out}\n"
               f"export it with: cxrscreen export {args.out} --out detector.onnx")
     return 0
+
+
+def _data(args: argparse.Namespace, fraction: float) -> Any:
+    from engine.datasets import from_folders, from_split
+
+    if args.split is not None:
+        return from_split(args.split, args.ar, root=args.root, calibration_fraction=fraction)
+    return from_folders(args.normal, args.unlabeled, calibration_fraction=fraction, abnormal_dir=args.abnormal)
 
 
 def _report_check(problems: list[Any], mode: str) -> int:
