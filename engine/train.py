@@ -69,7 +69,14 @@ def check_training(method: str, config: Any, data: TrainingData) -> list[Problem
     """Everything in the data and settings that training could not work with (``train --check``)."""
     m = get_declaration(method)
     counts = data.role_counts()
-    return generic_problems(m, config, counts) + list(m.check(config, counts))
+    problems = generic_problems(m, config, counts) + list(m.check(config, counts))
+    if getattr(config, "device", "auto") == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            problems.append(Problem("--device", "--device cuda was asked for but torch sees no usable CUDA GPU; use "
+                                                "--device auto or cpu"))
+    return problems
 
 
 def _finished_model(run_dir: Path, config: Any, data_hash: str) -> bool:

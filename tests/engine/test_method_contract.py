@@ -364,3 +364,17 @@ def test_export_does_not_depend_on_the_scorers_argument_name(tmp_path):
     ref_s, ref_h = (t.numpy() for t in Scorer()(torch.from_numpy(x)))
     np.testing.assert_allclose(score, ref_s, atol=1e-5)
     np.testing.assert_allclose(heat, ref_h, atol=1e-5)
+
+
+def test_cuda_without_a_gpu_is_a_problem_named_by_its_option(folders, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    args = ["--normal", str(folders["normal"]), "--unlabeled", str(folders["unlabeled"]), "--out", str(tmp_path / "r"),
+            "--preset", "tiny", "--device", "cuda", "--progress", "json"]
+    code, text = _train([*args, "--check"], capsys)
+    problems = json.loads(text.strip().splitlines()[-1])["problems"]
+    assert code == 1 and [p["level"] for p in problems if p["option"] == "--device"] == ["error"]
+    code, text = _train(args, capsys)
+    assert code == 1 and "no usable CUDA GPU" in text and "Traceback" not in text
