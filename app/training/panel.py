@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime
 import html
 import logging
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -643,9 +642,8 @@ class NewDetectorPanel(QWidget):
         name = self.name_edit.text().strip()
         ready = not errors and not busy and not running and bool(name) and result is not None and result.ok
         self.train_button.setEnabled(ready)
-        why = errors[0] if errors else ("Reading the folders…" if busy else
-                                        "The engine is checking the data and settings…" if checking else
-                                        "Give the detector a name." if not name else "")
+        why = errors[0] if errors else ("Reading the folders…" if busy else "Give the detector a name." if not name
+                                        else "The engine is checking the data and settings…" if checking else "")
         self.train_button.setToolTip(why or "Train in the engine (a separate process); the app stays usable.")
         self.cancel_button.setVisible(running)
         self.stop_now_button.setVisible(running and self.job is not None and self.job.stopping)
@@ -721,14 +719,17 @@ class NewDetectorPanel(QWidget):
 
     # ================================================================== jobs
     def _spec(self) -> JobSpec:
-        """The job the panel shows now (its run folder is planned once, until a job starts)."""
+        """The job the panel shows now.
+
+        Its run folder is planned once, until a job starts, and does not follow the name, so
+        typing a name does not make the engine check again.
+        """
         if self.info is None:
             raise RuntimeError("no method: the engine's methods are not read")
         info = self.info
         name = " ".join(self.name_edit.text().split())
         if self._stamp is None:
             self._stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:40] or "detector"
         counts: dict[str, Any] = {r: {"images": s.count, "unreadable": len(s.unreadable), "folder": str(s.folder)}
                                   for r, s in self.summaries.items() if s is not None and info.role(r).used}
         if self.validation is not None:
@@ -741,7 +742,7 @@ class NewDetectorPanel(QWidget):
             raise ValueError(f"{info.title} needs the known-normal folder")
         return JobSpec(name=name, method=info.name, preset=preset, values=self.options_form.values(),
                        normal=normal, unlabeled=folders["unlabeled"], abnormal=folders["abnormal"],
-                       run_dir=self.runs_root / f"{self._stamp}-{info.name}-{slug}",
+                       run_dir=self.runs_root / f"{self._stamp}-{info.name}",
                        validation=self.zones["validation"].path if self.validation is not None else None,
                        counts=counts, base_preset=preset if preset != CUSTOM else self._base_preset)
 
