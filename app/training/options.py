@@ -530,7 +530,14 @@ def read_catalog(command: Sequence[str], timeout_s: float = METHODS_TIMEOUT_S) -
     if cached is not None:
         return cached
     source = " ".join([*command, "methods", "--json"])
-    catalog = parse_methods_json(_run(command, ["methods", "--json"], timeout_s), source)
+    try:
+        text = _run(command, ["methods", "--json"], timeout_s)
+    except MethodsJsonError as exc:
+        if "invalid choice: 'methods'" in exc.reason:  # argparse's words: no such subcommand
+            raise MethodsJsonError(source, f"this engine ({key[1]}) has no `methods` command: it is older than the "
+                                           "app; update the engine, or point the app at a newer one") from None
+        raise
+    catalog = parse_methods_json(text, source)
     catalog = MethodCatalog(catalog.engine_version, catalog.methods, command)
     with _cache_lock:
         _cache[key] = catalog

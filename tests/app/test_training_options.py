@@ -127,8 +127,13 @@ def test_an_engine_that_cannot_run_or_fails_is_one_sentence(tmp_path: Path) -> N
     failing = tmp_path / "old_engine.py"  # an engine without the methods command
     failing.write_text("import sys\nif sys.argv[1:] == ['--version']: print('cxrscreen 0.1')\n"
                        "else: sys.exit(\"cxrscreen: error: argument COMMAND: invalid choice: 'methods'\")\n")
-    with pytest.raises(MethodsJsonError, match="exit code 1: cxrscreen: error: argument COMMAND: invalid choice"):
+    with pytest.raises(MethodsJsonError, match="this engine \\(cxrscreen 0.1\\) has no `methods` command: it is older"):
         read_catalog([sys.executable, str(failing)])
+    crashing = tmp_path / "broken_engine.py"
+    crashing.write_text("import sys\nif sys.argv[1:] == ['--version']: print('cxrscreen 0.3')\n"
+                        "else: sys.exit('ImportError: no module named pydicom')\n")
+    with pytest.raises(MethodsJsonError, match="exit code 1: ImportError: no module named pydicom"):
+        read_catalog([sys.executable, str(crashing)])
 
 
 def test_presets_and_roles_become_exact_command_lines(methods_json: dict) -> None:
