@@ -32,7 +32,7 @@ from app.training.options import MethodInfo, Option
 
 INT_MAX = 1_000_000_000
 FLOAT_MAX = 1e12
-_PROBLEM_STYLE = "background: #fdecec; border: 1px solid #c04040;"
+_PROBLEM_STYLE = "color: #b00020; font-weight: bold;"
 
 
 def _decimals(o: Option) -> int:
@@ -66,6 +66,7 @@ class OptionsForm(QWidget):
         layout.addLayout(self.run_form)
         self.fields: dict[str, QWidget] = {}
         self.tips: dict[str, str] = {}
+        self.problems: dict[str, str] = {}  # what the engine's check said, by option name
         self.info: MethodInfo | None = None
 
     def set_method(self, info: MethodInfo) -> None:
@@ -75,6 +76,7 @@ class OptionsForm(QWidget):
                 form.removeRow(0)
         self.fields.clear()
         self.tips.clear()
+        self.problems.clear()
         self.info = info
         for option in info.options:
             w = self._field(option)
@@ -169,11 +171,29 @@ class OptionsForm(QWidget):
         return out
 
     def mark_problems(self, problems: Mapping[str, str]) -> None:
-        """Outline the fields the engine's check named, with its sentence in the tooltip ({} clears)."""
-        for name, w in self.fields.items():
-            text = problems.get(name)
-            w.setStyleSheet(_PROBLEM_STYLE if text else "")
-            w.setToolTip(f"{text}\n\n{self.tips[name]}" if text else self.tips[name])
+        """Mark the fields the engine's check named: a red "⚠" label, its sentence in the tooltip ({} clears).
+
+        The label is marked, not the field: a style sheet on a spin box drops its native arrows.
+        """
+        if self.info is None:
+            return
+        self.problems = dict(problems)
+        for o in self.info.options:
+            w = self.fields[o.name]
+            text = problems.get(o.name)
+            label = self.label(o.name)
+            label.setText(f"⚠ {o.label}" if text else o.label)
+            label.setStyleSheet(_PROBLEM_STYLE if text else "")
+            w.setToolTip(f"{text}\n\n{self.tips[o.name]}" if text else self.tips[o.name])
+
+    def label(self, name: str) -> QLabel:
+        """The label of an option's field."""
+        w = self.fields[name]
+        form = self.run_form if self.run_form.indexOf(w) >= 0 else self.trained_form
+        label = form.labelForField(w)
+        if not isinstance(label, QLabel):
+            raise KeyError(f"no label for option {name!r}")
+        return label
 
 
 def _bounds_text(o: Option) -> str:

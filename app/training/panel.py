@@ -204,13 +204,12 @@ class NewDetectorPanel(QWidget):
         self.findings_list = QListWidget()
         self.findings_list.setObjectName("findings")
         self.findings_list.setWordWrap(True)
-        self.findings_list.setMinimumHeight(90)
-        self.findings_list.setMaximumHeight(190)
-        dl.addWidget(QLabel("Checks:"))
-        dl.addWidget(self.findings_list)
+        self.findings_list.setMinimumHeight(80)
+        self.findings_list.setMaximumHeight(150)
 
         method = QGroupBox("1. Method")
-        form = QFormLayout(method)
+        ml = QVBoxLayout(method)
+        form = QFormLayout()
         self.method_combo = QComboBox()
         self.method_combo.setObjectName("method_combo")
         self.method_combo.currentIndexChanged.connect(self._on_method)
@@ -234,12 +233,13 @@ class NewDetectorPanel(QWidget):
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("the detector's name in the library")
         self.name_edit.textEdited.connect(self._on_name_edited)
-        form.addRow(self.engine_label)
-        form.addRow(self.retry_button)
+        ml.addWidget(self.engine_label)
+        ml.addWidget(self.retry_button, 0, Qt.AlignmentFlag.AlignLeft)
+        ml.addLayout(form)
         form.addRow("Method", self.method_combo)
-        form.addRow("", self.method_label)
+        form.addRow(self.method_label)
         form.addRow("Preset", self.preset_combo)
-        form.addRow("", self.preset_label)
+        form.addRow(self.preset_label)
         form.addRow("Name", self.name_edit)
         self.advanced = QToolButton()
         self.advanced.setText("Advanced settings")
@@ -252,8 +252,11 @@ class NewDetectorPanel(QWidget):
         self.options_form.runtime_edited.connect(self._update)
         self.advanced.toggled.connect(self._show_advanced)
         self.options_form.setVisible(False)
-        form.addRow(self.advanced)
-        form.addRow(self.options_form)
+        advanced = QWidget()
+        al = QVBoxLayout(advanced)
+        al.setContentsMargins(0, 0, 0, 0)
+        al.addWidget(self.advanced, 0, Qt.AlignmentFlag.AlignLeft)
+        al.addWidget(self.options_form)
 
         self.unfinished = QGroupBox("Unfinished trainings")
         ul = QVBoxLayout(self.unfinished)
@@ -291,22 +294,33 @@ class NewDetectorPanel(QWidget):
             buttons.addWidget(b)
         buttons.addStretch(1)
 
+        inner = QWidget()
+        il = QVBoxLayout(inner)
+        il.setContentsMargins(0, 0, 0, 0)
+        il.addWidget(method)
+        il.addWidget(data)
+        il.addWidget(advanced)
+        il.addWidget(self.unfinished)
+        il.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        # the verdict and Train stay in view however long the settings are
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
-        ll.addWidget(method)
-        ll.addWidget(data)
-        ll.addWidget(self.unfinished)
+        ll.addWidget(scroll, 1)
+        checks = QLabel("<b>Checks</b>")
+        checks.setToolTip("The app's checks of the folders, then the engine's check of the data and settings "
+                          "(train --check): errors block training, warnings do not.")
+        ll.addWidget(checks)
+        ll.addWidget(self.findings_list)
         ll.addLayout(buttons)
         ll.addWidget(self.status_label)
-        ll.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(left)
 
         self.progress_view = TrainingProgressView()
         self.progress_view.hide()
-        self.idle_label = QLabel("<p style='font-size:14px'>Drop the folders on the left, choose a method, then "
+        self.idle_label = QLabel("<p style='font-size:14px'>Choose a method, drop the folders on the left, then "
                                  "<b>Train detector</b>.</p><p>Training runs in the engine, in a separate process: "
                                  "the worklist stays usable, and this window can be closed meanwhile. Here you will "
                                  "see the progress with the time left, the device, the loss curve and the log; then "
@@ -340,7 +354,7 @@ class NewDetectorPanel(QWidget):
         right.setStretchFactor(1, 3)
 
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(scroll)
+        split.addWidget(left)
         split.addWidget(right)
         split.setSizes([620, 760])
         outer = QVBoxLayout(self)
@@ -513,6 +527,8 @@ class NewDetectorPanel(QWidget):
             zone = self.zones[role.role]
             zone.setVisible(role.used)
             title, hint = ROLE_TITLES[role.role]
+            if role.requirement == "optional" and role.help:  # what an optional folder is for is the method's
+                hint += f" This method uses it for: {role.help}."
             note = {"required": f"required, at least {role.min_count:,} images" if role.min_count else "required",
                     "optional": "optional"}.get(role.requirement, "")
             zone.set_title(title, note, hint)
