@@ -32,14 +32,23 @@ from app.training.options import MethodInfo, Option
 
 INT_MAX = 1_000_000_000
 FLOAT_MAX = 1e12
+MAX_DECIMALS = 10
 _PROBLEM_STYLE = "color: #b00020; font-weight: bold;"
 
 
-def _decimals(o: Option) -> int:
-    """Decimals a float field shows: enough for the smallest value it is likely to hold (a learning rate)."""
-    values = [v for v in (o.default, o.minimum, o.maximum) if isinstance(v, (int, float)) and v]
-    small = o.name == "lr" or any(abs(v) < 0.01 for v in values)
-    return 6 if small else 3
+def _decimals(o: Option, info: MethodInfo) -> int:
+    """Decimals a float field shows: every value it may be given (default, bounds, the presets'), exactly.
+
+    A preset's learning rate of 3.75e-5 shown with 6 decimals would read back as 3.8e-5 and be
+    passed to the engine as a change; so the field gets as many decimals as its values need.
+    """
+    values = [v for v in (o.default, o.minimum, o.maximum, *(p.values.get(o.name) for p in info.presets))
+              if isinstance(v, (int, float)) and not isinstance(v, bool) and v]
+    needed = 6 if o.name == "lr" or any(abs(v) < 0.01 for v in values) else 3
+    for v in values:
+        d = next((d for d in range(MAX_DECIMALS + 1) if round(v, d) == v), MAX_DECIMALS)
+        needed = max(needed, d)
+    return needed
 
 
 class OptionsForm(QWidget):
@@ -79,7 +88,7 @@ class OptionsForm(QWidget):
         self.problems.clear()
         self.info = info
         for option in info.options:
-            w = self._field(option)
+            w = self._field(option, info)
             bounds = _bounds_text(option)
             tip = (option.help or option.label) + (f" ({bounds})" if bounds else "") + f"\nengine option {option.flag}"
             self.tips[option.name] = tip
@@ -89,7 +98,7 @@ class OptionsForm(QWidget):
             (self.run_form if option.runtime else self.trained_form).addRow(option.label, w)
         self.run_title.setVisible(any(o.runtime for o in info.options))
 
-    def _field(self, o: Option) -> QWidget:
+    def _field(self, o: Option, info: MethodInfo) -> QWidget:
         signal = self.runtime_edited if o.runtime else self.edited
         if o.type == "choice":
             w = QComboBox()
@@ -115,7 +124,7 @@ class OptionsForm(QWidget):
             return w
         if o.type == "float":
             w = QDoubleSpinBox()
-            w.setDecimals(_decimals(o))
+            w.setDecimals(_decimals(o, info))
             w.setStepType(QAbstractSpinBox.StepType.AdaptiveDecimalStepType)
             low = float(o.minimum) if o.minimum is not None else -FLOAT_MAX
             high = float(o.maximum) if o.maximum is not None else FLOAT_MAX

@@ -106,7 +106,7 @@ METHODS = [
                     _opt("hard_negatives", "bool", True, "mine hard negatives")],
         "presets": [
             {"name": "paper", "title": "Paper protocol", "description": "As published.", "as_published": True,
-             "deviations": [], "values": {"margin": 0.5, "epochs": 30}},
+             "deviations": [], "values": {"margin": 0.5, "epochs": 30, "lr": 3.75e-05}},
         ],
         "phases": [LOAD, {"name": "pretrain", "title": "Pre-training on the normals"},
                    {"name": "stage2", "title": "Learning from the abnormal images"}, CALIBRATE],

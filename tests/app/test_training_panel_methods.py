@@ -224,6 +224,7 @@ def test_weakly_supervised_training_passes_the_abnormal_folder_and_shows_the_met
     panel.set_option("threads", 1)
     _ready(qtbot, panel)
     assert panel.preset_combo.currentData() == "paper"
+    assert panel.options_form.values()["lr"] == 3.75e-05  # the preset's value exactly: not passed as a change
     job = panel.start_training()
     assert job is not None
     titles: list[str] = []
