@@ -310,3 +310,23 @@ def test_an_engine_whose_methods_cannot_be_read_is_explained_in_the_panel(qtbot,
     panel.retry_button.click()
     qtbot.waitUntil(lambda: panel.catalog is not None, timeout=30_000)
     assert not panel.engine_label.isVisibleTo(panel) and panel.method_combo.count() == 3
+
+
+def test_the_card_says_whether_the_preset_was_the_papers(qtbot, make_panel, fake_engine, tmp_path: Path) -> None:
+    from app.training.job import TrainingJob
+
+    panel = make_panel(fake_engine.command)
+    dual = panel.catalog.method("dual")
+
+    def card(preset: str, base: str | None) -> dict:
+        spec = JobSpec("x", "dual", preset, {}, Path("/n"), Path("/u"), tmp_path / preset, base_preset=base)
+        return TrainingJob(spec, panel.library, dual, fake_engine.command)._card_extra()["training_job"]
+
+    paper = card("paper", "paper")
+    assert (paper["preset_title"], paper["as_published"], paper["deviations"]) == ("Paper protocol", True, [])
+    quick = card("quick", "quick")
+    assert not quick["as_published"] and quick["deviations"] == ["50 epochs instead of 250"]
+    changed = card(CUSTOM, "paper")  # the paper preset with a trained setting changed is not the paper's
+    assert not changed["as_published"] and changed["deviations"] == ["settings changed from the preset"]
+    assert changed["command"].endswith("--preset paper --normal /n --unlabeled /u --out "
+                                       f"{tmp_path / CUSTOM} --progress json")
