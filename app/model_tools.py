@@ -229,6 +229,7 @@ class ModelTools(QObject):
         if not text:
             w.settings.set_engine_command(None)
             w.statusBar().showMessage("Engine command reset to the default.", 6000)
+            self._engine_changed()
             return True
         try:
             parts = shlex.split(text)
@@ -240,7 +241,13 @@ class ModelTools(QObject):
             return False
         w.settings.set_engine_command(parts)
         w.statusBar().showMessage(f"Engine command: {shlex.join(parts)}", 8000)
+        self._engine_changed()
         return True
+
+    def _engine_changed(self) -> None:
+        """Another engine may have other methods: the panel asks it (a running job keeps its engine)."""
+        if self.panel is not None:
+            self.panel.reload_methods()
 
     # ================================================================== training
     def _on_registered(self, entry: LibraryEntry) -> None:

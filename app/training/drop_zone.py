@@ -66,6 +66,15 @@ class DropZone(QFrame):
         layout.addWidget(self.summary_label)
 
     # ------------------------------------------------------------------ state
+    def set_title(self, title: str, note: str = "", hint: str | None = None) -> None:
+        """Change what the zone asks for (the method changed): a bold title, a note after it
+        ("required, at least 20 images"); an empty zone shows the new hint."""
+        self.title_label.setText(f"<b>{title}</b>" + (f" <span style='color:#555'>— {note}</span>" if note else ""))
+        if hint is not None:
+            self.hint = hint
+            if self.path is None:
+                self.path_label.setText(hint)
+
     def set_path(self, path: Path) -> None:
         """Show a chosen folder (emits path_chosen)."""
         self.path = Path(path)

@@ -287,7 +287,8 @@ def _file_hash(path: Path, ends_only: bool = False, end_bytes: int = 1 << 16) ->
 def check_training_data(summaries: Mapping[str, FolderSummary | None],
                         duplicates: Mapping[tuple[str, str], list[tuple[Path, Path]]] | None = None,
                         validation: LabelledValidation | None = None,
-                        required: Iterable[str] = ("normal", "unlabeled")) -> list[Finding]:
+                        required: Iterable[str] = ("normal", "unlabeled"),
+                        min_counts: Mapping[str, int] | None = None) -> list[Finding]:
     """Findings about the dropped data, errors first.
 
     Args:
@@ -295,23 +296,31 @@ def check_training_data(summaries: Mapping[str, FolderSummary | None],
         duplicates: the output of :func:`find_duplicates` (None: not checked yet).
         validation: labelled validation images, if given.
         required: roles that must be given.
+        min_counts: the fewest readable images per role (the method's declaration); the known
+            normals need at least :data:`MIN_NORMALS` in any case.
     """
     out: list[Finding] = []
     given = {r: s for r, s in summaries.items() if s is not None}
     for role in required:
         if role not in given:
             out.append(Finding("error", f"Drop a folder of {ROLE_TEXT[role]} radiographs.", role))  # type: ignore[arg-type]
+    minimum = {"normal": MIN_NORMALS, **{r: n for r, n in (min_counts or {}).items() if n > 0}}
+    minimum["normal"] = max(minimum["normal"], MIN_NORMALS)
+    short = set()
+    for role, least in minimum.items():
+        s = given.get(role)
+        if s is not None and not s.stopped and s.count < least:
+            short.add(role)
+            why = " (some are held out to calibrate the scores)" if role == "normal" else ""
+            out.append(Finding("error", f"The {ROLE_TEXT[role]} folder has {s.count} readable radiographs; this "
+                                        f"method needs at least {least}{why}.", role))  # type: ignore[arg-type]
     normal = given.get("normal")
-    if normal is not None and not normal.stopped:
-        if normal.count < MIN_NORMALS:
-            out.append(Finding("error", f"The known-normal folder has {normal.count} readable radiographs; at least "
-                                        f"{MIN_NORMALS} are needed (some are held out to calibrate the scores).", "normal"))
-        elif normal.count < FEW_NORMALS:
-            out.append(Finding("warning", f"Only {normal.count} known normals: a detector learns what normal looks "
-                                          f"like from them; {FEW_NORMALS} or more are advisable (the methods' papers "
-                                          "use hundreds to thousands).", "normal"))
+    if normal is not None and not normal.stopped and "normal" not in short and normal.count < FEW_NORMALS:
+        out.append(Finding("warning", f"Only {normal.count} known normals: a detector learns what normal looks "
+                                      f"like from them; {FEW_NORMALS} or more are advisable (the methods' papers "
+                                      "use hundreds to thousands).", "normal"))
     unl = given.get("unlabeled")
-    if unl is not None and not unl.stopped and unl.count < FEW_UNLABELED:
+    if unl is not None and not unl.stopped and "unlabeled" not in short and unl.count < FEW_UNLABELED:
         out.append(Finding("warning" if unl.count else "error",
                            f"The unlabeled folder has {unl.count} readable radiographs"
                            + (f"; {FEW_UNLABELED} or more make the dual-distribution methods work." if unl.count

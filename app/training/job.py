@@ -45,7 +45,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from app.engine_process import EngineProcess, ProcessOutcome, default_engine_command
 from app.library import ROC_FILE, VALIDATION_FILE, LibraryEntry, ModelLibrary
 from app.training.folders import LabelledValidation
-from app.training.options import method_info, train_arguments
+from app.training.options import MethodInfo, train_arguments
 from app.workers.base import StoppableThread
 from engine.atomic import atomic_write_text
 from engine.detector import DetectorError, DetectorMetadata, read_metadata
@@ -71,12 +71,15 @@ class JobSpec:
     Attributes:
         name: the detector's name in the library.
         method: the registry name.
-        preset: the preset the settings started from ("custom" when changed).
-        values: option values by dest (None: the method's default).
-        normal, unlabeled, abnormal: the data folders.
+        preset: the preset the panel showed ("custom" when settings were changed).
+        values: option values by name (None: the preset's or the method's default).
+        normal, unlabeled, abnormal: the data folders (unlabeled and abnormal: None when the
+            method does not use them or they were not given).
         validation: labelled validation data (a folder or a CSV), or None.
         run_dir: the engine's run folder (also holds the export and the job record).
         counts: what the panel counted per folder ({"normal": {"images", "unreadable"}, ...}).
+        base_preset: the preset passed as ``--preset`` (the one the settings started from);
+            None in records of earlier versions: then ``preset`` when the method has it.
     """
 
     name: str
@@ -84,16 +87,29 @@ class JobSpec:
     preset: str
     values: dict[str, Any]
     normal: Path
-    unlabeled: Path
+    unlabeled: Path | None
     run_dir: Path
     abnormal: Path | None = None
     validation: Path | None = None
     counts: dict[str, Any] = field(default_factory=dict)
+    base_preset: str | None = None
 
-    def train_args(self) -> list[str]:
-        """The `train` arguments (the engine command goes before them)."""
-        return train_arguments(method_info(self.method), self.values, self.normal, self.unlabeled, self.run_dir,
-                               self.abnormal)
+    def folders(self) -> dict[str, Path | None]:
+        """The data folders by role."""
+        return {"normal": self.normal, "unlabeled": self.unlabeled, "abnormal": self.abnormal}
+
+    def train_args(self, info: MethodInfo, check: bool = False) -> list[str]:
+        """The `train` arguments for the method ``info`` (the engine command goes before them).
+
+        Raises:
+            ValueError: ``info`` is another method, or a folder or value does not fit it.
+        """
+        if info.name != self.method:
+            raise ValueError(f"the job trains {self.method!r}, not {info.name!r}")
+        preset = self.base_preset or self.preset
+        known = {p.name for p in info.presets}
+        return train_arguments(info, self.values, self.folders(), self.run_dir, preset if preset in known else None,
+                               check)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -106,6 +122,7 @@ class JobSpec:
         d = dict(d)
         for k in ("normal", "unlabeled", "run_dir", "abnormal", "validation"):
             d[k] = Path(d[k]) if d.get(k) else None
+        d.setdefault("unlabeled", None)
         return cls(**d)
 
 
@@ -261,6 +278,7 @@ class TrainingJob(QObject):
     Args:
         spec: what to train.
         library: where the detector goes.
+        info: the method as the engine describes it (its phases, its command line).
         command: the engine command.
         validation: the labelled validation images (read by the panel), if any.
         provider: where validation scoring runs ("auto", "cuda", "cpu").
@@ -290,7 +308,7 @@ class TrainingJob(QObject):
     failed = Signal(object)
     finished = Signal()
 
-    def __init__(self, spec: JobSpec, library: ModelLibrary, command: Sequence[str] | None = None,
+    def __init__(self, spec: JobSpec, library: ModelLibrary, info: MethodInfo, command: Sequence[str] | None = None,
                  validation: LabelledValidation | None = None, provider: str = "auto",
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -298,6 +316,8 @@ class TrainingJob(QObject):
             raise ValueError("validation data given but the job names no validation source")
         self.spec = spec
         self.library = library
+        self.info = info
+        self.train_args = spec.train_args(info)  # a ValueError here: nothing started
         self.command = list(command) if command else default_engine_command()
         self.validation = validation
         self.provider = provider
@@ -308,7 +328,7 @@ class TrainingJob(QObject):
         self.device = ""
         self.started_at = ""
         self._t0 = 0.0
-        self._phases = method_info(spec.method).phases
+        self._phases = tuple(p.name for p in info.phases)
         self._phase = ""
         self._phase_first: tuple[float, int] | None = None
         self._ended = False
@@ -337,9 +357,9 @@ class TrainingJob(QObject):
         self._t0 = time.monotonic()
         self.started_at = now_iso()
         self.spec.run_dir.mkdir(parents=True, exist_ok=True)
-        write_record(self.spec, "training", command=shlex.join(self.command + self.spec.train_args()))
+        write_record(self.spec, "training", command=shlex.join(self.command + self.train_args))
         self._set_stage("train")
-        self.engine.start(self.spec.train_args())
+        self.engine.start(self.train_args)
 
     def request_stop(self) -> None:
         """Stop for the window closing: SIGTERM, killed after :data:`CLOSE_GRACE_MS`."""
@@ -546,19 +566,20 @@ class TrainingJob(QObject):
     def _card_extra(self) -> dict[str, Any]:
         meta = self._meta
         training = meta.training if meta is not None else {}
-        info = method_info(self.spec.method)
+        info = self.info
         extra: dict[str, Any] = {
             "source": "trained in the app",
             "training_job": {
                 "method": self.spec.method,
                 "method_title": info.title,
                 "preset": self.spec.preset,
+                **self._preset_card(),
                 "settings": {k: v for k, v in self.spec.values.items() if v is not None},
                 "folders": {k: str(v) if v else None for k, v in (("normal", self.spec.normal),
                             ("unlabeled", self.spec.unlabeled), ("abnormal", self.spec.abnormal))},
                 "counts": self.spec.counts,
                 "images_used": {k: training.get(k) for k in ("normal_train", "normal_calibration", "unlabeled", "skipped")},
-                "command": shlex.join(self.command + self.spec.train_args()),
+                "command": shlex.join(self.command + self.train_args),
                 "started": self.started_at,
                 "finished": now_iso(),
                 "wall_seconds_this_session": round(time.monotonic() - self._t0, 1),
@@ -582,6 +603,16 @@ class TrainingJob(QObject):
                 v["error"] = self._validation_error or "not run"
             extra["validation"] = v
         return extra
+
+    def _preset_card(self) -> dict[str, Any]:
+        """The preset as the engine describes it: whether it is the paper's, and how it deviates."""
+        name = self.spec.base_preset or self.spec.preset
+        preset = next((p for p in self.info.presets if p.name == name), None)
+        if preset is None:
+            return {}
+        changed = self.spec.preset != preset.name  # "custom": the user changed trained settings
+        return {"preset_title": preset.title, "as_published": preset.as_published and not changed,
+                "deviations": list(preset.deviations) + (["settings changed from the preset"] if changed else [])}
 
     # ------------------------------------------------------------------ helpers
     def _run_thread(self, fn: Callable[[], Any], on_result: Callable[[Any], None], title: str) -> None:

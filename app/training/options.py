@@ -1,64 +1,159 @@
-"""Training methods as the New-detector panel offers them: the engine's registry, each method's
-options, the shared `cxrscreen train` options, and presets.
+"""Training methods as the engine the app runs describes them: `[engine] methods --json`.
 
-The method list is :data:`engine.methods.METHODS`; each method's options are read from its own
-torch-free settings module (``add_arguments`` on a throw-away parser, and ``Config()`` for
-defaults), so a method the engine gains appears here without app changes. What the app adds
-per method is presets (:data:`PRESETS`: quick / paper protocol) and a display title; a method
-without presets gets one, "Method defaults". A method whose options include ``--abnormal``
-(a confirmed-abnormal folder: weakly supervised methods) gets the third drop zone.
+The app never imports the engine's methods: the engine it is configured to run (the *engine
+command*, possibly another environment or version) prints one JSON object describing every
+method — data roles, options, presets, phases, loss series (the contract is written down in
+the engine's ``methods`` command) — and :func:`parse_methods_json` turns it into
+:class:`MethodCatalog` / :class:`MethodInfo` / :class:`Option` / :class:`Preset` objects,
+refusing a malformed or newer-schema JSON with a :class:`MethodsJsonError` that says what is
+wrong in one sentence. :func:`read_catalog` runs the engine (blocking: call it off the GUI
+thread) and caches the catalog per engine command and engine version.
+
+:func:`train_arguments` builds the `train` command line the engine accepts:
+``train --method NAME [--preset P] --normal DIR [--unlabeled DIR] [--abnormal DIR] --out RUN
+[--FLAG VALUE ...] --progress json`` — only the options that differ from the preset are passed.
+With ``check=True`` it ends in ``--check``: the engine validates the data and settings without
+training and prints one ``problem`` JSON line per problem (:class:`CheckProblem`).
 
 No Qt.
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
-from dataclasses import dataclass
+import json
+import logging
+import math
+import subprocess
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence, get_args
 
-from engine.methods import METHODS, get_method
+logger = logging.getLogger(__name__)
 
-OptionKind = Literal["choice", "int", "float", "text", "path", "flag"]
-DEFAULT_METHOD = "ddad"
+SCHEMA = 1  # the methods-JSON schema this app reads
+OptionType = Literal["int", "float", "choice", "bool", "text", "path"]
+OptionKind = Literal["trained", "run"]
+Requirement = Literal["required", "optional", "unused"]
+RoleName = Literal["normal", "unlabeled", "abnormal"]
+ROLES: tuple[str, ...] = get_args(RoleName)
+# `train` flags the panel sets itself (data, run folder, progress): never a field of the form
+PANEL_FLAGS = frozenset({"--method", "--preset", "--normal", "--unlabeled", "--abnormal", "--out", "--progress",
+                         "--check", "--split", "--root", "--ar", "--help"})
+METHODS_TIMEOUT_S = 120.0  # a cold engine imports numpy, pydicom...: seconds, not minutes
+LABELS: dict[str, str] = {
+    # what the form calls an option the engine names; anything else: its name, capitalised
+    "epochs": "Epochs", "batch_size": "Batch size", "lr": "Learning rate", "seed": "Seed", "device": "Train on",
+    "size": "Input size (px)", "intensity": "Intensity normalisation", "threads": "CPU threads",
+    "calibration_fraction": "Held-out normals (fraction)", "workers": "Image-decoding threads",
+    "checkpoint_every": "Checkpoint every (s)", "backbone": "Autoencoder", "members": "K (networks per module)",
+    "latent_size": "Latent size", "score_type": "Score map", "precision": "Precision", "augment": "Augmentation",
+}
+
+
+class MethodsJsonError(ValueError):
+    """The engine's description of its methods cannot be used.
+
+    Attributes:
+        source: where it came from (the command line, or a file).
+        reason: what is wrong, in one sentence.
+    """
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{reason} (from {source})" if source else reason)
 
 
 @dataclass(frozen=True)
 class Option:
-    """One `cxrscreen train` option the panel can set.
+    """One `cxrscreen train` option.
 
     Attributes:
-        dest: the argparse destination ("members").
-        flag: the option string passed to the engine ("--members").
-        kind: how it is edited.
-        default: the value the engine uses when the option is not passed (None: "the method's
-            or the preset's").
-        choices: allowed values of a "choice" option.
-        help: the engine's help text (the tooltip).
-        shared: a `cxrscreen train` option of every method (else the method's own).
-        minimum: smallest allowed value of a number (None: no bound).
-        hint: what the method uses when the option is not passed, where known (shown, not passed).
-        runtime: where and how fast it runs, not what is trained (CPU threads, device): changing it
-            keeps the preset.
+        name: the settings field ("batch_size"; also the key in preset values).
+        flag: what the command line takes ("--batch-size").
+        type: how it is edited: "int", "float", "choice", "bool", "text" or "path".
+        choices: the allowed values of a "choice" option.
+        default: the value the engine uses when the flag is not given (None: the preset's or the
+            method's own, not known here).
+        minimum, maximum: numeric bounds (None: none).
+        help: the engine's help text (the field's tooltip).
+        kind: "trained" (part of what is learnt) or "run" (how it runs: device, threads...;
+            may differ on resume and does not change the preset).
+        common: a `cxrscreen train` option of every method (else the method's own).
     """
 
-    dest: str
+    name: str
     flag: str
-    kind: OptionKind
-    default: Any = None
+    type: OptionType
     choices: tuple[str, ...] = ()
-    help: str = ""
-    shared: bool = False
+    default: Any = None
     minimum: float | None = None
-    hint: Any = None
-    runtime: bool = False
+    maximum: float | None = None
+    help: str = ""
+    kind: OptionKind = "trained"
+    common: bool = False
 
     @property
     def label(self) -> str:
         """The field's label ("Batch size")."""
-        return LABELS.get(self.dest, self.flag.lstrip("-").replace("-", " ").capitalize())
+        return LABELS.get(self.name, self.name.replace("_", " ").capitalize())
+
+    @property
+    def runtime(self) -> bool:
+        """Whether it is a run option (changing it keeps the preset)."""
+        return self.kind == "run"
+
+    def check(self, value: Any) -> None:
+        """Raise ValueError, naming the field, when ``value`` is not allowed (None always is: not passed)."""
+        if value is None:
+            return
+        if self.type == "choice" and str(value) not in self.choices:
+            raise ValueError(f"{self.label}: {value!r} is not one of {list(self.choices)}")
+        if self.type in ("int", "float"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{self.label} must be a number, got {value!r}")
+            if self.type == "int" and int(value) != value:
+                raise ValueError(f"{self.label} must be a whole number, got {value!r}")
+            if self.minimum is not None and value < self.minimum:
+                raise ValueError(f"{self.label} must be at least {self.minimum:g}, got {value}")
+            if self.maximum is not None and value > self.maximum:
+                raise ValueError(f"{self.label} must be at most {self.maximum:g}, got {value}")
+
+    def arguments(self, value: Any) -> list[str]:
+        """The command-line words for ``value`` ([] for None)."""
+        if value is None or value == "":
+            return []
+        self.check(value)
+        if self.type == "bool":
+            return [self.flag] if value else ["--no-" + self.flag[2:]]
+        if self.type == "float":
+            return [self.flag, repr(float(value))]
+        if self.type == "int":
+            return [self.flag, str(int(value))]
+        return [self.flag, str(value)]
+
+
+@dataclass(frozen=True)
+class Role:
+    """What a method does with one kind of data.
+
+    Attributes:
+        role: "normal", "unlabeled" or "abnormal" (confirmed-abnormal images).
+        requirement: "required", "optional" or "unused".
+        min_count: the fewest readable images it trains with, when given.
+        flag: the command-line flag ("--normal").
+        help: the engine's description for this method.
+    """
+
+    role: str
+    requirement: Requirement
+    min_count: int
+    flag: str
+    help: str = ""
+
+    @property
+    def used(self) -> bool:
+        return self.requirement != "unused"
 
 
 @dataclass(frozen=True)
@@ -66,44 +161,84 @@ class Preset:
     """Named settings of a method.
 
     Attributes:
-        name: "quick", "paper", ...
+        name: what ``--preset`` takes ("paper", "small", ...).
         title: what the combo box shows.
-        description: what it does and what it costs, in a sentence or two.
-        values: option values by ``dest`` (options not named keep their defaults).
+        description: what it does and what it costs.
+        as_published: True only when every trained setting is the paper's.
+        deviations: how it differs from the paper, one item each.
+        values: option values by option name (options not named keep their defaults).
     """
 
     name: str
     title: str
     description: str
+    as_published: bool
+    deviations: tuple[str, ...]
     values: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
-class MethodInfo:
-    """A training method as the panel shows it.
+class Phase:
+    """A phase of training as the progress JSON lines name it ("train") and the panel shows it."""
+
+    name: str
+    title: str
+
+
+@dataclass(frozen=True)
+class LossSeries:
+    """A field of the epoch-end progress events to plot.
 
     Attributes:
-        name: the registry name ("ddad").
-        title: the display title.
-        options: the shared options, then the method's own.
-        presets: the method's presets (the first is the default).
-        phases: the engine's progress phases in order (for "phase 2 of 4").
-        uses_abnormal: whether it takes a confirmed-abnormal folder (``--abnormal``).
+        key: the event field ("loss_a").
+        title: the legend ("module A").
+        phase: the one phase it belongs to (None: whichever phase reports it).
+    """
+
+    key: str
+    title: str
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A training method as the engine describes it.
+
+    Attributes:
+        name: what ``--method`` takes.
+        title, paper, summary: what the panel shows.
+        roles: the three data roles, in the order normal, unlabeled, abnormal.
+        options: the common `train` options, then the method's own.
+        presets: in display order; the first is the default.
+        phases: the progress phases in order.
+        loss_series: what the loss plot shows.
+        default_preprocess: the method's preprocessing (size, aspect, intensity...).
     """
 
     name: str
     title: str
+    paper: str
+    summary: str
+    roles: tuple[Role, ...]
     options: tuple[Option, ...]
     presets: tuple[Preset, ...]
-    phases: tuple[str, ...]
-    uses_abnormal: bool
+    phases: tuple[Phase, ...]
+    loss_series: tuple[LossSeries, ...]
+    default_preprocess: Mapping[str, Any] = field(default_factory=dict)
 
-    def option(self, dest: str) -> Option:
-        """The option with this destination."""
+    def role(self, name: str) -> Role:
+        """The role of this name ("normal", "unlabeled", "abnormal")."""
+        for r in self.roles:
+            if r.role == name:
+                return r
+        raise KeyError(f"no data role {name!r}; roles are {list(ROLES)}")
+
+    def option(self, name: str) -> Option:
+        """The option of this name."""
         for o in self.options:
-            if o.dest == dest:
+            if o.name == name:
                 return o
-        raise KeyError(f"{self.name} has no option {dest!r}; it has {[o.dest for o in self.options]}")
+        raise KeyError(f"{self.name} has no option {name!r}; it has {[o.name for o in self.options]}")
 
     def preset(self, name: str) -> Preset:
         """The preset of this name."""
@@ -112,183 +247,358 @@ class MethodInfo:
                 return p
         raise KeyError(f"{self.name} has no preset {name!r}; it has {[p.name for p in self.presets]}")
 
-    def values_for(self, preset: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Every option's value under a preset, with ``overrides`` (by dest) applied."""
-        values = {o.dest: o.default for o in self.options}
-        values.update(self.preset(preset).values)
+    def phase_title(self, name: str) -> str:
+        """The title of a phase (its name when the method does not list it)."""
+        return next((p.title for p in self.phases if p.name == name), name)
+
+    def values_for(self, preset: str | None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Every option's value under a preset (None: the defaults), with ``overrides`` applied."""
+        values = {o.name: o.default for o in self.options}
+        if preset is not None:
+            values.update(self.preset(preset).values)
         for k, v in (overrides or {}).items():
             self.option(k)  # unknown names are an error, not silently dropped
             values[k] = v
         return values
 
 
-TITLES: dict[str, str] = {
-    "ddad": "DDAD — dual-distribution discrepancy (Cai et al., MICCAI 2022)",
-    "amae": "AMAE — adapted masked autoencoder (Bozorgtabar et al., MICCAI 2023)",
-}
-LABELS: dict[str, str] = {
-    "epochs": "Epochs", "batch_size": "Batch size", "lr": "Learning rate", "seed": "Seed", "device": "Train on",
-    "size": "Input size (px)", "intensity": "Intensity normalisation", "threads": "CPU threads", "calibration_fraction": "Held-out normals",
-    "backbone": "Autoencoder", "members": "K (networks per module)", "latent_size": "Latent size",
-    "score_type": "Score map", "precision": "Precision", "layout": "Member layout", "augment": "Augmentation",
-    "reuse_normal_module": "Reuse module B from run", "amae_preset": "Architecture preset",
-    "mae_checkpoint": "MAE checkpoint", "pretrain_epochs": "Pre-training epochs", "stage1_epochs": "Stage-1 epochs",
-    "amae_score": "Exported detector", "amae_module_b": "Module B learns",
-}
-PRESETS: dict[str, tuple[Preset, ...]] = {
-    "ddad": (
-        Preset("paper", "Paper protocol",
-               "DDAD with AE-U, K = 3, 250 epochs at 64 px, as published (Cai et al. 2022). On 2 CPU cores about "
-               "20 min for 1,100 images (measured: 19 min for 600 normals + 500 unlabeled); minutes on a GPU.",
-               {"backbone": "ae-u", "members": 3, "epochs": 250}),
-        Preset("robust", "Robust to acquisition (recommended for other sites' images)",
-               "The paper protocol plus histogram equalisation and acquisition augmentation (zoom, shift, rotation, "
-               "exposure, blur, noise). On the dev protocol: dev_test AUROC 0.971 "
-               "(paper 0.965), mean over 10 simulated acquisition shifts 0.940 (paper 0.874), real images of "
-               "another batch 0.875 (paper 0.672; 16 images). Takes longer to train than the paper protocol.",
-               {"backbone": "ae-u", "members": 3, "epochs": 250, "intensity": "equalize", "augment": "acquisition"}),
-        Preset("quick", "Quick",
-               "DDAD with AE-U, K = 3, 50 epochs: a fifth of the paper's training, for a first look at a site's "
-               "data. Usually a little less accurate.",
-               {"backbone": "ae-u", "members": 3, "epochs": 50}),
-    ),
-    "amae": (
-        # the small MAE with the paper's module B inverts on the Kermany dev protocol (AUROC 0.467); with
-        # module B also on the known normals it reaches 0.940-0.946 (bench/RESULTS.md, "AMAE")
-        Preset("quick", "Quick (small MAE)",
-               "AMAE with a small ViT at 64 px (pre-training 100, stage 1 40, stage 2 30 epochs): about 25 minutes "
-               "on 2 CPU cores with one thread. Module B also learns the known normals (not the paper's choice: "
-               "with this small model the paper's module B ranked normals above pneumonia).",
-               {"amae_preset": "small", "amae_module_b": "normal+pseudo-abnormal"}),
-        Preset("paper", "Paper protocol",
-               "AMAE with ViT-S/16 at 224 px (pre-training 400, stage 1 50, stage 2 100 epochs), as published "
-               "(Bozorgtabar et al. 2023): for a GPU (days on a CPU).",
-               {"amae_preset": "paper", "amae_module_b": "pseudo-abnormal"}),
-    ),
-}
-# shared `cxrscreen train` options the panel offers (the data, output and progress options are its own)
-SHARED: tuple[Option, ...] = (
-    Option("epochs", "--epochs", "int", None, help="training epochs (default: the method's or the preset's)", shared=True,
-           minimum=1),
-    Option("batch_size", "--batch-size", "int", None, help="images per step (default: the method's)", shared=True,
-           minimum=2),
-    Option("lr", "--lr", "float", None, help="learning rate (default: the method's)", shared=True, minimum=0.0),
-    Option("size", "--size", "int", None, help="input size in pixels (default: the method's)", shared=True, minimum=16),
-    Option("intensity", "--intensity", "choice", "none", ("none", "percentile", "equalize"),
-           help="intensity normalisation before the network, in training and scoring alike: none (the papers'), "
-           "percentile (1-99 % stretch) or equalize (histogram equalisation: exposure and contrast no longer "
-           "matter)", shared=True),
-    Option("seed", "--seed", "int", 0, help="random seed (same data and seed: the same detector)", shared=True, minimum=0),
-    Option("device", "--device", "choice", "auto", ("auto", "cpu", "cuda"),
-           help="auto: the GPU (CUDA) when one works, else the CPU", shared=True, runtime=True),
-    Option("threads", "--threads", "int", 0, help="torch CPU threads (0: one per core; on a CPU busy with other "
-           "jobs 1 can be much faster)", shared=True, minimum=0, runtime=True),
-    Option("calibration_fraction", "--calibration-fraction", "float", 0.1,
-           help="fraction of the known normals held out (never trained on) to calibrate scores", shared=True,
-           minimum=0.01),
-)
-_SHARED_DESTS = {o.dest for o in SHARED}
-# `cxrscreen train` options that are the panel's business, never a method option shown to the user
-_NOT_SHOWN = {"help", "normal", "unlabeled", "abnormal", "out", "progress", "split", "ar", "root", "method", "workers",
-              "checkpoint_every"}
+@dataclass(frozen=True)
+class MethodCatalog:
+    """Every method of one engine.
 
-
-def method_names() -> list[str]:
-    """The engine's methods, the default first."""
-    names = sorted(METHODS)
-    return sorted(names, key=lambda n: n != DEFAULT_METHOD)
-
-
-def method_info(name: str) -> MethodInfo:
-    """A method's options, presets and phases, from its torch-free settings module."""
-    module = get_method(name)
-    own, uses_abnormal = _own_options(module)
-    shared = tuple(_shared_default(o, module) for o in SHARED)
-    presets = PRESETS.get(name) or (Preset("defaults", "Method defaults", "The method's own default settings.", {}),)
-    phases = tuple(getattr(module, "PHASES", ("train",)))
-    return MethodInfo(name, TITLES.get(name, name.upper()), shared + own, presets, ("load", *phases, "calibrate"),
-                      uses_abnormal)
-
-
-def _shared_default(option: Option, module: ModuleType) -> Option:
-    """The shared option with the method's own default as a hint (epochs, batch size...).
-
-    The default stays None (not passed to the engine): a method's presets may change these
-    (AMAE's paper preset trains at 224 px for 100 epochs), so only a value the user or the
-    app's preset chose is passed.
+    Attributes:
+        engine_version: the engine's version.
+        methods: in display order; the first is the default method.
+        command: the engine command it was read from (empty when parsed from text).
     """
-    if option.default is not None:
-        return option
-    if option.dest == "size":
-        pre = getattr(module, "DEFAULT_PREPROCESS", None)
-        return dataclasses.replace(option, hint=getattr(pre, "size", None))
+
+    engine_version: str
+    methods: tuple[MethodInfo, ...]
+    command: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.methods]
+
+    def method(self, name: str) -> MethodInfo:
+        """The method of this name."""
+        for m in self.methods:
+            if m.name == name:
+                return m
+        raise KeyError(f"the engine (version {self.engine_version}) has no method {name!r}; it has {self.names}")
+
+
+@dataclass(frozen=True)
+class CheckProblem:
+    """One problem `train --check` found.
+
+    The engine prints, with ``--progress json``, one line per problem:
+    ``{"event": "problem", "severity": "error" | "warning", "option": NAME, "message": TEXT}``
+    where NAME is the option to change (an option name of the methods JSON, or a data role:
+    "normal", "unlabeled", "abnormal") or null; it exits 0 when there is no error.
+
+    Attributes:
+        severity: "error" (training would fail) or "warning".
+        option: the option or data role to change (None: not one option).
+        message: the engine's sentence.
+    """
+
+    severity: Literal["error", "warning"]
+    option: str | None
+    message: str
+
+    @classmethod
+    def from_event(cls, ev: Mapping[str, Any]) -> "CheckProblem":
+        severity = ev.get("severity", "error")
+        option = ev.get("option")
+        message = ev.get("message")
+        if severity not in ("error", "warning") or not isinstance(message, str) or not message:
+            raise ValueError(f"a problem line of `train --check` needs severity error|warning and a message, got {dict(ev)}")
+        return cls(severity, str(option).lstrip("-").replace("-", "_") if option else None, message)
+
+
+# ---------------------------------------------------------------------- parsing
+class _Reader:
+    """Typed access to one JSON object, with its path for error messages ("methods[1].options[3]")."""
+
+    def __init__(self, obj: Any, where: str, source: str) -> None:
+        if not isinstance(obj, dict):
+            raise MethodsJsonError(source, f"{where} must be a JSON object, got {type(obj).__name__}")
+        self.obj, self.where, self.source = obj, where, source
+
+    def fail(self, key: str, what: str) -> MethodsJsonError:
+        return MethodsJsonError(self.source, f"{self.where}.{key}: {what}")
+
+    def get(self, key: str, kinds: type | tuple[type, ...], optional: bool = False, default: Any = None) -> Any:
+        if key not in self.obj:
+            if optional:
+                return default
+            raise self.fail(key, "missing")
+        v = self.obj[key]
+        if v is None and optional:
+            return default
+        if isinstance(v, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+            raise self.fail(key, f"expected {_kind_text(kinds)}, got {v!r}")
+        if not isinstance(v, kinds):
+            raise self.fail(key, f"expected {_kind_text(kinds)}, got {v!r}")
+        return v
+
+    def text(self, key: str, optional: bool = False) -> str:
+        return self.get(key, str, optional, "")
+
+    def items(self, key: str, optional: bool = False) -> list[Any]:
+        return self.get(key, list, optional, [])
+
+    def literal(self, key: str, allowed: tuple[str, ...], optional: bool = False, default: str = "") -> str:
+        v = self.get(key, str, optional, default)
+        if v not in allowed:
+            raise self.fail(key, f"{v!r} is not one of {list(allowed)}")
+        return v
+
+
+def _kind_text(kinds: type | tuple[type, ...]) -> str:
+    names = {str: "text", int: "a whole number", float: "a number", bool: "true/false", list: "a list", dict: "an object"}
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _parse_option(obj: Any, where: str, source: str, common: bool) -> Option:
+    r = _Reader(obj, where, source)
+    name = r.text("name")
+    flag = r.text("flag")
+    if not flag.startswith("--") or len(flag) < 3:
+        raise r.fail("flag", f"{flag!r} is not a long option (--name)")
+    type_ = r.literal("type", get_args(OptionType))
+    choices = tuple(r.items("choices", optional=True))
+    if type_ == "choice":
+        if not choices or not all(isinstance(c, str) for c in choices):
+            raise r.fail("choices", "a choice option needs a list of strings")
+    else:
+        choices = ()
+    default = r.obj.get("default")
+    number = (int, float)
+    option = Option(name=name, flag=flag, type=type_, choices=choices, default=default,  # type: ignore[arg-type]
+                    minimum=r.get("minimum", number, optional=True), maximum=r.get("maximum", number, optional=True),
+                    help=r.text("help", optional=True),
+                    kind=r.literal("kind", get_args(OptionKind), optional=True, default="trained"),  # type: ignore[arg-type]
+                    common=common)
     try:
-        config = module.Config()
-    except (TypeError, ValueError):
-        return option
-    return dataclasses.replace(option, hint=getattr(config, option.dest, None))
+        option.check(default)
+    except ValueError as exc:
+        raise r.fail("default", str(exc)) from None
+    if type_ == "bool" and default is not None and not isinstance(default, bool):
+        raise r.fail("default", f"a bool option's default must be true, false or null, got {default!r}")
+    return option
 
 
-def _own_options(module: ModuleType) -> tuple[tuple[Option, ...], bool]:
-    parser = argparse.ArgumentParser(add_help=False)
-    module.add_arguments(parser)
-    out: list[Option] = []
-    uses_abnormal = False
-    # argparse keeps no public list of its options: _actions is the documented-by-use way to read them
-    for action in parser._actions:
-        if action.dest == "abnormal":
-            uses_abnormal = True
-        if not action.option_strings or action.dest in _NOT_SHOWN or action.dest in _SHARED_DESTS:
-            continue
-        flag = next((s for s in action.option_strings if s.startswith("--")), action.option_strings[0])
-        help_text = (action.help or "").replace("%(default)s", str(action.default))
-        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-            kind: OptionKind = "flag"
-        elif action.choices:
-            kind = "choice"
-        elif action.type is int:
-            kind = "int"
-        elif action.type is float:
-            kind = "float"
-        elif action.type is Path:
-            kind = "path"
-        else:
-            kind = "text"
-        out.append(Option(action.dest, flag, kind, action.default, tuple(str(c) for c in action.choices or ()),
-                          help_text, minimum=1 if kind == "int" and action.dest.endswith(("members", "epochs")) else None))
-    return tuple(out), uses_abnormal
+def _parse_method(obj: Any, where: str, source: str, common: tuple[Option, ...]) -> MethodInfo:
+    r = _Reader(obj, where, source)
+    name = r.text("name")
+    where = f"methods[{name!r}]"
+    r.where = where
+    roles = []
+    for i, ro in enumerate(r.items("roles")):
+        rr = _Reader(ro, f"{where}.roles[{i}]", source)
+        min_count = rr.get("min_count", int)
+        if min_count < 0:
+            raise rr.fail("min_count", f"must be 0 or more, got {min_count}")
+        roles.append(Role(rr.literal("role", ROLES), rr.literal("requirement", get_args(Requirement)),  # type: ignore[arg-type]
+                          min_count, rr.text("flag"), rr.text("help", optional=True)))
+    if tuple(x.role for x in roles) != ROLES:
+        raise r.fail("roles", f"must list the roles {list(ROLES)} in this order, got {[x.role for x in roles]}")
+    if roles[0].requirement != "required":
+        raise r.fail("roles", "the normal role must be required")
+    own = tuple(o for o in (_parse_option(o, f"{where}.options[{i}]", source, common=False)
+                            for i, o in enumerate(r.items("options"))) if o.flag not in PANEL_FLAGS)
+    options = common + own
+    names = [o.name for o in options]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise r.fail("options", f"option names used twice (common and own included): {dup}")
+    by_name = {o.name: o for o in options}
+    presets = []
+    for i, po in enumerate(r.items("presets")):
+        pr = _Reader(po, f"{where}.presets[{i}]", source)
+        values = pr.get("values", dict)
+        for k, v in values.items():
+            if k not in by_name:
+                raise pr.fail("values", f"{k!r} is not an option of {name}")
+            try:
+                by_name[k].check(v)
+            except ValueError as exc:
+                raise pr.fail("values", str(exc)) from None
+        deviations = pr.items("deviations", optional=True)
+        if not all(isinstance(d, str) for d in deviations):
+            raise pr.fail("deviations", "must be a list of strings")
+        presets.append(Preset(pr.text("name"), pr.text("title"), pr.text("description", optional=True),
+                              pr.get("as_published", bool, optional=True, default=False), tuple(deviations),
+                              dict(values)))
+    if not presets:
+        raise r.fail("presets", "a method needs at least one preset (the first is its default)")
+    phases = []
+    for i, ph in enumerate(r.items("phases")):
+        pr = _Reader(ph, f"{where}.phases[{i}]", source)
+        phases.append(Phase(pr.text("name"), pr.text("title")))
+    series = []
+    for i, ls in enumerate(r.items("loss_series", optional=True)):
+        lr = _Reader(ls, f"{where}.loss_series[{i}]", source)
+        series.append(LossSeries(lr.text("key"), lr.text("title"), lr.get("phase", str, optional=True)))
+    return MethodInfo(name=name, title=r.text("title"), paper=r.text("paper", optional=True),
+                      summary=r.text("summary", optional=True), roles=tuple(roles), options=options,
+                      presets=tuple(presets), phases=tuple(phases), loss_series=tuple(series),
+                      default_preprocess=dict(r.get("default_preprocess", dict, optional=True, default={})))
 
 
-def train_arguments(info: MethodInfo, values: Mapping[str, Any], normal: Path, unlabeled: Path, run_dir: Path,
-                    abnormal: Path | None = None) -> list[str]:
-    """The `train` subcommand's arguments for these settings (the engine command goes before them).
+def parse_methods_json(text: str | bytes, source: str = "") -> MethodCatalog:
+    """Read the output of `[engine] methods --json`.
 
-    Options whose value is None ("the method's default") are not passed; every other value is,
-    so the run records exactly what was asked.
+    Args:
+        text: the JSON.
+        source: where it came from (for the error message).
+
+    Raises:
+        MethodsJsonError: it is not JSON, has another schema, or lacks or mistypes a field.
     """
-    if abnormal is not None and not info.uses_abnormal:
-        raise ValueError(f"{info.name} does not take a confirmed-abnormal folder")
-    args = ["train", "--method", info.name, "--normal", str(normal), "--unlabeled", str(unlabeled)]
-    if abnormal is not None:
-        args += ["--abnormal", str(abnormal)]
-    args += ["--out", str(run_dir), "--progress", "json"]
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        first = (text.decode("utf-8", "replace") if isinstance(text, bytes) else text).strip().splitlines()
+        raise MethodsJsonError(source, f"the engine did not print JSON ({exc}; it printed "
+                                       f"{(first[0][:120] if first else 'nothing')!r})") from None
+    r = _Reader(data, "the methods JSON", source)
+    schema = r.get("schema", int)
+    if schema > SCHEMA:
+        raise MethodsJsonError(source, f"the engine describes its methods with schema {schema}; this app reads "
+                                       f"schema {SCHEMA}: update the app, or point it at an older engine")
+    if schema != SCHEMA:
+        raise MethodsJsonError(source, f"the methods JSON has schema {schema}; this app reads schema {SCHEMA}")
+    version = r.text("engine_version")
+    common = tuple(o for o in (_parse_option(o, f"common_options[{i}]", source, common=True)
+                               for i, o in enumerate(r.items("common_options"))) if o.flag not in PANEL_FLAGS)
+    methods = tuple(_parse_method(m, f"methods[{i}]", source, common) for i, m in enumerate(r.items("methods")))
+    if not methods:
+        raise MethodsJsonError(source, "the engine lists no training method")
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise MethodsJsonError(source, f"method names used twice: {names}")
+    return MethodCatalog(version, methods)
+
+
+# ---------------------------------------------------------------------- reading from the engine
+_cache: dict[tuple[tuple[str, ...], str], MethodCatalog] = {}
+_cache_lock = threading.Lock()
+
+
+def _run(command: Sequence[str], args: list[str], timeout_s: float) -> str:
+    """Run ``[command] + args``; its stdout, or a MethodsJsonError that says why not."""
+    line = " ".join([*command, *args])
+    try:
+        out = subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout_s,
+                             encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise MethodsJsonError(line, f"the engine command {command[0]!r} is not a program "
+                                     "(Detector ▸ Engine command…)") from None
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise MethodsJsonError(line, f"the engine could not be run ({exc})") from None
+    if out.returncode != 0:
+        last = [ln for ln in out.stderr.splitlines() if ln.strip()]
+        raise MethodsJsonError(line, f"the engine failed (exit code {out.returncode}: "
+                                     f"{last[-1].strip() if last else 'no message'})")
+    return out.stdout
+
+
+def engine_version(command: Sequence[str], timeout_s: float = METHODS_TIMEOUT_S) -> str:
+    """What ``[engine] --version`` prints ("cxrscreen 0.2.0")."""
+    return _run(command, ["--version"], timeout_s).strip()
+
+
+def read_catalog(command: Sequence[str], timeout_s: float = METHODS_TIMEOUT_S) -> MethodCatalog:
+    """The methods of the engine ``command`` runs (blocking: seconds; call it off the GUI thread).
+
+    Cached per engine command and engine version: ``[engine] --version`` is asked each time (an
+    engine updated under the same command is read again), ``methods --json`` only once.
+
+    Raises:
+        MethodsJsonError: the engine cannot be run, fails, or its JSON cannot be used.
+    """
+    command = tuple(command)
+    if not command or not all(isinstance(c, str) and c for c in command):
+        raise MethodsJsonError("", f"the engine command must be non-empty strings, got {list(command)!r}")
+    key = (command, engine_version(command, timeout_s))
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is not None:
+        return cached
+    source = " ".join([*command, "methods", "--json"])
+    try:
+        text = _run(command, ["methods", "--json"], timeout_s)
+    except MethodsJsonError as exc:
+        if "invalid choice: 'methods'" in exc.reason:  # argparse's words: no such subcommand
+            raise MethodsJsonError(source, f"this engine ({key[1]}) has no `methods` command: it is older than the "
+                                           "app; update the engine, or point the app at a newer one") from None
+        raise
+    catalog = parse_methods_json(text, source)
+    catalog = MethodCatalog(catalog.engine_version, catalog.methods, command)
+    with _cache_lock:
+        _cache[key] = catalog
+    logger.info("engine %s (%s): methods %s", source, key[1], catalog.names)
+    return catalog
+
+
+def clear_cache() -> None:
+    """Forget every catalog read (the next :func:`read_catalog` runs the engine again)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+# ---------------------------------------------------------------------- command lines
+def train_arguments(info: MethodInfo, values: Mapping[str, Any], folders: Mapping[str, Path | None], run_dir: Path,
+                    preset: str | None, check: bool = False) -> list[str]:
+    """The `train` subcommand's arguments (the engine command goes before them).
+
+    Args:
+        info: the method.
+        values: option values by name (None: not passed).
+        folders: the data folders by role ("normal", "unlabeled", "abnormal"; None: not given).
+        run_dir: the run folder.
+        preset: the preset the values start from (passed as ``--preset``; only values that differ
+            from it are passed), or None: every value that is not None is passed.
+        check: end with ``--check`` (validate the data and settings, do not train).
+
+    Raises:
+        ValueError: a required folder is missing, a folder is given for a role the method does
+            not use, or a value is out of its bounds (the message names the field).
+    """
+    args = ["train", "--method", info.name]
+    base: dict[str, Any] = {}
+    if preset is not None:
+        base = info.values_for(preset)
+        args += ["--preset", preset]
+    for role in info.roles:
+        folder = folders.get(role.role)
+        if folder is None:
+            if role.requirement == "required":
+                raise ValueError(f"{info.title} needs the {role.role} folder ({role.flag})")
+            continue
+        if not role.used:
+            raise ValueError(f"{info.title} does not use a {role.role} folder ({role.flag})")
+        args += [role.flag, str(folder)]
+    args += ["--out", str(run_dir)]
     for o in info.options:
-        value = values.get(o.dest, o.default)
-        if value is None or value == "":
+        value = values.get(o.name, base.get(o.name, o.default))
+        o.check(value)
+        if preset is not None and _same(value, base.get(o.name)):
             continue
-        if o.kind == "flag":
-            if value:
-                args.append(o.flag)
-            continue
-        if o.kind == "choice" and str(value) not in o.choices:
-            raise ValueError(f"{o.label}: {value!r} is not one of {list(o.choices)}")
-        if o.minimum is not None and o.kind in ("int", "float") and float(value) < o.minimum:
-            raise ValueError(f"{o.label} must be at least {o.minimum:g}, got {value}")
-        args += [o.flag, _format(value)]
+        args += o.arguments(value)
+    args += ["--progress", "json"]
+    if check:
+        args.append("--check")
     return args
 
 
-def _format(value: Any) -> str:
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) == float(b)
+    return str(a) == str(b)

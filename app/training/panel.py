@@ -1,11 +1,14 @@
 """The New-detector panel: drop folders, check them, choose a method, train, register.
 
 A separate, non-modal window: the worklist stays fully usable while a detector trains (the
-engine runs in its own process). Left: the images (drop zones for the known-normal, unlabeled,
-confirmed-abnormal — weakly supervised methods only — and optional labelled validation data,
-each with what it holds, and the findings: errors block training, warnings do not) and the
-method (from the engine's registry, a preset, the name, advanced settings). Right: the
-training's progress (bar with ETA, device, live loss plot, log), then the new model's card.
+engine runs in its own process). Left: the method (from `[engine] methods --json` of the
+engine the app runs, read off the GUI thread: a preset, whether it is the paper's protocol,
+the name, advanced settings), the images (a drop zone per data role the method uses —
+known-normal, unlabeled, confirmed-abnormal — marked required or optional, and optional
+labelled validation data, each with what it holds) and the findings: the app's own checks of
+the folders, then the engine's `train --check` of the data and settings (each problem names
+the option to change); errors block training, warnings do not. Right: the training's progress
+(bar with ETA, device, live loss plot, log), then the new model's card.
 
 Closing the panel only hides it; the job goes on. Jobs that did not finish (stopped, or the
 app closed meanwhile) are listed for Resume or Discard, also in a later session.
@@ -13,14 +16,14 @@ app closed meanwhile) are listed for Resume or Discard, also in a later session.
 from __future__ import annotations
 
 import datetime
+import html
 import logging
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QSignalBlocker, Qt, Signal, Slot
-from PySide6.QtGui import QBrush, QColor, QCloseEvent
+from PySide6.QtGui import QBrush, QColor, QCloseEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QToolButton,
@@ -53,14 +56,31 @@ from app.training.folders import (
     summarise_folder,
 )
 from app.training.job import CallThread, JobFailure, JobRecord, JobSpec, TrainingJob, find_jobs
-from app.training.options import MethodInfo, method_info, method_names
+from app.training.engine_check import CheckResult, TrainCheck
+from app.training.options import ROLES, CheckProblem, MethodCatalog, MethodInfo, MethodsJsonError, Preset, read_catalog
 from app.training.options_form import OptionsForm
 from app.training.progress_view import TrainingProgressView
 from app.workers.base import StoppableThread, WorkerSet
 
 logger = logging.getLogger(__name__)
 CUSTOM = "custom"
+ROLE_TITLES: dict[str, tuple[str, str]] = {
+    "normal": ("Known-normal folder", "Radiographs read as normal (no finding). Drop a folder here, or Browse."),
+    "unlabeled": ("Unlabeled folder", "The everyday mix, normal and abnormal, not read. Drop a folder here, or Browse."),
+    "abnormal": ("Confirmed-abnormal folder", "Radiographs with findings confirmed by a radiologist. Drop a folder "
+                                              "here, or Browse."),
+}
 _SEVERITY_STYLE = {"error": ("✖", QColor(176, 0, 32)), "warning": ("⚠", QColor(160, 90, 0)), "note": ("ℹ", QColor(90, 90, 90))}
+
+
+def _published_text(preset: Preset) -> str:
+    """Whether a preset is the paper's protocol, as the engine says (rich text for the preset label)."""
+    if preset.as_published:
+        return "<span style='color:#1d7a1d'>✓ As published: every trained setting is the paper's.</span>"
+    if preset.deviations:
+        items = "".join(f"<li>{html.escape(d)}</li>" for d in preset.deviations)
+        return f"<span style='color:#a05a00'>Not as published. Differs from the paper:</span><ul style='margin:0'>{items}</ul>"
+    return "<span style='color:#a05a00'>Not as published (the engine lists no details).</span>"
 
 
 def default_runs_root(library: ModelLibrary) -> Path:
@@ -140,7 +160,7 @@ class NewDetectorPanel(QWidget):
         self.settings = settings
         self.workers = workers
         self.runs_root = runs_root or default_runs_root(library)
-        self.summaries: dict[str, FolderSummary | None] = {"normal": None, "unlabeled": None, "abnormal": None}
+        self.summaries: dict[str, FolderSummary | None] = {r: None for r in ROLES}
         self.duplicates: dict | None = None
         self.validation: LabelledValidation | None = None
         self.validation_error: str | None = None
@@ -154,60 +174,75 @@ class NewDetectorPanel(QWidget):
         self._dup_thread: DuplicatesThread | None = None
         self._name_edited = False
         self._base_preset: str | None = None  # the preset the settings started from
+        self._stamp: str | None = None  # the planned run folder's time stamp (set again after a job starts)
         self.info: MethodInfo | None = None
+        self.catalog: MethodCatalog | None = None
+        self.catalog_error: str | None = None
+        self._catalog_thread: CallThread | None = None
+        self.check = TrainCheck(settings.engine_command, parent=self)
+        self.check.checking.connect(self._update)
+        self.check.checked.connect(self._on_checked)
+        self.check_result: CheckResult | None = None
         self._build()
-        self._load_methods()
         self.refresh_unfinished()
-        self._update()
+        self.reload_methods()
 
     # ================================================================== layout
     def _build(self) -> None:
-        self.zones: dict[str, DropZone] = {
-            "normal": DropZone("Known-normal folder",
-                               "Radiographs read as normal (no finding). Drop a folder here, or Browse."),
-            "unlabeled": DropZone("Unlabeled folder",
-                                  "The everyday mix, normal and abnormal, not read. Drop a folder here, or Browse."),
-            "abnormal": DropZone("Confirmed-abnormal folder (optional)",
-                                 "A few radiographs with confirmed findings, for weakly supervised methods."),
-            "validation": DropZone("Labelled validation (optional)",
-                                   "A folder with normal/ and abnormal/ subfolders, or a labels CSV (path,label). "
-                                   "Never used for training: the model card then shows AUROC and AP.",
-                                   accept_csv=True),
-        }
+        self.zones: dict[str, DropZone] = {r: DropZone(*ROLE_TITLES[r]) for r in ROLES}
+        self.zones["validation"] = DropZone(
+            "Labelled validation (optional)", "A folder with normal/ and abnormal/ subfolders, or a labels CSV "
+            "(path,label). Never used for training: the model card then shows AUROC and AP.", accept_csv=True)
         for role, zone in self.zones.items():
             zone.setObjectName(f"zone_{role}")
             zone.path_chosen.connect(lambda p, r=role: self.set_folder(r, p))
             zone.cleared.connect(lambda r=role: self.set_folder(r, None))
-        data = QGroupBox("1. Images")
+        data = QGroupBox("2. Images")
         dl = QVBoxLayout(data)
         for zone in self.zones.values():
             dl.addWidget(zone)
         self.findings_list = QListWidget()
         self.findings_list.setObjectName("findings")
         self.findings_list.setWordWrap(True)
-        self.findings_list.setMinimumHeight(90)
-        self.findings_list.setMaximumHeight(190)
-        dl.addWidget(QLabel("Checks:"))
-        dl.addWidget(self.findings_list)
+        self.findings_list.setMinimumHeight(80)
+        self.findings_list.setMaximumHeight(150)
 
-        method = QGroupBox("2. Method")
-        form = QFormLayout(method)
+        method = QGroupBox("1. Method")
+        ml = QVBoxLayout(method)
+        form = QFormLayout()
         self.method_combo = QComboBox()
+        self.method_combo.setObjectName("method_combo")
         self.method_combo.currentIndexChanged.connect(self._on_method)
+        self.method_label = QLabel("")
+        self.method_label.setWordWrap(True)
+        self.method_label.setStyleSheet("color: #444444;")
+        self.engine_label = QLabel("Reading the engine's methods…")
+        self.engine_label.setObjectName("engine_label")
+        self.engine_label.setWordWrap(True)
+        self.engine_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.retry_button = QPushButton("Ask the engine again")
+        self.retry_button.clicked.connect(self.reload_methods)
+        self.retry_button.hide()
         self.preset_combo = QComboBox()
         self.preset_combo.currentIndexChanged.connect(self._on_preset)
         self.preset_label = QLabel("")
         self.preset_label.setWordWrap(True)
         self.preset_label.setStyleSheet("color: #444444;")
+        self.preset_label.setTextFormat(Qt.TextFormat.RichText)
+        self.method_label.setTextFormat(Qt.TextFormat.RichText)
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("the detector's name in the library")
         self.name_edit.textEdited.connect(self._on_name_edited)
+        ml.addWidget(self.engine_label)
+        ml.addWidget(self.retry_button, 0, Qt.AlignmentFlag.AlignLeft)
+        ml.addLayout(form)
         form.addRow("Method", self.method_combo)
+        form.addRow(self.method_label)
         form.addRow("Preset", self.preset_combo)
-        form.addRow("", self.preset_label)
+        form.addRow(self.preset_label)
         form.addRow("Name", self.name_edit)
         self.advanced = QToolButton()
-        self.advanced.setText("Advanced settings (epochs, K, threads…)")
+        self.advanced.setText("Advanced settings")
         self.advanced.setCheckable(True)
         self.advanced.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.advanced.setArrowType(Qt.ArrowType.RightArrow)
@@ -217,8 +252,11 @@ class NewDetectorPanel(QWidget):
         self.options_form.runtime_edited.connect(self._update)
         self.advanced.toggled.connect(self._show_advanced)
         self.options_form.setVisible(False)
-        form.addRow(self.advanced)
-        form.addRow(self.options_form)
+        advanced = QWidget()
+        al = QVBoxLayout(advanced)
+        al.setContentsMargins(0, 0, 0, 0)
+        al.addWidget(self.advanced, 0, Qt.AlignmentFlag.AlignLeft)
+        al.addWidget(self.options_form)
 
         self.unfinished = QGroupBox("Unfinished trainings")
         ul = QVBoxLayout(self.unfinished)
@@ -256,22 +294,33 @@ class NewDetectorPanel(QWidget):
             buttons.addWidget(b)
         buttons.addStretch(1)
 
+        inner = QWidget()
+        il = QVBoxLayout(inner)
+        il.setContentsMargins(0, 0, 0, 0)
+        il.addWidget(method)
+        il.addWidget(data)
+        il.addWidget(advanced)
+        il.addWidget(self.unfinished)
+        il.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        # the verdict and Train stay in view however long the settings are
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
-        ll.addWidget(data)
-        ll.addWidget(method)
-        ll.addWidget(self.unfinished)
+        ll.addWidget(scroll, 1)
+        checks = QLabel("<b>Checks</b>")
+        checks.setToolTip("The app's checks of the folders, then the engine's check of the data and settings "
+                          "(train --check): errors block training, warnings do not.")
+        ll.addWidget(checks)
+        ll.addWidget(self.findings_list)
         ll.addLayout(buttons)
         ll.addWidget(self.status_label)
-        ll.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(left)
 
         self.progress_view = TrainingProgressView()
         self.progress_view.hide()
-        self.idle_label = QLabel("<p style='font-size:14px'>Drop the folders on the left, choose a method, then "
+        self.idle_label = QLabel("<p style='font-size:14px'>Choose a method, drop the folders on the left, then "
                                  "<b>Train detector</b>.</p><p>Training runs in the engine, in a separate process: "
                                  "the worklist stays usable, and this window can be closed meanwhile. Here you will "
                                  "see the progress with the time left, the device, the loss curve and the log; then "
@@ -305,33 +354,76 @@ class NewDetectorPanel(QWidget):
         right.setStretchFactor(1, 3)
 
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(scroll)
+        split.addWidget(left)
         split.addWidget(right)
         split.setSizes([620, 760])
         outer = QVBoxLayout(self)
         outer.addWidget(split)
 
-    def _load_methods(self) -> None:
-        last = self.settings.training_method
+    # ================================================================== the engine's methods
+    def reload_methods(self) -> None:
+        """Ask the engine the app runs (the engine command setting) for its methods, off the GUI thread.
+
+        The answer is cached per engine command and engine version
+        (:func:`app.training.options.read_catalog`); a failure is shown in the panel, with a
+        button to ask again.
+        """
+        command = list(self.settings.engine_command)
+        self.check.set_command(command)
+        self.catalog_error = None
+        self.engine_label.setText("Reading the engine's methods…")
+        self.engine_label.setStyleSheet("color: #555555;")
+        self.engine_label.show()
+        self.retry_button.hide()
+        thread = CallThread(lambda: read_catalog(command))
+        self._catalog_thread = thread
+
+        def done(catalog: MethodCatalog, t: CallThread = thread) -> None:
+            if self._catalog_thread is t:
+                self._catalog_thread = None
+                self._set_catalog(catalog)
+
+        def failed(message: str, t: CallThread = thread) -> None:
+            if self._catalog_thread is t:
+                self._catalog_thread = None
+                self._set_catalog(None, message.split(": ", 1)[-1] if message.startswith(
+                    MethodsJsonError.__name__) else message)
+
+        thread.returned.connect(done)
+        thread.raised.connect(failed)
+        self.workers.start(thread)
+        self._update()
+
+    def _set_catalog(self, catalog: MethodCatalog | None, error: str | None = None) -> None:
+        self.catalog = catalog
+        self.catalog_error = error
+        last = self.info.name if self.info is not None else self.settings.training_method
         with QSignalBlocker(self.method_combo):
-            for name in method_names():
-                try:
-                    info = method_info(name)
-                except Exception as exc:  # a broken method module must not take the panel down
-                    logger.warning("training method %s is unavailable: %s", name, exc)
-                    continue
-                self.method_combo.addItem(info.title, name)
-            i = self.method_combo.findData(last)
-            self.method_combo.setCurrentIndex(max(0, i))
+            self.method_combo.clear()
+            for info in catalog.methods if catalog is not None else ():
+                self.method_combo.addItem(info.title, info.name)
+                self.method_combo.setItemData(self.method_combo.count() - 1, info.paper, Qt.ItemDataRole.ToolTipRole)
+            self.method_combo.setCurrentIndex(max(0, self.method_combo.findData(last)))
+        if catalog is None:
+            self.engine_label.setText(f"<b>The engine's methods cannot be read.</b> {error}<br>Engine command: "
+                                      f"{' '.join(self.settings.engine_command)} (Detector ▸ Engine command…)")
+            self.engine_label.setStyleSheet("color: #b00020;")
+            self.retry_button.show()
+            self.info = None
+            self._update()
+            return
+        self.engine_label.hide()
         self._on_method()
         preset = self.settings.training_preset
-        if preset and self.preset_combo.findData(preset) >= 0:
+        if preset and self.preset_combo.findData(preset) >= 0 and self.info is not None and self.info.name == last:
             self.preset_combo.setCurrentIndex(self.preset_combo.findData(preset))
 
     # ================================================================== data
     def set_folder(self, role: str, path: Path | None) -> None:
         """Use ``path`` for a role ("normal", "unlabeled", "abnormal", "validation"; None: remove it)."""
         zone = self.zones[role]
+        if path is not None and role in ROLES and self.info is not None and not self.info.role(role).used:
+            raise ValueError(f"{self.info.title} does not use a {ROLE_TITLES[role][0].lower()}")
         with QSignalBlocker(zone):
             if path is not None and zone.path != Path(path):
                 zone.set_path(Path(path))
@@ -420,23 +512,34 @@ class NewDetectorPanel(QWidget):
 
     def _on_method(self) -> None:
         name = self.method_combo.currentData()
-        if name is None:
+        if name is None or self.catalog is None:
             return
-        self.info = method_info(name)
-        self.options_form.set_method(self.info)
+        self.info = info = self.catalog.method(name)
+        self.method_label.setText(info.summary + (f" <i>{html.escape(info.paper)}</i>" if info.paper else ""))
+        self.options_form.set_method(info)
         with QSignalBlocker(self.preset_combo):
             self.preset_combo.clear()
-            for p in self.info.presets:
+            for p in info.presets:
                 self.preset_combo.addItem(p.title, p.name)
             self.preset_combo.addItem("Custom (advanced settings)", CUSTOM)
             self.preset_combo.setCurrentIndex(0)
-        self.zones["abnormal"].setVisible(self.info.uses_abnormal)
-        if not self.info.uses_abnormal and self.zones["abnormal"].path is not None:
-            self.zones["abnormal"].clear()
+        for role in info.roles:
+            zone = self.zones[role.role]
+            zone.setVisible(role.used)
+            title, hint = ROLE_TITLES[role.role]
+            if role.requirement == "optional" and role.help:  # what an optional folder is for is the method's
+                hint += f" This method uses it for: {role.help}."
+            note = {"required": f"required, at least {role.min_count:,} images" if role.min_count else "required",
+                    "optional": "optional"}.get(role.requirement, "")
+            zone.set_title(title, note, hint)
+            zone.setToolTip(role.help)
+            if not role.used and zone.path is not None:
+                self.set_folder(role.role, None)
         self._on_preset()
 
     def _on_preset(self) -> None:
-        assert self.info is not None
+        if self.info is None:
+            return
         preset = self.preset_combo.currentData()
         if preset == CUSTOM:
             self.preset_label.setText(self._changes_text())
@@ -445,9 +548,9 @@ class NewDetectorPanel(QWidget):
             return
         self._base_preset = preset
         p = self.info.preset(preset)
-        self.preset_label.setText(p.description)
-        runtime = {o.dest: v for o, v in ((self.info.option(k), v) for k, v in self.options_form.values().items())
-                   if o.runtime} if self.options_form.fields else {}
+        self.preset_label.setText(f"{html.escape(p.description)}<br>{_published_text(p)}")
+        runtime = {o.name: v for o, v in ((self.info.option(k), v) for k, v in self.options_form.values().items())
+                   if o.runtime}
         self.options_form.set_values(self.info.values_for(preset, runtime))
         self.settings.set_training_choice(self.info.name, preset)
         if not self._name_edited:
@@ -462,14 +565,18 @@ class NewDetectorPanel(QWidget):
                              f"{[self.preset_combo.itemData(k) for k in range(self.preset_combo.count())]}")
         self.preset_combo.setCurrentIndex(i)
 
-    def set_option(self, dest: str, value: Any) -> None:
-        """Change one advanced setting (the preset becomes "Custom")."""
+    def set_option(self, name: str, value: Any) -> None:
+        """Change one advanced setting (a trained setting makes the preset "Custom"; a run option does not)."""
+        if self.info is None:
+            raise RuntimeError("the engine's methods are not read yet")
+        option = self.info.option(name)
         values = self.options_form.values()
-        assert self.info is not None
-        self.info.option(dest)
-        values[dest] = value
+        values[name] = value
         self.options_form.set_values(values)
-        self._on_options_edited()
+        if option.runtime:
+            self._update()
+        else:
+            self._on_options_edited()
 
     def _on_options_edited(self) -> None:
         if self.preset_combo.currentData() != CUSTOM:
@@ -480,8 +587,9 @@ class NewDetectorPanel(QWidget):
         self._update()
 
     def _changes_text(self) -> str:
-        """ "Paper protocol, changed: Epochs 5 (was 250)." — what differs from the preset started from."""
-        assert self.info is not None
+        """ "Paper protocol, changed: Epochs 5 (was 250). Not as published." — what differs from the preset."""
+        if self.info is None:
+            return ""
         base = self._base_preset
         if base is None or base == CUSTOM:
             return "Your own settings."
@@ -489,8 +597,11 @@ class NewDetectorPanel(QWidget):
         now = self.options_form.values()
         changed = [f"{self.info.option(k).label} {v} (was {preset.get(k) if preset.get(k) is not None else 'default'})"
                    for k, v in now.items() if v != preset.get(k) and not self.info.option(k).runtime]
-        title = self.info.preset(base).title
-        return f"{title}, changed: {'; '.join(changed)}." if changed else f"{title} (unchanged)."
+        p = self.info.preset(base)
+        if not changed:
+            return f"{p.title} (unchanged).<br>{_published_text(p)}"
+        return f"{html.escape(p.title)}, changed: {html.escape('; '.join(changed))}.<br>" + (
+            "Not as published: the trained settings differ from the paper's." if p.as_published else _published_text(p))
 
     def _on_name_edited(self, text: str) -> None:
         self._name_edited = bool(text.strip())
@@ -512,26 +623,69 @@ class NewDetectorPanel(QWidget):
 
     # ================================================================== checks and buttons
     def _update(self) -> None:
-        uses_abnormal = self.info is not None and self.info.uses_abnormal
+        info = self.info
+        roles = [r for r in info.roles if r.used] if info is not None else []
         self.findings = check_training_data(
-            {r: s for r, s in self.summaries.items() if r != "abnormal" or uses_abnormal},
-            self.duplicates, self.validation, required=[r for r in ("normal", "unlabeled") if r not in self._scans])
+            {r.role: self.summaries[r.role] for r in roles}, self.duplicates, self.validation,
+            required=[r.role for r in roles if r.requirement == "required" and r.role not in self._scans],
+            min_counts={r.role: r.min_count for r in roles})
         if self.validation_error:
             self.findings.insert(0, Finding("error", f"Validation data: {self.validation_error}", "validation"))
-        self.findings_list.clear()
+        if info is None:
+            self.findings.insert(0, Finding("error", "The engine's methods are not read yet." if self.catalog_error is None
+                                            else f"The engine's methods cannot be read: {self.catalog_error}"))
         busy = [r for r in self._scans] + (["validation"] if self._validation_thread is not None else [])
-        for role in busy:
-            item = QListWidgetItem(f"… reading the {role} folder")
-            item.setForeground(QBrush(QColor(90, 90, 90)))
-            self.findings_list.addItem(item)
+        running = self.job is not None and self.job.running
+        errors = [f.text for f in self.findings if f.severity == "error"]
+        spec = None
+        if not errors and not busy and not running and info is not None:
+            spec = self._spec()
+            try:
+                self.check.request(spec.train_args(info))
+            except ValueError as exc:
+                errors.append(str(exc))
+                self.findings.append(Finding("error", str(exc)))
+                spec = None
+        if spec is None:
+            self.check.cancel()
+            self.check_result = None
+            self.options_form.mark_problems({})
+        checking = spec is not None and self.check.busy
+        result = self.check.result if spec is not None else None
+        if result is not None:
+            errors += [self._problem_text(p) for p in result.problems if p.severity == "error"]
+        self._show_findings(busy, checking, errors, result)
+        name = self.name_edit.text().strip()
+        ready = not errors and not busy and not running and bool(name) and result is not None and result.ok
+        self.train_button.setEnabled(ready)
+        why = errors[0] if errors else ("Reading the folders…" if busy else "Give the detector a name." if not name
+                                        else "The engine is checking the data and settings…" if checking else "")
+        self.train_button.setToolTip(why or "Train in the engine (a separate process); the app stays usable.")
+        self.cancel_button.setVisible(running)
+        self.stop_now_button.setVisible(running and self.job is not None and self.job.stopping)
+        self.resume_button.setVisible(not running and self._resume_spec is not None)
+        for w in (*self.zones.values(), self.method_combo, self.preset_combo, self.name_edit, self.options_form):
+            w.setEnabled(not running)
+        self.method_combo.setEnabled(not running and self.catalog is not None)
+        self.unfinished.setEnabled(not running)
+
+    def _show_findings(self, busy: list[str], checking: bool, errors: list[str], result: CheckResult | None) -> None:
+        """The findings list: what is being read, a verdict, the app's findings, then the engine's check."""
+        self.findings_list.clear()
+        grey = QBrush(QColor(90, 90, 90))
+        waiting = [f"… reading the {role} folder" for role in busy]
         if self._dup_thread is not None:  # not blocking: identical files are a warning at most
-            item = QListWidgetItem("… looking for identical images in the folders")
-            item.setForeground(QBrush(QColor(90, 90, 90)))
+            waiting.append("… looking for identical images in the folders")
+        if checking:
+            waiting.append("… the engine is checking the data and settings (train --check)")
+        for text in waiting:
+            item = QListWidgetItem(text)
+            item.setForeground(grey)
             self.findings_list.addItem(item)
-        errors = [f for f in self.findings if f.severity == "error"]
-        if not busy:
+        if not busy and (errors or result is not None):
+            notes = self.findings or (result is not None and result.problems)
             head = QListWidgetItem("✖  Not ready to train:" if errors else "✓  Ready to train: nothing blocks it."
-                                   + (" Please read the notes below." if self.findings else ""))
+                                   + (" Please read the notes below." if notes else ""))
             head.setForeground(QBrush(QColor(176, 0, 32) if errors else QColor(29, 122, 29)))
             font = head.font()
             font.setBold(True)
@@ -544,55 +698,97 @@ class NewDetectorPanel(QWidget):
             if f.details:
                 item.setToolTip("\n".join(f.details))
             self.findings_list.addItem(item)
-        running = self.job is not None and self.job.running
-        ready = not errors and not busy and not running and bool(self.name_edit.text().strip())
-        self.train_button.setEnabled(ready)
-        why = errors[0].text if errors else ("Reading the folders…" if busy else
-                                             ("Give the detector a name." if not self.name_edit.text().strip() else ""))
-        self.train_button.setToolTip(why or "Train in the engine (a separate process); the app stays usable.")
-        self.cancel_button.setVisible(running)
-        self.stop_now_button.setVisible(running and self.job is not None and self.job.stopping)
-        self.resume_button.setVisible(not running and self._resume_spec is not None)
-        for w in (*self.zones.values(), self.method_combo, self.preset_combo, self.name_edit, self.options_form):
-            w.setEnabled(not running)
-        self.unfinished.setEnabled(not running)
+        for p in result.problems if result is not None else ():
+            icon, colour = _SEVERITY_STYLE[p.severity]
+            item = QListWidgetItem(f"{icon}  {self._problem_text(p)}")
+            item.setForeground(QBrush(colour))
+            item.setToolTip("Found by the engine's check (train --check)")
+            self.findings_list.addItem(item)
+
+    def _problem_text(self, problem: CheckProblem) -> str:
+        """One problem of the engine's check, with the field or folder to change."""
+        where = ""
+        if problem.option in ROLE_TITLES:
+            where = f" Change the {ROLE_TITLES[problem.option][0].lower()}."
+        elif problem.option and self.info is not None:
+            try:
+                option = self.info.option(problem.option)
+            except KeyError:
+                where = f" (engine option {problem.option})"
+            else:
+                where = f" Change “{option.label}” under Advanced settings."
+        return f"Engine check: {problem.message}.{where}".replace("..", ".")
+
+    @Slot(object)
+    def _on_checked(self, result: CheckResult) -> None:
+        self.check_result = result
+        problems: dict[str, str] = {}
+        for p in result.problems:
+            if p.option and p.option in self.options_form.fields:
+                problems[p.option] = problems.get(p.option, "") + p.message
+        self.options_form.mark_problems(problems)
+        self._update()
 
     def can_train(self) -> bool:
         """Whether Train is available now."""
         return self.train_button.isEnabled()
 
     # ================================================================== jobs
-    def start_training(self) -> TrainingJob | None:
-        """Train with what the panel shows (returns the job, or None when it cannot start)."""
-        if not self.can_train() or self.info is None:
-            return None
-        normal, unlabeled = self.zones["normal"].path, self.zones["unlabeled"].path
-        assert normal is not None and unlabeled is not None
+    def _spec(self) -> JobSpec:
+        """The job the panel shows now.
+
+        Its run folder is planned once, until a job starts, and does not follow the name, so
+        typing a name does not make the engine check again.
+        """
+        if self.info is None:
+            raise RuntimeError("no method: the engine's methods are not read")
+        info = self.info
         name = " ".join(self.name_edit.text().split())
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:40] or "detector"
-        counts = {r: {"images": s.count, "unreadable": len(s.unreadable), "folder": str(s.folder)}
-                  for r, s in self.summaries.items() if s is not None}
+        if self._stamp is None:
+            self._stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        counts: dict[str, Any] = {r: {"images": s.count, "unreadable": len(s.unreadable), "folder": str(s.folder)}
+                                  for r, s in self.summaries.items() if s is not None and info.role(r).used}
         if self.validation is not None:
             counts["validation"] = {"images": len(self.validation.paths), "normal": self.validation.n_normal,
                                     "abnormal": self.validation.n_abnormal}
-        spec = JobSpec(name=name, method=self.info.name, preset=str(self.preset_combo.currentData()),
-                       values=self.options_form.values(), normal=normal, unlabeled=unlabeled,
-                       run_dir=self.runs_root / f"{stamp}-{self.info.name}-{slug}",
-                       abnormal=self.zones["abnormal"].path if self.info.uses_abnormal else None,
+        folders = {r.role: self.zones[r.role].path if r.used else None for r in info.roles}
+        preset = str(self.preset_combo.currentData())
+        normal = folders["normal"]
+        if normal is None:
+            raise ValueError(f"{info.title} needs the known-normal folder")
+        return JobSpec(name=name, method=info.name, preset=preset, values=self.options_form.values(),
+                       normal=normal, unlabeled=folders["unlabeled"], abnormal=folders["abnormal"],
+                       run_dir=self.runs_root / f"{self._stamp}-{info.name}",
                        validation=self.zones["validation"].path if self.validation is not None else None,
-                       counts=counts)
+                       counts=counts, base_preset=preset if preset != CUSTOM else self._base_preset)
+
+    def start_training(self) -> TrainingJob | None:
+        """Train with what the panel shows, as the engine checked it (None when it cannot start)."""
+        if not self.can_train() or self.info is None:
+            return None
+        spec = self._spec()
         try:
-            spec.train_args()
+            args = spec.train_args(self.info)
         except ValueError as exc:
             self._report("Settings not valid", str(exc))
             return None
-        return self._run(spec, self.validation)
+        if self.check.result is None or self.check.result.args != tuple(args):
+            self._update()  # changed since the check: check again first
+            return None
+        return self._run(spec, self.validation, self.info)
 
-    def _run(self, spec: JobSpec, validation: LabelledValidation | None) -> TrainingJob:
-        job = TrainingJob(spec, self.library, self.settings.engine_command, validation, self.settings.provider, self)
+    def _run(self, spec: JobSpec, validation: LabelledValidation | None, info: MethodInfo) -> TrainingJob | None:
+        try:
+            job = TrainingJob(spec, self.library, info, self.settings.engine_command, validation,
+                              self.settings.provider, self)
+        except ValueError as exc:  # the engine's method no longer takes these settings
+            self._report("Settings not valid", f"{spec.name}: {exc}")
+            return None
+        self.check.cancel()
+        self._stamp = None
         pv = self.progress_view
         pv.reset()
+        pv.set_method(info)
         job.stage_changed.connect(pv.on_stage)
         job.phase_changed.connect(pv.on_phase)
         job.progress.connect(pv.on_progress)
@@ -644,18 +840,26 @@ class NewDetectorPanel(QWidget):
         in a worker, and None is returned: the job starts when they are read."""
         if self.job is not None and self.job.running:
             return None
+        try:
+            if self.catalog is None:
+                raise KeyError("the engine's methods are not read" + (f": {self.catalog_error}" if self.catalog_error
+                                                                      else " yet"))
+            info = self.catalog.method(spec.method)
+        except KeyError as exc:
+            self._report("Cannot resume", f"{spec.name}: {exc.args[0]}")
+            return None
         if spec.validation is None:
-            return self._run(spec, None)
+            return self._run(spec, None, info)
         source = spec.validation
         thread = CallThread(lambda: read_validation(source))
 
         def done(validation: LabelledValidation) -> None:
-            self._run(spec, validation)
+            self._run(spec, validation, info)
 
         def failed(message: str) -> None:
             self._report("Validation data unavailable", f"{message}\n\nThe training resumes without validation.")
             spec.validation = None
-            self._run(spec, None)
+            self._run(spec, None, info)
 
         thread.returned.connect(done)
         thread.raised.connect(failed)
@@ -751,6 +955,14 @@ class NewDetectorPanel(QWidget):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
         event.accept()  # only hides the panel: a running job goes on
+
+    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802 (Qt name)
+        self.check.cancel()  # no engine process left behind a hidden panel; showing it checks again
+        super().hideEvent(event)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt name)
+        super().showEvent(event)
+        self._update()
 
     @property
     def busy(self) -> bool:

@@ -1,5 +1,9 @@
 """What a running training shows: stage, phase, a progress bar with ETA, the device, a live loss
-plot (pyqtgraph) and the job's log. Fed by :class:`app.training.job.TrainingJob`'s signals."""
+plot (pyqtgraph) and the job's log. Fed by :class:`app.training.job.TrainingJob`'s signals.
+
+Phase titles and the loss series come from the method's description in the engine's methods
+JSON (:meth:`TrainingProgressView.set_method`): the app names no method's phases or losses.
+"""
 from __future__ import annotations
 
 import math
@@ -11,16 +15,9 @@ from PySide6.QtGui import QColor, QTextCharFormat
 from PySide6.QtWidgets import QGridLayout, QLabel, QPlainTextEdit, QProgressBar, QWidget
 
 from app.training.job import STAGE_TEXT
+from app.training.options import LossSeries, MethodInfo
 
-PHASE_TEXT: dict[str, str] = {"load": "reading and preprocessing the images", "train": "training",
-                              "calibrate": "calibrating on held-out normals", "pretrain": "pre-training the MAE",
-                              "stage1": "stage 1 (synthetic anomalies)", "pseudo-label": "pseudo-labelling",
-                              "stage2": "stage 2 (two modules)"}
-LOSS_SERIES: tuple[tuple[str, str, str], ...] = (
-    ("loss_a", "module A (normal + unlabeled)", "#d62728"),
-    ("loss_b", "module B (normal only)", "#1f77b4"),
-    ("loss", "loss", "#444444"),
-)
+COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#444444")
 
 
 def format_duration(seconds: float) -> str:
@@ -55,13 +52,14 @@ class TrainingProgressView(QWidget):
         for axis in ("left", "bottom"):
             self.plot.getAxis(axis).enableAutoSIPrefix(False)  # "400 (x0.001)" reads as another number
             self.plot.getAxis(axis).setTextPen("#333333")
-        self.plot.getPlotItem().setToolTip("Training loss at the end of each epoch. DDAD with AE-U: the "
-                                           "uncertainty-weighted loss includes a log-variance term, so it can go "
-                                           "below zero; what matters is that it goes down and levels off.")
+        self.plot.getPlotItem().setToolTip("Training loss at the end of each epoch. Some losses include a "
+                                           "log-variance term and can go below zero; what matters is that it goes "
+                                           "down and levels off.")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         # top right: the losses start high on the left and fall towards the bottom right, so that corner stays free
         self.plot.addLegend(offset=(-10, 10), labelTextColor="#222222")
         self.curves: dict[str, pg.PlotDataItem] = {}
+        self.info: MethodInfo | None = None
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(2000)
@@ -100,8 +98,12 @@ class TrainingProgressView(QWidget):
             self.bar.setRange(0, 0)  # busy: these steps report no steps
             self.eta_label.setText("")
 
+    def set_method(self, info: MethodInfo) -> None:
+        """The method being trained: its phase titles and loss series."""
+        self.info = info
+
     def on_phase(self, phase: str, index: int, count: int, event: dict) -> None:
-        what = PHASE_TEXT.get(phase, phase)
+        what = self.info.phase_title(phase) if self.info is not None else phase
         self._phase_text = f"phase {index} of {count}: {what}" if index else what
         self._epoch_text = ""
         self.stage_label.setText(f"Training — {self._phase_text}")
@@ -122,25 +124,28 @@ class TrainingProgressView(QWidget):
         phase = str(event.get("phase", ""))
         self._epoch_text = f"epoch {int(epoch)} of {event.get('epochs', '?')}"
         self.stage_label.setText(f"Training — {self._phase_text}, {self._epoch_text}")
-        keys = [k for k, _, _ in LOSS_SERIES if isinstance(event.get(k), (int, float))]
-        if "loss_a" in keys or "loss_b" in keys:
-            keys = [k for k in keys if k != "loss"]  # the mean of A and B adds nothing to the two
-        for key in keys:
-            name = f"{phase}: {key}" if phase not in ("train", "") else key
+        for series in self._series(phase, event):
+            name = series.key if series.phase is None else f"{series.phase}: {series.key}"
             xs, ys = self.points.setdefault(name, ([], []))
             xs.append(float(epoch))
-            ys.append(float(event[key]))
+            ys.append(float(event[series.key]))
             curve = self.curves.get(name)
             if curve is None:
-                label, colour = next((lab, c) for k, lab, c in LOSS_SERIES if k == key)
+                colour = COLOURS[len(self.curves) % len(COLOURS)]
                 curve = self.plot.plot(xs, ys, pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=4,
-                                       symbolBrush=colour, name=label if phase in ("train", "") else f"{phase}: {label}")
+                                       symbolBrush=colour, name=series.title)
                 self.curves[name] = curve
             else:
                 curve.setData(xs, ys)
         last = max((max(xs) for xs, _ in self.points.values() if xs), default=0)
         # whole epochs on the axis while there are few of them (no "1.5")
         self.plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(1, int(last) + 1)]] if last <= 12 else None)
+
+    def _series(self, phase: str, event: dict[str, Any]) -> list[LossSeries]:
+        """The method's loss series this epoch-end event carries (those of another phase left out)."""
+        declared = self.info.loss_series if self.info is not None else ()
+        return [s for s in declared if (s.phase is None or s.phase == phase)
+                and isinstance(event.get(s.key), (int, float)) and not isinstance(event.get(s.key), bool)]
 
     def on_device(self, device: str) -> None:
         gpu = device.startswith("cuda")

@@ -61,3 +61,49 @@ def training_folders(tmp_path_factory) -> dict[str, Path]:
     write_study(root / "validation" / "normal", 4, 0, size=64, seed=23)
     write_study(root / "validation" / "abnormal", 0, 4, size=64, seed=24)
     return {"normal": root / "normal", "unlabeled": root / "unlabeled", "validation": root / "validation"}
+
+
+class FakeEngine:
+    """tests/app/fake_engine.py as the app's engine command (a real process), and what it was asked.
+
+    Attributes:
+        command: the engine command.
+        record: the file each call's arguments are appended to (one JSON list a line).
+    """
+
+    def __init__(self, record: Path) -> None:
+        import sys
+
+        self.record = record
+        self.command = [sys.executable, str(Path(__file__).with_name("fake_engine.py")), "--record", str(record)]
+
+    def calls(self) -> list[list[str]]:
+        """Every call's arguments, in order."""
+        import json
+
+        if not self.record.is_file():
+            return []
+        return [json.loads(line) for line in self.record.read_text().splitlines()]
+
+    def checks(self) -> list[list[str]]:
+        """The `train ... --check` calls."""
+        return [c for c in self.calls() if c[:1] == ["train"] and "--check" in c]
+
+
+@pytest.fixture
+def fake_engine(tmp_path: Path) -> FakeEngine:
+    """The test engine, recording into this test's folder."""
+    return FakeEngine(tmp_path / "engine_calls.jsonl")
+
+
+@pytest.fixture(scope="session")
+def role_folders(tmp_path_factory) -> dict[str, Path]:
+    """Folders for each data role: 8 known normals, 6 unlabeled, 3 confirmed abnormal, 1 abnormal alone."""
+    from engine.synth import write_study
+
+    root = tmp_path_factory.mktemp("roles")
+    write_study(root / "normal", 8, 0, size=64, seed=31)
+    write_study(root / "unlabeled", 4, 2, size=64, seed=32)
+    write_study(root / "abnormal", 0, 3, size=64, seed=33)
+    write_study(root / "one_abnormal", 0, 1, size=64, seed=34)
+    return {p.name: p for p in root.iterdir()}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ast
-import re
 import subprocess
 import sys
 import textwrap
@@ -10,14 +9,15 @@ from pathlib import Path
 
 APP = Path(__file__).resolve().parents[2] / "app"
 ALLOWED_ENGINE = {"engine.io", "engine.preprocess", "engine.detector", "engine.scoring", "engine.atomic", "engine.synth",
-                  # folder listing and checks, the event format, the method registry (torch-free)
-                  "engine.datasets", "engine.progress", "engine.methods",
+                  # folder listing and checks, the event format (torch-free)
+                  "engine.datasets", "engine.progress",
                   # headers as JSON: what the `index` engine process sends the app
                   "engine.io.meta_json",
                   # the headless demo `cxrscreen` runs instead of the app when there is no display
                   "engine.demo"}
-# each method's settings package (engine.methods.<name>) is torch-free; its recipe never is
-ALLOWED_ENGINE_PATTERN = re.compile(r"^engine\.methods\.[a-z0-9_]+$")
+# the methods and how they train are the engine's: the app reads them from `[engine] methods --json`
+# of the engine it runs (app/training/options.py), which may be another environment or version
+FORBIDDEN_ENGINE = ("engine.methods", "engine.train", "engine.train_cli", "engine.export", "engine.methods_cli")
 FORBIDDEN_TOP = {"torch", "torchvision", "timm", "models", "onnxscript"}
 
 
@@ -44,9 +44,53 @@ def test_no_module_under_app_imports_torch_models_or_other_engine_modules() -> N
             top = name.split(".")[0]
             if top in FORBIDDEN_TOP:
                 bad.append(f"{f.relative_to(APP.parent)}: {name}")
-            elif top == "engine" and name not in ALLOWED_ENGINE and not ALLOWED_ENGINE_PATTERN.match(name):
+            elif top == "engine" and name not in ALLOWED_ENGINE:
                 bad.append(f"{f.relative_to(APP.parent)}: {name}")
     assert not bad, "forbidden imports:\n" + "\n".join(bad)
+
+
+def _forbidden_engine(name: str) -> bool:
+    return any(name == f or name.startswith(f + ".") for f in FORBIDDEN_ENGINE)
+
+
+def test_no_module_under_app_imports_the_engines_methods_or_training() -> None:
+    # every spelling: import engine.methods.ddad, from engine import methods, from engine.methods import x
+    # (_imports turns them into module names), and module names in strings handed to importlib
+    bad = []
+    for f in sorted(APP.rglob("*.py")):
+        text = f.read_text(encoding="utf-8")
+        bad += [f"{f.relative_to(APP.parent)}: {name}" for name in _imports(f) if _forbidden_engine(name)]
+        bad += [f"{f.relative_to(APP.parent)}: the string {m!r} (a dynamic import?)" for m in FORBIDDEN_ENGINE
+                if f'"{m}"' in text or f"'{m}'" in text or f'"{m}.' in text or f"'{m}." in text]
+    assert not bad, "the app imports the engine's methods or training:\n" + "\n".join(bad)
+
+
+def test_the_import_check_sees_every_spelling(tmp_path: Path) -> None:
+    spellings = ["import engine.methods.ddad", "from engine import methods", "from engine.methods import get_method",
+                 "from engine.train import train", "import engine.train_cli as t"]
+    for i, code in enumerate(spellings):
+        f = tmp_path / f"m{i}.py"
+        f.write_text(code + "\n")
+        assert any(_forbidden_engine(n) for n in _imports(f)), code
+    f = tmp_path / "ok.py"
+    f.write_text("import engine.trainingwheels\nfrom engine.io import scan_folder\n")  # prefixes are not modules
+    assert not any(_forbidden_engine(n) for n in _imports(f))
+
+
+def test_importing_every_app_module_loads_no_engine_method_nor_torch() -> None:
+    # indirect imports too: an allowed engine module must not pull in the methods
+    code = textwrap.dedent("""
+        import importlib, pkgutil, sys
+        import app
+        for m in pkgutil.walk_packages(app.__path__, "app."):
+            importlib.import_module(m.name)
+        print(sorted(k for k in sys.modules if k.startswith(("engine.methods", "engine.train", "engine.export",
+                                                            "torch", "models"))))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=APP.parent,
+                         env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "[]"
 
 
 def test_the_app_builds_scores_and_never_loads_torch(tiny_detector: Path, study: Path, tmp_path: Path) -> None:

@@ -27,6 +27,22 @@ def _texts(findings) -> list[str]:
     return [f"{f.severity}: {f.text}" for f in findings]
 
 
+def test_the_methods_role_minimums_are_errors() -> None:
+    # a weakly supervised method: normals and confirmed abnormal images, no unlabeled folder
+    f = check_training_data({"normal": _summary(150, "/n"), "abnormal": _summary(1, "/a")}, required=["normal", "abnormal"],
+                            min_counts={"normal": 20, "abnormal": 2})
+    assert _texts(f) == ["error: The confirmed-abnormal folder has 1 readable radiographs; this method needs at least 2."]
+    # the method's minimum for normals replaces the "few normals" warning when it is not met
+    f = check_training_data({"normal": _summary(10, "/n")}, required=["normal"], min_counts={"normal": 20})
+    assert _texts(f) == ["error: The known-normal folder has 10 readable radiographs; this method needs at least 20 "
+                         "(some are held out to calibrate the scores)."]
+    # a declared minimum below the engine's 3 normals does not lower it
+    f = check_training_data({"normal": _summary(2, "/n")}, required=["normal"], min_counts={"normal": 1})
+    assert "needs at least 3" in _texts(f)[0]
+    # a one-class method: no unlabeled folder asked for
+    assert check_training_data({"normal": _summary(150, "/n")}, required=["normal"], min_counts={"normal": 5}) == []
+
+
 def test_summary_counts_sizes_and_unreadable_files(mixed_folder: Path) -> None:
     s = summarise_folder(mixed_folder)
     assert s.count == 2 and len(s.unreadable) == 2  # the cut DICOM and the empty PNG; the .txt is not an image

@@ -1,6 +1,7 @@
-"""The New-detector panel end to end with the real engine: a tiny training registered and used,
-cancel and resume, a killed engine, closing the window mid-training, a data error, and the
-library window's operations."""
+"""The New-detector panel end to end with the real engine (its `methods --json`, `train --check`
+and training): a tiny training registered and used, cancel and resume, a killed engine, closing
+the window mid-training; with the test engine (tests/app/fake_engine.py): a data error, the
+panel's controls; and the library window's operations."""
 from __future__ import annotations
 
 import json
@@ -38,11 +39,13 @@ def window(qtbot, settings_path: Path, tmp_path: Path):
 
 def _panel_with_data(qtbot, window: MainWindow, folders: dict[str, Path], validation: bool = False) -> NewDetectorPanel:
     panel = window.model_tools.open_panel()
+    qtbot.waitUntil(lambda: panel.catalog is not None or panel.catalog_error is not None, timeout=60_000)
+    assert panel.catalog_error is None and panel.info.name == "ddad"
     panel.set_folder("normal", folders["normal"])
     panel.set_folder("unlabeled", folders["unlabeled"])
     if validation:
         panel.set_folder("validation", folders["validation"])
-    qtbot.waitUntil(panel.can_train, timeout=30_000)
+    qtbot.waitUntil(panel.can_train, timeout=60_000)
     return panel
 
 
@@ -72,8 +75,6 @@ def test_tiny_training_is_registered_and_the_new_model_scores_the_worklist(
     assert any(t.startswith("Only 16 known normals") for t in texts)  # a warning, not a block
     assert "8 labelled images: 4 normal, 4 abnormal" in panel.zones["validation"].summary_label.text()
     assert not panel.zones["abnormal"].isVisible()  # DDAD takes no confirmed-abnormal folder
-    panel.set_preset("quick")
-    assert panel.options_form.values()["epochs"] == 50
     for k, v in TINY.items():
         panel.set_option(k, v)
     assert panel.preset_combo.currentData() == CUSTOM
@@ -178,34 +179,45 @@ def test_cancel_resume_a_killed_engine_and_closing_mid_training(
     w.deleteLater()
 
 
-def test_an_engine_data_error_is_shown_and_nothing_is_registered(qtbot, tmp_path: Path, study: Path) -> None:
+def test_an_engine_data_error_is_shown_and_nothing_is_registered(qtbot, tmp_path: Path, study: Path,
+                                                                  fake_engine) -> None:
     import shutil
+
+    from app.training.options import read_catalog
 
     few = tmp_path / "few"
     few.mkdir()
-    for p in sorted(study.glob("*.png"))[:2]:  # 2 normals: the engine needs 3
+    for p in sorted(study.glob("*.png"))[:2]:  # 2 normals: the method needs 6
         shutil.copy(p, few / p.name)
     library = ModelLibrary(tmp_path / "models")
-    spec = JobSpec("x", "ddad", "quick", dict(TINY), few, study, tmp_path / "runs" / "r1")
-    job = TrainingJob(spec, library)
+    info = read_catalog(fake_engine.command).method("dual")
+    spec = JobSpec("x", "dual", "quick", {"epochs": 2}, few, study, tmp_path / "runs" / "r1")
+    job = TrainingJob(spec, library, info, fake_engine.command)
     failures: list = []
     job.failed.connect(failures.append)
     with qtbot.waitSignal(job.finished, timeout=60_000):
         job.start()
     assert failures and failures[0].title == "Training failed" and not failures[0].resumable
-    assert "at least 3 known normals" in failures[0].message
+    assert "2 normal images; dual needs at least 6" in failures[0].message
     assert library.entries() == [] and _record(spec.run_dir)["status"] == "failed"
     assert [r.resumable for r in find_jobs(tmp_path / "runs")] == [False]
+    # settings the method does not take: refused before any process starts
+    with pytest.raises(ValueError, match="does not use a unlabeled folder"):
+        TrainingJob(JobSpec("x", "oneclass", "paper", {}, few, study, tmp_path / "runs" / "r2"), library,
+                    read_catalog(fake_engine.command).method("oneclass"), fake_engine.command)
+    assert not (tmp_path / "runs" / "r2").exists()
 
 
-def test_panel_controls_and_state_agree_both_ways(qtbot, settings_path: Path, tmp_path: Path,
+def test_panel_controls_and_state_agree_both_ways(qtbot, settings_path: Path, tmp_path: Path, fake_engine,
                                                   training_folders: dict[str, Path]) -> None:
     from app.workers.base import WorkerSet
 
     workers = WorkerSet()
     settings = AppSettings(settings_path)
+    settings.set_engine_command(fake_engine.command)
     panel = NewDetectorPanel(ModelLibrary(tmp_path / "models"), settings, workers)
     qtbot.addWidget(panel)
+    qtbot.waitUntil(lambda: panel.info is not None, timeout=30_000)
     assert not panel.can_train() and "Drop a folder of known-normal" in panel.train_button.toolTip()
     # presets write the advanced fields; editing a field makes the preset "Custom"
     panel.set_preset("paper")
@@ -217,11 +229,12 @@ def test_panel_controls_and_state_agree_both_ways(qtbot, settings_path: Path, tm
     assert form.values()["members"] == 3 and form.values()["epochs"] == 50
     assert settings.training_preset == "quick"
     # another method: its own options and presets
-    panel.method_combo.setCurrentIndex(panel.method_combo.findData("amae"))
-    assert "amae_preset" in form.fields and "backbone" not in form.fields
-    assert form.values()["epochs"] is None  # the preset's own epochs: not passed
-    assert settings.training_method == "amae"
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData("weak"))
+    assert "margin" in form.fields and "backbone" not in form.fields
+    assert form.values()["batch_size"] is None  # the method's own: not passed
+    assert settings.training_method == "weak"
     # a bad validation CSV is an error that blocks training, with the reason
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData("dual"))
     bad = tmp_path / "bad.csv"
     bad.write_text("file,diagnosis\n")
     panel.set_folder("normal", training_folders["normal"])
@@ -230,9 +243,13 @@ def test_panel_controls_and_state_agree_both_ways(qtbot, settings_path: Path, tm
     qtbot.waitUntil(lambda: not panel._scans and panel._validation_thread is None, timeout=30_000)
     assert not panel.can_train() and "path' and 'label'" in panel.train_button.toolTip()
     panel.set_folder("validation", None)
-    assert panel.can_train()
+    qtbot.waitUntil(panel.can_train, timeout=30_000)
     # the name follows the data until the user types one
-    assert panel.name_edit.text().startswith("AMAE, quick — normal")
+    assert panel.name_edit.text().startswith("DUAL AE-U, paper — normal")
+    panel.name_edit.clear()
+    panel.name_edit.textEdited.emit("")
+    assert not panel.can_train() and panel.train_button.toolTip() == "Give the detector a name."
+    panel.check.cancel()
     workers.stop_all()
     assert workers.wait_all(10_000)
 
@@ -293,19 +310,3 @@ def test_engine_command_setting(qtbot, window: MainWindow, tmp_path: Path) -> No
     assert AppSettings(Path(window.settings.file_name)).engine_command == [sys.executable, "-m", "engine"]
     assert tools.edit_engine_command("")  # back to the default
     assert window.settings.engine_command == [sys.executable, "-m", "engine"]
-
-
-def test_runtime_options_keep_the_preset_and_changes_are_spelled_out(qtbot, settings_path: Path,
-                                                                      tmp_path: Path) -> None:
-    from app.workers.base import WorkerSet
-
-    panel = NewDetectorPanel(ModelLibrary(tmp_path / "models"), AppSettings(settings_path), WorkerSet())
-    qtbot.addWidget(panel)
-    panel.set_preset("paper")
-    panel.options_form.fields["threads"].setValue(1)  # where it runs, not what it trains
-    assert panel.preset_combo.currentData() == "paper" and panel.options_form.values()["threads"] == 1
-    panel.set_option("epochs", 5)
-    assert panel.preset_combo.currentData() == CUSTOM
-    assert panel.preset_label.text() == "Paper protocol, changed: Epochs 5 (was 250)."
-    panel.set_preset("quick")  # a preset keeps the runtime choice
-    assert panel.options_form.values()["threads"] == 1 and panel.options_form.values()["epochs"] == 50

@@ -1,0 +1,99 @@
+"""Screenshots of the New-detector panel for three kinds of method, built from an engine's
+`methods --json` (issue 19).
+
+The engine is the test engine of tests/app/fake_engine.py (a real process: its methods mirror
+the contract — a dual-distribution method like DDAD, a one-class method, a weakly supervised
+one), so the panel shows what it would show for such methods without training anything. The
+images are synthetic chests (engine.synth). Run under a display, e.g.:
+
+    xvfb-run -s "-screen 0 1600x1000x24" python bench/app_method_panel_screens.py --out /tmp/shots
+
+Writes panel_<method>.png per method, and panel_dual_problem.png with a problem the engine's
+`train --check` found.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication([])
+    from app.library import ModelLibrary
+    from app.settings import AppSettings
+    from app.training.panel import NewDetectorPanel
+    from app.workers.base import WorkerSet
+    from engine.synth import write_study
+
+    tmp = Path(tempfile.mkdtemp(prefix="cxr-panel-"))
+    data = tmp / "site"
+    write_study(data / "normal", 120, 0, size=160, seed=1, formats=("png",))
+    write_study(data / "unlabeled", 45, 15, size=160, seed=2, formats=("png",))
+    write_study(data / "abnormal", 0, 12, size=160, seed=3, formats=("png",))
+    settings = AppSettings(tmp / "settings.ini")
+    settings.set_engine_command([sys.executable, str(ROOT / "tests" / "app" / "fake_engine.py"),
+                                 "--record", str(tmp / "calls.jsonl")])
+    workers = WorkerSet()
+    panel = NewDetectorPanel(ModelLibrary(tmp / "models"), settings, workers, runs_root=tmp / "runs")
+    panel.resize(1500, 980)
+    panel.show()
+
+    def wait(condition, seconds: float = 60.0) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            app.processEvents()
+            if condition():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def settle(seconds: float = 0.5) -> None:
+        wait(lambda: False, seconds)
+
+    if not wait(lambda: panel.catalog is not None or panel.catalog_error is not None):
+        print("the engine's methods were not read in time", file=sys.stderr)
+        return 1
+    panel.advanced.setChecked(True)
+    for method, roles in (("dual", ("normal", "unlabeled")), ("oneclass", ("normal",)),
+                          ("weak", ("normal", "abnormal"))):
+        panel.method_combo.setCurrentIndex(panel.method_combo.findData(method))
+        for role in ("normal", "unlabeled", "abnormal"):
+            if panel.zones[role].path is not None and role not in roles:
+                panel.set_folder(role, None)
+        for role in roles:
+            if panel.zones[role].path is None:
+                panel.set_folder(role, data / role)
+        if not wait(lambda: panel.can_train() and panel._dup_thread is None):
+            print(f"{method}: not ready:", [f.text for f in panel.findings], file=sys.stderr)
+        settle()
+        panel.grab().save(str(args.out / f"panel_{method}.png"))
+        if method == "dual":
+            panel.set_preset("quick")
+            panel.set_option("batch_size", 256)
+            wait(lambda: panel.check_result is not None and not panel.check_result.ok)
+            settle()
+            panel.grab().save(str(args.out / "panel_dual_problem.png"))
+            panel.set_preset("paper")
+            panel.set_option("batch_size", None)
+    panel.check.cancel()
+    workers.stop_all()
+    workers.wait_all(10_000)
+    print("screenshots in", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
