@@ -228,6 +228,8 @@ def _data(args: argparse.Namespace, fraction: float) -> Any:
 def _report_check(problems: list[Any], mode: str) -> int:
     errors = [p for p in problems if p.level == "error"]
     if mode == "json":
+        for p in problems:  # one line per problem (the app's panel reads these), then the summary
+            print(json.dumps({"event": "problem", "severity": p.level, "option": p.option, "message": p.message}), flush=True)
         print(json.dumps({"event": "check", "ok": not errors, "problems": [p.to_json() for p in problems]}), flush=True)
     else:
         for p in problems:

@@ -157,6 +157,9 @@ def test_check_names_the_option_to_change(folders, tmp_path, capsys):
     assert batch and all(p["level"] == "error" for p in batch)
     assert "module B (known normals) has 27 training images, fewer than one batch of 64" in batch[0]["message"]
     assert [p["level"] for p in event["problems"] if p["option"] == "--calibration-fraction"] == ["warning"]
+    lines = [json.loads(line) for line in text.strip().splitlines()[:-1]]  # one "problem" line each, for the app
+    assert [(ev["event"], ev["severity"], ev["option"], ev["message"]) for ev in lines] == \
+        [("problem", p["level"], p["option"], p["message"]) for p in event["problems"]]
     code, text = _train([*base, "--preset", "tiny", "--abnormal", str(tmp_path / "missing")], capsys)
     event = json.loads(text.strip().splitlines()[-1])
     assert code == 1 and event["problems"][0]["option"] == "--abnormal" and "not a folder" in event["problems"][0]["message"]
