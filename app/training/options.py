@@ -165,7 +165,8 @@ class Preset:
         title: what the combo box shows.
         description: what it does and what it costs.
         as_published: True only when every trained setting is the paper's.
-        deviations: how it differs from the paper, one item each.
+        deviations: how it differs from the paper, one item each (for an as-published preset,
+            differences of protocol only, e.g. the calibration hold-out).
         values: option values by option name (options not named keep their defaults).
     """
 

@@ -76,7 +76,11 @@ _SEVERITY_STYLE = {"error": ("✖", QColor(176, 0, 32)), "warning": ("⚠", QCol
 def _published_text(preset: Preset) -> str:
     """Whether a preset is the paper's protocol, as the engine says (rich text for the preset label)."""
     if preset.as_published:
-        return "<span style='color:#1d7a1d'>✓ As published: every trained setting is the paper's.</span>"
+        text = "<span style='color:#1d7a1d'>✓ As published: every trained setting is the paper's.</span>"
+        if preset.deviations:  # protocol differences the engine states (e.g. the calibration hold-out)
+            items = "".join(f"<li>{html.escape(d)}</li>" for d in preset.deviations)
+            text += f"<br>The protocol differs in:<ul style='margin:0'>{items}</ul>"
+        return text
     if preset.deviations:
         items = "".join(f"<li>{html.escape(d)}</li>" for d in preset.deviations)
         return f"<span style='color:#a05a00'>Not as published. Differs from the paper:</span><ul style='margin:0'>{items}</ul>"

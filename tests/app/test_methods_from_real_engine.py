@@ -37,8 +37,11 @@ def test_the_engines_methods_json_is_one_the_app_reads() -> None:
     assert {"device", "threads"} <= {o.name for o in ddad.options if o.runtime}
     for method in catalog.methods:
         assert method.presets and method.phases and method.role("normal").min_count >= 1
-        for preset in method.presets:  # as published only with nothing listed against it
-            assert not (preset.as_published and preset.deviations), (method.name, preset.name)
+        for preset in method.presets:  # every preset says how it differs from the paper
+            assert preset.deviations, (method.name, preset.name)
+    # DDAD's paper preset trains the paper's settings; AMAE's cannot (no chest X-ray MAE offline)
+    assert not any(p.as_published for m in catalog.methods for p in m.presets if p.name != "paper")
+    assert ddad.preset("paper").as_published and not catalog.method("amae").preset("paper").as_published
 
 
 def test_the_panel_is_built_from_the_real_engine_and_its_check_enables_train(
@@ -63,10 +66,17 @@ def test_the_panel_is_built_from_the_real_engine_and_its_check_enables_train(
             for preset in info.presets:
                 panel.set_preset(preset.name)
                 assert ("✓ As published" in panel.preset_label.text()) == preset.as_published
-        # DDAD with 16 normals and 12 unlabeled: the engine's check passes and Train is enabled
+        # DDAD with 16 normals and 12 unlabeled: the paper's batch of 64 cannot work, and the
+        # engine's check says which option to change; with the tiny preset it passes and Train is enabled
         panel.method_combo.setCurrentIndex(panel.method_combo.findData("ddad"))
+        panel.set_preset("paper")
         panel.set_folder("normal", training_folders["normal"])
         panel.set_folder("unlabeled", training_folders["unlabeled"])
+        qtbot.waitUntil(lambda: panel.check_result is not None, timeout=120_000)
+        assert not panel.can_train() and not panel.check_result.ok
+        assert "batch_size" in {p.option for p in panel.check_result.problems if p.severity == "error"}
+        panel.set_preset("tiny")  # its batch of 16 still exceeds the 14 normals module B trains on
+        panel.set_option("batch_size", 8)
         qtbot.waitUntil(panel.can_train, timeout=120_000)
         assert panel.check_result is not None and panel.check_result.ok
         assert panel.check_result.args[:3] == ("train", "--method", "ddad")
@@ -94,8 +104,12 @@ def test_the_engines_check_names_what_to_change(tmp_path: Path, study: Path,
                                   "--out", str(tmp_path / "run"))
     assert code != 0 and any(p.severity == "error" and p.option == "normal" for p in problems), text
     assert not (tmp_path / "run").exists()  # a check trains nothing and writes nothing
-    # enough data: no error, exit 0
-    code, problems, text = _check("--method", "ddad", "--normal", str(training_folders["normal"]), "--unlabeled",
-                                  str(training_folders["unlabeled"]), "--out", str(tmp_path / "run"))
+    # enough images, but the paper's batch of 64 does not fit them: the option is named
+    data = ("--method", "ddad", "--normal", str(training_folders["normal"]), "--unlabeled",
+            str(training_folders["unlabeled"]), "--out", str(tmp_path / "run"))
+    code, problems, text = _check(*data)
+    assert code != 0 and {p.option for p in problems if p.severity == "error"} == {"batch_size"}, text
+    # a batch that fits: no error, exit 0
+    code, problems, text = _check(*data, "--batch-size", "8")
     assert code == 0 and not [p for p in problems if p.severity == "error"], text
     assert not (tmp_path / "run").exists()

@@ -45,6 +45,8 @@ def _panel_with_data(qtbot, window: MainWindow, folders: dict[str, Path], valida
     panel.set_folder("unlabeled", folders["unlabeled"])
     if validation:
         panel.set_folder("validation", folders["validation"])
+    for k, v in TINY.items():  # the paper's batch of 64 cannot train on 16 normals: the engine's check blocks it
+        panel.set_option(k, v)
     qtbot.waitUntil(panel.can_train, timeout=60_000)
     return panel
 
@@ -119,7 +121,9 @@ def test_cancel_resume_a_killed_engine_and_closing_mid_training(
         panel = _panel_with_data(qtbot, w, training_folders)
         for k, v in {**TINY, "epochs": 500}.items():
             panel.set_option(k, v)
+        qtbot.waitUntil(panel.can_train, timeout=60_000)  # the engine checked the changed settings
         job = panel.start_training()
+        assert job is not None
         pv = panel.progress_view
         qtbot.waitUntil(lambda: len(pv.points.get("loss_a", ([], []))[0]) >= 1, timeout=120_000)
         # Cancel: the engine stops after the epoch with a checkpoint (exit code 3)
