@@ -94,10 +94,14 @@ def read_and_print(folder: Path) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Write the study, read it back, print; 0 when every file was read."""
+    from engine.cli_args import check_output_folder, writing
+
     if args.out is None:
         with tempfile.TemporaryDirectory(prefix="cxrscreen-demo-") as tmp:
             return _demo(Path(tmp), args, kept=False)
-    return _demo(Path(args.out), args, kept=True)
+    check_output_folder(Path(args.out))
+    with writing(Path(args.out)):
+        return _demo(Path(args.out), args, kept=True)
 
 
 def _demo(out: Path, args: argparse.Namespace, kept: bool) -> int:
