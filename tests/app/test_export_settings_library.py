@@ -65,7 +65,10 @@ def test_export_rows_hide_identifiers_and_neutralise_formulas(tiny_detector: Pat
     with pytest.raises(FileExistsError):
         write_export(out, rows)  # never over an existing file unless told
     back = list(csv.DictReader(out.open(encoding="utf-8-sig")))
-    assert back[1]["path"] == "/d/=cmd.png"  # a path is not a formula unless it starts with one
+    # without identifiers the path is relative to the opened folder (here none: the file name),
+    # and that starts with "=": guarded
+    assert back[1]["path"] == "'=cmd.png"
+    assert real[1]["path"] == "/d/=cmd.png"  # the full path is not a formula: it starts with "/"
 
 
 def test_formula_cells_are_prefixed(tiny_detector: Path) -> None:
