@@ -71,6 +71,27 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
 
 
+def check_inputs_and_output(paths: list[Path], out: Path, fmt: str, overwrite: bool) -> bool:
+    """The checks of a command that reads PATHs and writes ``--out`` (``-`` = stdout, jsonl only).
+
+    Returns:
+        Whether the output goes to stdout.
+
+    Raises:
+        CommandError: stdout without ``--format jsonl``, a PATH that does not exist, or an
+            output file that :func:`check_output_file` refuses.
+    """
+    to_stdout = str(out) == "-"
+    if to_stdout and fmt != "jsonl":
+        raise CommandError("--out - (stdout) needs --format jsonl")
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise CommandError(f"no such file or folder: {', '.join(missing)}")
+    if not to_stdout:
+        check_output_file(out, overwrite)
+    return to_stdout
+
+
 def check_output_file(path: Path, overwrite: bool, option: str = "--out") -> None:
     """Refuse, before any work, an output file that cannot be written or must not be replaced.
 

@@ -60,17 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.atomic import atomic_path
-    from engine.cli_args import CommandError, check_output_file, writing
+    from engine.cli_args import check_inputs_and_output, writing
     from engine.stop import StopRequest
 
-    to_stdout = str(args.out) == "-"
-    if to_stdout and args.format != "jsonl":
-        raise CommandError("--out - (stdout) needs --format jsonl")
-    missing = [str(p) for p in args.roots if not p.exists()]
-    if missing:
-        raise CommandError(f"no such file or folder: {', '.join(missing)}")
-    if not to_stdout:
-        check_output_file(args.out, args.overwrite)
+    to_stdout = check_inputs_and_output(args.roots, args.out, args.format, args.overwrite)
     with StopRequest() as stop:
         if to_stdout:
             status, counts = write_index(sys.stdout, args.roots, args.format, lambda: stop.requested, args.identifiers)

@@ -73,21 +73,14 @@ def _inputs(args: argparse.Namespace) -> tuple[list[Path], list[tuple[Path, str]
 
 def run(args: argparse.Namespace) -> int:
     from engine.atomic import atomic_path
-    from engine.cli_args import CommandError, check_output_file, writing
+    from engine.cli_args import CommandError, check_inputs_and_output, writing
     from engine.detector import Detector, DetectorError
     from engine.scoring import iter_scores
     from engine.stop import StopRequest
 
-    to_stdout = str(args.out) == "-"
-    if to_stdout and args.format != "jsonl":
-        raise CommandError("--out - (stdout) needs --format jsonl")
     if not args.folder and args.paths_from is None:
         raise CommandError("give folders or files to score, or --paths-from FILE")
-    missing = [str(p) for p in args.folder if not p.exists()]
-    if missing:
-        raise CommandError(f"no such file or folder: {', '.join(missing)}")
-    if not to_stdout:
-        check_output_file(args.out, args.overwrite)
+    to_stdout = check_inputs_and_output(args.folder, args.out, args.format, args.overwrite)
     try:
         detector = Detector(args.model, provider=args.provider)
     except DetectorError as exc:
