@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import math
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -87,6 +88,10 @@ def check_inputs_and_output(paths: list[Path], out: Path, fmt: str, overwrite: b
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise CommandError(f"no such file or folder: {', '.join(missing)}")
+    # a FIFO or a device blocks or never ends: only files and folders are read
+    special = [str(p) for p in paths if not (p.is_file() or p.is_dir())]
+    if special:
+        raise CommandError(f"not a regular file or folder: {', '.join(special)}")
     if not to_stdout:
         check_output_file(out, overwrite)
     return to_stdout
@@ -103,22 +108,27 @@ def check_output_file(path: Path, overwrite: bool, option: str = "--out") -> Non
         raise CommandError(f"{option} {path} is a folder; give a file name (e.g. {path / 'results.csv'})")
     if path.exists() and not overwrite:
         raise CommandError(f"{option} {path} exists; pass --overwrite to replace it")
-    folder = _existing_ancestor(path.parent)
-    if not folder.is_dir():
-        raise CommandError(f"{option} {path}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise CommandError(f"{option} {path}: the folder {folder} is not writable")
+    _check_writable_folder(_existing_ancestor(path.parent), path, option)
 
 
 def check_output_folder(path: Path, option: str = "--out") -> None:
     """Refuse an output folder that is a file or lies where nothing can be written."""
     if path.exists() and not path.is_dir():
         raise CommandError(f"{option} {path} is a file; give a folder")
-    folder = _existing_ancestor(path)
+    _check_writable_folder(_existing_ancestor(path), path, option)
+
+
+def _check_writable_folder(folder: Path, path: Path, option: str) -> None:
+    """Create and remove a probe file in ``folder``: permissions alone miss read-only mounts,
+    /proc and the like, and say nothing for root."""
     if not folder.is_dir():
         raise CommandError(f"{option} {path}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise CommandError(f"{option} {path}: the folder {folder} is not writable")
+    probe = folder / f".cxrscreen-probe-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        raise CommandError(f"{option} {path}: the folder {folder} is not writable ({exc.strerror or exc})") from None
+    probe.unlink()
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -129,13 +139,31 @@ def _existing_ancestor(path: Path) -> Path:
     return path
 
 
+def check_not_an_input(outputs: list[Path], inputs: dict[str, Path | None], option: str = "--out") -> None:
+    """Refuse an output that would replace one of the command's inputs (e.g. ``--out labels.csv``)."""
+    for out in outputs:
+        for name, path in inputs.items():
+            if path is not None and out.exists() and path.exists() and os.path.samefile(out, path):
+                raise CommandError(f"{option} {out} is the {name} file; writing there would replace it")
+
+
 @contextlib.contextmanager
 def writing(path: Path, option: str = "--out") -> Iterator[None]:
-    """Turn an OSError while writing ``path`` into a one-line :class:`CommandError`."""
+    """Turn an OSError while writing ``path`` into a one-line :class:`CommandError`.
+
+    An error on another file (one the command reads meanwhile) names that file instead.
+    """
     try:
         yield
     except OSError as exc:
-        raise CommandError(f"cannot write {option} {path}: {exc.strerror or exc}") from exc
+        reason = exc.strerror or str(exc)
+        where = Path(os.fsdecode(exc.filename)) if exc.filename is not None else None
+        # the output itself, its temporary file (".NAME.xxxx.part") or one of its folders
+        ours = where is None or where.name == path.name or where.name.startswith(f".{path.name}.") or \
+            path.absolute().is_relative_to(where.absolute())
+        if not ours:
+            raise CommandError(f"{where}: {reason}") from exc
+        raise CommandError(f"cannot write {option} {path}: {reason}") from exc
 
 
 def read_path_list(source: Path, option: str = "--paths-from") -> list[Path]:

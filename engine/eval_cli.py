@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.atomic import atomic_path, atomic_write_text
-    from engine.cli_args import CommandError, check_output_file, writing
+    from engine.cli_args import CommandError, check_not_an_input, check_output_file, writing
     from engine.detector import Detector, DetectorError
     from engine.evaluate import LabelsError, evaluation_report, plot_report, read_labels_csv, read_split_part
     from engine.scoring import iter_scores
@@ -50,12 +50,19 @@ def run(args: argparse.Namespace) -> int:
     if args.root is not None and not args.root.is_dir():
         raise CommandError(f"--root {args.root} is not a folder")
     out = args.out
-    for path in (out, out.with_suffix(".scores.csv"), out.with_suffix(".png")):
+    outputs = [out, out.with_suffix(".scores.csv"), out.with_suffix(".png")]
+    for path in outputs:
         check_output_file(path, overwrite=True)
+    check_not_an_input(outputs, {"--labels": args.labels, "--split": args.split, "--model": args.model})
     try:
         data = read_labels_csv(args.labels, args.root) if args.labels else read_split_part(args.split, args.part, args.root)
     except LabelsError as exc:
         raise CommandError(f"{'--labels' if args.labels else '--split'} {exc}") from None
+    n_abnormal = int(data.labels.sum())
+    if n_abnormal in (0, len(data.labels)):
+        raise CommandError(f"{'--labels' if args.labels else '--split'} {args.labels or args.split}: an evaluation needs "
+                           f"both normal (0) and abnormal (1) images; it has {len(data.labels) - n_abnormal} normal and "
+                           f"{n_abnormal} abnormal")
     try:
         detector = Detector(args.model, provider=args.provider)
     except DetectorError as exc:

@@ -73,7 +73,7 @@ def _inputs(args: argparse.Namespace) -> tuple[list[Path], list[tuple[Path, str]
 
 def run(args: argparse.Namespace) -> int:
     from engine.atomic import atomic_path
-    from engine.cli_args import CommandError, check_inputs_and_output, writing
+    from engine.cli_args import CommandError, check_inputs_and_output, check_not_an_input, writing
     from engine.detector import Detector, DetectorError
     from engine.scoring import iter_scores
     from engine.stop import StopRequest
@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.folder and args.paths_from is None:
         raise CommandError("give folders or files to score, or --paths-from FILE")
     to_stdout = check_inputs_and_output(args.folder, args.out, args.format, args.overwrite)
+    if not to_stdout:
+        check_not_an_input([args.out], {"--model": args.model, "--paths-from": args.paths_from})
     try:
         detector = Detector(args.model, provider=args.provider)
     except DetectorError as exc:

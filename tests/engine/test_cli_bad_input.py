@@ -10,6 +10,7 @@ every case.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -100,6 +101,10 @@ def _mkdir(name: str) -> Callable[[Path], None]:
 
 def _run_json(status: str | None = "done", content: str | None = None) -> Callable[[Path], None]:
     return _write("run/run.json", content if content is not None else json.dumps({"status": status, "method": "ddad"}))
+
+
+def _fifo(tmp: Path) -> None:
+    os.mkfifo(tmp / "fifo")  # opening it would block until a writer comes
 
 
 SCORE = ("score", "{study}", "--model", "{det}", "--out", "{tmp}/out")
@@ -228,6 +233,22 @@ CASES = [
          out=None),
     Case("demo-detector-work-a-file", ("demo-detector", "--out", "{tmp}/out", "--work", "{binary}"), 1,
          ("--work", "binary.bin", "is a file")),
+    # --- found by trying as an attacker would
+    Case("index-fifo", ("index", "{tmp}/fifo"), 1, ("fifo", "not a regular file or folder"), _fifo, out=None),
+    Case("score-device", ("score", "/dev/zero", "--model", "{det}", "--out", "{tmp}/out"), 1,
+         ("/dev/zero", "not a regular file or folder")),
+    Case("score-out-is-the-model", ("score", "{study}", "--model", "{tmp}/m.onnx", "--out", "{tmp}/m.onnx", "--overwrite"), 1,
+         ("m.onnx", "is the --model file"), lambda tmp: (tmp / "m.onnx").write_bytes(b"model"), out=None),
+    Case("eval-out-is-the-labels", ("eval", "--model", "{det}", "--labels", "{tmp}/l.csv", "--out", "{tmp}/l.csv"), 1,
+         ("l.csv", "is the --labels file"), _write("l.csv", "path,label\na.png,0\nb.png,1\n"), out=None),
+    Case("eval-one-class", ("eval", "--model", "{det}", "--labels", "{tmp}/l.csv", "--out", "{tmp}/out"), 1,
+         ("l.csv", "both normal (0) and abnormal (1)", "0 normal and 2 abnormal"), _write("l.csv", "path,label\na.png,1\nb.png,1\n")),
+    Case("export-run-without-model", ("export", "{tmp}/run", "--out", "{tmp}/out"), 1, ("run",), _run_json()),
+    Case("score-out-in-proc", ("score", "{study}", "--model", "{det}", "--out", "/proc/cxr.csv"), 1,
+         ("/proc", "not writable"), out=None),
+    Case("export-out-in-proc", ("export", "{tmp}/run", "--out", "/proc/cxr.onnx"), 1, ("/proc", "not writable"), _run_json(),
+         out=None),
+    Case("demo-out-in-proc", ("demo", "--out", "/proc/cxr"), 1, ("/proc", "not writable"), out=None),
     Case("unknown-option", ("score", "{study}", "--model", "{det}", "--out", "{tmp}/out", "--frobnicate"), 2,
          ("--frobnicate",)),
 ]
@@ -260,6 +281,8 @@ def test_the_table_has_the_cases_the_issue_asks_for() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_one_line_non_zero_nothing_written(case: Case, fx, tmp_path: Path, capsys) -> None:
+    if ("proc" in case.name and not Path("/proc/self").is_dir()) or ("fifo" in case.name and not hasattr(os, "mkfifo")):
+        pytest.skip("needs Linux's /proc or POSIX FIFOs")
     if case.setup is not None:
         case.setup(tmp_path)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
