@@ -14,7 +14,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 class CommandError(Exception):
@@ -35,6 +35,19 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
     return value
+
+
+def int_range(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type for an integer from ``low`` to ``high`` (a batch of a billion images
+    would hold every decoded image of a folder in memory before the first score)."""
+    def parse(text: str) -> int:
+        value = _int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer from {low} to {high}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer from {low} to {high}"
+    return parse
 
 
 def open_probability(text: str) -> float:

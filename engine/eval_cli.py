@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cli_args import non_negative_int, open_probability, positive_int
+from engine.cli_args import int_range, non_negative_int, open_probability
 from engine.csv_safe import csv_text
 
 logger = logging.getLogger(__name__)
@@ -34,9 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="report file; the scores CSV and the PNG go beside it (default: %(default)s)")
     parser.add_argument("--specificity", type=open_probability, default=0.95,
                         help="operating point on the detector's calibration normals (default: %(default)s)")
-    parser.add_argument("--bootstrap", type=positive_int, default=2000, help="bootstrap resamples (default: %(default)s)")
+    parser.add_argument("--bootstrap", type=int_range(1, 100_000), default=2000,
+                        help="bootstrap resamples, 1 to 100000 (default: %(default)s)")
     parser.add_argument("--seed", type=non_negative_int, default=0)
-    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--batch-size", type=int_range(1, 4096), default=64, help="1 to 4096 (default: %(default)s)")
     parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto")
 
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from engine.cli_args import finite_float, open_probability, positive_int, read_path_list
+from engine.cli_args import finite_float, int_range, open_probability, read_path_list
 from engine.csv_safe import csv_text
 
 logger = logging.getLogger(__name__)
@@ -44,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     op.add_argument("--specificity", type=open_probability, default=0.95,
                     help="flag above the score that this fraction of calibration normals stay below (default: %(default)s)")
     op.add_argument("--threshold", type=finite_float, default=None, help="flag above this raw score instead")
-    parser.add_argument("--batch-size", type=positive_int, default=32, help="default: %(default)s")
-    parser.add_argument("--workers", type=positive_int, default=2, help="decoding threads (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int_range(1, 4096), default=32, help="1 to 4096 (default: %(default)s)")
+    parser.add_argument("--workers", type=int_range(1, 64), default=2, help="decoding threads, 1 to 64 (default: %(default)s)")
     parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto", help="default: %(default)s")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing results file")
 
