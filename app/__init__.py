@@ -2,6 +2,6 @@
 
 Imports PySide6, pyqtgraph, numpy and onnxruntime (through :mod:`engine.detector`), never
 torch. The only engine modules it may use are the torch-free ``engine.io``,
-``engine.preprocess``, ``engine.detector``, ``engine.scoring``, ``engine.atomic`` and
-``engine.synth`` (checked by ``tests/app/test_boundaries.py``).
+``engine.preprocess``, ``engine.detector``, ``engine.scoring``, ``engine.atomic``,
+``engine.csv_safe`` and ``engine.synth`` (checked by ``tests/app/test_boundaries.py``).
 """

@@ -5,24 +5,34 @@ One row per case: the file path, patient / study / series references (keyed pseu
 :mod:`app.pseudonym`, unless real identifiers are asked for), view, score, percentile among
 normals, flag, the threshold and operating point, the detector's id, name and version, the
 status and the export time (UTC). The ``id_mode`` column says which kind of reference the file
-holds, with the key's fingerprint. File paths are written as they are: if folders are named
-after patients, the paths identify them.
+holds, with the key's fingerprint.
 
-Text cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or CR)
-are prefixed with ``'`` (OWASP CSV injection); numbers are written as numbers. No Qt.
+Paths: with identifiers, the full path. Without, the path relative to the opened folder that
+holds the file (just the file name for a file opened on its own), with every part that may
+identify someone replaced by its keyed pseudonym (``F-…``, the extension kept): a DICOM-UID-like
+part (four or more dot-separated numbers: file names are often the SOP Instance UID), a part
+holding ``^`` (DICOM person names), a run of six or more digits (patient ids, birth dates), or
+any of the case's own header identifiers (patient name words, id, accession number, UIDs,
+study date). An export with identifiers is written readable by its owner only (mode 0600).
+
+Text cells that a spreadsheet would run as a formula get the guard of
+:func:`engine.csv_safe.csv_text`; numbers are written as numbers. No Qt.
 """
 from __future__ import annotations
 
 import csv
 import datetime
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Iterable, Literal, Sequence
 
 from app.pseudonym import key_fingerprint, pseudonymise
 from app.records import CaseRecord
 from engine.atomic import atomic_path
+from engine.csv_safe import csv_text
 from engine.detector import DetectorMetadata
+from engine.io import RadiographMeta
 
 ExportScope = Literal["flagged", "all", "selected"]
 COLUMNS: tuple[str, ...] = (
@@ -30,7 +40,8 @@ COLUMNS: tuple[str, ...] = (
     "threshold", "operating_point", "model_id", "model_name", "model_method", "model_created",
     "model_software", "status", "exported_at",
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_UID_LIKE = re.compile(r"\d+(\.\d+){3,}")
+_LONG_NUMBER = re.compile(r"\d{6,}")
 
 
 @dataclass(frozen=True)
@@ -41,9 +52,10 @@ class ExportContext:
         model: the active detector's metadata.
         threshold: the flag threshold (flagged = score > threshold).
         operating_point: how the threshold was chosen ("95 % specificity...").
-        include_identifiers: write real identifiers instead of pseudonyms.
+        include_identifiers: write real identifiers and full paths instead of pseudonyms.
         key: the pseudonym key.
         exported_at: the export time (UTC).
+        roots: the folders opened in the worklist; paths are written relative to them.
     """
 
     model: DetectorMetadata
@@ -52,6 +64,7 @@ class ExportContext:
     include_identifiers: bool
     key: bytes
     exported_at: datetime.datetime
+    roots: tuple[Path, ...] = ()
 
 
 def select_records(records: Iterable[CaseRecord], scope: ExportScope, model_id: str, threshold: float,
@@ -84,23 +97,23 @@ def export_rows(records: Iterable[CaseRecord], ctx: ExportContext) -> list[dict[
         else:
             status = "not scored"
         rows.append({
-            "path": _text(str(rec.path)),
+            "path": csv_text(export_path(rec.path, m, ctx)),
             "patient": _ref(m.patient_id or m.patient_name if m else None, "patient", ctx),
             "study": _ref(m.study_uid if m else None, "study", ctx),
             "series": _ref(m.series_uid if m else None, "series", ctx),
             "id_mode": id_mode,
-            "view": _text(" ".join(p for p in ((m.view_position or "", m.modality or "") if m else ()) if p)),
+            "view": csv_text(" ".join(p for p in ((m.view_position or "", m.modality or "") if m else ()) if p)),
             "score": f"{score.score:.9g}" if score else "",
             "percentile": f"{score.percentile:.3f}" if score else "",
             "flagged": ("1" if score.score > ctx.threshold else "0") if score else "",
             "threshold": f"{ctx.threshold:.9g}",
-            "operating_point": _text(ctx.operating_point),
+            "operating_point": csv_text(ctx.operating_point),
             "model_id": mid,
-            "model_name": _text(ctx.model.name),
-            "model_method": _text(f"{ctx.model.method}/{ctx.model.backbone}/{ctx.model.score_type}"),
-            "model_created": _text(ctx.model.created),
-            "model_software": _text(" ".join(f"{k} {v}" for k, v in sorted(ctx.model.software.items()))),
-            "status": _text(status),
+            "model_name": csv_text(ctx.model.name),
+            "model_method": csv_text(f"{ctx.model.method}/{ctx.model.backbone}/{ctx.model.score_type}"),
+            "model_created": csv_text(ctx.model.created),
+            "model_software": csv_text(" ".join(f"{k} {v}" for k, v in sorted(ctx.model.software.items()))),
+            "status": csv_text(status),
             "exported_at": stamp,
         })
     return rows
@@ -113,7 +126,8 @@ def write_export(path: Path, rows: Sequence[dict[str, str]], overwrite: bool = F
         FileExistsError: ``path`` exists and ``overwrite`` is False.
         OSError: the folder cannot be written.
     """
-    with atomic_path(path, overwrite=overwrite) as tmp:
+    include_identifiers = any(r.get("id_mode") == "real" for r in rows)
+    with atomic_path(path, overwrite=overwrite, private=include_identifiers) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8-sig") as f:
             writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
             writer.writeheader()
@@ -125,10 +139,39 @@ def _ref(value: str | None, kind: Literal["patient", "study", "series"], ctx: Ex
     if not value:
         return ""
     if ctx.include_identifiers:
-        return _text(value.strip())
+        return csv_text(value.strip())
     return pseudonymise(value, ctx.key, kind)
 
 
-def _text(value: str) -> str:
-    """Neutralise spreadsheet formulas in free text."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
+def export_path(path: Path, meta: RadiographMeta | None, ctx: ExportContext) -> str:
+    """The path column: full with identifiers; otherwise relative, identifying parts pseudonymised."""
+    if ctx.include_identifiers:
+        return str(path)
+    relative: PurePath = PurePath(path.name)
+    for root in sorted(ctx.roots, key=lambda r: len(r.parts), reverse=True):  # the innermost root
+        if path != root and path.is_relative_to(root):
+            relative = path.relative_to(root)
+            break
+    known = _identifier_words(meta)
+    return "/".join(_path_part(part, known, ctx.key) for part in relative.parts)
+
+
+def _identifier_words(meta: RadiographMeta | None) -> set[str]:
+    """The case's header identifiers, and the words of the patient name, lower case."""
+    if meta is None:
+        return set()
+    values = [meta.patient_id, meta.accession_number, meta.study_uid, meta.series_uid, meta.sop_uid, meta.study_date]
+    words = {v.strip().lower() for v in values if v and len(v.strip()) >= 3}
+    words |= {w.lower() for w in re.split(r"[\^\s,]+", meta.patient_name or "") if len(w) >= 3}
+    return words
+
+
+def _path_part(part: str, known: set[str], key: bytes) -> str:
+    lower = part.lower()
+    if not (_UID_LIKE.search(part) or "^" in part or _LONG_NUMBER.search(part) or any(w in lower for w in known)):
+        return part
+    stem, dot, ext = part.rpartition(".")
+    if not dot or not ext.isalnum() or len(ext) > 5 or ext.isdigit():  # no extension (a UID's last number is none)
+        stem, ext = part, ""
+    return pseudonymise(stem, key, "path") + (f".{ext}" if ext else "")
+

@@ -44,8 +44,9 @@ class ExportDialog(QDialog):
         self.ids_box = QCheckBox("Include real patient and study identifiers")
         note = QLabel("By default patients, studies and series are written as keyed pseudonyms "
                       "(HMAC-SHA256 with this installation's secret key): the same patient gets the "
-                      "same pseudonym in every export from this computer. File paths are written as "
-                      "they are.")
+                      "same pseudonym in every export from this computer. File paths are written "
+                      "relative to the opened folder, with UID-like or name-like parts pseudonymised; "
+                      "with identifiers included, in full.")
         note.setWordWrap(True)
         self.warning = QLabel("<b>The file will contain patient identifiers.</b> Handle it as patient data.")
         self.warning.setStyleSheet("color: #b82020;")

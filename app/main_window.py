@@ -937,7 +937,8 @@ class MainWindow(QMainWindow):
             overwrite = True
         chosen = select_records(records, scope, mid, threshold, selected)  # type: ignore[arg-type]
         ctx = ExportContext(self.detector.meta, threshold, self.operating.describe(self.detector.calibration),
-                            bool(include_identifiers), self.key, datetime.datetime.now(datetime.timezone.utc))
+                            bool(include_identifiers), self.key, datetime.datetime.now(datetime.timezone.utc),
+                            roots=tuple(self.roots))
         try:
             n = write_export(path, export_rows(chosen, ctx), overwrite=overwrite)
         except (OSError, FileExistsError) as exc:

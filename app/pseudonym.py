@@ -1,7 +1,8 @@
 """Pseudonyms for patient and study identifiers: a keyed hash (HMAC-SHA256), truncated.
 
-The key is a random secret made once per installation (:func:`new_key`, kept in the app's
-settings). The same identifier gets the same pseudonym on this installation, so exports stay
+The key is a random secret made once per installation (:func:`new_key`), kept in its own file
+readable by its owner only (mode 0600; :func:`load_or_create_key`), not in the settings file
+(which is 0644 and often copied). The same identifier gets the same pseudonym on this installation, so exports stay
 linkable to each other (and, for whoever holds the key, back to the identifier); without the
 key a pseudonym cannot be reversed or recomputed from a guessed identifier, unlike a plain
 hash. :func:`key_fingerprint` names the key without revealing it, so two exports can be
@@ -13,11 +14,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import os
 import secrets
+import stat
+from pathlib import Path
 from typing import Literal
 
-IdentifierKind = Literal["patient", "study", "series", "instance", "accession"]
-_PREFIX: dict[str, str] = {"patient": "P", "study": "S", "series": "SE", "instance": "I", "accession": "A"}
+from engine.atomic import atomic_write_text
+
+logger = logging.getLogger(__name__)
+IdentifierKind = Literal["patient", "study", "series", "instance", "accession", "path"]
+_PREFIX: dict[str, str] = {"patient": "P", "study": "S", "series": "SE", "instance": "I", "accession": "A",
+                           "path": "F"}
 KEY_BYTES = 32
 EXPORT_DIGITS = 16
 DISPLAY_DIGITS = 8
@@ -51,3 +60,50 @@ def pseudonymise(value: str, key: bytes, kind: IdentifierKind, digits: int = EXP
 def key_fingerprint(key: bytes) -> str:
     """8 hex digits naming a key (a hash of it; says nothing about the identifiers)."""
     return hashlib.sha256(b"cxrscreen pseudonym key\x00" + key).hexdigest()[:8]
+
+
+class KeyFileError(OSError):
+    """The key file exists but cannot be read; a new key would change every pseudonym."""
+
+
+def load_or_create_key(path: Path, legacy_hex: str | None = None) -> tuple[bytes, bool]:
+    """The installation's key from ``path``; made (or migrated from ``legacy_hex``) on first use.
+
+    The file holds the key as hex and is mode 0600; a file found readable by others is made 0600
+    (with a warning). A valid ``legacy_hex`` (the key an earlier version kept in its settings)
+    becomes the file's key, so pseudonyms stay the same after the move.
+
+    Args:
+        path: the key file.
+        legacy_hex: a key an earlier version stored elsewhere, or None.
+
+    Returns:
+        (key, whether ``legacy_hex`` was moved into the file: the caller then deletes it).
+
+    Raises:
+        KeyFileError: the file exists but cannot be read (permissions, a folder).
+    """
+    legacy = _parse_key(legacy_hex or "")
+    if path.exists():
+        try:
+            key = _parse_key(path.read_text(encoding="ascii", errors="replace"))
+        except OSError as exc:
+            raise KeyFileError(f"{path}: cannot read the pseudonym key ({exc.strerror or exc})") from exc
+        if key is not None:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if os.name == "posix" and mode & 0o077:
+                logger.warning("pseudonym key %s was readable by others (mode %o); made it 0600", path, mode)
+                os.chmod(path, 0o600)
+            return key, legacy is not None
+        logger.warning("pseudonym key file %s is invalid; making a new key (earlier pseudonyms will not match)", path)
+    key = legacy if legacy is not None else new_key()
+    atomic_write_text(path, key.hex() + "\n", private=True)
+    return key, legacy is not None
+
+
+def _parse_key(text: str) -> bytes | None:
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        return None
+    return key if len(key) == KEY_BYTES else None

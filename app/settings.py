@@ -1,10 +1,11 @@
 """Preferences that persist between sessions (QSettings), typed and validated.
 
 Stored: the last folder, the recent folders, the last detector, the execution provider, the
-operating point, the heatmap style, the window layout, the per-installation pseudonym key, the
-engine command (what runs scoring and training in a separate process) and the last choices of
-the New-detector panel (method, preset).
-Not stored: whether patient identifiers are shown (always hidden at start).
+operating point, the heatmap style, the window layout, the engine command (what runs scoring and
+training in a separate process) and the last choices of the New-detector panel (method, preset).
+Not stored here: the per-installation pseudonym key, which has its own owner-only file
+(:attr:`AppSettings.key_path`; an earlier version's key in the settings is moved there), and
+whether patient identifiers are shown (always hidden at start).
 
 A bad stored value (edited by hand, written by another version) falls back to the default and
 is logged, never silently used.
@@ -16,15 +17,17 @@ import shlex
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
-from app.pseudonym import KEY_BYTES, new_key
+from app.pseudonym import load_or_create_key
 from app.state import COLORMAPS, OperatingMode
 from engine.detector import ProviderChoice
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_RECENT = 8
+KEY_FILE = "pseudonym.key"
+LEGACY_KEY_SETTING = "privacy/pseudonym_key"  # where versions up to 0.1 kept the key, in clear
 PROVIDERS: tuple[str, ...] = ("auto", "cuda", "cpu")
 
 
@@ -34,13 +37,19 @@ class AppSettings:
     Args:
         path: an INI file to use instead of the platform's settings store (tests, benchmarks,
             screenshots); None for the user's settings.
+        key_path: the pseudonym key file; None: ``pseudonym.key`` beside ``path``, or in the
+            platform's configuration folder (``~/.config/cxrscreen`` on Linux).
     """
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, key_path: Path | None = None) -> None:
         if path is None:
             self._q = QSettings("cxrscreen", "cxrscreen")
+            config = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericConfigLocation)
+            default_key = Path(config or Path.home()) / "cxrscreen" / KEY_FILE
         else:
             self._q = QSettings(str(path), QSettings.Format.IniFormat)
+            default_key = Path(path).parent / KEY_FILE
+        self.key_path = key_path or default_key
 
     def sync(self) -> None:
         """Write pending changes to disk."""
@@ -205,17 +214,17 @@ class AppSettings:
 
     # ------------------------------------------------------------------ privacy
     def pseudonym_key(self) -> bytes:
-        """The installation's pseudonym key, created (and stored) on first use."""
-        raw = self._get("privacy/pseudonym_key", "", str)
-        try:
-            key = bytes.fromhex(raw)
-        except ValueError:
-            key = b""
-        if len(key) != KEY_BYTES:
-            if raw:
-                logger.warning("stored pseudonym key is invalid; making a new one (old pseudonyms will not match)")
-            key = new_key()
-            self._q.setValue("privacy/pseudonym_key", key.hex())
+        """The installation's pseudonym key, from its owner-only file (made on first use).
+
+        A key that an earlier version kept in the settings file is moved into the key file (so
+        pseudonyms stay the same) and removed from the settings.
+        """
+        legacy = self._get(LEGACY_KEY_SETTING, "", str)
+        key, moved = load_or_create_key(self.key_path, legacy or None)
+        if legacy:
+            if not moved:
+                logger.warning("an invalid pseudonym key in %s was removed", self.file_name)
+            self._q.remove(LEGACY_KEY_SETTING)
             self._q.sync()
         return key
 

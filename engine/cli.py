@@ -2,6 +2,10 @@
 
 Every subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args)``;
 this table is the only place that lists them (heavy modules are imported only when chosen).
+
+Bad input ends in one line on stderr that names the value and what is allowed, never a
+traceback: exit status 2 for a value the parser refuses, 1 for a :class:`CommandError` raised by
+a subcommand, and 70 (EX_SOFTWARE) for an unexpected error (a bug: ``-v`` shows the traceback).
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import importlib
 import inspect
 import logging
 import sys
+from typing import NoReturn
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -36,7 +41,7 @@ def build_parser(only: str | None = None, argv: list[str] | None = None) -> argp
     """
     from engine import __version__
 
-    parser = argparse.ArgumentParser(prog="cxrscreen", description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(prog="cxrscreen", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cxrscreen {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -46,6 +51,13 @@ def build_parser(only: str | None = None, argv: list[str] | None = None) -> argp
         if only is None or name == only:
             _lazy_arguments(module, p, argv)
     return parser
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _lazy_arguments(module: str, parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
@@ -72,4 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_import_error", None):
         parser.error(f"'{args.command}' is not available: {args._import_error}")
     module = importlib.import_module(args._module)
-    return int(module.run(args) or 0)
+    from engine.cli_args import CommandError
+
+    try:
+        return int(module.run(args) or 0)
+    except CommandError as exc:
+        print(f"cxrscreen {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: one line for the user, the traceback with -v
+        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+        detail = " ".join(str(exc).split())[:300]
+        print(f"cxrscreen {args.command}: internal error {exc.__class__.__name__}: {detail} "
+              "(please report it; -v shows the traceback)", file=sys.stderr)
+        return 70

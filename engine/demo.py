@@ -15,6 +15,7 @@ import csv
 import tempfile
 from pathlib import Path
 
+from engine.cli_args import non_negative_int
 from engine.io import RadiographReadError, read_radiograph, scan_folder
 from engine.synth import write_study
 
@@ -26,27 +27,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the demo's options to its subcommand parser."""
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="write the study into DIR/study (kept); default: a temporary folder, removed afterwards")
-    parser.add_argument("--n-normal", type=_count, default=4, metavar="N", help="normal chests (default 4)")
-    parser.add_argument("--n-abnormal", type=_count, default=4, metavar="N",
+    parser.add_argument("--n-normal", type=non_negative_int, default=4, metavar="N", help="normal chests (default 4)")
+    parser.add_argument("--n-abnormal", type=non_negative_int, default=4, metavar="N",
                         help="chests with a nodule, consolidation or effusion (default 4)")
     parser.add_argument("--size", type=_size, default=256, metavar="PX", help="image side in pixels, 16-4096 (default 256)")
-    parser.add_argument("--seed", type=_count, default=0, help="random seed; the same seed writes the same study (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed; the same seed writes the same study (default 0)")
     parser.add_argument("--formats", nargs="+", choices=("png", "dicom"), default=["png", "dicom"],
                         help="file formats to write (default: png dicom)")
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
 def _size(text: str) -> int:
-    value = _count(text)
+    value = non_negative_int(text)
     if not 16 <= value <= 4096:
         raise argparse.ArgumentTypeError(f"size must be 16 to 4096 pixels, got {text!r}")
     return value
@@ -94,10 +85,14 @@ def read_and_print(folder: Path) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Write the study, read it back, print; 0 when every file was read."""
+    from engine.cli_args import check_output_folder, writing
+
     if args.out is None:
         with tempfile.TemporaryDirectory(prefix="cxrscreen-demo-") as tmp:
             return _demo(Path(tmp), args, kept=False)
-    return _demo(Path(args.out), args, kept=True)
+    check_output_folder(Path(args.out))
+    with writing(Path(args.out)):
+        return _demo(Path(args.out), args, kept=True)
 
 
 def _demo(out: Path, args: argparse.Namespace, kept: bool) -> int:

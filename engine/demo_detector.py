@@ -19,23 +19,43 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from engine.cli_args import finite_float, non_negative_int, positive_int
+
 DEMO_NAME = "Demo detector (synthetic images; not for clinical use)"
+# the training needs a few known normals per module and some held out for calibration
+MIN_NORMALS = 80
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="ONNX", help="detector file to write")
-    parser.add_argument("--epochs", type=int, default=150, help="default: %(default)s")
-    parser.add_argument("--variation", type=float, default=0.5,
+    parser.add_argument("--epochs", type=positive_int, default=150, help="default: %(default)s")
+    parser.add_argument("--variation", type=_variation, default=0.5,
                         help="anatomical variation of the synthetic chests, as in the demo study (default: %(default)s)")
-    parser.add_argument("--normals", type=int, default=160, help="synthetic known normals (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--normals", type=_normals, default=160,
+                        help=f"synthetic known normals, at least {MIN_NORMALS} (default: %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="keep the training data and run here (default: a temp folder)")
     parser.add_argument("--progress", choices=("auto", "json", "bar", "none"), default="auto")
     parser.add_argument("--overwrite", action="store_true")
 
 
+def _normals(text: str) -> int:
+    value = positive_int(text)
+    if value < MIN_NORMALS:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_NORMALS} synthetic normals, got {text!r}")
+    return value
+
+
+def _variation(text: str) -> float:
+    value = finite_float(text)
+    if not 0.0 <= value <= 2.0:
+        raise argparse.ArgumentTypeError(f"must be an anatomical variation from 0 to 2, got {text!r}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
-    from engine.datasets import from_folders
+    from engine.cli_args import CommandError, check_output_file, check_output_folder, writing
+    from engine.datasets import DataError, from_folders
     from engine.export import export_run
     from engine.methods.ddad import Config
     from engine.preprocess import PreprocessSpec
@@ -44,9 +64,10 @@ def run(args: argparse.Namespace) -> int:
     from engine.synth import write_study
     from engine.train import run_training
 
-    if args.out.exists() and not args.overwrite:
-        raise SystemExit(f"{args.out} exists; pass --overwrite to replace it")
-    with tempfile.TemporaryDirectory(prefix="cxrscreen-demo-") as tmp:
+    check_output_file(args.out, args.overwrite)
+    if args.work is not None:
+        check_output_folder(args.work, "--work")
+    with writing(args.out), tempfile.TemporaryDirectory(prefix="cxrscreen-demo-") as tmp:
         work = args.work or Path(tmp)
         progress = Progress(args.progress)
         progress.message("writing synthetic training images")
@@ -59,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
         data = from_folders(work / "normal", work / "unlabeled")
         config = Config(backbone="ae-u", members=2, epochs=args.epochs, seed=args.seed, preprocess=PreprocessSpec(size=64), score_type="rec")
         with StopRequest() as stop:
-            outcome = run_training("ddad", config, data, work / "run", progress, stop)
+            try:
+                outcome = run_training("ddad", config, data, work / "run", progress, stop)
+            except DataError as exc:
+                raise CommandError(f"the synthetic training set cannot train the demo detector: {exc}") from None
         if outcome.status != "done":
             return 3
         report = export_run(work / "run", args.out, name=DEMO_NAME, overwrite=args.overwrite)

@@ -202,6 +202,8 @@ class DetectorMetadata:
     @classmethod
     def from_json(cls, text: str) -> "DetectorMetadata":
         d = json.loads(text)
+        if not isinstance(d, dict):
+            raise ValueError(f"metadata must be a JSON object, got {type(d).__name__}")
         if d.get("schema") != SCHEMA_VERSION:
             raise ValueError(f"unsupported detector metadata schema {d.get('schema')!r} (this version reads {SCHEMA_VERSION})")
         return cls(
@@ -235,7 +237,9 @@ def read_metadata(path: Path | str) -> DetectorMetadata:
         raise DetectorError(path, f"ONNX file has no '{METADATA_KEY}' metadata: not a cxrscreen detector")
     try:
         return DetectorMetadata.from_json(props[METADATA_KEY])
-    except (KeyError, ValueError, TypeError) as exc:
+    except KeyError as exc:
+        raise DetectorError(path, f"invalid detector metadata: no field {exc}") from exc
+    except (ValueError, TypeError, AttributeError) as exc:  # a field of the wrong JSON type
         raise DetectorError(path, f"invalid detector metadata: {exc}") from exc
 
 
@@ -314,6 +318,16 @@ class Detector:
                 self.path,
                 f"graph must take '{INPUT_NAME}' and return '{SCORE_NAME}' and '{HEATMAP_NAME}'; "
                 f"it takes {sorted(inputs)} and returns {sorted(outputs)}",
+            )
+        shape = list(inputs[INPUT_NAME].shape)
+        s = self.meta.input_size
+        # symbolic axes (e.g. the batch) are strings or None; fixed ones must match the metadata
+        expected = [None, 1, s, s]
+        if len(shape) != 4 or any(isinstance(g, int) and e is not None and g != e for g, e in zip(shape, expected)):
+            raise DetectorError(
+                self.path,
+                f"graph input '{INPUT_NAME}' has shape {shape} but the metadata's preprocess size is {s} "
+                f"(expected [batch, 1, {s}, {s}])",
             )
 
     @property

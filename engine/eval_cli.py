@@ -16,38 +16,64 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.cli_args import int_range, non_negative_int, open_probability
+from engine.csv_safe import csv_text
+
 logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True, metavar="ONNX", help="detector file")
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--labels", type=Path, metavar="CSV", help="CSV with path,label (0 normal, 1 abnormal, empty unknown)")
+    src.add_argument("--labels", type=Path, metavar="CSV",
+                     help="CSV with path,label (0 normal, 1 abnormal, empty unknown: not evaluated, counted and reported)")
     src.add_argument("--split", type=Path, metavar="JSON", help="a development split file (with --part)")
     parser.add_argument("--part", default="dev_test", help="labelled part of --split (default: %(default)s)")
     parser.add_argument("--root", type=Path, metavar="DIR", help="folder the paths are relative to")
     parser.add_argument("--out", type=Path, default=Path("eval_report.json"), metavar="JSON",
                         help="report file; the scores CSV and the PNG go beside it (default: %(default)s)")
-    parser.add_argument("--specificity", type=float, default=0.95,
+    parser.add_argument("--specificity", type=open_probability, default=0.95,
                         help="operating point on the detector's calibration normals (default: %(default)s)")
-    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--bootstrap", type=int_range(1, 100_000), default=2000,
+                        help="bootstrap resamples, 1 to 100000 (default: %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--batch-size", type=int_range(1, 4096), default=64, help="1 to 4096 (default: %(default)s)")
     parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto")
 
 
 def run(args: argparse.Namespace) -> int:
     from engine.atomic import atomic_path, atomic_write_text
+    from engine.cli_args import CommandError, check_not_an_input, check_output_file, writing
     from engine.detector import Detector, DetectorError
     from engine.evaluate import LabelsError, evaluation_report, plot_report, read_labels_csv, read_split_part
     from engine.scoring import iter_scores
 
+    if args.root is not None and not args.root.is_dir():
+        raise CommandError(f"--root {args.root} is not a folder")
+    out = args.out
+    outputs = [out, out.with_suffix(".scores.csv"), out.with_suffix(".png")]
+    for path in outputs:
+        check_output_file(path, overwrite=True)
+    check_not_an_input(outputs, {"--labels": args.labels, "--split": args.split, "--model": args.model})
     try:
         data = read_labels_csv(args.labels, args.root) if args.labels else read_split_part(args.split, args.part, args.root)
+    except LabelsError as exc:
+        raise CommandError(f"{'--labels' if args.labels else '--split'} {exc}") from None
+    n_abnormal = int(data.labels.sum())
+    if n_abnormal in (0, len(data.labels)):
+        raise CommandError(f"{'--labels' if args.labels else '--split'} {args.labels or args.split}: an evaluation needs "
+                           f"both normal (0) and abnormal (1) images; it has {len(data.labels) - n_abnormal} normal and "
+                           f"{n_abnormal} abnormal")
+    try:
         detector = Detector(args.model, provider=args.provider)
-    except (LabelsError, DetectorError, OSError, ValueError) as exc:
-        logger.error("%s", exc)
-        return 1
+    except DetectorError as exc:
+        raise CommandError(f"--model {exc}") from None
+    if data.unlabelled_lines:
+        # empty = unknown is part of the labels format (a partly reviewed list): evaluate the
+        # labelled rows, but say how many were left out and where, here and in the report
+        lines = ", ".join(map(str, data.unlabelled_lines[:10])) + (", …" if len(data.unlabelled_lines) > 10 else "")
+        print(f"warning: {len(data.unlabelled_lines)} rows of {args.labels} have no label and are not evaluated "
+              f"(lines {lines})", file=sys.stderr)
     print(f"evaluating {detector.meta.name} ({detector.meta.model_id}) on {len(data.paths)} images; "
           f"provider {detector.provider}", file=sys.stderr)
     label_of = dict(zip(data.paths, data.labels.tolist()))
@@ -56,28 +82,31 @@ def run(args: argparse.Namespace) -> int:
         for r in batch:
             (rows if r.score is not None else unreadable).append(r)
     if not rows:
-        logger.error("no image could be read")
-        return 1
+        raise CommandError(f"none of the {len(data.paths)} labelled images could be read"
+                           + (f" (first: {unreadable[0].path}: {unreadable[0].error})" if unreadable else ""))
     y = np.asarray([label_of[r.path] for r in rows])
     s = np.asarray([r.score for r in rows])
     try:
         threshold = detector.calibration.threshold_at_specificity(args.specificity)
         report = evaluation_report(y, s, threshold, args.specificity, n_boot=args.bootstrap, seed=args.seed)
     except ValueError as exc:
-        logger.error("%s", exc)
-        return 1
+        raise CommandError(str(exc)) from None
     report.update(model={"id": detector.meta.model_id, "name": detector.meta.name, "method": detector.meta.method,
                          "backbone": detector.meta.backbone, "score_type": detector.meta.score_type},
                   provider=detector.provider, labels=str(args.labels or f"{args.split}:{args.part}"),
-                  unreadable=[{"path": str(r.path), "reason": r.error} for r in unreadable])
-    out = args.out
-    atomic_write_text(out, json.dumps(report, indent=2))
-    with atomic_path(out.with_suffix(".scores.csv")) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+                  unreadable=[{"path": str(r.path), "reason": r.error} for r in unreadable],
+                  unlabelled={"count": len(data.unlabelled_lines), "lines": list(data.unlabelled_lines)})
+    # the figure and the table first, the report last: a report on disk means all three were written
+    with writing(out.with_suffix(".png")):
+        plot_report(y, s, report, out.with_suffix(".png"), f"{detector.meta.name} — {report['labels']}")
+    with writing(out.with_suffix(".scores.csv")), atomic_path(out.with_suffix(".scores.csv")) as tmp, \
+            open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["path", "label", "score", "percentile_among_normals"])
         for r in rows:
-            w.writerow([str(r.path), label_of[r.path], f"{r.score:.8g}", f"{r.percentile:.2f}"])
-    plot_report(y, s, report, out.with_suffix(".png"), f"{detector.meta.name} — {report['labels']}")
+            w.writerow([csv_text(str(r.path)), label_of[r.path], f"{r.score:.8g}", f"{r.percentile:.2f}"])
+    with writing(out):
+        atomic_write_text(out, json.dumps(report, indent=2))
     a, ap = report["auroc"], report["ap"]
     op = report["operating_points"]["normals"]
     print(f"AUROC {a['value']:.4f} [{a['ci95'][0]:.4f}, {a['ci95'][1]:.4f}]  AP {ap['value']:.4f} "

@@ -26,37 +26,58 @@ class LabelsError(ValueError):
 
 @dataclass(frozen=True)
 class LabelledSet:
+    """Labelled images, and the rows that had no label (not evaluated).
+
+    Attributes:
+        paths: the labelled files.
+        labels: (N,) 0 normal / 1 abnormal.
+        unlabelled_lines: line numbers of the labels file whose label was empty.
+    """
+
     paths: list[Path]
     labels: np.ndarray  # (N,) 0/1
+    unlabelled_lines: tuple[int, ...] = ()
 
 
 def read_labels_csv(csv_path: Path, root: Path | None = None) -> LabelledSet:
-    """Rows ``path,label`` (header required; other columns ignored; empty label = unknown, skipped).
+    """Rows ``path,label`` (header required; other columns ignored; empty label = unknown, not evaluated).
 
-    Paths are relative to ``root`` (default: the CSV's folder) unless absolute.
+    Paths are relative to ``root`` (default: the CSV's folder) unless absolute. Rows without a
+    label are counted in :attr:`LabelledSet.unlabelled_lines` for the caller to report.
+
+    Raises:
+        LabelsError: unreadable or not UTF-8, no ``path``/``label`` header, a label other than
+            0, 1 or empty, an empty path, one file with two different labels, or no labelled row.
     """
     csv_path = Path(csv_path)
     root = Path(root) if root is not None else csv_path.parent
     try:
-        with open(csv_path, newline="", encoding="utf-8") as f:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
     except OSError as exc:
         raise LabelsError(f"{csv_path}: cannot read ({exc.strerror})") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise LabelsError(f"{csv_path}: not a UTF-8 CSV file ({exc})") from exc
     if not rows or "path" not in rows[0] or "label" not in rows[0]:
         raise LabelsError(f"{csv_path}: needs a header with 'path' and 'label' columns")
-    paths, labels = [], []
+    label_of: dict[Path, int] = {}
+    unlabelled: list[int] = []
     for i, row in enumerate(rows, start=2):
         lab = (row["label"] or "").strip()
         if lab == "":
+            unlabelled.append(i)
             continue
         if lab not in ("0", "1"):
             raise LabelsError(f"{csv_path}, line {i}: label must be 0, 1 or empty, got {lab!r}")
-        p = Path(row["path"])
-        paths.append(p if p.is_absolute() else root / p)
-        labels.append(int(lab))
-    if not paths:
-        raise LabelsError(f"{csv_path}: no labelled rows")
-    return LabelledSet(paths, np.asarray(labels, dtype=np.int64))
+        text = (row["path"] or "").strip()
+        if not text:
+            raise LabelsError(f"{csv_path}, line {i}: the path is empty")
+        p = Path(text) if Path(text).is_absolute() else root / text
+        if label_of.setdefault(p, int(lab)) != int(lab):
+            raise LabelsError(f"{csv_path}, line {i}: {text} is labelled both 0 and 1")
+    if not label_of:
+        raise LabelsError(f"{csv_path}: no labelled rows ({len(unlabelled)} rows with an empty label)")
+    return LabelledSet(list(label_of), np.asarray(list(label_of.values()), dtype=np.int64), tuple(unlabelled))
 
 
 def read_split_part(split_file: Path, part: str, root: Path | None = None) -> LabelledSet:
@@ -65,8 +86,13 @@ def read_split_part(split_file: Path, part: str, root: Path | None = None) -> La
 
     from engine.datasets import default_split_root
 
-    d = json.loads(Path(split_file).read_text())
-    if part not in d or not isinstance(d[part], dict) or not {"normal", "abnormal"} <= set(d[part]):
+    try:
+        d = json.loads(Path(split_file).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise LabelsError(f"{split_file}: cannot read ({exc.strerror or exc})") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise LabelsError(f"{split_file}: not a JSON split file ({exc})") from exc
+    if not isinstance(d, dict) or part not in d or not isinstance(d[part], dict) or not {"normal", "abnormal"} <= set(d[part]):
         raise LabelsError(f"{split_file}: no part {part!r} with 'normal' and 'abnormal' lists")
     root = Path(root) if root is not None else default_split_root(Path(split_file))
     normal, abnormal = d[part]["normal"], d[part]["abnormal"]

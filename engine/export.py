@@ -10,6 +10,7 @@ inputs, where float32 itself rounds by more than 1e-4).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -78,6 +79,62 @@ def export_graph(scorer: Any, example: Any, path: Path) -> None:
     )
 
 
+def training_summary(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """What a detector's metadata says about its training: counts and content hashes, no paths.
+
+    Hospital folder names often hold patient names, and a detector file travels to other
+    machines: the folders trained on are replaced by their image counts and the hash of the file
+    lists (``file_list_sha256``, names relative to their common folder), a split file by the
+    SHA-256 of its content, the run folder by ``run_sha256`` (its files' names and contents, see
+    :func:`folder_sha256`), and any absolute path in the settings (e.g. a reused run) likewise
+    by the content hash of what it names. The detector card shows these counts and hashes.
+    """
+    data = dict(run.get("data", {}))
+    source = data.pop("source", {}) or {}
+    public_source: dict[str, Any] = {"kind": source.get("kind", "unknown")}
+    if source.get("kind") == "split":
+        split_file = Path(str(source.get("split_file", "")))
+        public_source["split_file_sha256"] = _file_sha256(split_file) if split_file.is_file() else None
+        public_source["anomaly_rate"] = source.get("anomaly_rate")
+    return {
+        **data,
+        "source": public_source,
+        "config": {k: _without_path(v) for k, v in run.get("config", {}).items()},
+        "train_seconds": run.get("train_seconds"),
+        "environment": run.get("environment", {}),
+        "run_sha256": folder_sha256(run_dir),
+    }
+
+
+def _without_path(value: Any) -> Any:
+    """A setting, with an absolute path replaced by the content hash of what it names."""
+    if isinstance(value, str) and value and Path(value).is_absolute():
+        p = Path(value)
+        digest = folder_sha256(p) if p.is_dir() else _file_sha256(p) if p.is_file() else None
+        return f"sha256:{digest}" if digest else "(a path, withheld)"
+    return value
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def folder_sha256(folder: Path) -> str:
+    """SHA-256 over the relative names and contents of a folder's files (temporary ``.part`` files
+    and progress logs excluded), in sorted order: the same run gives the same hash wherever it lies."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel.endswith(".part") or rel.endswith(".jsonl") or rel.endswith(".log"):
+            continue
+        h.update(f"{rel}\0{_file_sha256(path)}\n".encode())
+    return h.hexdigest()
+
+
 def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: str = "",
                tolerance: float = 1e-4, overwrite: bool = False) -> ExportReport:
     """Export ``run_dir`` to ``out`` (atomically; refuses to overwrite unless asked)."""
@@ -88,6 +145,8 @@ def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: st
     t0 = time.monotonic()
     run_dir, out = Path(run_dir), Path(out)
     run = read_run(run_dir)
+    if not isinstance(run, dict):
+        raise RunFolderError(f"{run_dir}: run.json is not a JSON object (got {type(run).__name__}); not a training run folder")
     if run.get("status") != "done":
         raise RunFolderError(f"{run_dir}: training is not finished (status {run.get('status')!r}); run `cxrscreen train` again to resume")
     if out.exists() and not overwrite:
@@ -111,13 +170,7 @@ def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: st
         score_type=score_type,
         preprocess=spec,
         calibration=calibration,
-        training={
-            **run["data"],
-            "config": run["config"],
-            "train_seconds": run.get("train_seconds"),
-            "environment": run.get("environment", {}),
-            "run_dir": str(run_dir.absolute()),
-        },
+        training=training_summary(run, run_dir),
         name=name or f"{run['method'].upper()} {desc['backbone']} ({score_type})",
         software={"cxrscreen": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "opset": str(OPSET)},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -5,6 +5,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from engine.cli_args import positive_float
+
 logger = logging.getLogger(__name__)
 
 
@@ -14,20 +16,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score", dest="score_type", default=None,
                         help="which anomaly map becomes score and heatmap (default: the run's)")
     parser.add_argument("--name", default="", help="a human-readable detector name")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="max ONNX-vs-PyTorch difference (default: %(default)s)")
+    parser.add_argument("--tolerance", type=positive_float, default=1e-4, help="max ONNX-vs-PyTorch difference (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.cli_args import CommandError, check_output_file, writing
     from engine.export import ExportError, export_run
     from engine.train import RunFolderError
 
+    if not args.run_dir.is_dir():
+        raise CommandError(f"RUN_DIR {args.run_dir} is not a folder (give a `cxrscreen train` run folder)")
+    check_output_file(args.out, args.overwrite)
     try:
-        report = export_run(args.run_dir, args.out, score_type=args.score_type, name=args.name,
-                            tolerance=args.tolerance, overwrite=args.overwrite)
-    except (RunFolderError, ExportError, FileExistsError, ValueError) as exc:
-        logger.error("%s", exc)
-        return 1
+        with writing(args.out):
+            report = export_run(args.run_dir, args.out, score_type=args.score_type, name=args.name,
+                                tolerance=args.tolerance, overwrite=args.overwrite)
+    except (RunFolderError, ExportError, FileExistsError) as exc:
+        raise CommandError(str(exc)) from None
+    except (ValueError, KeyError, TypeError) as exc:  # a run folder whose files are malformed
+        raise CommandError(f"RUN_DIR {args.run_dir}: cannot export ({exc.__class__.__name__}: {exc})") from None
     m = report.metadata
     print(f"wrote {report.path} ({report.path.stat().st_size / 2**20:.1f} MiB)\n"
           f"  model id   {m.model_id}\n  method     {m.method} / {m.backbone} / score {m.score_type}\n"

@@ -11,14 +11,24 @@ reason, or null), flushed at once for the first file and then at least every
 The desktop app indexes folders through this command, in a separate process, so that parsing
 thousands of DICOM headers never holds the GIL its event loop needs.
 
-``--format csv --out FILE`` writes a table instead (no patient identifiers: path, format, size,
-bits, photometric interpretation, modality, view, study / series UIDs, frames, error), atomically.
-SIGTERM or Ctrl-C stops after the current file (exit code 3; a CSV is then not written).
+``--format csv --out FILE`` writes a table instead (path, format, size, bits, photometric
+interpretation, modality, view, frames, error), atomically; text cells get the spreadsheet-formula
+guard (:func:`engine.csv_safe.csv_text`).
+
+Identifiers only when asked for: by default the headers carry none of
+:data:`IDENTIFIER_FIELDS` (patient name and id, accession number, study date, study / series /
+SOP instance UIDs: null in JSON lines, no columns in the CSV). ``--identifiers`` includes them
+(the app asks for them, to show them when its user does); an output file that holds them is
+then made readable by its owner only (mode 0600). File paths are written as given.
+
+SIGTERM or Ctrl-C stops after the current file (exit code 3; a CSV is then not written). A PATH
+that does not exist is refused before anything is written (exit code 1).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import logging
 import sys
@@ -26,11 +36,15 @@ import time
 from pathlib import Path
 from typing import IO, Callable
 
+from engine.csv_safe import csv_text
+
 logger = logging.getLogger(__name__)
 
 FLUSH_S = 0.1
 CSV_COLUMNS = ("path", "format", "rows", "columns", "bits_stored", "photometric", "modality", "view_position",
-               "study_uid", "series_uid", "number_of_frames", "error")
+               "number_of_frames", "error")
+# RadiographMeta fields that identify a patient, a study or an image
+IDENTIFIER_FIELDS = ("patient_id", "patient_name", "accession_number", "study_date", "study_uid", "series_uid", "sop_uid")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,25 +53,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output file ('-' = stdout, jsonl only; default: %(default)s)")
     parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="default: %(default)s")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--identifiers", action="store_true",
+                        help="include patient name and id, accession number, study date and UIDs "
+                             "(default: none of them; a file holding them is made owner-only, mode 0600)")
 
 
 def run(args: argparse.Namespace) -> int:
     from engine.atomic import atomic_path
+    from engine.cli_args import check_inputs_and_output, writing
     from engine.stop import StopRequest
 
-    to_stdout = str(args.out) == "-"
-    if to_stdout and args.format != "jsonl":
-        logger.error("--out - (stdout) needs --format jsonl")
-        return 1
-    if not to_stdout and args.out.exists() and not args.overwrite:
-        logger.error("%s exists; pass --overwrite to replace it", args.out)
-        return 1
+    to_stdout = check_inputs_and_output(args.roots, args.out, args.format, args.overwrite)
     with StopRequest() as stop:
         if to_stdout:
-            status, counts = write_index(sys.stdout, args.roots, args.format, lambda: stop.requested)
+            status, counts = write_index(sys.stdout, args.roots, args.format, lambda: stop.requested, args.identifiers)
         else:
-            with atomic_path(args.out, overwrite=args.overwrite) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-                status, counts = write_index(f, args.roots, args.format, lambda: stop.requested)
+            with writing(args.out), atomic_path(args.out, overwrite=args.overwrite, private=args.identifiers) as tmp, \
+                    open(tmp, "w", newline="", encoding="utf-8") as f:
+                status, counts = write_index(f, args.roots, args.format, lambda: stop.requested, args.identifiers)
                 if status == "stopped":
                     raise SystemExit(_stopped(counts, args.out))  # leaves the atomic block: nothing written
     print(f"{status}: {counts['count']} image files, {counts['unreadable']} unreadable, {counts['seconds']:.1f} s"
@@ -70,16 +83,22 @@ def _stopped(counts: dict, out: Path) -> int:
     return 3
 
 
-def write_index(f: IO[str], roots: list[Path], fmt: str, should_stop: Callable[[], bool]) -> tuple[str, dict]:
-    """Scan ``roots`` and write every file's entry to ``f``; returns the status and the counts."""
+def write_index(f: IO[str], roots: list[Path], fmt: str, should_stop: Callable[[], bool],
+                identifiers: bool = False) -> tuple[str, dict]:
+    """Scan ``roots`` and write every file's entry to ``f``; returns the status and the counts.
+
+    Args:
+        identifiers: include :data:`IDENTIFIER_FIELDS` (otherwise null in JSON, no CSV columns).
+    """
     from engine.io import scan_folder
     from engine.io.meta_json import meta_to_json
 
     t0 = time.monotonic()
     counts = {"count": 0, "unreadable": 0}
+    columns = CSV_COLUMNS[:-1] + (IDENTIFIER_FIELDS if identifiers else ()) + CSV_COLUMNS[-1:]
     if fmt == "csv":
         writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(columns)
     else:
         f.write(json.dumps({"event": "start", "roots": [str(r) for r in roots]}) + "\n")
         f.flush()
@@ -88,11 +107,15 @@ def write_index(f: IO[str], roots: list[Path], fmt: str, should_stop: Callable[[
     for item in scan_folder(roots):
         reason = item.error.reason if item.error is not None else None
         meta = item.meta
+        if meta is not None and not identifiers:
+            meta = dataclasses.replace(meta, **dict.fromkeys(IDENTIFIER_FIELDS))
         if fmt == "csv":
-            writer.writerow([str(item.path)] + ([""] * (len(CSV_COLUMNS) - 2) if meta is None else [
+            cells = [""] * (len(columns) - 2) if meta is None else [
                 meta.format, meta.rows, meta.columns, _blank(meta.bits_stored), _blank(meta.photometric),
-                _blank(meta.modality), _blank(meta.view_position), _blank(meta.study_uid), _blank(meta.series_uid),
-                meta.number_of_frames]) + [reason or ""])
+                _blank(meta.modality), _blank(meta.view_position), meta.number_of_frames,
+                *(_blank(getattr(meta, name)) for name in (IDENTIFIER_FIELDS if identifiers else ()))]
+            writer.writerow([csv_text(str(item.path))] + [csv_text(c) if isinstance(c, str) else c for c in cells]
+                            + [csv_text(reason or "")])
         else:
             f.write(json.dumps({"event": "record", "seq": counts["count"], "path": str(item.path),
                                 "meta": None if meta is None else meta_to_json(meta), "error": reason}) + "\n")

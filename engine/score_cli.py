@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 from typing import IO
 
+from engine.cli_args import finite_float, int_range, open_probability, read_path_list
+from engine.csv_safe import csv_text
+
 logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("path", "score", "percentile_among_normals", "flagged", "threshold", "operating_point",
@@ -32,16 +35,17 @@ CSV_COLUMNS = ("path", "score", "percentile_among_normals", "flagged", "threshol
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", type=Path, nargs="*", metavar="FOLDER", help="folders and/or files to score")
-    parser.add_argument("--paths-from", type=Path, metavar="FILE", help="also score the files listed in FILE ('-' = stdin)")
+    parser.add_argument("--paths-from", type=Path, metavar="FILE",
+                        help="also score the files listed in FILE, one per line, UTF-8 ('-' = stdin)")
     parser.add_argument("--model", type=Path, required=True, metavar="ONNX", help="detector file")
     parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="results file ('-' = stdout, jsonl only)")
     parser.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="default: %(default)s")
     op = parser.add_mutually_exclusive_group()
-    op.add_argument("--specificity", type=float, default=0.95,
+    op.add_argument("--specificity", type=open_probability, default=0.95,
                     help="flag above the score that this fraction of calibration normals stay below (default: %(default)s)")
-    op.add_argument("--threshold", type=float, default=None, help="flag above this raw score instead")
-    parser.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
-    parser.add_argument("--workers", type=int, default=2, help="decoding threads (default: %(default)s)")
+    op.add_argument("--threshold", type=finite_float, default=None, help="flag above this raw score instead")
+    parser.add_argument("--batch-size", type=int_range(1, 4096), default=32, help="1 to 4096 (default: %(default)s)")
+    parser.add_argument("--workers", type=int_range(1, 64), default=2, help="decoding threads, 1 to 64 (default: %(default)s)")
     parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto", help="default: %(default)s")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing results file")
 
@@ -63,33 +67,26 @@ def _inputs(args: argparse.Namespace) -> tuple[list[Path], list[tuple[Path, str]
             else:
                 paths.append(Path(item.path))
     if args.paths_from is not None:
-        stream = sys.stdin if str(args.paths_from) == "-" else open(args.paths_from, encoding="utf-8")
-        with stream:
-            paths += [Path(line.rstrip("\n")) for line in stream if line.strip()]
+        paths += read_path_list(args.paths_from)
     return paths, unreadable
 
 
 def run(args: argparse.Namespace) -> int:
     from engine.atomic import atomic_path
+    from engine.cli_args import CommandError, check_inputs_and_output, check_not_an_input, writing
     from engine.detector import Detector, DetectorError
     from engine.scoring import iter_scores
     from engine.stop import StopRequest
 
-    to_stdout = str(args.out) == "-"
-    if to_stdout and args.format != "jsonl":
-        logger.error("--out - (stdout) needs --format jsonl")
-        return 1
     if not args.folder and args.paths_from is None:
-        logger.error("give folders or files to score, or --paths-from FILE")
-        return 1
-    if not to_stdout and args.out.exists() and not args.overwrite:
-        logger.error("%s exists; pass --overwrite to replace it", args.out)
-        return 1
+        raise CommandError("give folders or files to score, or --paths-from FILE")
+    to_stdout = check_inputs_and_output(args.folder, args.out, args.format, args.overwrite)
+    if not to_stdout:
+        check_not_an_input([args.out], {"--model": args.model, "--paths-from": args.paths_from})
     try:
         detector = Detector(args.model, provider=args.provider)
     except DetectorError as exc:
-        logger.error("%s", exc)
-        return 1
+        raise CommandError(f"--model {exc}") from None
     if args.threshold is not None:
         threshold, op_name = float(args.threshold), "raw threshold"
     else:
@@ -106,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
             status = _write(sys.stdout, args, detector, paths, unreadable, threshold, op_name, counts, stop, iter_scores)
         else:
             try:
-                with atomic_path(args.out, overwrite=args.overwrite) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+                with writing(args.out), atomic_path(args.out, overwrite=args.overwrite) as tmp, \
+                        open(tmp, "w", newline="", encoding="utf-8") as f:
                     status = _write(f, args, detector, paths, unreadable, threshold, op_name, counts, stop, iter_scores)
                     if status == "stopped":
                         raise _Stopped  # an incomplete CSV must not look like a complete one
@@ -126,11 +124,11 @@ def _write(f: IO[str], args, detector, paths, unreadable, threshold: float, op_n
     if args.format == "csv":
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
-        common = (f"{threshold:.8g}", op_name, meta.model_id, meta.name)
+        common = (f"{threshold:.8g}", op_name, csv_text(meta.model_id), csv_text(meta.name))
 
         def emit(path: Path, score, pct, flagged, error) -> None:
-            writer.writerow([str(path), "" if score is None else f"{score:.8g}", "" if pct is None else f"{pct:.2f}",
-                             "" if flagged is None else int(flagged), *common, error or ""])
+            writer.writerow([csv_text(str(path)), "" if score is None else f"{score:.8g}", "" if pct is None else f"{pct:.2f}",
+                             "" if flagged is None else int(flagged), *common, csv_text(error or "")])
     else:
         def line(obj: dict) -> None:
             f.write(json.dumps(obj) + "\n")

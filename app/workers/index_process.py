@@ -89,7 +89,8 @@ class FolderIndexer(QObject):
             self.engine = EngineProcess(self._command, parent=self)
             self.engine.events.connect(self._on_events)
             self.engine.finished.connect(self._on_process_finished)
-            self.engine.start(["index", *[str(r) for r in self.roots]])
+            # the app holds identifiers in memory and shows them only when its user asks
+            self.engine.start(["index", "--identifiers", *[str(r) for r in self.roots]])
 
     def request_stop(self) -> None:
         """Stop both scanners (returns at once); ``indexing_done(count, True)`` follows."""

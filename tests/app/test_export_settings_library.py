@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
+import os
 from pathlib import Path
 
 import pytest
 
 from app.detector_card import card_sections
-from app.export import COLUMNS, ExportContext, export_rows, select_records, write_export
+from app.export import COLUMNS, ExportContext, export_path, export_rows, select_records, write_export
 from app.library import ModelLibrary
 from app.pseudonym import key_fingerprint, new_key, pseudonymise
 from app.records import CaseRecord, CaseScore
@@ -65,7 +67,10 @@ def test_export_rows_hide_identifiers_and_neutralise_formulas(tiny_detector: Pat
     with pytest.raises(FileExistsError):
         write_export(out, rows)  # never over an existing file unless told
     back = list(csv.DictReader(out.open(encoding="utf-8-sig")))
-    assert back[1]["path"] == "/d/=cmd.png"  # a path is not a formula unless it starts with one
+    # without identifiers the path is relative to the opened folder (here none: the file name),
+    # and that starts with "=": guarded
+    assert back[1]["path"] == "'=cmd.png"
+    assert real[1]["path"] == "/d/=cmd.png"  # the full path is not a formula: it starts with "/"
 
 
 def test_formula_cells_are_prefixed(tiny_detector: Path) -> None:
@@ -94,6 +99,65 @@ def test_settings_round_trip_and_bad_values(settings_path: Path) -> None:
     assert t.heatmap_opacity == 0.6 and t.provider == "auto"
     with pytest.raises(ValueError):
         t.set_provider("tpu")  # type: ignore[arg-type]
+
+
+def test_pseudonym_key_lives_in_its_own_private_file(settings_path: Path) -> None:
+    s = AppSettings(settings_path)
+    key = s.pseudonym_key()
+    s.sync()
+    assert s.key_path == settings_path.parent / "pseudonym.key"
+    assert os.stat(s.key_path).st_mode & 0o777 == 0o600
+    assert not settings_path.exists() or key.hex() not in settings_path.read_text()
+    assert AppSettings(settings_path).pseudonym_key() == key
+    os.chmod(s.key_path, 0o644)  # made readable by someone: back to owner-only, same key
+    assert AppSettings(settings_path).pseudonym_key() == key and os.stat(s.key_path).st_mode & 0o777 == 0o600
+
+
+def test_a_key_kept_in_the_settings_moves_to_the_key_file(settings_path: Path) -> None:
+    legacy = bytes(range(100, 132))
+    old = AppSettings(settings_path)
+    old._q.setValue("privacy/pseudonym_key", legacy.hex())  # where version 0.1 kept it
+    old.sync()
+    assert legacy.hex() in settings_path.read_text()
+    s = AppSettings(settings_path)
+    assert s.pseudonym_key() == legacy  # the same pseudonyms as before the move
+    s.sync()
+    assert legacy.hex() not in settings_path.read_text()
+    assert s.key_path.read_text().strip() == legacy.hex() and os.stat(s.key_path).st_mode & 0o777 == 0o600
+    assert AppSettings(settings_path).pseudonym_key() == legacy
+
+
+def test_export_paths_are_relative_with_identifying_parts_pseudonymised(tiny_detector: Path, tmp_path: Path) -> None:
+    root = Path("/data/hospital")
+    ctx = dataclasses.replace(_ctx(tiny_detector), roots=(Path("/data"), root))
+    meta = RadiographMeta(path=Path("x"), format="dicom", rows=4, columns=4, patient_id="MRN77", patient_name="SMITH^JOHN",
+                          accession_number="ACC991", study_date="20240131")
+    cases = {
+        root / "chest" / "IM-0001.dcm": "chest/IM-0001.dcm",  # nothing identifying: kept
+        root / "1.2.840.113619.2.55.3.6" / "1.2.840.113619.2.55.3.6.1.dcm": None,  # UIDs
+        root / "DOE^JANE" / "a.png": None,  # a DICOM person name
+        root / "2024" / "12345678" / "a.png": None,  # a long number (an id, a birth date)
+        root / "Smith John" / "a.png": None,  # the case's patient name
+        root / "MRN77_chest" / "a.png": None,  # the case's patient id
+        Path("/elsewhere/ACC991.dcm"): None,  # outside the opened folders: the file name only
+    }
+    for path, expected in cases.items():
+        got = export_path(path, meta, ctx)
+        assert not got.startswith("/") and "/data" not in got and "hospital" not in got
+        if expected is not None:
+            assert got == expected
+        else:
+            for word in ("1.2.840", "DOE", "JANE", "12345678", "Smith", "MRN77", "ACC991", "elsewhere"):
+                assert word not in got, (path, got)
+            assert "F-" in got
+    assert export_path(root / "1.2.3.4.5" / "a.dcm", meta, ctx) == export_path(root / "1.2.3.4.5" / "a.dcm", meta, ctx)
+    assert export_path(root / "1.2.3.4.5.dcm", meta, ctx).endswith(".dcm")  # the extension stays
+    assert export_path(root / "2024" / "12345678" / "a.png", meta, ctx).startswith("2024/F-")
+    shown = dataclasses.replace(ctx, include_identifiers=True)
+    assert export_path(root / "DOE^JANE" / "a.png", meta, shown) == "/data/hospital/DOE^JANE/a.png"
+    out = tmp_path / "with_ids.csv"
+    write_export(out, export_rows(_records(ctx.model.model_id), shown))
+    assert os.stat(out).st_mode & 0o777 == 0o600  # a file with identifiers: owner only
 
 
 def test_model_library_adds_and_lists(tiny_detector: Path, tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
-"""Atomic writes keep the old file on failure; progress lines are JSON with ETA."""
+"""Atomic writes keep the old file on failure and honour the umask (0600 only when private); progress lines are JSON with ETA."""
 from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 
 import pytest
 
@@ -65,3 +67,46 @@ def test_bar_mode_writes_to_stderr_only():
     p.finish("done")
     assert out.getvalue() == ""
     assert "50.0%" in err.getvalue() and "epoch 1/2" in err.getvalue()
+
+
+@pytest.fixture(params=[0o022, 0o077], ids=["umask022", "umask077"])
+def umask(request):
+    """Run the test under a umask (restored afterwards)."""
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_atomic_files_honour_the_umask_unless_private(tmp_path, umask):
+    atomic_write_text(tmp_path / "report.json", "{}")
+    assert _mode(tmp_path / "report.json") == 0o666 & ~umask  # 0644 under 022, 0600 under 077
+    atomic_write_text(tmp_path / "keys.txt", "secret", private=True)
+    assert _mode(tmp_path / "keys.txt") == 0o600  # whatever the umask
+    (tmp_path / "old.csv").write_text("old")
+    os.chmod(tmp_path / "old.csv", 0o600)
+    atomic_write_text(tmp_path / "old.csv", "new")  # a replaced file gets the umask's mode too
+    assert _mode(tmp_path / "old.csv") == 0o666 & ~umask
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_command_outputs_honour_the_umask(tiny_detector, tmp_path, umask, capsys):
+    """Score and index tables, an eval report with its CSV and figure: 0666 & ~umask; an index
+    with identifiers: 0600."""
+    from engine.cli import main
+    from engine.synth import write_study
+
+    write_study(tmp_path / "s", 2, 1, size=48, formats=("png",), seed=0)
+    assert main(["score", str(tmp_path / "s"), "--model", str(tiny_detector), "--out", str(tmp_path / "r.csv")]) == 0
+    assert main(["index", str(tmp_path / "s"), "--format", "csv", "--out", str(tmp_path / "i.csv")]) == 0
+    assert main(["index", str(tmp_path / "s"), "--identifiers", "--out", str(tmp_path / "ids.jsonl")]) == 0
+    assert main(["eval", "--model", str(tiny_detector), "--labels", str(tmp_path / "s" / "labels.csv"),
+                 "--out", str(tmp_path / "e.json"), "--bootstrap", "10"]) == 0
+    capsys.readouterr()
+    for name in ("r.csv", "i.csv", "e.json", "e.scores.csv", "e.png"):
+        assert _mode(tmp_path / name) == 0o666 & ~umask, name
+    assert _mode(tmp_path / "ids.jsonl") == 0o600

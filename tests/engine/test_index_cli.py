@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from engine.cli import main as cli_main
+from engine.index_cli import IDENTIFIER_FIELDS
 from engine.io import WindowPreset, scan_folder
 from engine.io.dicom_write import write_dicom
 from engine.io.meta_json import meta_from_json, meta_to_json
@@ -69,7 +70,7 @@ def test_malformed_header_json_is_refused(folder: Path, change, message: str) ->
 
 
 def test_jsonl_stream_matches_scan_folder(folder: Path, capsys) -> None:
-    assert cli_main(["index", str(folder)]) == 0
+    assert cli_main(["index", "--identifiers", str(folder)]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[0] == {"event": "start", "roots": [str(folder)]}
     records = [ev for ev in lines if ev["event"] == "record"]
@@ -85,11 +86,22 @@ def test_jsonl_stream_matches_scan_folder(folder: Path, capsys) -> None:
     assert lines[-1]["event"] == "done" and lines[-1]["count"] == 3 and lines[-1]["unreadable"] == 1
 
 
+def test_jsonl_has_identifiers_only_when_asked(folder: Path, capsys) -> None:
+    assert cli_main(["index", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "P-123" not in out and "Doe" not in out
+    meta = next(json.loads(line)["meta"] for line in out.splitlines() if 'a.dcm"' in line)
+    assert all(meta[name] is None for name in IDENTIFIER_FIELDS)
+    assert meta["photometric"] == "MONOCHROME1" and meta["window_presets"][1]["name"] == "bone"  # the rest is kept
+    assert cli_main(["index", "--identifiers", str(folder)]) == 0
+    assert "P-123" in capsys.readouterr().out
+
+
 def test_csv_has_no_patient_identifiers_and_refuses_to_overwrite(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "index.csv"
     assert cli_main(["index", str(folder), "--format", "csv", "--out", str(out)]) == 0
     text = out.read_text()
-    assert "P-123" not in text and "Doe" not in text
+    assert "P-123" not in text and "Doe" not in text and "uid" not in text.splitlines()[0]
     rows = list(csv.DictReader(text.splitlines()))
     assert [Path(r["path"]).name for r in rows] == ["a.dcm", "b.png", "c.png"]
     assert rows[0]["photometric"] == "MONOCHROME1" and rows[0]["rows"] == "48" and rows[0]["bits_stored"] == "12"
