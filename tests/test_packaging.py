@@ -1,8 +1,9 @@
 """Install profiles (pyproject.toml): what each profile declares, and the base profile run
 without torch.
 
-The base profile is declared in ``[tool.cxrscreen.base-profile]``: its modules are imported,
-and its commands run, in fresh interpreters where every package that only the ``[engine]``
+pyproject.toml's ``[tool.cxrscreen.profiles]`` declares which modules need the ``[engine]``
+extra (packaging/profiles.py reads it); every other module belongs to the base profile. The base
+modules are imported, and the base commands run, in fresh interpreters where every package that only the ``[engine]``
 extra brings (torch, torchvision, timm, onnxscript, scikit-image, matplotlib and their own
 dependencies, computed from the installed metadata) cannot be imported. A ``sitecustomize``
 module installs that block, so it holds in every process the test starts, including the
@@ -12,6 +13,7 @@ imported.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import subprocess
@@ -33,7 +35,10 @@ except ModuleNotFoundError:  # Python 3.10: pytest itself depends on tomli there
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 PROJECT = PYPROJECT["project"]
-BASE = PYPROJECT["tool"]["cxrscreen"]["base-profile"]
+_spec = importlib.util.spec_from_file_location("cxrscreen_profiles", REPO / "packaging" / "profiles.py")
+profiles = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(profiles)
+ENGINE_PATTERNS = profiles.profiles_table()["engine-modules"]
 FIRST_PARTY = ("app", "engine", "models")
 ORT_BUILDS = {"onnxruntime", "onnxruntime-gpu"}
 # (sys_platform, platform_system, platform_machine, os_name) of the platforms every profile must install on
@@ -120,26 +125,26 @@ def _distributions_of(module: str) -> set[str]:
     return {canonicalize_name(d) for d in metadata.packages_distributions().get(module, [])}
 
 
-def _expand(patterns: list[str]) -> list[Path]:
-    """The source files of the declared modules ("NAME.*": the package and everything under it)."""
-    files = []
-    for pattern in patterns:
-        rel = Path(*pattern.removesuffix(".*").split("."))
-        if pattern.endswith(".*"):
-            files += sorted((REPO / rel).rglob("*.py"))
-        elif (REPO / rel).is_dir():
-            files.append(REPO / rel / "__init__.py")
-        else:
-            files.append(REPO / rel.with_suffix(".py"))
-    return files
+def _source(module: str) -> Path:
+    rel = REPO / Path(*module.split("."))
+    return rel / "__init__.py" if rel.is_dir() else rel.with_suffix(".py")
+
+
+def test_the_profiles_table_matches_the_source_tree() -> None:
+    modules = profiles.all_modules()
+    assert len(modules) > 80 and "app.main_window" in modules and "engine.scoring" in modules
+    for pattern in ENGINE_PATTERNS:  # a pattern that matches nothing is stale
+        assert any(profiles.is_engine_module(m, [pattern]) for m in modules), pattern
+    engine = set(profiles.engine_modules())
+    assert {"models.ddad", "engine.train", "engine.methods.ddad.recipe"} <= engine
+    assert not engine & {"engine.methods", "engine.methods.ddad", "engine.detector", "engine.cli", "engine.train_cli"}
+    assert not [m for m in engine if m.startswith("app")]
 
 
 def test_every_imported_package_is_declared_and_the_base_modules_need_only_the_base_profile() -> None:
     declared_base = {canonicalize_name(r.name) for r in _requirements("cpu", "gpu")}
     declared_any = declared_base | {canonicalize_name(r.name) for r in _requirements(*PROJECT["optional-dependencies"])}
-    base_files = {f.resolve() for f in _expand(BASE["modules"])}
-    missing_files = [str(f) for f in base_files if not f.is_file()]
-    assert not missing_files, f"[tool.cxrscreen.base-profile] names modules that do not exist: {missing_files}"
+    base_files = {_source(m).resolve() for m in profiles.base_modules()}
     undeclared, not_base = [], []
     files = sorted(f for top in FIRST_PARTY for f in (REPO / top).rglob("*.py"))
     assert len(files) > 80
@@ -229,56 +234,35 @@ def _reports(report: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(report.glob("*.json"))]
 
 
-def _declared(module: str, methods: set[str]) -> bool:
-    for pattern in BASE["modules"]:
-        if module == pattern or (pattern.endswith(".*") and (module == pattern[:-2] or module.startswith(pattern[:-1]))):
-            return True
-    return module in methods
-
-
 IMPORT_ALL = textwrap.dedent("""
-    import importlib, json, pkgutil, sys
-    patterns = json.loads(sys.argv[1])
+    import importlib, json, sys
     failed = {}
-    for pattern in patterns:
-        name = pattern.removesuffix(".*")
+    for name in json.loads(sys.argv[1]):
         try:
-            mod = importlib.import_module(name)
-            if pattern.endswith(".*"):
-                for info in pkgutil.walk_packages(mod.__path__, name + "."):
-                    try:
-                        importlib.import_module(info.name)
-                    except Exception as exc:
-                        failed[info.name] = f"{exc.__class__.__name__}: {exc}"
+            importlib.import_module(name)
         except Exception as exc:
             failed[name] = f"{exc.__class__.__name__}: {exc}"
-    from engine.methods import METHODS
-    for module in METHODS.values():
-        try:
-            importlib.import_module(module)
-        except Exception as exc:
-            failed[module] = f"{exc.__class__.__name__}: {exc}"
     import engine
-    print(json.dumps({"failed": failed, "engine": engine.__file__, "methods": sorted(METHODS.values())}))
+    print(json.dumps({"failed": failed, "engine": engine.__file__}))
 """)
 
 
 @pytest.mark.slow
 def test_every_base_module_imports_without_the_engine_extra(no_engine_env) -> None:
     env, report = no_engine_env
-    r = subprocess.run([sys.executable, "-c", IMPORT_ALL, json.dumps(BASE["modules"])], env=env, cwd=REPO,
+    base = profiles.base_modules()
+    r = subprocess.run([sys.executable, "-c", IMPORT_ALL, json.dumps(base)], env=env, cwd=REPO,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.splitlines()[-1])
     assert Path(out["engine"]).resolve().is_relative_to(REPO), out["engine"]
     assert not out["failed"], "base-profile modules that do not import without the [engine] extra:\n" + "\n".join(
         f"{k}: {v}" for k, v in out["failed"].items())
-    (rep,) = [x for x in _reports(report) if x["argv"] == ["-c", json.dumps(BASE["modules"])]]
+    (rep,) = [x for x in _reports(report) if x["argv"] == ["-c", json.dumps(base)]]
     assert not rep["blocked_loaded"]
-    assert len([m for m in rep["first_party"] if m.startswith("app.")]) > 40
-    methods = set(out["methods"])
-    stray = [m for m in rep["first_party"] if not _declared(m, methods)]
-    assert not stray, f"imported by base-profile modules but not in [tool.cxrscreen.base-profile]: {stray}"
+    assert set(base) <= set(rep["first_party"])
+    stray = [m for m in rep["first_party"] if profiles.is_engine_module(m, ENGINE_PATTERNS)]
+    assert not stray, f"base modules import modules that need the [engine] extra: {stray}"
 
 
 def _engine(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
@@ -292,7 +276,8 @@ def test_base_commands_and_the_app_run_without_the_engine_extra(no_engine_env, t
     env, report = no_engine_env
     for old in report.glob("*.json"):
         old.unlink()
-    for command in BASE["commands"]:
+    commands = profiles.base_commands()
+    for command in commands:
         r = _engine([command, "--help"], env, tmp_path)
         assert r.returncode == 0 and "usage: cxrscreen" in r.stdout, (command, r.stderr[-2000:])
     r = _engine(["--help"], env, tmp_path)
@@ -317,10 +302,8 @@ def test_base_commands_and_the_app_run_without_the_engine_extra(no_engine_env, t
     assert "5 scored" in r.stdout and "torch loaded: False" in r.stdout, r.stdout
     reports = _reports(report)
     # this test's processes, and the index and score processes the app started
-    assert len(reports) >= 2 * len(BASE["commands"]) + 2, [x["argv"] for x in reports]
-    from engine.methods import METHODS
-
+    assert len(reports) >= len(commands) + 6, [x["argv"] for x in reports]
     for rep in reports:
         assert not rep["blocked_loaded"], rep
-        stray = [m for m in rep["first_party"] if not _declared(m, set(METHODS.values()))]
-        assert not stray, f"{rep['argv']} imported modules not in [tool.cxrscreen.base-profile]: {stray}"
+        stray = [m for m in rep["first_party"] if profiles.is_engine_module(m, ENGINE_PATTERNS)]
+        assert not stray, f"{rep['argv']} imported modules that need the [engine] extra: {stray}"
