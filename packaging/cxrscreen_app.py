@@ -30,9 +30,7 @@ SELF_TEST_TIMEOUT_S = 180.0
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:2] == ["-m", "engine"]:
-        from engine.cli import main as engine_main
-
-        return engine_main(argv[2:])
+        return bundled_engine(argv[2:])
     if "--self-test" in argv:
         return self_test(argv)
     from app import main as app_main
@@ -40,6 +38,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cxrscreen-app")
     app_main.add_arguments(parser)
     return app_main.run(parser.parse_args(argv))
+
+
+def bundled_engine(argv: list[str]) -> int:
+    """The bundled engine; a command that needs the training stack says so in one line."""
+    from engine.cli import main as engine_main
+
+    try:
+        return engine_main(argv)
+    except ModuleNotFoundError as exc:  # torch, or an engine module left out of the bundle with it
+        command = next((a for a in argv if not a.startswith("-")), "")
+        print(f"cxrscreen-app: '{command}' needs the training engine ({exc.name} is not in this bundle): set "
+              "Detector > Engine command to an engine environment's `python -m engine`", file=sys.stderr)
+        return 1
 
 
 def engine_methods(command: list[str]) -> tuple[bool, str]:
