@@ -13,6 +13,7 @@ imported.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import json
 import os
@@ -121,8 +122,14 @@ def _third_party_imports(path: Path) -> dict[str, bool]:
     return found
 
 
+@functools.cache
+def _installed_modules() -> dict[str, list[str]]:
+    """Top-level module -> the installed distributions that provide it (a scan of every RECORD)."""
+    return metadata.packages_distributions()
+
+
 def _distributions_of(module: str) -> set[str]:
-    return {canonicalize_name(d) for d in metadata.packages_distributions().get(module, [])}
+    return {canonicalize_name(d) for d in _installed_modules().get(module, [])}
 
 
 def _source(module: str) -> Path:
@@ -151,7 +158,10 @@ def test_every_imported_package_is_declared_and_the_base_modules_need_only_the_b
     for f in files:
         for module in _third_party_imports(f):
             dists = _distributions_of(module)
-            if not dists & declared_any:
+            if not dists:  # not installed here (an environment without [engine]): a base module must not need it
+                if f.resolve() in base_files:
+                    not_base.append(f"{f.relative_to(REPO)}: {module} (not installed in this environment)")
+            elif not dists & declared_any:
                 undeclared.append(f"{f.relative_to(REPO)}: {module} (installed by {sorted(dists) or 'nothing here'})")
             elif f.resolve() in base_files and not dists & declared_base:
                 not_base.append(f"{f.relative_to(REPO)}: {module} ({sorted(dists)})")
@@ -187,7 +197,7 @@ def engine_only_modules() -> list[str]:
     """Top-level modules installed here only by distributions that only ``[engine]`` brings."""
     reading = _closure(_requirements("cpu", "gpu"))
     engine_only = _closure(_requirements("engine")) - reading
-    blocked = sorted(m for m, dists in metadata.packages_distributions().items()
+    blocked = sorted(m for m, dists in _installed_modules().items()
                      if {canonicalize_name(d) for d in dists} <= engine_only)
     return blocked
 
