@@ -15,9 +15,10 @@ files. ``--startup-runs`` starts the app offscreen in the cpu profile's environm
 process, window shown and painted once, then quit) and reports each run's wall time; the first
 run reads files from a cold page cache only if the environment was just installed.
 
-``--resolve`` only resolves (``pip install --dry-run --report`` with ``--platform``): it checks
-that every profile installs on each platform and which onnxruntime build each one gets, without
-downloading wheels beyond their metadata.
+``--resolve`` only resolves (``pip install --dry-run --report``; ``--platform`` for Windows and
+macOS, natively for this machine): it checks that every profile installs on each platform and
+which onnxruntime, torch and PySide6 each one gets, without downloading wheels beyond their
+metadata.
 
 Results: ``bench/results/packaging/install_<profile>.json`` (and ``resolve.json``).
 """
@@ -46,11 +47,13 @@ PROFILES: dict[str, str] = {
     "engine-cpu": "engine,cpu",
     "full": "engine,gpu,dev",
 }
-# (name, pip --platform tags, --python-version): what --resolve checks
-PLATFORMS: list[tuple[str, list[str], str]] = [
-    ("linux-x86_64", ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64"], "3.11"),
-    ("windows-amd64", ["win_amd64"], "3.11"),
-    ("macos-arm64", ["macosx_14_0_arm64", "macosx_11_0_arm64"], "3.11"),
+# (name, pip --platform tag, --python-version): what --resolve checks. This machine's own
+# platform is resolved natively (None): pip does not expand a manylinux_2_X tag to the others,
+# and wheels such as PySide6's carry newer glibc tags. pip expands a macOS tag to older versions.
+PLATFORMS: list[tuple[str, str | None, str]] = [
+    ("native", None, "3.11"),
+    ("windows-amd64", "win_amd64", "3.11"),
+    ("macos-arm64", "macosx_15_0_arm64", "3.11"),
 ]
 STARTUP = """
 import os, sys, time
@@ -175,12 +178,13 @@ def resolve(python: str, work: Path) -> dict[str, Any]:
     if not py.exists():
         py = make_venv(python, work / "env-resolve")
     out: dict[str, Any] = {}
-    for name, tags, pyver in PLATFORMS:
+    for name, tag, pyver in PLATFORMS:
         for profile, extras in PROFILES.items():
             report = work / f"resolve-{name}-{profile}.json"
+            target = [] if tag is None else ["--only-binary=:all:", "--python-version", pyver, "--platform", tag,
+                                             "--target", str(work / "target")]
             cmd = [str(py), "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed", "--report", str(report),
-                   "--only-binary=:all:", "--python-version", pyver, "--target", str(work / "target"),
-                   *[a for t in tags for a in ("--platform", t)], f"{REPO}[{extras}]"]
+                   *target, f"{REPO}[{extras}]"]
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
                 out[f"{name}/{profile}"] = {"ok": False, "error": r.stderr.strip().splitlines()[-1:]}
@@ -190,8 +194,7 @@ def resolve(python: str, work: Path) -> dict[str, Any]:
                 "ok": True, "packages": len(names),
                 "onnxruntime": {k: v for k, v in names.items() if k.startswith("onnxruntime")},
                 "torch": names.get("torch"),
-                "download_mb": round(sum(i.get("download_info", {}).get("archive_info", {}).get("size", 0) or 0
-                                          for i in json.loads(report.read_text())["install"]) / 1e6, 1) or None,
+                "pyside6": names.get("pyside6-essentials") or names.get("pyside6_essentials"),
             }
             print(name, profile, out[f"{name}/{profile}"], flush=True)
     return out
