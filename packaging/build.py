@@ -60,9 +60,10 @@ def smoke_detector(path: Path) -> Path:
     return conftest.build_local_contrast_detector(path)
 
 
-def self_test(detector: Path, engine: str | None) -> dict[str, Any]:
-    """Run the built bundle's self-test once; its output, exit code and start-up time."""
-    cmd = [str(EXE), "--self-test", "--model", str(detector), "--launched-at", repr(time.time())]
+def self_test(program: list[str], detector: Path, engine: str | None) -> dict[str, Any]:
+    """Run a self-test once (``program``: the bundle, or this Python and the entry script); its
+    output, exit code and start-up time."""
+    cmd = [*program, "--self-test", "--model", str(detector), "--launched-at", repr(time.time())]
     if engine:
         cmd += ["--engine", engine]
     t0 = time.perf_counter()
@@ -80,6 +81,8 @@ def main() -> int:
                                     "(default: the bundle's own engine)")
     p.add_argument("--runs", type=int, default=1, help="self-test runs (start-up time: the median)")
     p.add_argument("--no-build", action="store_true", help="smoke-test the bundle already in dist/")
+    p.add_argument("--compare-source", action="store_true",
+                   help="also time the same self-test from source with this Python, alternating with the bundle's")
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args()
     if importlib.util.find_spec("torch") is not None:
@@ -99,15 +102,22 @@ def main() -> int:
     t0 = time.perf_counter()
     engine = subprocess.run([str(EXE), "-m", "engine", "--version"], capture_output=True, text=True, timeout=120)
     engine_s = time.perf_counter() - t0
-    runs = [self_test(detector, args.engine) for _ in range(max(1, args.runs))]
+    runs, source_runs = [], []
+    for _ in range(max(1, args.runs)):
+        runs.append(self_test([str(EXE)], detector, args.engine))
+        if args.compare_source:
+            source_runs.append(self_test([sys.executable, str(HERE / "cxrscreen_app.py")], detector, args.engine))
     bundled_torch = [str(f.relative_to(BUNDLE)) for f in BUNDLE.rglob("*") if re.match(r"(lib)?torch|timm", f.name)]
     shown = sorted(r["shown_s"] for r in runs if r["shown_s"] is not None)
-    ok = engine.returncode == 0 and all(r["exit_code"] == 0 for r in runs) and not bundled_torch
+    source_shown = sorted(r["shown_s"] for r in source_runs if r["shown_s"] is not None)
+    ok = engine.returncode == 0 and all(r["exit_code"] == 0 for r in runs + source_runs) and not bundled_torch
     result = {
         "bundle": str(BUNDLE.relative_to(REPO)), "size_mb": round(size / 1e6, 1), "files": files,
         "build_s": None if build_s is None else round(build_s, 1), "python": sys.version.split()[0],
         "platform": sys.platform, "engine_version": engine.stdout.strip(), "engine_start_s": round(engine_s, 2),
         "startup_shown_s": shown, "startup_median_s": shown[len(shown) // 2] if shown else None,
+        "source_startup_shown_s": source_shown or None,
+        "source_startup_median_s": source_shown[len(source_shown) // 2] if source_shown else None,
         "self_test": runs[-1]["output"], "torch_files": bundled_torch[:5], "passed": ok,
     }
     print(runs[-1]["output"])
