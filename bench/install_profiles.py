@@ -15,10 +15,11 @@ files. ``--startup-runs`` starts the app offscreen in the cpu profile's environm
 process, window shown and painted once, then quit) and reports each run's wall time; the first
 run reads files from a cold page cache only if the environment was just installed.
 
-``--resolve`` only resolves (``pip install --dry-run --report``; ``--platform`` for Windows and
-macOS, natively for this machine): it checks that every profile installs on each platform and
-which onnxruntime, torch and PySide6 each one gets, without downloading wheels beyond their
-metadata.
+``--resolve`` only resolves, with ``uv pip compile --python-platform`` (pip's ``--platform``
+evaluates environment markers for the machine it runs on, so it cannot check a Windows or macOS
+install from Linux): which profiles resolve on Linux, Windows and macOS (x86_64 and arm64), and
+which onnxruntime, torch and PySide6 each one gets. Python 3.11; uv's own index (the registry),
+not this machine's pip configuration.
 
 Results: ``bench/results/packaging/install_<profile>.json`` (and ``resolve.json``).
 """
@@ -47,13 +48,12 @@ PROFILES: dict[str, str] = {
     "engine-cpu": "engine,cpu",
     "full": "engine,gpu,dev",
 }
-# (name, pip --platform tag, --python-version): what --resolve checks. This machine's own
-# platform is resolved natively (None): pip does not expand a manylinux_2_X tag to the others,
-# and wheels such as PySide6's carry newer glibc tags. pip expands a macOS tag to older versions.
-PLATFORMS: list[tuple[str, str | None, str]] = [
-    ("native", None, "3.11"),
-    ("windows-amd64", "win_amd64", "3.11"),
-    ("macos-arm64", "macosx_15_0_arm64", "3.11"),
+# what --resolve checks: uv's --python-platform names (uv evaluates the environment markers for
+# the target platform; pip's --platform does not: it evaluates them for the machine it runs on)
+# (Linux on Arm: PySide6 publishes aarch64 wheels for glibc >= 2.39 only)
+PLATFORMS: list[str] = [
+    "x86_64-manylinux_2_28", "aarch64-manylinux_2_39", "x86_64-pc-windows-msvc", "aarch64-pc-windows-msvc",
+    "aarch64-apple-darwin", "x86_64-apple-darwin",
 ]
 STARTUP = """
 import os, sys, time
@@ -172,31 +172,26 @@ def install(profile: str, python: str, work: Path, startup_runs: int) -> dict[st
     return result
 
 
-def resolve(python: str, work: Path) -> dict[str, Any]:
-    """Resolve every profile for every platform in :data:`PLATFORMS` (metadata only)."""
-    py = venv_python(work / "env-resolve")
-    if not py.exists():
-        py = make_venv(python, work / "env-resolve")
+def resolve(uv: str, python_version: str) -> dict[str, Any]:
+    """Resolve every profile for every platform in :data:`PLATFORMS` with ``uv pip compile``."""
     out: dict[str, Any] = {}
-    for name, tag, pyver in PLATFORMS:
+    for target in PLATFORMS:
         for profile, extras in PROFILES.items():
-            report = work / f"resolve-{name}-{profile}.json"
-            target = [] if tag is None else ["--only-binary=:all:", "--python-version", pyver, "--platform", tag,
-                                             "--target", str(work / "target")]
-            cmd = [str(py), "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed", "--report", str(report),
-                   *target, f"{REPO}[{extras}]"]
-            r = subprocess.run(cmd, capture_output=True, text=True)
+            cmd = [uv, "pip", "compile", str(REPO / "pyproject.toml"), "--quiet", "--no-header", "--no-annotate",
+                   "--python-platform", target, "--python-version", python_version,
+                   *[a for e in extras.split(",") for a in ("--extra", e)]]
+            r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
             if r.returncode != 0:
-                out[f"{name}/{profile}"] = {"ok": False, "error": r.stderr.strip().splitlines()[-1:]}
-                continue
-            names = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
-            out[f"{name}/{profile}"] = {
-                "ok": True, "packages": len(names),
-                "onnxruntime": {k: v for k, v in names.items() if k.startswith("onnxruntime")},
-                "torch": names.get("torch"),
-                "pyside6": names.get("pyside6-essentials") or names.get("pyside6_essentials"),
-            }
-            print(name, profile, out[f"{name}/{profile}"], flush=True)
+                out[f"{target}/{profile}"] = {"ok": False, "error": " ".join(r.stderr.split())[:600]}
+            else:
+                pins = dict(ln.split("==", 1) for ln in r.stdout.splitlines() if "==" in ln and not ln.startswith("#"))
+                out[f"{target}/{profile}"] = {
+                    "ok": True, "packages": len(pins),
+                    "onnxruntime": {k: v for k, v in pins.items() if k.startswith("onnxruntime")},
+                    "torch": pins.get("torch"), "pyside6": pins.get("pyside6-essentials"),
+                    "nvidia": len([k for k in pins if k.startswith("nvidia-")]),
+                }
+            print(target, profile, out[f"{target}/{profile}"], flush=True)
     return out
 
 
@@ -208,11 +203,14 @@ def main() -> int:
                    help="where the environments go (kept afterwards: the bundle can be built from env-cpu)")
     p.add_argument("--startup-runs", type=int, default=5, help="app start-ups measured in the cpu profile")
     p.add_argument("--resolve", action="store_true", help="only resolve every profile for Linux, Windows and macOS")
+    p.add_argument("--uv", default="uv", help="the uv executable --resolve uses")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.resolve:
-        out = resolve(args.python, args.work)
+        if shutil.which(args.uv) is None:
+            p.error(f"--resolve needs uv (pip install uv), not found as {args.uv!r}")
+        out = resolve(args.uv, "3.11")
         (RESULTS / "resolve.json").write_text(json.dumps(out, indent=1) + "\n")
         return 0 if all(v["ok"] for v in out.values()) else 1
     for profile in args.profiles:
