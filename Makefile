@@ -1,15 +1,16 @@
-# The two commands of the README: `make run` and `make test`. Each creates .venv when missing.
+# The two commands of the README: `make run` and `make test`. Each creates .venv when missing,
+# with every install profile (pyproject.toml): the app, the engine, onnxruntime's CUDA build, tests.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test clean-venv
+.PHONY: run test bundle clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[engine,gpu,dev]'
 	@touch $(STAMP)
 
 ## run: the app's main job (the built-in demo when no data is given); pass arguments with ARGS="..."
@@ -19,6 +20,14 @@ run: $(STAMP)
 ## test: the whole test suite (Qt offscreen)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## bundle: the desktop bundle (dist/cxrscreen-app/) built from a base-profile environment without torch
+## (build/bundle-venv), then smoke-tested offscreen; pass options with BUNDLE_ARGS="--engine '...'"
+BUNDLE_VENV := build/bundle-venv
+bundle:
+	@test -x $(BUNDLE_VENV)/bin/python || $(PYTHON) -m venv $(BUNDLE_VENV)
+	$(BUNDLE_VENV)/bin/python -m pip install --quiet -e '.[cpu,bundle,dev]'
+	$(BUNDLE_VENV)/bin/python packaging/build.py $(BUNDLE_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
