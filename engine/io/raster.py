@@ -11,9 +11,11 @@ MinIsWhite on 16-bit files; tifffile needs the optional ``imagecodecs`` for LZW 
 compression, so those fall back to Pillow (8-bit there, where Pillow is right).
 
 The size is checked from the header before decoding: PNG and BMP sizes straight from the
-bytes already read, the others from the lazy header parse. Pillow's decompression-bomb limit
-(``PIL.Image.MAX_IMAGE_PIXELS``) stays in force and is reported as an :class:`ImageSizeError`.
-Torch-free.
+bytes already read, the others from the lazy header parse, against the sides and the pixel
+budget of :mod:`engine.io.limits` (decompression bombs). Pillow's decompression-bomb limit
+(``PIL.Image.MAX_IMAGE_PIXELS``) stays in force too and is reported as an
+:class:`ImageSizeError`. Floating-point samples that are not finite (NaN, infinity) are refused:
+a NaN image would score as "not flagged". Torch-free.
 """
 from __future__ import annotations
 
@@ -157,6 +159,15 @@ def scale_to_unit(arr: np.ndarray) -> tuple[np.ndarray, str | None]:
     return out, f"{arr.dtype} samples stretched min–max"
 
 
+def _to_unit(path: Path, arr: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """:func:`scale_to_unit` after refusing empty and non-finite samples."""
+    if arr.size == 0:
+        raise CorruptFileError(path, f"decoded to an empty image (shape {arr.shape})")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise CorruptFileError(path, f"{arr.dtype} samples are not finite (NaN or infinity)")
+    return scale_to_unit(arr)
+
+
 def _check_size_from_head(path: Path, fmt: FileFormat, head: bytes) -> None:
     """Check PNG (IHDR) and BMP (DIB header) sizes from raw bytes, before any decoder runs."""
     if fmt == "png" and len(head) >= 24 and head[12:16] == b"IHDR":
@@ -222,7 +233,7 @@ def _pillow_gray(path: Path, im: Image.Image) -> tuple[np.ndarray, str | None]:
     if mode == "L":
         return np.divide(np.asarray(im), _FULL_8, dtype=np.float32), None
     if mode in _GRAY_16 or mode in ("I", "F"):
-        return scale_to_unit(np.asarray(im))
+        return _to_unit(path, np.asarray(im))
     if mode in _TO_L:
         return np.divide(np.asarray(im.convert("L")), _FULL_8, dtype=np.float32), None
     raise UnsupportedFileError(path, f"unsupported pixel mode {mode!r} (no gray meaning)")
@@ -246,6 +257,10 @@ def _tiff_meta(path: Path, tif: object) -> RadiographMeta:
     page = tif.pages.first  # type: ignore[attr-defined]
     rows, columns = int(page.imagelength), int(page.imagewidth)
     check_size(path, rows, columns)
+    samples = int(page.samplesperpixel)
+    if not 1 <= samples <= 4:
+        raise UnsupportedFileError(path, f"TIFF with {samples} samples per pixel "
+                                         f"(allowed: 1 to 4)")
     frames = len(tif.pages)  # type: ignore[attr-defined]
     notes = (f"multi-frame: first of {frames} frames shown",) if frames > 1 else ()
     photometric = {0: "MONOCHROME1", 1: "MONOCHROME2", 2: "RGB", 3: "PALETTE COLOR"}.get(
@@ -277,13 +292,21 @@ def _read_tiff(path: Path, fp: BinaryIO) -> Radiograph | None:
     except Exception as exc:  # tifffile raises many types on damaged data
         raise CorruptFileError(path, f"corrupt TIFF data ({exc})") from exc
     notes: tuple[str, ...] = ()
+    if arr.shape[:2] != (meta.rows, meta.columns) and arr.shape[1:] != (meta.rows, meta.columns):
+        raise CorruptFileError(path, f"TIFF page decoded to shape {arr.shape}, expected "
+                                     f"{meta.rows}×{meta.columns}")
     if arr.ndim == 3:  # (H, W, samples) for contiguous, (samples, H, W) for planar
         rgb = arr if arr.shape[-1] == page.samplesperpixel else np.moveaxis(arr, 0, -1)
+        if rgb.shape[-1] not in (3, 4):
+            raise UnsupportedFileError(path, f"TIFF with {rgb.shape[-1]} samples per pixel "
+                                             f"(gray, RGB or RGBA read)")
+        if rgb.dtype.kind == "f" and not np.isfinite(rgb).all():
+            raise CorruptFileError(path, f"{rgb.dtype} samples are not finite (NaN or infinity)")
         notes = (_NOTE_LUMA,) if rgb.shape[-1] == 3 else (_NOTE_LUMA, "alpha channel ignored")
         arr = apply_luma(rgb)  # uint8 stays uint8 (Pillow-exact); others give float32
         if rgb.dtype == np.uint16:
             arr /= np.float32(65535)
-    pixels, note = scale_to_unit(arr)
+    pixels, note = _to_unit(path, arr)
     if note:
         notes = (*notes, note)
     if meta.photometric == "MONOCHROME1":
