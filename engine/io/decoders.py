@@ -242,10 +242,12 @@ class DecoderPool:
 
     Args:
         processes: at most this many decoding processes (>= 1).
-        timeout_s: a decode running longer is stopped (its process killed) and reported.
+        timeout_s: a decode running longer is stopped (its process killed) and reported
+            (None: :data:`DECODE_TIMEOUT_S` when the pool is made).
     """
 
-    def __init__(self, processes: int = POOL_PROCESSES, timeout_s: float = DECODE_TIMEOUT_S) -> None:
+    def __init__(self, processes: int = POOL_PROCESSES, timeout_s: float | None = None) -> None:
+        timeout_s = DECODE_TIMEOUT_S if timeout_s is None else timeout_s
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
         if not timeout_s > 0:
@@ -415,6 +417,10 @@ def decoder_pool() -> DecoderPool:
 
 
 def _short(exc: BaseException) -> str:
-    """An exception as one short line."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:160]
+    """An exception as one short line (pydicom's "all plugins failed" keeps the plugins' reasons)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if lines[0].startswith("Unable to decode as exceptions were raised") and len(lines) > 1:
+        return "; ".join(lines[1:])[:160]
+    return lines[0][:160]

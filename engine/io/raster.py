@@ -40,9 +40,10 @@ from engine.io.types import (
 )
 
 _PIL_FORMATS: dict[str, str] = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF", "bmp": "BMP"}
-# Errors Pillow and tifffile raise on damaged data.
+# Errors Pillow and tifffile raise on damaged data (Pillow raises TypeError("Missing
+# dimensions") when a TIFF's ImageWidth/ImageLength is damaged, at decode time).
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error,
-                  IndexError, KeyError)
+                  IndexError, KeyError, TypeError)
 _GRAY_16 = ("I;16", "I;16L", "I;16B", "I;16N")
 _COLOUR = ("RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr")
 _PALETTE = ("P", "PA")
@@ -214,7 +215,10 @@ def _pillow_meta(
     bits = 16 if mode in _GRAY_16 else 1 if mode == "1" else 32 if mode in ("I", "F") else 8
     frames = 1
     if fmt != "jpeg":  # JPEG has a single frame; the lookup costs an exception there
-        frames = int(getattr(im, "n_frames", 1) or 1)
+        try:  # counting frames parses every directory of a TIFF: a damaged one fails here
+            frames = int(getattr(im, "n_frames", 1) or 1)
+        except _DECODE_ERRORS as exc:
+            raise _decode_error(path, fmt, exc) from exc
     if frames > 1:
         notes = (*notes, f"multi-frame: first of {frames} frames shown")
     return RadiographMeta(
