@@ -463,7 +463,8 @@ def _modality(path: Path, ds: Dataset, stored: np.ndarray, notes: list[str]) -> 
     if slope == 0.0:
         notes.append("RescaleSlope 0 ignored (treated as 1)")
         slope = 1.0
-    modality = apply_modality_lut(stored, slope, intercept)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked just below
+        modality = apply_modality_lut(stored, slope, intercept)
     if slope != 1.0 or intercept != 0.0:
         notes.append(f"rescale slope {_fmt(slope)}, intercept {_fmt(intercept)} applied")
         _check_finite(path, modality, f"rescale slope {_fmt(slope)}, intercept {_fmt(intercept)}")
