@@ -154,9 +154,17 @@ def scale_to_unit(arr: np.ndarray) -> tuple[np.ndarray, str | None]:
         return arr.astype(np.float32), None
     if np.issubdtype(arr.dtype, np.integer) and lo >= 0 and hi <= 65535:
         return np.divide(arr, np.float32(65535), dtype=np.float32), None
+    if np.issubdtype(arr.dtype, np.floating):
+        # halved in float64: (hi - lo) of extreme float32/64 samples would overflow, and a
+        # float32 product can round just past 1
+        half = arr.astype(np.float64) / 2 - lo / 2
+        out = (half / (hi / 2 - lo / 2) if hi > lo else half).astype(np.float32)
+        np.clip(out, 0.0, 1.0, out=out)
+        return out, f"{arr.dtype} samples stretched min–max"
     out = np.subtract(arr, np.float32(lo), dtype=np.float32)
     if hi > lo:
         out *= np.float32(1.0 / (hi - lo))
+        np.clip(out, 0.0, 1.0, out=out)  # float32 rounding can land just past 1
     return out, f"{arr.dtype} samples stretched min–max"
 
 

@@ -225,3 +225,13 @@ def test_uncompressed_ybr_full_422_reads_two_bytes_per_pixel(tmp_path: Path) -> 
     ds.save_as(path)
     radiograph = read_radiograph(path)
     np.testing.assert_allclose(radiograph.modality_values, luma.astype(np.float32), atol=1.0)
+
+
+@pytest.mark.parametrize("extreme", [3.0e38, 1.0e30])
+def test_extreme_float_tiff_stays_within_0_1(tmp_path: Path, extreme: float) -> None:
+    # bit flips in float samples make huge finite values: the min–max stretch must not overflow
+    arr = np.linspace(0.2, 0.4, 32 * 40, dtype=np.float32).reshape(32, 40)
+    arr[0, 0], arr[1, 1] = -extreme, extreme
+    tifffile.imwrite(tmp_path / "x.tif", arr)
+    pixels = read_radiograph(tmp_path / "x.tif").pixels
+    assert np.isfinite(pixels).all() and pixels.min() == 0.0 and pixels.max() == 1.0
