@@ -483,7 +483,7 @@ def _fold(text: str) -> str:
     return text[:120]
 
 
-def worker_main(conn: Any, memory_mb: int, decode_timeout: float) -> None:
+def worker_main(conn: Any, memory_mb: int, decode_timeout: float, frame_check: bool = True) -> None:
     """A fuzz worker: limits itself, then reads the paths it is sent until told to stop."""
     import resource
 
@@ -501,6 +501,8 @@ def worker_main(conn: Any, memory_mb: int, decode_timeout: float) -> None:
     warnings.simplefilter("ignore")
     logging.disable(logging.CRITICAL)
     decoders.DECODE_TIMEOUT_S = decode_timeout
+    if not frame_check:  # to show the process pool alone containing GDCM's aborts
+        decoders.check_jpeg_frame_header = lambda path, ds, ts: None
     while True:
         try:
             path = conn.recv()
@@ -516,10 +518,11 @@ def worker_main(conn: Any, memory_mb: int, decode_timeout: float) -> None:
 class Worker:
     """A forked fuzz worker and its pipe."""
 
-    def __init__(self, memory_mb: int, decode_timeout: float) -> None:
+    def __init__(self, memory_mb: int, decode_timeout: float, frame_check: bool) -> None:
         ctx = multiprocessing.get_context("fork")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=worker_main, args=(child, memory_mb, decode_timeout), daemon=False)
+        self.proc = ctx.Process(target=worker_main, args=(child, memory_mb, decode_timeout, frame_check),
+                                daemon=False)
         self.proc.start()
         child.close()
         self.busy: tuple[int, float] | None = None
@@ -533,12 +536,12 @@ class Worker:
 
 
 def run_files(items: list[tuple[Path, str, str]], workers: int, timeout: float, memory_mb: int,
-              decode_timeout: float, progress_every: int = 500) -> list[dict[str, Any]]:
+              decode_timeout: float, frame_check: bool = True, progress_every: int = 500) -> list[dict[str, Any]]:
     """Read every file in a pool of limited worker processes; one outcome record per file."""
     from multiprocessing.connection import wait
 
     results: list[dict[str, Any] | None] = [None] * len(items)
-    pool = [Worker(memory_mb, decode_timeout) for _ in range(workers)]
+    pool = [Worker(memory_mb, decode_timeout, frame_check) for _ in range(workers)]
     todo = list(range(len(items)))[::-1]
     done = 0
     t_start = time.monotonic()
@@ -575,7 +578,7 @@ def run_files(items: list[tuple[Path, str, str]], workers: int, timeout: float, 
             w.busy = None
             if record["read"].startswith(("abort", "hang")):
                 w.kill()
-                pool[k] = Worker(memory_mb, decode_timeout)
+                pool[k] = Worker(memory_mb, decode_timeout, frame_check)
             if done % progress_every == 0:
                 rate = done / max(1e-9, time.monotonic() - t_start)
                 print(f"  {done}/{len(items)} files ({rate:.1f}/s)", file=sys.stderr, flush=True)
@@ -586,7 +589,7 @@ def run_files(items: list[tuple[Path, str, str]], workers: int, timeout: float, 
 
 
 # ---------------------------------------------------------------------------------- score
-def run_score(files: list[Path], folder: Path) -> dict[str, Any]:
+def run_score(files: list[Path], folder: Path, read_ok: dict[Path, bool]) -> dict[str, Any]:
     """``python -m engine score`` over ``files`` copied into ``folder``: exit code and rows."""
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import build_local_contrast_detector  # the suite's analytic ONNX detector
@@ -606,10 +609,15 @@ def run_score(files: list[Path], folder: Path) -> dict[str, Any]:
     seconds = time.monotonic() - t0
     rows = list(csv.DictReader(open(out, encoding="utf-8"))) if out.exists() else []
     names = {Path(r["path"]).name for r in rows}
+    # the score row must agree with the isolated read: scored exactly when read_radiograph read it
+    scored = {Path(r["path"]).name: bool(r["score"]) for r in rows}
+    disagreements = [{"file": p.name, "isolated_read_ok": read_ok.get(p), "scored": scored.get(f"{k:05d}_{p.name}")}
+                     for k, p in enumerate(files) if read_ok.get(p) != scored.get(f"{k:05d}_{p.name}")]
     return {
         "files": len(files), "exit_code": proc.returncode, "rows": len(rows),
         "rows_with_error": sum(1 for r in rows if r["error"]), "scored": sum(1 for r in rows if r["score"]),
         "every_file_has_one_row": len(rows) == len(files) and len(names) == len(files),
+        "disagreements_with_isolated_read": len(disagreements), "disagreement_examples": disagreements[:10],
         "seconds": round(seconds, 1), "stderr_tail": proc.stderr.strip().splitlines()[-2:],
     }
 
@@ -648,6 +656,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--score-files", type=int, default=400,
                         help="mutated files (plus the good seeds) in the `score` check; 0 = all, -1 = skip")
     parser.add_argument("--data", type=Path, default=DATA, help="real data folder (default: ../shared/data)")
+    parser.add_argument("--seeds", default="", metavar="REGEX",
+                        help="mutate only the seeds whose file name matches (e.g. 'JPEG_L' for the GDCM syntaxes)")
+    parser.add_argument("--skip-frame-check", action="store_true",
+                        help="skip the JPEG frame-header check before GDCM (shows the process pool containing aborts)")
     parser.add_argument("--keep", action="store_true", help="keep the mutated files in bench/_work/fuzz")
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default: bench/results/fuzz/fuzz_<files>.json)")
     args = parser.parse_args(argv)
@@ -666,12 +678,17 @@ def main(argv: list[str] | None = None) -> int:
     synthetic = make_seeds(seeds_dir)
     real = real_seeds(args.data)
     seeds = [(p, "synthetic") for p in synthetic] + [(p, "real") for p in real]
+    if args.seeds:
+        seeds = [(p, kind) for p, kind in seeds if re.search(args.seeds, p.name)]
+        if not seeds:
+            parser.error(f"--seeds {args.seeds!r} matches no seed")
     weights = [seed_weight(p) if kind == "real" else 1.0 for p, kind in seeds]
     print(f"{len(synthetic)} synthetic and {len(real)} real seeds ({time.monotonic() - t0:.1f} s)", file=sys.stderr)
 
     rng = random.Random(args.seed)
     items: list[tuple[Path, str, str]] = [(p, "seed", "seed") for p, _ in seeds]
-    items += extra_files(seeds_dir)
+    if not args.seeds:
+        items += extra_files(seeds_dir)
     contents = {p: p.read_bytes() for p, _ in seeds}
     names = sorted(MUTATORS)
     for k in range(args.files):
@@ -686,7 +703,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.files} mutated files written ({time.monotonic() - t0:.1f} s)", file=sys.stderr)
 
     t1 = time.monotonic()
-    records = run_files(items, args.workers, args.timeout, args.memory_mb, args.decode_timeout)
+    records = run_files(items, args.workers, args.timeout, args.memory_mb, args.decode_timeout,
+                        frame_check=not args.skip_frame_check)
     fuzz_seconds = time.monotonic() - t1
     summary = summarise(records)
     score: dict[str, Any] | None = None
@@ -694,11 +712,12 @@ def main(argv: list[str] | None = None) -> int:
         mutated = [p for p, m, _ in items if m not in ("seed",)]
         chosen = mutated if args.score_files == 0 else rng.sample(mutated, min(args.score_files, len(mutated)))
         chosen = [p for p, _ in seeds if p.suffix.lower() in (".dcm", ".png", ".jpg", ".jpeg", ".tif", ".bmp")] + chosen
-        score = run_score(chosen, WORK / "score_folder")
+        read_ok = {items[i][0]: r["read"] == "ok" for i, r in enumerate(records)}
+        score = run_score(chosen, WORK / "score_folder", read_ok)
 
     result = {
         "command": "python bench/fuzz_readers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "files_mutated": args.files, "files_read": len(records), "seeds_synthetic": len(synthetic),
+        "files_mutated": args.files, "seed_filter": args.seeds, "frame_check": not args.skip_frame_check, "files_read": len(records), "seeds_synthetic": len(synthetic),
         "seeds_real": len(real), "workers": args.workers, "timeout_s": args.timeout,
         "memory_mb": args.memory_mb, "fuzz_seconds": round(fuzz_seconds, 1),
         "files_per_second": round(len(records) / max(fuzz_seconds, 1e-9), 2),
