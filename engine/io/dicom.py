@@ -88,6 +88,8 @@ _PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")
 _ELEMENT_ERRORS = (NotImplementedError, TypeError, ValueError, KeyError, IndexError,
                    AttributeError, OverflowError, UnicodeError, LookupError)
 _ALLOCATED = (1, 8, 16, 32, 64)
+# The header-only path skips (does not read) values longer than this.
+HEADER_DEFER_BYTES = 64 * 1024
 # Uncompressed pixel data that stores fewer than SamplesPerPixel values per pixel: 4:2:2
 # subsampled YCbCr keeps two luma and one of each chroma value for every two pixels.
 _BYTES_PER_PIXEL_FACTOR = {"YBR_FULL_422": (2, 3)}
@@ -285,9 +287,15 @@ def _read_dataset(path: Path, fp: BinaryIO, *, preamble: bool, stop_before_pixel
     pydicom is lenient with cut files: a value cut short is kept short, and a cut inside
     encapsulated pixel data loses the whole data set (with a warning). Both are detected here
     and reported as truncation, never as "no pixel data".
+
+    The header-only path reads nothing it does not need: it stops before Pixel Data, and values
+    over :data:`HEADER_DEFER_BYTES` (private blobs, embedded overlays or icons, LUT data
+    outside sequences) are skipped, not read; their length is still checked against the file.
     """
+    defer = HEADER_DEFER_BYTES if stop_before_pixels else None
     try:
-        ds = pydicom.dcmread(fp, force=not preamble, stop_before_pixels=stop_before_pixels)
+        ds = pydicom.dcmread(fp, force=not preamble, stop_before_pixels=stop_before_pixels,
+                             defer_size=defer)
     except InvalidDicomError as exc:
         raise CorruptFileError(path, "not a DICOM file (unrecognised content)") from exc
     except Exception as exc:  # pydicom raises many types on cut or malformed elements
@@ -298,6 +306,9 @@ def _read_dataset(path: Path, fp: BinaryIO, *, preamble: bool, stop_before_pixel
         if not stop_before_pixels and _header_is_complete(fp, preamble):
             raise CorruptFileError(path, "truncated pixel data (the file ends inside the image)")
         raise CorruptFileError(path, "truncated DICOM file (no data set after the file header)")
+    if defer and fp.tell() > _file_size(fp):
+        # a skipped value runs past the end of the file (pydicom seeks over it without reading)
+        raise CorruptFileError(path, "truncated DICOM file (ends inside the header)")
     short = _short_last_element(ds)
     if short is not None and short != _PIXEL_DATA:
         raise CorruptFileError(path, "truncated DICOM file (ends inside the header)")
@@ -318,6 +329,14 @@ def _header_is_complete(fp: BinaryIO, preamble: bool) -> bool:
     except Exception:  # noqa: BLE001 - any failure means "not complete"
         return False
     return len(ds) > 0 and _short_last_element(ds) is None
+
+
+def _file_size(fp: BinaryIO) -> int:
+    """The open file's size in bytes."""
+    position = fp.tell()
+    size = fp.seek(0, 2)
+    fp.seek(position)
+    return size
 
 
 def _short_last_element(ds: Dataset) -> int | None:

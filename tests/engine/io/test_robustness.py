@@ -235,3 +235,16 @@ def test_extreme_float_tiff_stays_within_0_1(tmp_path: Path, extreme: float) -> 
     tifffile.imwrite(tmp_path / "x.tif", arr)
     pixels = read_radiograph(tmp_path / "x.tif").pixels
     assert np.isfinite(pixels).all() and pixels.min() == 0.0 and pixels.max() == 1.0
+
+
+def test_header_path_skips_large_values_but_checks_their_length(tmp_path: Path, ramp12: np.ndarray) -> None:
+    path = write_dicom(tmp_path / "x.dcm", ramp12, bits_stored=12)
+    ds = pydicom.dcmread(path)
+    ds.add_new(0x00091010, "OB", b"\x07" * 300_000)  # a private blob the header path never reads
+    ds.add_new(0x00090010, "LO", "cxrscreen test")
+    ds.save_as(path)
+    assert read_header(path).rows == 64
+    data = path.read_bytes()
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[:data.index(b"\x07" * 64) + 1000])  # the file ends inside the blob
+    _refused(cut, CorruptFileError, "truncated DICOM file", header_too=True)
