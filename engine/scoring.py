@@ -2,11 +2,13 @@
 
 Decoding runs in a small thread pool ahead of inference (Pillow, pydicom's decoders and numpy
 release the GIL), so reading and the network overlap. A file that cannot be read yields a result
-with its reason instead of stopping the run. Torch-free: `cxrscreen score`, `cxrscreen eval` and
+with its reason instead of stopping the run: the reader raises only typed errors, and decoders
+that could abort or panic run where that costs one file (:mod:`engine.io.decoders`). Torch-free: `cxrscreen score`, `cxrscreen eval` and
 the desktop app's worker all use :func:`iter_scores`.
 """
 from __future__ import annotations
 
+import logging
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
@@ -19,6 +21,8 @@ import numpy as np
 from engine.detector import Detector
 from engine.io import RadiographReadError, read_radiograph
 from engine.preprocess import preprocess
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,11 +45,13 @@ class ScoreResult:
 
 
 def _load(path: Path, detector: Detector) -> np.ndarray | str:
+    """The preprocessed image, or the reason it cannot be scored (one bad file never stops a run)."""
     try:
         return preprocess(read_radiograph(path).pixels, detector.preprocess_spec)
     except RadiographReadError as exc:
         return exc.reason
-    except (ValueError, OSError, MemoryError) as exc:  # defensive: a reader bug must not stop a worklist
+    except Exception as exc:  # noqa: BLE001 - a preprocessing bug must not stop a worklist
+        logger.exception("%s: cannot be scored", path)
         return f"{exc.__class__.__name__}: {exc}"
 
 

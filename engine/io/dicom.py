@@ -16,13 +16,22 @@ Display pipeline (PS3.4 N.2), each step a pure function in :mod:`engine.io.proce
 
 Colour (RGB/YBR, palette) is converted to gray with ITU-R 601-2 luma and scaled by its bit
 depth. Multi-frame files show their first frame (and say so). Compressed pixel data is decoded
-by whichever pydicom plugin is installed: GDCM (JPEG baseline/extended/lossless, JPEG-LS),
-pylibjpeg-openjpeg (JPEG 2000), pylibjpeg-rle or pydicom (RLE), Pillow as a fallback.
+by :mod:`engine.io.decoders` (Pillow for JPEG Baseline, pylibjpeg for JPEG 2000 and RLE, GDCM
+in a pool of decoding processes for JPEG Extended/Lossless and JPEG-LS), so that no decoder
+failure can end the process.
+
+Every failure is a typed :class:`RadiographReadError`: pydicom converts elements lazily and
+raises ``NotImplementedError``/``ValueError``/``TypeError`` on the first access to a malformed
+one (an unknown VR, a non-numeric value); those are turned into a :class:`CorruptFileError`
+that names the element. Modality values that are not finite (an infinite RescaleSlope, or
+one so large that the product overflows) are refused, never shown as a NaN image.
 Torch-free.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,7 +41,7 @@ import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
+from pydicom.pixels import apply_color_lut
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
@@ -40,6 +49,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from engine.io.decoders import decode_first_frame
 from engine.io.limits import check_size
 from engine.io.processing import (
     apply_luma,
@@ -53,6 +63,7 @@ from engine.io.types import (
     MissingPixelDataError,
     Radiograph,
     RadiographMeta,
+    RadiographReadError,
     UnsupportedFileError,
     WindowPreset,
 )
@@ -73,6 +84,15 @@ _PIXEL_MODULE = ("BitsAllocated", "BitsStored", "PixelRepresentation")
 _PIXEL_DATA = 0x7FE00010
 # (7FE0,0010) Pixel Data tag bytes, little and big endian.
 _PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")
+# What pydicom (and numpy on its values) raise on a malformed element, lazily, at first access.
+_ELEMENT_ERRORS = (NotImplementedError, TypeError, ValueError, KeyError, IndexError,
+                   AttributeError, OverflowError, UnicodeError, LookupError)
+_ALLOCATED = (1, 8, 16, 32, 64)
+# The header-only path skips (does not read) values longer than this.
+HEADER_DEFER_BYTES = 64 * 1024
+# Uncompressed pixel data that stores fewer than SamplesPerPixel values per pixel: 4:2:2
+# subsampled YCbCr keeps two luma and one of each chroma value for every two pixels.
+_BYTES_PER_PIXEL_FACTOR = {"YBR_FULL_422": (2, 3)}
 
 
 def read_dicom_header(
@@ -97,7 +117,8 @@ def read_dicom_header(
         ImageSizeError: implausible Rows/Columns.
     """
     ds = _read_dataset(path, fp, preamble=preamble, stop_before_pixels=True)
-    return dicom_meta(path, ds, notes=notes if preamble else (*notes, "read without DICOM preamble"))
+    with _malformed_elements(path, ds):
+        return dicom_meta(path, ds, notes=notes if preamble else (*notes, "read without DICOM preamble"))
 
 
 def read_dicom(
@@ -123,7 +144,13 @@ def read_dicom(
         ImageSizeError: implausible Rows/Columns.
     """
     ds = _read_dataset(path, fp, preamble=preamble, stop_before_pixels=False)
-    meta = dicom_meta(path, ds, notes=notes if preamble else (*notes, "read without DICOM preamble"))
+    with _malformed_elements(path, ds):
+        return _read_pixels(path, fp, ds, notes if preamble else (*notes, "read without DICOM preamble"))
+
+
+def _read_pixels(path: Path, fp: BinaryIO, ds: Dataset, notes: tuple[str, ...]) -> Radiograph:
+    """Metadata, first-frame decode and display pipeline of a parsed data set."""
+    meta = dicom_meta(path, ds, notes=notes)
     if "PixelData" not in ds:
         fp.seek(0)
         data = fp.read()
@@ -132,8 +159,53 @@ def read_dicom(
             raise CorruptFileError(path, "truncated pixel data (the file ends inside the image)")
         raise MissingPixelDataError(
             path, f"no pixel data: {_sop_description(ds)} (the file may be truncated)")
+    if not ds.PixelData:  # an element of length 0 reads as None
+        raise MissingPixelDataError(path, "empty pixel data (Pixel Data element of length 0)")
     stored = _decode_first_frame(path, ds, meta)
     return _render(path, ds, meta, stored)
+
+
+@contextmanager
+def _malformed_elements(path: Path, ds: Dataset) -> Iterator[None]:
+    """Turn pydicom's lazy element-conversion errors into a :class:`CorruptFileError`.
+
+    The error names the first element that cannot be converted (found only on this error path,
+    so a good file pays nothing).
+    """
+    try:
+        yield
+    except RadiographReadError:
+        raise
+    except _ELEMENT_ERRORS as exc:
+        raise CorruptFileError(path, f"malformed DICOM header{_bad_element(ds)} "
+                                     f"({_short(exc)})") from exc
+
+
+def _bad_element(ds: Dataset) -> str:
+    """" in element (gggg,eeee) Keyword" for the first element pydicom cannot convert, or ""."""
+    datasets = [ds]
+    if getattr(ds, "file_meta", None) is not None:
+        datasets.insert(0, ds.file_meta)
+    while datasets:
+        data = datasets.pop(0)
+        for tag in list(data.keys()):
+            try:
+                elem = data[tag]
+                if elem.VR == "SQ":
+                    datasets.extend(elem.value)
+            except Exception:  # noqa: BLE001 - finding which element fails is the point
+                return f" in element {_tag_name(tag)}"
+    return ""
+
+
+def _tag_name(tag: Any) -> str:
+    """A tag as "(0028,1050) WindowCenter" (keyword omitted for private tags)."""
+    from pydicom.datadict import keyword_for_tag
+    from pydicom.tag import Tag
+
+    tag = Tag(tag)
+    keyword = keyword_for_tag(tag)
+    return f"({tag.group:04X},{tag.element:04X}){' ' + keyword if keyword else ''}"
 
 
 def dicom_meta(path: Path, ds: Dataset, notes: tuple[str, ...] = ()) -> RadiographMeta:
@@ -215,9 +287,15 @@ def _read_dataset(path: Path, fp: BinaryIO, *, preamble: bool, stop_before_pixel
     pydicom is lenient with cut files: a value cut short is kept short, and a cut inside
     encapsulated pixel data loses the whole data set (with a warning). Both are detected here
     and reported as truncation, never as "no pixel data".
+
+    The header-only path reads nothing it does not need: it stops before Pixel Data, and values
+    over :data:`HEADER_DEFER_BYTES` (private blobs, embedded overlays or icons, LUT data
+    outside sequences) are skipped, not read; their length is still checked against the file.
     """
+    defer = HEADER_DEFER_BYTES if stop_before_pixels else None
     try:
-        ds = pydicom.dcmread(fp, force=not preamble, stop_before_pixels=stop_before_pixels)
+        ds = pydicom.dcmread(fp, force=not preamble, stop_before_pixels=stop_before_pixels,
+                             defer_size=defer)
     except InvalidDicomError as exc:
         raise CorruptFileError(path, "not a DICOM file (unrecognised content)") from exc
     except Exception as exc:  # pydicom raises many types on cut or malformed elements
@@ -228,6 +306,9 @@ def _read_dataset(path: Path, fp: BinaryIO, *, preamble: bool, stop_before_pixel
         if not stop_before_pixels and _header_is_complete(fp, preamble):
             raise CorruptFileError(path, "truncated pixel data (the file ends inside the image)")
         raise CorruptFileError(path, "truncated DICOM file (no data set after the file header)")
+    if defer and fp.tell() > _file_size(fp):
+        # a skipped value runs past the end of the file (pydicom seeks over it without reading)
+        raise CorruptFileError(path, "truncated DICOM file (ends inside the header)")
     short = _short_last_element(ds)
     if short is not None and short != _PIXEL_DATA:
         raise CorruptFileError(path, "truncated DICOM file (ends inside the header)")
@@ -250,6 +331,14 @@ def _header_is_complete(fp: BinaryIO, preamble: bool) -> bool:
     return len(ds) > 0 and _short_last_element(ds) is None
 
 
+def _file_size(fp: BinaryIO) -> int:
+    """The open file's size in bytes."""
+    position = fp.tell()
+    size = fp.seek(0, 2)
+    fp.seek(position)
+    return size
+
+
 def _short_last_element(ds: Dataset) -> int | None:
     """The tag of the last element if it holds fewer bytes than its length says, else None.
 
@@ -266,23 +355,33 @@ def _short_last_element(ds: Dataset) -> int | None:
 
 
 def _decode_first_frame(path: Path, ds: Dataset, meta: RadiographMeta) -> np.ndarray:
-    """Decode only the first frame; check the decoder and the data length first."""
+    """Decode only the first frame; check the pixel module and the data length first."""
+    _check_pixel_module(path, ds, meta)
     ts = UID(str(ds.file_meta.TransferSyntaxUID))
-    try:
-        decoder = get_decoder(ts)
-    except NotImplementedError as exc:
-        raise UnsupportedFileError(path, f"unsupported transfer syntax {ts.name or ts}") from exc
-    if not decoder.is_available:
-        raise UnsupportedFileError(path, f"no decoder installed for {ts.name} pixel data")
     if not ts.is_compressed:
         need = _frame_bytes(ds, meta)
         have = len(ds.PixelData)
         if have < need:
             raise CorruptFileError(path, f"truncated pixel data ({have} of {need} bytes)")
-    try:
-        return pixel_array(ds, index=0)
-    except Exception as exc:  # decoder plugins raise many types on damaged streams
-        raise CorruptFileError(path, f"cannot decode {ts.name} pixel data ({_short(exc)})") from exc
+    stored = decode_first_frame(path, ds)
+    if stored.size == 0 or stored.shape[:2] != (meta.rows, meta.columns):
+        raise CorruptFileError(path, f"{ts.name} pixel data decoded to shape {stored.shape}, "
+                                     f"expected {meta.rows}×{meta.columns}")
+    return stored
+
+
+def _check_pixel_module(path: Path, ds: Dataset, meta: RadiographMeta) -> None:
+    """BitsAllocated, BitsStored and SamplesPerPixel within what DICOM allows."""
+    allocated = _int(ds.get("BitsAllocated"))
+    stored = _int(ds.get("BitsStored"))
+    if allocated not in _ALLOCATED:
+        raise CorruptFileError(path, f"BitsAllocated {ds.get('BitsAllocated')!r} is not one of "
+                                     f"{', '.join(map(str, _ALLOCATED))}")
+    if stored is None or not 1 <= stored <= allocated:
+        raise CorruptFileError(path, f"BitsStored {ds.get('BitsStored')!r} is not within "
+                                     f"1..{allocated} (BitsAllocated)")
+    if meta.samples_per_pixel not in (1, 3):
+        raise CorruptFileError(path, f"SamplesPerPixel {meta.samples_per_pixel} (allowed: 1 or 3)")
 
 
 def _render(path: Path, ds: Dataset, meta: RadiographMeta, stored: np.ndarray) -> Radiograph:
@@ -292,8 +391,8 @@ def _render(path: Path, ds: Dataset, meta: RadiographMeta, stored: np.ndarray) -
         return _render_colour(path, ds, meta, stored)
     notes: list[str] = []
     invert = _inversion(ds, photometric, notes)
-    modality, lo, hi = _modality(ds, stored, notes)
-    voi = _voi_lut(ds)
+    modality, lo, hi = _modality(path, ds, stored, notes)
+    voi = _voi_lut(ds, notes)
     if voi is not None:
         lut, first, bits = voi
         pixels = apply_voi_lut(modality, lut, first, bits, invert=invert)
@@ -313,6 +412,8 @@ def _render(path: Path, ds: Dataset, meta: RadiographMeta, stored: np.ndarray) -
                          "shown (not a diagnostic rendering)")
         else:
             notes.append("no window in file: min–max of the modality values shown")
+    # A window or LUT can still turn finite values into NaN (inf - inf in the coefficients).
+    _check_finite(path, pixels, f"{voi_step} display step")
     meta = replace(meta, notes=(*meta.notes, *notes), inverted=invert, voi=voi_step)
     return Radiograph(pixels=pixels, meta=meta, modality_values=modality)
 
@@ -356,7 +457,14 @@ def _inversion(ds: Dataset, photometric: str, notes: list[str]) -> bool:
     return False
 
 
-def _modality(ds: Dataset, stored: np.ndarray, notes: list[str]) -> tuple[np.ndarray, Any, Any]:
+def _check_finite(path: Path, values: np.ndarray, source: str) -> None:
+    """Refuse NaN or infinite modality values (a NaN image would score as 'not flagged')."""
+    if not np.isfinite(values).all():
+        raise CorruptFileError(path, f"pixel values are not finite after the {source} "
+                                     f"(NaN or overflow)")
+
+
+def _modality(path: Path, ds: Dataset, stored: np.ndarray, notes: list[str]) -> tuple[np.ndarray, Any, Any]:
     """Modality LUT; also the exact modality min and max when they are cheap, else None."""
     seq = ds.get("ModalityLUTSequence")
     if seq:
@@ -368,44 +476,60 @@ def _modality(ds: Dataset, stored: np.ndarray, notes: list[str]) -> tuple[np.nda
         notes.append("malformed modality LUT sequence ignored")
     slope = _float(ds.get("RescaleSlope"), 1.0)
     intercept = _float(ds.get("RescaleIntercept"), 0.0)
+    for name, value in (("RescaleSlope", slope), ("RescaleIntercept", intercept)):
+        if not math.isfinite(value):
+            raise CorruptFileError(path, f"{name} {_fmt(value)} is not a finite number")
     if slope == 0.0:
         notes.append("RescaleSlope 0 ignored (treated as 1)")
         slope = 1.0
-    modality = apply_modality_lut(stored, slope, intercept)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked just below
+        modality = apply_modality_lut(stored, slope, intercept)
     if slope != 1.0 or intercept != 0.0:
         notes.append(f"rescale slope {_fmt(slope)}, intercept {_fmt(intercept)} applied")
+        _check_finite(path, modality, f"rescale slope {_fmt(slope)}, intercept {_fmt(intercept)}")
         return modality, None, None
     if stored.dtype.itemsize > 2 or not np.issubdtype(stored.dtype, np.integer):
+        _check_finite(path, modality, "stored values")
         return modality, None, None
     # Identity on 8/16-bit integers: the modality values are the stored values exactly, and
     # their min/max is cheaper to find than the float copy's.
     return modality, stored.min(), stored.max()
 
 
-def _voi_lut(ds: Dataset) -> tuple[np.ndarray, int, int] | None:
+def _voi_lut(ds: Dataset, notes: list[str]) -> tuple[np.ndarray, int, int] | None:
     """(LUT data, first mapped value, bits per entry) of the first VOI LUT item, if usable."""
     seq = ds.get("VOILUTSequence")
     if not seq:
         return None
-    return _lut_data(ds, seq[0])
+    lut = _lut_data(ds, seq[0])
+    if lut is None:
+        notes.append("malformed VOI LUT sequence ignored")
+    return lut
 
 
 def _lut_data(ds: Dataset, item: Dataset) -> tuple[np.ndarray, int, int] | None:
     """Parse LUT Descriptor + LUT Data (US or OW) of a LUT item; None when malformed."""
-    descriptor = item.get("LUTDescriptor")
-    if "LUTData" not in item or descriptor is None or len(descriptor) != 3:
+    descriptor = _items(item.get("LUTDescriptor"))
+    if "LUTData" not in item or len(descriptor) != 3:
+        return None  # also a single-valued descriptor (pydicom gives an int, not a list)
+    try:
+        entries, first, bits = (int(v) for v in descriptor)
+    except (TypeError, ValueError):
+        return None  # non-numeric descriptor values
+    entries = entries or 65536  # 0 means 2**16 entries (PS3.3 C.11.1.1.1)
+    value = item["LUTData"].value
+    if value is None:
         return None
-    entries = int(descriptor[0]) or 65536  # 0 means 2**16 entries (PS3.3 C.11.1.1.1)
-    first = int(descriptor[1])
-    bits = int(descriptor[2])
-    elem = item["LUTData"]
-    value = elem.value
     if isinstance(value, (bytes, bytearray)):
         little = ds.original_encoding[1] is not False
-        data = np.frombuffer(value, dtype="<u2" if little else ">u2")
+        data = np.frombuffer(value, dtype="<u2" if little else ">u2",
+                             count=len(value) // 2)
     else:
-        data = np.asarray(_items(value), dtype=np.int64)
-    if data.size < entries or not 1 <= bits <= 16:
+        try:
+            data = np.asarray(_items(value), dtype=np.int64)
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if data.ndim != 1 or data.size < entries or not 1 <= bits <= 16:
         return None
     return data[:entries].astype(np.uint16), first, bits
 
@@ -453,7 +577,8 @@ def _spacing(ds: Dataset) -> tuple[tuple[float, float] | None, Any, tuple[str, .
 def _frame_bytes(ds: Dataset, meta: RadiographMeta) -> int:
     """Bytes of one uncompressed frame."""
     allocated = _int(ds.get("BitsAllocated")) or 8
-    pixels = meta.rows * meta.columns * meta.samples_per_pixel
+    numerator, denominator = _BYTES_PER_PIXEL_FACTOR.get(meta.photometric or "", (1, 1))
+    pixels = meta.rows * meta.columns * meta.samples_per_pixel * numerator // denominator
     if allocated == 1:
         return (pixels + 7) // 8
     return pixels * ((allocated + 7) // 8)

@@ -11,9 +11,11 @@ MinIsWhite on 16-bit files; tifffile needs the optional ``imagecodecs`` for LZW 
 compression, so those fall back to Pillow (8-bit there, where Pillow is right).
 
 The size is checked from the header before decoding: PNG and BMP sizes straight from the
-bytes already read, the others from the lazy header parse. Pillow's decompression-bomb limit
-(``PIL.Image.MAX_IMAGE_PIXELS``) stays in force and is reported as an :class:`ImageSizeError`.
-Torch-free.
+bytes already read, the others from the lazy header parse, against the sides and the pixel
+budget of :mod:`engine.io.limits` (decompression bombs). Pillow's decompression-bomb limit
+(``PIL.Image.MAX_IMAGE_PIXELS``) stays in force too and is reported as an
+:class:`ImageSizeError`. Floating-point samples that are not finite (NaN, infinity) are refused:
+a NaN image would score as "not flagged". Torch-free.
 """
 from __future__ import annotations
 
@@ -38,9 +40,10 @@ from engine.io.types import (
 )
 
 _PIL_FORMATS: dict[str, str] = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF", "bmp": "BMP"}
-# Errors Pillow and tifffile raise on damaged data.
+# Errors Pillow and tifffile raise on damaged data (Pillow raises TypeError("Missing
+# dimensions") when a TIFF's ImageWidth/ImageLength is damaged, at decode time).
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error,
-                  IndexError, KeyError)
+                  IndexError, KeyError, TypeError)
 _GRAY_16 = ("I;16", "I;16L", "I;16B", "I;16N")
 _COLOUR = ("RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr")
 _PALETTE = ("P", "PA")
@@ -151,10 +154,27 @@ def scale_to_unit(arr: np.ndarray) -> tuple[np.ndarray, str | None]:
         return arr.astype(np.float32), None
     if np.issubdtype(arr.dtype, np.integer) and lo >= 0 and hi <= 65535:
         return np.divide(arr, np.float32(65535), dtype=np.float32), None
+    if np.issubdtype(arr.dtype, np.floating):
+        # halved in float64: (hi - lo) of extreme float32/64 samples would overflow, and a
+        # float32 product can round just past 1
+        half = arr.astype(np.float64) / 2 - lo / 2
+        out = (half / (hi / 2 - lo / 2) if hi > lo else half).astype(np.float32)
+        np.clip(out, 0.0, 1.0, out=out)
+        return out, f"{arr.dtype} samples stretched min–max"
     out = np.subtract(arr, np.float32(lo), dtype=np.float32)
     if hi > lo:
         out *= np.float32(1.0 / (hi - lo))
+        np.clip(out, 0.0, 1.0, out=out)  # float32 rounding can land just past 1
     return out, f"{arr.dtype} samples stretched min–max"
+
+
+def _to_unit(path: Path, arr: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """:func:`scale_to_unit` after refusing empty and non-finite samples."""
+    if arr.size == 0:
+        raise CorruptFileError(path, f"decoded to an empty image (shape {arr.shape})")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise CorruptFileError(path, f"{arr.dtype} samples are not finite (NaN or infinity)")
+    return scale_to_unit(arr)
 
 
 def _check_size_from_head(path: Path, fmt: FileFormat, head: bytes) -> None:
@@ -203,7 +223,10 @@ def _pillow_meta(
     bits = 16 if mode in _GRAY_16 else 1 if mode == "1" else 32 if mode in ("I", "F") else 8
     frames = 1
     if fmt != "jpeg":  # JPEG has a single frame; the lookup costs an exception there
-        frames = int(getattr(im, "n_frames", 1) or 1)
+        try:  # counting frames parses every directory of a TIFF: a damaged one fails here
+            frames = int(getattr(im, "n_frames", 1) or 1)
+        except _DECODE_ERRORS as exc:
+            raise _decode_error(path, fmt, exc) from exc
     if frames > 1:
         notes = (*notes, f"multi-frame: first of {frames} frames shown")
     return RadiographMeta(
@@ -222,7 +245,7 @@ def _pillow_gray(path: Path, im: Image.Image) -> tuple[np.ndarray, str | None]:
     if mode == "L":
         return np.divide(np.asarray(im), _FULL_8, dtype=np.float32), None
     if mode in _GRAY_16 or mode in ("I", "F"):
-        return scale_to_unit(np.asarray(im))
+        return _to_unit(path, np.asarray(im))
     if mode in _TO_L:
         return np.divide(np.asarray(im.convert("L")), _FULL_8, dtype=np.float32), None
     raise UnsupportedFileError(path, f"unsupported pixel mode {mode!r} (no gray meaning)")
@@ -246,6 +269,10 @@ def _tiff_meta(path: Path, tif: object) -> RadiographMeta:
     page = tif.pages.first  # type: ignore[attr-defined]
     rows, columns = int(page.imagelength), int(page.imagewidth)
     check_size(path, rows, columns)
+    samples = int(page.samplesperpixel)
+    if not 1 <= samples <= 4:
+        raise UnsupportedFileError(path, f"TIFF with {samples} samples per pixel "
+                                         f"(allowed: 1 to 4)")
     frames = len(tif.pages)  # type: ignore[attr-defined]
     notes = (f"multi-frame: first of {frames} frames shown",) if frames > 1 else ()
     photometric = {0: "MONOCHROME1", 1: "MONOCHROME2", 2: "RGB", 3: "PALETTE COLOR"}.get(
@@ -277,13 +304,21 @@ def _read_tiff(path: Path, fp: BinaryIO) -> Radiograph | None:
     except Exception as exc:  # tifffile raises many types on damaged data
         raise CorruptFileError(path, f"corrupt TIFF data ({exc})") from exc
     notes: tuple[str, ...] = ()
+    if arr.shape[:2] != (meta.rows, meta.columns) and arr.shape[1:] != (meta.rows, meta.columns):
+        raise CorruptFileError(path, f"TIFF page decoded to shape {arr.shape}, expected "
+                                     f"{meta.rows}×{meta.columns}")
     if arr.ndim == 3:  # (H, W, samples) for contiguous, (samples, H, W) for planar
         rgb = arr if arr.shape[-1] == page.samplesperpixel else np.moveaxis(arr, 0, -1)
+        if rgb.shape[-1] not in (3, 4):
+            raise UnsupportedFileError(path, f"TIFF with {rgb.shape[-1]} samples per pixel "
+                                             f"(gray, RGB or RGBA read)")
+        if rgb.dtype.kind == "f" and not np.isfinite(rgb).all():
+            raise CorruptFileError(path, f"{rgb.dtype} samples are not finite (NaN or infinity)")
         notes = (_NOTE_LUMA,) if rgb.shape[-1] == 3 else (_NOTE_LUMA, "alpha channel ignored")
         arr = apply_luma(rgb)  # uint8 stays uint8 (Pillow-exact); others give float32
         if rgb.dtype == np.uint16:
             arr /= np.float32(65535)
-    pixels, note = scale_to_unit(arr)
+    pixels, note = _to_unit(path, arr)
     if note:
         notes = (*notes, note)
     if meta.photometric == "MONOCHROME1":

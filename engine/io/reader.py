@@ -3,15 +3,22 @@
 The first bytes decide the format (a PNG named ``.dcm`` reads as a PNG, with a note); the
 suffix only decides what to say when the content is not recognised. Every failure is a
 :class:`RadiographReadError` subclass naming the file and a short reason a clinician can read.
+The format readers raise typed errors for every failure they know; as a last line, any other
+``Exception`` from a decoder library becomes a :class:`CorruptFileError` whose reason starts
+with :data:`UNEXPECTED` (and is logged with its traceback), so a caller that catches
+:class:`RadiographReadError` never sees a traceback. The fuzzing benchmark
+(bench/fuzz_readers.py) counts those separately: they are bugs to give a proper reason.
 Torch-free.
 """
 from __future__ import annotations
 
+import logging
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from engine.io.dicom import read_dicom, read_dicom_header
 from engine.io.raster import read_raster, read_raster_header
@@ -21,8 +28,13 @@ from engine.io.types import (
     FileFormat,
     Radiograph,
     RadiographMeta,
+    RadiographReadError,
     UnsupportedFileError,
 )
+
+logger = logging.getLogger(__name__)
+
+UNEXPECTED = "unexpected reader error"
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (
     ".dcm", ".dicom", ".dic", ".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp",
@@ -60,6 +72,10 @@ def read_radiograph(path: str | os.PathLike[str]) -> Radiograph:
         ImageSizeError: implausible claimed size.
     """
     path = Path(path)
+    return _typed(path, _read_radiograph, path)
+
+
+def _read_radiograph(path: Path) -> Radiograph:
     with _open(path) as fp:
         head = _read_head(path, fp)
         fmt, preamble, notes = detect_format(path, head)
@@ -83,6 +99,10 @@ def read_header(path: str | os.PathLike[str]) -> RadiographMeta:
         (truncated pixel data, missing decoders).
     """
     path = Path(path)
+    return _typed(path, _read_header, path)
+
+
+def _read_header(path: Path) -> RadiographMeta:
     with _open(path) as fp:
         head = _read_head(path, fp)
         fmt, preamble, notes = detect_format(path, head)
@@ -93,6 +113,20 @@ def read_header(path: str | os.PathLike[str]) -> RadiographMeta:
     if notes:
         meta = replace(meta, notes=(*notes, *meta.notes))
     return meta
+
+
+def _typed(path: Path, read: Callable[[Path], Any], *args: Any) -> Any:
+    """``read(*args)``, with any untyped failure turned into a :class:`CorruptFileError`."""
+    try:
+        return read(*args)
+    except RadiographReadError:
+        raise
+    except MemoryError as exc:
+        raise CorruptFileError(path, "not enough memory to decode this file") from exc
+    except Exception as exc:  # a library failure we did not foresee must not end a worklist
+        logger.exception("%s: %s", path, UNEXPECTED)
+        raise CorruptFileError(path, f"{UNEXPECTED} ({type(exc).__name__}: "
+                                     f"{str(exc)[:160]})") from exc
 
 
 def detect_format(path: Path, head: bytes) -> tuple[FileFormat, bool, tuple[str, ...]]:
