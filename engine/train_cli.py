@@ -49,8 +49,9 @@ def _method_in(argv: list[str]) -> str | None:
     return None
 
 
-def _add_option(group: argparse._ArgumentGroup, parser: argparse.ArgumentParser, o: Option) -> None:
-    """One option (default None: "not given"); a flag another method already added is shared."""
+def _add_option(group: argparse._ArgumentGroup, parser: argparse.ArgumentParser, o: Option, shared: bool = False) -> None:
+    """One option (default None: "not given"); a flag another method already added is shared
+    (``shared``: its choices are then checked when the chosen method's settings are built)."""
     taken = {s for a in parser._actions for s in a.option_strings}
     strings = [s for s in (o.flag, *o.aliases) if s not in taken]
     if not strings:
@@ -63,6 +64,8 @@ def _add_option(group: argparse._ArgumentGroup, parser: argparse.ArgumentParser,
         kwargs["type"] = {"int": int, "float": float}.get(o.type, str)
         if o.type == "choice":
             kwargs["metavar"] = "{" + ",".join(o.choices or ()) + "}"
+            if not shared:
+                kwargs["choices"] = o.choices
         else:
             kwargs["metavar"] = {"int": "N", "float": "X", "path": "PATH"}.get(o.type, "TEXT")
     if strings[0] == o.flag:
@@ -71,12 +74,13 @@ def _add_option(group: argparse._ArgumentGroup, parser: argparse.ArgumentParser,
         group.add_argument(alias, **{**kwargs, "help": argparse.SUPPRESS})
 
 
-def add_method_arguments(parser: argparse.ArgumentParser, method: Method) -> None:
-    """The options of ``method`` and a list of its presets, as one argument group."""
+def add_method_arguments(parser: argparse.ArgumentParser, method: Method, shared: frozenset[str] = frozenset()) -> None:
+    """The options of ``method`` and a list of its presets, as one argument group (``shared``:
+    flags other methods also have, registered once without argparse choices)."""
     presets = "; ".join(f"{p.name}{' (default)' if i == 0 else ''}: {p.title}" for i, p in enumerate(method.presets))
     group = parser.add_argument_group(f"{method.name} options ({method.title})", f"presets (--preset): {presets}")
     for o in method.options:
-        _add_option(group, parser, o)
+        _add_option(group, parser, o, shared=o.flag in shared)
 
 
 def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
@@ -113,9 +117,11 @@ def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None
     run.add_argument("--progress", choices=("auto", "json", "bar", "none"), default="auto", help="default: %(default)s")
     run.add_argument("--check", action="store_true",
                      help="validate the data and settings without training; print the problems (exit 0: none)")
+    flags = [o.flag for m in methods.values() for o in m.options]
+    shared = frozenset(f for f in flags if flags.count(f) > 1) if chosen is None else frozenset()
     for name, method in methods.items():
         if chosen is None or name == chosen:
-            add_method_arguments(parser, method)
+            add_method_arguments(parser, method, shared)
 
 
 def given_values(method: Method, args: argparse.Namespace) -> dict[str, Any]:

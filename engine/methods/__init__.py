@@ -43,8 +43,9 @@ def default_method() -> str:
 
 def get_method(name: str) -> ModuleType:
     """The settings module of method ``name`` (its ``Config``, ``describe``, ``load_scorer``...)."""
-    method(name)
-    return importlib.import_module(f"{__name__}.{name}")
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(METHODS)}")
+    return importlib.import_module(METHODS[name])
 
 
 _discover()
