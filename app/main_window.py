@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.case_loading import LoadedCase
+from app.controllers.reading import ReadingController
 from app.demo import (DEMO_ABNORMAL, DEMO_NORMAL, DEMO_SIZE, DemoDetectorProcess, DemoStudyThread, demo_detector_file,
                       demo_root)
 from app.detector_card import DetectorCardDialog
@@ -73,6 +74,7 @@ GUI_SWITCH_INTERVAL_S = 0.0005
 RESULTS_FLUSH_MS = 200  # scoring results reach the worklist at most this late
 RESULTS_PER_TURN = 32  # results applied per event-loop turn (each re-sorts its rows)
 RECORDS_PER_TURN = 200  # indexed files inserted per event-loop turn
+MAX_LISTED_FILES = 500  # more new files than this: index their folders rather than a list of files
 
 
 class MainWindow(QMainWindow):
@@ -162,19 +164,22 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.stack)
         self._build_docks()
         self._build_status_bar()
+        # reading state, study database, reading order, counts (app/controllers/reading.py)
+        self.reading = ReadingController(self.model, self.worklist, self.viewer, settings, self.counts_label,
+                                         self.statusBar().showMessage, self)
         self.actions: dict[str, QAction] = {}
         self._build_actions()
         self.model_tools = ModelTools(self)  # New detector, model library, comparison, engine command
         self._build_menus_and_toolbar()
         # ---------------------------------------------------------------- wiring
         self.worklist.current_changed.connect(self._on_current_changed)
-        self.model.counts_changed.connect(self._counts_timer_start)
         self.operating.changed.connect(self._on_operating_point)
         self.viewer_state.overlay_changed.connect(self._sync_checkable_actions)
         self.viewer_state.window_changed.connect(self._sync_checkable_actions)
         self.privacy.changed.connect(self.model.set_show_identifiers)
         self.privacy.changed.connect(self._sync_checkable_actions)
         self.worklist.flagged_box.toggled.connect(self._sync_checkable_actions)
+        self.worklist.unread_box.toggled.connect(self._sync_checkable_actions)
         self._pending_results: dict[str, list] = {}
         self._pending_records: list = []
         self._index_result: tuple[int, float] | None = None
@@ -191,20 +196,18 @@ class MainWindow(QMainWindow):
         self._progress_timer.setSingleShot(True)
         self._progress_timer.setInterval(250)
         self._progress_timer.timeout.connect(self._show_progress)
-        self._counts_timer = QTimer(self)
-        self._counts_timer.setSingleShot(True)
-        self._counts_timer.setInterval(250)
-        self._counts_timer.timeout.connect(self._update_counts)
         geometry, state = settings.window_geometry(), settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
         self._layout_restored = state is not None and self.restoreState(state)
-        self._update_counts()
+        self.reading.update_counts()
         self._sync_checkable_actions()
         self.model_tools.start()
         # the garbage collector's full passes only when nothing runs (app/gc_schedule.py)
         self.gc_schedule = CollectorSchedule(lambda: self.indexing_active or self.is_scoring, parent=self)
         self.gc_schedule.start()
+        if self.reading.db_error:
+            self.report_error("Study database not used", self.reading.db_error)
 
     # ================================================================== layout
     def _build_welcome(self) -> QWidget:
@@ -295,8 +298,7 @@ class MainWindow(QMainWindow):
         slots: dict[str, Callable[[], object]] = {
             "open_folder": self.choose_folder, "add_files": self.choose_files, "open_demo": self.open_demo,
             "export_csv": self.export_csv, "quit": self.close,
-            "next_case": lambda: self.worklist.move(1), "previous_case": lambda: self.worklist.move(-1),
-            "next_flagged": self.worklist.next_flagged, "focus_filter": self._focus_filter,
+            "focus_filter": self._focus_filter,
             "fit": self.viewer.fit, "one_to_one": self.viewer.one_to_one,
             "zoom_in": lambda: self.viewer.zoom(1.25), "zoom_out": lambda: self.viewer.zoom(0.8),
             "auto_window": self.window_control.auto, "full_window": self.window_control.full_range,
@@ -307,9 +309,11 @@ class MainWindow(QMainWindow):
             "specificity_90": lambda: self.operating.set_specificity(0.90),
             "specificity_95": lambda: self.operating.set_specificity(0.95),
             "specificity_99": lambda: self.operating.set_specificity(0.99),
+            **self.reading.action_slots(),
         }
         toggles: dict[str, Callable[[bool], object]] = {
             "flagged_only": self.worklist.flagged_box.setChecked,
+            "unread_only": self.reading.set_unread_only,
             "show_identifiers": self.privacy.set_show_identifiers,
             "invert": self.viewer_state.set_invert,
             "toggle_heatmap": self.viewer_state.set_heatmap_visible,
@@ -354,8 +358,12 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(a["quit"])
         wl = mb.addMenu("&Worklist")
-        for name in ("next_case", "previous_case", "next_flagged", "focus_filter", "flagged_only", "show_identifiers"):
+        for name in ("next_case", "previous_case", "next_flagged", "resort", "focus_filter", "flagged_only",
+                     "unread_only", "show_identifiers"):
             wl.addAction(a[name])
+        reading = mb.addMenu("&Reading")
+        for name in ("toggle_read", "mark_agree", "mark_disagree", "mark_normal", "mark_abnormal", "comment"):
+            reading.addAction(a[name])
         view = mb.addMenu("&View")
         for name in ("fit", "one_to_one", "zoom_in", "zoom_out", None, "invert", "auto_window", "full_window",
                      "next_preset", "reset_window", None, "toggle_heatmap", "toggle_contour", "opacity_up",
@@ -452,6 +460,7 @@ class MainWindow(QMainWindow):
             self._index_result = None
             self._current = None
             self._auto_paused = False
+            self.reading.new_worklist()
             self.roots = list(paths)
             self.viewer.clear("Indexing…")
             self.case_panel.set_meta(None)
@@ -466,13 +475,28 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentWidget(self.viewer)
         self._index_started = time.monotonic()
         self._first_image_time = None
-        indexer = FolderIndexer(paths, self.settings.engine_command, use_process=self.index_in_process)
+        self.statusBar().showMessage(f"Opening {', '.join(p.name or str(p) for p in paths)}…")
+        # files the study database knows are listed at once; only the others are indexed
+        self.reading.list_known(paths, lambda known, unknown: self._on_listed(paths, known, unknown))
+
+    def _on_listed(self, roots: list[Path], known: list, unknown: list[Path]) -> None:
+        if self._closing:
+            return
+        self._add_to_worklist(known)
+        if not unknown:
+            self._index_result = (len(known), time.monotonic() - self._index_started)
+            self._finish_indexing()
+            return
+        # a few new files: index those; many: the folders (files already listed are skipped)
+        targets = unknown if len(unknown) <= MAX_LISTED_FILES else roots
+        indexer = FolderIndexer(targets, self.settings.engine_command, use_process=self.index_in_process)
         indexer.records_found.connect(self._on_records)
         indexer.indexing_done.connect(self._on_indexing_done)
         indexer.indexing_failed.connect(self._on_indexing_failed)
         self._indexers.append(indexer)  # adding while another scan runs: both stream in
         self.workers.start(indexer)
-        self.statusBar().showMessage(f"Indexing {', '.join(p.name or str(p) for p in paths)}…")
+        self.statusBar().showMessage(f"Indexing {len(unknown):,} new or changed files"
+                                     + (f" ({len(known):,} known)…" if known else "…"))
 
     @property
     def _indexing(self) -> FolderIndexer | None:
@@ -494,15 +518,21 @@ class MainWindow(QMainWindow):
         del self._pending_records[:RECORDS_PER_TURN]
         if self._pending_records:
             self._records_timer.start()
-        new = self.model.add_records(batch)
+        self._add_to_worklist(batch)
         if not self._pending_records and self._indexing is None:
             QTimer.singleShot(0, self._finish_indexing)  # after this slice is queued for scoring
+
+    def _add_to_worklist(self, batch: list) -> None:
+        new = self.model.add_records(batch)
         if not new:
             return
         if self.worklist.current_path() is None:
             self.worklist.select_row(0)
         if self.detector is not None and self.auto_score_action.isChecked() and not self._auto_paused:
-            self._enqueue_for_scoring([r.path for r in new if r.readable])
+            mid = self.detector.meta.model_id  # files the study database knows keep their score
+            todo = [r.path for r in new if r.readable and mid not in r.scores and mid not in r.score_errors]
+            if todo:
+                self._enqueue_for_scoring(todo)
 
     @Slot(int, bool)
     def _on_indexing_done(self, count: int, stopped: bool) -> None:
@@ -533,7 +563,8 @@ class MainWindow(QMainWindow):
     @property
     def indexing_active(self) -> bool:
         """Whether files may still be added to the worklist (scanning, or inserting found files)."""
-        return self._indexing is not None or bool(self._pending_records) or self._index_result is not None
+        return (self._indexing is not None or bool(self._pending_records) or self._index_result is not None
+                or self.reading.listing)
 
     @Slot(str)
     def _on_indexing_failed(self, message: str) -> None:
@@ -591,6 +622,7 @@ class MainWindow(QMainWindow):
             if row is not None and case.analysis.model_id not in self.model.record(row).scores:
                 self.model.set_score(case.path, case.analysis.model_id,
                                      CaseScore(case.analysis.score, case.analysis.percentile))
+            self.reading.case_analysed(case.path, case.analysis.model_id, case.analysis.levels)
         if case.analysis_error:
             self.statusBar().showMessage(f"{case.path.name}: heatmap unavailable ({case.analysis_error})", 8000)
         if case.path == self._current and self._analysis_current(case):
@@ -606,13 +638,9 @@ class MainWindow(QMainWindow):
             self.case_panel.set_meta(self.model.record(row).meta if row is not None else None, reason)
 
     def _display(self, case: LoadedCase) -> None:
-        row = self.model.row_of(case.path)
-        n = self.worklist.proxy.rowCount()
-        pos = self.worklist.table.currentIndex().row() + 1
-        name = self.model.index(row, Column.FILE).data() if row is not None else case.path.name
-        title = f"{name}   ({pos} of {n})"
         self.window_control.set_image(case.image)
-        self.viewer.show_case(case, title)
+        self.viewer.show_case(case, self.reading.title(case.path))
+        self.reading.case_shown(case.path)
         self.case_panel.set_meta(case.meta)
         self._show_result(case.path)
         self.viewer.set_contour_level(self._contour_level())
@@ -943,6 +971,7 @@ class MainWindow(QMainWindow):
         except (OSError, FileExistsError) as exc:
             self.report_error("Export failed", f"{path}\n\n{exc}")
             return None
+        self.reading.audit_export(mid, str(scope), n, bool(include_identifiers))
         self.statusBar().showMessage(f"Exported {n} cases to {path}", 8000)
         return path
 
@@ -1012,31 +1041,13 @@ class MainWindow(QMainWindow):
         st = self.viewer_state
         pairs = (("invert", st.invert), ("toggle_heatmap", st.heatmap_visible), ("toggle_contour", st.contour_visible),
                  ("show_identifiers", self.privacy.show_identifiers),
-                 ("flagged_only", self.worklist.flagged_box.isChecked()))
+                 ("flagged_only", self.worklist.flagged_box.isChecked()),
+                 ("unread_only", self.worklist.unread_box.isChecked()))
         for name, value in pairs:
             act = self.actions.get(name)
             if act is not None and act.isChecked() != value:
                 with QSignalBlocker(act):
                     act.setChecked(value)
-
-    def _counts_timer_start(self) -> None:
-        if not self._counts_timer.isActive():
-            self._counts_timer.start()
-
-    def _update_counts(self) -> None:
-        c = self.model.counts()
-        if not c["files"]:
-            self.counts_label.setText("no files")
-            return
-        parts = [f"{c['files']:,} files"]
-        if self.detector is not None:
-            parts.append(f"{c['scored']:,} scored")
-            parts.append(f"{c['flagged']:,} flagged")
-        if c["unreadable"]:
-            parts.append(f"{c['unreadable']:,} unreadable")
-        text = " · ".join(parts)
-        self.counts_label.setText(text)
-        self.worklist.counts_label.setText(text + f" · {self.worklist.proxy.rowCount():,} shown")
 
     def report_error(self, title: str, text: str) -> None:
         """Tell the user (non-blocking message box) and log."""
@@ -1095,6 +1106,7 @@ class MainWindow(QMainWindow):
             self._indexers.clear()
             self._scoring = None
             self.workers.stop_all()
+            self.reading.close()
             self.workers.all_finished.connect(self._finish_close)
         if not len(self.workers):
             self._close_ready = True

@@ -8,6 +8,13 @@ at read time, so moving the operating point updates every flag with one signal.
 Sorting reads :data:`SORT_ROLE`: numbers for numeric columns, lower-case text otherwise.
 Missing values (unscored, unreadable) sort last in both directions, in file order: the proxy
 tells the model its sort order (:meth:`WorklistModel.set_missing_sorts_high`).
+
+Stable order: sorting and the "flagged only" / "unread only" filters read a *snapshot* of the
+scores and reading states, not the live values. While the order is not frozen the snapshot
+follows every change (the list keeps itself sorted); once frozen (the reader has started,
+:mod:`app.session`), a score or a read mark changes what a row shows but not where it is, and
+rows that arrive sort last in arrival order, until :meth:`WorklistModel.refresh_order_keys`
+(the reader's "Re-sort").
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QModelRoleDataSpan,
 from PySide6.QtGui import QBrush, QColor, QFont, QPixmap
 
 from app.records import CaseRecord, CaseScore, patient_text, study_text, view_text
+from app.session import ReadingSession
 from engine.scoring import ScoreResult
 
 SORT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
@@ -40,6 +48,7 @@ class Column(IntEnum):
     STUDY = 6
     VIEW = 7
     STATUS = 8
+    READ = 9
 
 
 HEADERS: dict[Column, tuple[str, str]] = {
@@ -53,10 +62,15 @@ HEADERS: dict[Column, tuple[str, str]] = {
     Column.PERCENTILE: ("Pctl", "Percentile among the detector's held-out normal images: "
                                 "percent of them scoring lower"),
     Column.STATUS: ("Status", "Scoring status, or why the file cannot be read"),
+    Column.READ: ("Read", "● unread; read; or the reader's mark (agree / disagree with the flag, "
+                          "confirmed normal / abnormal) and a comment"),
 }
+MARK_TEXT: dict[str, str] = {"agree": "✓ agree", "disagree": "✗ disagree", "normal": "normal ✓",
+                             "abnormal": "abnormal ✓"}
 _N_COLUMNS = len(Column)
 _MISSING = 1e15  # beyond any score or percentile
 _NUMERIC = (Column.SCORE, Column.PERCENTILE, Column.FLAG)
+_FILE_COL, _READ_COL = int(Column.FILE), int(Column.READ)
 _COLUMNS: tuple[Column, ...] = tuple(Column)
 _NUMERIC_INTS = frozenset(int(c) for c in _NUMERIC)
 _THUMB, _FLAG_COL, _SCORE_COL = int(Column.THUMBNAIL), int(Column.FLAG), int(Column.SCORE)
@@ -69,6 +83,7 @@ _FONT = int(Qt.ItemDataRole.FontRole)
 _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 _LEFT = int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
 _FLAG_BRUSH = QBrush(QColor(196, 40, 40))
+_UNREAD_BRUSH = QBrush(QColor(30, 100, 200))
 _ERROR_BRUSH = QBrush(QColor(150, 150, 150))
 _BOLD = QFont()
 _BOLD.setBold(True)
@@ -84,6 +99,7 @@ class WorklistModel(QAbstractTableModel):
     """
 
     counts_changed = Signal()
+    results_applied = Signal(str, object)  # model id, list[ScoreResult]: scores to remember
     status_changed = Signal()  # status texts changed (queued/not): repaint, nothing to re-sort
 
     def __init__(self, pseudonym_key: bytes, thumbnail: Callable[[Path], QPixmap | None] | None = None,
@@ -102,6 +118,14 @@ class WorklistModel(QAbstractTableModel):
         # the active detector's scores by row (NaN: none) and unreadable rows, for O(1) counts
         self._active = np.zeros(0, dtype=np.float64)
         self._unreadable = np.zeros(0, dtype=bool)
+        self._pct = np.zeros(0, dtype=np.float64)
+        self._read = np.zeros(0, dtype=bool)
+        # what sorting and the flag / unread filters see (see the module docstring)
+        self._snap_score = np.zeros(0, dtype=np.float64)
+        self._snap_pct = np.zeros(0, dtype=np.float64)
+        self._snap_read = np.zeros(0, dtype=bool)
+        self._frozen = False
+        self._session: ReadingSession | None = None
         self._text: list[tuple[str, str, str, str] | None] = []  # file, patient, study, view
         self._haystack: list[str | None] = []
 
@@ -167,10 +191,14 @@ class WorklistModel(QAbstractTableModel):
                 return _ERROR_BRUSH
             if col == _FLAG_COL and self.is_flagged(rec):
                 return _FLAG_BRUSH
+            if col == _READ_COL and not self._read[row]:
+                return _UNREAD_BRUSH
             return None
         if role == _FONT:
             if (col == _FLAG_COL or col == _SCORE_COL) and self.is_flagged(rec):
                 return _BOLD
+            if (col == _FILE_COL or col == _READ_COL) and not self._read[row]:
+                return _BOLD  # unread cases stand out, as unread mail does
             return None
         if role == FLAG_ROLE:
             return self.is_flagged(rec)
@@ -192,6 +220,8 @@ class WorklistModel(QAbstractTableModel):
             return self._texts(row, rec)[col - Column.FILE]
         if col == Column.STATUS:
             return self.status_text(rec)
+        if col == Column.READ:
+            return self.read_text(row, rec)
         score = self.active_score(rec)
         if score is None:
             return ""
@@ -212,15 +242,18 @@ class WorklistModel(QAbstractTableModel):
             return self._texts(row, rec)[col - Column.FILE].lower()
         if col == Column.STATUS:
             return self.status_text(rec).lower()
-        score = self.active_score(rec)
-        if score is None:
+        if col == Column.READ:
+            return 1.0 if self._snap_read[row] else 0.0
+        score, pct = self._snap_score[row], self._snap_pct[row]
+        if np.isnan(score):
             return missing
         if col == Column.SCORE:
-            return score.score
+            return float(score)
         if col == Column.PERCENTILE:
-            return score.percentile
+            return float(pct)
         # flagged first (descending), then by percentile, then score
-        return (1.0 if self.is_flagged(rec) else 0.0) + score.percentile / 1000.0
+        flagged = self._threshold is not None and score > self._threshold
+        return (1.0 if flagged else 0.0) + float(pct) / 1000.0
 
     def _tooltip(self, rec: CaseRecord, col: Column) -> str | None:
         if not rec.readable:
@@ -233,6 +266,8 @@ class WorklistModel(QAbstractTableModel):
             return f"score {s.score:.6g}; higher than {s.percentile:.1f} % of the detector's calibration normals"
         if col == Column.STATUS:
             return self.status_text(rec)
+        if col == Column.READ and self._session is not None and self._session.comment(rec.path):
+            return self._session.comment(rec.path)
         return None
 
     def _file_text(self, path: Path) -> str:
@@ -272,6 +307,30 @@ class WorklistModel(QAbstractTableModel):
             return "queued"
         return "not scored"
 
+    def read_text(self, row: int, rec: CaseRecord) -> str:
+        """What the Read column says: ● (unread), "read", or the reader's mark and a comment sign."""
+        if self._session is None:
+            return ""
+        mark, comment = self._session.mark(rec.path), self._session.comment(rec.path)
+        if mark is not None:
+            return MARK_TEXT[mark] + (" …" if comment else "")
+        if comment:
+            return "comment …"
+        return "read" if self._read[row] else "●"
+
+    def snapshot_flagged(self, row: int) -> bool:
+        """Flagged as the current order sees it (the snapshot's score; see the module docstring)."""
+        score = self._snap_score[row]
+        return self._threshold is not None and not np.isnan(score) and bool(score > self._threshold)
+
+    def snapshot_unread(self, row: int) -> bool:
+        """Unread as the current order sees it."""
+        return not self._snap_read[row]
+
+    def is_read(self, row: int) -> bool:
+        """Whether the case in a row is read (or reviewed) now."""
+        return bool(self._read[row])
+
     def filter_text(self, row: int) -> str:
         """Lower-case text the worklist filter searches (what the row shows)."""
         hay = self._haystack[row]
@@ -310,21 +369,80 @@ class WorklistModel(QAbstractTableModel):
         scored = int(np.count_nonzero(~np.isnan(active)))
         flagged = int(np.count_nonzero(active > self._threshold)) if self._threshold is not None else 0
         unreadable = int(np.count_nonzero(self._unreadable[:n]))
+        read = self._read[:n]
+        flagged_unread = int(np.count_nonzero((active > self._threshold) & ~read)) if self._threshold is not None else 0
         return {"files": n, "readable": n - unreadable, "scored": scored, "flagged": flagged,
-                "unreadable": unreadable}
+                "unreadable": unreadable, "read": int(np.count_nonzero(read)), "flagged_unread": flagged_unread}
+
+    def stale_rows(self) -> int:
+        """Rows whose score is not where the current order placed them (a re-sort would move them)."""
+        n = len(self._records)
+        live, snap = self._active[:n], self._snap_score[:n]
+        both_nan = np.isnan(live) & np.isnan(snap)
+        return int(np.count_nonzero(~both_nan & (live != snap)))
 
     def _store_active(self, row: int, rec: CaseRecord) -> None:
         score = rec.scores.get(self._model_id) if self._model_id is not None else None
-        self._active[row] = score.score if score is not None and rec.readable else np.nan
+        ok = score is not None and rec.readable
+        self._active[row] = score.score if ok else np.nan  # type: ignore[union-attr]
+        self._pct[row] = score.percentile if ok else np.nan  # type: ignore[union-attr]
+        if not self._frozen:
+            self._snap_score[row], self._snap_pct[row] = self._active[row], self._pct[row]
 
     def _grow(self, n: int) -> None:
         if n > self._active.size:
             size = max(n, 2 * self._active.size, 1024)
-            active = np.full(size, np.nan)
-            active[: self._active.size] = self._active
-            unreadable = np.zeros(size, dtype=bool)
-            unreadable[: self._unreadable.size] = self._unreadable
-            self._active, self._unreadable = active, unreadable
+
+            def grown(old: np.ndarray, fill: float | bool) -> np.ndarray:
+                new = np.full(size, fill, dtype=old.dtype)
+                new[: old.size] = old
+                return new
+
+            self._active, self._pct = grown(self._active, np.nan), grown(self._pct, np.nan)
+            self._snap_score, self._snap_pct = grown(self._snap_score, np.nan), grown(self._snap_pct, np.nan)
+            self._unreadable, self._read = grown(self._unreadable, False), grown(self._read, False)
+            self._snap_read = grown(self._snap_read, False)
+
+    # ------------------------------------------------------------------ reading state and order
+    def set_session(self, session: ReadingSession) -> None:
+        """Show this session's reading state and marks (the model observes it)."""
+        self._session = session
+        session.states_changed.connect(self._on_states)
+        session.mark_changed.connect(lambda path: self._on_states([path]))
+
+    def _on_states(self, paths: list[Path]) -> None:
+        if self._session is None:
+            return
+        rows = []
+        for path in paths:
+            r = self._row_of.get(path)
+            if r is None:
+                continue
+            self._read[r] = self._session.is_read(path)
+            if not self._frozen:
+                self._snap_read[r] = self._read[r]
+            rows.append(r)
+        if rows:
+            self._changed_rows(rows, Column.FILE, Column.READ)
+
+    @property
+    def order_frozen(self) -> bool:
+        """Whether sorting and filtering keep their snapshot (the reader has started)."""
+        return self._frozen
+
+    def set_order_frozen(self, frozen: bool) -> None:
+        """Freeze (or release, which also refreshes) the order's snapshot."""
+        self._frozen = bool(frozen)
+        if not self._frozen:
+            self.refresh_order_keys()
+
+    def refresh_order_keys(self) -> None:
+        """Take the live scores and reading states into the order (the proxy must then re-sort)."""
+        n = len(self._records)
+        self._snap_score[:n] = self._active[:n]
+        self._snap_pct[:n] = self._pct[:n]
+        self._snap_read[:n] = self._read[:n]
+        self._haystack = [None] * n
 
     # ------------------------------------------------------------------ changes
     def clear(self, roots: Iterable[Path] = ()) -> None:
@@ -337,6 +455,11 @@ class WorklistModel(QAbstractTableModel):
         self._queued.clear()
         self._active = np.zeros(0, dtype=np.float64)
         self._unreadable = np.zeros(0, dtype=bool)
+        for name in ("_pct", "_snap_score", "_snap_pct"):
+            setattr(self, name, np.zeros(0, dtype=np.float64))
+        for name in ("_read", "_snap_read"):
+            setattr(self, name, np.zeros(0, dtype=bool))
+        self._frozen = False
         self._roots = [Path(r) for r in roots if Path(r).is_dir()]
         self.endResetModel()
         self.counts_changed.emit()
@@ -368,7 +491,12 @@ class WorklistModel(QAbstractTableModel):
             self._text.append(None)
             self._haystack.append(None)
             self._unreadable[first + i] = not rec.readable
+            self._read[first + i] = self._session is not None and self._session.is_read(rec.path)
             self._store_active(first + i, rec)
+            if self._frozen:  # arrived after the reader started: last, in arrival order
+                self._snap_score[first + i] = self._snap_pct[first + i] = np.nan
+            else:
+                self._snap_read[first + i] = self._read[first + i]
         self.endInsertRows()
         self.counts_changed.emit()
         return new
@@ -381,6 +509,7 @@ class WorklistModel(QAbstractTableModel):
         self._queued.clear()
         for row, rec in enumerate(self._records):
             self._store_active(row, rec)
+        self.refresh_order_keys()  # another detector: the reader asked for its order
         self._changed_all(Column.FLAG, Column.STATUS)
 
     def set_threshold(self, threshold: float | None) -> None:
@@ -420,7 +549,7 @@ class WorklistModel(QAbstractTableModel):
             self._haystack = [None] * len(self._records)
             self.status_changed.emit()
 
-    def apply_results(self, model_id: str, results: Iterable[ScoreResult]) -> None:
+    def apply_results(self, model_id: str, results: Sequence[ScoreResult]) -> None:
         """Store a batch of scoring results for a detector."""
         rows = []
         for res in results:
@@ -439,6 +568,20 @@ class WorklistModel(QAbstractTableModel):
             rows.append(r)
         if model_id == self._model_id:
             self._changed_rows(rows, Column.FLAG, Column.STATUS)
+        self.results_applied.emit(model_id, results)
+
+    def apply_stored(self, found: dict[Path, dict[str, CaseScore]]) -> None:
+        """Scores remembered for these files' content (a renamed or copied image): shown, not stored again."""
+        rows = []
+        for path, scores in found.items():
+            r = self._row_of.get(path)
+            if r is None or not scores:
+                continue
+            self._records[r].scores.update(scores)
+            if self._model_id in scores:
+                self._store_active(r, self._records[r])
+                rows.append(r)
+        self._changed_rows(rows, Column.FLAG, Column.STATUS)
 
     def set_score(self, path: Path, model_id: str, score: CaseScore) -> None:
         """Store one result (from the viewer, which scores the image it shows)."""
@@ -450,8 +593,8 @@ class WorklistModel(QAbstractTableModel):
         self._queued.discard(path)
         if model_id == self._model_id:
             self._store_active(r, self._records[r])
-        if model_id == self._model_id:
             self._changed_rows([r], Column.FLAG, Column.STATUS)
+        self.results_applied.emit(model_id, [ScoreResult(path, score.score, score.percentile)])
 
     def mark_unreadable(self, path: Path, reason: str) -> None:
         """A file whose header read but whose pixels do not: keep it, with the reason."""
@@ -473,7 +616,8 @@ class WorklistModel(QAbstractTableModel):
 
     def _changed_all(self, first: Column, last: Column) -> None:
         if self._records:
-            self._haystack = [None] * len(self._records)
+            if not self._frozen:
+                self._haystack = [None] * len(self._records)
             self.dataChanged.emit(self.createIndex(0, first), self.createIndex(len(self._records) - 1, last))
         self.counts_changed.emit()
 
@@ -482,8 +626,9 @@ class WorklistModel(QAbstractTableModel):
         ordered = sorted(set(rows))
         if not ordered:
             return
-        for r in ordered:
-            self._haystack[r] = None
+        if not self._frozen:  # a frozen order keeps what the text filter matched too
+            for r in ordered:
+                self._haystack[r] = None
         start = prev = ordered[0]
         for r in ordered[1:] + [None]:  # type: ignore[list-item]
             if r is not None and r == prev + 1:

@@ -1,4 +1,8 @@
-"""Sorting and filtering of the worklist: text filter, "flagged only", missing values last.
+"""Sorting and filtering of the worklist: text filter, "flagged only", "unread only", missing values last.
+
+Sort keys and the flag / unread filters read the model's order snapshot
+(:meth:`WorklistModel.refresh_order_keys`): rows keep their place while the reader works, and
+:meth:`WorklistProxy.resort` re-applies the order when asked.
 
 Comparisons run in C++ on :data:`~app.worklist.model.SORT_ROLE` values (no Python ``lessThan``:
 sorting 10,000 rows stays in milliseconds); only the row filter is Python, and it reads one
@@ -23,6 +27,7 @@ class WorklistProxy(QSortFilterProxyModel):
         super().__init__(parent)
         self._text = ""
         self._flagged_only = False
+        self._unread_only = False
         self.setSortRole(SORT_ROLE)
         self.setDynamicSortFilter(True)
         self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
@@ -43,6 +48,23 @@ class WorklistProxy(QSortFilterProxyModel):
     def flagged_only(self) -> bool:
         return self._flagged_only
 
+    @property
+    def unread_only(self) -> bool:
+        return self._unread_only
+
+    def set_unread_only(self, unread_only: bool) -> None:
+        """Keep only rows unread when the order was last applied (a case read meanwhile stays)."""
+        if bool(unread_only) != self._unread_only:
+            self.source().refresh_order_keys()
+            self.beginFilterChange()
+            self._unread_only = bool(unread_only)
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def resort(self) -> None:
+        """Take the live scores and reading states into the order, and sort and filter again."""
+        self.source().refresh_order_keys()
+        self.invalidate()
+
     def set_filter_text(self, text: str) -> None:
         """Keep rows whose file, patient, study, view or status contains every word of ``text``."""
         text = " ".join(text.lower().split())
@@ -54,6 +76,7 @@ class WorklistProxy(QSortFilterProxyModel):
     def set_flagged_only(self, flagged_only: bool) -> None:
         """Keep only rows flagged under the current threshold."""
         if bool(flagged_only) != self._flagged_only:
+            self.source().refresh_order_keys()  # the reader asked: today's flags
             self.beginFilterChange()
             self._flagged_only = bool(flagged_only)
             self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
@@ -64,6 +87,7 @@ class WorklistProxy(QSortFilterProxyModel):
         model = self.sourceModel()
         if isinstance(model, WorklistModel):
             model.set_missing_sorts_high(order == Qt.SortOrder.AscendingOrder)
+            model.refresh_order_keys()  # a sort the reader asked for uses today's values
         super().sort(column, order)
 
     def multiData(self, index: QModelIndex | QPersistentModelIndex, span: QModelRoleDataSpan) -> None:  # noqa: N802
@@ -75,9 +99,10 @@ class WorklistProxy(QSortFilterProxyModel):
         if source_parent.isValid():
             return False
         model = self.source()
-        if self._flagged_only:
-            if not model.is_flagged(model.record(source_row)):
-                return False
+        if self._flagged_only and not model.snapshot_flagged(source_row):
+            return False
+        if self._unread_only and not model.snapshot_unread(source_row):
+            return False
         if self._text:
             hay = model.filter_text(source_row)
             return all(word in hay for word in self._text.split(" "))
