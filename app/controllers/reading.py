@@ -223,8 +223,10 @@ class ReadingController(QObject):
             self.session.mark_read(self._shown)
 
     def _on_current_row(self, current: QModelIndex, previous: QModelIndex) -> None:
-        self._read_timer.stop()
-        self._shown = None
+        # the window may already show the new case (decoded earlier): its dwell counts
+        if self._shown is None or self._shown != self.panel.current_path():
+            self._read_timer.stop()
+            self._shown = None
         if previous.isValid() and current.isValid() and not self._auto_select:
             self.session.start()  # the reader moved (keys, mouse, arrows)
         self.update_position()
