@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from engine.io.meta_json import meta_from_json, meta_to_json
-from engine.io.types import RadiographMeta
+from engine.io import RadiographMeta
 
 logger = logging.getLogger(__name__)
 
@@ -496,7 +496,7 @@ class StudyStore:
         their header read (new or changed files).
         """
         def prepare(db: StudyDatabase) -> tuple[list[KnownFile], list[Path]]:
-            from engine.io.scan import list_image_files
+            from engine.io import list_image_files
 
             stats: list[tuple[Path, int, int]] = []
             order: list[Path] = []
