@@ -95,12 +95,12 @@ def _stream(app, w, model_id: str, paths: list[Path], per_batch: int = 8, every_
     probe.start()
     t0 = time.perf_counter()
     for i in range(0, len(paths), per_batch):
-        w._on_batch_scored(model_id, [ScoreResult(p, rng.random(), 100 * rng.random()) for p in paths[i:i + per_batch]])
+        w.scoring.on_batch_scored(model_id, [ScoreResult(p, rng.random(), 100 * rng.random()) for p in paths[i:i + per_batch]])
         due = t0 + (i // per_batch + 1) * every_ms / 1000
         while time.perf_counter() < due:
             app.processEvents()
             time.sleep(0.001)
-    _wait(app, lambda: w.model.counts()["scored"] >= len(paths) and not w._pending_results, 120)
+    _wait(app, lambda: w.model.counts()["scored"] >= len(paths) and not w.scoring.pending, 120)
     seconds = time.perf_counter() - t0
     flushed = w.reading.store.flush(120) if w.reading.store is not None else True
     written = time.perf_counter() - t0
@@ -189,7 +189,7 @@ def main() -> int:
     out["reopen"] = {"full_worklist_with_scores_s": round(full_s, 3) if ok else None,
                      "first_row_s": round(first_row[0], 3) if first_row else None,
                      "rows_shown": shown, "indexers_started": len(w._indexers),
-                     "scoring_process_started": w._scoring is not None,
+                     "scoring_process_started": w.scoring.process is not None,
                      "event_loop": probe.summary(),
                      "ticks_over_100ms": sum(1 for x in probe.stalls_ms if x > 100)}
     w.close()

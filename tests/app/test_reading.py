@@ -84,8 +84,8 @@ def _open(qtbot, w: MainWindow, folder: Path) -> None:
 
 def _stream(w: MainWindow, model_id: str, paths: list[Path], rng: random.Random) -> None:
     """Scores arriving as the scoring process sends them."""
-    w._on_batch_scored(model_id, [ScoreResult(p, rng.random(), 100 * rng.random()) for p in paths])
-    w._flush_results(everything=True)
+    w.scoring.on_batch_scored(model_id, [ScoreResult(p, rng.random(), 100 * rng.random()) for p in paths])
+    w.scoring.flush(everything=True)
 
 
 def test_reopening_shows_known_scores_and_scores_only_changed_files(qtbot, settings_path: Path, tmp_path: Path,
@@ -109,8 +109,8 @@ def test_reopening_shows_known_scores_and_scores_only_changed_files(qtbot, setti
         w.load_detector(tiny_detector, provider="cpu")
         qtbot.waitUntil(lambda: w.detector is not None, timeout=10_000)
         queued: list[Path] = []
-        enqueue = w._enqueue_for_scoring
-        w._enqueue_for_scoring = lambda paths: (queued.extend(paths), enqueue(paths))[1]  # a spy, not a mock
+        enqueue = w.scoring.enqueue
+        w.scoring.enqueue = lambda paths: (queued.extend(paths), enqueue(paths))[1]  # a spy, not a mock
         _open(qtbot, w, folder)
         qtbot.waitUntil(lambda: w.model.counts()["scored"] == len(first), timeout=30_000)
         again = {r.path: r.scores[mid].score for r in w.model.records()}
@@ -140,7 +140,7 @@ def test_reopening_unchanged_folder_starts_no_engine_process(qtbot, settings_pat
         w.model.set_active_model("m", 50.0)
         w.open_paths([folder])
         qtbot.waitUntil(lambda: not w.indexing_active and w.model.counts()["scored"] == 60, timeout=10_000)
-        assert w._indexers == [] and w._scoring is None  # no header read, nothing scored
+        assert w._indexers == [] and w.scoring.process is None  # no header read, nothing scored
         scores = [float(w.worklist.proxy.index(r, Column.SCORE).data()) for r in range(60)]
         assert scores == sorted(scores, reverse=True)  # known scores sorted at once
     finally:
@@ -176,8 +176,8 @@ def test_next_unread_flagged_marks_and_progress(qtbot, window: MainWindow, folde
     _open(qtbot, w, folder)
     w.model.set_active_model("m", 0.5)
     paths = [r.path for r in w.model.records()]
-    w._on_batch_scored("m", [ScoreResult(p, 1.0 - i / 60, 99.0 - i) for i, p in enumerate(paths)])
-    w._flush_results(everything=True)
+    w.scoring.on_batch_scored("m", [ScoreResult(p, 1.0 - i / 60, 99.0 - i) for i, p in enumerate(paths)])
+    w.scoring.flush(everything=True)
     flagged = [p for i, p in enumerate(paths) if 1.0 - i / 60 > 0.5]  # 30 cases
     w.reading.session.mark_read(flagged[1])  # read elsewhere: N skips it
     w.worklist.select_row(0)
