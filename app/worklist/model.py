@@ -1,20 +1,22 @@
 """The worklist table model: one row per file, over a list of :class:`CaseRecord`.
 
-Rows are only appended (indexing streams them in) or cleared; scores, flags, thumbnails and
+Records are only appended (indexing streams them in) or cleared; scores, flags, thumbnails and
 identifier visibility change cells in place (``dataChanged`` over the touched rows and
 columns only). Flags are computed from the active detector's score and the current threshold
 at read time, so moving the operating point updates every flag with one signal.
 
-Sorting reads :data:`SORT_ROLE`: numbers for numeric columns, lower-case text otherwise.
-Missing values (unscored, unreadable) sort last in both directions, in file order: the proxy
-tells the model its sort order (:meth:`WorklistModel.set_missing_sorts_high`).
+The model sorts itself (:meth:`WorklistModel.sort`, which the proxy forwards to): one Python
+sort over the records' :data:`SORT_ROLE` values, then one ``layoutChanged``. The proxy only
+filters. (A sorting ``QSortFilterProxyModel`` calls back into Python twice per comparison:
+inserting 10,000 rows took 3-7 s on a busy two-core machine; bench/reading_db.py.) Rows are
+records in the current order: ``row`` is a position, ``i`` below a record's insertion index.
+Missing values (unscored, unreadable) sort last in both directions, in file order.
 
 Stable order: sorting and the "flagged only" / "unread only" filters read a *snapshot* of the
-scores and reading states, not the live values. While the order is not frozen the snapshot
-follows every change (the list keeps itself sorted); once frozen (the reader has started,
-:mod:`app.session`), a score or a read mark changes what a row shows but not where it is, and
-rows that arrive sort last in arrival order, until :meth:`WorklistModel.refresh_order_keys`
-(the reader's "Re-sort").
+scores and reading states. While the order is not frozen the snapshot follows every change and
+the list keeps itself sorted; once frozen (the reader has started, :mod:`app.session`), a score
+or a read mark changes what a row shows but not where it is, and records that arrive go last in
+arrival order, until :meth:`WorklistModel.refresh_order_keys` and a sort (the reader's "Re-sort").
 """
 from __future__ import annotations
 
@@ -108,7 +110,11 @@ class WorklistModel(QAbstractTableModel):
         self._key = pseudonym_key
         self._thumbnail = thumbnail
         self._records: list[CaseRecord] = []
-        self._row_of: dict[Path, int] = {}
+        self._row_of: dict[Path, int] = {}  # path -> record index i
+        self._order: list[int] = []  # row -> i
+        self._pos: list[int] = []  # i -> row
+        self._sort_col = -1
+        self._sort_desc = False
         self._roots: list[Path] = []
         self._model_id: str | None = None
         self._threshold: float | None = None
@@ -159,10 +165,11 @@ class WorklistModel(QAbstractTableModel):
         row, col = index.row(), index.column()
         if not 0 <= row < len(self._records) or not 0 <= col < _N_COLUMNS:
             return
-        rec = self._records[row]
-        for i in range(len(span)):
-            item = span[i]
-            item.setData(self._value(row, col, rec, item.role()))
+        i = self._order[row]
+        rec = self._records[i]
+        for k in range(len(span)):
+            item = span[k]
+            item.setData(self._value(i, col, rec, item.role()))
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
@@ -170,7 +177,8 @@ class WorklistModel(QAbstractTableModel):
         row, col = index.row(), index.column()
         if not 0 <= row < len(self._records) or not 0 <= col < _N_COLUMNS:
             return None
-        return self._value(row, col, self._records[row], role)
+        i = self._order[row]
+        return self._value(i, col, self._records[i], role)
 
     def _value(self, row: int, col: int, rec: CaseRecord, role: int) -> Any:
         # roles as plain ints: enum comparisons cost more than the work on a repaint path
@@ -320,29 +328,30 @@ class WorklistModel(QAbstractTableModel):
 
     def snapshot_flagged(self, row: int) -> bool:
         """Flagged as the current order sees it (the snapshot's score; see the module docstring)."""
-        score = self._snap_score[row]
+        score = self._snap_score[self._order[row]]
         return self._threshold is not None and not np.isnan(score) and bool(score > self._threshold)
 
     def snapshot_unread(self, row: int) -> bool:
         """Unread as the current order sees it."""
-        return not self._snap_read[row]
+        return not self._snap_read[self._order[row]]
 
     def is_read(self, row: int) -> bool:
         """Whether the case in a row is read (or reviewed) now."""
-        return bool(self._read[row])
+        return bool(self._read[self._order[row]])
 
     def filter_text(self, row: int) -> str:
         """Lower-case text the worklist filter searches (what the row shows)."""
-        hay = self._haystack[row]
+        i = self._order[row]
+        hay = self._haystack[i]
         if hay is None:
-            rec = self._records[row]
-            hay = " ".join((*self._texts(row, rec), self.status_text(rec))).lower()
-            self._haystack[row] = hay
+            rec = self._records[i]
+            hay = " ".join((*self._texts(i, rec), self.status_text(rec))).lower()
+            self._haystack[i] = hay
         return hay
 
     def record(self, row: int) -> CaseRecord:
         """The record shown in a row."""
-        return self._records[row]
+        return self._records[self._order[row]]
 
     def records(self) -> Sequence[CaseRecord]:
         """All records, in insertion order (do not mutate)."""
@@ -350,7 +359,8 @@ class WorklistModel(QAbstractTableModel):
 
     def row_of(self, path: Path) -> int | None:
         """The row of a file, or None."""
-        return self._row_of.get(path)
+        i = self._row_of.get(path)
+        return None if i is None else self._pos[i]
 
     @property
     def model_id(self) -> str | None:
@@ -424,6 +434,8 @@ class WorklistModel(QAbstractTableModel):
             rows.append(r)
         if rows:
             self._changed_rows(rows, Column.FILE, Column.READ)
+            if self._sort_col == Column.READ:
+                self._reorder_if_live()
 
     @property
     def order_frozen(self) -> bool:
@@ -431,10 +443,55 @@ class WorklistModel(QAbstractTableModel):
         return self._frozen
 
     def set_order_frozen(self, frozen: bool) -> None:
-        """Freeze (or release, which also refreshes) the order's snapshot."""
+        """Freeze (or release, which also refreshes and sorts) the order's snapshot."""
         self._frozen = bool(frozen)
         if not self._frozen:
             self.refresh_order_keys()
+            self._apply_order()
+
+    @property
+    def sort_column(self) -> int:
+        """The column the rows are sorted by (-1: insertion order)."""
+        return self._sort_col
+
+    @property
+    def sort_order(self) -> Qt.SortOrder:
+        return Qt.SortOrder.DescendingOrder if self._sort_desc else Qt.SortOrder.AscendingOrder
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        """Sort the rows by a column (missing values last in both directions, in file order)."""
+        if not -1 <= column < _N_COLUMNS:
+            raise ValueError(f"sort column must be in [-1, {_N_COLUMNS - 1}], got {column}")
+        self._sort_col, self._sort_desc = int(column), order == Qt.SortOrder.DescendingOrder
+        self._missing_high = not self._sort_desc
+        self._apply_order()
+
+    def _apply_order(self) -> None:
+        """Put the rows in the sort order of their snapshot keys (one layout change, if any)."""
+        n = len(self._records)
+        if n < 2:
+            return
+        if self._sort_col < 0:
+            new = list(range(n))
+        else:
+            col = _COLUMNS[self._sort_col]
+            keys = [self._sort_value(i, rec, col) for i, rec in enumerate(self._records)]
+            new = sorted(range(n), key=keys.__getitem__, reverse=self._sort_desc)  # stable: ties keep file order
+        if new == self._order:
+            return
+        self.layoutAboutToBeChanged.emit()
+        old = self._order
+        pos = [0] * n
+        for row, i in enumerate(new):
+            pos[i] = row
+        self._order, self._pos = new, pos
+        persistent = self.persistentIndexList()
+        self.changePersistentIndexList(persistent, [self.createIndex(pos[old[p.row()]], p.column()) for p in persistent])
+        self.layoutChanged.emit()
+
+    def _reorder_if_live(self) -> None:
+        if not self._frozen:
+            self._apply_order()
 
     def refresh_order_keys(self) -> None:
         """Take the live scores and reading states into the order (the proxy must then re-sort)."""
@@ -450,6 +507,8 @@ class WorklistModel(QAbstractTableModel):
         self.beginResetModel()
         self._records.clear()
         self._row_of.clear()
+        self._order.clear()
+        self._pos.clear()
         self._text.clear()
         self._haystack.clear()
         self._queued.clear()
@@ -484,9 +543,11 @@ class WorklistModel(QAbstractTableModel):
             return []
         first = len(self._records)
         self._grow(first + len(new))
-        self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+        self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)  # appended: last, in arrival order
         for i, rec in enumerate(new):
             self._row_of[rec.path] = first + i
+            self._order.append(first + i)
+            self._pos.append(first + i)
             self._records.append(rec)
             self._text.append(None)
             self._haystack.append(None)
@@ -498,6 +559,10 @@ class WorklistModel(QAbstractTableModel):
             else:
                 self._snap_read[first + i] = self._read[first + i]
         self.endInsertRows()
+        if not self._frozen and self._sort_col >= 0:
+            numeric = _COLUMNS[self._sort_col] in _NUMERIC
+            if not numeric or not np.all(np.isnan(self._snap_score[first:first + len(new)])):
+                self._apply_order()  # (unscored rows would go last in file order: where they are)
         self.counts_changed.emit()
         return new
 
@@ -510,6 +575,7 @@ class WorklistModel(QAbstractTableModel):
         for row, rec in enumerate(self._records):
             self._store_active(row, rec)
         self.refresh_order_keys()  # another detector: the reader asked for its order
+        self._apply_order()
         self._changed_all(Column.FLAG, Column.STATUS)
 
     def set_threshold(self, threshold: float | None) -> None:
@@ -518,6 +584,8 @@ class WorklistModel(QAbstractTableModel):
             return
         self._threshold = threshold
         self._changed_all(Column.FLAG, Column.SCORE)  # the flag, and the score's bold font
+        if self._sort_col == Column.FLAG:
+            self._reorder_if_live()
 
     def set_show_identifiers(self, show: bool) -> None:
         """Show real patient/study identifiers, or pseudonyms."""
@@ -526,10 +594,6 @@ class WorklistModel(QAbstractTableModel):
         self._show_ids = bool(show)
         self._text = [None] * len(self._records)
         self._changed_all(Column.PATIENT, Column.STUDY)
-
-    def set_missing_sorts_high(self, high: bool) -> None:
-        """Whether missing values sort as +inf (ascending order) or -inf (descending)."""
-        self._missing_high = bool(high)
 
     def mark_queued(self, paths: Iterable[Path]) -> None:
         """These files wait to be scored by the active detector.
@@ -568,6 +632,7 @@ class WorklistModel(QAbstractTableModel):
             rows.append(r)
         if model_id == self._model_id:
             self._changed_rows(rows, Column.FLAG, Column.STATUS)
+            self._reorder_if_live()
         self.results_applied.emit(model_id, results)
 
     def apply_stored(self, found: dict[Path, dict[str, CaseScore]]) -> None:
@@ -582,6 +647,8 @@ class WorklistModel(QAbstractTableModel):
                 self._store_active(r, self._records[r])
                 rows.append(r)
         self._changed_rows(rows, Column.FLAG, Column.STATUS)
+        if rows:
+            self._reorder_if_live()
 
     def set_score(self, path: Path, model_id: str, score: CaseScore) -> None:
         """Store one result (from the viewer, which scores the image it shows)."""
@@ -594,6 +661,7 @@ class WorklistModel(QAbstractTableModel):
         if model_id == self._model_id:
             self._store_active(r, self._records[r])
             self._changed_rows([r], Column.FLAG, Column.STATUS)
+            self._reorder_if_live()
         self.results_applied.emit(model_id, [ScoreResult(path, score.score, score.percentile)])
 
     def mark_unreadable(self, path: Path, reason: str) -> None:
@@ -611,7 +679,7 @@ class WorklistModel(QAbstractTableModel):
         """A thumbnail arrived: repaint its cell."""
         r = self._row_of.get(path)
         if r is not None:  # createIndex: no bounds check calling back into Python
-            idx = self.createIndex(r, Column.THUMBNAIL)
+            idx = self.createIndex(self._pos[r], Column.THUMBNAIL)
             self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
 
     def _changed_all(self, first: Column, last: Column) -> None:
@@ -621,14 +689,15 @@ class WorklistModel(QAbstractTableModel):
             self.dataChanged.emit(self.createIndex(0, first), self.createIndex(len(self._records) - 1, last))
         self.counts_changed.emit()
 
-    def _changed_rows(self, rows: Iterable[int], first: Column, last: Column) -> None:
-        """One dataChanged per run of consecutive rows."""
-        ordered = sorted(set(rows))
-        if not ordered:
+    def _changed_rows(self, records: Iterable[int], first: Column, last: Column) -> None:
+        """One dataChanged per run of consecutive rows (``records``: record indices)."""
+        records = set(records)
+        if not records:
             return
         if not self._frozen:  # a frozen order keeps what the text filter matched too
-            for r in ordered:
-                self._haystack[r] = None
+            for i in records:
+                self._haystack[i] = None
+        ordered = sorted(self._pos[i] for i in records)
         start = prev = ordered[0]
         for r in ordered[1:] + [None]:  # type: ignore[list-item]
             if r is not None and r == prev + 1:
