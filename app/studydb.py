@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from engine.io.meta_json import meta_from_json, meta_to_json
+from engine.io.meta_json import meta_to_json
 from engine.io import RadiographMeta
 
 logger = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+_SUMMARY_SET = frozenset(SUMMARY_FIELDS)
 
 
 class StudyDatabaseError(ValueError):
@@ -203,6 +204,26 @@ def header_summary(meta: RadiographMeta) -> dict[str, Any]:
     return {k: full[k] for k in SUMMARY_FIELDS if full.get(k) is not None}
 
 
+def _summary_meta(path: Path, header: str) -> RadiographMeta | None:
+    """The stored header summary as a :class:`RadiographMeta`, or None when it is not one.
+
+    Faster than :func:`engine.io.meta_json.meta_from_json` (10,000 files are listed at once on
+    reopening): the summary holds only strings and integers, checked here.
+    """
+    try:
+        fields = json.loads(header)
+    except ValueError:
+        return None
+    if not isinstance(fields, dict) or not set(fields) <= _SUMMARY_SET:
+        return None
+    if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in fields.values()):
+        return None
+    try:
+        return RadiographMeta(path=path, **fields)
+    except TypeError:  # a required field missing
+        return None
+
+
 class StudyDatabase:
     """A connection to the study database (use it from one thread).
 
@@ -300,10 +321,9 @@ class StudyDatabase:
         for path, (content, header, error) in rows.items():
             meta = None
             if header is not None:
-                try:
-                    meta = meta_from_json({**json.loads(header), "path": str(path)})
-                except ValueError as exc:
-                    logger.warning("stored header of %s unusable (%s): reading it again", path.name, exc)
+                meta = _summary_meta(path, header)
+                if meta is None:
+                    logger.warning("stored header of %s unusable: reading it again", path.name)
                     continue
             mark, comment = marks.get(content, (None, ""))
             out[path] = KnownFile(path, content, meta, error, scores.get(content, {}),

@@ -187,3 +187,24 @@ def test_writes_are_batched_off_the_callers_thread(tmp_path: Path) -> None:
     db = StudyDatabase(tmp_path / "db.sqlite")
     assert db.count("scores") == 200
     db.close()
+
+
+def test_a_damaged_stored_header_makes_the_file_unknown(tmp_path: Path, study: Path) -> None:
+    src = next(p for p in sorted(study.iterdir()) if p.suffix == ".dcm")
+    folder = tmp_path / "one"
+    folder.mkdir()
+    f = folder / src.name
+    f.write_bytes(src.read_bytes())
+    store = _store(tmp_path / "db.sqlite")
+    store.register([FileToRegister(f, read_header(f), None)])
+    assert store.flush()
+    assert [k.path for k in _scan(store, [folder])[0]] == [f]
+    store.close()
+    con = sqlite3.connect(tmp_path / "db.sqlite")
+    con.execute("UPDATE files SET header = '{\"rows\": \"many\"}'")  # edited by hand: wrong type
+    con.commit()
+    con.close()
+    store = _store(tmp_path / "db.sqlite")
+    known, unknown = _scan(store, [folder])
+    assert known == [] and unknown == [f]  # its header is read again, never shown wrong
+    store.close()
