@@ -39,7 +39,7 @@ from engine.scoring import ScoreResult
 logger = logging.getLogger(__name__)
 READ_AFTER_MS = 1500  # a case on screen this long counts as read
 COUNTS_MS = 150  # counts and progress are rewritten at most this often
-READ_COLUMN_WIDTH = 78
+READ_COLUMN_WIDTH = 86
 
 
 class _StoreSignals(QObject):

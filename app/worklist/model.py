@@ -26,7 +26,7 @@ import numpy as np
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QModelRoleDataSpan, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QModelRoleDataSpan, QPersistentModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QPixmap
 
 from app.records import CaseRecord, CaseScore, patient_text, study_text, view_text
@@ -36,6 +36,7 @@ from engine.scoring import ScoreResult
 SORT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 FLAG_ROLE = int(Qt.ItemDataRole.UserRole) + 2  # bool | None: flagged under the current threshold
 Index = QModelIndex | QPersistentModelIndex
+REORDER_MS = 150  # before the reader starts, new scores re-sort the rows at most this often
 
 
 class Column(IntEnum):
@@ -67,8 +68,8 @@ HEADERS: dict[Column, tuple[str, str]] = {
     Column.READ: ("Read", "● unread; read; or the reader's mark (agree / disagree with the flag, "
                           "confirmed normal / abnormal) and a comment"),
 }
-MARK_TEXT: dict[str, str] = {"agree": "✓ agree", "disagree": "✗ disagree", "normal": "normal ✓",
-                             "abnormal": "abnormal ✓"}
+MARK_TEXT: dict[str, str] = {"agree": "✓ agree", "disagree": "✗ disagree", "normal": "✓ normal",
+                             "abnormal": "✓ abnormal"}
 _N_COLUMNS = len(Column)
 _MISSING = 1e15  # beyond any score or percentile
 _NUMERIC = (Column.SCORE, Column.PERCENTILE, Column.FLAG)
@@ -131,6 +132,10 @@ class WorklistModel(QAbstractTableModel):
         self._snap_pct = np.zeros(0, dtype=np.float64)
         self._snap_read = np.zeros(0, dtype=bool)
         self._frozen = False
+        self._reorder_timer = QTimer(self)
+        self._reorder_timer.setSingleShot(True)
+        self._reorder_timer.setInterval(REORDER_MS)
+        self._reorder_timer.timeout.connect(self._reorder_now)
         self._session: ReadingSession | None = None
         self._text: list[tuple[str, str, str, str] | None] = []  # file, patient, study, view
         self._haystack: list[str | None] = []
@@ -321,9 +326,9 @@ class WorklistModel(QAbstractTableModel):
             return ""
         mark, comment = self._session.mark(rec.path), self._session.comment(rec.path)
         if mark is not None:
-            return MARK_TEXT[mark] + (" …" if comment else "")
+            return MARK_TEXT[mark] + (" ✎" if comment else "")
         if comment:
-            return "comment …"
+            return "✎ comment"
         return "read" if self._read[row] else "●"
 
     def snapshot_flagged(self, row: int) -> bool:
@@ -490,6 +495,12 @@ class WorklistModel(QAbstractTableModel):
         self.layoutChanged.emit()
 
     def _reorder_if_live(self) -> None:
+        # before the reader starts, the rows follow the scores: at most every REORDER_MS, as
+        # a re-sort re-filters every row (scores come in slices of a few dozen)
+        if not self._frozen and not self._reorder_timer.isActive():
+            self._reorder_timer.start()
+
+    def _reorder_now(self) -> None:
         if not self._frozen:
             self._apply_order()
 

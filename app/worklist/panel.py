@@ -113,7 +113,7 @@ class WorklistPanel(QWidget):
         row = self.model.row_of(path)
         if row is None:
             return False
-        idx = self.proxy.mapFromSource(self.model.index(row, Column.FILE))
+        idx = self.proxy.mapFromSource(self.model.index(row, self._left_column()))
         if not idx.isValid():
             return False
         self._set_current(idx)
@@ -123,7 +123,7 @@ class WorklistPanel(QWidget):
         """Make the case at a worklist position current."""
         if not 0 <= proxy_row < self.proxy.rowCount():
             return False
-        self._set_current(self.proxy.index(proxy_row, Column.FILE))
+        self._set_current(self.proxy.index(proxy_row, self._left_column()))
         return True
 
     def move(self, step: int) -> bool:
@@ -156,6 +156,10 @@ class WorklistPanel(QWidget):
                 if rec.readable:
                     out.append(rec.path)
         return out
+
+    def _left_column(self) -> int:
+        """The left-most column: moving to a row never scrolls the flag out of sight."""
+        return self.table.horizontalHeader().logicalIndex(0)
 
     def _set_current(self, idx: QModelIndex) -> None:
         sel = self.table.selectionModel()

@@ -54,8 +54,11 @@ def test_opens_scores_and_shows_the_most_suspicious_case(qtbot, window: MainWind
     if window.model.order_frozen:
         window.actions["resort"].trigger()
     proxy = window.worklist.proxy
-    scores = [float(proxy.index(r, Column.SCORE).data()) for r in range(proxy.rowCount())]
-    assert scores == sorted(scores, reverse=True)
+
+    def scores() -> list[float]:
+        return [float(proxy.index(r, Column.SCORE).data()) for r in range(proxy.rowCount())]
+
+    qtbot.waitUntil(lambda: scores() == sorted(scores(), reverse=True), timeout=2_000)
     qtbot.waitUntil(lambda: window.viewer.case is not None, timeout=10_000)
     case = window.viewer.case
     assert case.analysis is not None and case.analysis.model_id == window.detector.meta.model_id

@@ -191,7 +191,7 @@ def test_next_unread_flagged_marks_and_progress(qtbot, window: MainWindow, folde
     w.reading.update_counts()
     assert "2 of 60 read, 28 flagged unread" in w.counts_label.text()
     row = w.worklist.proxy.mapFromSource(w.model.index(w.model.row_of(flagged[2]), Column.READ)).row()
-    assert w.worklist.proxy.index(row, Column.READ).data() == "abnormal ✓"
+    assert w.worklist.proxy.index(row, Column.READ).data() == "✓ abnormal"
     w.actions["unread_only"].trigger()
     assert w.worklist.proxy.rowCount() == 58
     w.reading.update_counts()
