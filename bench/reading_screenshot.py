@@ -36,7 +36,7 @@ def _detector(out: Path, normals: list[Path]) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "figures" / "app_reading.png")
-    parser.add_argument("--width", type=int, default=1400)
+    parser.add_argument("--width", type=int, default=1200)
     args = parser.parse_args()
     from engine.synth import write_study
 
@@ -106,6 +106,9 @@ def main() -> int:
         image = image.scaledToWidth(args.width, Qt.TransformationMode.SmoothTransformation)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     image.save(str(args.out))
+    from PIL import Image  # a 256-colour palette keeps the README figure small
+
+    Image.open(args.out).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(args.out, optimize=True)
     print(f"{args.out}: {image.width()}x{image.height()}; status: {w.counts_label.text()}; "
           f"worklist: {w.worklist.counts_label.text()}")
     w.close()

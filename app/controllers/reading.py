@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 READ_AFTER_MS = 1500  # a case on screen this long counts as read
 COUNTS_MS = 150  # counts and progress are rewritten at most this often
 READ_COLUMN_WIDTH = 86
+MARK_WORDS: dict[str, str] = {"agree": "agree with the flag", "disagree": "disagree with the flag",
+                              "normal": "confirmed normal", "abnormal": "confirmed abnormal"}
 
 
 class _StoreSignals(QObject):
@@ -320,7 +322,7 @@ class ReadingController(QObject):
         if path is not None:
             self.session.toggle_mark(path, mark)
             shown = self.session.mark(path)
-            self._message(f"Marked: {shown}." if shown else "Mark withdrawn.", 3000)
+            self._message(f"Marked: {MARK_WORDS[shown]}." if shown else "Mark withdrawn.", 3000)
 
     def comment(self) -> None:
         """Ask for the current case's comment."""
