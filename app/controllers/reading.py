@@ -19,14 +19,16 @@ controller adapts it to Qt (napari's pattern: ``ViewerModel`` plus ``_qt`` contr
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QKeyEvent
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QInputDialog, QLabel, QWidget
+from PySide6.QtGui import QAction, QKeyEvent
+from PySide6.QtWidgets import QAbstractItemView, QFileDialog, QHeaderView, QInputDialog, QLabel, QWidget
 
+from app.reader_sets import ExportMode, ReaderSetError, ReaderSets, export_reader_sets
 from app.records import CaseRecord, CaseScore
 from app.session import ReadingSession
 from app.settings import AppSettings
@@ -122,6 +124,10 @@ class ReadingController(QObject):
         header.moveSection(header.visualIndex(Column.READ), header.visualIndex(Column.FLAG) + 1)
         header.setSectionResizeMode(Column.READ, QHeaderView.ResizeMode.Interactive)
         panel.table.setColumnWidth(Column.READ, READ_COLUMN_WIDTH)
+        self.export_action = QAction("Export confirmed cases for training…", self)
+        self.export_action.setToolTip("Confirmed normal (O) and confirmed abnormal (X) cases as folders of links "
+                                      "or lists, for the New-detector panel")
+        self.export_action.triggered.connect(lambda _c=False: self.export_confirmed())
 
     # ================================================================== opening a worklist
     def new_worklist(self) -> None:
@@ -333,6 +339,40 @@ class ReadingController(QObject):
                                         "not in the audit trail):", text=self.session.comment(path))
         if ok:
             self.session.set_comment(path, text)
+
+    def export_confirmed(self, out: Path | None = None, mode: ExportMode | None = None) -> ReaderSets | None:
+        """Write the worklist's confirmed-normal and confirmed-abnormal cases as training sets.
+
+        Asks for the folder and the form (folders of links, or lists) when not given.
+        """
+        normal, abnormal = self.session.marked("normal"), self.session.marked("abnormal")
+        if not normal and not abnormal:
+            self._message("No case is marked confirmed normal (O) or confirmed abnormal (X).", 6000)
+            return None
+        if mode is None:
+            forms = ["Folders of links (for the New-detector panel)", "Lists of paths (text files)"]
+            choice, ok = QInputDialog.getItem(self._parent, "Export confirmed cases",
+                                              f"{len(normal)} confirmed normal, {len(abnormal)} confirmed "
+                                              "abnormal. Write them as:", forms, 0, False)
+            if not ok:
+                return None
+            mode = "links" if choice == forms[0] else "lists"
+        if out is None:
+            folder = QFileDialog.getExistingDirectory(self._parent, "Export confirmed cases into", str(Path.home()))
+            if not folder:
+                return None
+            out = Path(folder) / time.strftime("cxrscreen-reader-sets-%Y%m%d-%H%M%S")
+        try:
+            written = export_reader_sets(normal, abnormal, out, mode, self.session.reader)
+        except (ReaderSetError, OSError) as exc:
+            self._message(f"Export of confirmed cases failed: {exc}", 10000)
+            return None
+        if self.store is not None:
+            self.store.audit("exported reader sets", self.session.reader, self.model.model_id,
+                             f"normal={len(normal)}; abnormal={len(abnormal)}; form={mode}")
+        self._message(f"Wrote {len(normal)} confirmed normal and {len(abnormal)} confirmed abnormal cases "
+                      f"to {out}", 10000)
+        return written
 
     def action_slots(self) -> dict[str, Callable[[], object]]:
         """The reading actions by shortcut id (:mod:`app.shortcuts`)."""

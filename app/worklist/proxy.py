@@ -54,18 +54,21 @@ class WorklistProxy(QSortFilterProxyModel):
     def set_unread_only(self, unread_only: bool) -> None:
         """Keep only rows unread when the order was last applied (a case read meanwhile stays)."""
         if bool(unread_only) != self._unread_only:
-            self.source().refresh_order_keys()
+            self._reapply_order()
             self.beginFilterChange()
             self._unread_only = bool(unread_only)
             self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def resort(self) -> None:
         """Take the live scores and reading states into the order, and sort and filter again."""
+        self._reapply_order()
+        self.beginFilterChange()  # the flag / unread filters read the new snapshot
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def _reapply_order(self) -> None:
         model = self.source()
         model.refresh_order_keys()
         model.sort(model.sort_column, model.sort_order)
-        self.beginFilterChange()  # the flag / unread filters read the new snapshot
-        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def set_filter_text(self, text: str) -> None:
         """Keep rows whose file, patient, study, view or status contains every word of ``text``."""
@@ -78,7 +81,7 @@ class WorklistProxy(QSortFilterProxyModel):
     def set_flagged_only(self, flagged_only: bool) -> None:
         """Keep only rows flagged under the current threshold."""
         if bool(flagged_only) != self._flagged_only:
-            self.source().refresh_order_keys()  # the reader asked: today's flags
+            self._reapply_order()  # the reader asked: today's flags, today's order
             self.beginFilterChange()
             self._flagged_only = bool(flagged_only)
             self.endFilterChange(QSortFilterProxyModel.Direction.Rows)

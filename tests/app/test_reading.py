@@ -259,3 +259,34 @@ def test_scripted_reading_session_while_scores_stream_in(qtbot, window: MainWind
     assert order[: len(visited)] == visited  # none skipped: every case above the reader was read
     assert w.reading.position(visited[-1]) == (51, 60)
     assert w.viewer._title.endswith("(51 of 60)")  # the late files are counted
+
+
+def test_confirmed_cases_become_training_sets(qtbot, window: MainWindow, folder: Path, tmp_path: Path) -> None:
+    from app.reader_sets import ReaderSetError, export_reader_sets
+
+    w = window
+    _open(qtbot, w, folder)
+    paths = [r.path for r in w.model.records()]
+    for p in paths[:3]:
+        w.reading.session.set_mark(p, "normal")
+    w.reading.session.set_mark(paths[3], "abnormal")
+    w.reading.session.set_mark(paths[4], "agree")  # not a training label
+    out = tmp_path / "sets"
+    written = w.reading.export_confirmed(out, "links")
+    assert written is not None and written.counts == {"normal": 3, "abnormal": 1}
+    links = sorted((out / "confirmed_normal").iterdir())
+    assert [p.resolve() for p in links] == sorted(p.resolve() for p in paths[:3])
+    assert [p.resolve() for p in (out / "confirmed_abnormal").iterdir()] == [paths[3].resolve()]
+    assert '"source": "reader marks"' in (out / "reader_sets.json").read_text()
+    assert w.reading.export_confirmed(out, "links") is None  # never over an existing set
+    assert w.reading.export_confirmed(tmp_path / "lists", "lists") is not None
+    assert (tmp_path / "lists" / "confirmed_normal.txt").read_text().count("\n") == 3
+    with pytest.raises(ValueError, match="both sets"):
+        export_reader_sets([paths[0]], [paths[0]], tmp_path / "x", "links", "r")
+    with pytest.raises(ReaderSetError, match="no case"):
+        export_reader_sets([], [], tmp_path / "y", "links", "r")
+    assert w.reading.store is not None and w.reading.store.flush()
+    db = StudyDatabase(w.settings.data_file(DB_FILE))
+    assert [r[5] for r in db.audit_rows() if r[2] == "exported reader sets"] == [
+        "normal=3; abnormal=1; form=links", "normal=3; abnormal=1; form=lists"]
+    db.close()
