@@ -307,12 +307,13 @@ class StudyDatabase:
     # ------------------------------------------------------------------ reads
     def known(self, stats: Iterable[tuple[Path, int, int]]) -> dict[Path, KnownFile]:
         """The files whose quick key (path, size, mtime_ns) matches the database."""
+        keys = {str(path): (path, size, mtime) for path, size, mtime in stats}
         rows: dict[Path, tuple[str, str | None, str | None]] = {}
-        for path, size, mtime in stats:
-            row = self._db.execute("SELECT content, header, error FROM files WHERE path = ? AND size = ? "
-                                   "AND mtime_ns = ?", (str(path), size, mtime)).fetchone()
-            if row is not None:
-                rows[path] = row
+        sql = "SELECT path, size, mtime_ns, content, header, error FROM files WHERE path IN ({})"
+        for name, size, mtime, content, header, error in self._chunks(sql, list(keys)):
+            path, size_now, mtime_now = keys[name]
+            if (size, mtime) == (size_now, mtime_now):  # the quick key still matches
+                rows[path] = (content, header, error)
         contents = sorted({c for c, _, _ in rows.values()})
         scores = self._scores(contents)
         states = self._states(contents)
