@@ -16,7 +16,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Iterable
 
-from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Slot
+from PySide6.QtCore import QSignalBlocker, Qt, Slot
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.case_loading import LoadedCase
+from app.controllers.indexing import IndexingController
 from app.controllers.reading import ReadingController
 from app.controllers.scoring import ScoringController
 from app.demo import (DEMO_ABNORMAL, DEMO_NORMAL, DEMO_SIZE, DemoDetectorProcess, DemoStudyThread, demo_detector_file,
@@ -58,7 +59,6 @@ from app.state import OperatingPoint, PrivacyState, ViewerState
 from app.viewer.view import RadiographView
 from app.workers.base import WorkerSet
 from app.workers.decoding import DecodeThread
-from app.workers.index_process import FolderIndexer
 from app.workers.scoring import DetectorLoadThread
 from app.worklist.model import Column, WorklistModel
 from app.worklist.panel import WorklistPanel
@@ -72,8 +72,6 @@ CASE_CACHE = 6  # decoded cases kept (the current one and prefetched neighbours)
 # scoring. 0.5 ms keeps the event loop's stalls short at a small cost in worker throughput
 # (bench/bench_app_stall.py).
 GUI_SWITCH_INTERVAL_S = 0.0005
-RECORDS_PER_TURN = 200  # indexed files inserted per event-loop turn
-MAX_LISTED_FILES = 500  # more new files than this: index their folders rather than a list of files
 
 
 class MainWindow(QMainWindow):
@@ -124,9 +122,7 @@ class MainWindow(QMainWindow):
         self._cases: OrderedDict[Path, LoadedCase] = OrderedDict()
         self._request_id = 0
         self._current: Path | None = None
-        self._indexers: list[FolderIndexer] = []
         self.index_in_process = True  # header parsing in an engine process (False: in a thread of the app)
-        self._index_started = 0.0
         self._loading_detector: DetectorLoadThread | None = None
         self._demo_process: DemoDetectorProcess | None = None
         self._closing = False
@@ -161,6 +157,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         # reading state, study database, reading order, counts (app/controllers/reading.py)
         self.scoring = ScoringController(self)  # app/controllers/scoring.py
+        self.indexing = IndexingController(self)  # app/controllers/indexing.py
         self.reading = ReadingController(self.model, self.worklist, self.viewer, settings, self.counts_label,
                                          self.statusBar().showMessage, self)
         self.actions: dict[str, QAction] = {}
@@ -176,12 +173,6 @@ class MainWindow(QMainWindow):
         self.privacy.changed.connect(self._sync_checkable_actions)
         self.worklist.flagged_box.toggled.connect(self._sync_checkable_actions)
         self.worklist.unread_box.toggled.connect(self._sync_checkable_actions)
-        self._pending_records: list = []
-        self._index_result: tuple[int, float] | None = None
-        self._records_timer = QTimer(self)
-        self._records_timer.setSingleShot(True)
-        self._records_timer.setInterval(0)
-        self._records_timer.timeout.connect(self._insert_records)
         geometry, state = settings.window_geometry(), settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -436,15 +427,13 @@ class MainWindow(QMainWindow):
         if not paths or self._closing:
             return
         if replace or not self.model.rowCount():
-            self._stop_indexing()
+            self.indexing.reset()
             self.scoring.stop()
             self.model.clear(paths)
             self.thumbnails.clear()
             self.view_decoder.clear()
             self.thumb_decoder.clear()
             self._cases.clear()
-            self._pending_records.clear()
-            self._index_result = None
             self._current = None
             self.scoring.auto_paused = False
             self.reading.new_worklist()
@@ -460,106 +449,14 @@ class MainWindow(QMainWindow):
         self._refresh_recent()
         self.setWindowTitle(f"cxrscreen — {folder}")
         self.stack.setCurrentWidget(self.viewer)
-        self._index_started = time.monotonic()
         self._first_image_time = None
         self.statusBar().showMessage(f"Opening {', '.join(p.name or str(p) for p in paths)}…")
-        # files the study database knows are listed at once; only the others are indexed
-        self.reading.list_known(paths, lambda known, unknown: self._on_listed(paths, known, unknown))
-
-    def _on_listed(self, roots: list[Path], known: list, unknown: list[Path]) -> None:
-        if self._closing:
-            return
-        self._add_to_worklist(known)
-        if not unknown:
-            self._index_result = (len(known), time.monotonic() - self._index_started)
-            self._finish_indexing()
-            return
-        # a few new files: index those; many: the folders (files already listed are skipped)
-        targets = unknown if len(unknown) <= MAX_LISTED_FILES else roots
-        indexer = FolderIndexer(targets, self.settings.engine_command, use_process=self.index_in_process)
-        indexer.records_found.connect(self._on_records)
-        indexer.indexing_done.connect(self._on_indexing_done)
-        indexer.indexing_failed.connect(self._on_indexing_failed)
-        self._indexers.append(indexer)  # adding while another scan runs: both stream in
-        self.workers.start(indexer)
-        self.statusBar().showMessage(f"Indexing {len(unknown):,} new or changed files"
-                                     + (f" ({len(known):,} known)…" if known else "…"))
-
-    @property
-    def _indexing(self) -> FolderIndexer | None:
-        """The latest scan still running, if any."""
-        return self._indexers[-1] if self._indexers else None
-
-    @Slot(object)
-    def _on_records(self, batch: list) -> None:
-        if self.sender() not in self._indexers:
-            return  # a scan of a worklist that was replaced
-        # inserting into the sorted proxy costs a few Python calls per row: insert in slices,
-        # one per event-loop turn, so a big batch never holds the loop for long
-        self._pending_records.extend(batch)
-        if not self._records_timer.isActive():
-            self._records_timer.start()
-
-    def _insert_records(self) -> None:
-        batch = self._pending_records[:RECORDS_PER_TURN]
-        del self._pending_records[:RECORDS_PER_TURN]
-        if self._pending_records:
-            self._records_timer.start()
-        self._add_to_worklist(batch)
-        if not self._pending_records and self._indexing is None:
-            QTimer.singleShot(0, self._finish_indexing)  # after this slice is queued for scoring
-
-    def _add_to_worklist(self, batch: list) -> None:
-        new = self.model.add_records(batch)
-        if not new:
-            return
-        if self.worklist.current_path() is None:
-            self.worklist.select_row(0)
-        if self.detector is not None and self.auto_score_action.isChecked() and not self.scoring.auto_paused:
-            mid = self.detector.meta.model_id  # files the study database knows keep their score
-            todo = [r.path for r in new if r.readable and mid not in r.scores and mid not in r.score_errors]
-            if todo:
-                self.scoring.enqueue(todo)
-
-    @Slot(int, bool)
-    def _on_indexing_done(self, count: int, stopped: bool) -> None:
-        sender = self.sender()
-        if sender not in self._indexers:
-            return
-        self._indexers.remove(sender)
-        if stopped or self._indexers:
-            return
-        self._index_result = (count, time.monotonic() - self._index_started)
-        if not self._pending_records:
-            self._finish_indexing()
-
-    def _finish_indexing(self) -> None:
-        """Every indexed file is in the worklist: report, and let scoring end when done."""
-        if self._index_result is None:
-            return
-        count, seconds = self._index_result
-        self._index_result = None
-        c = self.model.counts()
-        self.statusBar().showMessage(f"Indexed {count:,} files in {seconds:.1f} s"
-                                     + (f"; {c['unreadable']} cannot be read (see Status)" if c["unreadable"] else ""), 8000)
-        self.scoring.close_input()
-        if count == 0:
-            self.viewer.clear("No radiographs found here (DICOM, PNG, JPEG, TIFF, BMP).")
+        self.indexing.open(paths)
 
     @property
     def indexing_active(self) -> bool:
-        """Whether files may still be added to the worklist (scanning, or inserting found files)."""
-        return (self._indexing is not None or bool(self._pending_records) or self._index_result is not None
-                or self.reading.listing)
-
-    @Slot(str)
-    def _on_indexing_failed(self, message: str) -> None:
-        self.report_error("Indexing stopped", f"Indexing stopped early: {message}\nThe files found so far are listed.")
-
-    def _stop_indexing(self) -> None:
-        indexers, self._indexers = self._indexers, []
-        for indexer in indexers:  # their indexing_done(stopped) now comes from no listed sender
-            indexer.request_stop()
+        """Whether files may still be added to the worklist (listing, scanning, or inserting found files)."""
+        return self.indexing.active
 
     # ================================================================== the current case
     @Slot(object)
@@ -631,7 +528,7 @@ class MainWindow(QMainWindow):
         self.show_result(case.path)
         self.viewer.set_contour_level(self._contour_level())
         if self._first_image_time is None:
-            self._first_image_time = time.monotonic() - self._index_started
+            self._first_image_time = time.monotonic() - self.indexing.started_at
 
     def show_result(self, path: Path) -> None:
         """Fill the result panel and the viewer's badge from the record."""
@@ -968,7 +865,7 @@ class MainWindow(QMainWindow):
             self.settings.sync()
             if self._demo_process is not None:
                 self._demo_process.stop()
-            self._indexers.clear()
+            self.indexing.indexers.clear()
             self.scoring.process = None
             self.workers.stop_all()
             self.reading.close()

@@ -188,7 +188,7 @@ def main() -> int:
     shown = w.worklist.proxy.rowCount()
     out["reopen"] = {"full_worklist_with_scores_s": round(full_s, 3) if ok else None,
                      "first_row_s": round(first_row[0], 3) if first_row else None,
-                     "rows_shown": shown, "indexers_started": len(w._indexers),
+                     "rows_shown": shown, "indexers_started": len(w.indexing.indexers),
                      "scoring_process_started": w.scoring.process is not None,
                      "event_loop": probe.summary(),
                      "ticks_over_100ms": sum(1 for x in probe.stalls_ms if x > 100)}

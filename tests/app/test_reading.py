@@ -140,7 +140,7 @@ def test_reopening_unchanged_folder_starts_no_engine_process(qtbot, settings_pat
         w.model.set_active_model("m", 50.0)
         w.open_paths([folder])
         qtbot.waitUntil(lambda: not w.indexing_active and w.model.counts()["scored"] == 60, timeout=10_000)
-        assert w._indexers == [] and w.scoring.process is None  # no header read, nothing scored
+        assert w.indexing.indexers == [] and w.scoring.process is None  # no header read, nothing scored
         scores = [float(w.worklist.proxy.index(r, Column.SCORE).data()) for r in range(60)]
         assert scores == sorted(scores, reverse=True)  # known scores sorted at once
     finally:
