@@ -476,12 +476,7 @@ class WorklistModel(QAbstractTableModel):
         n = len(self._records)
         if n < 2:
             return
-        if self._sort_col < 0:
-            new = list(range(n))
-        else:
-            col = _COLUMNS[self._sort_col]
-            keys = [self._sort_value(i, rec, col) for i, rec in enumerate(self._records)]
-            new = sorted(range(n), key=keys.__getitem__, reverse=self._sort_desc)  # stable: ties keep file order
+        new = self._sorted_order()
         if new == self._order:
             return
         self.layoutAboutToBeChanged.emit()
@@ -493,6 +488,15 @@ class WorklistModel(QAbstractTableModel):
         persistent = self.persistentIndexList()
         self.changePersistentIndexList(persistent, [self.createIndex(pos[old[p.row()]], p.column()) for p in persistent])
         self.layoutChanged.emit()
+
+    def _sorted_order(self) -> list[int]:
+        """Record indices in the current sort order (insertion order when unsorted)."""
+        n = len(self._records)
+        if self._sort_col < 0:
+            return list(range(n))
+        col = _COLUMNS[self._sort_col]
+        keys = [self._sort_value(i, rec, col) for i, rec in enumerate(self._records)]
+        return sorted(range(n), key=keys.__getitem__, reverse=self._sort_desc)  # stable: ties keep file order
 
     def _reorder_if_live(self) -> None:
         # before the reader starts, the rows follow the scores: at most every REORDER_MS, as
@@ -569,6 +573,10 @@ class WorklistModel(QAbstractTableModel):
                 self._snap_score[first + i] = self._snap_pct[first + i] = np.nan
             else:
                 self._snap_read[first + i] = self._read[first + i]
+        if first == 0 and not self._frozen:  # into an empty list (a known folder): sorted as inserted
+            self._order = self._sorted_order()
+            for row, i in enumerate(self._order):
+                self._pos[i] = row
         self.endInsertRows()
         if not self._frozen and self._sort_col >= 0:
             numeric = _COLUMNS[self._sort_col] in _NUMERIC
