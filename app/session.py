@@ -48,11 +48,13 @@ class ReadingSession:
     Args:
         reader: who reads (stored with every state and mark).
 
-    Events:
+    Events (``connect(callback)``):
         states_changed(list[Path]): the reading state of these files changed (including
-            loads from the database).
+            loads from the database): the worklist repaints them.
         mark_changed(Path): a file's mark or comment changed.
-        started(bool): the reader started (True) or a new worklist was opened (False).
+        started_changed(bool): the reader started (True) or a new worklist was opened (False).
+        state_set((Path, state)), mark_set((Path, mark, comment)): what the reader did (not
+            loads): the study database stores these.
     """
 
     def __init__(self, reader: str) -> None:
@@ -65,7 +67,6 @@ class ReadingSession:
         self.states_changed: Event[list[Path]] = Event()
         self.mark_changed: Event[Path] = Event()
         self.started_changed: Event[bool] = Event()
-        # what the reader did (not loads): the database stores these
         self.state_set: Event[tuple[Path, ReadState]] = Event()
         self.mark_set: Event[tuple[Path, Mark | None, str]] = Event()
 
