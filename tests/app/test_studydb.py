@@ -116,24 +116,25 @@ def test_newer_schema_is_refused_and_left_unchanged(tmp_path: Path) -> None:
 _WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from app.studydb import StudyDatabase, ScoreRow
-    db = StudyDatabase(Path(sys.argv[1]))
+    from app.studydb import FileToRegister, ScoreRow, StudyStore
+    store = StudyStore(Path(sys.argv[1]))  # the app's writer thread
+    store.start()
     tag, n = sys.argv[2], int(sys.argv[3])
-    db.begin()
-    db.put_file(Path("/f/" + tag), 1, 1, tag, None, None)
-    db.commit()
+    image = Path(sys.argv[4])
+    store.register([FileToRegister(image, None, "test")])
     for i in range(n):
-        db.begin()
-        for j in range(50):
-            db.put_score(tag, ScoreRow(Path("/f/" + tag), f"{tag}-{i}-{j}", float(i), 50.0))
-        db.commit()
+        store.put_scores([ScoreRow(image, f"{tag}-{i}-{j}", float(i), 50.0) for j in range(50)])
+        assert store.flush()
         print(i, flush=True)  # batch i is committed
+    store.close()
 """)
 
 
 def _writer(db: Path, tag: str, n: int) -> subprocess.Popen:
+    image = db.parent / f"{tag}.png"
+    image.write_bytes(tag.encode() * 100)  # each writer's own content
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-c", _WRITER, str(db), tag, str(n)], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-c", _WRITER, str(db), tag, str(n), str(image)], stdout=subprocess.PIPE,
                             text=True, env=env)
 
 
@@ -158,7 +159,7 @@ def test_kill_9_during_a_burst_loses_nothing_committed(tmp_path: Path) -> None:
 def test_two_processes_write_the_same_database(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
     StudyDatabase(path).close()
-    procs = [_writer(path, tag, 40) for tag in ("a", "b")]
+    procs = [_writer(path, tag, 40) for tag in ("a", "b")]  # two app processes at once
     for p in procs:
         out, _ = p.communicate(timeout=120)
         assert p.returncode == 0 and out.split()[-1] == "39"
