@@ -409,6 +409,13 @@ class ReadingController(QObject):
             parts.append(f"{c['unreadable']:,} unreadable")
         text = " · ".join(parts)
         self.counts_label.setText(f"{text}  |  {self.progress_text()}")
+        folders = self.model.progress_by_folder()
+        if len(folders) > 1:  # several folders in one worklist: each one's progress on hover
+            self.counts_label.setToolTip("\n".join(
+                f"{root.name or root}: {read:,} of {files:,} read, {fu:,} flagged unread"
+                for root, files, read, fu in folders))
+        else:
+            self.counts_label.setToolTip("Reading progress of the worklist")
         shown = f"{text} · {self.proxy.rowCount():,} shown"
         stale = self.model.stale_rows() if self.model.order_frozen else 0
         if stale:

@@ -389,6 +389,21 @@ class WorklistModel(QAbstractTableModel):
         return {"files": n, "readable": n - unreadable, "scored": scored, "flagged": flagged,
                 "unreadable": unreadable, "read": int(np.count_nonzero(read)), "flagged_unread": flagged_unread}
 
+    def progress_by_folder(self) -> list[tuple[Path, int, int, int]]:
+        """Per opened folder: (folder, files, read, flagged unread), in the order they were opened.
+
+        Files opened one by one (outside every folder) are not counted here.
+        """
+        n = len(self._records)
+        out = []
+        for root in self._roots:
+            rows = np.fromiter((i for i, rec in enumerate(self._records) if rec.path.is_relative_to(root)),
+                               dtype=np.int64)
+            read = self._read[:n][rows]
+            flagged = (self._active[:n][rows] > self._threshold) if self._threshold is not None else np.zeros(rows.size, bool)
+            out.append((root, int(rows.size), int(np.count_nonzero(read)), int(np.count_nonzero(flagged & ~read))))
+        return out
+
     def stale_rows(self) -> int:
         """Rows whose score is not where the current order placed them (a re-sort would move them)."""
         n = len(self._records)

@@ -290,3 +290,22 @@ def test_confirmed_cases_become_training_sets(qtbot, window: MainWindow, folder:
     assert [r[5] for r in db.audit_rows() if r[2] == "exported reader sets"] == [
         "normal=3; abnormal=1; form=links", "normal=3; abnormal=1; form=lists"]
     db.close()
+
+
+def test_progress_per_folder(qtbot, window: MainWindow, folder: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    for p in sorted(folder.iterdir())[:5]:
+        shutil.move(str(p), other / p.name)
+    w = window
+    _open(qtbot, w, folder)
+    w.open_paths([other], replace=False)
+    qtbot.waitUntil(lambda: not w.indexing_active and w.model.rowCount() == 60, timeout=20_000)
+    w.model.set_active_model("m", 0.5)
+    w.scoring.on_batch_scored("m", [ScoreResult(r.path, 0.9, 95.0) for r in w.model.records()])
+    w.scoring.flush(everything=True)
+    w.reading.session.mark_read(other / sorted(p.name for p in other.iterdir())[0])
+    assert w.model.progress_by_folder() == [(folder, 55, 0, 55), (other, 5, 1, 4)]
+    w.reading.update_counts()
+    assert "other: 1 of 5 read, 4 flagged unread" in w.counts_label.toolTip()
+    assert "1 of 60 read, 59 flagged unread" in w.counts_label.text()
