@@ -476,6 +476,7 @@ class StudyStore:
         self._ready = threading.Event()
         self._open_error: StudyDatabaseError | None = None
         self._content: dict[Path, str] = {}  # path -> content hash (thread-side cache)
+        self._closing = threading.Event()  # hashing and listing stop early: closing never waits on disks
         self.transactions = 0  # committed write transactions (benchmarks)
 
     # ------------------------------------------------------------------ lifetime
@@ -503,7 +504,8 @@ class StudyStore:
         return event.wait(timeout_s)
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Commit what is queued and end the thread."""
+        """Commit what is queued and end the thread (files not hashed yet are left for next time)."""
+        self._closing.set()
         if self.running:
             self._queue.put(None)
             if self._thread is not None:
@@ -522,6 +524,8 @@ class StudyStore:
             stats: list[tuple[Path, int, int]] = []
             order: list[Path] = []
             for path in list_image_files(roots):
+                if self._closing.is_set():
+                    raise OSError("closing: listing abandoned")
                 order.append(path)
                 key = stat_key(path)
                 if key is not None:
@@ -540,6 +544,8 @@ class StudyStore:
         def prepare(db: StudyDatabase) -> list[tuple[FileToRegister, int, int, str]]:
             out = []
             for f in files:
+                if self._closing.is_set():
+                    break
                 key = stat_key(f.path)
                 if key is None:
                     continue
