@@ -398,15 +398,16 @@ class StudyDatabase:
         self._db.execute("INSERT OR REPLACE INTO files (path, size, mtime_ns, content, header, error, seen_at) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?)", (str(path), size, mtime_ns, content, header, error, time.time()))
 
-    def put_score(self, content: str, row: ScoreRow) -> None:
-        """Store (replace) one result; a heatmap summary already stored is kept."""
-        self._db.execute(
+    def put_scores(self, rows: Sequence[tuple[str, ScoreRow]]) -> None:
+        """Store (replace) results as (content, row); a heatmap summary already stored is kept."""
+        now = time.time()
+        self._db.executemany(  # one call for the batch: the writer thread holds the GIL less
             "INSERT INTO scores (content, model_id, score, percentile, flagged, threshold, error, scored_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (content, model_id) DO UPDATE SET score = excluded.score, "
             "percentile = excluded.percentile, flagged = excluded.flagged, threshold = excluded.threshold, "
             "error = excluded.error, scored_at = excluded.scored_at",
-            (content, row.model_id, row.score, row.percentile, None if row.flagged is None else int(row.flagged),
-             row.threshold, row.error, time.time()))
+            [(content, r.model_id, r.score, r.percentile, None if r.flagged is None else int(r.flagged), r.threshold,
+              r.error, now) for content, r in rows])
 
     def put_heatmap(self, content: str, model_id: str, summary: dict[str, float]) -> None:
         """Attach a heatmap summary to a stored score (ignored when there is no score yet)."""
@@ -569,10 +570,8 @@ class StudyStore:
     def put_scores(self, rows: Sequence[ScoreRow]) -> None:
         """Store results (files must have been listed or registered before)."""
         def apply(db: StudyDatabase, _p: Any) -> None:
-            for row in rows:
-                content = self._resolve(db, row.path)
-                if content is not None:
-                    db.put_score(content, row)
+            resolved = [(self._resolve(db, row.path), row) for row in rows]
+            db.put_scores([(c, row) for c, row in resolved if c is not None])
         self._submit(_Op(None, apply, None))
 
     def put_heatmap(self, path: Path, model_id: str, summary: dict[str, float]) -> None:
