@@ -479,6 +479,7 @@ class StudyStore:
         self._content: dict[Path, str] = {}  # path -> content hash (thread-side cache)
         self._closing = threading.Event()  # hashing and listing stop early: closing never waits on disks
         self.transactions = 0  # committed write transactions (benchmarks)
+        self.cpu_seconds = 0.0  # CPU time of the writer thread (benchmarks)
 
     # ------------------------------------------------------------------ lifetime
     def start(self) -> None:
@@ -654,7 +655,9 @@ class StudyStore:
                         break
                     ops.append(op)
                     writes = writes or op.apply is not None
+                t0 = time.thread_time()
                 self._run_batch(db, ops)
+                self.cpu_seconds += time.thread_time() - t0
             if carry is not None:
                 self._run_batch(db, [carry])
         finally:

@@ -93,6 +93,8 @@ def _stream(app, w, model_id: str, paths: list[Path], per_batch: int = 8, every_
     rng = random.Random(3)
     probe = EventLoopProbe(10)
     probe.start()
+    store = w.reading.store
+    cpu0, store_cpu0 = time.thread_time(), store.cpu_seconds if store is not None else 0.0
     t0 = time.perf_counter()
     for i in range(0, len(paths), per_batch):
         w.scoring.on_batch_scored(model_id, [ScoreResult(p, rng.random(), 100 * rng.random()) for p in paths[i:i + per_batch]])
@@ -107,7 +109,10 @@ def _stream(app, w, model_id: str, paths: list[Path], per_batch: int = 8, every_
     probe.stop()
     s = probe.summary()
     s.update({"ticks_over_100ms": sum(1 for x in probe.stalls_ms if x > 100), "seconds_shown": round(seconds, 2),
-              "seconds_written": round(written, 2) if flushed else None})
+              "seconds_written": round(written, 2) if flushed else None,
+              # CPU time, less sensitive than the stalls to what else runs on the machine
+              "gui_thread_cpu_s": round(time.thread_time() - cpu0, 2),
+              "writer_thread_cpu_s": round(store.cpu_seconds - store_cpu0, 3) if store is not None else None})
     return s
 
 
