@@ -309,3 +309,26 @@ def test_progress_per_folder(qtbot, window: MainWindow, folder: Path, tmp_path: 
     w.reading.update_counts()
     assert "other: 1 of 5 read, 4 flagged unread" in w.counts_label.toolTip()
     assert "1 of 60 read, 59 flagged unread" in w.counts_label.text()
+
+
+def test_a_newer_database_is_refused_and_the_app_still_reads(qtbot, settings_path: Path, tmp_path: Path,
+                                                             folder: Path) -> None:
+    import sqlite3
+
+    from app.studydb import SCHEMA_VERSION
+
+    db = settings_path.parent / DB_FILE
+    con = sqlite3.connect(db)
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    con.close()
+    before = db.read_bytes()
+    w = _window(settings_path, tmp_path)
+    try:
+        assert w.reading.store is None and "newer cxrscreen" in (w.last_error or "")
+        assert "left unchanged" in (w.reading.db_error or "")
+        _open(qtbot, w, folder)  # reading works, only nothing is remembered
+        w.reading.session.set_mark(w.model.record(0).path, "agree")
+        assert w.model.rowCount() == 60
+    finally:
+        _close(qtbot, w)
+    assert db.read_bytes() == before
