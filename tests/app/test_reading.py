@@ -217,6 +217,9 @@ def test_escape_leaves_the_filter_box(qtbot, window: MainWindow, folder: Path) -
     qtbot.keyClick(w.worklist.filter_edit, Qt.Key.Key_Escape)
     assert not w.worklist.filter_edit.hasFocus() and w.worklist.table.hasFocus()
     assert w.worklist.filter_edit.text() == "case"  # the filter stays; only the focus left
+    row = w.worklist.table.currentIndex().row()
+    qtbot.keyClick(w.worklist.table, Qt.Key.Key_J)  # J moves again instead of typing
+    assert w.worklist.table.currentIndex().row() == row + 1 and w.worklist.filter_edit.text() == "case"
 
 
 def test_scripted_reading_session_while_scores_stream_in(qtbot, window: MainWindow, folder: Path,
