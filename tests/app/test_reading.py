@@ -122,6 +122,10 @@ def test_reopening_shows_known_scores_and_scores_only_changed_files(qtbot, setti
         _close(qtbot, w)
     db = StudyDatabase(settings_path.parent / DB_FILE)
     assert db.count("files") == len(first) and db.integrity() == "ok"
+    stored = db.scores_of([db.content_of(p) for p in first])
+    assert all(scores[mid].score is not None for scores in stored.values())
+    # the cases the viewer showed carry a summary of their heatmap
+    assert any(scores[mid].heatmap and "peak_level" in scores[mid].heatmap for scores in stored.values())
     actions = [row[2] for row in db.audit_rows()]
     assert "opened" in actions and "marked" in actions
     db.close()
