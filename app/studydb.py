@@ -454,7 +454,9 @@ class FileToRegister:
 class StudyStore:
     """The study database in a thread of its own: the caller never waits for SQLite or a hash.
 
-    Operations are queued; the thread takes every queued operation (up to ``max_batch``), runs
+    Operations are queued; the thread takes every queued operation (up to ``max_batch``; after a
+    write it waits up to ``linger_s`` for more, so that a stream of scores makes a few large
+    transactions rather than many small ones), runs
     their preparation (reads, file hashing) outside any transaction, applies them all in one
     write transaction (each in a savepoint: one bad operation loses nothing else), then calls
     their callbacks, from this thread (a Qt caller passes a signal's ``emit``). Order is kept:
@@ -464,11 +466,16 @@ class StudyStore:
         path: the database file.
         on_error: called (from the thread) with a message when an operation fails.
         max_batch: operations per transaction.
+        linger_s: how long a write waits for others to share its transaction.
     """
 
-    def __init__(self, path: Path, on_error: Callable[[str], None] | None = None, max_batch: int = 5000) -> None:
+    def __init__(self, path: Path, on_error: Callable[[str], None] | None = None, max_batch: int = 5000,
+                 linger_s: float = 0.1) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if not 0.0 <= linger_s <= 5.0:
+            raise ValueError(f"linger_s must be in [0, 5] seconds, got {linger_s}")
+        self._linger_s = linger_s
         self.path = Path(path)
         self._on_error = on_error
         self._max_batch = max_batch
@@ -642,9 +649,12 @@ class StudyStore:
                     break
                 ops = [first]
                 writes = first.apply is not None
+                # writes wait a moment for more: fewer, larger transactions (less GIL traffic)
+                deadline = time.monotonic() + (self._linger_s if writes else 0.0)
                 while len(ops) < self._max_batch:
                     try:
-                        op = self._queue.get_nowait()
+                        wait = deadline - time.monotonic()
+                        op = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                     except queue.Empty:
                         break
                     if op is None:
