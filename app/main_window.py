@@ -16,7 +16,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Iterable
 
-from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Slot
+from PySide6.QtCore import QSignalBlocker, Qt, Slot
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -36,6 +36,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.case_loading import LoadedCase
+from app.controllers.indexing import IndexingController
+from app.controllers.reading import ReadingController
+from app.controllers.scoring import ScoringController
 from app.demo import (DEMO_ABNORMAL, DEMO_NORMAL, DEMO_SIZE, DemoDetectorProcess, DemoStudyThread, demo_detector_file,
                       demo_root)
 from app.detector_card import DetectorCardDialog
@@ -56,8 +59,7 @@ from app.state import OperatingPoint, PrivacyState, ViewerState
 from app.viewer.view import RadiographView
 from app.workers.base import WorkerSet
 from app.workers.decoding import DecodeThread
-from app.workers.index_process import FolderIndexer
-from app.workers.scoring import DetectorLoadThread, ScoringProcess
+from app.workers.scoring import DetectorLoadThread
 from app.worklist.model import Column, WorklistModel
 from app.worklist.panel import WorklistPanel
 from app.worklist.thumbnails import ThumbnailCache
@@ -70,9 +72,6 @@ CASE_CACHE = 6  # decoded cases kept (the current one and prefetched neighbours)
 # scoring. 0.5 ms keeps the event loop's stalls short at a small cost in worker throughput
 # (bench/bench_app_stall.py).
 GUI_SWITCH_INTERVAL_S = 0.0005
-RESULTS_FLUSH_MS = 200  # scoring results reach the worklist at most this late
-RESULTS_PER_TURN = 32  # results applied per event-loop turn (each re-sorts its rows)
-RECORDS_PER_TURN = 200  # indexed files inserted per event-loop turn
 
 
 class MainWindow(QMainWindow):
@@ -123,17 +122,11 @@ class MainWindow(QMainWindow):
         self._cases: OrderedDict[Path, LoadedCase] = OrderedDict()
         self._request_id = 0
         self._current: Path | None = None
-        self._indexers: list[FolderIndexer] = []
         self.index_in_process = True  # header parsing in an engine process (False: in a thread of the app)
-        self._index_started = 0.0
-        self._scoring: ScoringProcess | None = None
-        self._provider_choice: ProviderChoice = settings.provider  # the loaded detector's
-        self._score_started = 0.0
         self._loading_detector: DetectorLoadThread | None = None
         self._demo_process: DemoDetectorProcess | None = None
         self._closing = False
         self._close_ready = False
-        self._auto_paused = False
         self._first_image_time: float | None = None
         # ---------------------------------------------------------------- workers
         self.workers = WorkerSet(self)
@@ -162,49 +155,36 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.stack)
         self._build_docks()
         self._build_status_bar()
+        # reading state, study database, reading order, counts (app/controllers/reading.py)
+        self.scoring = ScoringController(self)  # app/controllers/scoring.py
+        self.indexing = IndexingController(self)  # app/controllers/indexing.py
+        self.reading = ReadingController(self.model, self.worklist, self.viewer, settings, self.counts_label,
+                                         self.statusBar().showMessage, self)
         self.actions: dict[str, QAction] = {}
         self._build_actions()
         self.model_tools = ModelTools(self)  # New detector, model library, comparison, engine command
         self._build_menus_and_toolbar()
         # ---------------------------------------------------------------- wiring
         self.worklist.current_changed.connect(self._on_current_changed)
-        self.model.counts_changed.connect(self._counts_timer_start)
         self.operating.changed.connect(self._on_operating_point)
         self.viewer_state.overlay_changed.connect(self._sync_checkable_actions)
         self.viewer_state.window_changed.connect(self._sync_checkable_actions)
         self.privacy.changed.connect(self.model.set_show_identifiers)
         self.privacy.changed.connect(self._sync_checkable_actions)
         self.worklist.flagged_box.toggled.connect(self._sync_checkable_actions)
-        self._pending_results: dict[str, list] = {}
-        self._pending_records: list = []
-        self._index_result: tuple[int, float] | None = None
-        self._records_timer = QTimer(self)
-        self._records_timer.setSingleShot(True)
-        self._records_timer.setInterval(0)
-        self._records_timer.timeout.connect(self._insert_records)
-        self._results_timer = QTimer(self)
-        self._results_timer.setSingleShot(True)
-        self._results_timer.setInterval(RESULTS_FLUSH_MS)
-        self._results_timer.timeout.connect(self._flush_results)
-        self._progress_value = (0, 0)
-        self._progress_timer = QTimer(self)
-        self._progress_timer.setSingleShot(True)
-        self._progress_timer.setInterval(250)
-        self._progress_timer.timeout.connect(self._show_progress)
-        self._counts_timer = QTimer(self)
-        self._counts_timer.setSingleShot(True)
-        self._counts_timer.setInterval(250)
-        self._counts_timer.timeout.connect(self._update_counts)
+        self.worklist.unread_box.toggled.connect(self._sync_checkable_actions)
         geometry, state = settings.window_geometry(), settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
         self._layout_restored = state is not None and self.restoreState(state)
-        self._update_counts()
+        self.reading.update_counts()
         self._sync_checkable_actions()
         self.model_tools.start()
         # the garbage collector's full passes only when nothing runs (app/gc_schedule.py)
         self.gc_schedule = CollectorSchedule(lambda: self.indexing_active or self.is_scoring, parent=self)
         self.gc_schedule.start()
+        if self.reading.db_error:
+            self.report_error("Study database not used", self.reading.db_error)
 
     # ================================================================== layout
     def _build_welcome(self) -> QWidget:
@@ -295,8 +275,7 @@ class MainWindow(QMainWindow):
         slots: dict[str, Callable[[], object]] = {
             "open_folder": self.choose_folder, "add_files": self.choose_files, "open_demo": self.open_demo,
             "export_csv": self.export_csv, "quit": self.close,
-            "next_case": lambda: self.worklist.move(1), "previous_case": lambda: self.worklist.move(-1),
-            "next_flagged": self.worklist.next_flagged, "focus_filter": self._focus_filter,
+            "focus_filter": self._focus_filter,
             "fit": self.viewer.fit, "one_to_one": self.viewer.one_to_one,
             "zoom_in": lambda: self.viewer.zoom(1.25), "zoom_out": lambda: self.viewer.zoom(0.8),
             "auto_window": self.window_control.auto, "full_window": self.window_control.full_range,
@@ -307,9 +286,11 @@ class MainWindow(QMainWindow):
             "specificity_90": lambda: self.operating.set_specificity(0.90),
             "specificity_95": lambda: self.operating.set_specificity(0.95),
             "specificity_99": lambda: self.operating.set_specificity(0.99),
+            **self.reading.action_slots(),
         }
         toggles: dict[str, Callable[[bool], object]] = {
             "flagged_only": self.worklist.flagged_box.setChecked,
+            "unread_only": self.reading.set_unread_only,
             "show_identifiers": self.privacy.set_show_identifiers,
             "invert": self.viewer_state.set_invert,
             "toggle_heatmap": self.viewer_state.set_heatmap_visible,
@@ -354,8 +335,14 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(a["quit"])
         wl = mb.addMenu("&Worklist")
-        for name in ("next_case", "previous_case", "next_flagged", "focus_filter", "flagged_only", "show_identifiers"):
+        for name in ("next_case", "previous_case", "next_flagged", "resort", "focus_filter", "flagged_only",
+                     "unread_only", "show_identifiers"):
             wl.addAction(a[name])
+        reading = mb.addMenu("&Reading")
+        for name in ("toggle_read", "mark_agree", "mark_disagree", "mark_normal", "mark_abnormal", "comment"):
+            reading.addAction(a[name])
+        reading.addSeparator()
+        reading.addAction(self.reading.export_action)
         view = mb.addMenu("&View")
         for name in ("fit", "one_to_one", "zoom_in", "zoom_out", None, "invert", "auto_window", "full_window",
                      "next_preset", "reset_window", None, "toggle_heatmap", "toggle_contour", "opacity_up",
@@ -440,18 +427,16 @@ class MainWindow(QMainWindow):
         if not paths or self._closing:
             return
         if replace or not self.model.rowCount():
-            self._stop_indexing()
-            self._stop_scoring()
+            self.indexing.reset()
+            self.scoring.stop()
             self.model.clear(paths)
             self.thumbnails.clear()
             self.view_decoder.clear()
             self.thumb_decoder.clear()
             self._cases.clear()
-            self._pending_records.clear()
-            self._pending_results.clear()
-            self._index_result = None
             self._current = None
-            self._auto_paused = False
+            self.scoring.auto_paused = False
+            self.reading.new_worklist()
             self.roots = list(paths)
             self.viewer.clear("Indexing…")
             self.case_panel.set_meta(None)
@@ -464,85 +449,14 @@ class MainWindow(QMainWindow):
         self._refresh_recent()
         self.setWindowTitle(f"cxrscreen — {folder}")
         self.stack.setCurrentWidget(self.viewer)
-        self._index_started = time.monotonic()
         self._first_image_time = None
-        indexer = FolderIndexer(paths, self.settings.engine_command, use_process=self.index_in_process)
-        indexer.records_found.connect(self._on_records)
-        indexer.indexing_done.connect(self._on_indexing_done)
-        indexer.indexing_failed.connect(self._on_indexing_failed)
-        self._indexers.append(indexer)  # adding while another scan runs: both stream in
-        self.workers.start(indexer)
-        self.statusBar().showMessage(f"Indexing {', '.join(p.name or str(p) for p in paths)}…")
-
-    @property
-    def _indexing(self) -> FolderIndexer | None:
-        """The latest scan still running, if any."""
-        return self._indexers[-1] if self._indexers else None
-
-    @Slot(object)
-    def _on_records(self, batch: list) -> None:
-        if self.sender() not in self._indexers:
-            return  # a scan of a worklist that was replaced
-        # inserting into the sorted proxy costs a few Python calls per row: insert in slices,
-        # one per event-loop turn, so a big batch never holds the loop for long
-        self._pending_records.extend(batch)
-        if not self._records_timer.isActive():
-            self._records_timer.start()
-
-    def _insert_records(self) -> None:
-        batch = self._pending_records[:RECORDS_PER_TURN]
-        del self._pending_records[:RECORDS_PER_TURN]
-        if self._pending_records:
-            self._records_timer.start()
-        new = self.model.add_records(batch)
-        if not self._pending_records and self._indexing is None:
-            QTimer.singleShot(0, self._finish_indexing)  # after this slice is queued for scoring
-        if not new:
-            return
-        if self.worklist.current_path() is None:
-            self.worklist.select_row(0)
-        if self.detector is not None and self.auto_score_action.isChecked() and not self._auto_paused:
-            self._enqueue_for_scoring([r.path for r in new if r.readable])
-
-    @Slot(int, bool)
-    def _on_indexing_done(self, count: int, stopped: bool) -> None:
-        sender = self.sender()
-        if sender not in self._indexers:
-            return
-        self._indexers.remove(sender)
-        if stopped or self._indexers:
-            return
-        self._index_result = (count, time.monotonic() - self._index_started)
-        if not self._pending_records:
-            self._finish_indexing()
-
-    def _finish_indexing(self) -> None:
-        """Every indexed file is in the worklist: report, and let scoring end when done."""
-        if self._index_result is None:
-            return
-        count, seconds = self._index_result
-        self._index_result = None
-        c = self.model.counts()
-        self.statusBar().showMessage(f"Indexed {count:,} files in {seconds:.1f} s"
-                                     + (f"; {c['unreadable']} cannot be read (see Status)" if c["unreadable"] else ""), 8000)
-        if self._scoring is not None:
-            self._scoring.close_input()
-        if count == 0:
-            self.viewer.clear("No radiographs found here (DICOM, PNG, JPEG, TIFF, BMP).")
+        self.statusBar().showMessage(f"Opening {', '.join(p.name or str(p) for p in paths)}…")
+        self.indexing.open(paths)
 
     @property
     def indexing_active(self) -> bool:
-        """Whether files may still be added to the worklist (scanning, or inserting found files)."""
-        return self._indexing is not None or bool(self._pending_records) or self._index_result is not None
-
-    @Slot(str)
-    def _on_indexing_failed(self, message: str) -> None:
-        self.report_error("Indexing stopped", f"Indexing stopped early: {message}\nThe files found so far are listed.")
-
-    def _stop_indexing(self) -> None:
-        indexers, self._indexers = self._indexers, []
-        for indexer in indexers:  # their indexing_done(stopped) now comes from no listed sender
-            indexer.request_stop()
+        """Whether files may still be added to the worklist (listing, scanning, or inserting found files)."""
+        return self.indexing.active
 
     # ================================================================== the current case
     @Slot(object)
@@ -558,7 +472,7 @@ class MainWindow(QMainWindow):
             return
         rec = self.model.record(row)
         self.case_panel.set_meta(rec.meta, rec.error)
-        self._show_result(path)
+        self.show_result(path)
         if not rec.readable:
             self.viewer.clear(f"Cannot read {path.name}:\n{rec.error}")
             self.window_control.set_image(None)
@@ -591,6 +505,7 @@ class MainWindow(QMainWindow):
             if row is not None and case.analysis.model_id not in self.model.record(row).scores:
                 self.model.set_score(case.path, case.analysis.model_id,
                                      CaseScore(case.analysis.score, case.analysis.percentile))
+            self.reading.case_analysed(case.path, case.analysis.model_id, case.analysis.levels)
         if case.analysis_error:
             self.statusBar().showMessage(f"{case.path.name}: heatmap unavailable ({case.analysis_error})", 8000)
         if case.path == self._current and self._analysis_current(case):
@@ -606,20 +521,16 @@ class MainWindow(QMainWindow):
             self.case_panel.set_meta(self.model.record(row).meta if row is not None else None, reason)
 
     def _display(self, case: LoadedCase) -> None:
-        row = self.model.row_of(case.path)
-        n = self.worklist.proxy.rowCount()
-        pos = self.worklist.table.currentIndex().row() + 1
-        name = self.model.index(row, Column.FILE).data() if row is not None else case.path.name
-        title = f"{name}   ({pos} of {n})"
         self.window_control.set_image(case.image)
-        self.viewer.show_case(case, title)
+        self.viewer.show_case(case, self.reading.title(case.path))
+        self.reading.case_shown(case.path)
         self.case_panel.set_meta(case.meta)
-        self._show_result(case.path)
+        self.show_result(case.path)
         self.viewer.set_contour_level(self._contour_level())
         if self._first_image_time is None:
-            self._first_image_time = time.monotonic() - self._index_started
+            self._first_image_time = time.monotonic() - self.indexing.started_at
 
-    def _show_result(self, path: Path) -> None:
+    def show_result(self, path: Path) -> None:
         """Fill the result panel and the viewer's badge from the record."""
         row = self.model.row_of(path)
         if row is None:
@@ -673,10 +584,10 @@ class MainWindow(QMainWindow):
     def _on_detector_loaded(self, detector: Detector) -> None:
         if self.sender() is not self._loading_detector:
             return  # a later load superseded this one
-        self._provider_choice = self._loading_detector.provider
+        self.scoring.provider_choice = self._loading_detector.provider
         self._loading_detector = None
         detector.meta = self.library.named(detector.meta)  # the library's name for it, if renamed there
-        self._stop_scoring()
+        self.scoring.stop()
         self.detector = detector
         self.detector_path = detector.path
         self.settings.set_last_model(detector.path)
@@ -684,7 +595,7 @@ class MainWindow(QMainWindow):
         self.model.set_active_model(meta.model_id, self.operating.threshold(detector.calibration))
         self.operating_control.set_calibration(detector.calibration)
         self.case_panel.set_detector(meta, detector.provider, detector.provider_note)
-        short = self._show_provider(detector.provider, detector.provider_note)
+        short = self.show_provider(detector.provider, detector.provider_note)
         self.statusBar().showMessage(f"Detector {meta.name or meta.model_id[:8]} loaded"
                                      + (f" — {detector.provider_note}" if detector.provider_note else f", running on {short}"),
                                      15000 if detector.provider_note else 8000)
@@ -695,7 +606,7 @@ class MainWindow(QMainWindow):
         if self.auto_score_action.isChecked():
             self.score_unscored(quiet=True)
 
-    def _show_provider(self, provider: str, note: str) -> str:
+    def show_provider(self, provider: str, note: str) -> str:
         """Where the detector runs, at the right of the status bar (orange with the reason on fallback)."""
         short = provider.replace("ExecutionProvider", "")
         self.provider_label.setText(f"⚠ {short} (fallback)" if note else short)
@@ -730,150 +641,29 @@ class MainWindow(QMainWindow):
         d.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         d.open()
 
-    # ================================================================== scoring
+    # ================================================================== scoring (app/controllers/scoring.py)
     def score_unscored(self, quiet: bool = False) -> int:
         """Score every readable file without a score from the active detector; returns how many."""
-        if self.detector is None:
-            if not quiet:
-                self.report_error("No detector", "Load a detector first (Ctrl+L).")
-            return 0
-        self._auto_paused = False
-        mid = self.detector.meta.model_id
-        todo = [r.path for r in self.model.records()
-                if r.readable and mid not in r.scores and mid not in r.score_errors]
-        if not todo and not self.indexing_active:
-            if not quiet:
-                self.statusBar().showMessage("Every file is scored.", 5000)
-            return 0
-        self._enqueue_for_scoring(todo)
-        return len(todo)
-
-    def _enqueue_for_scoring(self, paths: list[Path]) -> None:
-        if self.detector is None or self._closing:
-            return
-        if self._scoring is None or self._scoring.model_id != self.detector.meta.model_id or self._scoring.stopping:
-            thread = ScoringProcess(self.detector.path, self.detector.meta.model_id, self._provider_choice,
-                                    self.batch_size, self.decode_workers, self.settings.engine_command, self)
-            thread.provider_known.connect(self._show_provider)
-            thread.batch_scored.connect(self._on_batch_scored)
-            thread.progress.connect(self._on_scoring_progress)
-            thread.scoring_done.connect(self._on_scoring_done)
-            thread.scoring_failed.connect(self._on_scoring_failed)
-            self._scoring = thread
-            self._score_started = time.monotonic()
-            thread.add_paths(paths)
-            if not self.indexing_active:
-                thread.close_input()
-            self.workers.start(thread)
-            self.progress.setRange(0, max(1, thread.total))
-            self.progress.setValue(0)
-            for w in (self.progress, self.progress_label, self.cancel_button):
-                w.show()
-            self.actions["cancel"].setEnabled(True)
-            self._progress_value = (0, thread.total)
-            self._show_progress()
-        else:
-            self._scoring.add_paths(paths)
-            if not self.indexing_active:
-                self._scoring.close_input()
-        self.model.mark_queued(paths)
-
-    @Slot(str, object)
-    def _on_batch_scored(self, model_id: str, results: list) -> None:  # noqa: D401
-        # results of a cancelled run are still correct scores: keep them. They are applied in
-        # one model update every RESULTS_FLUSH_MS: each update re-sorts the changed rows, and
-        # fewer, larger updates keep the event loop free (bench/bench_app_stall.py)
-        self._pending_results.setdefault(model_id, []).extend(results)
-        if not self._results_timer.isActive():
-            self._results_timer.start(RESULTS_FLUSH_MS)
-
-    def _flush_results(self, everything: bool = False) -> None:
-        budget = None if everything else RESULTS_PER_TURN
-        for model_id in list(self._pending_results):
-            queue = self._pending_results[model_id]
-            take = queue if budget is None else queue[:budget]
-            rest = [] if budget is None else queue[budget:]
-            if rest:
-                self._pending_results[model_id] = rest
-            else:
-                del self._pending_results[model_id]
-            self.model.apply_results(model_id, take)
-            if self._current is not None and any(r.path == self._current for r in take):
-                self._show_result(self._current)
-            if budget is not None:
-                budget -= len(take)
-                if budget <= 0:
-                    break
-        if self._pending_results and not self._results_timer.isActive():
-            self._results_timer.start(0)  # the rest on the next turns
-
-    @Slot(int, int)
-    def _on_scoring_progress(self, done: int, total: int) -> None:
-        if self.sender() is not None and self.sender() is not self._scoring:
-            return
-        # QProgressBar.setValue repaints synchronously (tens of ms): show progress on a timer
-        self._progress_value = (done, total)
-        if not self._progress_timer.isActive():
-            self._progress_timer.start()
-
-    def _show_progress(self) -> None:
-        done, total = self._progress_value
-        if self._scoring is None:
-            return
-        # setValue repaints synchronously; with updates off it only schedules a normal repaint
-        self.progress.setUpdatesEnabled(False)
-        self.progress.setRange(0, max(1, total))
-        self.progress.setValue(done)
-        self.progress.setUpdatesEnabled(True)
-        rate = done / max(1e-6, time.monotonic() - self._score_started)
-        self.progress_label.setText(f"Scoring {done:,} / {total:,}" + (f"  ({rate:.0f}/s)" if done else ""))
-
-    @Slot(str, int, float)
-    def _on_scoring_done(self, state: str, done: int, seconds: float) -> None:
-        self._flush_results(everything=True)
-        if self.sender() is not self._scoring:
-            return
-        self._scoring = None
-        self._hide_progress()
-        self.model.clear_queued()
-        if state == "done" and self.auto_score_action.isChecked() and not self._auto_paused:
-            # files that arrived as the run was ending (a scan still adding, a drop)
-            QTimer.singleShot(0, lambda: self.score_unscored(quiet=True))
-        if state == "done":
-            self.statusBar().showMessage(f"Scored {done:,} files in {seconds:.1f} s ({done / max(seconds, 1e-6):.1f}/s)", 8000)
-        elif state == "cancelled":
-            self.statusBar().showMessage(f"Scoring cancelled after {done:,} files.", 8000)
-
-    @Slot(str)
-    def _on_scoring_failed(self, message: str) -> None:
-        self.report_error("Scoring stopped", f"Scoring stopped because of an error:\n{message}\n\nScores so far are kept.")
+        return self.scoring.score_unscored(quiet)
 
     def cancel_scoring(self) -> None:
         """Stop scoring (the worker ends at its next batch; the window stops waiting at once)."""
-        if self._scoring is None:
-            return
-        self._scoring.request_stop()
-        self._auto_paused = True  # files still being indexed are not scored until asked (Ctrl+R)
-        self._hide_progress()
-        self.model.clear_queued()
-        self.statusBar().showMessage("Scoring cancelled. Ctrl+R scores the remaining files.", 5000)
-
-    def _stop_scoring(self) -> None:
-        if self._scoring is not None:
-            self._scoring.request_stop()
-            self._scoring = None
-            self._hide_progress()
-            self.model.clear_queued()
-
-    def _hide_progress(self) -> None:
-        for w in (self.progress, self.progress_label, self.cancel_button):
-            w.hide()
-        self.actions["cancel"].setEnabled(False)
+        self.scoring.cancel()
 
     @property
     def is_scoring(self) -> bool:
         """Whether a scoring run is active (a cancelled one that is still winding down is not)."""
-        return self._scoring is not None and not self._scoring.stopping
+        return self.scoring.active
+
+    @property
+    def closing(self) -> bool:
+        """Whether the window is closing (no new work starts)."""
+        return self._closing
+
+    @property
+    def current_path(self) -> Path | None:
+        """The current case's file."""
+        return self._current
 
     # ================================================================== operating point
     def _on_operating_point(self) -> None:
@@ -882,7 +672,7 @@ class MainWindow(QMainWindow):
         if self.detector is not None:
             self.model.set_threshold(op.threshold(self.detector.calibration))
         if self._current is not None:
-            self._show_result(self._current)
+            self.show_result(self._current)
         self.viewer.set_contour_level(self._contour_level())
 
     def _contour_level(self) -> float | None:
@@ -944,6 +734,7 @@ class MainWindow(QMainWindow):
         except (OSError, FileExistsError) as exc:
             self.report_error("Export failed", f"{path}\n\n{exc}")
             return None
+        self.reading.audit_export(mid, str(scope), n, bool(include_identifiers))
         self.statusBar().showMessage(f"Exported {n} cases to {path}", 8000)
         return path
 
@@ -1013,31 +804,13 @@ class MainWindow(QMainWindow):
         st = self.viewer_state
         pairs = (("invert", st.invert), ("toggle_heatmap", st.heatmap_visible), ("toggle_contour", st.contour_visible),
                  ("show_identifiers", self.privacy.show_identifiers),
-                 ("flagged_only", self.worklist.flagged_box.isChecked()))
+                 ("flagged_only", self.worklist.flagged_box.isChecked()),
+                 ("unread_only", self.worklist.unread_box.isChecked()))
         for name, value in pairs:
             act = self.actions.get(name)
             if act is not None and act.isChecked() != value:
                 with QSignalBlocker(act):
                     act.setChecked(value)
-
-    def _counts_timer_start(self) -> None:
-        if not self._counts_timer.isActive():
-            self._counts_timer.start()
-
-    def _update_counts(self) -> None:
-        c = self.model.counts()
-        if not c["files"]:
-            self.counts_label.setText("no files")
-            return
-        parts = [f"{c['files']:,} files"]
-        if self.detector is not None:
-            parts.append(f"{c['scored']:,} scored")
-            parts.append(f"{c['flagged']:,} flagged")
-        if c["unreadable"]:
-            parts.append(f"{c['unreadable']:,} unreadable")
-        text = " · ".join(parts)
-        self.counts_label.setText(text)
-        self.worklist.counts_label.setText(text + f" · {self.worklist.proxy.rowCount():,} shown")
 
     def report_error(self, title: str, text: str) -> None:
         """Tell the user (non-blocking message box) and log."""
@@ -1093,9 +866,10 @@ class MainWindow(QMainWindow):
             self.settings.sync()
             if self._demo_process is not None:
                 self._demo_process.stop()
-            self._indexers.clear()
-            self._scoring = None
+            self.indexing.indexers.clear()
+            self.scoring.process = None
             self.workers.stop_all()
+            self.reading.close()
             self.workers.all_finished.connect(self._finish_close)
         if not len(self.workers):
             self._close_ready = True

@@ -36,6 +36,7 @@ class CaseRecord:
         error: why the file cannot be read (header or pixels), else None.
         scores: results by detector model id.
         score_errors: why scoring failed, by detector model id.
+        content: the file's content hash in the study database (None until known).
     """
 
     path: Path
@@ -43,6 +44,7 @@ class CaseRecord:
     error: str | None = None
     scores: dict[str, CaseScore] = field(default_factory=dict)
     score_errors: dict[str, str] = field(default_factory=dict)
+    content: str | None = None
 
     @property
     def readable(self) -> bool:

@@ -42,6 +42,7 @@ class AppSettings:
     """
 
     def __init__(self, path: Path | None = None, key_path: Path | None = None) -> None:
+        self._path = path
         if path is None:
             self._q = QSettings("cxrscreen", "cxrscreen")
             config = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericConfigLocation)
@@ -59,6 +60,31 @@ class AppSettings:
     def file_name(self) -> str:
         """Where the settings live."""
         return self._q.fileName()
+
+    def data_file(self, name: str) -> Path:
+        """Where a data file of the app lives (the study database): in the user's data folder,
+        or beside an explicit settings file, so that tests and benchmarks never touch the user's."""
+        if self._path is not None:
+            return Path(self._path).parent / name
+        import platformdirs
+
+        return Path(platformdirs.user_data_dir("cxrscreen")) / name
+
+    @property
+    def reader_name(self) -> str:
+        """Who reads (stored with reading states and marks): the login name unless set."""
+        import getpass
+
+        try:
+            default = getpass.getuser()
+        except (KeyError, OSError):  # no user name in the environment or the password database
+            default = "reader"
+        return self._get("reading/reader", default, str, lambda v: bool(v.strip()))
+
+    def set_reader_name(self, name: str) -> None:
+        if not name.strip():
+            raise ValueError("reader name must not be empty")
+        self._q.setValue("reading/reader", name.strip())
 
     # ------------------------------------------------------------------ helpers
     def _get(self, key: str, default: T, convert: Callable[[Any], T], valid: Callable[[T], bool] = lambda v: True) -> T:

@@ -159,8 +159,9 @@ def main() -> int:
     def check() -> None:  # cheap: no pass over the records until everything is quiet
         engine_peak[0] = max(engine_peak[0], _engine_rss_mb(frozenset(p.pid for p in burners)))
         note_long_stalls()
-        if w._scoring is not None and hasattr(w._scoring, "processes_started"):
-            processes[id(w._scoring)] = w._scoring.processes_started
+        run = w.scoring.process if hasattr(w, "scoring") else w._scoring  # older checkouts: the window's
+        if run is not None and hasattr(run, "processes_started"):
+            processes[id(run)] = run.processes_started
         if not index_end and not w.indexing_active and w.model.rowCount() >= args.n:
             index_end.append(time.perf_counter() - t0)
         if not w.indexing_active and not w.is_scoring and w.model.rowCount() >= args.n:

@@ -165,6 +165,12 @@ class RadiographView(QWidget):
             self.fit()
         self._layout_labels()
 
+    def set_title(self, title: str) -> None:
+        """Change the top-left title (the case's name and place in the worklist)."""
+        if title != self._title:
+            self._title = title
+            self._layout_labels()
+
     def set_badge(self, text: str, flagged: bool | None) -> None:
         """The top-right summary (score, percentile, flag)."""
         colour = "rgba(190, 30, 30, 210)" if flagged else "rgba(0, 0, 0, 110)"

@@ -46,6 +46,8 @@ class WorklistPanel(QWidget):
         self.filter_edit.setClearButtonEnabled(True)
         self.flagged_box = QCheckBox("Flagged only")
         self.flagged_box.setToolTip("Show only cases above the operating point (Ctrl+Shift+F)")
+        self.unread_box = QCheckBox("Unread only")
+        self.unread_box.setToolTip("Show only cases not read yet (Ctrl+U)")
         self.counts_label = QLabel()
         self.table = QTableView()
         self.table.setModel(self.proxy)
@@ -74,6 +76,7 @@ class WorklistPanel(QWidget):
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.filter_edit, 1)
         top.addWidget(self.flagged_box)
+        top.addWidget(self.unread_box)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
@@ -110,7 +113,7 @@ class WorklistPanel(QWidget):
         row = self.model.row_of(path)
         if row is None:
             return False
-        idx = self.proxy.mapFromSource(self.model.index(row, Column.FILE))
+        idx = self.proxy.mapFromSource(self.model.index(row, self._left_column()))
         if not idx.isValid():
             return False
         self._set_current(idx)
@@ -120,7 +123,7 @@ class WorklistPanel(QWidget):
         """Make the case at a worklist position current."""
         if not 0 <= proxy_row < self.proxy.rowCount():
             return False
-        self._set_current(self.proxy.index(proxy_row, Column.FILE))
+        self._set_current(self.proxy.index(proxy_row, self._left_column()))
         return True
 
     def move(self, step: int) -> bool:
@@ -153,6 +156,10 @@ class WorklistPanel(QWidget):
                 if rec.readable:
                     out.append(rec.path)
         return out
+
+    def _left_column(self) -> int:
+        """The left-most column: moving to a row never scrolls the flag out of sight."""
+        return self.table.horizontalHeader().logicalIndex(0)
 
     def _set_current(self, idx: QModelIndex) -> None:
         sel = self.table.selectionModel()

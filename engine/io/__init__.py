@@ -6,6 +6,7 @@ Public API:
     read_radiograph(path) -> Radiograph          decode pixels + metadata
     read_header(path) -> RadiographMeta          header-only fast path (no pixel decode)
     scan_folder(root) -> Iterator[ScanItem]      recursive, progressive, stable order
+    list_image_files(roots) -> Iterator[Path]    the same files and order, no header read
 """
 from engine.io.types import (
     CorruptFileError,
@@ -20,7 +21,7 @@ from engine.io.types import (
     WindowPreset,
 )
 from engine.io.reader import SUPPORTED_SUFFIXES, read_header, read_radiograph
-from engine.io.scan import ScanItem, scan_folder
+from engine.io.scan import ScanItem, list_image_files, scan_folder
 
 __all__ = [
     "CorruptFileError",
@@ -37,5 +38,6 @@ __all__ = [
     "WindowPreset",
     "read_header",
     "read_radiograph",
+    "list_image_files",
     "scan_folder",
 ]

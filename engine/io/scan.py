@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from engine.io.reader import HEAD_SIZE, SUPPORTED_SUFFIXES, read_header
 from engine.io.types import (
@@ -29,6 +30,7 @@ from engine.io.types import (
 logger = logging.getLogger(__name__)
 
 _SKIPPED_NAMES = frozenset({"DICOMDIR"})
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -70,16 +72,37 @@ def scan_folder(
     for entry in roots:
         path = Path(entry)
         if path.is_dir():
-            yield from _walk(path, visited)
-        elif path.is_file() and not _is_candidate(path):
+            yield from _walk(path, visited, _scan_file)
+        elif path.is_file() and not is_candidate(path):
             yield ScanItem(path, None, UnsupportedFileError(
                 path, f"not an image file we read ({path.suffix or 'no suffix'})"))
         else:  # candidate files, and missing paths (read_header names the problem)
             yield _scan_file(path)
 
 
-def _walk(root: Path, visited: set[tuple[int, int]]) -> Iterator[ScanItem]:
-    """Depth-first walk with an explicit stack (no recursion limit on deep trees)."""
+def list_image_files(roots: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """The image files :func:`scan_folder` would read, in its order, without reading headers.
+
+    Unreadable folders are skipped (a scan reports them); explicitly given files are listed
+    when they exist and are candidates. Lets a caller that remembers headers (the app's study
+    database) list a folder without parsing any file it already knows.
+    """
+    visited: set[tuple[int, int]] = set()
+    for entry in roots:
+        path = Path(entry)
+        if path.is_dir():
+            yield from (p for p in _walk(path, visited, lambda p: p) if isinstance(p, Path))
+        elif path.is_file() and is_candidate(path):
+            yield path
+
+
+def _walk(root: Path, visited: set[tuple[int, int]],
+          on_file: Callable[[Path], T]) -> Iterator[T | ScanItem]:
+    """Depth-first walk with an explicit stack (no recursion limit on deep trees).
+
+    Yields ``on_file(path)`` for each candidate file and a :class:`ScanItem` for each folder
+    that cannot be read.
+    """
     stack: list[Iterator[os.DirEntry[str]]] = []
     listing = _enter(root, visited)
     if isinstance(listing, ScanItem):
@@ -102,8 +125,8 @@ def _walk(root: Path, visited: set[tuple[int, int]]) -> Iterator[ScanItem]:
                 yield listing
             elif listing is not None:
                 stack.append(iter(listing))
-        elif _is_candidate(path):
-            yield _scan_file(path)
+        elif is_candidate(path):
+            yield on_file(path)
 
 
 def _enter(folder: Path, visited: set[tuple[int, int]]) -> list[os.DirEntry[str]] | ScanItem | None:
@@ -133,7 +156,7 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def _is_candidate(path: Path) -> bool:
+def is_candidate(path: Path) -> bool:
     """A supported suffix, or no/numeric suffix with "DICM" at byte 128."""
     suffix = path.suffix.lower()
     if suffix in SUPPORTED_SUFFIXES:

@@ -49,10 +49,16 @@ def test_opens_scores_and_shows_the_most_suspicious_case(qtbot, window: MainWind
     _load_and_score(qtbot, window, study, tiny_detector)
     counts = window.model.counts()
     assert counts["files"] == counts["scored"] == _n_images(study)
-    # sorted most suspicious first
+    # sorted most suspicious first: by itself until the reader starts (a case on screen for
+    # 1.5 s is read), from then on when the reader asks (S), so that no row moves under them
+    if window.model.order_frozen:
+        window.actions["resort"].trigger()
     proxy = window.worklist.proxy
-    scores = [float(proxy.index(r, Column.SCORE).data()) for r in range(proxy.rowCount())]
-    assert scores == sorted(scores, reverse=True)
+
+    def scores() -> list[float]:
+        return [float(proxy.index(r, Column.SCORE).data()) for r in range(proxy.rowCount())]
+
+    qtbot.waitUntil(lambda: scores() == sorted(scores(), reverse=True), timeout=2_000)
     qtbot.waitUntil(lambda: window.viewer.case is not None, timeout=10_000)
     case = window.viewer.case
     assert case.analysis is not None and case.analysis.model_id == window.detector.meta.model_id
@@ -170,9 +176,9 @@ def test_provider_fallback_is_reported(qtbot, window: MainWindow, tiny_detector:
 def test_cancel_from_the_window(qtbot, window: MainWindow, study: Path, tiny_detector: Path) -> None:
     _load_and_score(qtbot, window, study, tiny_detector)
     paths = [r.path for r in window.model.records()] * 300  # ~3,000 images of work
-    window._enqueue_for_scoring(paths)
+    window.scoring.enqueue(paths)
     assert window.is_scoring and window.cancel_button.isVisible()
-    scoring = window._scoring
+    scoring = window.scoring.process
     qtbot.wait(100)
     t0 = time.monotonic()
     window.actions["cancel"].trigger()
@@ -186,9 +192,9 @@ def test_closing_while_scoring_stops_workers_cleanly(qtbot, settings_path: Path,
     w = MainWindow(AppSettings(settings_path), ModelLibrary(tmp_path / "library"), batch_size=4, decode_workers=1)
     w.show()
     _load_and_score(qtbot, w, study, tiny_detector)
-    w._enqueue_for_scoring([r.path for r in w.model.records()] * 300)
+    w.scoring.enqueue([r.path for r in w.model.records()] * 300)
     threads = w.workers.running()
-    assert any(t is w._scoring for t in threads)
+    assert any(t is w.scoring.process for t in threads)
     w.close()
     qtbot.waitUntil(lambda: not w.isVisible(), timeout=10_000)
     assert all(t.isFinished() for t in threads) and not w.workers.running()

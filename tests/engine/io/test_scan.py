@@ -139,3 +139,12 @@ def test_an_unexpected_reader_bug_does_not_end_the_scan(
     a = [item for item in items if item.path.name == "a.png"][0]
     assert "unexpected error (ZeroDivisionError: bug)" in a.error.reason
     assert len(items) == 6 and "a.png" in caplog.text
+
+
+def test_listing_without_headers_gives_the_scans_files_in_its_order(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.io import list_image_files
+
+    expected = [item.path for item in scan_folder(tree)]
+    monkeypatch.setattr(scan_module, "read_header", lambda p: pytest.fail(f"header of {p} read"))
+    # the bad PNG is listed too (its header is what a scan reports as unreadable)
+    assert list(list_image_files([tree])) == expected

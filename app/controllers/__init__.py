@@ -1,0 +1,1 @@
+"""Controllers: orchestration that the main window delegates (reading, scoring)."""
