@@ -106,6 +106,6 @@ def test_card_of_an_app_trained_detector_reads_as_a_clinician_would(tiny_detecto
     entry = lib.register(_fresh_export(tiny_detector, tmp_path / "export"), {"training_job": job}, name="site")
     rows = dict(row for _, section in entry_sections(entry) for row in section)
     assert "CPU threads all cores" in rows["Settings"] and "Train on auto (GPU if available)" in rows["Settings"]
-    assert "Held-out normals 10%" in rows["Settings"] and "Epochs 250" in rows["Settings"]
+    assert "Held-out normals (fraction) 10%" in rows["Settings"] and "Epochs 250" in rows["Settings"]
     assert rows["Normal folder"] == "/data/normal — 600 images, 2 unreadable (left out)"
     assert rows["Images used"].startswith("540 known normals for training")
