@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from engine.preprocess import PreprocessSpec
+from engine.scope import ScopeGate
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +161,9 @@ class DetectorMetadata:
         software: versions of cxrscreen and of the libraries that produced the file.
         created: ISO-8601 UTC timestamp.
         metrics: optional validation metrics (AUROC, AP, ...) with the data they came from.
+        scope: the out-of-scope gate's model of what the detector saw (``{"model": ...}``, see
+            :mod:`engine.scope`); empty for detectors made before the gate (header and image
+            checks only).
     """
 
     method: str
@@ -173,6 +177,7 @@ class DetectorMetadata:
     software: dict[str, str] = field(default_factory=dict)
     created: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    scope: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_size(self) -> int:
@@ -193,6 +198,7 @@ class DetectorMetadata:
                 "calibration": self.calibration.to_dict(),
                 "training": self.training,
                 "metrics": self.metrics,
+                "scope": self.scope,
                 "software": self.software,
                 "created": self.created,
             },
@@ -216,6 +222,7 @@ class DetectorMetadata:
             software=dict(d.get("software", {})),
             created=str(d.get("created", "")),
             metrics=dict(d.get("metrics", {})),
+            scope=dict(d.get("scope") or {}),
         )
 
 
@@ -323,6 +330,11 @@ class Detector:
     @property
     def preprocess_spec(self) -> PreprocessSpec:
         return self.meta.preprocess
+
+    @property
+    def scope_gate(self) -> ScopeGate:
+        """The out-of-scope gate for this detector (with its one-class model when it stores one)."""
+        return ScopeGate.from_metadata(self.meta.scope)
 
     def run(self, batch: np.ndarray) -> DetectorOutput:
         """Run a preprocessed (N, 1, S, S) float32 batch."""

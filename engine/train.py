@@ -6,6 +6,7 @@ A run folder holds:
     checkpoint.pt     the latest resumable state (written atomically; removed when done)
     model.pt          the trained networks (when done)
     calibration.json  held-out normal scores and heatmap quantiles (when done)
+    scope.json        the out-of-scope gate's one-class model of the training images (when done)
     log.jsonl         every progress event
 Running the same command again on a stopped or killed run resumes it; a run folder holding a
 different method, settings or file lists is refused rather than overwritten.
@@ -27,11 +28,14 @@ from engine.datasets import DataError, TrainingData, load_images
 from engine.detector import NormalCalibration
 from engine.methods import get_method
 from engine.progress import Progress
+from engine.scope import ScopeModel, fit_scope_model, thumbnail_features
 from engine.stop import StopRequest
 
 RUN_FILE = "run.json"
 DATA_FILE = "data.json"
 CALIBRATION_FILE = "calibration.json"
+SCOPE_FILE = "scope.json"
+SCOPE_MAX_FIT = 2000  # images the gate's model is fitted on at most (a fixed subset beyond)
 
 
 class RunFolderError(ValueError):
@@ -120,6 +124,8 @@ def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, pr
         calibration = calibrate(m.load_scorer(run_dir), images["normal_calibration"])
         atomic_write_text(run_dir / CALIBRATION_FILE, json.dumps(calibration.to_dict()))
         progress.update(len(data.normal_calibration), force=True)
+        scope = fit_scope(data, workers)
+        atomic_write_text(run_dir / SCOPE_FILE, json.dumps({"model": scope.to_dict()}))
     except BaseException as exc:
         run.update(status="failed" if not isinstance(exc, KeyboardInterrupt) else "stopped", error=str(exc))
         _write_run(run_dir, run)
@@ -128,6 +134,38 @@ def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, pr
     _write_run(run_dir, run)
     progress.finish("done", run_dir=str(run_dir), train_seconds=run["train_seconds"])
     return TrainOutcome(run_dir, "done", run)
+
+
+def fit_scope(data: TrainingData, workers: int = 2) -> ScopeModel:
+    """The out-of-scope gate's one-class model (:mod:`engine.scope`) of what a detector trains on.
+
+    Fitted on the training normals and the unlabeled images (at most :data:`SCOPE_MAX_FIT`, a
+    fixed subset beyond), its threshold set on the held-out calibration normals. The files are
+    read again at full size: the gate sees the image as the reader gives it, not the
+    detector's input.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.io import RadiographReadError, read_radiograph
+
+    fit_paths = list(data.normal_train) + list(data.unlabeled)
+    if len(fit_paths) > SCOPE_MAX_FIT:
+        keep = np.sort(np.random.default_rng(0).choice(len(fit_paths), SCOPE_MAX_FIT, replace=False))
+        fit_paths = [fit_paths[i] for i in keep]
+
+    def features(path: Path) -> np.ndarray | None:
+        try:
+            return thumbnail_features(read_radiograph(path).pixels)
+        except RadiographReadError:
+            return None
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        fit = [f for f in pool.map(features, fit_paths) if f is not None]
+        held = [f for f in pool.map(features, data.normal_calibration) if f is not None]
+    if len(fit) < 2 or not held:
+        raise DataError(f"the out-of-scope model needs at least 2 readable training images and 1 held-out normal; "
+                        f"got {len(fit)} and {len(held)}")
+    return fit_scope_model(np.stack(fit), np.stack(held))
 
 
 def calibrate(scorer: Any, images: np.ndarray, batch_size: int = 128) -> NormalCalibration:

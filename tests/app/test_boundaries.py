@@ -10,6 +10,8 @@ from pathlib import Path
 
 APP = Path(__file__).resolve().parents[2] / "app"
 ALLOWED_ENGINE = {"engine.io", "engine.preprocess", "engine.detector", "engine.scoring", "engine.atomic", "engine.synth",
+                  # the out-of-scope gate (the app checks the image on screen with it)
+                  "engine.scope",
                   # folder listing and checks, the event format, the method registry (torch-free)
                   "engine.datasets", "engine.progress", "engine.methods",
                   # headers as JSON: what the `index` engine process sends the app
