@@ -62,6 +62,7 @@ from app.worklist.model import Column, WorklistModel
 from app.worklist.panel import WorklistPanel
 from app.worklist.thumbnails import ThumbnailCache
 from engine.detector import Detector, DetectorError, ProviderChoice
+from engine.scoring import ScoreResult
 
 logger = logging.getLogger(__name__)
 CASE_CACHE = 6  # decoded cases kept (the current one and prefetched neighbours)
@@ -577,6 +578,8 @@ class MainWindow(QMainWindow):
         """Whether a decoded case carries the active detector's analysis (or needs none)."""
         if self.detector is None:
             return case.analysis is None
+        if case.out_of_scope is not None:
+            return case.out_of_scope[0] == self.detector.meta.model_id
         return case.analysis is not None and case.analysis.model_id == self.detector.meta.model_id
 
     @Slot(object, int)
@@ -591,6 +594,9 @@ class MainWindow(QMainWindow):
             if row is not None and case.analysis.model_id not in self.model.record(row).scores:
                 self.model.set_score(case.path, case.analysis.model_id,
                                      CaseScore(case.analysis.score, case.analysis.percentile))
+        if case.out_of_scope is not None:
+            self.model.apply_results(case.out_of_scope[0], [ScoreResult(case.path, None, None, out_of_scope=case.out_of_scope[1])])
+            self.statusBar().showMessage(f"{case.path.name}: out of scope: {case.out_of_scope[1]}", 8000)
         if case.analysis_error:
             self.statusBar().showMessage(f"{case.path.name}: heatmap unavailable ({case.analysis_error})", 8000)
         if case.path == self._current and self._analysis_current(case):
@@ -633,7 +639,8 @@ class MainWindow(QMainWindow):
             pending = self.model.status_text(rec)
         self.case_panel.set_result(score, flagged, n, pending)
         if score is None:
-            self.viewer.set_badge("", None)
+            reason = self.model.out_of_scope_reason(rec)
+            self.viewer.set_badge(f"out of scope: {reason}" if reason else "", None)
         else:
             flag = "FLAGGED" if flagged else "not flagged"
             self.viewer.set_badge(f"score {score.score:.4g} · pctl {score.percentile:.1f} · {flag}", flagged)

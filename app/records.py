@@ -36,6 +36,7 @@ class CaseRecord:
         error: why the file cannot be read (header or pixels), else None.
         scores: results by detector model id.
         score_errors: why scoring failed, by detector model id.
+        out_of_scope: why the detector's out-of-scope gate refused the image, by model id.
     """
 
     path: Path
@@ -43,6 +44,7 @@ class CaseRecord:
     error: str | None = None
     scores: dict[str, CaseScore] = field(default_factory=dict)
     score_errors: dict[str, str] = field(default_factory=dict)
+    out_of_scope: dict[str, str] = field(default_factory=dict)
 
     @property
     def readable(self) -> bool:

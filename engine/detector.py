@@ -51,6 +51,41 @@ class DetectorError(ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper–Pearson) interval of a binomial proportion ``k / n``.
+
+    Found by bisection on the binomial distribution function (numpy only: the app has no
+    scipy): the lower bound is the p with P(X >= k) = α/2, the upper the p with P(X <= k) = α/2.
+    """
+    if not (0 <= k <= n and n >= 1):
+        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    import math
+
+    alpha = (1.0 - level) / 2.0
+    log_comb = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in range(n + 1)]
+
+    def cdf(x: int, p: float) -> float:  # P(X <= x)
+        if p <= 0.0:
+            return 1.0
+        if p >= 1.0:
+            return 1.0 if x >= n else 0.0
+        lp, lq = math.log(p), math.log1p(-p)
+        return float(min(1.0, sum(math.exp(log_comb[i] + i * lp + (n - i) * lq) for i in range(x + 1))))
+
+    def solve(f) -> float:  # f increasing in p, root in [0, 1]
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
+        return 0.5 * (lo + hi)
+
+    lower = 0.0 if k == 0 else solve(lambda p: (1.0 - cdf(k - 1, p)) - alpha)
+    upper = 1.0 if k == n else solve(lambda p: alpha - cdf(k, p))
+    return lower, upper
+
+
 @dataclass(frozen=True)
 class NormalCalibration:
     """How a detector's outputs behave on known-normal images it never trained on.
@@ -118,6 +153,42 @@ class NormalCalibration:
         if not 0.0 < specificity < 1.0:
             raise ValueError(f"specificity must be in (0, 1), got {specificity!r}")
         return float(np.quantile(np.asarray(self.normal_scores), specificity, method="higher"))
+
+    @staticmethod
+    def normals_needed(specificity: float) -> int:
+        """Calibration normals a threshold at ``specificity`` needs to mean anything: ⌈1 / (1 − specificity)⌉.
+
+        With fewer, not even one normal is expected above the threshold, so the empirical
+        quantile is the largest normal score whatever the specificity asked (90, 95 and 99 %
+        on 3 normals are the same number).
+        """
+        if not 0.0 < specificity < 1.0:
+            raise ValueError(f"specificity must be in (0, 1), got {specificity!r}")
+        return int(np.ceil(1.0 / (1.0 - specificity) - 1e-9))
+
+    def supports(self, specificity: float) -> bool:
+        """Whether there are enough calibration normals for a threshold at ``specificity``."""
+        return self.n_normals >= self.normals_needed(specificity)
+
+    def achieved_specificity(self, threshold: float, level: float = 0.95) -> tuple[float, float, float]:
+        """Share of calibration normals at or below ``threshold`` and its Clopper–Pearson interval.
+
+        Returns:
+            (specificity, lower, upper): the share and the exact binomial ``level`` interval of
+            the specificity a new normal would get from the same population.
+        """
+        s = np.asarray(self.normal_scores)
+        k = int(np.count_nonzero(s <= threshold))
+        lo, hi = clopper_pearson(k, len(s), level)
+        return k / len(s), lo, hi
+
+    def operating_point_note(self, specificity: float) -> str | None:
+        """A warning when a threshold at ``specificity`` rests on too few normals, else None."""
+        need = self.normals_needed(specificity)
+        if self.n_normals >= need:
+            return None
+        return (f"{100 * specificity:g} % specificity rests on too few normals: it needs at least {need}, "
+                f"this detector was calibrated on {self.n_normals}")
 
     def heatmap_level(self, values: np.ndarray) -> np.ndarray:
         """Map heatmap values to [0, 1] by the normal heatmap distribution (its CDF).

@@ -99,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"detector {detector.meta.name} ({detector.meta.model_id}); provider {detector.provider}"
           + (f" [{detector.provider_note}]" if detector.provider_note else ""), file=sys.stderr)
     print(f"operating point: {op_name} -> score threshold {threshold:.6g}", file=sys.stderr)
+    note = detector.calibration.operating_point_note(args.specificity) if args.threshold is None else None
+    if note:
+        print(f"warning: {note}; the flags do not mean {100 * args.specificity:g} % specificity", file=sys.stderr)
     print(f"out-of-scope gate: {detector.scope_gate.description}", file=sys.stderr)
     paths, unreadable = _inputs(args)
 

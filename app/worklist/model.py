@@ -7,7 +7,9 @@ at read time, so moving the operating point updates every flag with one signal.
 
 Sorting reads :data:`SORT_ROLE`: numbers for numeric columns, lower-case text otherwise.
 Missing values (unscored, unreadable) sort last in both directions, in file order: the proxy
-tells the model its sort order (:meth:`WorklistModel.set_missing_sorts_high`).
+tells the model its sort order (:meth:`WorklistModel.set_missing_sorts_high`). Images the
+detector's out-of-scope gate refused have no score and no flag; they sort apart, after every
+scored image and before the unscored ones.
 """
 from __future__ import annotations
 
@@ -56,6 +58,8 @@ HEADERS: dict[Column, tuple[str, str]] = {
 }
 _N_COLUMNS = len(Column)
 _MISSING = 1e15  # beyond any score or percentile
+_OUT_OF_SCOPE = 5e14  # between the scored rows and the missing ones
+OUT_OF_SCOPE_MARK = "⊘ out of scope"
 _NUMERIC = (Column.SCORE, Column.PERCENTILE, Column.FLAG)
 _COLUMNS: tuple[Column, ...] = tuple(Column)
 _NUMERIC_INTS = frozenset(int(c) for c in _NUMERIC)
@@ -194,7 +198,7 @@ class WorklistModel(QAbstractTableModel):
             return self.status_text(rec)
         score = self.active_score(rec)
         if score is None:
-            return ""
+            return OUT_OF_SCOPE_MARK if col == Column.FLAG and self.out_of_scope_reason(rec) else ""
         if col == Column.SCORE:
             return f"{score.score:.4g}"
         if col == Column.PERCENTILE:
@@ -214,6 +218,8 @@ class WorklistModel(QAbstractTableModel):
             return self.status_text(rec).lower()
         score = self.active_score(rec)
         if score is None:
+            if self.out_of_scope_reason(rec) is not None:
+                return _OUT_OF_SCOPE + row if self._missing_high else -(_OUT_OF_SCOPE + row)
             return missing
         if col == Column.SCORE:
             return score.score
@@ -231,7 +237,7 @@ class WorklistModel(QAbstractTableModel):
             s = self.active_score(rec)
             assert s is not None
             return f"score {s.score:.6g}; higher than {s.percentile:.1f} % of the detector's calibration normals"
-        if col == Column.STATUS:
+        if col in (Column.STATUS, Column.FLAG) and (col == Column.STATUS or self.out_of_scope_reason(rec)):
             return self.status_text(rec)
         return None
 
@@ -251,6 +257,10 @@ class WorklistModel(QAbstractTableModel):
             return None
         return rec.scores.get(self._model_id)
 
+    def out_of_scope_reason(self, rec: CaseRecord) -> str | None:
+        """Why the active detector's gate refused a record, or None."""
+        return rec.out_of_scope.get(self._model_id) if self._model_id is not None else None
+
     def is_flagged(self, rec: CaseRecord) -> bool | None:
         """True/False under the current threshold; None when unscored or no threshold."""
         score = self.active_score(rec)
@@ -266,6 +276,8 @@ class WorklistModel(QAbstractTableModel):
             return "indexed"
         if self._model_id in rec.scores:
             return "scored"
+        if self._model_id in rec.out_of_scope:
+            return f"out of scope: {rec.out_of_scope[self._model_id]}"
         if self._model_id in rec.score_errors:
             return f"failed: {rec.score_errors[self._model_id]}"
         if rec.path in self._queued:
@@ -428,7 +440,11 @@ class WorklistModel(QAbstractTableModel):
             if r is None:
                 continue
             rec = self._records[r]
-            if res.score is not None and res.percentile is not None:
+            if res.out_of_scope is not None:
+                rec.out_of_scope[model_id] = res.out_of_scope
+                rec.scores.pop(model_id, None)
+                rec.score_errors.pop(model_id, None)
+            elif res.score is not None and res.percentile is not None:
                 rec.scores[model_id] = CaseScore(float(res.score), float(res.percentile))
                 rec.score_errors.pop(model_id, None)
             else:
