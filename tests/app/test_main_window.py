@@ -259,22 +259,24 @@ def test_identifiers_are_hidden_until_asked(qtbot, window: MainWindow, study: Pa
 
 
 def test_view_heatmap_follows_the_image_frame(qtbot, window: MainWindow, tmp_path: Path, tiny_detector: Path) -> None:
-    # a wide image: the stretch overlay must span the whole width, not a square
+    # a wide image: the stretch overlay must span the whole width, not a square (a chest, so
+    # that the out-of-scope gate lets it through: wider than 2:1 or noise would be refused)
     from PIL import Image
+
+    from engine.synth.chest import generate_chest
     folder = tmp_path / "wide"
     folder.mkdir()
-    rng = np.random.default_rng(0)
-    Image.fromarray((rng.random((120, 300)) * 255).astype(np.uint8)).save(folder / "wide.png")
+    Image.fromarray((generate_chest(0, (120, 220)).pixels * 255).astype(np.uint8)).save(folder / "wide.png")
     window.load_detector(tiny_detector, provider="cpu")
     qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
     window.open_paths([folder])
     qtbot.waitUntil(lambda: window.viewer.case is not None and window.viewer.case.analysis is not None, timeout=10_000)
     ov = window.viewer.overlay_item.mapRectToParent(window.viewer.overlay_item.boundingRect())
-    assert (ov.width(), ov.height()) == pytest.approx((300, 120))
+    assert (ov.width(), ov.height()) == pytest.approx((220, 120))
     window.viewer_state.set_contour_visible(True)
     window.operating.set_specificity(0.5)
     x, y = window.viewer.contour_item.getData()
-    assert x is not None and len(x) > 0 and 0 <= x.min() and x.max() <= 300 and y.max() <= 120
+    assert x is not None and len(x) > 0 and 0 <= x.min() and x.max() <= 220 and y.max() <= 120
 
 
 def test_help_and_detector_card_open(qtbot, window: MainWindow, tiny_detector: Path) -> None:
