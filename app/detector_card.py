@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
+from app.card_words import intended_use_rows, training_rows
 from engine.detector import DetectorMetadata
 from engine.scope import ScopeGate
 
@@ -42,11 +43,11 @@ def card_sections(meta: DetectorMetadata, path: Path | None = None, provider: st
         note = cal.operating_point_note(spec)
         calibration.append((f"Threshold at {100 * spec:g} %", text + (f" — ⚠ {note}" if note else "")))
     calibration.append(("Out-of-scope gate", ScopeGate.from_metadata(meta.scope).description))
-    training = [(str(k), _value(v)) for k, v in meta.training.items()]
+    training = training_rows(meta.training)
     metrics = [(str(k), _value(v)) for k, v in meta.metrics.items()]
     software = [(str(k), str(v)) for k, v in sorted(meta.software.items())]
-    sections = [("Detector", identity), ("Method", method), ("Calibration on known normals", calibration),
-                ("Training data", training or [("", "not recorded")])]
+    sections = [("Detector", identity), ("Intended use and limitations", intended_use_rows(meta)), ("Method", method),
+                ("Calibration on known normals", calibration), ("Training", training or [("", "not recorded")])]
     sections.append(("Validation metrics", metrics or [("", "none in the file")]))
     if software:
         sections.append(("Software", software))

@@ -49,7 +49,10 @@ from app.panels.case_info import CaseInfoPanel
 from app.panels.heatmap import HeatmapControl
 from app.panels.operating_point import OperatingPointControl
 from app.panels.window import WindowControl
+from app.about import show_about
+from app.add_paths_dialog import choose_paths_to_add
 from app.records import CaseScore
+from app.status_bar import ElidingStatusBar
 from app.settings import PROVIDERS, AppSettings
 from app.shortcuts import SHORTCUTS
 from app.state import OperatingPoint, PrivacyState, ViewerState
@@ -71,6 +74,9 @@ CASE_CACHE = 6  # decoded cases kept (the current one and prefetched neighbours)
 # scoring. 0.5 ms keeps the event loop's stalls short at a small cost in worker throughput
 # (bench/bench_app_stall.py).
 GUI_SWITCH_INTERVAL_S = 0.0005
+# closable, so that View ▸ Worklist / Case (their toggle actions) can hide and show them
+_DOCK_FEATURES = (QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                  | QDockWidget.DockWidgetFeature.DockWidgetClosable)
 RESULTS_FLUSH_MS = 200  # scoring results reach the worklist at most this late
 RESULTS_PER_TURN = 32  # results applied per event-loop turn (each re-sorts its rows)
 RECORDS_PER_TURN = 200  # indexed files inserted per event-loop turn
@@ -247,7 +253,7 @@ class MainWindow(QMainWindow):
         left = QDockWidget("Worklist", self)
         left.setObjectName("worklist_dock")
         left.setWidget(self.worklist)
-        left.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        left.setFeatures(_DOCK_FEATURES)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, left)
         panel = QWidget()
         layout = QVBoxLayout(panel)
@@ -268,13 +274,14 @@ class MainWindow(QMainWindow):
         right = QDockWidget("Case", self)
         right.setObjectName("case_dock")
         right.setWidget(scroll)
-        right.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        right.setFeatures(_DOCK_FEATURES)
         right.setMinimumWidth(330)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, right)
         self.docks = {"worklist": left, "case": right}
 
     def _build_status_bar(self) -> None:
-        bar = self.statusBar()
+        bar = ElidingStatusBar(self)
+        self.setStatusBar(bar)
         self.counts_label = QLabel()
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
@@ -392,6 +399,7 @@ class MainWindow(QMainWindow):
         self.model_tools.fill_settings(det)
         help_menu = mb.addMenu("&Help")
         help_menu.addAction(a["help"])
+        help_menu.addAction("About cxrscreen…", lambda: show_about(self))
         short = {"open_folder": "Open", "open_demo": "Demo", "load_detector": "Detector", "score": "Score",
                  "cancel": "Cancel", "toggle_heatmap": "Heatmap", "toggle_contour": "Contour", "invert": "Invert",
                  "fit": "Fit", "one_to_one": "1:1", "export_csv": "Export"}
@@ -423,12 +431,10 @@ class MainWindow(QMainWindow):
             self.open_paths([Path(folder)])
 
     def choose_files(self) -> None:
-        """Ask for files and add them to the worklist."""
-        start = str(self.settings.last_folder or Path.home())
-        files, _ = QFileDialog.getOpenFileNames(self, "Add radiographs", start,
-                                                "Radiographs (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)")
-        if files:
-            self.open_paths([Path(f) for f in files], replace=False)
+        """Ask for files and/or folders and add them to the worklist."""
+        paths = choose_paths_to_add(self, self.settings.last_folder or Path.home())
+        if paths:
+            self.open_paths(paths, replace=False)
 
     def open_paths(self, paths: Iterable[Path], replace: bool = True) -> None:
         """Index folders and/or files into the worklist (header only, progressively).

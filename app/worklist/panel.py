@@ -11,6 +11,8 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -21,10 +23,21 @@ from app.worklist.model import Column, WorklistModel
 from app.worklist.proxy import WorklistProxy
 
 ROW_HEIGHT = 44
+# every column but File keeps its width; File takes what is left (its text elided at the start),
+# so the table fits its panel without sideways scrolling down to MIN_FILE_WIDTH
 _WIDTHS: dict[Column, int] = {
-    Column.THUMBNAIL: 48, Column.FLAG: 76, Column.SCORE: 78, Column.PERCENTILE: 48, Column.FILE: 170,
-    Column.PATIENT: 96, Column.STUDY: 124, Column.VIEW: 58, Column.STATUS: 80,
+    Column.THUMBNAIL: 48, Column.FLAG: 72, Column.SCORE: 62, Column.PERCENTILE: 44,
+    Column.PATIENT: 84, Column.STUDY: 96, Column.VIEW: 56, Column.STATUS: 96,
 }
+MIN_FILE_WIDTH = 90
+
+
+class _KeepEndDelegate(QStyledItemDelegate):
+    """Elides at the start, so a long path keeps its end: "…/IM-0001.jpeg"."""
+
+    def initStyleOption(self, option: QStyleOptionViewItem, index: QModelIndex) -> None:  # noqa: N802 (Qt name)
+        super().initStyleOption(option, index)
+        option.textElideMode = Qt.TextElideMode.ElideLeft
 
 
 class WorklistPanel(QWidget):
@@ -56,7 +69,9 @@ class WorklistPanel(QWidget):
         self.table.setIconSize(QSize(40, 40))
         self.table.setWordWrap(False)
         self.table.setAlternatingRowColors(True)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self._keep_end = _KeepEndDelegate(self.table)
+        self.table.setItemDelegateForColumn(Column.FILE, self._keep_end)
         vh = self.table.verticalHeader()
         vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         vh.setDefaultSectionSize(ROW_HEIGHT)
@@ -67,7 +82,9 @@ class WorklistPanel(QWidget):
         for col, width in _WIDTHS.items():
             self.table.setColumnWidth(col, width)
         hh.setSectionResizeMode(Column.THUMBNAIL, QHeaderView.ResizeMode.Fixed)
-        hh.setStretchLastSection(True)
+        hh.setSectionResizeMode(Column.FILE, QHeaderView.ResizeMode.Stretch)
+        hh.setMinimumSectionSize(36)
+        hh.setStretchLastSection(False)
         self.proxy.sort_default()
         hh.setSortIndicator(Column.SCORE, Qt.SortOrder.DescendingOrder)
         top = QHBoxLayout()

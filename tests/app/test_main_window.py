@@ -159,12 +159,27 @@ def test_provider_fallback_is_reported(qtbot, window: MainWindow, tiny_detector:
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(ort, "InferenceSession", cpu_only_session)
+    monkeypatch.setattr("engine.detector.nvidia_gpu_present", lambda: True)  # a GPU that CUDA could not use
     window.load_detector(tiny_detector, provider="auto")
     qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
     assert window.detector.provider == "CPUExecutionProvider" and window.detector.provider_note
     assert "fallback" in window.provider_label.text()
     assert window.provider_label.toolTip() == window.detector.provider_note
     assert "fallback" in window.case_panel.provider_label.text()
+
+
+def test_no_gpu_at_all_says_cpu_plainly(qtbot, window: MainWindow, tiny_detector: Path, monkeypatch) -> None:
+    import onnxruntime as ort
+
+    real_session = ort.InferenceSession
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", lambda path, sess_options=None, providers=None, **kw:
+                        real_session(path, sess_options=sess_options, providers=["CPUExecutionProvider"]))
+    monkeypatch.setattr("engine.detector.nvidia_gpu_present", lambda: False)  # the CUDA build on a machine without a GPU
+    window.load_detector(tiny_detector, provider="auto")
+    qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
+    assert window.detector.provider_note is None
+    assert window.provider_label.text() == "CPU" and "c06000" not in window.provider_label.styleSheet()
 
 
 def test_cancel_from_the_window(qtbot, window: MainWindow, study: Path, tiny_detector: Path) -> None:
