@@ -337,6 +337,18 @@ def _preload_cuda_libraries(ort) -> None:
         logger.debug("onnxruntime.preload_dlls failed: %s", exc)
 
 
+def nvidia_gpu_present() -> bool:
+    """Whether this machine has an NVIDIA GPU with its driver loaded (without CUDA or torch)."""
+    import os
+    import shutil
+
+    if os.path.isdir("/proc/driver/nvidia/gpus") and os.listdir("/proc/driver/nvidia/gpus"):
+        return True
+    if os.path.exists("/dev/nvidia0"):
+        return True
+    return os.name == "nt" and shutil.which("nvidia-smi") is not None
+
+
 class Detector:
     """An ONNX detector loaded in onnxruntime.
 
@@ -348,7 +360,8 @@ class Detector:
 
     Attributes:
         provider: the execution provider actually used (e.g. "CPUExecutionProvider").
-        provider_note: why a requested or available provider was not used (None if no fallback).
+        provider_note: why a GPU that exists was not used (None when it was, or when there is
+            no GPU: then CPU is no fallback, just where the detector runs).
     """
 
     def __init__(self, path: Path | str, provider: ProviderChoice = "auto", threads: int = 0) -> None:
@@ -380,8 +393,11 @@ class Detector:
                       else "the CUDA provider did not initialise (no usable GPU or CUDA libraries)")
             raise DetectorError(self.path, f"CUDA requested but {reason}")
         if provider == "auto" and "CUDAExecutionProvider" in available and self.provider != "CUDAExecutionProvider":
-            self.provider_note = "CUDA provider present but did not initialise (no usable GPU); running on CPU"
-            logger.warning("%s: %s", self.path.name, self.provider_note)
+            # a warning only where a GPU exists and was not used; on a machine without one, CPU
+            # is simply where detectors run (the CUDA build of onnxruntime is installed everywhere)
+            if nvidia_gpu_present():
+                self.provider_note = "an NVIDIA GPU is present but the CUDA provider did not initialise; running on CPU"
+                logger.warning("%s: %s", self.path.name, self.provider_note)
         self._check_signature()
 
     def _check_signature(self) -> None:
