@@ -646,7 +646,7 @@ class MainWindow(QMainWindow):
         self.case_panel.set_result(score, flagged, n, pending)
         if score is None:
             reason = self.model.out_of_scope_reason(rec)
-            self.viewer.set_badge(f"out of scope: {reason}" if reason else "", None)
+            self.viewer.set_badge(f"out of scope: {reason.split(' (')[0]}" if reason else "", None)
         else:
             flag = "FLAGGED" if flagged else "not flagged"
             self.viewer.set_badge(f"score {score.score:.4g} · pctl {score.percentile:.1f} · {flag}", flagged)
@@ -753,7 +753,7 @@ class MainWindow(QMainWindow):
         self._auto_paused = False
         mid = self.detector.meta.model_id
         todo = [r.path for r in self.model.records()
-                if r.readable and mid not in r.scores and mid not in r.score_errors]
+                if r.readable and mid not in r.scores and mid not in r.score_errors and mid not in r.out_of_scope]
         if not todo and not self.indexing_active:
             if not quiet:
                 self.statusBar().showMessage("Every file is scored.", 5000)
@@ -1047,6 +1047,8 @@ class MainWindow(QMainWindow):
             parts.append(f"{c['flagged']:,} flagged")
         if c["unreadable"]:
             parts.append(f"{c['unreadable']:,} unreadable")
+        if c.get("out_of_scope"):
+            parts.append(f"{c['out_of_scope']:,} out of scope")
         text = " · ".join(parts)
         self.counts_label.setText(text)
         self.worklist.counts_label.setText(text + f" · {self.worklist.proxy.rowCount():,} shown")
@@ -1069,7 +1071,7 @@ class MainWindow(QMainWindow):
     def default_layout(self) -> None:
         """Worklist about a third of the width, case panel 340 px, the viewer the rest."""
         width = max(self.width(), 900)
-        self.resizeDocks([self.docks["worklist"], self.docks["case"]], [int(width * 0.32), 340],
+        self.resizeDocks([self.docks["worklist"], self.docks["case"]], [int(width * 0.36), 340],
                          Qt.Orientation.Horizontal)
 
     # ================================================================== drag and drop

@@ -59,7 +59,7 @@ HEADERS: dict[Column, tuple[str, str]] = {
 _N_COLUMNS = len(Column)
 _MISSING = 1e15  # beyond any score or percentile
 _OUT_OF_SCOPE = 5e14  # between the scored rows and the missing ones
-OUT_OF_SCOPE_MARK = "⊘ out of scope"
+OUT_OF_SCOPE_MARK = "⊘"  # the Status column says why; the tooltip too
 _NUMERIC = (Column.SCORE, Column.PERCENTILE, Column.FLAG)
 _COLUMNS: tuple[Column, ...] = tuple(Column)
 _NUMERIC_INTS = frozenset(int(c) for c in _NUMERIC)
@@ -204,7 +204,7 @@ class WorklistModel(QAbstractTableModel):
         if col == Column.PERCENTILE:
             return f"{score.percentile:.1f}"
         flagged = self.is_flagged(rec)
-        return "⚑ flagged" if flagged else ("—" if flagged is False else "")
+        return "⚑" if flagged else ("—" if flagged is False else "")
 
     def _sort_value(self, row: int, rec: CaseRecord, col: Column) -> Any:
         # Missing values sort last in both directions, in file order among themselves (Qt's
@@ -239,6 +239,8 @@ class WorklistModel(QAbstractTableModel):
             return f"score {s.score:.6g}; higher than {s.percentile:.1f} % of the detector's calibration normals"
         if col in (Column.STATUS, Column.FLAG) and (col == Column.STATUS or self.out_of_scope_reason(rec)):
             return self.status_text(rec)
+        if col == Column.FLAG and self.is_flagged(rec) is not None:
+            return "flagged: above the operating point" if self.is_flagged(rec) else "not flagged"
         return None
 
     def _file_text(self, path: Path) -> str:
@@ -316,17 +318,21 @@ class WorklistModel(QAbstractTableModel):
         return self._threshold
 
     def counts(self) -> dict[str, int]:
-        """Totals for the status bar: files, readable, scored, flagged, unreadable (O(1) in Python)."""
+        """Totals for the status bar: files, readable, scored, flagged, unreadable, out of scope (O(1) in Python)."""
         n = len(self._records)
         active = self._active[:n]
-        scored = int(np.count_nonzero(~np.isnan(active)))
+        scored = int(np.count_nonzero(np.isfinite(active)))
         flagged = int(np.count_nonzero(active > self._threshold)) if self._threshold is not None else 0
         unreadable = int(np.count_nonzero(self._unreadable[:n]))
+        out_of_scope = int(np.count_nonzero(np.isneginf(active)))
         return {"files": n, "readable": n - unreadable, "scored": scored, "flagged": flagged,
-                "unreadable": unreadable}
+                "unreadable": unreadable, "out_of_scope": out_of_scope}
 
     def _store_active(self, row: int, rec: CaseRecord) -> None:
         score = rec.scores.get(self._model_id) if self._model_id is not None else None
+        if score is None and rec.readable and self._model_id in rec.out_of_scope:
+            self._active[row] = -np.inf  # out of scope: counted apart, never above a threshold
+            return
         self._active[row] = score.score if score is not None and rec.readable else np.nan
 
     def _grow(self, n: int) -> None:

@@ -156,7 +156,7 @@ def test_out_of_scope_rows_say_why_have_no_flag_and_sort_apart(qtbot) -> None:
     assert model.status_text(rec) == "out of scope: inverted polarity"
     assert model.is_flagged(rec) is None  # neither flagged nor not flagged
     assert model.data(model.index(2, Column.FLAG)) == OUT_OF_SCOPE_MARK
-    assert model.counts()["scored"] == 2 and model.counts()["flagged"] == 1
+    assert model.counts()["scored"] == 2 and model.counts()["flagged"] == 1 and model.counts()["out_of_scope"] == 1
     # descending sort (missing low): scored rows, then the out-of-scope one, then the unscored one
     keys = [model.data(model.index(r, Column.SCORE), SORT_ROLE) for r in range(4)]
     assert keys[0] > keys[1] > keys[2] > keys[3]
