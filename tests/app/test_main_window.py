@@ -336,3 +336,15 @@ def test_demo_opens_a_synthetic_study_and_reuses_a_made_detector(qtbot, settings
         w.close()
         qtbot.waitUntil(lambda: not w.isVisible(), timeout=10_000)
         w.deleteLater()
+
+
+def test_view_menu_hides_and_shows_the_docks_and_help_has_about(qtbot, window: MainWindow) -> None:
+    for dock in window.docks.values():
+        toggle = dock.toggleViewAction()
+        assert toggle.isEnabled() and toggle.isChecked()  # View ▸ Worklist / Case are not greyed out
+        toggle.trigger()
+        assert not dock.isVisible()
+        toggle.trigger()
+        assert dock.isVisible()
+    help_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
+    assert any(a.text() == "About cxrscreen…" for a in help_menu.actions())
