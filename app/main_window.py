@@ -52,7 +52,7 @@ from app.panels.window import WindowControl
 from app.about import show_about
 from app.add_paths_dialog import choose_paths_to_add
 from app.records import CaseScore
-from app.status_bar import ElidingStatusBar
+from app.status_bar import ElidingStatusBar, counts_text, show_provider
 from app.settings import PROVIDERS, AppSettings
 from app.shortcuts import SHORTCUTS
 from app.state import OperatingPoint, PrivacyState, ViewerState
@@ -710,11 +710,7 @@ class MainWindow(QMainWindow):
 
     def _show_provider(self, provider: str, note: str) -> str:
         """Where the detector runs, at the right of the status bar (orange with the reason on fallback)."""
-        short = provider.replace("ExecutionProvider", "")
-        self.provider_label.setText(f"⚠ {short} (fallback)" if note else short)
-        self.provider_label.setStyleSheet("color: #c06000; font-weight: bold;" if note else "")
-        self.provider_label.setToolTip(note or f"onnxruntime {provider}")
-        return short
+        return show_provider(self.provider_label, provider, note)
 
     @Slot(str, str)
     def _on_detector_failed(self, path: str, reason: str) -> None:
@@ -1037,21 +1033,11 @@ class MainWindow(QMainWindow):
             self._counts_timer.start()
 
     def _update_counts(self) -> None:
-        c = self.model.counts()
-        if not c["files"]:
-            self.counts_label.setText("no files")
-            return
-        parts = [f"{c['files']:,} files"]
-        if self.detector is not None:
-            parts.append(f"{c['scored']:,} scored")
-            parts.append(f"{c['flagged']:,} flagged")
-        if c["unreadable"]:
-            parts.append(f"{c['unreadable']:,} unreadable")
-        if c.get("out_of_scope"):
-            parts.append(f"{c['out_of_scope']:,} out of scope")
-        text = " · ".join(parts)
+        text = counts_text(self.model.counts(), self.detector is not None)
         self.counts_label.setText(text)
-        self.worklist.counts_label.setText(text + f" · {self.worklist.proxy.rowCount():,} shown")
+        if self.model.rowCount():
+            text += f" · {self.worklist.proxy.rowCount():,} shown"
+        self.worklist.counts_label.setText(text)
 
     def report_error(self, title: str, text: str) -> None:
         """Tell the user (non-blocking message box) and log."""

@@ -9,7 +9,7 @@ in the tooltip.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QStatusBar, QWidget
+from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
 MARGIN = 24  # pixels kept clear between the message and the first permanent widget
 
@@ -42,3 +42,30 @@ class ElidingStatusBar(QStatusBar):
     def full_message(self) -> str:
         """The last message as given (before eliding)."""
         return self._full
+
+
+def counts_text(counts: dict[str, int], has_detector: bool) -> str:
+    """The counts at the right of the status bar: "16 files · 12 scored · 2 flagged · 4 out of scope"."""
+    if not counts["files"]:
+        return "no files"
+    parts = [f"{counts['files']:,} files"]
+    if has_detector:
+        parts += [f"{counts['scored']:,} scored", f"{counts['flagged']:,} flagged"]
+    if counts["unreadable"]:
+        parts.append(f"{counts['unreadable']:,} unreadable")
+    if counts.get("out_of_scope"):
+        parts.append(f"{counts['out_of_scope']:,} out of scope")
+    return " · ".join(parts)
+
+
+def show_provider(label: QLabel, provider: str, note: str) -> str:
+    """Where the detector runs: "CPU" / "CUDA", or "⚠ CPU (fallback)" in orange when a GPU was not used.
+
+    Returns:
+        The short provider name.
+    """
+    short = provider.replace("ExecutionProvider", "")
+    label.setText(f"⚠ {short} (fallback)" if note else short)
+    label.setStyleSheet("color: #c06000; font-weight: bold;" if note else "")
+    label.setToolTip(note or f"onnxruntime {provider}")
+    return short

@@ -83,3 +83,12 @@ def test_worklist_file_column_keeps_the_end_of_the_path(qtbot) -> None:
     hh = panel.table.horizontalHeader()
     right = max(hh.sectionViewportPosition(c) + hh.sectionSize(c) for c in (Column.VIEW, Column.STATUS))
     assert right <= panel.table.viewport().width()
+
+
+def test_counts_text_says_out_of_scope_apart() -> None:
+    from app.status_bar import counts_text
+
+    c = {"files": 16, "readable": 16, "scored": 12, "flagged": 2, "unreadable": 0, "out_of_scope": 4}
+    assert counts_text(c, has_detector=True) == "16 files · 12 scored · 2 flagged · 4 out of scope"
+    assert counts_text({**c, "out_of_scope": 0}, has_detector=False) == "16 files"
+    assert counts_text({**c, "files": 0}, has_detector=True) == "no files"
