@@ -128,3 +128,23 @@ def test_metadata_keeps_the_scope_model_and_old_detectors_read_without_it(tiny_d
     model = fit_from_pixels((_chest(s) for s in range(8)), (_chest(s) for s in range(30, 32)))
     with_scope = DetectorMetadata.from_json(replace(meta, scope={"model": model.to_dict()}).to_json())
     assert ScopeGate.from_metadata(with_scope.scope).model == model
+
+
+def test_eval_leaves_out_of_scope_images_out_of_the_figures_and_lists_them(tmp_path, tiny_detector) -> None:
+    from engine.cli import main
+
+    rows = ["path,label"]
+    for i in range(6):
+        _save(tmp_path / f"n{i}.png", (_chest(100 + i) * 255).astype(np.uint8))
+        _save(tmp_path / f"a{i}.png", (_chest(200 + i) * 255).astype(np.uint8))
+        rows += [f"n{i}.png,0", f"a{i}.png,1"]
+    _save(tmp_path / "negative.png", ((1 - _chest(300)) * 255).astype(np.uint8))
+    rows.append("negative.png,1")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "report.json"
+    assert main(["eval", "--model", str(tiny_detector), "--labels", str(tmp_path / "labels.csv"), "--out", str(out),
+                 "--bootstrap", "50", "--provider", "cpu"]) == 0
+    report = json.loads(out.read_text())
+    assert report["n"] == 12  # the negative is not among the scored
+    assert [(Path(r["path"]).name, r["label"]) for r in report["out_of_scope"]] == [("negative.png", 1)]
+    assert "inverted polarity" in report["out_of_scope"][0]["reason"]
