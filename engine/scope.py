@@ -13,7 +13,8 @@ Three layers, cheapest first:
    part other than the chest, a lateral or oblique view position.
 2. **Image**: real colour content (a photograph; gray images stored as RGB pass), a side under
    :data:`MIN_SIDE` pixels, an aspect ratio beyond :data:`MAX_ASPECT`, mostly one value (blank,
-   a document or a text page), inverted polarity (the mediastinum darker than the lung fields).
+   a document or a text page), inverted polarity (the mediastinum darker than the lung fields),
+   no lung fields (a bright central column with sides no darker than below the diaphragm).
 3. **One-class model** (when the detector stores one, :class:`ScopeModel`): a PCA model of a
    16 × 16 thumbnail of the image, fitted on what the detector trained on (its training
    normals and its unlabeled images, which hold the site's abnormal studies); an image whose
@@ -49,6 +50,8 @@ UNIFORM_BAND = 0.04         # pixels within this of the most common value count 
 UNIFORM_FRACTION = 0.55     # above this fraction of "the same" pixels: mostly blank / a page
 MIN_CONTRAST = 0.02         # standard deviation below this: blank (flat) image
 POLARITY_MARGIN = 0.12      # lung fields brighter than the mediastinum by this (after stretch): inverted
+NO_LUNGS_BELOW = 0.02       # sides hardly darker than below the diaphragm ...
+NO_LUNGS_CENTRE = 0.6       # ... while the centre is far brighter: one bright column (a limb), no lung fields
 # one-class model
 N_COMPONENTS = 8
 THRESHOLD_MARGIN = 1.75     # the threshold is this times the largest held-out normal's distance
@@ -245,6 +248,11 @@ def image_reason(pixels: np.ndarray, meta: RadiographMeta) -> str | None:
     lungs = 0.5 * (z[16:44, 8:22].mean() + z[16:44, 42:56].mean())
     if lungs - centre > POLARITY_MARGIN:
         return "inverted polarity (the lung fields are brighter than the mediastinum)"
+    # below the diaphragm (upper abdomen) a frontal chest is brighter than its lung fields; a limb's
+    # sides are air or soft tissue from top to bottom around one bright column of bone
+    below = 0.5 * (z[54:62, 8:22].mean() + z[54:62, 42:56].mean())
+    if below - lungs < NO_LUNGS_BELOW and centre - lungs > NO_LUNGS_CENTRE:
+        return "no lung fields (one bright column between uniform sides, as in a limb)"
     return None
 
 
