@@ -23,6 +23,7 @@ DEMO_ABNORMAL = 8
 DEMO_SIZE = 512
 DEMO_SEED = 2024
 DEMO_VARIATION = 0.5  # anatomical variation of the demo's chests; the demo detector trains on the same
+DEMO_LESION_STRENGTH = 1.0  # how dense the demo study's lesions are (engine.synth: 1 = clearly visible)
 # The demo's study and detector are cached under names carrying this version: bump it whenever
 # the settings above or the demo detector's recipe change, so a study and a detector from
 # another version are never paired (version 2: variation 0.5 and the rec-scored detector).
@@ -67,7 +68,7 @@ class DemoStudyThread(StoppableThread):
             from engine.synth import write_study
 
             write_study(self.folder, self.n_normal, self.n_abnormal, size=self.size, seed=DEMO_SEED,
-                        variation=DEMO_VARIATION)
+                        variation=DEMO_VARIATION, lesion_strength=DEMO_LESION_STRENGTH)
         except (OSError, ValueError) as exc:
             self.study_failed.emit(f"{exc.__class__.__name__}: {exc}")
             return

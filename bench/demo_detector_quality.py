@@ -58,7 +58,7 @@ def _auroc(labels: np.ndarray, values: np.ndarray) -> float:
 
 
 def main() -> int:
-    from app.demo import DEMO_ABNORMAL, DEMO_NORMAL, DEMO_SEED, DEMO_SIZE, DEMO_VARIATION
+    from app.demo import DEMO_ABNORMAL, DEMO_LESION_STRENGTH, DEMO_NORMAL, DEMO_SEED, DEMO_SIZE, DEMO_VARIATION
     from engine import demo_detector
     from engine.detector import Detector
     from engine.synth import write_study
@@ -67,6 +67,8 @@ def main() -> int:
     parser.add_argument("--normals", type=int, default=None, help="default: the demo detector's")
     parser.add_argument("--epochs", type=int, default=None, help="default: the demo detector's")
     parser.add_argument("--members", type=int, default=None, help="default: the demo detector's")
+    parser.add_argument("--lesion-strength", type=float, default=None,
+                        help="lesion strength of the demo and held-out studies (default: the app's demo's)")
     parser.add_argument("--heldout", type=int, default=60, help="normal and abnormal cases each in the held-out study")
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
@@ -74,9 +76,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="cxrscreen-demo-bench-") as tmp:
         tmp = Path(tmp)
         study = tmp / "demo_study"
-        write_study(study, DEMO_NORMAL, DEMO_ABNORMAL, size=DEMO_SIZE, seed=DEMO_SEED, variation=DEMO_VARIATION)
+        strength = DEMO_LESION_STRENGTH if args.lesion_strength is None else args.lesion_strength
+        write_study(study, DEMO_NORMAL, DEMO_ABNORMAL, size=DEMO_SIZE, seed=DEMO_SEED, variation=DEMO_VARIATION,
+                    lesion_strength=strength)
         heldout = tmp / "heldout"
-        write_study(heldout, args.heldout, args.heldout, size=DEMO_SIZE, seed=DEMO_SEED + 1, variation=DEMO_VARIATION)
+        write_study(heldout, args.heldout, args.heldout, size=DEMO_SIZE, seed=DEMO_SEED + 1, variation=DEMO_VARIATION,
+                    lesion_strength=strength)
 
         parser_d = argparse.ArgumentParser()
         demo_detector.add_arguments(parser_d)
@@ -102,6 +107,7 @@ def main() -> int:
             "detector": detector.meta.name,
             "training": {k: getattr(d_args, k) for k in ("normals", "epochs", "members", "calibration_fraction", "seed", "variation")},
             "score_type": detector.meta.score_type,
+            "study_lesion_strength": strength,
             "calibration_normals": detector.calibration.n_normals,
             "train_seconds": round(train_s, 1),
             "heldout": {"normal": int((h_labels == 0).sum()), "abnormal": int((h_labels == 1).sum()),
