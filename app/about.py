@@ -8,12 +8,17 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 
 def about_text() -> str:
     """The About box's text (HTML): version, libraries and the intended use in one paragraph."""
+    from importlib import metadata
+
     import onnxruntime
     import PySide6
 
-    from engine import __version__
+    try:
+        version = metadata.version("cxrscreen")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        version = "(source tree, not installed)"
 
-    return (f"<h3>cxrscreen {__version__}</h3>"
+    return (f"<h3>cxrscreen {version}</h3>"
             "<p>Screens chest X-rays for anomalies with detectors trained on a site's own normal and "
             "unlabeled radiographs (DDAD, AMAE).</p>"
             "<p><b>Not a medical device.</b> Scores are evidence for a reader, calibrated on normal images "

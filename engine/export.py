@@ -33,7 +33,7 @@ from engine.detector import (
     NormalCalibration,
 )
 from engine.methods import get_method
-from engine.train import CALIBRATION_FILE, DATA_FILE, SCOPE_FILE, RunFolderError, calibrate, fit_scope, read_run
+from engine.train import CALIBRATION_FILE, DATA_FILE, SCOPE_FILE, RunFolderError, calibrate, read_run, scope_metadata
 
 logger = logging.getLogger(__name__)
 OPSET = 18
@@ -94,7 +94,7 @@ def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: st
         scope = json.loads((run_dir / SCOPE_FILE).read_text())
     else:  # a run trained before the gate existed: fit its model now from the run's file lists
         data = TrainingData.from_json(json.loads((run_dir / DATA_FILE).read_text()))
-        scope = {"model": fit_scope(data).to_dict()}
+        scope = scope_metadata(data)
 
     meta = DetectorMetadata(
         method=run["method"],

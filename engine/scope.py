@@ -54,6 +54,8 @@ NO_LUNGS_BELOW = 0.02       # sides hardly darker than below the diaphragm ...
 NO_LUNGS_CENTRE = 0.6       # ... while the centre is far brighter: one bright column (a limb), no lung fields
 # one-class model
 N_COMPONENTS = 8
+MIN_FIT = 50        # training images below which no model is stored (its threshold would mean nothing)
+MIN_HELD_OUT = 5    # held-out normals below which no model is stored
 THRESHOLD_MARGIN = 1.75     # the threshold is this times the largest held-out normal's distance
 
 
@@ -262,23 +264,27 @@ class ScopeGate:
 
     Attributes:
         model: the detector's one-class model, or None (header and image checks only).
+        note: why there is no model (empty: a detector made before the gate).
     """
 
     model: ScopeModel | None = None
+    note: str = ""
 
     @classmethod
     def from_metadata(cls, scope: dict[str, Any] | None) -> "ScopeGate":
         """The gate a detector's ``scope`` metadata describes (empty or None: no one-class model)."""
         if not scope or not scope.get("model"):
-            return cls(None)
+            return cls(None, str((scope or {}).get("note") or ""))
         return cls(ScopeModel.from_dict(scope["model"]))
 
     @property
     def description(self) -> str:
         """One sentence for the detector card."""
-        base = "header (modality, body part, view) and image checks (colour, size, aspect, blank or page, polarity)"
+        base = ("header (modality, body part, view) and image checks (colour, size, aspect, blank or page, "
+                "polarity, lung fields)")
         if self.model is None:
-            return base + "; no model of this detector's normals (a detector made before the gate): images unlike them are not caught"
+            why = self.note or "a detector made before the gate"
+            return base + f"; no model of this detector's training images ({why}): images unlike them are not caught"
         return (base + f"; a one-class model of its training images ({self.model.n_fit} fitted, threshold "
                 f"{THRESHOLD_MARGIN:g} × the farthest of {self.model.n_threshold} held-out normals)")
 

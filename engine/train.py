@@ -28,7 +28,7 @@ from engine.datasets import DataError, TrainingData, load_images
 from engine.detector import NormalCalibration
 from engine.methods import get_method
 from engine.progress import Progress
-from engine.scope import ScopeModel, fit_scope_model, thumbnail_features
+from engine.scope import MIN_FIT, MIN_HELD_OUT, ScopeModel, fit_scope_model, thumbnail_features
 from engine.stop import StopRequest
 
 RUN_FILE = "run.json"
@@ -124,8 +124,7 @@ def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, pr
         calibration = calibrate(m.load_scorer(run_dir), images["normal_calibration"])
         atomic_write_text(run_dir / CALIBRATION_FILE, json.dumps(calibration.to_dict()))
         progress.update(len(data.normal_calibration), force=True)
-        scope = fit_scope(data, workers)
-        atomic_write_text(run_dir / SCOPE_FILE, json.dumps({"model": scope.to_dict()}))
+        atomic_write_text(run_dir / SCOPE_FILE, json.dumps(scope_metadata(data, workers)))
     except BaseException as exc:
         run.update(status="failed" if not isinstance(exc, KeyboardInterrupt) else "stopped", error=str(exc))
         _write_run(run_dir, run)
@@ -134,6 +133,16 @@ def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, pr
     _write_run(run_dir, run)
     progress.finish("done", run_dir=str(run_dir), train_seconds=run["train_seconds"])
     return TrainOutcome(run_dir, "done", run)
+
+
+def scope_metadata(data: TrainingData, workers: int = 2) -> dict[str, Any]:
+    """What a detector stores for its out-of-scope gate: ``{"model": ...}``, or ``{"model": None,
+    "note": why}`` when there are too few images for the model's threshold to mean anything."""
+    n_fit, n_held = len(data.normal_train) + len(data.unlabeled), len(data.normal_calibration)
+    if n_fit < MIN_FIT or n_held < MIN_HELD_OUT:
+        return {"model": None, "note": f"too few images for one: {n_fit} training images (at least {MIN_FIT}) and "
+                                       f"{n_held} held-out normals (at least {MIN_HELD_OUT})"}
+    return {"model": fit_scope(data, workers).to_dict()}
 
 
 def fit_scope(data: TrainingData, workers: int = 2) -> ScopeModel:

@@ -148,3 +148,16 @@ def test_eval_leaves_out_of_scope_images_out_of_the_figures_and_lists_them(tmp_p
     assert report["n"] == 12  # the negative is not among the scored
     assert [(Path(r["path"]).name, r["label"]) for r in report["out_of_scope"]] == [("negative.png", 1)]
     assert "inverted polarity" in report["out_of_scope"][0]["reason"]
+
+
+def test_too_few_images_store_no_model_and_the_card_says_why() -> None:
+    from engine.datasets import TrainingData
+    from engine.train import scope_metadata
+
+    # 14 training normals + 12 unlabeled, 2 held out: a threshold on 2 normals would mean nothing
+    data = TrainingData([Path(f"n{i}.png") for i in range(14)], [Path("c0.png"), Path("c1.png")],
+                        [Path(f"u{i}.png") for i in range(12)])
+    meta = scope_metadata(data)
+    assert meta["model"] is None and "26 training images (at least 50) and 2 held-out normals (at least 5)" in meta["note"]
+    gate = ScopeGate.from_metadata(meta)
+    assert gate.model is None and "too few images for one" in gate.description
