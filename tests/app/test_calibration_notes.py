@@ -25,3 +25,16 @@ def test_card_shows_intervals_notes_and_the_gate(tiny_detector) -> None:
     assert "needs at least 100, this detector was calibrated on 50" in cal["Threshold at 99 %"]  # 50 test normals
     assert "⚠" not in cal["Threshold at 95 %"]
     assert "no model" in cal["Out-of-scope gate"]  # a detector made before the gate
+
+
+def test_result_panel_says_a_percentile_among_too_few_normals_is_weak(qtbot) -> None:
+    from app.panels.case_info import CaseInfoPanel
+    from app.records import CaseScore
+    from app.state import PrivacyState
+
+    panel = CaseInfoPanel(PrivacyState(), b"k" * 32)
+    qtbot.addWidget(panel)
+    panel.set_result(CaseScore(0.5, 100.0), True, 3)  # the "100.0 of 3 normals"
+    assert panel.percentile_label.text() == "100.0 of 3 normals (above all) — too few for a 95 % threshold"
+    panel.set_result(CaseScore(0.5, 90.0), False, 60)
+    assert panel.percentile_label.text() == "90.0 of 60 normals"
