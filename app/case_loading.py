@@ -60,6 +60,8 @@ class LoadedCase:
         analysis: the active detector's output, or None.
         analysis_error: why the analysis failed, or None.
         decode_seconds: time spent reading the file.
+        out_of_scope: ``(model id, reason)`` when the detector's out-of-scope gate refused the
+            image (then there is no analysis: no score, flag or heatmap), else None.
     """
 
     path: Path
@@ -69,6 +71,7 @@ class LoadedCase:
     analysis: CaseAnalysis | None
     analysis_error: str | None
     decode_seconds: float
+    out_of_scope: tuple[str, str] | None = None
 
 
 def header_windows(presets: tuple[WindowPreset, ...]) -> tuple[Window, ...]:
@@ -102,15 +105,18 @@ def load_case(path: Path, detector: Detector | None = None, overlay_max_side: in
     meta = rg.meta
     image = build_display_image(rg.pixels, rg.modality_values, header_windows(meta.window_presets),
                                 meta.bits_stored, meta.photometric)
-    analysis, error = None, None
-    if detector is not None:
+    analysis, error, out_of_scope = None, None, None
+    reason = detector.scope_gate.check(rg) if detector is not None else None
+    if reason is not None:
+        out_of_scope = (detector.meta.model_id, reason)
+    elif detector is not None:
         try:
             analysis = analyse(rg.pixels, detector, overlay_max_side)
         except (ValueError, RuntimeError, MemoryError) as exc:  # onnxruntime raises RuntimeError subclasses
             error = f"{exc.__class__.__name__}: {exc}"
     return LoadedCase(path=Path(path), meta=meta, image=image,
                       thumbnail=apply_thumbnail(rg.pixels, thumbnail_side), analysis=analysis,
-                      analysis_error=error, decode_seconds=seconds)
+                      analysis_error=error, decode_seconds=seconds, out_of_scope=out_of_scope)
 
 
 def analyse(pixels: np.ndarray, detector: Detector, overlay_max_side: int = OVERLAY_MAX_SIDE) -> CaseAnalysis:

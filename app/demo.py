@@ -23,10 +23,14 @@ DEMO_ABNORMAL = 8
 DEMO_SIZE = 512
 DEMO_SEED = 2024
 DEMO_VARIATION = 0.5  # anatomical variation of the demo's chests; the demo detector trains on the same
+# how dense the demo study's lesions are (engine.synth: 1 = clearly visible): 1.5, as dense as the
+# lesions of the demo detector's own unlabeled training images (engine/demo_detector.py)
+DEMO_LESION_STRENGTH = 1.5
 # The demo's study and detector are cached under names carrying this version: bump it whenever
 # the settings above or the demo detector's recipe change, so a study and a detector from
-# another version are never paired (version 2: variation 0.5 and the rec-scored detector).
-DEMO_VERSION = 2
+# another version are never paired (version 2: variation 0.5 and the rec-scored detector; version 3:
+# lesion strength 1.5, a detector trained on chests with side markers and 32 calibration normals).
+DEMO_VERSION = 3
 
 
 def demo_detector_file(root: Path) -> Path:
@@ -67,7 +71,7 @@ class DemoStudyThread(StoppableThread):
             from engine.synth import write_study
 
             write_study(self.folder, self.n_normal, self.n_abnormal, size=self.size, seed=DEMO_SEED,
-                        variation=DEMO_VARIATION)
+                        variation=DEMO_VARIATION, lesion_strength=DEMO_LESION_STRENGTH)
         except (OSError, ValueError) as exc:
             self.study_failed.emit(f"{exc.__class__.__name__}: {exc}")
             return

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
+from app.card_words import intended_use_rows, training_rows
 from engine.detector import DetectorMetadata
+from engine.scope import ScopeGate
 
 
 def card_sections(meta: DetectorMetadata, path: Path | None = None, provider: str | None = None,
@@ -34,12 +36,18 @@ def card_sections(meta: DetectorMetadata, path: Path | None = None, provider: st
     calibration = [("Normals", f"{cal.n_normals} ({cal.source})"),
                    ("Normal scores", f"min {s.min():.5g}, median {np.median(s):.5g}, max {s.max():.5g}")]
     for spec in (0.90, 0.95, 0.99):
-        calibration.append((f"Threshold at {100 * spec:g} %", f"{cal.threshold_at_specificity(spec):.5g}"))
-    training = [(str(k), _value(v)) for k, v in meta.training.items()]
+        t = cal.threshold_at_specificity(spec)
+        achieved, lo, hi = cal.achieved_specificity(t)
+        text = (f"{t:.5g} ({100 * achieved:.1f} % of the normals below it; 95 % interval "
+                f"{100 * lo:.1f}–{100 * hi:.1f} %)")
+        note = cal.operating_point_note(spec)
+        calibration.append((f"Threshold at {100 * spec:g} %", text + (f" — ⚠ {note}" if note else "")))
+    calibration.append(("Out-of-scope gate", ScopeGate.from_metadata(meta.scope).description))
+    training = training_rows(meta.training)
     metrics = [(str(k), _value(v)) for k, v in meta.metrics.items()]
     software = [(str(k), str(v)) for k, v in sorted(meta.software.items())]
-    sections = [("Detector", identity), ("Method", method), ("Calibration on known normals", calibration),
-                ("Training data", training or [("", "not recorded")])]
+    sections = [("Detector", identity), ("Intended use and limitations", intended_use_rows(meta)), ("Method", method),
+                ("Calibration on known normals", calibration), ("Training", training or [("", "not recorded")])]
     sections.append(("Validation metrics", metrics or [("", "none in the file")]))
     if software:
         sections.append(("Software", software))

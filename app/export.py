@@ -92,6 +92,8 @@ def export_rows(records: Iterable[CaseRecord], ctx: ExportContext) -> list[dict[
             status = f"unreadable: {rec.error}"
         elif score is not None:
             status = "scored"
+        elif mid in rec.out_of_scope:  # no score, neither flagged nor not flagged
+            status = f"out of scope: {rec.out_of_scope[mid]}"
         elif mid in rec.score_errors:
             status = f"failed: {rec.score_errors[mid]}"
         else:

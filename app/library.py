@@ -94,6 +94,14 @@ class LibraryEntry:
         return v if isinstance(v, dict) else None
 
     @property
+    def renamed_note(self) -> str | None:
+        """Why this model's name is not the one it was added with (another model had it), or None."""
+        asked = self.card.get("name_requested")
+        if not asked or asked == self.name:
+            return None
+        return f"A detector named “{asked}” is already in the library, so this one was added as “{self.name}”."
+
+    @property
     def roc_image(self) -> Path | None:
         """The ROC / score-histogram figure of the validation, if any."""
         p = self.folder / ROC_FILE
@@ -178,7 +186,8 @@ class ModelLibrary:
 
     def _install(self, meta: DetectorMetadata, source: Path, extra: dict[str, Any], attachments: dict[str, Path],
                  name: str | None, move: bool) -> LibraryEntry:
-        display = _check_name(name) if name is not None else (meta.name or meta.model_id[:8])
+        requested = _check_name(name) if name is not None else (meta.name or meta.model_id[:8])
+        display = self.unique_name(requested)
         self.root.mkdir(parents=True, exist_ok=True)
         incoming = self.root / f".incoming-{uuid.uuid4().hex[:12]}"
         incoming.mkdir()
@@ -195,6 +204,8 @@ class ModelLibrary:
             card = json.loads(meta.to_json())
             card.update(extra)
             card["name"] = display
+            if display != requested:  # two detectors never share a name: the reader could not tell them apart
+                card["name_requested"] = requested
             card["added"] = _now()
             atomic_write_text(incoming / CARD_FILE, json.dumps(card, indent=2, sort_keys=True))
             _fsync_dir(incoming)
@@ -212,11 +223,28 @@ class ModelLibrary:
         return entry
 
     # ------------------------------------------------------------------ changing
+    def unique_name(self, name: str, model_id: str | None = None) -> str:
+        """``name``, or "name (2)", "name (3)"... when another model (not ``model_id``) has it."""
+        taken = {e.name.casefold() for e in self.entries() if e.model_id != model_id}
+        candidate, n = name, 1
+        while candidate.casefold() in taken:
+            n += 1
+            candidate = f"{name} ({n})"
+        return candidate
+
     def rename(self, model_id: str, name: str) -> LibraryEntry:
-        """Give a model another display name (the card changes; the detector file does not)."""
+        """Give a model another display name (the card changes; the detector file does not).
+
+        Raises:
+            LibraryError: unknown model, an empty or too long name, or a name another model has.
+        """
         entry = self._require(model_id)
+        clean = _check_name(name)
+        if self.unique_name(clean, model_id) != clean:
+            raise LibraryError(f"another detector in the library is already named “{clean}”; choose another name", model_id)
         card = dict(entry.card)
-        card["name"] = _check_name(name)
+        card["name"] = clean
+        card.pop("name_requested", None)
         atomic_write_text(entry.folder / CARD_FILE, json.dumps(card, indent=2, sort_keys=True))
         return self._require(model_id)
 

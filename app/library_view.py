@@ -409,6 +409,8 @@ class LibraryDialog(QDialog):
                         QMessageBox.Icon.Information)
         else:
             self.changed.emit()
+            if entry.renamed_note:
+                self._error("Added under another name", entry.renamed_note, QMessageBox.Icon.Information)
         return entry
 
     def _error(self, title: str, text: str, icon: QMessageBox.Icon = QMessageBox.Icon.Warning) -> None:

@@ -52,6 +52,16 @@ def run(args: argparse.Namespace) -> int:
         demo_parser = argparse.ArgumentParser(prog="cxrscreen demo")
         demo.add_arguments(demo_parser)
         return int(demo.run(demo_parser.parse_args([])) or 0)
+    import os
+
+    from app import qt_libs
+
+    if os.environ.get("QT_QPA_PLATFORM", "xcb").startswith("xcb") and os.environ.get("DISPLAY"):
+        try:  # before Qt starts: Qt's own error names no library (see app/qt_libs.py)
+            qt_libs.ensure(install=True)
+        except qt_libs.QtLibrariesMissing as exc:
+            print(exc, file=sys.stderr)
+            return 1
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QApplication
 

@@ -52,7 +52,10 @@ from app.panels.case_info import CaseInfoPanel
 from app.panels.heatmap import HeatmapControl
 from app.panels.operating_point import OperatingPointControl
 from app.panels.window import WindowControl
+from app.about import show_about
+from app.add_paths_dialog import choose_paths_to_add
 from app.records import CaseScore
+from app.status_bar import ElidingStatusBar, show_provider
 from app.settings import PROVIDERS, AppSettings
 from app.shortcuts import SHORTCUTS
 from app.state import OperatingPoint, PrivacyState, ViewerState
@@ -64,6 +67,7 @@ from app.worklist.model import Column, WorklistModel
 from app.worklist.panel import WorklistPanel
 from app.worklist.thumbnails import ThumbnailCache
 from engine.detector import Detector, DetectorError, ProviderChoice
+from engine.scoring import ScoreResult
 
 logger = logging.getLogger(__name__)
 CASE_CACHE = 6  # decoded cases kept (the current one and prefetched neighbours)
@@ -72,6 +76,9 @@ CASE_CACHE = 6  # decoded cases kept (the current one and prefetched neighbours)
 # scoring. 0.5 ms keeps the event loop's stalls short at a small cost in worker throughput
 # (bench/bench_app_stall.py).
 GUI_SWITCH_INTERVAL_S = 0.0005
+# closable, so that View ▸ Worklist / Case (their toggle actions) can hide and show them
+_DOCK_FEATURES = (QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                  | QDockWidget.DockWidgetFeature.DockWidgetClosable)
 
 
 class MainWindow(QMainWindow):
@@ -226,7 +233,7 @@ class MainWindow(QMainWindow):
         left = QDockWidget("Worklist", self)
         left.setObjectName("worklist_dock")
         left.setWidget(self.worklist)
-        left.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        left.setFeatures(_DOCK_FEATURES)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, left)
         panel = QWidget()
         layout = QVBoxLayout(panel)
@@ -247,13 +254,14 @@ class MainWindow(QMainWindow):
         right = QDockWidget("Case", self)
         right.setObjectName("case_dock")
         right.setWidget(scroll)
-        right.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        right.setFeatures(_DOCK_FEATURES)
         right.setMinimumWidth(330)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, right)
         self.docks = {"worklist": left, "case": right}
 
     def _build_status_bar(self) -> None:
-        bar = self.statusBar()
+        bar = ElidingStatusBar(self)
+        self.setStatusBar(bar)
         self.counts_label = QLabel()
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
@@ -378,6 +386,7 @@ class MainWindow(QMainWindow):
         self.model_tools.fill_settings(det)
         help_menu = mb.addMenu("&Help")
         help_menu.addAction(a["help"])
+        help_menu.addAction("About cxrscreen…", lambda: show_about(self))
         short = {"open_folder": "Open", "open_demo": "Demo", "load_detector": "Detector", "score": "Score",
                  "cancel": "Cancel", "toggle_heatmap": "Heatmap", "toggle_contour": "Contour", "invert": "Invert",
                  "fit": "Fit", "one_to_one": "1:1", "export_csv": "Export"}
@@ -409,12 +418,10 @@ class MainWindow(QMainWindow):
             self.open_paths([Path(folder)])
 
     def choose_files(self) -> None:
-        """Ask for files and add them to the worklist."""
-        start = str(self.settings.last_folder or Path.home())
-        files, _ = QFileDialog.getOpenFileNames(self, "Add radiographs", start,
-                                                "Radiographs (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)")
-        if files:
-            self.open_paths([Path(f) for f in files], replace=False)
+        """Ask for files and/or folders and add them to the worklist."""
+        paths = choose_paths_to_add(self, self.settings.last_folder or Path.home())
+        if paths:
+            self.open_paths(paths, replace=False)
 
     def open_paths(self, paths: Iterable[Path], replace: bool = True) -> None:
         """Index folders and/or files into the worklist (header only, progressively).
@@ -491,6 +498,8 @@ class MainWindow(QMainWindow):
         """Whether a decoded case carries the active detector's analysis (or needs none)."""
         if self.detector is None:
             return case.analysis is None
+        if case.out_of_scope is not None:
+            return case.out_of_scope[0] == self.detector.meta.model_id
         return case.analysis is not None and case.analysis.model_id == self.detector.meta.model_id
 
     @Slot(object, int)
@@ -506,6 +515,9 @@ class MainWindow(QMainWindow):
                 self.model.set_score(case.path, case.analysis.model_id,
                                      CaseScore(case.analysis.score, case.analysis.percentile))
             self.reading.case_analysed(case.path, case.analysis.model_id, case.analysis.levels)
+        if case.out_of_scope is not None:
+            self.model.apply_results(case.out_of_scope[0], [ScoreResult(case.path, None, None, out_of_scope=case.out_of_scope[1])])
+            self.statusBar().showMessage(f"{case.path.name}: out of scope: {case.out_of_scope[1]}", 8000)
         if case.analysis_error:
             self.statusBar().showMessage(f"{case.path.name}: heatmap unavailable ({case.analysis_error})", 8000)
         if case.path == self._current and self._analysis_current(case):
@@ -544,7 +556,8 @@ class MainWindow(QMainWindow):
             pending = self.model.status_text(rec)
         self.case_panel.set_result(score, flagged, n, pending)
         if score is None:
-            self.viewer.set_badge("", None)
+            reason = self.model.out_of_scope_reason(rec)
+            self.viewer.set_badge(f"out of scope: {reason.split(' (')[0]}" if reason else "", None)
         else:
             flag = "FLAGGED" if flagged else "not flagged"
             self.viewer.set_badge(f"score {score.score:.4g} · pctl {score.percentile:.1f} · {flag}", flagged)
@@ -608,11 +621,7 @@ class MainWindow(QMainWindow):
 
     def show_provider(self, provider: str, note: str) -> str:
         """Where the detector runs, at the right of the status bar (orange with the reason on fallback)."""
-        short = provider.replace("ExecutionProvider", "")
-        self.provider_label.setText(f"⚠ {short} (fallback)" if note else short)
-        self.provider_label.setStyleSheet("color: #c06000; font-weight: bold;" if note else "")
-        self.provider_label.setToolTip(note or f"onnxruntime {provider}")
-        return short
+        return show_provider(self.provider_label, provider, note)
 
     @Slot(str, str)
     def _on_detector_failed(self, path: str, reason: str) -> None:
@@ -830,7 +839,7 @@ class MainWindow(QMainWindow):
     def default_layout(self) -> None:
         """Worklist about a third of the width, case panel 340 px, the viewer the rest."""
         width = max(self.width(), 900)
-        self.resizeDocks([self.docks["worklist"], self.docks["case"]], [int(width * 0.32), 340],
+        self.resizeDocks([self.docks["worklist"], self.docks["case"]], [int(width * 0.36), 340],
                          Qt.Orientation.Horizontal)
 
     # ================================================================== drag and drop

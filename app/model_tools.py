@@ -138,7 +138,7 @@ class ModelTools(QObject):
             w.report_error("Cannot add to the library", str(exc))
             return
         self.refresh_library_menu()
-        w.statusBar().showMessage(f"Added {entry.name} to the model library ({w.library.root})", 8000)
+        w.statusBar().showMessage(entry.renamed_note or f"Added {entry.name} to the model library ({w.library.root})", 8000)
 
     # ================================================================== windows
     def open_panel(self) -> "NewDetectorPanel":

@@ -37,6 +37,7 @@ class CaseRecord:
         scores: results by detector model id.
         score_errors: why scoring failed, by detector model id.
         content: the file's content hash in the study database (None until known).
+        out_of_scope: why the detector's out-of-scope gate refused the image, by model id.
     """
 
     path: Path
@@ -45,6 +46,7 @@ class CaseRecord:
     scores: dict[str, CaseScore] = field(default_factory=dict)
     score_errors: dict[str, str] = field(default_factory=dict)
     content: str | None = None
+    out_of_scope: dict[str, str] = field(default_factory=dict)
 
     @property
     def readable(self) -> bool:

@@ -27,33 +27,48 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _score(detector, folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels, image scores and each heatmap's 99th percentile (a diagnostic) of a study folder."""
+def _score(detector, folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Labels, image scores and each heatmap's 99th percentile (a diagnostic) of a study folder,
+    and the out-of-scope gate's reasons for images it refused (their score and peak are NaN:
+    never flagged, left out of the AUROC)."""
     from engine.scoring import iter_scores
 
     rows = [line.split(",") for line in (folder / "labels.csv").read_text().splitlines()[1:]]
     paths = [folder / r[0] for r in rows]
     labels = np.array([int(r[1]) for r in rows])
-    scores, peaks = {}, {}
+    scores, peaks, refused = {}, {}, []
     for batch in iter_scores(paths, detector, batch_size=16, workers=1, keep_heatmaps=True):
         for r in batch:
+            if r.out_of_scope:
+                refused.append(f"{r.path.name}: {r.out_of_scope}")
+                scores[r.path] = peaks[r.path] = float("nan")
+                continue
             if r.score is None:
                 raise RuntimeError(f"{r.path}: {r.error}")
             scores[r.path] = r.score
             peaks[r.path] = float(np.percentile(r.heatmap, 99))
-    return labels, np.array([scores[p] for p in paths]), np.array([peaks[p] for p in paths])
+    return labels, np.array([scores[p] for p in paths]), np.array([peaks[p] for p in paths]), refused
+
+
+def _auroc(labels: np.ndarray, values: np.ndarray) -> float:
+    from engine.metrics import auroc
+
+    ok = ~np.isnan(values)
+    return round(auroc(labels[ok], values[ok]), 4)
 
 
 def main() -> int:
-    from app.demo import DEMO_ABNORMAL, DEMO_NORMAL, DEMO_SEED, DEMO_SIZE, DEMO_VARIATION
+    from app.demo import DEMO_ABNORMAL, DEMO_LESION_STRENGTH, DEMO_NORMAL, DEMO_SEED, DEMO_SIZE, DEMO_VARIATION
     from engine import demo_detector
     from engine.detector import Detector
-    from engine.metrics import auroc
     from engine.synth import write_study
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--normals", type=int, default=None, help="default: the demo detector's")
     parser.add_argument("--epochs", type=int, default=None, help="default: the demo detector's")
+    parser.add_argument("--members", type=int, default=None, help="default: the demo detector's")
+    parser.add_argument("--lesion-strength", type=float, default=None,
+                        help="lesion strength of the demo and held-out studies (default: the app's demo's)")
     parser.add_argument("--heldout", type=int, default=60, help="normal and abnormal cases each in the held-out study")
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
@@ -61,9 +76,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="cxrscreen-demo-bench-") as tmp:
         tmp = Path(tmp)
         study = tmp / "demo_study"
-        write_study(study, DEMO_NORMAL, DEMO_ABNORMAL, size=DEMO_SIZE, seed=DEMO_SEED, variation=DEMO_VARIATION)
+        strength = DEMO_LESION_STRENGTH if args.lesion_strength is None else args.lesion_strength
+        write_study(study, DEMO_NORMAL, DEMO_ABNORMAL, size=DEMO_SIZE, seed=DEMO_SEED, variation=DEMO_VARIATION,
+                    lesion_strength=strength)
         heldout = tmp / "heldout"
-        write_study(heldout, args.heldout, args.heldout, size=DEMO_SIZE, seed=DEMO_SEED + 1, variation=DEMO_VARIATION)
+        write_study(heldout, args.heldout, args.heldout, size=DEMO_SIZE, seed=DEMO_SEED + 1, variation=DEMO_VARIATION,
+                    lesion_strength=strength)
 
         parser_d = argparse.ArgumentParser()
         demo_detector.add_arguments(parser_d)
@@ -72,6 +90,8 @@ def main() -> int:
             argv += ["--normals", str(args.normals)]
         if args.epochs:
             argv += ["--epochs", str(args.epochs)]
+        if args.members:
+            argv += ["--members", str(args.members)]
         d_args = parser_d.parse_args(argv)
         t = time.perf_counter()
         if demo_detector.run(d_args) != 0:
@@ -79,23 +99,26 @@ def main() -> int:
         train_s = time.perf_counter() - t
 
         detector = Detector(tmp / "demo.onnx", provider="cpu")
-        h_labels, h_scores, h_peaks = _score(detector, heldout)
-        s_labels, s_scores, s_peaks = _score(detector, study)
+        h_labels, h_scores, h_peaks, h_refused = _score(detector, heldout)
+        s_labels, s_scores, s_peaks, s_refused = _score(detector, study)
         threshold = detector.calibration.threshold_at_specificity(0.95)
-        flagged = s_scores > threshold
+        flagged = s_scores > threshold  # NaN (out of scope): never flagged
         result = {
             "detector": detector.meta.name,
-            "training": {k: getattr(d_args, k) for k in ("normals", "epochs", "seed", "variation")},
+            "training": {k: getattr(d_args, k) for k in ("normals", "epochs", "members", "calibration_fraction", "seed", "variation")},
             "score_type": detector.meta.score_type,
+            "study_lesion_strength": strength,
+            "calibration_normals": detector.calibration.n_normals,
             "train_seconds": round(train_s, 1),
             "heldout": {"normal": int((h_labels == 0).sum()), "abnormal": int((h_labels == 1).sum()),
-                        "auroc": round(auroc(h_labels, h_scores), 4),
-                        "auroc_heatmap_p99": round(auroc(h_labels, h_peaks), 4)},
+                        "auroc": _auroc(h_labels, h_scores), "auroc_heatmap_p99": _auroc(h_labels, h_peaks),
+                        "out_of_scope": h_refused},
             "demo_study": {"normal": int((s_labels == 0).sum()), "abnormal": int((s_labels == 1).sum()),
-                           "auroc": round(auroc(s_labels, s_scores), 4),
-                           "auroc_heatmap_p99": round(auroc(s_labels, s_peaks), 4),
+                           "auroc": _auroc(s_labels, s_scores), "auroc_heatmap_p99": _auroc(s_labels, s_peaks),
                            "flagged_at_95_specificity": int(flagged.sum()),
-                           "flagged_abnormal": int((flagged & (s_labels == 1)).sum())},
+                           "flagged_abnormal": int((flagged & (s_labels == 1)).sum()),
+                           "flagged_normal": int((flagged & (s_labels == 0)).sum()),
+                           "out_of_scope": s_refused},
         }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")

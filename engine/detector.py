@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from engine.preprocess import PreprocessSpec
+from engine.scope import ScopeGate
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,41 @@ class DetectorError(ValueError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper–Pearson) interval of a binomial proportion ``k / n``.
+
+    Found by bisection on the binomial distribution function (numpy only: the app has no
+    scipy): the lower bound is the p with P(X >= k) = α/2, the upper the p with P(X <= k) = α/2.
+    """
+    if not (0 <= k <= n and n >= 1):
+        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    import math
+
+    alpha = (1.0 - level) / 2.0
+    log_comb = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in range(n + 1)]
+
+    def cdf(x: int, p: float) -> float:  # P(X <= x)
+        if p <= 0.0:
+            return 1.0
+        if p >= 1.0:
+            return 1.0 if x >= n else 0.0
+        lp, lq = math.log(p), math.log1p(-p)
+        return float(min(1.0, sum(math.exp(log_comb[i] + i * lp + (n - i) * lq) for i in range(x + 1))))
+
+    def solve(f) -> float:  # f increasing in p, root in [0, 1]
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
+        return 0.5 * (lo + hi)
+
+    lower = 0.0 if k == 0 else solve(lambda p: (1.0 - cdf(k - 1, p)) - alpha)
+    upper = 1.0 if k == n else solve(lambda p: alpha - cdf(k, p))
+    return lower, upper
 
 
 @dataclass(frozen=True)
@@ -118,6 +154,42 @@ class NormalCalibration:
             raise ValueError(f"specificity must be in (0, 1), got {specificity!r}")
         return float(np.quantile(np.asarray(self.normal_scores), specificity, method="higher"))
 
+    @staticmethod
+    def normals_needed(specificity: float) -> int:
+        """Calibration normals a threshold at ``specificity`` needs to mean anything: ⌈1 / (1 − specificity)⌉.
+
+        With fewer, not even one normal is expected above the threshold, so the empirical
+        quantile is the largest normal score whatever the specificity asked (90, 95 and 99 %
+        on 3 normals are the same number).
+        """
+        if not 0.0 < specificity < 1.0:
+            raise ValueError(f"specificity must be in (0, 1), got {specificity!r}")
+        return int(np.ceil(1.0 / (1.0 - specificity) - 1e-9))
+
+    def supports(self, specificity: float) -> bool:
+        """Whether there are enough calibration normals for a threshold at ``specificity``."""
+        return self.n_normals >= self.normals_needed(specificity)
+
+    def achieved_specificity(self, threshold: float, level: float = 0.95) -> tuple[float, float, float]:
+        """Share of calibration normals at or below ``threshold`` and its Clopper–Pearson interval.
+
+        Returns:
+            (specificity, lower, upper): the share and the exact binomial ``level`` interval of
+            the specificity a new normal would get from the same population.
+        """
+        s = np.asarray(self.normal_scores)
+        k = int(np.count_nonzero(s <= threshold))
+        lo, hi = clopper_pearson(k, len(s), level)
+        return k / len(s), lo, hi
+
+    def operating_point_note(self, specificity: float) -> str | None:
+        """A warning when a threshold at ``specificity`` rests on too few normals, else None."""
+        need = self.normals_needed(specificity)
+        if self.n_normals >= need:
+            return None
+        return (f"{100 * specificity:g} % specificity rests on too few normals: it needs at least {need}, "
+                f"this detector was calibrated on {self.n_normals}")
+
     def heatmap_level(self, values: np.ndarray) -> np.ndarray:
         """Map heatmap values to [0, 1] by the normal heatmap distribution (its CDF).
 
@@ -160,6 +232,9 @@ class DetectorMetadata:
         software: versions of cxrscreen and of the libraries that produced the file.
         created: ISO-8601 UTC timestamp.
         metrics: optional validation metrics (AUROC, AP, ...) with the data they came from.
+        scope: the out-of-scope gate's model of what the detector saw (``{"model": ...}``, see
+            :mod:`engine.scope`); empty for detectors made before the gate (header and image
+            checks only).
     """
 
     method: str
@@ -173,6 +248,7 @@ class DetectorMetadata:
     software: dict[str, str] = field(default_factory=dict)
     created: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    scope: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_size(self) -> int:
@@ -193,6 +269,7 @@ class DetectorMetadata:
                 "calibration": self.calibration.to_dict(),
                 "training": self.training,
                 "metrics": self.metrics,
+                "scope": self.scope,
                 "software": self.software,
                 "created": self.created,
             },
@@ -218,6 +295,7 @@ class DetectorMetadata:
             software=dict(d.get("software", {})),
             created=str(d.get("created", "")),
             metrics=dict(d.get("metrics", {})),
+            scope=dict(d.get("scope") or {}),
         )
 
 
@@ -263,6 +341,18 @@ def _preload_cuda_libraries(ort) -> None:
         logger.debug("onnxruntime.preload_dlls failed: %s", exc)
 
 
+def nvidia_gpu_present() -> bool:
+    """Whether this machine has an NVIDIA GPU with its driver loaded (without CUDA or torch)."""
+    import os
+    import shutil
+
+    if os.path.isdir("/proc/driver/nvidia/gpus") and os.listdir("/proc/driver/nvidia/gpus"):
+        return True
+    if os.path.exists("/dev/nvidia0"):
+        return True
+    return os.name == "nt" and shutil.which("nvidia-smi") is not None
+
+
 class Detector:
     """An ONNX detector loaded in onnxruntime.
 
@@ -274,7 +364,8 @@ class Detector:
 
     Attributes:
         provider: the execution provider actually used (e.g. "CPUExecutionProvider").
-        provider_note: why a requested or available provider was not used (None if no fallback).
+        provider_note: why a GPU that exists was not used (None when it was, or when there is
+            no GPU: then CPU is no fallback, just where the detector runs).
     """
 
     def __init__(self, path: Path | str, provider: ProviderChoice = "auto", threads: int = 0) -> None:
@@ -306,8 +397,11 @@ class Detector:
                       else "the CUDA provider did not initialise (no usable GPU or CUDA libraries)")
             raise DetectorError(self.path, f"CUDA requested but {reason}")
         if provider == "auto" and "CUDAExecutionProvider" in available and self.provider != "CUDAExecutionProvider":
-            self.provider_note = "CUDA provider present but did not initialise (no usable GPU); running on CPU"
-            logger.warning("%s: %s", self.path.name, self.provider_note)
+            # a warning only where a GPU exists and was not used; on a machine without one, CPU
+            # is simply where detectors run (the CUDA build of onnxruntime is installed everywhere)
+            if nvidia_gpu_present():
+                self.provider_note = "an NVIDIA GPU is present but the CUDA provider did not initialise; running on CPU"
+                logger.warning("%s: %s", self.path.name, self.provider_note)
         self._check_signature()
 
     def _check_signature(self) -> None:
@@ -337,6 +431,11 @@ class Detector:
     @property
     def preprocess_spec(self) -> PreprocessSpec:
         return self.meta.preprocess
+
+    @property
+    def scope_gate(self) -> ScopeGate:
+        """The out-of-scope gate for this detector (with its one-class model when it stores one)."""
+        return ScopeGate.from_metadata(self.meta.scope)
 
     def run(self, batch: np.ndarray) -> DetectorOutput:
         """Run a preprocessed (N, 1, S, S) float32 batch."""

@@ -1,7 +1,8 @@
 """`cxrscreen eval --model detector.onnx --labels labels.csv [--root DIR]`.
 
 Scores the labelled images with the detector (onnxruntime, same preprocessing as the app) and
-writes a JSON report (AUROC, AP, operating points with bootstrap 95 % intervals, see
+writes a JSON report (images the out-of-scope gate refuses are left out of the figures and
+listed with their label and reason; AUROC, AP, operating points with bootstrap 95 % intervals, see
 :mod:`engine.evaluate`), a per-image scores CSV and a ROC + score-histogram PNG.
 ``--split FILE --part dev_test`` evaluates a labelled part of a development split instead.
 """
@@ -77,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"evaluating {detector.meta.name} ({detector.meta.model_id}) on {len(data.paths)} images; "
           f"provider {detector.provider}", file=sys.stderr)
     label_of = dict(zip(data.paths, data.labels.tolist()))
-    rows, unreadable = [], []
+    rows, unreadable, out_of_scope = [], [], []
     for batch in iter_scores(data.paths, detector, batch_size=args.batch_size):
         for r in batch:
-            (rows if r.score is not None else unreadable).append(r)
+            (rows if r.score is not None else out_of_scope if r.out_of_scope else unreadable).append(r)
     if not rows:
         raise CommandError(f"none of the {len(data.paths)} labelled images could be read"
                            + (f" (first: {unreadable[0].path}: {unreadable[0].error})" if unreadable else ""))
@@ -95,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
                          "backbone": detector.meta.backbone, "score_type": detector.meta.score_type},
                   provider=detector.provider, labels=str(args.labels or f"{args.split}:{args.part}"),
                   unreadable=[{"path": str(r.path), "reason": r.error} for r in unreadable],
-                  unlabelled={"count": len(data.unlabelled_lines), "lines": list(data.unlabelled_lines)})
+                  unlabelled={"count": len(data.unlabelled_lines), "lines": list(data.unlabelled_lines)},
+                  out_of_scope=[{"path": str(r.path), "label": label_of[r.path], "reason": r.out_of_scope}
+                                for r in out_of_scope])
     # the figure and the table first, the report last: a report on disk means all three were written
     with writing(out.with_suffix(".png")):
         plot_report(y, s, report, out.with_suffix(".png"), f"{detector.meta.name} — {report['labels']}")
@@ -114,5 +117,7 @@ def run(args: argparse.Namespace) -> int:
           f"at specificity {args.specificity:g} on calibration normals: sensitivity {op['sensitivity']['value']:.3f}, "
           f"specificity {op['specificity']['value']:.3f}, F1 {op['f1']['value']:.3f}\n"
           f"report {out}, plot {out.with_suffix('.png')}, scores {out.with_suffix('.scores.csv')}"
-          + (f"\n{len(unreadable)} unreadable files listed in the report" if unreadable else ""))
+          + (f"\n{len(unreadable)} unreadable files listed in the report" if unreadable else "")
+          + (f"\n{len(out_of_scope)} images out of scope (not scored, not in the figures), listed in the report"
+             if out_of_scope else ""))
     return 0

@@ -34,7 +34,7 @@ from engine.detector import (
     NormalCalibration,
 )
 from engine.methods import method as get_declaration
-from engine.train import CALIBRATION_FILE, DATA_FILE, RunFolderError, calibrate, read_run
+from engine.train import CALIBRATION_FILE, DATA_FILE, SCOPE_FILE, RunFolderError, calibrate, read_run, scope_metadata
 
 logger = logging.getLogger(__name__)
 OPSET = 18
@@ -164,6 +164,12 @@ def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: st
     else:
         calibration = calibrate(scorer, held_out)
 
+    if (run_dir / SCOPE_FILE).is_file():
+        scope = json.loads((run_dir / SCOPE_FILE).read_text())
+    else:  # a run trained before the gate existed: fit its model now from the run's file lists
+        data = TrainingData.from_json(json.loads((run_dir / DATA_FILE).read_text()))
+        scope = scope_metadata(data)
+
     meta = DetectorMetadata(
         method=run["method"],
         backbone=desc["backbone"],
@@ -174,6 +180,7 @@ def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: st
         name=name or f"{run['method'].upper()} {desc['backbone']} ({score_type})",
         software={"cxrscreen": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "opset": str(OPSET)},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        scope=scope,
     )
 
     example = torch.from_numpy(held_out[:2] if len(held_out) >= 2 else np.zeros((2, 1, spec.size, spec.size), np.float32))

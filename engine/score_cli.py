@@ -2,14 +2,16 @@
 
 Every radiograph under FOLDER (recursive) gets one row: path, score, percentile among the
 detector's calibration normals, the flag at the operating point, the threshold, the model id; a
-file that cannot be read gets a row with the reason instead of stopping the run. The operating
+file that cannot be read gets a row with the reason instead of stopping the run. An image the
+detector's out-of-scope gate refuses (:mod:`engine.scope`: not a frontal chest radiograph like
+the detector's) gets no score and no flag, and "out of scope: <reason>" in ``out_of_scope``. The operating
 point is a specificity on known normals (default 0.95) or a raw score threshold. The CSV is
 written atomically. The execution provider actually used (CUDA or CPU) is printed.
 
 ``--format jsonl --out -`` streams one JSON object per line on stdout instead (for the app, which
 scores in a separate process): ``{"event": "start", "total", "provider", "provider_note",
 "model_id", "threshold"}``, then ``{"event": "result", "path", "score", "percentile", "flagged",
-"error"}`` per file (flushed per batch), then ``{"event": "done" | "stopped", ...}``. SIGTERM or
+"error", "out_of_scope"}`` per file (flushed per batch), then ``{"event": "done" | "stopped", ...}``. SIGTERM or
 Ctrl-C stops after the current batch. ``--paths-from FILE`` (or ``-`` for stdin) reads an
 explicit list of files, one per line, instead of (or besides) scanning folders.
 """
@@ -30,7 +32,7 @@ from engine.csv_safe import csv_text
 logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("path", "score", "percentile_among_normals", "flagged", "threshold", "operating_point",
-               "model_id", "model_name", "error")
+               "model_id", "model_name", "error", "out_of_scope")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,10 +96,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"detector {detector.meta.name} ({detector.meta.model_id}); provider {detector.provider}"
           + (f" [{detector.provider_note}]" if detector.provider_note else ""), file=sys.stderr)
     print(f"operating point: {op_name} -> score threshold {threshold:.6g}", file=sys.stderr)
+    note = detector.calibration.operating_point_note(args.specificity) if args.threshold is None else None
+    if note:
+        print(f"warning: {note}; the flags do not mean {100 * args.specificity:g} % specificity", file=sys.stderr)
+    print(f"out-of-scope gate: {detector.scope_gate.description}", file=sys.stderr)
     paths, unreadable = _inputs(args)
 
     t0 = time.monotonic()
-    counts = {"scored": 0, "flagged": 0, "unreadable": 0}
+    counts = {"scored": 0, "flagged": 0, "unreadable": 0, "out_of_scope": 0}
     with StopRequest() as stop:
         if to_stdout:
             status = _write(sys.stdout, args, detector, paths, unreadable, threshold, op_name, counts, stop, iter_scores)
@@ -113,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
                 return 3
     dt = time.monotonic() - t0
     print(f"{status}: scored {counts['scored']} images in {dt:.1f} s ({counts['scored'] / max(dt, 1e-9):.1f} images/s, "
-          f"provider {detector.provider}); {counts['flagged']} flagged; {counts['unreadable']} unreadable"
+          f"provider {detector.provider}); {counts['flagged']} flagged; {counts['unreadable']} unreadable; "
+          f"{counts['out_of_scope']} out of scope"
           + ("" if to_stdout else f" -> {args.out}"), file=sys.stderr)
     return 0 if status == "done" else 3
 
@@ -126,9 +133,10 @@ def _write(f: IO[str], args, detector, paths, unreadable, threshold: float, op_n
         writer.writerow(CSV_COLUMNS)
         common = (f"{threshold:.8g}", op_name, csv_text(meta.model_id), csv_text(meta.name))
 
-        def emit(path: Path, score, pct, flagged, error) -> None:
+        def emit(path: Path, score, pct, flagged, error, out_of_scope=None) -> None:
             writer.writerow([csv_text(str(path)), "" if score is None else f"{score:.8g}", "" if pct is None else f"{pct:.2f}",
-                             "" if flagged is None else int(flagged), *common, csv_text(error or "")])
+                             "" if flagged is None else int(flagged), *common, csv_text(error or ""),
+                             csv_text(f"out of scope: {out_of_scope}") if out_of_scope else ""])
     else:
         def line(obj: dict) -> None:
             f.write(json.dumps(obj) + "\n")
@@ -137,8 +145,9 @@ def _write(f: IO[str], args, detector, paths, unreadable, threshold: float, op_n
               "provider": detector.provider, "provider_note": detector.provider_note, "threshold": threshold,
               "operating_point": op_name})
 
-        def emit(path: Path, score, pct, flagged, error) -> None:
-            line({"event": "result", "path": str(path), "score": score, "percentile": pct, "flagged": flagged, "error": error})
+        def emit(path: Path, score, pct, flagged, error, out_of_scope=None) -> None:
+            line({"event": "result", "path": str(path), "score": score, "percentile": pct, "flagged": flagged, "error": error,
+                  "out_of_scope": out_of_scope})
 
     for path, reason in unreadable:
         emit(path, None, None, None, reason)
@@ -146,6 +155,10 @@ def _write(f: IO[str], args, detector, paths, unreadable, threshold: float, op_n
     for batch in iter_scores(paths, detector, batch_size=args.batch_size, workers=args.workers,
                              should_stop=lambda: stop.requested):
         for r in batch:
+            if r.out_of_scope is not None:
+                emit(r.path, None, None, None, None, r.out_of_scope)
+                counts["out_of_scope"] += 1
+                continue
             if r.score is None:
                 emit(r.path, None, None, None, r.error)
                 counts["unreadable"] += 1

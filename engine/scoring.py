@@ -3,7 +3,9 @@
 Decoding runs in a small thread pool ahead of inference (Pillow, pydicom's decoders and numpy
 release the GIL), so reading and the network overlap. A file that cannot be read yields a result
 with its reason instead of stopping the run: the reader raises only typed errors, and decoders
-that could abort or panic run where that costs one file (:mod:`engine.io.decoders`). Torch-free: `cxrscreen score`, `cxrscreen eval` and
+that could abort or panic run where that costs one file (:mod:`engine.io.decoders`). Every image passes the detector's out-of-scope gate
+(:mod:`engine.scope`) first: one that is no frontal chest radiograph like the detector's gets
+its reason in ``out_of_scope`` and no score. Torch-free: `cxrscreen score`, `cxrscreen eval` and
 the desktop app's worker all use :func:`iter_scores`.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from engine.detector import Detector
 from engine.io import RadiographReadError, read_radiograph
 from engine.preprocess import preprocess
+from engine.scope import ScopeGate
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,9 @@ class ScoreResult:
         percentile: percent of calibration normals scoring below (ties half), or None.
         heatmap: (S, S) float32 anomaly map when requested, else None.
         error: why the file could not be scored, else None.
+        out_of_scope: why the image is not one the detector's score means anything for (see
+            :mod:`engine.scope`), else None; such a result has no score and is neither
+            flagged nor not flagged.
     """
 
     path: Path
@@ -42,12 +48,23 @@ class ScoreResult:
     percentile: float | None
     heatmap: np.ndarray | None = None
     error: str | None = None
+    out_of_scope: str | None = None
 
 
-def _load(path: Path, detector: Detector) -> np.ndarray | str:
-    """The preprocessed image, or the reason it cannot be scored (one bad file never stops a run)."""
+@dataclass(frozen=True)
+class _OutOfScope:
+    reason: str
+
+
+def _load(path: Path, detector: Detector, gate: ScopeGate | None) -> np.ndarray | str | _OutOfScope:
+    """The preprocessed image, the reason it cannot be scored (one bad file never stops a run), or
+    why it is out of the detector's scope."""
     try:
-        return preprocess(read_radiograph(path).pixels, detector.preprocess_spec)
+        radiograph = read_radiograph(path)
+        reason = gate.check(radiograph) if gate is not None else None
+        if reason is not None:
+            return _OutOfScope(reason)
+        return preprocess(radiograph.pixels, detector.preprocess_spec)
     except RadiographReadError as exc:
         return exc.reason
     except Exception as exc:  # noqa: BLE001 - a preprocessing bug must not stop a worklist
@@ -62,6 +79,7 @@ def iter_scores(
     workers: int = 2,
     keep_heatmaps: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    check_scope: bool = True,
 ) -> Iterator[list[ScoreResult]]:
     """Score files, yielding one list of results per batch (in input order).
 
@@ -72,9 +90,12 @@ def iter_scores(
         workers: decoding threads.
         keep_heatmaps: also return each heatmap.
         should_stop: polled between batches; when it returns True, iteration ends early.
+        check_scope: pass every image through the detector's out-of-scope gate (False only
+            for benchmarks that measure the network on images known to be in scope).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    gate = detector.scope_gate if check_scope else None
     paths_iter = iter(paths)
     # shut down without waiting when the caller stops early: a decode already running finishes
     # in the background instead of holding up the cancel
@@ -88,7 +109,7 @@ def iter_scores(
                     p = Path(next(paths_iter))
                 except StopIteration:
                     return
-                pending.append((p, pool.submit(_load, p, detector)))
+                pending.append((p, pool.submit(_load, p, detector, gate)))
 
         def stopped() -> bool:
             if should_stop is not None and should_stop():
@@ -101,7 +122,7 @@ def iter_scores(
         while pending:
             if stopped():
                 return
-            batch: list[tuple[Path, np.ndarray | str]] = []
+            batch: list[tuple[Path, np.ndarray | str | _OutOfScope]] = []
             while pending and len(batch) < batch_size:
                 p, fut = pending.popleft()
                 # poll the stop request while a large file decodes, so a cancel is never
@@ -125,7 +146,9 @@ def iter_scores(
                     results[i] = ScoreResult(batch[i][0], float(out.scores[j]), float(pct[j]),
                                              out.heatmaps[j] if keep_heatmaps else None)
             for i, (p, x) in enumerate(batch):
-                if results[i] is None:
+                if isinstance(x, _OutOfScope):
+                    results[i] = ScoreResult(p, None, None, None, None, out_of_scope=x.reason)
+                elif results[i] is None:
                     results[i] = ScoreResult(p, None, None, None, str(x))
             yield [r for r in results if r is not None]
     finally:

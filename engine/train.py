@@ -7,6 +7,7 @@ A run folder holds:
     checkpoint.pt     the latest resumable state (written atomically; removed when done)
     model.pt          the trained networks (when done; with the trained settings and data hash)
     calibration.json  held-out normal scores and heatmap quantiles (when done)
+    scope.json        the out-of-scope gate's one-class model of the training images (when done)
     log.jsonl         every progress event
 Running the same command again on a stopped or killed run resumes it; a run folder holding a
 different method, trained settings or file lists is refused rather than overwritten (run
@@ -33,11 +34,14 @@ from engine.loop import FINAL_MODEL, load_file, remove_stale_parts, settings_mat
 from engine.methods import method as get_declaration
 from engine.methods.base import Problem, generic_problems, trained_dict
 from engine.progress import Progress
+from engine.scope import MIN_FIT, MIN_HELD_OUT, ScopeModel, fit_scope_model, thumbnail_features
 from engine.stop import StopRequest
 
 RUN_FILE = "run.json"
 DATA_FILE = "data.json"
 CALIBRATION_FILE = "calibration.json"
+SCOPE_FILE = "scope.json"
+SCOPE_MAX_FIT = 2000  # images the gate's model is fitted on at most (a fixed subset beyond)
 
 
 class RunFolderError(ValueError):
@@ -175,6 +179,7 @@ def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, pr
         calibration = calibrate(hooks.load_scorer(run_dir), images["normal_calibration"])
         atomic_write_text(run_dir / CALIBRATION_FILE, json.dumps(calibration.to_dict()))
         progress.update(len(data.normal_calibration), force=True)
+        atomic_write_text(run_dir / SCOPE_FILE, json.dumps(scope_metadata(data, workers)))
     except BaseException as exc:
         run.update(status="failed" if not isinstance(exc, KeyboardInterrupt) else "stopped", error=str(exc))
         _write_run(run_dir, run)
@@ -184,6 +189,48 @@ def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, pr
     remove_stale_parts(run_dir)
     progress.finish("done", run_dir=str(run_dir), train_seconds=run["train_seconds"])
     return TrainOutcome(run_dir, "done", run)
+
+
+def scope_metadata(data: TrainingData, workers: int = 2) -> dict[str, Any]:
+    """What a detector stores for its out-of-scope gate: ``{"model": ...}``, or ``{"model": None,
+    "note": why}`` when there are too few images for the model's threshold to mean anything."""
+    n_fit, n_held = len(data.normal_train) + len(data.unlabeled), len(data.normal_calibration)
+    if n_fit < MIN_FIT or n_held < MIN_HELD_OUT:
+        return {"model": None, "note": f"too few images for one: {n_fit} training images (at least {MIN_FIT}) and "
+                                       f"{n_held} held-out normals (at least {MIN_HELD_OUT})"}
+    return {"model": fit_scope(data, workers).to_dict()}
+
+
+def fit_scope(data: TrainingData, workers: int = 2) -> ScopeModel:
+    """The out-of-scope gate's one-class model (:mod:`engine.scope`) of what a detector trains on.
+
+    Fitted on the training normals and the unlabeled images (at most :data:`SCOPE_MAX_FIT`, a
+    fixed subset beyond), its threshold set on the held-out calibration normals. The files are
+    read again at full size: the gate sees the image as the reader gives it, not the
+    detector's input.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.io import RadiographReadError, read_radiograph
+
+    fit_paths = list(data.normal_train) + list(data.unlabeled)
+    if len(fit_paths) > SCOPE_MAX_FIT:
+        keep = np.sort(np.random.default_rng(0).choice(len(fit_paths), SCOPE_MAX_FIT, replace=False))
+        fit_paths = [fit_paths[i] for i in keep]
+
+    def features(path: Path) -> np.ndarray | None:
+        try:
+            return thumbnail_features(read_radiograph(path).pixels)
+        except RadiographReadError:
+            return None
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        fit = [f for f in pool.map(features, fit_paths) if f is not None]
+        held = [f for f in pool.map(features, data.normal_calibration) if f is not None]
+    if len(fit) < 2 or not held:
+        raise DataError(f"the out-of-scope model needs at least 2 readable training images and 1 held-out normal; "
+                        f"got {len(fit)} and {len(held)}")
+    return fit_scope_model(np.stack(fit), np.stack(held))
 
 
 def calibrate(scorer: Any, images: np.ndarray, batch_size: int = 128) -> NormalCalibration:

@@ -32,6 +32,7 @@ from app.reader_sets import ExportMode, ReaderSetError, ReaderSets, export_reade
 from app.records import CaseRecord, CaseScore
 from app.session import ReadingSession
 from app.settings import AppSettings
+from app.status_bar import counts_text
 from app.studydb import DB_FILE, FileToRegister, KnownFile, Mark, ScoreRow, StoredScore, StudyDatabaseError, StudyStore
 from app.viewer.view import RadiographView
 from app.worklist.model import Column, WorklistModel
@@ -402,12 +403,7 @@ class ReadingController(QObject):
             self.counts_label.setText("no files")
             self.panel.counts_label.setText("")
             return
-        parts = [f"{c['files']:,} files"]
-        if self.model.model_id is not None:
-            parts += [f"{c['scored']:,} scored", f"{c['flagged']:,} flagged"]
-        if c["unreadable"]:
-            parts.append(f"{c['unreadable']:,} unreadable")
-        text = " · ".join(parts)
+        text = counts_text(c, self.model.model_id is not None)
         self.counts_label.setText(f"{text}  |  {self.progress_text()}")
         folders = self.model.progress_by_folder()
         if len(folders) > 1:  # several folders in one worklist: each one's progress on hover

@@ -63,7 +63,8 @@ class ScoringController(QObject):
             return 0
         self.auto_paused = False
         mid = w.detector.meta.model_id
-        todo = [r.path for r in w.model.records() if r.readable and mid not in r.scores and mid not in r.score_errors]
+        todo = [r.path for r in w.model.records() if r.readable and mid not in r.scores and mid not in r.score_errors
+                and mid not in r.out_of_scope]
         if not todo and not w.indexing_active:
             if not quiet:
                 w.statusBar().showMessage("Every file is scored.", 5000)

@@ -21,10 +21,14 @@ from PySide6.QtWidgets import (
 from app.pseudonym import DISPLAY_DIGITS, pseudonymise
 from app.records import CaseScore, format_date
 from app.state import PrivacyState
-from engine.detector import DetectorMetadata
+from engine.detector import DetectorMetadata, NormalCalibration
 from engine.io import RadiographMeta
 
 _HIDDEN_STYLE = "color: #888;"
+
+
+FEW_NORMALS_SPECIFICITY = 0.95
+FEW_NORMALS = NormalCalibration.normals_needed(FEW_NORMALS_SPECIFICITY)  # 20
 
 
 class CaseInfoPanel(QWidget):
@@ -107,7 +111,9 @@ class CaseInfoPanel(QWidget):
             return
         self.score_label.setText(f"{score.score:.6g}")
         n = f" of {n_normals} normals" if n_normals else ""
-        self.percentile_label.setText(f"{score.percentile:.1f}{n}" + (" (above all)" if score.percentile >= 100 else ""))
+        few = n_normals is not None and 0 < n_normals < FEW_NORMALS  # a percentile among 3 normals is weak evidence
+        self.percentile_label.setText(f"{score.percentile:.1f}{n}" + (" (above all)" if score.percentile >= 100 else "")
+                                      + (f" — too few for a {100 * FEW_NORMALS_SPECIFICITY:g} % threshold" if few else ""))
         if flagged:
             self.flag_label.setText("FLAGGED: above the operating point")
             self.flag_label.setStyleSheet("color: white; background: #b82020; padding: 2px; font-weight: bold;")

@@ -84,9 +84,12 @@ class OperatingPointControl(QWidget):
             self.summary.setText("No detector loaded.")
             return
         t = st.threshold(cal)
-        achieved = 100 * st.achieved_specificity(cal)
-        self.summary.setText(f"flag score > {t:.5g}; {achieved:.1f} % of {cal.n_normals} calibration "
-                             f"normals are below it")
+        achieved, lo, hi = cal.achieved_specificity(t)
+        text = (f"flag score > {t:.5g}; {100 * achieved:.1f} % of {cal.n_normals} calibration normals are below it "
+                f"(95 % interval {100 * lo:.1f}–{100 * hi:.1f} %)")
+        note = cal.operating_point_note(st.specificity) if st.mode != "score" else None
+        self.summary.setText(text + (f"\n⚠ {note}" if note else ""))
+        self.summary.setStyleSheet("color: #c06000;" if note else "")
 
     def _score_step(self) -> float:
         cal = self._calibration

@@ -6,7 +6,9 @@ JSON (:meth:`TrainingProgressView.set_method`): the app names no method's phases
 """
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pyqtgraph as pg
@@ -121,6 +123,35 @@ class TrainingProgressView(QWidget):
         epoch = event.get("epoch")
         if not isinstance(epoch, (int, float)):
             return
+        if not self.points and epoch > 1:  # a resumed run: first the epochs before the stop, from its log
+            spec = getattr(self.sender(), "spec", None)
+            if getattr(spec, "run_dir", None) is not None:
+                self.load_history(Path(spec.run_dir) / "log.jsonl", before=float(epoch))
+        self._plot_epoch(event, epoch)
+
+    def load_history(self, log: Path, before: float) -> int:
+        """Plot the epoch-end events of a run's ``log.jsonl`` up to (not including) epoch ``before``.
+
+        Returns:
+            How many epochs were read (0 when the log is missing or unreadable).
+        """
+        try:
+            lines = log.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return 0
+        n = 0
+        for line in lines:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a kill
+            e = ev.get("epoch") if isinstance(ev, dict) and ev.get("epoch_end") else None
+            if isinstance(e, (int, float)) and e < before:
+                self._plot_epoch(ev, e)
+                n += 1
+        return n
+
+    def _plot_epoch(self, event: dict[str, Any], epoch: float) -> None:
         phase = str(event.get("phase", ""))
         self._epoch_text = f"epoch {int(epoch)} of {event.get('epochs', '?')}"
         self.stage_label.setText(f"Training — {self._phase_text}, {self._epoch_text}")
@@ -166,8 +197,9 @@ class TrainingProgressView(QWidget):
         self.log_view.ensureCursorVisible()
 
     def finish(self, text: str, ok: bool) -> None:
-        """The job ended: a full (or empty) bar and a closing line."""
-        self.bar.setRange(0, 1)
-        self.bar.setValue(1 if ok else 0)
+        """The job ended: a full bar when it succeeded, else the bar stays where the job got to."""
+        if ok or self.bar.maximum() == 0:  # done, or a busy bar (no steps known)
+            self.bar.setRange(0, 1)
+            self.bar.setValue(1 if ok else 0)
         self.eta_label.setText("")
         self.stage_label.setText(text)

@@ -376,7 +376,10 @@ class RadiographView(QWidget):
         self.title_label.move(m, m)
         self.badge_label.move(max(m, g.width() - self.badge_label.width() - m), m)
         self.window_label.move(m, max(m, g.height() - self.window_label.height() - m))
-        self.cursor_label.move(max(m, g.width() - self.cursor_label.width() - m),
-                               max(m, g.height() - self.cursor_label.height() - m))
+        cursor_y = g.height() - self.cursor_label.height() - m
+        if self.window_label.isVisible() and \
+                self.window_label.width() + self.cursor_label.width() + 3 * m > g.width():
+            cursor_y -= self.window_label.height() + 4  # no room side by side: the pointer text goes above
+        self.cursor_label.move(max(m, g.width() - self.cursor_label.width() - m), max(m, cursor_y))
         self.message_label.setGeometry(40, 0, max(10, g.width() - 80), g.height())
 

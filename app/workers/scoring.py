@@ -189,7 +189,9 @@ class ScoringProcess(QObject):
             kind = ev.get("event")
             if kind == "result":
                 score, pct = ev.get("score"), ev.get("percentile")
-                if score is None or pct is None:
+                if ev.get("out_of_scope"):
+                    results.append(ScoreResult(Path(ev["path"]), None, None, out_of_scope=str(ev["out_of_scope"])))
+                elif score is None or pct is None:
                     results.append(ScoreResult(Path(ev["path"]), None, None, error=str(ev.get("error") or "not scored")))
                 else:
                     results.append(ScoreResult(Path(ev["path"]), float(score), float(pct)))

@@ -17,6 +17,9 @@ scores and reading states. While the order is not frozen the snapshot follows ev
 the list keeps itself sorted; once frozen (the reader has started, :mod:`app.session`), a score
 or a read mark changes what a row shows but not where it is, and records that arrive go last in
 arrival order, until :meth:`WorklistModel.refresh_order_keys` and a sort (the reader's "Re-sort").
+
+Images the detector's out-of-scope gate refused have no score and no flag; they sort apart,
+after every scored image and before the unscored ones (their active score is -inf).
 """
 from __future__ import annotations
 
@@ -73,6 +76,8 @@ MARK_TEXT: dict[str, str] = {"agree": "✓ agree", "disagree": "✗ disagree", "
                              "abnormal": "✓ abnormal"}
 _N_COLUMNS = len(Column)
 _MISSING = 1e15  # beyond any score or percentile
+_OUT_OF_SCOPE = 5e14  # between the scored rows and the missing ones
+OUT_OF_SCOPE_MARK = "⊘"  # the Status column says why; the tooltip too
 _NUMERIC = (Column.SCORE, Column.PERCENTILE, Column.FLAG)
 _FILE_COL, _READ_COL = int(Column.FILE), int(Column.READ)
 _COLUMNS: tuple[Column, ...] = tuple(Column)
@@ -238,13 +243,13 @@ class WorklistModel(QAbstractTableModel):
             return self.read_text(row, rec)
         score = self.active_score(rec)
         if score is None:
-            return ""
+            return OUT_OF_SCOPE_MARK if col == Column.FLAG and self.out_of_scope_reason(rec) else ""
         if col == Column.SCORE:
             return f"{score.score:.4g}"
         if col == Column.PERCENTILE:
             return f"{score.percentile:.1f}"
         flagged = self.is_flagged(rec)
-        return "⚑ flagged" if flagged else ("—" if flagged is False else "")
+        return "⚑" if flagged else ("—" if flagged is False else "")
 
     def _sort_value(self, row: int, rec: CaseRecord, col: Column) -> Any:
         # Missing values sort last in both directions, in file order among themselves (Qt's
@@ -259,6 +264,8 @@ class WorklistModel(QAbstractTableModel):
         if col == Column.READ:
             return 1.0 if self._snap_read[row] else 0.0
         score, pct = self._snap_score[row], self._snap_pct[row]
+        if np.isneginf(score):  # out of scope: apart, after every scored image, before the unscored ones
+            return _OUT_OF_SCOPE + row if self._missing_high else -(_OUT_OF_SCOPE + row)
         if np.isnan(score):
             return missing
         if col == Column.SCORE:
@@ -278,10 +285,12 @@ class WorklistModel(QAbstractTableModel):
             s = self.active_score(rec)
             assert s is not None
             return f"score {s.score:.6g}; higher than {s.percentile:.1f} % of the detector's calibration normals"
-        if col == Column.STATUS:
+        if col in (Column.STATUS, Column.FLAG) and (col == Column.STATUS or self.out_of_scope_reason(rec)):
             return self.status_text(rec)
         if col == Column.READ and self._session is not None and self._session.comment(rec.path):
             return self._session.comment(rec.path)
+        if col == Column.FLAG and self.is_flagged(rec) is not None:
+            return "flagged: above the operating point" if self.is_flagged(rec) else "not flagged"
         return None
 
     def _file_text(self, path: Path) -> str:
@@ -300,6 +309,10 @@ class WorklistModel(QAbstractTableModel):
             return None
         return rec.scores.get(self._model_id)
 
+    def out_of_scope_reason(self, rec: CaseRecord) -> str | None:
+        """Why the active detector's gate refused a record, or None."""
+        return rec.out_of_scope.get(self._model_id) if self._model_id is not None else None
+
     def is_flagged(self, rec: CaseRecord) -> bool | None:
         """True/False under the current threshold; None when unscored or no threshold."""
         score = self.active_score(rec)
@@ -315,6 +328,8 @@ class WorklistModel(QAbstractTableModel):
             return "indexed"
         if self._model_id in rec.scores:
             return "scored"
+        if self._model_id in rec.out_of_scope:
+            return f"out of scope: {rec.out_of_scope[self._model_id]}"
         if self._model_id in rec.score_errors:
             return f"failed: {rec.score_errors[self._model_id]}"
         if rec.path in self._queued:
@@ -379,16 +394,18 @@ class WorklistModel(QAbstractTableModel):
         return self._threshold
 
     def counts(self) -> dict[str, int]:
-        """Totals for the status bar: files, readable, scored, flagged, unreadable (O(1) in Python)."""
+        """Totals for the status bar: files, readable, scored, flagged, unreadable, out of scope (O(1) in Python)."""
         n = len(self._records)
         active = self._active[:n]
-        scored = int(np.count_nonzero(~np.isnan(active)))
+        scored = int(np.count_nonzero(np.isfinite(active)))
         flagged = int(np.count_nonzero(active > self._threshold)) if self._threshold is not None else 0
         unreadable = int(np.count_nonzero(self._unreadable[:n]))
         read = self._read[:n]
         flagged_unread = int(np.count_nonzero((active > self._threshold) & ~read)) if self._threshold is not None else 0
+        out_of_scope = int(np.count_nonzero(np.isneginf(active)))
         return {"files": n, "readable": n - unreadable, "scored": scored, "flagged": flagged,
-                "unreadable": unreadable, "read": int(np.count_nonzero(read)), "flagged_unread": flagged_unread}
+                "unreadable": unreadable, "read": int(np.count_nonzero(read)), "flagged_unread": flagged_unread,
+                "out_of_scope": out_of_scope}
 
     def progress_by_folder(self) -> list[tuple[Path, int, int, int]]:
         """Per opened folder: (folder, files, read, flagged unread), in the order they were opened.
@@ -415,8 +432,12 @@ class WorklistModel(QAbstractTableModel):
     def _store_active(self, row: int, rec: CaseRecord) -> None:
         score = rec.scores.get(self._model_id) if self._model_id is not None else None
         ok = score is not None and rec.readable
-        self._active[row] = score.score if ok else np.nan  # type: ignore[union-attr]
-        self._pct[row] = score.percentile if ok else np.nan  # type: ignore[union-attr]
+        if not ok and rec.readable and self._model_id in rec.out_of_scope:
+            self._active[row] = -np.inf  # out of scope: counted apart, never above a threshold
+            self._pct[row] = np.nan
+        else:
+            self._active[row] = score.score if ok else np.nan  # type: ignore[union-attr]
+            self._pct[row] = score.percentile if ok else np.nan  # type: ignore[union-attr]
         if not self._frozen:
             self._snap_score[row], self._snap_pct[row] = self._active[row], self._pct[row]
 
@@ -656,7 +677,11 @@ class WorklistModel(QAbstractTableModel):
             if r is None:
                 continue
             rec = self._records[r]
-            if res.score is not None and res.percentile is not None:
+            if res.out_of_scope is not None:
+                rec.out_of_scope[model_id] = res.out_of_scope
+                rec.scores.pop(model_id, None)
+                rec.score_errors.pop(model_id, None)
+            elif res.score is not None and res.percentile is not None:
                 rec.scores[model_id] = CaseScore(float(res.score), float(res.percentile))
                 rec.score_errors.pop(model_id, None)
             else:

@@ -11,6 +11,8 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -21,10 +23,21 @@ from app.worklist.model import Column, WorklistModel
 from app.worklist.proxy import WorklistProxy
 
 ROW_HEIGHT = 44
+# every column but File keeps its width; File takes what is left (its text elided at the start),
+# so the table fits its panel without sideways scrolling down to MIN_FILE_WIDTH
 _WIDTHS: dict[Column, int] = {
-    Column.THUMBNAIL: 48, Column.FLAG: 76, Column.SCORE: 78, Column.PERCENTILE: 48, Column.FILE: 170,
-    Column.PATIENT: 96, Column.STUDY: 124, Column.VIEW: 58, Column.STATUS: 80,
+    Column.THUMBNAIL: 48, Column.FLAG: 36, Column.SCORE: 60, Column.PERCENTILE: 44,
+    Column.PATIENT: 80, Column.STUDY: 88, Column.VIEW: 54, Column.STATUS: 104,
 }
+MIN_FILE_WIDTH = 90
+
+
+class _KeepEndDelegate(QStyledItemDelegate):
+    """Elides at the start, so a long path keeps its end: "…/IM-0001.jpeg"."""
+
+    def initStyleOption(self, option: QStyleOptionViewItem, index: QModelIndex) -> None:  # noqa: N802 (Qt name)
+        super().initStyleOption(option, index)
+        option.textElideMode = Qt.TextElideMode.ElideLeft
 
 
 class WorklistPanel(QWidget):
@@ -58,7 +71,9 @@ class WorklistPanel(QWidget):
         self.table.setIconSize(QSize(40, 40))
         self.table.setWordWrap(False)
         self.table.setAlternatingRowColors(True)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self._keep_end = _KeepEndDelegate(self.table)
+        self.table.setItemDelegateForColumn(Column.FILE, self._keep_end)
         vh = self.table.verticalHeader()
         vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         vh.setDefaultSectionSize(ROW_HEIGHT)
@@ -69,7 +84,13 @@ class WorklistPanel(QWidget):
         for col, width in _WIDTHS.items():
             self.table.setColumnWidth(col, width)
         hh.setSectionResizeMode(Column.THUMBNAIL, QHeaderView.ResizeMode.Fixed)
-        hh.setStretchLastSection(True)
+        hh.setSectionResizeMode(Column.FILE, QHeaderView.ResizeMode.Stretch)
+        hh.setMinimumSectionSize(36)
+        hh.setStretchLastSection(False)
+        # View and Status right after File, Patient and Study last: when the panel is too narrow
+        # for every column, only the identifier columns (pseudonyms by default) scroll out of view
+        for col in (Column.VIEW, Column.STATUS):
+            hh.moveSection(hh.visualIndex(col), hh.visualIndex(Column.PATIENT))
         self.proxy.sort_default()
         hh.setSortIndicator(Column.SCORE, Qt.SortOrder.DescendingOrder)
         top = QHBoxLayout()
@@ -86,9 +107,30 @@ class WorklistPanel(QWidget):
         self.flagged_box.toggled.connect(self.proxy.set_flagged_only)
         self.table.selectionModel().currentRowChanged.connect(self._on_current)
         model.status_changed.connect(self.table.viewport().update)
+        # Patient and Study take room only when some file has identifiers (DICOM); PNG/JPEG have none
+        self._has_ids = {Column.PATIENT: False, Column.STUDY: False}
+        model.rowsInserted.connect(self._on_rows_inserted)
+        model.modelReset.connect(self._on_model_reset)
+        self._on_model_reset()
         self.proxy.layoutAboutToBeChanged.connect(self._remember_current_visible)
         self.proxy.layoutChanged.connect(self._keep_current_visible)
         self._current_was_visible = False
+
+    # ------------------------------------------------------------------ identifier columns
+    def _on_model_reset(self) -> None:
+        self._has_ids = {Column.PATIENT: False, Column.STUDY: False}
+        self._on_rows_inserted(QModelIndex(), 0, self.model.rowCount() - 1)
+
+    def _on_rows_inserted(self, parent: QModelIndex, first: int, last: int) -> None:
+        if all(self._has_ids.values()):
+            return
+        for row in range(first, last + 1):
+            m = self.model.record(row).meta
+            if m is not None:
+                self._has_ids[Column.PATIENT] |= bool(m.patient_id or m.patient_name)
+                self._has_ids[Column.STUDY] |= bool(m.study_uid or m.accession_number or m.study_date)
+        for col, shown in self._has_ids.items():
+            self.table.setColumnHidden(col, not shown)
 
     # ------------------------------------------------------------------ current case
     def current_path(self) -> Path | None:

@@ -11,6 +11,8 @@ APP = Path(__file__).resolve().parents[2] / "app"
 ALLOWED_ENGINE = {"engine.io", "engine.preprocess", "engine.detector", "engine.scoring", "engine.atomic", "engine.synth",
                   # the spreadsheet-formula guard every CSV writer shares
                   "engine.csv_safe",
+                  # the out-of-scope gate (the app checks the image on screen with it)
+                  "engine.scope",
                   # folder listing and checks, the event format (torch-free)
                   "engine.datasets", "engine.progress",
                   # headers as JSON: what the `index` engine process sends the app

@@ -174,7 +174,8 @@ def test_model_library_adds_and_lists(tiny_detector: Path, tmp_path: Path) -> No
 
 def test_detector_card_sections(tiny_detector: Path) -> None:
     sections = dict(card_sections(read_metadata(tiny_detector), tiny_detector, "CPUExecutionProvider", "no GPU"))
-    assert set(sections) >= {"Detector", "Method", "Calibration on known normals", "Training data", "Validation metrics"}
+    assert set(sections) >= {"Detector", "Intended use and limitations", "Method", "Calibration on known normals",
+                             "Training", "Validation metrics"}
     cal = dict(sections["Calibration on known normals"])
     assert cal["Normals"].startswith("50 ") and "Threshold at 99 %" in cal
     assert dict(sections["Detector"])["Runs on"] == "CPU — fallback: no GPU"

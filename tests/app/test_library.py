@@ -109,3 +109,28 @@ def test_card_of_an_app_trained_detector_reads_as_a_clinician_would(tiny_detecto
     assert "Held-out normals (fraction) 10%" in rows["Settings"] and "Epochs 250" in rows["Settings"]
     assert rows["Normal folder"] == "/data/normal — 600 images, 2 unreadable (left out)"
     assert rows["Images used"].startswith("540 known normals for training")
+
+
+def test_a_second_detector_with_the_same_name_is_renamed_and_says_so(tiny_detector: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    import onnx
+
+    from engine.detector import METADATA_KEY
+
+    lib = ModelLibrary(tmp_path / "models")
+    first = lib.register(_fresh_export(tiny_detector, tmp_path / "a"), {}, name="Site chest")
+    other = _fresh_export(tiny_detector, tmp_path / "b")  # the same graph under another model id
+    model = onnx.load(str(other))
+    meta = dataclasses.replace(read_metadata(other), model_id="0" * 32)
+    onnx.helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
+    onnx.save(model, str(other))
+    second = lib.register(other, {}, name="site  CHEST")  # the same name but for case and spaces
+    assert first.name == "Site chest" and first.renamed_note is None
+    assert second.name == "site CHEST (2)"
+    assert second.renamed_note == ("A detector named “site CHEST” is already in the library, "
+                                   "so this one was added as “site CHEST (2)”.")
+    with pytest.raises(LibraryError, match="already named “Site chest”"):
+        lib.rename(second.model_id, "Site chest")
+    assert lib.rename(second.model_id, "Site chest, second").renamed_note is None
+    assert lib.rename(first.model_id, "Site chest").name == "Site chest"  # its own name is no clash

@@ -165,12 +165,27 @@ def test_provider_fallback_is_reported(qtbot, window: MainWindow, tiny_detector:
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(ort, "InferenceSession", cpu_only_session)
+    monkeypatch.setattr("engine.detector.nvidia_gpu_present", lambda: True)  # a GPU that CUDA could not use
     window.load_detector(tiny_detector, provider="auto")
     qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
     assert window.detector.provider == "CPUExecutionProvider" and window.detector.provider_note
     assert "fallback" in window.provider_label.text()
     assert window.provider_label.toolTip() == window.detector.provider_note
     assert "fallback" in window.case_panel.provider_label.text()
+
+
+def test_no_gpu_at_all_says_cpu_plainly(qtbot, window: MainWindow, tiny_detector: Path, monkeypatch) -> None:
+    import onnxruntime as ort
+
+    real_session = ort.InferenceSession
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", lambda path, sess_options=None, providers=None, **kw:
+                        real_session(path, sess_options=sess_options, providers=["CPUExecutionProvider"]))
+    monkeypatch.setattr("engine.detector.nvidia_gpu_present", lambda: False)  # the CUDA build on a machine without a GPU
+    window.load_detector(tiny_detector, provider="auto")
+    qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
+    assert window.detector.provider_note is None
+    assert window.provider_label.text() == "CPU" and "c06000" not in window.provider_label.styleSheet()
 
 
 def test_cancel_from_the_window(qtbot, window: MainWindow, study: Path, tiny_detector: Path) -> None:
@@ -265,22 +280,24 @@ def test_identifiers_are_hidden_until_asked(qtbot, window: MainWindow, study: Pa
 
 
 def test_view_heatmap_follows_the_image_frame(qtbot, window: MainWindow, tmp_path: Path, tiny_detector: Path) -> None:
-    # a wide image: the stretch overlay must span the whole width, not a square
+    # a wide image: the stretch overlay must span the whole width, not a square (a chest, so
+    # that the out-of-scope gate lets it through: wider than 2:1 or noise would be refused)
     from PIL import Image
+
+    from engine.synth.chest import generate_chest
     folder = tmp_path / "wide"
     folder.mkdir()
-    rng = np.random.default_rng(0)
-    Image.fromarray((rng.random((120, 300)) * 255).astype(np.uint8)).save(folder / "wide.png")
+    Image.fromarray((generate_chest(0, (120, 220)).pixels * 255).astype(np.uint8)).save(folder / "wide.png")
     window.load_detector(tiny_detector, provider="cpu")
     qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
     window.open_paths([folder])
     qtbot.waitUntil(lambda: window.viewer.case is not None and window.viewer.case.analysis is not None, timeout=10_000)
     ov = window.viewer.overlay_item.mapRectToParent(window.viewer.overlay_item.boundingRect())
-    assert (ov.width(), ov.height()) == pytest.approx((300, 120))
+    assert (ov.width(), ov.height()) == pytest.approx((220, 120))
     window.viewer_state.set_contour_visible(True)
     window.operating.set_specificity(0.5)
     x, y = window.viewer.contour_item.getData()
-    assert x is not None and len(x) > 0 and 0 <= x.min() and x.max() <= 300 and y.max() <= 120
+    assert x is not None and len(x) > 0 and 0 <= x.min() and x.max() <= 220 and y.max() <= 120
 
 
 def test_help_and_detector_card_open(qtbot, window: MainWindow, tiny_detector: Path) -> None:
@@ -325,3 +342,15 @@ def test_demo_opens_a_synthetic_study_and_reuses_a_made_detector(qtbot, settings
         w.close()
         qtbot.waitUntil(lambda: not w.isVisible(), timeout=10_000)
         w.deleteLater()
+
+
+def test_view_menu_hides_and_shows_the_docks_and_help_has_about(qtbot, window: MainWindow) -> None:
+    for dock in window.docks.values():
+        toggle = dock.toggleViewAction()
+        assert toggle.isEnabled() and toggle.isChecked()  # View ▸ Worklist / Case are not greyed out
+        toggle.trigger()
+        assert not dock.isVisible()
+        toggle.trigger()
+        assert dock.isVisible()
+    help_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
+    assert any(a.text() == "About cxrscreen…" for a in help_menu.actions())

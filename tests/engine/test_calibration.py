@@ -45,3 +45,30 @@ def test_invalid_calibrations_are_refused():
         NormalCalibration((2.0, 1.0), (0.0, 1.0), (0.0, 1.0))
     with pytest.raises(ValueError, match="finite"):
         NormalCalibration((float("nan"),), (0.0, 1.0), (0.0, 1.0))
+
+
+def test_a_threshold_needs_one_over_one_minus_specificity_normals() -> None:
+    from engine.detector import NormalCalibration
+
+    three = NormalCalibration((0.1, 0.2, 0.3), (0.0, 1.0), (0.0, 1.0))
+    # the case: 90 / 95 / 99 % on 3 normals are all the largest normal
+    assert {three.threshold_at_specificity(s) for s in (0.90, 0.95, 0.99)} == {0.3}
+    assert [NormalCalibration.normals_needed(s) for s in (0.90, 0.95, 0.99)] == [10, 20, 100]
+    assert not three.supports(0.90)
+    assert "needs at least 20, this detector was calibrated on 3" in three.operating_point_note(0.95)
+    twenty = NormalCalibration(tuple(float(i) for i in range(20)), (0.0, 1.0), (0.0, 1.0))
+    assert twenty.supports(0.95) and twenty.operating_point_note(0.95) is None and not twenty.supports(0.99)
+
+
+def test_achieved_specificity_has_the_clopper_pearson_interval() -> None:
+    from engine.detector import NormalCalibration, clopper_pearson
+
+    cal = NormalCalibration(tuple(float(i) for i in range(20)), (0.0, 1.0), (0.0, 1.0))
+    spec, lo, hi = cal.achieved_specificity(18.0)  # 19 of 20 at or below
+    assert spec == 0.95
+    # exact values (scipy.stats.beta.ppf(0.025, 19, 2), beta.ppf(0.975, 20, 1))
+    assert (lo, hi) == pytest.approx((0.751267, 0.998735), abs=1e-6)
+    assert clopper_pearson(0, 5) == pytest.approx((0.0, 0.521824), abs=1e-6)  # edge: none
+    assert clopper_pearson(5, 5) == pytest.approx((0.478176, 1.0), abs=1e-6)  # edge: all
+    with pytest.raises(ValueError, match="k=6, n=5"):
+        clopper_pearson(6, 5)

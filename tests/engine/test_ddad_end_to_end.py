@@ -71,6 +71,9 @@ def test_export_score_eval(trained, synthetic, tmp_path, capsys):
     assert det.meta.method == "ddad" and det.meta.backbone == "ae" and det.meta.score_type == "inter"
     assert det.meta.training["normal_train"] == 58 and len(det.meta.training["file_list_sha256"]) == 64
     assert det.meta.calibration.n_normals == 6
+    # the out-of-scope gate's model of the training images (58 normals + 48 unlabeled) travels with it
+    assert det.meta.scope["model"]["n_fit"] == 106 and det.meta.scope["model"]["n_threshold"] == 6
+    assert det.scope_gate.model is not None
     # never overwrite silently
     assert cli(["export", str(trained), "--out", str(onnx_path)]) == 1
 
@@ -80,6 +83,7 @@ def test_export_score_eval(trained, synthetic, tmp_path, capsys):
     assert len(rows) == 41  # 40 radiographs + the broken file, which gets a reason
     broken = [r for r in rows if r["path"].endswith("broken.png")][0]
     assert broken["score"] == "" and broken["error"]
+    assert [r["path"] for r in rows if r["out_of_scope"]] == []  # chests of the training kind are in scope
     scored = {Path(r["path"]).name: float(r["score"]) for r in rows if r["score"]}
 
     # the app/score path and the training path give the same scores (one preprocessing function)

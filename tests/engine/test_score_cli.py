@@ -33,7 +33,7 @@ def test_jsonl_stream_with_a_path_list(tiny_detector, tmp_path, capsys):
     assert [r["path"] for r in results] == [str(p) for p in images + [tmp_path / "missing.png"]]
     assert all(r["flagged"] is True for r in results[:3])  # any local contrast is above 0
     assert results[3]["score"] is None and results[3]["error"]
-    assert lines[-1] == {"event": "done", "scored": 3, "flagged": 3, "unreadable": 1}
+    assert lines[-1] == {"event": "done", "scored": 3, "flagged": 3, "unreadable": 1, "out_of_scope": 0}
 
 
 def test_stdout_needs_jsonl(tiny_detector, tmp_path):

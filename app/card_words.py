@@ -1,0 +1,93 @@
+"""The detector card in words: training settings and data as sentences, and its intended use.
+
+The metadata stores training settings as the engine's configuration (JSON); a reader wants
+"Epochs 250; batch size 64; learning rate 0.0001", not ``{"batch_size": 64, ...}``. Keys
+this module does not know are still shown, with underscores turned into spaces.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from engine.detector import DetectorMetadata, NormalCalibration
+
+SETTING_WORDS: dict[str, str] = {
+    "epochs": "Epochs", "batch_size": "Batch size", "lr": "Learning rate", "betas": "Adam betas",
+    "weight_decay": "Weight decay", "members": "Networks per module (K)", "backbone": "Backbone",
+    "latent_size": "Latent size", "multiplier": "Width multiplier", "score_type": "Score map", "seed": "Random seed",
+    "precision": "Precision", "layout": "Network layout", "augment": "Augmentation", "size": "Input size (px)",
+    "aspect": "Aspect", "intensity": "Intensity", "output_range": "Input range", "preset": "Preset",
+    "pretrain_epochs": "MAE pre-training epochs", "stage1_epochs": "Stage 1 epochs", "module_b": "Module B trains on",
+}
+_SKIP = {"file_list_sha256", "run_dir", "environment", "config", "source", "note"}
+
+
+def _words(key: str) -> str:
+    return SETTING_WORDS.get(key, key.replace("_", " ").capitalize())
+
+
+def value_words(v: Any) -> str:
+    """A setting's value as text: yes/no, numbers without noise, lists with commas."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(value_words(x) for x in v)
+    if isinstance(v, dict):
+        return "; ".join(f"{_words(k)} {value_words(x)}" for k, x in v.items())
+    return str(v)
+
+
+def settings_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """One row per setting (preprocessing flattened in), in the configuration's order."""
+    rows: list[tuple[str, str]] = []
+    for k, v in config.items():
+        if k == "preprocess" and isinstance(v, dict):
+            rows += [(_words(pk), value_words(pv)) for pk, pv in v.items()]
+        else:
+            rows.append((_words(k), value_words(v)))
+    return rows
+
+
+def training_rows(training: dict[str, Any]) -> list[tuple[str, str]]:
+    """The training section: images used in one sentence, the time, then every setting."""
+    rows: list[tuple[str, str]] = []
+    counts = [(training.get("normal_train"), "known normals for training"),
+              (training.get("normal_calibration"), "held out to calibrate (never trained on)"),
+              (training.get("unlabeled"), "unlabeled images")]
+    used = [f"{n} {what}" for n, what in counts if isinstance(n, int)]
+    if used:
+        skipped = training.get("skipped")
+        rows.append(("Images", ", ".join(used) + (f"; {skipped} unreadable left out" if skipped else "")))
+    seconds = training.get("train_seconds")
+    if isinstance(seconds, (int, float)):
+        m, s = divmod(int(round(seconds)), 60)
+        h, m = divmod(m, 60)
+        rows.append(("Training time", (f"{h} h {m} min" if h else f"{m} min {s} s")))
+    config = training.get("config")
+    if isinstance(config, dict):
+        rows += settings_rows(config)
+    rows += [(_words(k), value_words(v)) for k, v in training.items()
+             if k not in _SKIP and k not in ("normal_train", "normal_calibration", "unlabeled", "skipped", "train_seconds")]
+    return rows
+
+
+def intended_use_rows(meta: DetectorMetadata) -> list[tuple[str, str]]:
+    """What the detector is for, and where its scores stop meaning anything."""
+    cal: NormalCalibration = meta.calibration
+    supported = [s for s in (0.90, 0.95, 0.99) if cal.supports(s)]
+    ops = (", ".join(f"{100 * s:g} %" for s in supported) + " specificity") if supported else "none of 90 / 95 / 99 %"
+    n = sum(v for k, v in meta.training.items() if k in ("normal_train", "unlabeled") and isinstance(v, int))
+    synthetic = "synthetic" in (meta.name or "").lower() or "demo" in (meta.name or "").lower()
+    return [
+        ("Intended use", "Ranking frontal (PA/AP) chest radiographs by how unusual they look, as a second look for "
+                         "a reader: the worklist order, the flag and the heatmap are evidence, not a diagnosis."),
+        ("Trained on", (f"{n} images" if n else "images") + " of one site's population"
+                       + (" — synthetic images: a demonstration, not for clinical images" if synthetic else "")),
+        ("Limitations", "Not a medical device; not validated for clinical use. Scores mean something only for "
+                        "images like the training images: other views, body parts, children vs adults, other "
+                        "devices or processing may score high or low for reasons unrelated to disease (images "
+                        "unlike them are marked out of scope). A normal-looking score does not rule out disease."),
+        ("Operating points", f"{cal.n_normals} calibration normals support {ops} "
+                             "(a threshold at specificity s needs at least 1 / (1 − s) normals)."),
+    ]

@@ -1,0 +1,118 @@
+"""Does the operating point set on calibration normals hold on normals the detector never saw?
+
+Trains a quick real detector on the development protocol with the engine's own command line
+(DDAD, AE backbone, K = 2, 30 epochs instead of the paper's 250, 64 px, 600 known normals of
+which 20 % = 120 are held out for calibration, 500 unlabeled at AR 0.6, seed 0, one thread,
+under nice), exports it, and scores the 241 ``dev_test`` normals with it (evaluation only).
+For 90 / 95 / 99 % promised specificity it reports the threshold, the specificity achieved on
+the calibration normals and on the dev_test normals, each with its Clopper–Pearson 95 %
+interval, and whether the calibration set is large enough (at least 1 / (1 − specificity)).
+
+A second table shows how the calibration-set size matters: calibration sets of n normals are
+drawn (2,000 times) from the pooled calibration and dev_test normals' scores; the threshold set
+on them is applied to the remaining normals. It reports the mean achieved specificity and the
+share of draws within ± 2 points of the promise.
+
+    python bench/calibration_holds.py      # ~6 min on 2 busy cores; writes bench/results/calibration/
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = next((d / "shared" / "data" for d in (REPO.parent, REPO.parent.parent) if (d / "shared" / "data").is_dir()),
+            REPO.parent / "shared" / "data")
+DEV_SPLIT = DATA / "kermany" / "splits" / "dev.json"
+WORK = REPO / "bench" / "_work" / "calibration"
+RESULTS = REPO / "bench" / "results" / "calibration"
+TRAIN_ARGS = ["--method", "ddad", "--ar", "0.6", "--calibration-fraction", "0.2", "--backbone", "ae", "--members", "2",
+              "--epochs", "30", "--seed", "0", "--threads", "1", "--progress", "none"]
+SPECIFICITIES = (0.90, 0.95, 0.99)
+
+
+def _engine(*args: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run(["nice", "-n", "10", sys.executable, "-m", "engine", *args], check=True, env=env, cwd=REPO)
+
+
+def main() -> int:
+    if not DEV_SPLIT.is_file():
+        sys.exit(f"real data not found at {DATA}: this benchmark needs ../shared/data beside the checkout")
+    sys.path.insert(0, str(REPO))
+    from engine.detector import Detector, NormalCalibration, clopper_pearson
+    from engine.scoring import iter_scores
+
+    t0 = time.monotonic()
+    run, onnx = WORK / "run", WORK / "detector.onnx"
+    _engine("train", "--split", str(DEV_SPLIT), *TRAIN_ARGS, "--out", str(run))  # resumes, or says it is done
+    if not onnx.is_file():
+        _engine("export", str(run), "--out", str(onnx))
+    det = Detector(onnx, provider="cpu")
+    cal = det.calibration
+    split = json.loads(DEV_SPLIT.read_text())
+    normals = [DEV_SPLIT.parent.parent / p for p in split["dev_test"]["normal"]]
+    results = [r for batch in iter_scores(normals, det, batch_size=64) for r in batch]
+    refused = [r for r in results if r.out_of_scope]
+    test = np.asarray([r.score for r in results if r.score is not None])
+
+    rows = []
+    for spec in SPECIFICITIES:
+        t = cal.threshold_at_specificity(spec)
+        c_spec, c_lo, c_hi = cal.achieved_specificity(t)
+        k = int((test <= t).sum())
+        lo, hi = clopper_pearson(k, len(test))
+        rows.append({"promised": spec, "threshold": t, "normals_needed": NormalCalibration.normals_needed(spec),
+                     "calibration_normals": cal.n_normals, "supported": cal.supports(spec),
+                     "calibration": {"specificity": c_spec, "ci95": [c_lo, c_hi]},
+                     "dev_test_normals": {"n": len(test), "specificity": k / len(test), "ci95": [lo, hi]},
+                     "difference_points": 100 * (k / len(test) - spec)})
+
+    pooled = np.concatenate([np.asarray(cal.normal_scores), test])
+    rng = np.random.default_rng(0)
+    sizes = []
+    for n in (10, 20, 40, 60, 120):
+        for spec in SPECIFICITIES:
+            achieved = []
+            for _ in range(2000):
+                idx = rng.permutation(len(pooled))
+                c = np.sort(pooled[idx[:n]])
+                t = float(np.quantile(c, spec, method="higher"))
+                achieved.append(float((pooled[idx[n:]] <= t).mean()))
+            a = np.asarray(achieved)
+            sizes.append({"n_calibration": n, "promised": spec, "supported": n >= NormalCalibration.normals_needed(spec),
+                          "mean_achieved": float(a.mean()), "p5": float(np.percentile(a, 5)), "p95": float(np.percentile(a, 95)),
+                          "within_2_points": float((np.abs(a - spec) <= 0.02).mean())})
+
+    out = {"command": "python bench/calibration_holds.py", "train": "cxrscreen train --split dev.json " + " ".join(TRAIN_ARGS),
+           "detector": {"name": det.meta.name, "model_id": det.meta.model_id, "train_seconds": det.meta.training.get("train_seconds")},
+           "dev_test_normals_out_of_scope": len(refused), "operating_points": rows, "calibration_size": sizes,
+           "seconds": round(time.monotonic() - t0, 1)}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "calibration_holds.json").write_text(json.dumps(out, indent=1))
+    print(f"detector {det.meta.name}: {cal.n_normals} calibration normals; {len(test)} dev_test normals scored, "
+          f"{len(refused)} out of scope")
+    print("| promised | normals needed | threshold | on calibration normals [95 % CI] | on dev_test normals [95 % CI] | difference |")
+    print("|---:|---:|---:|---|---|---:|")
+    for r in rows:
+        c, d = r["calibration"], r["dev_test_normals"]
+        print(f"| {100 * r['promised']:g} % | {r['normals_needed']}{'' if r['supported'] else ' (too few)'} | {r['threshold']:.5g} | "
+              f"{100 * c['specificity']:.1f} % [{100 * c['ci95'][0]:.1f}, {100 * c['ci95'][1]:.1f}] | "
+              f"{100 * d['specificity']:.1f} % [{100 * d['ci95'][0]:.1f}, {100 * d['ci95'][1]:.1f}] | "
+              f"{r['difference_points']:+.1f} points |")
+    print("\n| calibration normals | promised | supported | mean achieved | 5–95 % of draws | draws within ±2 points |")
+    print("|---:|---:|---|---:|---|---:|")
+    for s in sizes:
+        print(f"| {s['n_calibration']} | {100 * s['promised']:g} % | {'yes' if s['supported'] else 'no'} | "
+              f"{100 * s['mean_achieved']:.1f} % | {100 * s['p5']:.1f}–{100 * s['p95']:.1f} % | {100 * s['within_2_points']:.0f} % |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

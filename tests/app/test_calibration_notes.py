@@ -1,0 +1,40 @@
+"""The operating-point panel and the detector card say when a threshold rests on too few normals."""
+from __future__ import annotations
+
+from app.detector_card import card_sections
+from app.panels.operating_point import OperatingPointControl
+from app.state import OperatingPoint
+from engine.detector import NormalCalibration, read_metadata
+
+
+def test_panel_warns_below_one_over_one_minus_specificity_normals(qtbot) -> None:
+    control = OperatingPointControl(OperatingPoint(specificity=0.95))
+    qtbot.addWidget(control)
+    control.set_calibration(NormalCalibration((0.1, 0.2, 0.3), (0.0, 1.0), (0.0, 1.0)))
+    text = control.summary.text()
+    assert "100.0 % of 3 calibration normals" in text and "95 % interval 29.2–100.0 %" in text
+    assert "needs at least 20, this detector was calibrated on 3" in text
+    control.set_calibration(NormalCalibration(tuple(float(i) for i in range(40)), (0.0, 1.0), (0.0, 1.0)))
+    assert "⚠" not in control.summary.text()  # 40 normals support 95 %
+
+
+def test_card_shows_intervals_notes_and_the_gate(tiny_detector) -> None:
+    sections = dict(card_sections(read_metadata(tiny_detector)))
+    cal = dict(sections["Calibration on known normals"])
+    assert "95 % interval" in cal["Threshold at 95 %"]
+    assert "needs at least 100, this detector was calibrated on 50" in cal["Threshold at 99 %"]  # 50 test normals
+    assert "⚠" not in cal["Threshold at 95 %"]
+    assert "no model" in cal["Out-of-scope gate"]  # a detector made before the gate
+
+
+def test_result_panel_says_a_percentile_among_too_few_normals_is_weak(qtbot) -> None:
+    from app.panels.case_info import CaseInfoPanel
+    from app.records import CaseScore
+    from app.state import PrivacyState
+
+    panel = CaseInfoPanel(PrivacyState(), b"k" * 32)
+    qtbot.addWidget(panel)
+    panel.set_result(CaseScore(0.5, 100.0), True, 3)  # the issue's "100.0 of 3 normals"
+    assert panel.percentile_label.text() == "100.0 of 3 normals (above all) — too few for a 95 % threshold"
+    panel.set_result(CaseScore(0.5, 90.0), False, 60)
+    assert panel.percentile_label.text() == "90.0 of 60 normals"

@@ -1,0 +1,34 @@
+"""The detector card's training settings in words and its intended-use section (app/card_words.py)."""
+from __future__ import annotations
+
+import dataclasses
+
+from app.card_words import intended_use_rows, training_rows, value_words
+from app.detector_card import card_sections
+from engine.detector import read_metadata
+
+
+def test_training_settings_read_as_words_not_json() -> None:
+    training = {"normal_train": 540, "normal_calibration": 60, "unlabeled": 500, "skipped": 2,
+                "file_list_sha256": "ab" * 32, "run_dir": "/runs/x", "train_seconds": 725.0,
+                "config": {"backbone": "ae-u", "members": 3, "epochs": 250, "batch_size": 64, "lr": 0.0001,
+                           "betas": [0.5, 0.999], "preprocess": {"size": 64, "aspect": "stretch"}, "use_amp": False}}
+    rows = dict(training_rows(training))
+    assert rows["Images"] == ("540 known normals for training, 60 held out to calibrate (never trained on), "
+                              "500 unlabeled images; 2 unreadable left out")
+    assert rows["Training time"] == "12 min 5 s"
+    assert rows["Epochs"] == "250" and rows["Networks per module (K)"] == "3" and rows["Learning rate"] == "0.0001"
+    assert rows["Adam betas"] == "0.5, 0.999" and rows["Input size (px)"] == "64"
+    assert rows["Use amp"] == "no"  # an unknown key still shows, in words
+    assert "/runs/x" not in rows.values() and not any("{" in v for v in rows.values())
+    assert value_words({"a_b": 1.23456}) == "A b 1.235"
+
+
+def test_card_has_intended_use_and_limitations(tiny_detector) -> None:
+    meta = read_metadata(tiny_detector)
+    rows = dict(intended_use_rows(meta))
+    assert "Not a medical device" in rows["Limitations"] and "frontal" in rows["Intended use"]
+    assert rows["Operating points"].startswith("50 calibration normals support 90 %, 95 % specificity")
+    demo = dict(intended_use_rows(dataclasses.replace(meta, name="Demo detector (synthetic images)")))
+    assert "not for clinical images" in demo["Trained on"]
+    assert dict(card_sections(meta))["Intended use and limitations"][0][0] == "Intended use"
