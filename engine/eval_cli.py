@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
         for r in batch:
             (rows if r.score is not None else out_of_scope if r.out_of_scope else unreadable).append(r)
     if not rows:
+        if out_of_scope:
+            raise CommandError(f"none of the {len(data.paths)} labelled images can be scored: {len(out_of_scope)} are out of "
+                               f"the detector's scope (first: {out_of_scope[0].path}: {out_of_scope[0].out_of_scope})"
+                               + (f", {len(unreadable)} unreadable" if unreadable else ""))
         raise CommandError(f"none of the {len(data.paths)} labelled images could be read"
                            + (f" (first: {unreadable[0].path}: {unreadable[0].error})" if unreadable else ""))
     y = np.asarray([label_of[r.path] for r in rows])

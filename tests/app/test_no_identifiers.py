@@ -27,6 +27,7 @@ from engine.cli import main as cli
 from engine.detector import read_metadata
 from engine.io import scan_folder
 from engine.io.dicom_write import write_dicom
+from engine.synth.chest import generate_chest
 
 PATIENT = {"PatientName": "ZEBRAQUIST^HORTENSE", "PatientID": "MRN8675309", "AccessionNumber": "ACC4242XYZ",
            "StudyDate": "19870412", "StudyInstanceUID": "1.2.826.0.1.3680043.99.1111",
@@ -41,7 +42,8 @@ def _dicoms(folder: Path, named_by_uid: bool) -> list[Path]:
     paths = []
     for i, uid in enumerate(SOP_UIDS):
         path = folder / (f"{uid}.dcm" if named_by_uid else f"case_{i}.dcm")
-        write_dicom(path, rng.integers(0, 4096, (48, 48), dtype=np.uint16), bits_stored=12,
+        chest = generate_chest(int(rng.integers(1 << 30)), 96).pixels  # a frontal chest: the scope gate passes it
+        write_dicom(path, np.round(np.clip(chest, 0, 1) * 4095).astype(np.uint16), bits_stored=12,
                     tags={**PATIENT, "SOPInstanceUID": uid})
         paths.append(path)
     return paths
