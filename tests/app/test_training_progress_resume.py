@@ -7,7 +7,9 @@ from types import SimpleNamespace
 
 from PySide6.QtCore import QObject, Signal
 
+from app.training.options import parse_methods_json
 from app.training.progress_view import TrainingProgressView
+from tests.app.fake_engine import methods_json
 
 
 class _Job(QObject):
@@ -41,6 +43,7 @@ def test_resume_plots_the_epochs_before_the_stop_from_the_log(qtbot, tmp_path) -
     (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(x) for x in log) + "\n{\"cut short", encoding="utf-8")
     view = TrainingProgressView()
     qtbot.addWidget(view)
+    view.set_method(parse_methods_json(json.dumps(methods_json()), "test engine").method("dual"))  # loss_a, loss_b
     job = _Job(tmp_path)
     job.epoch_ended.connect(view.on_epoch)
     view.reset()  # what the panel does before a resumed job

@@ -144,7 +144,7 @@ def test_invalid_indexes_and_children() -> None:
 
 
 def test_out_of_scope_rows_say_why_have_no_flag_and_sort_apart(qtbot) -> None:
-    from app.worklist.model import OUT_OF_SCOPE_MARK, SORT_ROLE, Column, WorklistModel
+    from app.worklist.model import OUT_OF_SCOPE_MARK, Column, WorklistModel
     from app.records import CaseRecord
     from engine.scoring import ScoreResult
 
@@ -154,14 +154,14 @@ def test_out_of_scope_rows_say_why_have_no_flag_and_sort_apart(qtbot) -> None:
     model.set_active_model("m", threshold=0.5)
     model.apply_results("m", [ScoreResult(paths[0], 0.9, 99.0), ScoreResult(paths[1], 0.1, 10.0),
                               ScoreResult(paths[2], None, None, out_of_scope="inverted polarity")])
-    rec = model.record(2)
+    rec = model.record(model.row_of(paths[2]))
     assert model.status_text(rec) == "out of scope: inverted polarity"
     assert model.is_flagged(rec) is None  # neither flagged nor not flagged
-    assert model.data(model.index(2, Column.FLAG)) == OUT_OF_SCOPE_MARK
+    assert model.data(model.index(model.row_of(paths[2]), Column.FLAG)) == OUT_OF_SCOPE_MARK
     assert model.counts()["scored"] == 2 and model.counts()["flagged"] == 1 and model.counts()["out_of_scope"] == 1
-    # descending sort (missing low): scored rows, then the out-of-scope one, then the unscored one
-    keys = [model.data(model.index(r, Column.SCORE), SORT_ROLE) for r in range(4)]
-    assert keys[0] > keys[1] > keys[2] > keys[3]
-    model.set_missing_sorts_high(True)  # ascending: out of scope still between scored and unscored
-    keys = [model.data(model.index(r, Column.SCORE), SORT_ROLE) for r in range(4)]
-    assert keys[1] < keys[0] < keys[2] < keys[3]
+    # descending: scored rows, then the out-of-scope one, then the unscored one
+    model.sort(int(Column.SCORE), Qt.SortOrder.DescendingOrder)
+    assert [model.record(r).path.name for r in range(4)] == ["a.png", "b.png", "c.png", "d.png"]
+    # ascending: the out-of-scope row still between the scored and the unscored ones
+    model.sort(int(Column.SCORE), Qt.SortOrder.AscendingOrder)
+    assert [model.record(r).path.name for r in range(4)] == ["b.png", "a.png", "c.png", "d.png"]
