@@ -641,6 +641,9 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
             "per_mutator": {m: dict(c) for m, c in sorted(per_mutator.items())},
             "failures": [r for r in records if kind(r[read]) in ("safety-net", "untyped", "abort", "hang",
                                                                  "non-finite")][:50],
+            # contained, but each costs a decoding process: worth a header check if a pattern shows
+            "decoder_process_deaths": [r for r in records if "decoder process died" in r[read]
+                                       or "time limit" in r[read]][:50],
         }
     return out
 
