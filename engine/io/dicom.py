@@ -309,7 +309,8 @@ def _read_dataset(path: Path, fp: BinaryIO, *, preamble: bool, stop_before_pixel
     if defer and fp.tell() > _file_size(fp):
         # a skipped value runs past the end of the file (pydicom seeks over it without reading)
         raise CorruptFileError(path, "truncated DICOM file (ends inside the header)")
-    short = _short_last_element(ds)
+    with _malformed_elements(path, ds):  # get_item may convert Pixel Data (VR lookup)
+        short = _short_last_element(ds)
     if short is not None and short != _PIXEL_DATA:
         raise CorruptFileError(path, "truncated DICOM file (ends inside the header)")
     if not ds.file_meta.get("TransferSyntaxUID"):

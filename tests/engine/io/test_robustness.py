@@ -258,3 +258,12 @@ def test_broken_huffman_table_is_refused_before_gdcm(tmp_path: Path, ramp12: np.
     data[dht + 2:dht + 4] = struct.pack(">H", 2)
     path.write_bytes(bytes(data))
     _refused(path, CorruptFileError, "malformed JPEG header")
+
+
+def test_unknown_vr_on_pixel_data_names_it(tmp_path: Path, ramp12: np.ndarray) -> None:
+    # found by the fuzz bench: Pixel Data's VR bit-flipped from OW to NW
+    path = write_dicom(tmp_path / "x.dcm", ramp12, bits_stored=12)
+    data = path.read_bytes()
+    at = data.index(b"\xe0\x7f\x10\x00OW")
+    path.write_bytes(data[:at + 4] + b"NW" + data[at + 6:])
+    _refused(path, CorruptFileError, r"in element \(7FE0,0010\) PixelData")
