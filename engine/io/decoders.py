@@ -189,6 +189,9 @@ def check_jpeg_frame_header(path: Path, ds: Dataset, ts: UID) -> None:
     bits_stored, allocated = int(ds.BitsStored), int(ds.BitsAllocated)
     if not 1 <= precision <= 16:
         raise CorruptFileError(path, f"JPEG frame precision {precision} bits (allowed: 1..16)")
+    if allocated not in (8, 16):
+        # JPEG samples have at most 16 bits; GDCM aborts the process on BitsAllocated 32 or 64
+        raise CorruptFileError(path, f"BitsAllocated {allocated} in a {ts.name} file (allowed: 8, 16)")
     if allocated == 8 and bits_stored != 8 and ts not in _JPEG_LS:
         # GDCM asserts BitsAllocated == BitsStored for 8-bit JPEG and aborts the process.
         raise CorruptFileError(path, f"BitsStored {bits_stored} with BitsAllocated 8 in a "

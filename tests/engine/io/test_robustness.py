@@ -267,3 +267,10 @@ def test_unknown_vr_on_pixel_data_names_it(tmp_path: Path, ramp12: np.ndarray) -
     at = data.index(b"\xe0\x7f\x10\x00OW")
     path.write_bytes(data[:at + 4] + b"NW" + data[at + 6:])
     _refused(path, CorruptFileError, r"in element \(7FE0,0010\) PixelData")
+
+
+def test_bits_allocated_32_on_jpeg_lossless_is_refused_before_gdcm(tmp_path: Path, ramp12: np.ndarray) -> None:
+    # found by the fuzz bench: GDCM aborts the process on BitsAllocated 32 or 64 in a JPEG file
+    path = write_dicom(tmp_path / "x.dcm", ramp12, bits_stored=12, transfer_syntax=JPEGLossless)
+    _edit(path, BitsAllocated=32)
+    _refused(path, CorruptFileError, "BitsAllocated 32 in a JPEG Lossless")
