@@ -36,7 +36,10 @@ analytic ONNX detector over a folder of N of the mutated files plus their good s
 checks it exits 0 with exactly one CSV row per file (a reason in ``error`` for the refused).
 
 Results: ``bench/results/fuzz/fuzz_<files>.json`` (counts, per mutator, examples of every
-failure kind with the seed and mutator to reproduce them).
+failure kind with their seed file and mutator, and the files that cost a decoding process).
+``--seed`` fixes the choice of seeds and mutations, but the synthetic seeds get fresh UIDs
+(of varying length) in every run, so the mutated bytes differ from run to run: ``--keep``
+keeps the mutated files to reproduce a finding.
 """
 from __future__ import annotations
 
@@ -641,6 +644,9 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
             "per_mutator": {m: dict(c) for m, c in sorted(per_mutator.items())},
             "failures": [r for r in records if kind(r[read]) in ("safety-net", "untyped", "abort", "hang",
                                                                  "non-finite")][:50],
+            # contained, but each costs a decoding process: worth a header check if a pattern shows
+            "decoder_process_deaths": [r for r in records if "decoder process died" in r[read]
+                                       or "time limit" in r[read]][:50],
         }
     return out
 

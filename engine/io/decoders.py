@@ -19,10 +19,11 @@ order would pick GDCM first, even for JPEG 2000):
    pylibjpeg-rle with its ``PanicException`` caught (the only ``BaseException`` caught), else
    pydicom's own pure-numpy RLE decoder. Uncompressed and deflated: pydicom itself.
 2. **The header is checked against the code stream before GDCM sees it.** For the syntaxes only
-   GDCM decodes here (JPEG Extended 12-bit, JPEG Lossless, JPEG-LS), the frame header (SOF) of
-   the first frame must agree with Rows, Columns, SamplesPerPixel and BitsStored; a mismatch
-   is a typed :class:`CorruptFileError` that names both values. This catches the known abort
-   triggers cheaply and with a clear reason.
+   GDCM decodes here (JPEG Extended 12-bit, JPEG Lossless, JPEG-LS), the marker segments of the
+   first frame must chain from SOI to SOS, Huffman tables must be well formed, and the frame
+   header (SOF) must agree with Rows, Columns, SamplesPerPixel and BitsStored; a mismatch is a
+   typed :class:`CorruptFileError` that names both values. This catches the abort triggers the
+   fuzzing benchmark finds, cheaply and with a clear reason (bench/RESULTS.md).
 3. **GDCM runs in a small pool of decoding processes** (:class:`DecoderPool`, two ``spawn``
    processes, started on first use and restarted when one dies): the parent sends the pixel
    module attributes and the encapsulated pixel data, the worker returns the first frame. An
@@ -76,6 +77,9 @@ _PIXEL_ATTRIBUTES = ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "Bit
 _SOF_MARKERS = frozenset((*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC),
                           *range(0xCD, 0xD0), 0xF7))
 _SOS = 0xDA
+_DHT = 0xC4
+# Huffman-coded frames (the others are arithmetic-coded or JPEG-LS): they need a DHT.
+_HUFFMAN_SOF = frozenset((*range(0xC0, 0xC4), *range(0xC5, 0xC8)))
 # Markers without a length field (RSTn, SOI, EOI, TEM).
 _STANDALONE = frozenset((*range(0xD0, 0xDA), 0x01))
 _SOF_SCAN_LIMIT = 1 << 16  # a frame header lies within the first tables of the stream
@@ -167,7 +171,8 @@ def check_jpeg_frame_header(path: Path, ds: Dataset, ts: UID) -> None:
     stream = _first_fragment(path, ds)
     sof = _find_sof(stream)
     if sof is None:
-        raise CorruptFileError(path, f"{ts.name} pixel data without a readable JPEG frame header")
+        raise CorruptFileError(path, f"{ts.name} pixel data with a malformed JPEG header (frame "
+                                     f"header, Huffman tables or segment lengths)")
     marker, precision, rows, columns, components = sof
     if marker == 0xF7 and ts not in _JPEG_LS:
         raise CorruptFileError(path, f"JPEG-LS code stream in a {ts.name} file")
@@ -184,6 +189,9 @@ def check_jpeg_frame_header(path: Path, ds: Dataset, ts: UID) -> None:
     bits_stored, allocated = int(ds.BitsStored), int(ds.BitsAllocated)
     if not 1 <= precision <= 16:
         raise CorruptFileError(path, f"JPEG frame precision {precision} bits (allowed: 1..16)")
+    if allocated not in (8, 16):
+        # JPEG samples have at most 16 bits; GDCM aborts the process on BitsAllocated 32 or 64
+        raise CorruptFileError(path, f"BitsAllocated {allocated} in a {ts.name} file (allowed: 8, 16)")
     if allocated == 8 and bits_stored != 8 and ts not in _JPEG_LS:
         # GDCM asserts BitsAllocated == BitsStored for 8-bit JPEG and aborts the process.
         raise CorruptFileError(path, f"BitsStored {bits_stored} with BitsAllocated 8 in a "
@@ -204,9 +212,16 @@ def _first_fragment(path: Path, ds: Dataset) -> bytes:
 
 
 def _find_sof(stream: bytes) -> tuple[int, int, int, int, int] | None:
-    """(marker, precision, rows, columns, components) of the first SOF before SOS, or None."""
+    """(marker, precision, rows, columns, components) of the frame header, or None.
+
+    The marker segments from SOI to the first SOS must chain exactly (each length lands on the
+    next marker), and a Huffman-coded frame must have well-formed Huffman tables (DHT) before
+    its scan: GDCM aborts the process on a broken or missing DHT in a lossless JPEG.
+    """
     if not stream.startswith(b"\xff\xd8"):
         return None
+    sof: tuple[int, int, int, int, int] | None = None
+    huffman_tables = False
     pos, end = 2, min(len(stream), _SOF_SCAN_LIMIT)
     while pos + 4 <= end:
         if stream[pos] != 0xFF:
@@ -219,16 +234,37 @@ def _find_sof(stream: bytes) -> tuple[int, int, int, int, int] | None:
             pos += 2
             continue
         (length,) = struct.unpack(">H", stream[pos + 2:pos + 4])
-        if marker in _SOF_MARKERS:
-            if length < 8 or pos + 10 > len(stream):
-                return None
-            precision = stream[pos + 4]
-            rows, columns = struct.unpack(">HH", stream[pos + 5:pos + 9])
-            return marker, precision, rows, columns, stream[pos + 9]
-        if marker == _SOS or length < 2:
+        if length < 2 or pos + 2 + length > len(stream):
             return None
+        segment = stream[pos + 4:pos + 2 + length]
+        if marker in _SOF_MARKERS:
+            if sof is not None or len(segment) < 6:
+                return None
+            rows, columns = struct.unpack(">HH", segment[1:5])
+            sof = marker, segment[0], rows, columns, segment[5]
+        elif marker == _DHT:
+            if not _huffman_tables_ok(segment):
+                return None
+            huffman_tables = True
+        elif marker == _SOS:
+            if sof is None or (sof[0] in _HUFFMAN_SOF and not huffman_tables):
+                return None
+            return sof
         pos += 2 + length
     return None
+
+
+def _huffman_tables_ok(segment: bytes) -> bool:
+    """Whether a DHT segment is a whole number of tables (class/id, 16 counts, symbols)."""
+    pos = 0
+    while pos < len(segment):
+        if pos + 17 > len(segment) or segment[pos] >> 4 > 1 or segment[pos] & 0x0F > 3:
+            return False
+        symbols = sum(segment[pos + 1:pos + 17])
+        if symbols == 0 or symbols > 256:
+            return False
+        pos += 17 + symbols
+    return pos == len(segment) and pos > 0
 
 
 class DecoderCrashError(RuntimeError):

@@ -34,13 +34,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import apply_color_lut
 from pydicom.uid import (
     UID,
@@ -86,7 +86,7 @@ _PIXEL_DATA = 0x7FE00010
 _PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")
 # What pydicom (and numpy on its values) raise on a malformed element, lazily, at first access.
 _ELEMENT_ERRORS = (NotImplementedError, TypeError, ValueError, KeyError, IndexError,
-                   AttributeError, OverflowError, UnicodeError, LookupError)
+                   AttributeError, OverflowError, UnicodeError, LookupError, BytesLengthException)
 _ALLOCATED = (1, 8, 16, 32, 64)
 # The header-only path skips (does not read) values longer than this.
 HEADER_DEFER_BYTES = 64 * 1024
@@ -309,7 +309,8 @@ def _read_dataset(path: Path, fp: BinaryIO, *, preamble: bool, stop_before_pixel
     if defer and fp.tell() > _file_size(fp):
         # a skipped value runs past the end of the file (pydicom seeks over it without reading)
         raise CorruptFileError(path, "truncated DICOM file (ends inside the header)")
-    short = _short_last_element(ds)
+    with _malformed_elements(path, ds):  # get_item may convert Pixel Data (VR lookup)
+        short = _short_last_element(ds)
     if short is not None and short != _PIXEL_DATA:
         raise CorruptFileError(path, "truncated DICOM file (ends inside the header)")
     if not ds.file_meta.get("TransferSyntaxUID"):
@@ -392,6 +393,17 @@ def _render(path: Path, ds: Dataset, meta: RadiographMeta, stored: np.ndarray) -
     notes: list[str] = []
     invert = _inversion(ds, photometric, notes)
     modality, lo, hi = _modality(path, ds, stored, notes)
+    with np.errstate(over="ignore", invalid="ignore"):  # extreme windows: checked just below
+        pixels, voi_step = _display(ds, meta, modality, lo, hi, invert, notes)
+    # A window or LUT can still turn finite values into NaN (inf - inf in the coefficients).
+    _check_finite(path, pixels, f"{voi_step} display step")
+    meta = replace(meta, notes=(*meta.notes, *notes), inverted=invert, voi=voi_step)
+    return Radiograph(pixels=pixels, meta=meta, modality_values=modality)
+
+
+def _display(ds: Dataset, meta: RadiographMeta, modality: np.ndarray, lo: Any, hi: Any,
+             invert: bool, notes: list[str]) -> tuple[np.ndarray, Literal["voi-lut", "window", "min-max"]]:
+    """The VOI step: the VOI LUT sequence, else the first window, else min–max."""
     voi = _voi_lut(ds, notes)
     if voi is not None:
         lut, first, bits = voi
@@ -412,10 +424,7 @@ def _render(path: Path, ds: Dataset, meta: RadiographMeta, stored: np.ndarray) -
                          "shown (not a diagnostic rendering)")
         else:
             notes.append("no window in file: min–max of the modality values shown")
-    # A window or LUT can still turn finite values into NaN (inf - inf in the coefficients).
-    _check_finite(path, pixels, f"{voi_step} display step")
-    meta = replace(meta, notes=(*meta.notes, *notes), inverted=invert, voi=voi_step)
-    return Radiograph(pixels=pixels, meta=meta, modality_values=modality)
+    return pixels, voi_step
 
 
 def _render_colour(path: Path, ds: Dataset, meta: RadiographMeta, stored: np.ndarray) -> Radiograph:

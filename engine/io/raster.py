@@ -43,7 +43,7 @@ _PIL_FORMATS: dict[str, str] = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF", "b
 # Errors Pillow and tifffile raise on damaged data (Pillow raises TypeError("Missing
 # dimensions") when a TIFF's ImageWidth/ImageLength is damaged, at decode time).
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error,
-                  IndexError, KeyError, TypeError)
+                  IndexError, KeyError, TypeError, OverflowError)
 _GRAY_16 = ("I;16", "I;16L", "I;16B", "I;16N")
 _COLOUR = ("RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr")
 _PALETTE = ("P", "PA")

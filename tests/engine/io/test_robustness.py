@@ -248,3 +248,29 @@ def test_header_path_skips_large_values_but_checks_their_length(tmp_path: Path, 
     cut = tmp_path / "cut.dcm"
     cut.write_bytes(data[:data.index(b"\x07" * 64) + 1000])  # the file ends inside the blob
     _refused(cut, CorruptFileError, "truncated DICOM file", header_too=True)
+
+
+def test_broken_huffman_table_is_refused_before_gdcm(tmp_path: Path, ramp12: np.ndarray) -> None:
+    # GDCM aborts the process on a DHT segment whose length does not hold its tables
+    path = write_dicom(tmp_path / "x.dcm", ramp12, bits_stored=12, transfer_syntax=JPEGLossless)
+    data = bytearray(path.read_bytes())
+    dht = data.index(b"\xff\xc4")
+    data[dht + 2:dht + 4] = struct.pack(">H", 2)
+    path.write_bytes(bytes(data))
+    _refused(path, CorruptFileError, "malformed JPEG header")
+
+
+def test_unknown_vr_on_pixel_data_names_it(tmp_path: Path, ramp12: np.ndarray) -> None:
+    # found by the fuzz bench: Pixel Data's VR bit-flipped from OW to NW
+    path = write_dicom(tmp_path / "x.dcm", ramp12, bits_stored=12)
+    data = path.read_bytes()
+    at = data.index(b"\xe0\x7f\x10\x00OW")
+    path.write_bytes(data[:at + 4] + b"NW" + data[at + 6:])
+    _refused(path, CorruptFileError, r"in element \(7FE0,0010\) PixelData")
+
+
+def test_bits_allocated_32_on_jpeg_lossless_is_refused_before_gdcm(tmp_path: Path, ramp12: np.ndarray) -> None:
+    # found by the fuzz bench: GDCM aborts the process on BitsAllocated 32 or 64 in a JPEG file
+    path = write_dicom(tmp_path / "x.dcm", ramp12, bits_stored=12, transfer_syntax=JPEGLossless)
+    _edit(path, BitsAllocated=32)
+    _refused(path, CorruptFileError, "BitsAllocated 32 in a JPEG Lossless")
