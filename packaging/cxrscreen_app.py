@@ -139,4 +139,9 @@ def self_test(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    import multiprocessing
+
+    # the reader's GDCM decoding pool starts `spawn` processes (engine/io/decoders.py): in a frozen
+    # executable they re-run this script, and freeze_support() makes them workers, not apps
+    multiprocessing.freeze_support()
     raise SystemExit(main())
