@@ -100,7 +100,7 @@ def test_command_outputs_honour_the_umask(tiny_detector, tmp_path, umask, capsys
     from engine.cli import main
     from engine.synth import write_study
 
-    write_study(tmp_path / "s", 2, 1, size=48, formats=("png",), seed=0)
+    write_study(tmp_path / "s", 2, 1, size=96, formats=("png",), seed=0)
     assert main(["score", str(tmp_path / "s"), "--model", str(tiny_detector), "--out", str(tmp_path / "r.csv")]) == 0
     assert main(["index", str(tmp_path / "s"), "--format", "csv", "--out", str(tmp_path / "i.csv")]) == 0
     assert main(["index", str(tmp_path / "s"), "--identifiers", "--out", str(tmp_path / "ids.jsonl")]) == 0

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 def fx(tmp_path_factory, tiny_detector: Path) -> dict[str, Path]:
     """Inputs shared by the cases (each case writes only under its own folder)."""
     root = tmp_path_factory.mktemp("bad_input")
-    write_study(root / "study", 2, 1, size=48, formats=("png",), seed=0)
+    write_study(root / "study", 2, 1, size=96, formats=("png",), seed=0)
     det = root / "det.onnx"
     det.write_bytes(tiny_detector.read_bytes())  # a 32-pixel detector
     files = {"root": root, "study": root / "study", "det": det,

@@ -52,7 +52,7 @@ def test_engine_csvs_never_hold_a_formula(tiny_detector, tmp_path, monkeypatch, 
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps({**meta, "name": "@SUM(1+1)"})})
     onnx.save(model, str(tmp_path / "det.onnx"))
-    images = write_study(tmp_path / "s", 2, 1, size=48, formats=("png",), seed=0)
+    images = write_study(tmp_path / "s", 2, 1, size=96, formats=("png",), seed=0)
     for i, im in enumerate(images):
         im.path.rename(tmp_path / f"=HYPERLINK(\"x{i}\").png")
     (tmp_path / "labels.csv").write_text("path,label\n" + "".join(f"\"=HYPERLINK(\"\"x{i}\"\").png\",{i % 2}\n"
