@@ -12,7 +12,6 @@ random generators), so a resumed run ends with the same weights as an uninterrup
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import replace
@@ -26,7 +25,7 @@ from torch import Tensor, nn
 from engine.datasets import DataError, TrainingData
 from engine.loop import FINAL_MODEL, TrainingLoop, load_file
 from engine.methods.amae import Config as AMAEConfig
-from engine.methods.amae.recipe import _MAETrainer
+from engine.methods.amae.recipe import _file_sha256, _MAETrainer
 from engine.methods.wscxr import MAE, Config
 from engine.progress import Progress
 from engine.stop import StopRequest
@@ -107,14 +106,6 @@ def _amae_config(config: Config) -> AMAEConfig:
 def _build_mae(config: Config) -> MaskedAutoencoder:
     torch.manual_seed(_seed(config, _SEED_MAE))
     return MaskedAutoencoder(**config.mae_kwargs())
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_state_dict(path: Path, option: str = "--backbone-checkpoint") -> dict[str, Tensor]:
