@@ -210,29 +210,21 @@ def cmd_floor(args) -> None:
 
 
 def cmd_throughput(args) -> None:
-    """Export one detector to ONNX (parity-checked) and time onnxruntime on dev_test (batches of 32, best of 3)."""
+    """Export one detector to ONNX (parity-checked) and time onnxruntime on dev_test (AMAE's bench:
+    batches of 32, best of 3)."""
+    from amae_dev import _onnx_throughput  # bench/ is on sys.path
+
     from engine.datasets import load_images
-    from engine.detector import Detector
-    from engine.export import export_run
+    from engine.methods.wscxr import Config
     from engine.torch_runtime import set_threads
 
     _require_data()
     set_threads(args.threads)
     run_dir = WORK / f"k{args.shots[0]}_s{args.seed}_{args.head}"
-    out = WORK / f"{run_dir.name}.onnx"
-    report = export_run(run_dir, out, overwrite=True)
-    det = Detector(out, provider="cpu")
-    images = load_images(_dev_test()[0], det.preprocess_spec)
-    det.run(images[:32])
-    best = float("inf")
-    for _ in range(3):
-        t = time.perf_counter()
-        for i in range(0, len(images), 32):
-            det.run(images[i : i + 32])
-        best = min(best, time.perf_counter() - t)
-    result = {"run": run_dir.name, "images": len(images), "images_per_s": len(images) / best, "batch": 32,
-              "threads": args.threads, "parity_score": report.max_score_diff, "parity_heatmap": report.max_heatmap_diff,
-              "onnx_mib": out.stat().st_size / 2**20, "export_s": report.seconds, "loadavg": os.getloadavg()}
+    config = Config.from_dict(json.loads((run_dir / "run.json").read_text())["config"])
+    images = load_images(_dev_test()[0], config.preprocess)
+    result = {"run": run_dir.name, "threads": args.threads, "loadavg": os.getloadavg(),
+              **_onnx_throughput(run_dir, images, WORK / f"{run_dir.name}.onnx", "cpu")}
     (RESULTS / f"throughput_{run_dir.name}_t{args.threads}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
 
