@@ -16,6 +16,8 @@ held-out calibration normals. dev_test is only evaluated, never used to choose a
     python bench/wscxr_dev.py floor --shots 16 --seeds 0 --threads 1
     python bench/wscxr_dev.py sweep --shots 16 --seeds 0 --head mlp --threads 1
     python bench/wscxr_dev.py throughput --shots 16 --seed 0 --threads 1
+    python bench/wscxr_dev.py encoder --pretrain-epochs 100 --encoder-name encoder_pre100 --threads 1
+    python bench/wscxr_dev.py sweep --shots 16 --seeds 0 --encoder-name encoder_pre100 --threads 1
     python bench/wscxr_dev.py report
 
 Data: ../shared/data (beside the checkout). Runs go to bench/_work/wscxr/ (git-ignored;
@@ -37,7 +39,6 @@ REPO = Path(__file__).resolve().parents[1]
 DEV_SPLIT = REPO.parent / "shared" / "data" / "kermany" / "splits" / "dev.json"  # --data changes it
 WORK = REPO / "bench" / "_work" / "wscxr"
 RESULTS = REPO / "bench" / "results" / "wscxr"
-ENCODER_RUN = WORK / "encoder"
 # the letter's Table II: (mining, mixing); "both" last, so a sweep beside it has usually written that row
 ABLATION = {"neither": (False, False), "mining": (True, False), "mixing": (False, True), "both": (True, True)}
 
@@ -114,11 +115,11 @@ def cmd_encoder(args) -> None:
     config = _config(args, 0, pretrain_epochs=args.pretrain_epochs)
     t0 = time.time()
     load_before = os.getloadavg()
-    run_dir, outcome = _train("encoder", config, _data(draw_shots(0)[:16], unlabeled=True), args.progress)
+    run_dir, outcome = _train(args.encoder_name, config, _data(draw_shots(0)[:16], unlabeled=True), args.progress)
     import torch
 
     saved = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-    out = {"name": "encoder", "config": config.to_dict(), "train_seconds": outcome.summary.get("train_seconds"),
+    out = {"name": args.encoder_name, "config": config.to_dict(), "train_seconds": outcome.summary.get("train_seconds"),
            "phase_seconds": saved["phase_seconds"], "wall_seconds": time.time() - t0, "loadavg_before": load_before,
            "loadavg_after": os.getloadavg(), "summaries": saved["summaries"],
            "environment": outcome.summary.get("environment"), "data": outcome.summary.get("data")}
@@ -173,9 +174,12 @@ def _detector(args, name: str, k: int, seed: int, extra: dict, **values) -> dict
 
     set_threads(args.threads)
     if "pretrain_epochs" not in values:
-        if not (ENCODER_RUN / "model.pt").is_file():
-            sys.exit(f"no shared encoder at {ENCODER_RUN}: run `python bench/wscxr_dev.py encoder` first")
-        values["encoder"] = str(ENCODER_RUN)
+        encoder = WORK / args.encoder_name
+        if not (encoder / "model.pt").is_file():
+            sys.exit(f"no shared encoder at {encoder}: run `python bench/wscxr_dev.py encoder` first")
+        values["encoder"] = str(encoder)
+        if args.encoder_name != "encoder":
+            name = f"{name}_{args.encoder_name}"
     config = _config(args, seed, head=args.head, **values)
     data = _data(draw_shots(seed)[:k], unlabeled=False)
     tp, tl = _dev_test()
@@ -262,6 +266,7 @@ def main() -> None:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--head", choices=("linear", "mlp"), default="linear")
         p.add_argument("--pretrain-epochs", type=int, default=100)
+        p.add_argument("--encoder-name", default="encoder", help="the shared encoder's run (bench/_work/wscxr/NAME)")
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--device", default="cpu")
         p.add_argument("--progress", default="none")
