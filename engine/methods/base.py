@@ -315,6 +315,9 @@ class Method:
         check: (settings, role counts) -> problems beyond the generic ones (batch vs images...).
         score_types: every score type the evaluation hook returns (the default first).
         hooks: () -> :class:`Hooks` (imports torch).
+        paper_stated: the numbers the paper states, by settings path ("lr", "preprocess.size"),
+            with the source in ``paper``: a preset named "paper" must hold every one of them
+            (tests/engine/test_paper_presets.py checks every registered method).
     """
 
     name: str
@@ -333,6 +336,7 @@ class Method:
     hooks: Callable[[], Hooks]
     check: Callable[[Any, dict[str, int]], list[Problem]] = lambda config, counts: []
     order: int = 100  # display order (the lowest is the default method)
+    paper_stated: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def options(self) -> tuple[Option, ...]:

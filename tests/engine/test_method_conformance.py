@@ -41,9 +41,24 @@ def chests(tmp_path_factory) -> dict[str, Path]:
     write_study(root / "normal", 22, 0, seed=21, **STUDY)
     write_study(root / "unlabeled", 6, 6, seed=22, **STUDY, lesion_strength=2.0)
     write_study(root / "other", 4, 0, seed=23, **STUDY)
-    for f in ("normal", "unlabeled", "other"):
+    write_study(root / "abnormal", 0, 4, seed=24, **STUDY, lesion_strength=2.0)
+    for f in ("normal", "unlabeled", "other", "abnormal"):
         (root / f / "labels.csv").unlink()
-    return {"normal": root / "normal", "unlabeled": root / "unlabeled", "other": root / "other"}
+    return {"normal": root / "normal", "unlabeled": root / "unlabeled", "other": root / "other",
+            "abnormal": root / "abnormal"}
+
+
+def _roles(name: str) -> dict[str, int]:
+    """The image counts a method gets: every role it does not declare "unused"."""
+    m = registry()[name]
+    used = {r.role for r in m.roles if r.requirement != "unused"}
+    return {"normal": 22, "unlabeled": 12 if "unlabeled" in used else 0, "abnormal": 4 if "abnormal" in used else 0}
+
+
+def _data(name: str, chests: dict[str, Path]) -> TrainingData:
+    roles = _roles(name)
+    return from_folders(chests["normal"], chests["unlabeled"] if roles["unlabeled"] else None,
+                        abnormal_dir=chests["abnormal"] if roles["abnormal"] else None)
 
 
 def _tiny(name: str, **run_settings):
@@ -90,8 +105,8 @@ class _StopAtFirstEpoch(Progress):
 @pytest.fixture(scope="module")
 def trained(chests, tmp_path_factory) -> dict[str, tuple[Path, TrainingData]]:
     out = {}
-    data = from_folders(chests["normal"], chests["unlabeled"])
     for name in METHODS:
+        data = _data(name, chests)
         run = tmp_path_factory.mktemp(f"conf_{name}") / "run"
         torch.set_num_threads(1)
         assert run_training(name, _tiny(name), data, run, Progress("none")).status == "done"
@@ -113,7 +128,7 @@ def test_trains_exports_and_scores_like_pytorch(name, trained, chests, tmp_path)
     run, data = trained[name]
     m = registry()[name]
     summary = read_run(run)
-    assert summary["status"] == "done" and summary["data"]["roles"] == {"normal": 22, "unlabeled": 12, "abnormal": 0}
+    assert summary["status"] == "done" and summary["data"]["roles"] == _roles(name)
     assert not list(run.glob(".*.part")) and not (run / "checkpoint.pt").exists()
     report = export_run(run, tmp_path / "d.onnx")  # refuses unless onnxruntime matches PyTorch within 1e-4
     assert report.n_checked > 0 and report.metadata.training["roles"]["normal"] == 22
@@ -147,7 +162,8 @@ def test_stop_and_resume_with_other_run_settings_gives_the_same_networks(name, t
 def test_calibration_normals_never_reach_training(name, trained, chests, tmp_path):
     straight, data = trained[name]
     other = sorted(chests["other"].glob("*.png"))
-    swapped = TrainingData(data.normal_train, other[: len(data.normal_calibration)], data.unlabeled)
+    swapped = TrainingData(data.normal_train, other[: len(data.normal_calibration)], data.unlabeled,
+                           abnormal=data.abnormal)
     assert run_training(name, _tiny(name), swapped, tmp_path / "run", Progress("none")).status == "done"
     _assert_same_networks(_model(straight), _model(tmp_path / "run"))
 

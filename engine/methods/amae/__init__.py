@@ -381,6 +381,14 @@ def _declare() -> Method:
                      LossSeries("loss_a", "module A", phase="stage2"), LossSeries("loss_b", "module B", phase="stage2")),
         default_preprocess=DEFAULT_PREPROCESS, make_config=make_config, describe=describe,
         score_types=SCORE_TYPES, hooks=_hooks, order=10,
+        # Bozorgtabar et al., MICCAI 2023, sec. 3 (implementation details): MAE with a ViT-S/16 encoder at
+        # 224 x 224, 75 % masking, L = 2 masks per image in training and 4 at test, the 50th-percentile
+        # pseudo-label threshold, module B on the pseudo-abnormal images, stage 2 AdamW lr 2.5e-4, batch 16,
+        # 20 warm-up epochs and cosine decay to 150 epochs
+        paper_stated={"preprocess.size": 224, "patch_size": 16, "embed_dim": 384, "depth": 12, "num_heads": 6,
+                      "mask_ratio": 0.75, "train_masks": 2, "test_masks": 4, "pseudo_percentile": 50.0,
+                      "module_b": "pseudo-abnormal", "lr": 2.5e-4, "batch_size": 16, "warmup_epochs": 20,
+                      "epochs": 150},
     )
 
 

@@ -226,6 +226,11 @@ def _declare() -> Method:
         loss_series=(LossSeries("loss_a", "module A"), LossSeries("loss_b", "module B")),
         default_preprocess=DEFAULT_PREPROCESS, make_config=make_config, describe=describe,
         score_types=("inter", "intra", "rec"), hooks=_hooks, check=check, order=0,
+        # Cai et al., MICCAI 2022, sec. 4.1 and the official code (github.com/caiyu6666/DDAD): 64 x 64
+        # inputs, K = 3 networks per module, AE-U, Adam lr 5e-4 betas (0.5, 0.999), batch 64, 250 epochs, latent 16
+        paper_stated={"preprocess.size": 64, "members": 3, "backbone": "ae-u", "lr": 5e-4, "batch_size": 64,
+                      "epochs": 250, "latent_size": 16, "betas": (0.5, 0.999), "weight_decay": 0.0, "augment": "none",
+                      "preprocess.intensity": "none"},
     )
 
 

@@ -1,0 +1,282 @@
+"""WSCXR on the development protocol: K-shot sweep, the letter's ablation, the random-encoder floor, cost.
+
+Every run trains with the engine's own driver (the same code as `cxrscreen train --method wscxr`):
+normals = ``train.known_normal`` with the engine's calibration hold-out (10 %, never trained on),
+labelled anomalies = K images of ``fewshot.abnormal`` drawn across patients (one image per
+patient in turn, patients and images in a seeded random order; the K-subsets of one seed are
+nested). One MAE encoder is pre-trained once (`encoder`: normal ∪ the AR-0.6 unlabeled pool, no
+labels) and reused by every detector (`--encoder`). Each detector is scored on dev_test with the
+trained PyTorch networks: AUROC and AP with stratified bootstrap 95 % intervals, and the
+sensitivity / specificity on dev_test at the threshold of 95 % specificity on the run's own
+held-out calibration normals. dev_test is only evaluated, never used to choose anything.
+
+    python bench/wscxr_dev.py encoder --pretrain-epochs 40 --threads 1 [--data /work/shared/data]
+    python bench/wscxr_dev.py sweep --shots 2 4 8 16 --seeds 0 1 2 --threads 1
+    python bench/wscxr_dev.py ablation --shots 16 --seeds 0 --threads 1
+    python bench/wscxr_dev.py floor --shots 16 --seeds 0 --threads 1
+    python bench/wscxr_dev.py sweep --shots 16 --seeds 0 --head mlp --threads 1
+    python bench/wscxr_dev.py throughput --shots 16 --seed 0 --threads 1
+    python bench/wscxr_dev.py encoder --pretrain-epochs 100 --encoder-name encoder_pre100 --threads 1
+    python bench/wscxr_dev.py sweep --shots 16 --seeds 0 --encoder-name encoder_pre100 --threads 1
+    python bench/wscxr_dev.py report
+
+Data: ../shared/data (beside the checkout). Runs go to bench/_work/wscxr/ (git-ignored;
+resumable); one JSON per detector in bench/results/wscxr/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEV_SPLIT = REPO.parent / "shared" / "data" / "kermany" / "splits" / "dev.json"  # --data changes it
+WORK = REPO / "bench" / "_work" / "wscxr"
+RESULTS = REPO / "bench" / "results" / "wscxr"
+# the letter's Table II: (mining, mixing); "both" last, so a sweep beside it has usually written that row
+ABLATION = {"neither": (False, False), "mining": (True, False), "mixing": (False, True), "both": (True, True)}
+
+
+def _require_data() -> None:
+    if not DEV_SPLIT.is_file():
+        sys.exit(f"real data not found ({DEV_SPLIT}): this benchmark needs ../shared/data beside the checkout, "
+                 "or --data DIR")
+
+
+def _dev_test() -> tuple[list[Path], np.ndarray]:
+    d = json.loads(DEV_SPLIT.read_text())["dev_test"]
+    root = DEV_SPLIT.parent.parent
+    return [root / p for p in d["normal"] + d["abnormal"]], np.r_[np.zeros(len(d["normal"])), np.ones(len(d["abnormal"]))].astype(int)
+
+
+def draw_shots(seed: int) -> list[str]:
+    """All ``fewshot.abnormal`` images in draw order: patients in a seeded random order, one image
+    of each in turn (images of a patient also shuffled); the first K are the K shots."""
+    pool = json.loads(DEV_SPLIT.read_text())["fewshot"]["abnormal"]
+    rng = np.random.default_rng(seed)
+    patients: dict[str, list[str]] = {}
+    for p in pool:
+        patients.setdefault(re.match(r"(person\d+)_", Path(p).name).group(1), []).append(p)
+    order = [patients[k] for k in rng.permutation(sorted(patients))]
+    queues = [list(rng.permutation(images)) for images in order]
+    drawn: list[str] = []
+    while any(queues):
+        for q in queues:
+            if q:
+                drawn.append(str(q.pop(0)))
+    return drawn
+
+
+def _data(shots: list[str], unlabeled: bool):
+    from engine.datasets import TrainingData, from_split
+
+    base = from_split(DEV_SPLIT, 0.6)  # known normals with the engine's calibration hold-out
+    root = DEV_SPLIT.parent.parent
+    return TrainingData(base.normal_train, base.normal_calibration, base.unlabeled if unlabeled else [],
+                        {**base.source, "abnormal": "fewshot.abnormal, drawn across patients"}, [],
+                        [root / p for p in shots])
+
+
+def _config(args, seed: int, **values):
+    from engine.methods import registry
+
+    given = {"seed": seed, "device": args.device, **values}
+    return registry()["wscxr"].config("small", **given)
+
+
+def _train(name: str, config, data, progress_mode: str):
+    from engine.progress import Progress
+    from engine.stop import StopRequest
+    from engine.train import run_training
+
+    run_dir = WORK / name
+    WORK.mkdir(parents=True, exist_ok=True)
+    with StopRequest() as stop:
+        outcome = run_training("wscxr", config, data, run_dir, Progress(progress_mode, log_path=WORK / f"{name}.log.jsonl"),
+                               stop)
+    if outcome.status != "done":
+        sys.exit(f"{name}: stopped; run again to resume")
+    return run_dir, outcome
+
+
+def cmd_encoder(args) -> None:
+    """Pre-train the shared MAE encoder (a WSCXR run with the unlabeled pool; its K = 16 shots do not
+    reach the pre-training, which uses normal ∪ unlabeled)."""
+    _require_data()
+    from engine.torch_runtime import set_threads
+
+    set_threads(args.threads)
+    config = _config(args, 0, pretrain_epochs=args.pretrain_epochs)
+    t0 = time.time()
+    load_before = os.getloadavg()
+    run_dir, outcome = _train(args.encoder_name, config, _data(draw_shots(0)[:16], unlabeled=True), args.progress)
+    import torch
+
+    saved = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    out = {"name": args.encoder_name, "config": config.to_dict(), "train_seconds": outcome.summary.get("train_seconds"),
+           "phase_seconds": saved["phase_seconds"], "wall_seconds": time.time() - t0, "loadavg_before": load_before,
+           "loadavg_after": os.getloadavg(), "summaries": saved["summaries"],
+           "environment": outcome.summary.get("environment"), "data": outcome.summary.get("data")}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"encoder_pre{args.pretrain_epochs}.json").write_text(json.dumps(out, indent=2, default=str))
+    print(f"encoder: {out['train_seconds']:.0f} s", flush=True)
+
+
+def evaluate_run(name: str, run_dir: Path, config, data, outcome, test_paths, test_labels, extra: dict) -> dict:
+    import torch
+
+    from engine import metrics as M
+    from engine.datasets import load_images
+    from engine.detector import NormalCalibration
+    from engine.methods.wscxr.recipe import evaluate
+
+    images = load_images(test_paths, config.preprocess)
+    t = time.time()
+    scores = evaluate(run_dir, images)["max"]
+    eval_s = time.time() - t
+    calibration = NormalCalibration.from_dict(json.loads((run_dir / "calibration.json").read_text()))
+    threshold = calibration.threshold_at_specificity(0.95)
+    flagged = scores > threshold
+    saved = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    y = test_labels
+    result = {
+        "name": name, "method": "wscxr", **extra,
+        "config": config.to_dict(), "data": data.summary(), "shots": [str(p) for p in data.abnormal],
+        "train_seconds": outcome.summary.get("train_seconds"), "phase_seconds": saved["phase_seconds"],
+        "mining": {k: v for k, v in saved["mining"].items() if k != "kept"},
+        "summaries": saved["summaries"], "loadavg": os.getloadavg(),
+        "environment": outcome.summary.get("environment"),
+        "test": {"n": int(len(y)), "n_abnormal": int(y.sum())},
+        "auroc": M.auroc(y, scores), "auroc_ci95": M.bootstrap_ci(y, scores, M.auroc, n_boot=1000),
+        "ap": M.average_precision(y, scores), "ap_ci95": M.bootstrap_ci(y, scores, M.average_precision, n_boot=1000),
+        "threshold_spec95_calibration": threshold,
+        "sensitivity_at_cal_spec95": float(flagged[y == 1].mean()),
+        "specificity_at_cal_spec95": float(1 - flagged[y == 0].mean()),
+        "pytorch_eval_seconds": eval_s,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+    print(f"{name}: AUROC {result['auroc']:.3f} [{result['auroc_ci95'][0]:.3f}, {result['auroc_ci95'][1]:.3f}] "
+          f"AP {result['ap']:.3f}  sens@cal-spec95 {result['sensitivity_at_cal_spec95']:.3f} "
+          f"(dev_test spec {result['specificity_at_cal_spec95']:.3f})  train {result['train_seconds']:.0f} s",
+          flush=True)
+    return result
+
+
+def _detector(args, name: str, k: int, seed: int, extra: dict, **values) -> dict:
+    from engine.torch_runtime import set_threads
+
+    set_threads(args.threads)
+    if "pretrain_epochs" not in values:
+        encoder = WORK / args.encoder_name
+        if not (encoder / "model.pt").is_file():
+            sys.exit(f"no shared encoder at {encoder}: run `python bench/wscxr_dev.py encoder` first")
+        values["encoder"] = str(encoder)
+        if args.encoder_name != "encoder":
+            name = f"{name}_{args.encoder_name}"
+    config = _config(args, seed, head=args.head, **values)
+    data = _data(draw_shots(seed)[:k], unlabeled=False)
+    tp, tl = _dev_test()
+    run_dir, outcome = _train(name, config, data, args.progress)
+    return evaluate_run(name, run_dir, config, data, outcome, tp, tl, {"k": k, "seed": seed, **extra})
+
+
+def cmd_sweep(args) -> None:
+    _require_data()
+    for seed in args.seeds:
+        for k in args.shots:
+            _detector(args, f"k{k}_s{seed}_{args.head}", k, seed, {"variant": "both", "head": args.head})
+
+
+def cmd_ablation(args) -> None:
+    _require_data()
+    for seed in args.seeds:
+        for k in args.shots:
+            for variant, (mining, mixing) in ABLATION.items():
+                if variant == "both" and args.head == "linear" and (RESULTS / f"k{k}_s{seed}_linear.json").is_file():
+                    continue  # the sweep's row
+                _detector(args, f"ablation_{variant}_k{k}_s{seed}_{args.head}", k, seed,
+                          {"variant": variant, "head": args.head}, mining=mining, mixing=mixing)
+
+
+def cmd_floor(args) -> None:
+    _require_data()
+    for seed in args.seeds:
+        for k in args.shots:
+            _detector(args, f"floor_random_k{k}_s{seed}_{args.head}", k, seed,
+                      {"variant": "random encoder", "head": args.head}, pretrain_epochs=0)
+
+
+def cmd_throughput(args) -> None:
+    """Export one detector to ONNX (parity-checked) and time onnxruntime on dev_test (AMAE's bench:
+    batches of 32, best of 3)."""
+    from amae_dev import _onnx_throughput  # bench/ is on sys.path
+
+    from engine.datasets import load_images
+    from engine.methods.wscxr import Config
+    from engine.torch_runtime import set_threads
+
+    _require_data()
+    set_threads(args.threads)
+    run_dir = WORK / f"k{args.shots[0]}_s{args.seed}_{args.head}"
+    config = Config.from_dict(json.loads((run_dir / "run.json").read_text())["config"])
+    images = load_images(_dev_test()[0], config.preprocess)
+    result = {"run": run_dir.name, "threads": args.threads, "loadavg": os.getloadavg(),
+              **_onnx_throughput(run_dir, images, WORK / f"{run_dir.name}.onnx", "cpu")}
+    (RESULTS / f"throughput_{run_dir.name}_t{args.threads}.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+
+
+def cmd_report(args) -> None:
+    rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json")) if "auroc" in p.read_text()]
+
+    def fmt(r: dict) -> str:
+        lo, hi = r["auroc_ci95"]
+        alo, ahi = r["ap_ci95"]
+        return (f"| {r['variant']} | {r['head']} | {r['k']} | {r['seed']} | {r['auroc']:.3f} [{lo:.3f}, {hi:.3f}] | "
+                f"{r['ap']:.3f} [{alo:.3f}, {ahi:.3f}] | {r['sensitivity_at_cal_spec95']:.3f} | "
+                f"{r['specificity_at_cal_spec95']:.3f} | {r['mining']['prototypes']} | {r['train_seconds']:.0f} |")
+
+    print("| variant | head | K | seed | AUROC [95 % CI] | AP [95 % CI] | sens. at cal. spec 95 % | dev_test spec. | "
+          "prototypes | train s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: (r["variant"] != "both", r["head"], r["variant"], r["k"], r["seed"])):
+        print(fmt(r))
+    both = [r for r in rows if r["variant"] == "both" and r["head"] == "linear"]
+    for k in sorted({r["k"] for r in both}):
+        a = [r["auroc"] for r in both if r["k"] == k]
+        print(f"K = {k}: mean AUROC {np.mean(a):.3f} over {len(a)} seed(s)" + (f", sd {np.std(a, ddof=1):.3f}" if len(a) > 1 else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name, fn in (("encoder", cmd_encoder), ("sweep", cmd_sweep), ("ablation", cmd_ablation), ("floor", cmd_floor),
+                     ("throughput", cmd_throughput), ("report", cmd_report)):
+        p = sub.add_parser(name)
+        p.set_defaults(fn=fn)
+        p.add_argument("--shots", type=int, nargs="+", default=[2, 4, 8, 16])
+        p.add_argument("--seeds", type=int, nargs="+", default=[0])
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--head", choices=("linear", "mlp"), default="linear")
+        p.add_argument("--pretrain-epochs", type=int, default=100)
+        p.add_argument("--encoder-name", default="encoder", help="the shared encoder's run (bench/_work/wscxr/NAME)")
+        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--progress", default="none")
+        p.add_argument("--data", type=Path, default=None, help="the shared data folder (default: ../shared/data)")
+    args = parser.parse_args()
+    if args.data is not None:
+        global DEV_SPLIT
+        DEV_SPLIT = args.data / "kermany" / "splits" / "dev.json"
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
