@@ -125,6 +125,9 @@ def _walk(root: Path, visited: set[tuple[int, int]],
                 yield listing
             elif listing is not None:
                 stack.append(iter(listing))
+        elif not _is_regular_file(entry):  # a pipe, socket or device: opening it could block the scan for ever
+            if path.suffix.lower() in SUPPORTED_SUFFIXES:
+                yield ScanItem(path, None, UnsupportedFileError(path, "not a regular file (a pipe, socket or device)"))
         elif is_candidate(path):
             yield on_file(path)
 
@@ -152,6 +155,14 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
     """Whether the entry is a folder (following symlinks); False when it cannot be told."""
     try:
         return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_regular_file(entry: os.DirEntry[str]) -> bool:
+    """Whether the entry is a regular file (following symlinks); False when it cannot be told."""
+    try:
+        return entry.is_file()
     except OSError:
         return False
 

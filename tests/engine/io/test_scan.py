@@ -148,3 +148,24 @@ def test_listing_without_headers_gives_the_scans_files_in_its_order(tree: Path, 
     monkeypatch.setattr(scan_module, "read_header", lambda p: pytest.fail(f"header of {p} read"))
     # the bad PNG is listed too (its header is what a scan reports as unreadable)
     assert list(list_image_files([tree])) == expected
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX named pipes")
+def test_a_pipe_in_a_folder_never_blocks_the_scan(tmp_path):
+    """Opening a FIFO with no writer blocks for ever: the scan must not open it."""
+    import subprocess
+    import sys
+
+    from engine.synth import write_study
+
+    write_study(tmp_path, 2, 0, size=32, formats=("png",), seed=0)
+    os.mkfifo(tmp_path / "pipe.dcm")
+    os.mkfifo(tmp_path / "pipe")  # no suffix: would be sniffed for "DICM"
+    code = ("import sys; from engine.io.scan import scan_folder, list_image_files; "
+            "items = list(scan_folder(sys.argv[1])); paths = list(list_image_files([sys.argv[1]])); "
+            "print(len(items), len(paths), [str(i.error) for i in items if i.error])")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 0, out.stderr
+    n_items, n_paths, errors = out.stdout.split(" ", 2)
+    assert n_items == "3" and n_paths == "2" and "not a regular file" in errors
