@@ -294,7 +294,7 @@ class CheckProblem:
     """One problem `train --check` found.
 
     The engine prints, with ``--progress json``, one line per problem:
-    ``{"event": "problem", "severity": "error" | "warning", "option": NAME, "message": TEXT}``
+    ``{"event": "problem", "severity": "error" | "warning" | "note", "option": NAME, "message": TEXT}``
     where NAME is the option to change (an option name of the methods JSON, or a data role:
     "normal", "unlabeled", "abnormal") or null; it exits 0 when there is no error.
 
@@ -304,7 +304,7 @@ class CheckProblem:
         message: the engine's sentence.
     """
 
-    severity: Literal["error", "warning"]
+    severity: Literal["error", "warning", "note"]
     option: str | None
     message: str
 
@@ -313,8 +313,9 @@ class CheckProblem:
         severity = ev.get("severity", "error")
         option = ev.get("option")
         message = ev.get("message")
-        if severity not in ("error", "warning") or not isinstance(message, str) or not message:
-            raise ValueError(f"a problem line of `train --check` needs severity error|warning and a message, got {dict(ev)}")
+        if severity not in ("error", "warning", "note") or not isinstance(message, str) or not message:
+            raise ValueError(f"a problem line of `train --check` needs severity error|warning|note and a message, "
+                             f"got {dict(ev)}")
         return cls(severity, str(option).lstrip("-").replace("-", "_") if option else None, message)
 
 

@@ -687,7 +687,7 @@ class NewDetectorPanel(QWidget):
             item.setForeground(grey)
             self.findings_list.addItem(item)
         if not busy and (errors or result is not None):
-            notes = self.findings or (result is not None and result.problems)
+            notes = self.findings or (result is not None and any(p.severity != "note" for p in result.problems))
             head = QListWidgetItem("✖  Not ready to train:" if errors else "✓  Ready to train: nothing blocks it."
                                    + (" Please read the notes below." if notes else ""))
             head.setForeground(QBrush(QColor(176, 0, 32) if errors else QColor(29, 122, 29)))
@@ -728,7 +728,7 @@ class NewDetectorPanel(QWidget):
         self.check_result = result
         problems: dict[str, str] = {}
         for p in result.problems:
-            if p.option and p.option in self.options_form.fields:
+            if p.severity != "note" and p.option and p.option in self.options_form.fields:
                 problems[p.option] = problems.get(p.option, "") + p.message
         self.options_form.mark_problems(problems)
         self._update()

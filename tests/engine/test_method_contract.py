@@ -156,7 +156,10 @@ def test_check_names_the_option_to_change(folders, tmp_path, capsys):
     batch = [p for p in event["problems"] if p["option"] == "--batch-size"]
     assert batch and all(p["level"] == "error" for p in batch)
     assert "module B (known normals) has 27 training images, fewer than one batch of 64" in batch[0]["message"]
-    assert [p["level"] for p in event["problems"] if p["option"] == "--calibration-fraction"] == ["warning"]
+    assert [p["level"] for p in event["problems"] if p["option"] == "--calibration-fraction"] == ["warning", "note"]
+    note = [p["message"] for p in event["problems"] if p["level"] == "note"]  # what calibration will support, said before
+    assert note == ["3 known normals will be held out to calibrate: too few for any threshold at 90 % specificity or "
+                    "more (99 % needs at least 100)"]
     lines = [json.loads(line) for line in text.strip().splitlines()[:-1]]  # one "problem" line each, for the app
     assert [(ev["event"], ev["severity"], ev["option"], ev["message"]) for ev in lines] == \
         [("problem", p["level"], p["option"], p["message"]) for p in event["problems"]]
@@ -381,3 +384,17 @@ def test_cuda_without_a_gpu_is_a_problem_named_by_its_option(folders, tmp_path, 
     assert code == 1 and [p["level"] for p in problems if p["option"] == "--device"] == ["error"]
     code, text = _train(args, capsys)
     assert code == 1 and "no usable CUDA GPU" in text and "Traceback" not in text
+
+
+def test_the_check_says_which_operating_points_the_calibration_normals_support():
+    from engine.methods import registry
+    from engine.methods.base import generic_problems
+
+    def note(n_cal: int) -> str:
+        counts = {"normal": 600, "unlabeled": 500, "abnormal": 0, "normal_calibration": n_cal}
+        return [p.message for p in generic_problems(registry()["ddad"], None, counts) if p.level == "note"][0]
+
+    assert note(60) == ("60 known normals will be held out to calibrate: thresholds at 90%, 95% specificity rest on "
+                        "enough of them (99 % needs at least 100)")
+    assert note(100).endswith("thresholds at 90%, 95%, 99% specificity rest on enough of them")
+    assert "too few" in note(9) and "90%" in note(10)
