@@ -185,5 +185,7 @@ def test_check_problem_lines() -> None:
     p = CheckProblem.from_event({"event": "problem", "severity": "error", "option": "--batch-size", "message": "too big"})
     assert (p.severity, p.option, p.message) == ("error", "batch_size", "too big")
     assert CheckProblem.from_event({"event": "problem", "severity": "warning", "option": None, "message": "m"}).option is None
-    with pytest.raises(ValueError, match="severity error\\|warning and a message"):
+    assert CheckProblem.from_event({"event": "problem", "severity": "note", "option": "--calibration-fraction",
+                                    "message": "60 known normals will be held out"}).severity == "note"
+    with pytest.raises(ValueError, match="severity error\\|warning\\|note and a message"):
         CheckProblem.from_event({"event": "problem", "severity": "fatal", "message": "m"})
