@@ -400,6 +400,39 @@ def build_config(method: Method, values: dict[str, Any]) -> Any:
         raise SettingsError(text) from None
 
 
+def settings_to_dict(settings: Any) -> dict[str, Any]:
+    """A settings dataclass as plain JSON values: its PreprocessSpec as a dict, tuples as lists."""
+    d = dataclasses.asdict(settings)
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, PreprocessSpec):
+            d[f.name] = value.to_dict()
+        elif isinstance(value, tuple):
+            d[f.name] = list(value)
+    return d
+
+
+def settings_from_dict(cls: type, d: Mapping[str, Any], what: str) -> Any:
+    """The settings dataclass ``cls`` from :func:`settings_to_dict`'s values; unknown names are refused.
+
+    A field whose default is a PreprocessSpec or a tuple gets its value back as one.
+    """
+    d = dict(d)
+    fields = dataclasses.fields(cls)
+    unknown = set(d) - {f.name for f in fields}
+    if unknown:
+        raise ValueError(f"unknown {what} settings {sorted(unknown)}; known: {sorted(f.name for f in fields)}")
+    for f in fields:
+        if f.name not in d:
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if isinstance(default, PreprocessSpec):
+            d[f.name] = PreprocessSpec.from_dict(d[f.name])
+        elif isinstance(default, tuple):
+            d[f.name] = tuple(d[f.name])
+    return cls(**d)
+
+
 def preprocess_from(d: PreprocessSpec, values: Mapping[str, Any], size: int | None = None) -> PreprocessSpec:
     """The input preprocessing: the method's default ``d`` (or ``size``), with --size / --aspect / --intensity applied."""
     return PreprocessSpec(size=values.get("size") or size or d.size, aspect=values.get("aspect") or d.aspect,

@@ -69,12 +69,13 @@ Deviations and choices (each also in README "Methods", AMAE):
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from engine.methods.base import (
-    Hooks, LossSeries, Method, Phase, Preset as MethodPreset, Role, preprocess_from, register, setting, settings_values,
+    Hooks, LossSeries, Method, Phase, Preset as MethodPreset, Role, preprocess_from, register, setting, settings_from_dict,
+    settings_to_dict, settings_values,
 )
 from engine.preprocess import PreprocessSpec
 
@@ -248,23 +249,11 @@ class Config:
         object.__setattr__(self, "crop_scale", tuple(float(c) for c in self.crop_scale))
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["preprocess"] = self.preprocess.to_dict()
-        d["betas"] = list(self.betas)
-        d["crop_scale"] = list(self.crop_scale)
-        return d
+        return settings_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":
-        d = dict(d)
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown AMAE settings {sorted(unknown)}; known: {sorted(known)}")
-        d["preprocess"] = PreprocessSpec.from_dict(d["preprocess"])
-        d["betas"] = tuple(d["betas"])
-        d["crop_scale"] = tuple(d["crop_scale"])
-        return cls(**d)
+        return settings_from_dict(cls, d, "AMAE")
 
     def mae_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :class:`models.mae.MaskedAutoencoder`."""

@@ -29,12 +29,13 @@ Deviations (each also in README "Methods"):
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from engine.methods.base import (
-    Hooks, LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting, settings_values,
+    Hooks, LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting, settings_from_dict,
+    settings_to_dict, settings_values,
 )
 from engine.preprocess import PreprocessSpec
 
@@ -129,17 +130,11 @@ class Config:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["preprocess"] = self.preprocess.to_dict()
-        d["betas"] = list(self.betas)
-        return d
+        return settings_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":
-        d = dict(d)
-        d["preprocess"] = PreprocessSpec.from_dict(d["preprocess"])
-        d["betas"] = tuple(d["betas"])
-        return cls(**d)
+        return settings_from_dict(cls, d, "DDAD")
 
 
 def describe(config: Config) -> dict[str, str]:

@@ -65,12 +65,13 @@ Choices and deviations (each also in the presets' deviations):
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from engine.methods.base import (
-    Hooks, LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting, settings_values,
+    Hooks, LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting, settings_from_dict,
+    settings_to_dict, settings_values,
 )
 from engine.preprocess import PreprocessSpec
 
@@ -216,21 +217,11 @@ class Config:
         return dict(img_size=self.preprocess.size, in_chans=1, **MAE_SIZES[self.mae_size])
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["preprocess"] = self.preprocess.to_dict()
-        d["crop_scale"] = list(self.crop_scale)
-        return d
+        return settings_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":
-        d = dict(d)
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown WSCXR settings {sorted(unknown)}; known: {sorted(known)}")
-        d["preprocess"] = PreprocessSpec.from_dict(d["preprocess"])
-        d["crop_scale"] = tuple(d["crop_scale"])
-        return cls(**d)
+        return settings_from_dict(cls, d, "WSCXR")
 
 
 def backbone_name(config: Config) -> str:
