@@ -73,6 +73,25 @@ def _lazy_arguments(module: str, parser: argparse.ArgumentParser, argv: list[str
         mod.add_arguments(parser)
 
 
+def _terminate_cleanly() -> None:
+    """SIGTERM ends an engine command through Python's exception path, not at once.
+
+    Python's default for SIGTERM ends the process where it stands, so a file being written
+    (an exported detector, an eval report) would leave its temporary ``.part`` beside the target;
+    as an exception (SystemExit, exit 143) every ``atomic_path`` removes its temporary file on the
+    way out. Commands that stop gracefully (train, score, index) install their own handler while
+    they run (:class:`engine.stop.StopRequest`) and restore this one after.
+    """
+    import signal
+    import threading
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     chosen = next((a for a in argv if not a.startswith("-")), None)
@@ -85,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"'{args.command}' is not available: {args._import_error}")
     module = importlib.import_module(args._module)
     from engine.cli_args import CommandError
+
+    if args.command != "gui":
+        _terminate_cleanly()
 
     try:
         return int(module.run(args) or 0)
