@@ -26,8 +26,8 @@ ROW_HEIGHT = 44
 # every column but File keeps its width; File takes what is left (its text elided at the start),
 # so the table fits its panel without sideways scrolling down to MIN_FILE_WIDTH
 _WIDTHS: dict[Column, int] = {
-    Column.THUMBNAIL: 48, Column.FLAG: 36, Column.SCORE: 60, Column.PERCENTILE: 44,
-    Column.PATIENT: 80, Column.STUDY: 88, Column.VIEW: 54, Column.STATUS: 104,
+    Column.THUMBNAIL: 48, Column.FLAG: 36, Column.SCORE: 74, Column.PERCENTILE: 44,
+    Column.PATIENT: 80, Column.STUDY: 88, Column.VIEW: 54, Column.STATUS: 92,
 }
 MIN_FILE_WIDTH = 90
 
