@@ -50,6 +50,18 @@ def int_range(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def float_range(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type for a finite number from ``low`` to ``high``."""
+    def parse(text: str) -> float:
+        value = finite_float(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a number from {low:g} to {high:g}, got {text!r}")
+        return value
+
+    parse.__name__ = f"number from {low:g} to {high:g}"
+    return parse
+
+
 def open_probability(text: str) -> float:
     """A number strictly between 0 and 1 (a specificity: 0.95, not 95)."""
     value = finite_float(text)

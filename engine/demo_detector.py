@@ -22,7 +22,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from engine.cli_args import finite_float, non_negative_int, positive_int
+from engine.cli_args import float_range, int_range, non_negative_int, positive_int
 
 DEMO_NAME = "Demo detector (synthetic images; not for clinical use)"
 # the training needs a few known normals per module and some held out for calibration
@@ -32,12 +32,14 @@ MIN_NORMALS = 80
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="ONNX", help="detector file to write")
     parser.add_argument("--epochs", type=positive_int, default=150, help="default: %(default)s")
-    parser.add_argument("--variation", type=_variation, default=0.5,
+    parser.add_argument("--variation", type=float_range(0.0, 2.0), default=0.5,
                         help="anatomical variation of the synthetic chests, as in the demo study (default: %(default)s)")
     parser.add_argument("--normals", type=_normals, default=160,
                         help=f"synthetic known normals, at least {MIN_NORMALS} (default: %(default)s)")
-    parser.add_argument("--members", type=_members, default=2, help="networks per module, K >= 2 (default: %(default)s)")
-    parser.add_argument("--calibration-fraction", type=_fraction, default=0.2,
+    parser.add_argument("--members", type=int_range(2, 16), default=2,
+                        help="networks per module, K from 2 to 16 (default: %(default)s)")
+    # above 0.2 of the minimum 80 normals, module B would have less than one batch of 64
+    parser.add_argument("--calibration-fraction", type=float_range(0.05, 0.2), default=0.2,
                         help="known normals held out to calibrate, in [0.05, 0.2]; 0.2 of 160 = 32, enough for 95 %% "
                              "specificity (default: %(default)s)")
     parser.add_argument("--seed", type=non_negative_int, default=0)
@@ -50,27 +52,6 @@ def _normals(text: str) -> int:
     value = positive_int(text)
     if value < MIN_NORMALS:
         raise argparse.ArgumentTypeError(f"must be at least {MIN_NORMALS} synthetic normals, got {text!r}")
-    return value
-
-
-def _members(text: str) -> int:
-    value = positive_int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2 (intra-discrepancy is a standard deviation), got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = finite_float(text)
-    if not 0.05 <= value <= 0.2:  # above 0.2 of the minimum 80 normals, module B has less than one batch of 64
-        raise argparse.ArgumentTypeError(f"must be in [0.05, 0.2], got {text!r}")
-    return value
-
-
-def _variation(text: str) -> float:
-    value = finite_float(text)
-    if not 0.0 <= value <= 2.0:
-        raise argparse.ArgumentTypeError(f"must be an anatomical variation from 0 to 2, got {text!r}")
     return value
 
 
