@@ -1,0 +1,83 @@
+"""Scores for ``bench/drift.py``: one real detector over dev_test under every shift, and the real other batch.
+
+dev_test re-rendered under each shift of ``bench/shift.py`` (its shift functions, imported; the
+same per-image seeds), scored with the detector's own preprocessing and graph (onnxruntime,
+the app's path, gate off: the shifts are in scope by construction), and the full-size Kermany
+``val`` originals (``fullres/kermany``, another acquisition batch) scored as ``cxrscreen
+score`` scores them (gate on). Cached as one ``.npz`` per detector under ``bench/_work/drift``.
+
+    python bench/drift_scores.py --model bench/_work/drift/detector.onnx
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+DEV_SPLIT = DATA / "kermany" / "splits" / "dev.json"
+WORK = REPO / "bench" / "_work" / "drift"
+
+
+def cache_path(model: Path) -> Path:
+    """Where the scores of ``model`` are cached."""
+    from engine.detector import read_metadata
+
+    return WORK / f"scores_{read_metadata(model).model_id}.npz"
+
+
+def score_all(model: Path) -> Path:
+    """Score every batch with ``model`` (or return the cache); returns the cache file."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from shift import SHIFTS  # bench/shift.py's shift functions (not edited here)
+
+    from engine.detector import Detector
+    from engine.io import read_radiograph
+    from engine.preprocess import preprocess
+    from engine.scoring import iter_scores
+
+    out = cache_path(model)
+    if out.is_file():
+        return out
+    det = Detector(model, provider="cpu")
+    split = json.loads(DEV_SPLIT.read_text())["dev_test"]
+    root = DEV_SPLIT.parent.parent
+    paths = [root / p for p in split["normal"] + split["abnormal"]]
+    labels = np.r_[np.zeros(len(split["normal"])), np.ones(len(split["abnormal"]))].astype(np.int8)
+    pixels = [read_radiograph(p).pixels for p in paths]
+    arrays: dict[str, np.ndarray] = {"dev_test_labels": labels}
+    for name, fn in SHIFTS.items():
+        t0 = time.time()
+        batch = np.stack([preprocess(fn(p, np.random.default_rng(i)), det.preprocess_spec)
+                          for i, p in enumerate(pixels)])[:, None]
+        arrays[f"shift_{name}"] = np.concatenate([det.run(batch[i: i + 128]).scores for i in range(0, len(batch), 128)])
+        print(f"{name:13s} scored {len(batch)} in {time.time() - t0:.1f} s", flush=True)
+    froot = DATA / "fullres" / "kermany"
+    rows = list(csv.DictReader(open(froot / "labels.csv", encoding="utf-8")))
+    results = [r for b in iter_scores([froot / r["path"] for r in rows], det) for r in b]
+    if any(r.score is None for r in results):
+        raise RuntimeError(f"fullres/kermany: not every image was scored: {[(r.path.name, r.error, r.out_of_scope) for r in results if r.score is None]}")
+    arrays["fullres_scores"] = np.array([r.score for r in results])
+    arrays["fullres_labels"] = np.array([int(r["label"]) for r in rows], dtype=np.int8)
+    WORK.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **arrays)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, required=True)
+    args = p.parse_args()
+    if not DEV_SPLIT.is_file():
+        sys.exit(f"real data not found at {DATA}: this benchmark needs ../shared/data beside the checkout")
+    print(score_all(args.model))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""engine.drift: the drift test (valid under any abnormal share up to π_max, powered against real shifts) and its estimate."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from engine.detector import NormalCalibration
+from engine.drift import MIN_IMAGES, DriftReport, binomial_cdf, check_drift, shift_estimate
+
+
+def _calibration(scores: np.ndarray) -> NormalCalibration:
+    return NormalCalibration(tuple(float(v) for v in np.sort(scores)), (0.0, 1.0), (0.0, 1.0), "test normals")
+
+
+def test_binomial_cdf_matches_the_direct_sum():
+    n = 16
+    for k in (0, 3, 15):
+        for p in (0.01, 0.2, 0.7):
+            direct = sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+            assert binomial_cdf(k, n, np.array([p]))[0] == pytest.approx(direct, rel=1e-9)
+    # the edges: k >= n is certain, p = 0 puts every draw at 0
+    assert binomial_cdf(16, 16, np.array([0.5]))[0] == 1.0
+    assert binomial_cdf(0, 16, np.array([0.0]))[0] == 1.0
+
+
+def test_no_false_alarm_at_the_worst_allowed_abnormal_share():
+    """Normals like the calibration's plus 70 % abnormal studies all above them: the worst case the
+    test allows for; it must not call more than alpha of such batches drifted."""
+    rng = np.random.default_rng(0)
+    alarms = 0
+    for _ in range(200):
+        cal = _calibration(rng.normal(0, 1, 120))
+        batch = np.r_[rng.normal(0, 1, 60), rng.normal(50, 1, 140)]  # π = 0.7
+        alarms += check_drift(batch, cal, max_abnormal_share=0.7).drift
+    assert alarms <= 0.05 * 200 + 4  # alpha plus binomial slack (P(> 14 of 200 | 5 %) < 0.05)
+
+
+def test_a_shifted_batch_is_flagged_and_its_specificity_estimated():
+    rng = np.random.default_rng(1)
+    cal = _calibration(rng.normal(0, 1, 120))
+    # 600 images, 40 % abnormal; the normals shifted by one standard deviation (95 % -> 74 %)
+    batch = np.r_[rng.normal(1.0, 1, 360), rng.normal(4, 1, 240)]
+    r = check_drift(batch, cal, specificity=0.95)
+    assert r.drift and r.unreliable and r.p_value < 0.01
+    assert "scores higher than the detector's normals; its flag rate is not reliable" in r.message
+    # the estimate assumes 70 % abnormal (the most favourable reading): it errs towards the promise
+    assert 0.70 < r.specificity_estimated < 0.95
+    assert DriftReport.from_dict(r.to_dict()) == r
+
+
+def test_an_unshifted_batch_with_abnormal_studies_is_not_flagged():
+    rng = np.random.default_rng(2)
+    cal = _calibration(rng.normal(0, 1, 120))
+    batch = np.r_[rng.normal(0, 1, 240), rng.normal(2.5, 1, 400)]  # like dev_test: 62 % abnormal
+    r = check_drift(batch, cal)
+    assert not r.drift and not r.unreliable and r.message.startswith("No drift")
+
+
+def test_the_shift_estimate_recovers_a_shift_of_an_all_normal_batch():
+    rng = np.random.default_rng(3)
+    cal = _calibration(rng.normal(0, 1, 2000))
+    batch = rng.normal(0.5, 1, 5000)
+    assert shift_estimate(batch, cal, abnormal_share=0.0) == pytest.approx(0.5, abs=0.1)
+    # the scale does not matter: any increasing transform of both gives the same δ
+    cal_exp = _calibration(np.exp(np.asarray(cal.normal_scores)))
+    assert shift_estimate(np.exp(batch), cal_exp, 0.0) == pytest.approx(shift_estimate(batch, cal, 0.0), abs=1e-9)
+
+
+def test_too_few_images_are_not_tested():
+    cal = _calibration(np.arange(100.0))
+    r = check_drift(np.full(MIN_IMAGES - 1, 1000.0), cal)
+    assert not r.tested and not r.drift and "too few" in r.message
+
+
+def test_bad_parameters_are_refused():
+    cal = _calibration(np.arange(100.0))
+    with pytest.raises(ValueError, match="max_abnormal_share"):
+        check_drift(np.arange(20.0), cal, max_abnormal_share=1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        check_drift(np.arange(20.0), cal, alpha=0.0)
+    with pytest.raises(ValueError, match="finite"):
+        check_drift(np.r_[np.arange(20.0), np.nan], cal)
