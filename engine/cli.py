@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("engine.train_cli", "train a detector from normal + unlabeled folders or a split file"),
     "export": ("engine.export_cli", "export a trained run to one ONNX detector file"),
     "score": ("engine.score_cli", "score every radiograph in a folder with an ONNX detector"),
+    "recalibrate": ("engine.recalibrate_cli", "set a site operating point on reader-confirmed normals (the detector file is unchanged)"),
     "index": ("engine.index_cli", "list the radiographs under folders with their headers (no pixel decode)"),
     "eval": ("engine.eval_cli", "evaluate a detector on labelled images (AUROC, AP, operating points)"),
     "methods": ("engine.methods_cli", "list the training methods, their data, options and presets (--json: for the app)"),

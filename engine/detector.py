@@ -97,12 +97,16 @@ class NormalCalibration:
         heatmap_quantiles: heatmap values at those probabilities, pooled over all pixels of
             all held-out normal heatmaps, so colours mean the same evidence in every image.
         source: a sentence saying where the normals came from.
+        name: "" for the calibration stored in the detector file; a site calibration's name
+            (set from reader-confirmed normals of a site's images, see
+            :mod:`engine.site_calibration`) otherwise.
     """
 
     normal_scores: tuple[float, ...]
     heatmap_quantile_levels: tuple[float, ...]
     heatmap_quantiles: tuple[float, ...]
     source: str = "held-out known normals"
+    name: str = ""
 
     def __post_init__(self) -> None:
         if len(self.normal_scores) < 1:
@@ -132,6 +136,13 @@ class NormalCalibration:
     @property
     def n_normals(self) -> int:
         return len(self.normal_scores)
+
+    @property
+    def label(self) -> str:
+        """Which calibration this is, in words: every result names the one it used."""
+        if not self.name:
+            return f"detector calibration ({self.n_normals} held-out normals)"
+        return f"site calibration “{self.name}” ({self.n_normals} confirmed normals)"
 
     def percentile(self, scores: np.ndarray | float) -> np.ndarray:
         """Percent of calibration normals scoring strictly below each score, ties counted half.
@@ -187,8 +198,9 @@ class NormalCalibration:
         need = self.normals_needed(specificity)
         if self.n_normals >= need:
             return None
+        which = f"the site calibration “{self.name}” has" if self.name else "this detector was calibrated on"
         return (f"{100 * specificity:g} % specificity rests on too few normals: it needs at least {need}, "
-                f"this detector was calibrated on {self.n_normals}")
+                f"{which} {self.n_normals}")
 
     def heatmap_level(self, values: np.ndarray) -> np.ndarray:
         """Map heatmap values to [0, 1] by the normal heatmap distribution (its CDF).
@@ -204,6 +216,7 @@ class NormalCalibration:
             "heatmap_quantiles": list(self.heatmap_quantiles),
             "source": self.source,
             "n_normals": self.n_normals,
+            **({"name": self.name} if self.name else {}),
         }
 
     @classmethod
@@ -213,6 +226,7 @@ class NormalCalibration:
             heatmap_quantile_levels=tuple(float(v) for v in d["heatmap_quantile_levels"]),
             heatmap_quantiles=tuple(float(v) for v in d["heatmap_quantiles"]),
             source=str(d.get("source", "held-out known normals")),
+            name=str(d.get("name", "")),
         )
 
 
@@ -390,6 +404,7 @@ class Detector:
             self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=wanted)
         except Exception as exc:
             raise DetectorError(self.path, f"onnxruntime cannot load the graph: {exc}") from exc
+        self._calibration = self.meta.calibration
         self.provider: str = self._session.get_providers()[0]
         self.provider_note: str | None = None
         if provider == "cuda" and self.provider != "CUDAExecutionProvider":
@@ -426,7 +441,15 @@ class Detector:
 
     @property
     def calibration(self) -> NormalCalibration:
-        return self.meta.calibration
+        """The active calibration: the file's, unless :meth:`set_calibration` chose a site's."""
+        return self._calibration
+
+    def set_calibration(self, calibration: NormalCalibration | None) -> None:
+        """Use a site calibration for percentiles and thresholds (None: the file's own again).
+
+        The detector file is not touched: a site calibration lives beside it.
+        """
+        self._calibration = self.meta.calibration if calibration is None else calibration
 
     @property
     def preprocess_spec(self) -> PreprocessSpec:

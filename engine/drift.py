@@ -106,6 +106,13 @@ class DriftReport:
     unreliable: bool
 
     @property
+    def estimate_short(self) -> bool:
+        """The estimate falls more than :data:`UNRELIABLE_POINTS` short of the promise (with or
+        without a significant test: on a small batch it is the only hint there is)."""
+        return self.specificity_estimated is not None and \
+            100 * (self.specificity_promised - self.specificity_estimated) > UNRELIABLE_POINTS
+
+    @property
     def message(self) -> str:
         """One or two sentences for the reader (the CLI, the worklist banner, the database)."""
         s = 100 * self.specificity_promised
@@ -116,9 +123,13 @@ class DriftReport:
             f"at the {s:g} % specificity operating point its normals would get about "
             f"{100 * self.specificity_estimated:.0f} % (estimated from its lowest scores)")
         if not self.drift:
-            return (f"No drift: this folder's {self.n} scores are consistent with the detector's {self.n_calibration} "
+            text = (f"No drift detected: this folder's {self.n} scores are consistent with the {self.n_calibration} "
                     f"calibration normals plus up to {100 * self.max_abnormal_share:.0f} % abnormal studies "
                     f"(p = {self.p_value:.2g}).")
+            if self.estimate_short:
+                text += (f" Too few images to be sure, though: {est}. Confirm some normals of this batch to check "
+                         f"the operating point.")
+            return text
         head = "This folder scores higher than the detector's normals"
         why = (f"{self.n} scores, p = {self.p_value:.2g} even if {100 * self.max_abnormal_share:.0f} % of them were "
                f"abnormal")
@@ -129,6 +140,7 @@ class DriftReport:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["message"] = self.message
+        d["estimate_short"] = self.estimate_short
         return d
 
     @classmethod

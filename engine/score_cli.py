@@ -5,13 +5,19 @@ detector's calibration normals, the flag at the operating point, the threshold, 
 file that cannot be read gets a row with the reason instead of stopping the run. An image the
 detector's out-of-scope gate refuses (:mod:`engine.scope`: not a frontal chest radiograph like
 the detector's) gets no score and no flag, and "out of scope: <reason>" in ``out_of_scope``. The operating
-point is a specificity on known normals (default 0.95) or a raw score threshold. The CSV is
-written atomically. The execution provider actually used (CUDA or CPU) is printed.
+point is a specificity on known normals (default 0.95) or a raw score threshold, on the
+detector's own calibration or on a site calibration (``--calibration FILE``, made by ``cxrscreen
+recalibrate``); every row names the calibration it used. The CSV is written atomically. The
+execution provider actually used (CUDA or CPU) is printed. When every file is scored, the drift
+check (:mod:`engine.drift`) says whether the folder scores higher than the calibration normals
+plus a plausible share of abnormal studies explains, i.e. whether its flag rate can be trusted.
 
 ``--format jsonl --out -`` streams one JSON object per line on stdout instead (for the app, which
 scores in a separate process): ``{"event": "start", "total", "provider", "provider_note",
 "model_id", "threshold"}``, then ``{"event": "result", "path", "score", "percentile", "flagged",
-"error", "out_of_scope"}`` per file (flushed per batch), then ``{"event": "done" | "stopped", ...}``. SIGTERM or
+"error", "out_of_scope"}`` per file (flushed per batch), then (when complete) ``{"event": "drift", "drift",
+"p_value", "specificity_estimated", "message", ...}`` (:class:`engine.drift.DriftReport`), then
+``{"event": "done" | "stopped", ...}``. SIGTERM or
 Ctrl-C stops after the current batch. ``--paths-from FILE`` (or ``-`` for stdin) reads an
 explicit list of files, one per line, instead of (or besides) scanning folders.
 """
@@ -26,13 +32,13 @@ import time
 from pathlib import Path
 from typing import IO
 
-from engine.cli_args import finite_float, int_range, open_probability, read_path_list
+from engine.cli_args import finite_float, float_range, int_range, open_probability, read_path_list
 from engine.csv_safe import csv_text
 
 logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("path", "score", "percentile_among_normals", "flagged", "threshold", "operating_point",
-               "model_id", "model_name", "error", "out_of_scope")
+               "calibration", "model_id", "model_name", "error", "out_of_scope")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     op.add_argument("--specificity", type=open_probability, default=0.95,
                     help="flag above the score that this fraction of calibration normals stay below (default: %(default)s)")
     op.add_argument("--threshold", type=finite_float, default=None, help="flag above this raw score instead")
+    parser.add_argument("--calibration", type=Path, metavar="JSON",
+                        help="a site calibration of this detector (cxrscreen recalibrate) instead of the detector's own")
+    parser.add_argument("--max-abnormal-share", type=float_range(0.0, 0.99), default=None, metavar="P",
+                        help="the drift check allows for up to this share of abnormal studies "
+                             "(default: 0.7; a lower share makes the check more sensitive)")
     parser.add_argument("--batch-size", type=int_range(1, 4096), default=32, help="1 to 4096 (default: %(default)s)")
     parser.add_argument("--workers", type=int_range(1, 64), default=2, help="decoding threads, 1 to 64 (default: %(default)s)")
     parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto", help="default: %(default)s")
@@ -89,10 +100,18 @@ def run(args: argparse.Namespace) -> int:
         detector = Detector(args.model, provider=args.provider)
     except DetectorError as exc:
         raise CommandError(f"--model {exc}") from None
+    if args.calibration is not None:
+        from engine.site_calibration import SiteCalibrationError, read_file
+
+        try:
+            detector.set_calibration(read_file(args.calibration, detector.meta.model_id))
+        except SiteCalibrationError as exc:
+            raise CommandError(f"--calibration {exc}") from None
     if args.threshold is not None:
         threshold, op_name = float(args.threshold), "raw threshold"
     else:
         threshold, op_name = detector.calibration.threshold_at_specificity(args.specificity), f"specificity {args.specificity:g} on normals"
+    print(f"calibration: {detector.calibration.label}", file=sys.stderr)
     print(f"detector {detector.meta.name} ({detector.meta.model_id}); provider {detector.provider}"
           + (f" [{detector.provider_note}]" if detector.provider_note else ""), file=sys.stderr)
     print(f"operating point: {op_name} -> score threshold {threshold:.6g}", file=sys.stderr)
@@ -118,11 +137,30 @@ def run(args: argparse.Namespace) -> int:
                 print(f"stopped after {counts['scored']} images; {args.out} was not written", file=sys.stderr)
                 return 3
     dt = time.monotonic() - t0
+    drift = counts.pop("drift", None)
+    if drift is not None:
+        print(f"drift check: {drift.message}", file=sys.stderr)
     print(f"{status}: scored {counts['scored']} images in {dt:.1f} s ({counts['scored'] / max(dt, 1e-9):.1f} images/s, "
           f"provider {detector.provider}); {counts['flagged']} flagged; {counts['unreadable']} unreadable; "
           f"{counts['out_of_scope']} out of scope"
           + ("" if to_stdout else f" -> {args.out}"), file=sys.stderr)
     return 0 if status == "done" else 3
+
+
+def _drift(calibration, scores: list[float], args: argparse.Namespace, threshold: float):
+    """The drift check of the scored images (:mod:`engine.drift`) at the promised specificity
+    (with a raw threshold: the share of calibration normals it keeps below)."""
+    import numpy as np
+
+    from engine.drift import MAX_ABNORMAL_SHARE, check_drift
+
+    if args.threshold is None:
+        spec = args.specificity
+    else:
+        spec = min(max(calibration.achieved_specificity(threshold)[0], 0.001), 0.999)
+    share = MAX_ABNORMAL_SHARE if args.max_abnormal_share is None else args.max_abnormal_share
+    x = np.asarray(scores, dtype=np.float64)
+    return check_drift(x[np.isfinite(x)], calibration, specificity=spec, max_abnormal_share=share)
 
 
 def _write(f: IO[str], args, detector, paths, unreadable, threshold: float, op_name: str, counts: dict,
@@ -131,7 +169,8 @@ def _write(f: IO[str], args, detector, paths, unreadable, threshold: float, op_n
     if args.format == "csv":
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
-        common = (f"{threshold:.8g}", op_name, csv_text(meta.model_id), csv_text(meta.name))
+        common = (f"{threshold:.8g}", op_name, csv_text(detector.calibration.label), csv_text(meta.model_id),
+                  csv_text(meta.name))
 
         def emit(path: Path, score, pct, flagged, error, out_of_scope=None) -> None:
             writer.writerow([csv_text(str(path)), "" if score is None else f"{score:.8g}", "" if pct is None else f"{pct:.2f}",
@@ -143,12 +182,14 @@ def _write(f: IO[str], args, detector, paths, unreadable, threshold: float, op_n
 
         line({"event": "start", "total": len(paths) + len(unreadable), "model_id": meta.model_id, "model_name": meta.name,
               "provider": detector.provider, "provider_note": detector.provider_note, "threshold": threshold,
-              "operating_point": op_name})
+              "operating_point": op_name, "calibration": detector.calibration.label,
+              "calibration_name": detector.calibration.name})
 
         def emit(path: Path, score, pct, flagged, error, out_of_scope=None) -> None:
             line({"event": "result", "path": str(path), "score": score, "percentile": pct, "flagged": flagged, "error": error,
                   "out_of_scope": out_of_scope})
 
+    scores: list[float] = []
     for path, reason in unreadable:
         emit(path, None, None, None, reason)
         counts["unreadable"] += 1
@@ -164,12 +205,19 @@ def _write(f: IO[str], args, detector, paths, unreadable, threshold: float, op_n
                 counts["unreadable"] += 1
                 continue
             flagged = r.score > threshold
+            scores.append(r.score)
             counts["scored"] += 1
             counts["flagged"] += int(flagged)
             emit(r.path, r.score, r.percentile, flagged, None)
         f.flush()
     status = "stopped" if stop.requested else "done"
+    if status == "done":
+        drift = _drift(detector.calibration, scores, args, threshold)
+        if args.format == "jsonl":
+            f.write(json.dumps({"event": "drift", **drift.to_dict()}) + "\n")
     if args.format == "jsonl":
         f.write(json.dumps({"event": status, **counts}) + "\n")
+    if status == "done":
+        counts["drift"] = drift
         f.flush()
     return status

@@ -82,3 +82,12 @@ def test_bad_parameters_are_refused():
         check_drift(np.arange(20.0), cal, alpha=0.0)
     with pytest.raises(ValueError, match="finite"):
         check_drift(np.r_[np.arange(20.0), np.nan], cal)
+
+
+def test_a_small_batch_far_above_is_not_significant_but_says_so():
+    """16 images all above the calibration's 80th percentile: the test cannot exclude 70 % abnormal
+    studies, yet the estimate falls short and the message asks for confirmed normals."""
+    cal = _calibration(np.arange(100.0))
+    r = check_drift(np.linspace(85.0, 99.0, 16), cal)
+    assert r.tested and not r.drift and r.estimate_short
+    assert "Too few images to be sure" in r.message and r.to_dict()["estimate_short"] is True
