@@ -8,19 +8,24 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
 from app.card_words import intended_use_rows, training_rows
-from engine.detector import DetectorMetadata
+from engine.detector import DetectorMetadata, NormalCalibration
 from engine.scope import ScopeGate
 
 
 def card_sections(meta: DetectorMetadata, path: Path | None = None, provider: str | None = None,
-                  provider_note: str | None = None) -> list[tuple[str, list[tuple[str, str]]]]:
-    """The card as (section, [(label, value)]) in display order."""
+                  provider_note: str | None = None, site_calibrations: Sequence[NormalCalibration] = (),
+                  active: NormalCalibration | None = None) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The card as (section, [(label, value)]) in display order.
+
+    ``site_calibrations`` (from the model library) get a section each, with their counts and
+    intervals; ``active`` (None: the detector's own) is named in the Detector section.
+    """
     p = meta.preprocess
     identity = [("Name", meta.name or "(unnamed)"), ("Model id", meta.model_id), ("Created", meta.created or "?")]
     if path is not None:
@@ -31,27 +36,37 @@ def card_sections(meta: DetectorMetadata, path: Path | None = None, provider: st
     method = [("Method", meta.method), ("Backbone", meta.backbone), ("Score", meta.score_type),
               ("Input", f"{p.size} × {p.size}, aspect {p.aspect}, intensity {p.intensity}, "
                         f"range {p.output_range[0]:g}…{p.output_range[1]:g}")]
-    cal = meta.calibration
+    calibration = _calibration_rows(meta.calibration)
+    calibration.append(("Out-of-scope gate", ScopeGate.from_metadata(meta.scope).description))
+    training = training_rows(meta.training)
+    metrics = [(str(k), _value(v)) for k, v in meta.metrics.items()]
+    software = [(str(k), str(v)) for k, v in sorted(meta.software.items())]
+    identity.append(("Calibration in use", (active or meta.calibration).label))
+    sections = [("Detector", identity), ("Intended use and limitations", intended_use_rows(meta)), ("Method", method),
+                ("Calibration on known normals", calibration)]
+    for site in site_calibrations:
+        sections.append((f"Site calibration “{site.name}”" + (" (in use)" if active is not None and site.name == active.name
+                                                               else ""), _calibration_rows(site)))
+    sections.append(("Training", training or [("", "not recorded")]))
+    sections.append(("Validation metrics", metrics or [("", "none in the file")]))
+    if software:
+        sections.append(("Software", software))
+    return sections
+
+
+def _calibration_rows(cal: NormalCalibration) -> list[tuple[str, str]]:
+    """Count, score range and the thresholds at 90 / 95 / 99 % with Clopper–Pearson intervals."""
     s = np.asarray(cal.normal_scores)
-    calibration = [("Normals", f"{cal.n_normals} ({cal.source})"),
-                   ("Normal scores", f"min {s.min():.5g}, median {np.median(s):.5g}, max {s.max():.5g}")]
+    rows = [("Normals", f"{cal.n_normals} ({cal.source})"),
+            ("Normal scores", f"min {s.min():.5g}, median {np.median(s):.5g}, max {s.max():.5g}")]
     for spec in (0.90, 0.95, 0.99):
         t = cal.threshold_at_specificity(spec)
         achieved, lo, hi = cal.achieved_specificity(t)
         text = (f"{t:.5g} ({100 * achieved:.1f} % of the normals below it; 95 % interval "
                 f"{100 * lo:.1f}–{100 * hi:.1f} %)")
         note = cal.operating_point_note(spec)
-        calibration.append((f"Threshold at {100 * spec:g} %", text + (f" — ⚠ {note}" if note else "")))
-    calibration.append(("Out-of-scope gate", ScopeGate.from_metadata(meta.scope).description))
-    training = training_rows(meta.training)
-    metrics = [(str(k), _value(v)) for k, v in meta.metrics.items()]
-    software = [(str(k), str(v)) for k, v in sorted(meta.software.items())]
-    sections = [("Detector", identity), ("Intended use and limitations", intended_use_rows(meta)), ("Method", method),
-                ("Calibration on known normals", calibration), ("Training", training or [("", "not recorded")])]
-    sections.append(("Validation metrics", metrics or [("", "none in the file")]))
-    if software:
-        sections.append(("Software", software))
-    return sections
+        rows.append((f"Threshold at {100 * spec:g} %", text + (f" — ⚠ {note}" if note else "")))
+    return rows
 
 
 def card_html(sections: list[tuple[str, list[tuple[str, str]]]]) -> str:
@@ -78,13 +93,14 @@ class DetectorCardDialog(QDialog):
     """Shows a detector's card."""
 
     def __init__(self, meta: DetectorMetadata, path: Path | None = None, provider: str | None = None,
-                 provider_note: str | None = None, parent: QWidget | None = None) -> None:
+                 provider_note: str | None = None, parent: QWidget | None = None,
+                 site_calibrations: Sequence[NormalCalibration] = (), active: NormalCalibration | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Detector card: {meta.name or meta.model_id[:8]}")
         self.resize(620, 620)
         layout = QVBoxLayout(self)
         self.text = QTextBrowser()
-        self.text.setHtml(card_html(card_sections(meta, path, provider, provider_note)))
+        self.text.setHtml(card_html(card_sections(meta, path, provider, provider_note, site_calibrations, active)))
         layout.addWidget(self.text)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)

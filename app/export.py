@@ -3,7 +3,8 @@ without the caller saying so.
 
 One row per case: the file path, patient / study / series references (keyed pseudonyms, see
 :mod:`app.pseudonym`, unless real identifiers are asked for), view, score, percentile among
-normals, flag, the threshold and operating point, the detector's id, name and version, the
+normals, flag, the threshold and operating point, the calibration it was set on (the detector's
+own or a site calibration), the detector's id, name and version, the
 status and the export time (UTC). The ``id_mode`` column says which kind of reference the file
 holds, with the key's fingerprint.
 
@@ -37,7 +38,7 @@ from engine.io import RadiographMeta
 ExportScope = Literal["flagged", "all", "selected"]
 COLUMNS: tuple[str, ...] = (
     "path", "patient", "study", "series", "id_mode", "view", "score", "percentile", "flagged",
-    "threshold", "operating_point", "model_id", "model_name", "model_method", "model_created",
+    "threshold", "operating_point", "calibration", "model_id", "model_name", "model_method", "model_created",
     "model_software", "status", "exported_at",
 )
 _UID_LIKE = re.compile(r"\d+(\.\d+){3,}")
@@ -56,6 +57,8 @@ class ExportContext:
         key: the pseudonym key.
         exported_at: the export time (UTC).
         roots: the folders opened in the worklist; paths are written relative to them.
+        calibration: which calibration the threshold and percentiles come from
+            (:attr:`NormalCalibration.label`; default: the detector's own).
     """
 
     model: DetectorMetadata
@@ -65,6 +68,7 @@ class ExportContext:
     key: bytes
     exported_at: datetime.datetime
     roots: tuple[Path, ...] = ()
+    calibration: str = ""
 
 
 def select_records(records: Iterable[CaseRecord], scope: ExportScope, model_id: str, threshold: float,
@@ -110,6 +114,7 @@ def export_rows(records: Iterable[CaseRecord], ctx: ExportContext) -> list[dict[
             "flagged": ("1" if score.score > ctx.threshold else "0") if score else "",
             "threshold": f"{ctx.threshold:.9g}",
             "operating_point": csv_text(ctx.operating_point),
+            "calibration": csv_text(ctx.calibration or ctx.model.calibration.label),
             "model_id": mid,
             "model_name": csv_text(ctx.model.name),
             "model_method": csv_text(f"{ctx.model.method}/{ctx.model.backbone}/{ctx.model.score_type}"),

@@ -6,8 +6,10 @@ Layout (``platformdirs.user_data_dir("cxrscreen") / "models"`` by default)::
     models/<model_id>/model.onnx     the detector file (never rewritten once in place)
     models/<model_id>/card.json      the model card: the detector's metadata (method, calibration,
                                      training summary, software), the library's name for it,
-                                     when and from where it was added, and for detectors trained
-                                     in the app the training job and validation metrics
+                                     when and from where it was added, for detectors trained
+                                     in the app the training job and validation metrics, and
+                                     the site calibrations set on confirmed normals
+                                     ("site_calibrations", "active_calibration": see below)
     models/<model_id>/roc.png        ROC curve and score histogram (when validated)
     models/<model_id>/validation.json  the full evaluation report (when validated)
 
@@ -16,7 +18,11 @@ A model appears all at once or not at all: every addition is built in a hidden
 before removing it. Hidden folders are never listed. The detector file is verified
 (:func:`engine.detector.read_metadata`) before anything is written. Renaming changes the card
 only; the window shows the library's name for a detector it loads (:meth:`ModelLibrary.named`).
-No Qt.
+
+Site calibrations (:mod:`engine.site_calibration`): an operating point set on reader-confirmed
+normals of a site's images is kept in the card beside the detector's own calibration, never
+replacing it; the user chooses which one is active (:meth:`ModelLibrary.set_active_calibration`).
+The detector file stays as it was. No Qt.
 """
 from __future__ import annotations
 
@@ -32,7 +38,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from engine.atomic import atomic_write_text
-from engine.detector import DetectorError, DetectorMetadata, read_metadata
+from engine.detector import DetectorError, DetectorMetadata, NormalCalibration, read_metadata
+from engine.site_calibration import SiteCalibrationError
+from engine.site_calibration import from_dict as site_calibration_from_dict
+from engine.site_calibration import to_json as site_calibration_json
 
 logger = logging.getLogger(__name__)
 MODEL_FILE = "model.onnx"
@@ -100,6 +109,23 @@ class LibraryEntry:
         if not asked or asked == self.name:
             return None
         return f"A detector named “{asked}” is already in the library, so this one was added as “{self.name}”."
+
+    @property
+    def site_calibrations(self) -> list[NormalCalibration]:
+        """The site calibrations kept for this detector, oldest first (unreadable ones skipped, logged)."""
+        out = []
+        for d in self.card.get("site_calibrations") or []:
+            try:
+                out.append(site_calibration_from_dict(d, self.model_id))
+            except SiteCalibrationError as exc:
+                logger.warning("model library: %s: a site calibration is unreadable (%s)", self.model_id, exc)
+        return out
+
+    @property
+    def active_calibration(self) -> NormalCalibration | None:
+        """The site calibration in use, or None for the detector's own."""
+        name = self.card.get("active_calibration")
+        return next((c for c in self.site_calibrations if c.name == name), None) if name else None
 
     @property
     def roc_image(self) -> Path | None:
@@ -245,6 +271,41 @@ class ModelLibrary:
         card = dict(entry.card)
         card["name"] = clean
         card.pop("name_requested", None)
+        atomic_write_text(entry.folder / CARD_FILE, json.dumps(card, indent=2, sort_keys=True))
+        return self._require(model_id)
+
+    def add_site_calibration(self, model_id: str, calibration: NormalCalibration, activate: bool = True) -> LibraryEntry:
+        """Keep a site calibration of a model (and make it the active one unless told otherwise).
+
+        Raises:
+            LibraryError: unknown model, a calibration without a name, or a name already used
+                by another site calibration of this model (or "detector", which names its own).
+        """
+        entry = self._require(model_id)
+        if not calibration.name:
+            raise LibraryError("a site calibration needs a name", model_id)
+        if calibration.name.casefold() in {c.name.casefold() for c in entry.site_calibrations} | {"detector"}:
+            raise LibraryError(f"this detector already has a calibration named “{calibration.name}”; choose another name",
+                               model_id)
+        card = dict(entry.card)
+        card["site_calibrations"] = [*(card.get("site_calibrations") or []),
+                                     json.loads(site_calibration_json(calibration, model_id))]
+        if activate:
+            card["active_calibration"] = calibration.name
+        atomic_write_text(entry.folder / CARD_FILE, json.dumps(card, indent=2, sort_keys=True))
+        return self._require(model_id)
+
+    def set_active_calibration(self, model_id: str, name: str | None) -> LibraryEntry:
+        """Use the site calibration ``name`` for this model (None: the detector's own).
+
+        Raises:
+            LibraryError: unknown model or no site calibration of that name.
+        """
+        entry = self._require(model_id)
+        if name is not None and name not in {c.name for c in entry.site_calibrations}:
+            raise LibraryError(f"this detector has no site calibration named “{name}”", model_id)
+        card = dict(entry.card)
+        card["active_calibration"] = name
         atomic_write_text(entry.folder / CARD_FILE, json.dumps(card, indent=2, sort_keys=True))
         return self._require(model_id)
 

@@ -129,7 +129,8 @@ def entry_sections(entry: LibraryEntry) -> Sections:
                 rows.append((f"Sensitivity at {float(spec) * 100:g} % specificity (these labels)", _ci(metric)))
         sections.append(("Validation (labelled images never trained on)", rows))
     sections.append(("Model library", library))
-    for title, rows in card_sections(meta, entry.path):
+    for title, rows in card_sections(meta, entry.path, site_calibrations=entry.site_calibrations,
+                                     active=entry.active_calibration):
         if title == "Training data" and isinstance(job, dict):
             continue  # the app's own section above says it readably
         if title == "Validation metrics" and v is not None:

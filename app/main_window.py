@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.case_loading import LoadedCase
+from app.controllers.calibration import CalibrationController
 from app.controllers.indexing import IndexingController
 from app.controllers.reading import ReadingController
 from app.controllers.scoring import ScoringController
@@ -170,10 +171,13 @@ class MainWindow(QMainWindow):
         self.actions: dict[str, QAction] = {}
         self._build_actions()
         self.model_tools = ModelTools(self)  # New detector, model library, comparison, engine command
+        self.calibration = CalibrationController(self)  # drift banner, site calibrations (app/controllers/calibration.py)
         self._build_menus_and_toolbar()
         # ---------------------------------------------------------------- wiring
         self.worklist.current_changed.connect(self._on_current_changed)
         self.operating.changed.connect(self._on_operating_point)
+        self.operating.changed.connect(self.calibration.scores_changed)  # the promise checked changed
+        self.model.counts_changed.connect(self.calibration.scores_changed)  # scores from the database, too
         self.viewer_state.overlay_changed.connect(self._sync_checkable_actions)
         self.viewer_state.window_changed.connect(self._sync_checkable_actions)
         self.privacy.changed.connect(self.model.set_show_identifiers)
@@ -366,6 +370,7 @@ class MainWindow(QMainWindow):
         det.addAction(a["load_detector"])
         self.model_tools.fill_menu(det)
         det.addAction(a["detector_card"])
+        self.calibration.fill_menu(det.addMenu("Calibration"))
         det.addSeparator()
         det.addAction(a["score"])
         det.addAction(a["cancel"])
@@ -600,13 +605,15 @@ class MainWindow(QMainWindow):
         self.scoring.provider_choice = self._loading_detector.provider
         self._loading_detector = None
         detector.meta = self.library.named(detector.meta)  # the library's name for it, if renamed there
+        self.calibration.apply_library(detector)  # the site calibration chosen for it, if any
         self.scoring.stop()
         self.detector = detector
         self.detector_path = detector.path
         self.settings.set_last_model(detector.path)
         meta = detector.meta
-        self.model.set_active_model(meta.model_id, self.operating.threshold(detector.calibration))
+        self.model.set_active_model(meta.model_id, self.operating.threshold(detector.calibration), detector.calibration)
         self.operating_control.set_calibration(detector.calibration)
+        self.calibration.update_drift(record=False)
         self.case_panel.set_detector(meta, detector.provider, detector.provider_note)
         short = self.show_provider(detector.provider, detector.provider_note)
         self.statusBar().showMessage(f"Detector {meta.name or meta.model_id[:8]} loaded"
@@ -646,7 +653,8 @@ class MainWindow(QMainWindow):
             self.report_error("No detector", "Load a detector first (Ctrl+L).")
             return
         d = DetectorCardDialog(self.detector.meta, self.detector.path, self.detector.provider,
-                               self.detector.provider_note, self)
+                               self.detector.provider_note, self, self.calibration.site_calibrations(),
+                               self.detector.calibration if self.detector.calibration.name else None)
         d.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         d.open()
 
@@ -737,7 +745,7 @@ class MainWindow(QMainWindow):
         chosen = select_records(records, scope, mid, threshold, selected)  # type: ignore[arg-type]
         ctx = ExportContext(self.detector.meta, threshold, self.operating.describe(self.detector.calibration),
                             bool(include_identifiers), self.key, datetime.datetime.now(datetime.timezone.utc),
-                            roots=tuple(self.roots))
+                            roots=tuple(self.roots), calibration=self.detector.calibration.label)
         try:
             n = write_export(path, export_rows(chosen, ctx), overwrite=overwrite)
         except (OSError, FileExistsError) as exc:

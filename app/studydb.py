@@ -9,6 +9,9 @@ One SQLite file (``studies.sqlite`` in the user's data folder, WAL journal) hold
 - ``reading``: the reading state of each image (unread / read / reviewed), by whom and when;
 - ``marks``: the reader's marks (agree / disagree with the flag, confirmed normal, confirmed
   abnormal, a comment), append-only, the latest one per image being the current one;
+- ``drift``: the drift check (:mod:`engine.drift`) of each scored worklist: the detector, the
+  calibration, how many folders and scores, the test's p-value, whether drift was found, the
+  estimated specificity and the full report (numbers and words; no path);
 - ``audit``: who opened, read, marked or exported what, with which model. Audit rows name
   images by content hash and folders by file count only: never a path (folder names often
   carry a patient's name) nor any header value.
@@ -91,6 +94,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
                comment TEXT NOT NULL DEFAULT '', reader TEXT NOT NULL, at REAL NOT NULL)""",
         "CREATE INDEX marks_content ON marks(content, id)",
     ),
+    (  # 3: drift checks of scored worklists (engine.drift)
+        """CREATE TABLE drift (
+               id INTEGER PRIMARY KEY, at REAL NOT NULL, reader TEXT NOT NULL, model_id TEXT NOT NULL,
+               calibration TEXT NOT NULL, folders INTEGER NOT NULL, n INTEGER NOT NULL, p_value REAL NOT NULL,
+               drift INTEGER NOT NULL, specificity_promised REAL NOT NULL, specificity_estimated REAL,
+               report TEXT NOT NULL)""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _SUMMARY_SET = frozenset(SUMMARY_FIELDS)
@@ -169,6 +179,27 @@ class ScoreRow:
     flagged: bool | None = None
     threshold: float | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class DriftRecord:
+    """A drift check of a scored worklist, as stored (no path: folders are counted only).
+
+    Attributes:
+        at: when (seconds since the epoch).
+        reader: who had the worklist open.
+        model_id: the detector.
+        calibration: the calibration's label (:attr:`engine.detector.NormalCalibration.label`).
+        folders: how many folders the worklist held.
+        report: :meth:`engine.drift.DriftReport.to_dict` (p-value, flag, estimate, message...).
+    """
+
+    at: float
+    reader: str
+    model_id: str
+    calibration: str
+    folders: int
+    report: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -355,9 +386,16 @@ class StudyDatabase:
         """The audit trail, oldest first: (time, reader, action, model id, content, detail)."""
         return self._db.execute("SELECT at, reader, action, model_id, content, detail FROM audit ORDER BY id").fetchall()
 
-    def count(self, table: Literal["files", "scores", "reading", "marks", "audit"]) -> int:
+    def drift_rows(self, model_id: str | None = None) -> list[DriftRecord]:
+        """The drift checks recorded (for one detector, or all), oldest first."""
+        sql = "SELECT at, reader, model_id, calibration, folders, report FROM drift"
+        rows = self._db.execute(sql + (" WHERE model_id = ?" if model_id else "") + " ORDER BY id",
+                                (model_id,) if model_id else ()).fetchall()
+        return [DriftRecord(at, reader, mid, cal, folders, json.loads(report)) for at, reader, mid, cal, folders, report in rows]
+
+    def count(self, table: Literal["files", "scores", "reading", "marks", "audit", "drift"]) -> int:
         """Rows in a table (tests, benchmarks)."""
-        if table not in ("files", "scores", "reading", "marks", "audit"):
+        if table not in ("files", "scores", "reading", "marks", "audit", "drift"):
             raise ValueError(f"unknown table {table!r}")
         return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
@@ -425,6 +463,17 @@ class StudyDatabase:
             raise ValueError(f"mark must be one of {MARKS} or None, got {mark!r}")
         self._db.execute("INSERT INTO marks (content, mark, comment, reader, at) VALUES (?, ?, ?, ?, ?)",
                          (content, mark, comment, reader, time.time()))
+
+    def put_drift(self, record: DriftRecord) -> None:
+        """Record a drift check (``record.report``: :meth:`engine.drift.DriftReport.to_dict`)."""
+        r = record.report
+        self._db.execute(
+            "INSERT INTO drift (at, reader, model_id, calibration, folders, n, p_value, drift, specificity_promised, "
+            "specificity_estimated, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.at, record.reader, record.model_id, record.calibration, record.folders, int(r["n"]),
+             float(r["p_value"]), int(bool(r["drift"])), float(r["specificity_promised"]),
+             None if r.get("specificity_estimated") is None else float(r["specificity_estimated"]),
+             json.dumps(r, sort_keys=True)))
 
     def audit(self, action: str, reader: str, model_id: str | None = None, content: str | None = None,
               detail: str = "") -> None:
@@ -603,6 +652,10 @@ class StudyStore:
     def audit(self, action: str, reader: str, model_id: str | None = None, detail: str = "") -> None:
         """Append an audit row (no path or header value may be in ``detail``)."""
         self._submit(_Op(None, lambda db, _p: db.audit(action, reader, model_id, None, detail), None))
+
+    def record_drift(self, record: DriftRecord) -> None:
+        """Store a worklist's drift check."""
+        self._submit(_Op(None, lambda db, _p: db.put_drift(record), None))
 
     def query(self, read: Callable[[StudyDatabase], Any], done: Callable[[Any], None]) -> None:
         """Run a read-only function in the thread; ``done`` gets its result."""

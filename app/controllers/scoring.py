@@ -132,6 +132,7 @@ class ScoringController(QObject):
             else:
                 del self.pending[model_id]
             w.model.apply_results(model_id, take)
+            w.calibration.scores_changed()
             current = w.current_path
             if current is not None and any(r.path == current for r in take):
                 w.show_result(current)
@@ -197,6 +198,7 @@ class ScoringController(QObject):
             QTimer.singleShot(0, lambda: self.score_unscored(quiet=True))
         if state == "done":
             w.statusBar().showMessage(f"Scored {done:,} files in {seconds:.1f} s ({done / max(seconds, 1e-6):.1f}/s)", 8000)
+            w.calibration.update_drift(record=True)  # the whole worklist scored: check and record drift
         elif state == "cancelled":
             w.statusBar().showMessage(f"Scoring cancelled after {done:,} files.", 8000)
 

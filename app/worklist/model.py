@@ -34,6 +34,7 @@ from PySide6.QtGui import QBrush, QColor, QFont, QPixmap
 
 from app.records import CaseRecord, CaseScore, patient_text, study_text, view_text
 from app.session import ReadingSession
+from engine.detector import NormalCalibration
 from engine.scoring import ScoreResult
 
 SORT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
@@ -125,6 +126,7 @@ class WorklistModel(QAbstractTableModel):
         self._roots: list[Path] = []
         self._model_id: str | None = None
         self._threshold: float | None = None
+        self._calibration: NormalCalibration | None = None  # the active detector's, for percentiles
         self._show_ids = False
         self._queued: set[Path] = set()
         self._missing_high = False
@@ -622,17 +624,38 @@ class WorklistModel(QAbstractTableModel):
         self.counts_changed.emit()
         return new
 
-    def set_active_model(self, model_id: str | None, threshold: float | None) -> None:
-        """Show this detector's scores, flagged above ``threshold``."""
-        if model_id == self._model_id and threshold == self._threshold:
+    def set_active_model(self, model_id: str | None, threshold: float | None,
+                         calibration: NormalCalibration | None = None) -> None:
+        """Show this detector's scores, flagged above ``threshold``.
+
+        With ``calibration`` (the detector's active one: its own or a site calibration), the
+        percentiles of this detector's scores are among that calibration's normals, whatever
+        calibration the engine or the study database reported them with.
+        """
+        if model_id == self._model_id and threshold == self._threshold and calibration == self._calibration:
             return
-        self._model_id, self._threshold = model_id, threshold
+        self._model_id, self._threshold, self._calibration = model_id, threshold, calibration
+        self._rescore_active()
         self._queued.clear()
         for row, rec in enumerate(self._records):
             self._store_active(row, rec)
         self.refresh_order_keys()  # another detector: the reader asked for its order
         self._apply_order()
         self._changed_all(Column.FLAG, Column.STATUS)
+
+    def _rescore_active(self) -> None:
+        """The active detector's percentiles among the active calibration's normals."""
+        if self._calibration is None or self._model_id is None:
+            return
+        for rec in self._records:
+            score = rec.scores.get(self._model_id)
+            if score is not None:
+                rec.scores[self._model_id] = self._rescored(score)
+
+    def _rescored(self, score: CaseScore) -> CaseScore:
+        if self._calibration is None:
+            return score
+        return CaseScore(score.score, float(self._calibration.percentile(score.score)))
 
     def set_threshold(self, threshold: float | None) -> None:
         """Move the flag threshold (flags update at once)."""
@@ -682,7 +705,8 @@ class WorklistModel(QAbstractTableModel):
                 rec.scores.pop(model_id, None)
                 rec.score_errors.pop(model_id, None)
             elif res.score is not None and res.percentile is not None:
-                rec.scores[model_id] = CaseScore(float(res.score), float(res.percentile))
+                score = CaseScore(float(res.score), float(res.percentile))
+                rec.scores[model_id] = self._rescored(score) if model_id == self._model_id else score
                 rec.score_errors.pop(model_id, None)
             else:
                 rec.score_errors[model_id] = res.error or "not scored"
@@ -704,6 +728,7 @@ class WorklistModel(QAbstractTableModel):
                 continue
             self._records[r].scores.update(scores)
             if self._model_id in scores:
+                self._records[r].scores[self._model_id] = self._rescored(scores[self._model_id])
                 self._store_active(r, self._records[r])
                 rows.append(r)
         self._changed_rows(rows, Column.FLAG, Column.STATUS)
@@ -715,7 +740,7 @@ class WorklistModel(QAbstractTableModel):
         r = self._row_of.get(path)
         if r is None:
             return
-        self._records[r].scores[model_id] = score
+        self._records[r].scores[model_id] = self._rescored(score) if model_id == self._model_id else score
         self._records[r].score_errors.pop(model_id, None)
         self._queued.discard(path)
         if model_id == self._model_id:

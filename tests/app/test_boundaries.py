@@ -18,7 +18,9 @@ ALLOWED_ENGINE = {"engine.io", "engine.preprocess", "engine.detector", "engine.s
                   # headers as JSON: what the `index` engine process sends the app
                   "engine.io.meta_json",
                   # the headless demo `cxrscreen` runs instead of the app when there is no display
-                  "engine.demo"}
+                  "engine.demo",
+                  # the drift check of a worklist's scores and site calibrations (numpy only)
+                  "engine.drift", "engine.site_calibration"}
 # the methods and how they train are the engine's: the app reads them from `[engine] methods --json`
 # of the engine it runs (app/training/options.py), which may be another environment or version
 FORBIDDEN_ENGINE = ("engine.methods", "engine.train", "engine.train_cli", "engine.export", "engine.methods_cli")

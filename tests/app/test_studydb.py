@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.studydb import (MIGRATIONS, SCHEMA_VERSION, FileToRegister, ScoreRow, StudyDatabase, StudyDatabaseError,
+from app.studydb import (MIGRATIONS, DriftRecord, SCHEMA_VERSION, FileToRegister, ScoreRow, StudyDatabase, StudyDatabaseError,
                          StudyStore, content_hash)
 from engine.io import read_header
 
@@ -82,10 +82,14 @@ def test_older_schema_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
     con.execute("INSERT INTO scores VALUES ('c1', 'm', 1.0, 50.0, 0, 2.0, NULL, NULL, 0)")
     con.close()
     db = StudyDatabase(path)
-    assert db.version == SCHEMA_VERSION == 2
+    assert db.version == SCHEMA_VERSION == 3
     db.begin()
     db.add_mark("c1", "normal", "", "r")  # the table version 2 added
+    db.put_drift(DriftRecord(1.0, "r", "m", "detector calibration (120 held-out normals)", 1,
+                             {"n": 20, "p_value": 0.5, "drift": False, "specificity_promised": 0.95,
+                              "specificity_estimated": None}))  # the table version 3 added
     db.commit()
+    assert db.count("drift") == 1
     assert db.count("files") == 1 and db.scores_of(["c1"])["c1"]["m"].score == 1.0
     assert db.integrity() == "ok"
     db.close()
@@ -209,3 +213,25 @@ def test_a_damaged_stored_header_makes_the_file_unknown(tmp_path: Path, study: P
     known, unknown = _scan(store, [folder])
     assert known == [] and unknown == [f]  # its header is read again, never shown wrong
     store.close()
+
+
+def test_drift_checks_are_recorded_with_numbers_and_words_but_no_path(tmp_path: Path) -> None:
+    import numpy as np
+
+    from engine.detector import NormalCalibration
+    from engine.drift import check_drift
+
+    cal = NormalCalibration(tuple(np.linspace(0, 1, 120)), (0.0, 1.0), (0.0, 1.0))
+    report = check_drift(np.linspace(0.9, 2.0, 300), cal)  # far above the normals
+    store = StudyStore(tmp_path / "s.sqlite")
+    store.start()
+    store.record_drift(DriftRecord(5.0, "dr. x", "m1", cal.label, 2, report.to_dict()))
+    store.flush()
+    got: list = []
+    store.query(lambda db: db.drift_rows("m1"), got.append)
+    store.flush()
+    store.close()
+    (row,) = got[0]
+    assert row.folders == 2 and row.calibration == "detector calibration (120 held-out normals)"
+    assert row.report["drift"] is True and row.report["p_value"] == report.p_value
+    assert "scores higher than the detector's normals" in row.report["message"]

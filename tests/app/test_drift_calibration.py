@@ -1,0 +1,113 @@
+"""Drift banner, drift records and site calibrations in the app (library, window, card, export)."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.detector_card import card_sections
+from app.library import LibraryError, ModelLibrary
+from app.main_window import MainWindow
+from app.settings import AppSettings
+from engine.detector import read_metadata
+from engine.site_calibration import site_calibration
+
+
+@pytest.fixture
+def window(qtbot, settings_path: Path, tmp_path: Path):
+    w = MainWindow(AppSettings(settings_path), ModelLibrary(tmp_path / "library"), batch_size=4, decode_workers=1)
+    w.resize(1400, 900)
+    w.show()
+    yield w
+    if w.isVisible():
+        w.close()
+        qtbot.waitUntil(lambda: not w.isVisible(), timeout=10_000)
+    w.workers.stop_all()
+    assert w.workers.wait_all(10_000)
+    w.deleteLater()
+
+
+def test_library_keeps_both_calibrations_and_the_chosen_one(tiny_detector: Path, tmp_path: Path) -> None:
+    lib = ModelLibrary(tmp_path / "lib")
+    entry = lib.add(tiny_detector)
+    before = hashlib.sha256(entry.path.read_bytes()).hexdigest()
+    meta = read_metadata(entry.path)
+    site = site_calibration(np.linspace(1.0, 2.0, 40), meta.calibration, "Site A")
+    entry = lib.add_site_calibration(entry.model_id, site)
+    assert entry.active_calibration == site and entry.site_calibrations == [site]
+    assert entry.card["calibration"]["n_normals"] == meta.calibration.n_normals  # own kept
+    with pytest.raises(LibraryError, match="already has a calibration named"):
+        lib.add_site_calibration(entry.model_id, site_calibration(np.ones(3), meta.calibration, "site a"))
+    entry = lib.set_active_calibration(entry.model_id, None)
+    assert entry.active_calibration is None and entry.site_calibrations == [site]  # chosen off, still kept
+    with pytest.raises(LibraryError, match="no site calibration named"):
+        lib.set_active_calibration(entry.model_id, "Site B")
+    assert hashlib.sha256(entry.path.read_bytes()).hexdigest() == before  # the detector file never changes
+    # the card shows every calibration with its count and intervals, and which one is in use
+    sections = dict(card_sections(meta, entry.path, site_calibrations=[site], active=site))
+    assert sections["Detector"][-1] == ("Calibration in use", "site calibration “Site A” (40 confirmed normals)")
+    rows = dict(sections["Site calibration “Site A” (in use)"])
+    assert rows["Normals"].startswith("40 ") and "95 % interval" in rows["Threshold at 95 %"]
+
+
+def test_window_checks_drift_and_calibrates_on_confirmed_normals(qtbot, window: MainWindow, study: Path,
+                                                                 tiny_detector: Path, tmp_path: Path) -> None:
+    detector = tmp_path / "det.onnx"
+    shutil.copyfile(tiny_detector, detector)
+    digest = hashlib.sha256(detector.read_bytes()).hexdigest()
+    window.load_detector(detector, provider="cpu")
+    qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
+    window.open_paths([study])
+    qtbot.waitUntil(lambda: not window.indexing_active and window.model.rowCount() > 0, timeout=10_000)
+    qtbot.waitUntil(lambda: not window.is_scoring, timeout=20_000)
+    # the worklist's banner says the drift check in words, and the database recorded it
+    qtbot.waitUntil(lambda: window.calibration.report is not None, timeout=5_000)
+    report = window.calibration.report
+    assert window.worklist.drift_label.isVisible() and report.message in window.worklist.drift_label.text()
+    assert "detector calibration (50 held-out normals)" in window.worklist.drift_label.text()
+    got: list = []
+    window.reading.store.query(lambda db: db.drift_rows(window.detector.meta.model_id), got.append)
+    qtbot.waitUntil(lambda: bool(got), timeout=5_000)
+    assert got[0] and got[0][-1].report["n"] == report.n and got[0][-1].folders == 1
+    # the reader confirms some normals; they set a site operating point without re-scoring
+    mid = window.detector.meta.model_id
+    records = [r for r in window.model.records() if mid in r.scores]
+    for r in records[:5]:
+        window.reading.session.set_mark(r.path, "normal")
+    cal = window.calibration.calibrate_from_marks(name="Site A")
+    assert cal is not None and cal.n_normals == 5
+    assert sorted(cal.normal_scores) == sorted(r.scores[mid].score for r in records[:5])
+    assert window.detector.calibration == cal and window.library.find(mid).active_calibration == cal
+    assert hashlib.sha256(detector.read_bytes()).hexdigest() == digest
+    assert window.model.threshold == window.operating.threshold(cal)
+    # percentiles now among the site's normals; the export names the calibration
+    top = max(records, key=lambda r: r.scores[mid].score)
+    assert top.scores[mid].percentile == pytest.approx(float(cal.percentile(top.scores[mid].score)))
+    out = tmp_path / "export.csv"
+    assert window.export_csv(out, scope="all", include_identifiers=False) == out
+    rows = list(csv.DictReader(out.open(encoding="utf-8-sig")))
+    assert {r["calibration"] for r in rows} == {"site calibration “Site A” (5 confirmed normals)"}
+    assert "Site A" in window.worklist.drift_label.text()
+    # the detector's own calibration can be chosen again; the site one stays in the library
+    window.calibration.use(None)
+    assert window.detector.calibration == window.detector.meta.calibration
+    assert window.library.find(mid).site_calibrations == [cal]
+    assert window.model.threshold == window.operating.threshold(window.detector.meta.calibration)
+    # reloading the detector brings back the library's choice
+    window.calibration.use("Site A")
+    window.load_detector(detector, provider="cpu")
+    qtbot.waitUntil(lambda: window.detector is not None and window.detector.calibration.name == "Site A", timeout=10_000)
+
+
+def test_calibrating_without_confirmed_normals_says_what_to_do(qtbot, window: MainWindow, tiny_detector: Path,
+                                                               monkeypatch) -> None:
+    errors: list[tuple[str, str]] = []
+    monkeypatch.setattr(window, "report_error", lambda title, text: errors.append((title, text)))
+    window.load_detector(tiny_detector, provider="cpu")
+    qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
+    assert window.calibration.calibrate_from_marks(name="x") is None
+    assert errors and errors[0][0] == "No confirmed normals" and "confirmed normal" in errors[0][1]
