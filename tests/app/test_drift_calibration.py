@@ -12,23 +12,9 @@ import pytest
 from app.detector_card import card_sections
 from app.library import LibraryError, ModelLibrary
 from app.main_window import MainWindow
-from app.settings import AppSettings
 from engine.detector import read_metadata
 from engine.site_calibration import site_calibration
-
-
-@pytest.fixture
-def window(qtbot, settings_path: Path, tmp_path: Path):
-    w = MainWindow(AppSettings(settings_path), ModelLibrary(tmp_path / "library"), batch_size=4, decode_workers=1)
-    w.resize(1400, 900)
-    w.show()
-    yield w
-    if w.isVisible():
-        w.close()
-        qtbot.waitUntil(lambda: not w.isVisible(), timeout=10_000)
-    w.workers.stop_all()
-    assert w.workers.wait_all(10_000)
-    w.deleteLater()
+from tests.app.test_main_window import window  # noqa: F401 (the window fixture, shared)
 
 
 def test_library_keeps_both_calibrations_and_the_chosen_one(tiny_detector: Path, tmp_path: Path) -> None:

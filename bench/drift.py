@@ -1,0 +1,184 @@
+"""Drift detection and site recalibration, measured: power by simulation, then a real detector on shifted batches.
+
+1. Power of :func:`engine.drift.check_drift` (simulation, binormal scores): 120 calibration
+   normals ~ N(0, 1); a batch of n images, a share π of them abnormal ~ N(2.5, 1) (AUROC ≈ 0.96),
+   its normals ~ N(δ, 1), so the promised 95 % becomes Φ(1.645 − δ). Reported: the share of
+   batches flagged per n, π and δ, and the false-alarm rate at the worst case the test allows
+   (δ = 0, π = 0.7, every abnormal study above every normal).
+2. A real detector (DDAD, scores cached by ``bench/drift_scores.py``) on dev_test re-rendered
+   under each shift of ``bench/shift.py`` and on the real full-size Kermany batch: AUROC, the
+   specificity its normals get at the promised 95 % (Clopper–Pearson interval), whether the
+   whole batch is flagged, the estimate, and the share of random sub-batches of 16 / 50 / 200
+   images (same normal/abnormal mix) flagged.
+3. Recalibration on n ≤ 40 confirmed normals of each batch (drawn 2,000 times): the threshold
+   at 95 % set on them, the specificity it gives the batch's other normals (mean, 5–95 % of
+   draws, share within ± 2 points).
+
+Nothing is tuned here: the test's parameters (levels, π_max = 0.7, alpha) were fixed before the
+real batches were scored; dev_test only measures.
+
+    python bench/drift_scores.py --model bench/_work/drift/detector.onnx
+    python bench/drift.py --model bench/_work/drift/detector.onnx   # bench/results/drift/drift.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+RESULTS = REPO / "bench" / "results" / "drift"
+SIZES = (16, 50, 200, 600)
+SHIFTS_Z = (0.0, 0.25, 0.36, 0.5, 0.75, 1.0, 1.5, 2.0)
+SHARES = (0.0, 0.3, 0.625)
+
+
+def power(reps: int, seed: int = 0) -> dict:
+    from engine.detector import NormalCalibration
+    from engine.drift import check_drift
+
+    rng = np.random.default_rng(seed)
+    nd = NormalDist()
+    rows = []
+
+    def cal() -> NormalCalibration:
+        return NormalCalibration(tuple(np.sort(rng.normal(0, 1, 120)).tolist()), (0.0, 1.0), (0.0, 1.0))
+
+    for n in SIZES:
+        for share in SHARES:
+            for d in SHIFTS_Z:
+                flagged = short = 0
+                for _ in range(reps):
+                    k = rng.binomial(n, share)
+                    batch = np.r_[rng.normal(d, 1, n - k), rng.normal(2.5, 1, k)]
+                    r = check_drift(batch, cal())
+                    flagged += r.drift
+                    short += r.estimate_short
+                rows.append({"n": n, "abnormal_share": share, "shift_z": d, "specificity_at_95": nd.cdf(1.645 - d),
+                             "flagged": flagged / reps, "estimate_short": short / reps})
+        worst = sum(check_drift(np.r_[rng.normal(0, 1, n - int(0.7 * n)), np.full(int(0.7 * n), 1e6)], cal()).drift
+                    for _ in range(reps))
+        rows.append({"n": n, "abnormal_share": 0.7, "shift_z": 0.0, "specificity_at_95": 0.95, "worst_case": True,
+                     "flagged": worst / reps, "estimate_short": None})
+        print(f"power n={n} done", flush=True)
+    return {"reps": reps, "rows": rows}
+
+
+def real(model: Path, draws: int, seed: int = 0) -> dict:
+    from drift_scores import score_all
+
+    from engine import metrics as M
+    from engine.detector import clopper_pearson, read_metadata
+    from engine.drift import check_drift
+
+    cal = read_metadata(model).calibration
+    z = np.load(score_all(model))
+    rng = np.random.default_rng(seed)
+    batches = {k[len("shift_"):]: (z[k], z["dev_test_labels"]) for k in z.files if k.startswith("shift_")}
+    batches["real fullres/kermany"] = (z["fullres_scores"], z["fullres_labels"])
+    t95 = cal.threshold_at_specificity(0.95)
+    out = {}
+    for name, (scores, labels) in batches.items():
+        normals = scores[labels == 0]
+        k = int(np.sum(normals <= t95))
+        lo, hi = clopper_pearson(k, len(normals))
+        r = check_drift(scores, cal)
+        row = {"n": len(scores), "n_normal": len(normals), "auroc": M.auroc(labels, scores),
+               "specificity_at_95": k / len(normals), "specificity_ci95": [lo, hi],
+               "fails_by_more_than_5": k / len(normals) < 0.90, "drift": r.to_dict(), "sub_batches": {}, "recalibrated": {}}
+        for n in (16, 50, 200):
+            if n >= len(scores):
+                continue
+            idx = [rng.choice(len(scores), n, replace=False) for _ in range(draws // 10)]
+            reps = [check_drift(scores[i], cal) for i in idx]
+            row["sub_batches"][n] = {"flagged": float(np.mean([q.drift for q in reps])),
+                                     "estimate_short": float(np.mean([q.estimate_short for q in reps]))}
+        if len(normals) > 40:  # the banner after recalibrating on 40 of its normals: drift against the site calibration
+            from engine.site_calibration import site_calibration
+
+            sites = [site_calibration(rng.choice(normals, 40, replace=False), cal, "site") for _ in range(draws // 10)]
+            row["drift_after_recalibration_40"] = float(np.mean([check_drift(scores, c).drift for c in sites]))
+        for m in (20, 40):
+            if m >= len(normals):
+                row["recalibrated"][m] = None  # too few normals in this batch to confirm m and test on the rest
+                continue
+            spec = np.empty(draws)
+            for j in range(draws):
+                perm = rng.permutation(len(normals))
+                site, rest = normals[perm[:m]], normals[perm[m:]]
+                t = float(np.quantile(site, 0.95, method="higher"))  # NormalCalibration.threshold_at_specificity
+                spec[j] = np.mean(rest <= t)
+            row["recalibrated"][m] = {"mean": float(spec.mean()), "p05": float(np.quantile(spec, 0.05)),
+                                      "p95": float(np.quantile(spec, 0.95)),
+                                      "within_2_points": float(np.mean(np.abs(spec - 0.95) <= 0.02))}
+        out[name] = row
+        print(f"{name:22s} spec@95 {k / len(normals):.3f} drift {r.drift} p {r.p_value:.2g} est "
+              f"{r.specificity_estimated:.3f}", flush=True)
+    return {"model": str(model), "model_id": read_metadata(model).model_id, "n_calibration": cal.n_normals,
+            "draws": draws, "batches": out}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--reps", type=int, default=200, help="simulated batches per cell (default: %(default)s)")
+    p.add_argument("--draws", type=int, default=2000, help="recalibration draws per batch (default: %(default)s)")
+    p.add_argument("--skip-power", action="store_true", help="keep the power table of the last run's JSON")
+    args = p.parse_args()
+    t0 = time.time()
+    res = {"real": real(args.model, args.draws)}
+    if not args.skip_power:
+        res["power"] = power(args.reps)
+    elif (RESULTS / "drift.json").is_file():
+        res["power"] = json.loads((RESULTS / "drift.json").read_text()).get("power")
+    res["seconds"] = time.time() - t0
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "drift.json").write_text(json.dumps(res, indent=2))
+    print(report(res))
+
+
+def report(res: dict) -> str:
+    lines = ["| batch | AUROC | specificity at the promised 95 % [95 % CI] | drift flagged (p) | estimated | "
+             "flagged in sub-batches of 16 / 50 / 200 (cautioned) | after recalibration on 20 normals | on 40 normals | "
+             "drift flagged after recalibrating on 40 |",
+             "|---|---:|---|---|---:|---|---|---|---:|"]
+    for name, r in res["real"]["batches"].items():
+        d = r["drift"]
+        subs = {str(k): v for k, v in r["sub_batches"].items()}
+        sub = " / ".join(f"{100 * subs[str(n)]['flagged']:.0f} % ({100 * subs[str(n)]['estimate_short']:.0f} %)"
+                         if str(n) in subs else "—" for n in (16, 50, 200))
+        after = r.get("drift_after_recalibration_40")
+
+        def rc(m: int) -> str:
+            v = r["recalibrated"].get(str(m), r["recalibrated"].get(m))
+            if v is None:
+                return "— (too few normals)"
+            return f"{100 * v['mean']:.1f} % [{100 * v['p05']:.0f}–{100 * v['p95']:.0f}], {100 * v['within_2_points']:.0f} % within ±2"
+        lines.append(f"| {name} | {r['auroc']:.3f} | {100 * r['specificity_at_95']:.1f} % [{100 * r['specificity_ci95'][0]:.0f}, "
+                     f"{100 * r['specificity_ci95'][1]:.0f}] | {'**yes**' if d['drift'] else 'no'} ({d['p_value']:.1g}) | "
+                     f"{100 * d['specificity_estimated']:.0f} % | {sub} | {rc(20)} | {rc(40)} | "
+                     f"{'—' if after is None else f'{100 * after:.0f} %'} |")
+    if "power" in res:
+        lines += ["", "| n | abnormal share | " + " | ".join(f"δ = {d:g} ({100 * NormalDist().cdf(1.645 - d):.0f} %)"
+                                                       for d in SHIFTS_Z) + " |", "|---|---|" + "---:|" * len(SHIFTS_Z)]
+        rows = res["power"]["rows"]
+        for n in SIZES:
+            for share in SHARES:
+                cells = [next(x for x in rows if x["n"] == n and x["abnormal_share"] == share and x["shift_z"] == d
+                              and not x.get("worst_case")) for d in SHIFTS_Z]
+                lines.append(f"| {n} | {share:g} | " + " | ".join(f"{100 * c['flagged']:.0f} %" for c in cells) + " |")
+        lines.append("")
+        lines.append("false alarms at the worst allowed case (δ = 0, 70 % abnormal, all above every normal): " + ", ".join(
+            f"n = {x['n']}: {100 * x['flagged']:.1f} %" for x in rows if x.get("worst_case")))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
