@@ -70,6 +70,8 @@ def test_window_checks_drift_and_calibrates_on_confirmed_normals(qtbot, window: 
     assert window.detector.calibration == cal and window.library.find(mid).active_calibration == cal
     assert hashlib.sha256(detector.read_bytes()).hexdigest() == digest
     assert window.model.threshold == window.operating.threshold(cal)
+    assert "5 confirmed normals of site calibration “Site A”" in window.operating_control.summary.text()
+    assert "rests on too few normals" in window.operating_control.summary.text()  # 5 < 20 for 95 %
     # percentiles now among the site's normals; the export names the calibration
     top = max(records, key=lambda r: r.scores[mid].score)
     assert top.scores[mid].percentile == pytest.approx(float(cal.percentile(top.scores[mid].score)))
