@@ -21,8 +21,11 @@ Beta(j, m − j + 1)-distributed (the calibration set's own sampling uncertainty
 is a valid one-sided p-value for "no drift" (exact up to numerical integration; conservative
 when π < π_max or when abnormal studies also score low). The test looks at the calibration
 quantiles :data:`LEVELS` (the lower half carries the power on large batches, the upper ones on
-small ones) and combines them by Bonferroni: drift is reported when ``min_j p_j · |LEVELS| <
-alpha``. Assumptions: the batch's images are independent, and normals of an unshifted batch
+small ones) and combines them by Tarone's Bonferroni for discrete tests: a level whose
+smallest attainable p-value (``k_j = 0``, which depends on n and m only, not on the data) could
+never reach ``alpha / K`` is left out, K being the least number with at most K levels left in;
+drift is reported when ``K · min_j p_j < alpha`` over those (on 16 images only the upper levels
+can reject at all, so they are not diluted by the others). Assumptions: the batch's images are independent, and normals of an unshifted batch
 score like the calibration normals (the calibration normals are an unbiased sample of them).
 Power (``bench/drift.py``, ``bench/RESULTS.md``): it needs a large shift on a small batch and
 catches small ones on large batches; with 16 images it can only see a batch whose scores are
@@ -52,7 +55,7 @@ import numpy as np
 from engine.detector import NormalCalibration
 
 LEVELS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
-"""Calibration quantiles where the batch is compared (Bonferroni over all of them)."""
+"""Calibration quantiles where the batch is compared (Tarone's Bonferroni over those that can reject)."""
 MATCH_LEVELS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 """Lower normal quantiles matched for the specificity estimate."""
 MAX_ABNORMAL_SHARE = 0.7
@@ -75,7 +78,8 @@ class DriftReport:
         n_calibration: calibration normals.
         max_abnormal_share: π_max, the largest abnormal share the test allows for.
         alpha: the test's level.
-        p_value: Bonferroni-combined one-sided p-value of "no drift" (1.0 when not tested).
+        p_value: one-sided p-value of "no drift", Bonferroni over the levels that can reject
+            (Tarone; 1.0 when not tested).
         drift: whether the batch scores significantly higher than the calibration normals
             plus up to π_max abnormal studies explain.
         tested: False when the batch is too small to test (fewer than :data:`MIN_IMAGES`).
@@ -181,19 +185,37 @@ def check_drift(scores: np.ndarray, calibration: NormalCalibration, specificity:
     if n < MIN_IMAGES:
         return DriftReport(n, m, max_abnormal_share, alpha, 1.0, False, False, LEVELS, (), floor, None,
                            specificity, None, False)
-    below, pvals = [], []
+    below, pvals, pmins = [], [], []
     for q in LEVELS:
         j = min(m, max(1, math.ceil(q * m)))  # the calibration's j-th smallest score, F(c_(j)) ~ Beta(j, m - j + 1)
         k = int(np.searchsorted(x, cal[j - 1], side="right"))
         below.append(k / n)
         pvals.append(_pvalue(k, n, j, m, keep))
-    p = min(1.0, len(LEVELS) * min(pvals))
+        pmins.append(_pvalue(0, n, j, m, keep))
+    p = tarone(pvals, pmins, alpha)
     shift = shift_estimate(x, calibration, max_abnormal_share)
     est = NormalDist().cdf(NormalDist().inv_cdf(specificity) - shift)
     drift = p < alpha
     unreliable = drift and 100 * (specificity - est) > UNRELIABLE_POINTS
     return DriftReport(n, m, max_abnormal_share, alpha, p, drift, True, LEVELS, tuple(below), floor, shift,
                        specificity, est, unreliable)
+
+
+def tarone(pvals: list[float], pmins: list[float], alpha: float) -> float:
+    """Bonferroni over the tests that can reject (Tarone 1990), as a p-value compared with ``alpha``.
+
+    K is the least number such that at most K tests have a smallest attainable p-value
+    ``≤ alpha / K``; the result is ``K · min p`` over those tests (capped at 1). Tests that can
+    never reach ``alpha / K`` cannot make a false alarm, so leaving them out keeps the
+    family-wise error at ``alpha``. With no test able to reject, plain Bonferroni over all.
+    """
+    for k in range(1, len(pvals) + 1):
+        eligible = [pv for pv, pm in zip(pvals, pmins) if pm <= alpha / k]
+        if len(eligible) <= k:
+            if not eligible:
+                break
+            return min(1.0, k * min(eligible))
+    return min(1.0, len(pvals) * min(pvals))
 
 
 def shift_estimate(scores: np.ndarray, calibration: NormalCalibration, abnormal_share: float) -> float:

@@ -85,9 +85,28 @@ def test_bad_parameters_are_refused():
 
 
 def test_a_small_batch_far_above_is_not_significant_but_says_so():
-    """16 images all above the calibration's 80th percentile: the test cannot exclude 70 % abnormal
-    studies, yet the estimate falls short and the message asks for confirmed normals."""
+    """16 images above the calibration's 60th percentile: the test cannot exclude 70 % abnormal
+    studies (4 of 16 below the normals' 70th percentile, about what 30 % normals give), yet the
+    estimate falls short and the message asks for confirmed normals."""
     cal = _calibration(np.arange(100.0))
-    r = check_drift(np.linspace(85.0, 99.0, 16), cal)
+    r = check_drift(np.linspace(60.0, 99.0, 16), cal)
     assert r.tested and not r.drift and r.estimate_short
     assert "Too few images to be sure" in r.message and r.to_dict()["estimate_short"] is True
+
+
+def test_tarone_leaves_out_levels_that_cannot_reject():
+    from engine.drift import tarone
+
+    # two levels can reach 0.05 / 2, the third never reaches even 0.05: K = 2, not 3
+    assert tarone([0.01, 0.5, 0.9], [0.001, 0.02, 0.2], alpha=0.05) == pytest.approx(0.02)
+    # every level able to reject: plain Bonferroni
+    assert tarone([0.01, 0.5, 0.9], [0.0, 0.0, 0.0], alpha=0.05) == pytest.approx(0.03)
+    # none able to: plain Bonferroni too (it cannot reject either)
+    assert tarone([0.3, 0.5], [0.2, 0.3], alpha=0.05) == pytest.approx(0.6)
+
+
+def test_sixteen_images_above_nearly_every_normal_are_flagged():
+    """On 16 images only the upper levels can reject; Tarone's count keeps them undiluted."""
+    cal = _calibration(np.arange(100.0))
+    r = check_drift(np.linspace(85.0, 120.0, 16), cal)  # none below the normals' 70th percentile
+    assert r.drift and r.p_value < 0.05
