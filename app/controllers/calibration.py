@@ -207,7 +207,10 @@ class CalibrationController(QObject):
 
     # ------------------------------------------------------------------ drift
     def scores_changed(self) -> None:
-        """New scores arrived: the banner is recomputed shortly (one check per burst)."""
+        """Scores or the operating point changed: the banner is recomputed shortly (one check per
+        burst), except while a scoring run goes on (checked once at its end: the event loop stays free)."""
+        if self.window.is_scoring:
+            return
         if not self._timer.isActive():
             self._timer.start()
 

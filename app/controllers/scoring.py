@@ -201,6 +201,7 @@ class ScoringController(QObject):
             w.calibration.update_drift(record=True)  # the whole worklist scored: check and record drift
         elif state == "cancelled":
             w.statusBar().showMessage(f"Scoring cancelled after {done:,} files.", 8000)
+            w.calibration.update_drift(record=False)  # what was scored, not recorded: the worklist is incomplete
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
