@@ -29,7 +29,7 @@ can reject at all, so they are not diluted by the others). Assumptions: the batc
 score like the calibration normals (the calibration normals are an unbiased sample of them).
 Power (``bench/drift.py``, ``bench/RESULTS.md``): it needs a large shift on a small batch and
 catches small ones on large batches; with 16 images it can only see a batch whose scores are
-almost all above the calibration normals' 90th percentile.
+almost all above the calibration normals' 70th percentile.
 
 The estimate. Scores are mapped to the calibration normals' normal scores ``z = Φ⁻¹(F̂(score))``
 (F̂ smoothed so that no score is infinite). Assuming the batch's normals are shifted by ``δ`` on
