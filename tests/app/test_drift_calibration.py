@@ -99,3 +99,26 @@ def test_calibrating_without_confirmed_normals_says_what_to_do(qtbot, window: Ma
     qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
     assert window.calibration.calibrate_from_marks(name="x") is None
     assert errors and errors[0][0] == "No confirmed normals" and "confirmed normal" in errors[0][1]
+
+
+def test_a_recalibrate_file_is_imported_for_its_own_detector_only(qtbot, window: MainWindow, tiny_detector: Path,
+                                                                    tmp_path: Path, monkeypatch) -> None:
+    from engine.site_calibration import to_json
+
+    errors: list[tuple[str, str]] = []
+    monkeypatch.setattr(window, "report_error", lambda title, text: errors.append((title, text)))
+    window.load_detector(tiny_detector, provider="cpu")
+    qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
+    meta = window.detector.meta
+    site = site_calibration(np.linspace(0.0, 1.0, 30), meta.calibration, "from the CLI")
+    other = tmp_path / "other.json"
+    other.write_text(to_json(site, "f" * 32))
+    assert window.calibration.import_file(other) is None  # another detector's calibration
+    assert errors and errors[-1][0] == "Cannot import the site calibration" and "f" * 32 in errors[-1][1]
+    mine = tmp_path / "mine.json"
+    mine.write_text(to_json(site, meta.model_id))
+    assert window.calibration.import_file(mine) == site
+    assert window.detector.calibration == site and window.library.find(meta.model_id).active_calibration == site
+    window.calibration.fill_menu()
+    labels = {a.text(): a.isChecked() for a in window.calibration.menu.actions() if a.isCheckable()}
+    assert labels == {meta.calibration.label: False, site.label: True}
