@@ -350,7 +350,7 @@ class MainWindow(QMainWindow):
         for name in ("toggle_read", "mark_agree", "mark_disagree", "mark_normal", "mark_abnormal", "comment"):
             reading.addAction(a[name])
         reading.addSeparator()
-        reading.addAction(self.reading.export_action)
+        reading.addActions(self.reading.menu_actions())
         view = mb.addMenu("&View")
         for name in ("fit", "one_to_one", "zoom_in", "zoom_out", None, "invert", "auto_window", "full_window",
                      "next_preset", "reset_window", None, "toggle_heatmap", "toggle_contour", "opacity_up",
