@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 from app.case_loading import LoadedCase
 from app.controllers.indexing import IndexingController
 from app.controllers.reading import ReadingController
+from app.controllers.studies import StudiesController
 from app.controllers.scoring import ScoringController
 from app.demo import (DEMO_ABNORMAL, DEMO_NORMAL, DEMO_SIZE, DemoDetectorProcess, DemoStudyThread, demo_detector_file,
                       demo_root)
@@ -164,6 +165,7 @@ class MainWindow(QMainWindow):
         self.indexing = IndexingController(self)  # app/controllers/indexing.py
         self.reading = ReadingController(self.model, self.worklist, self.viewer, settings, self.counts_label,
                                          self.statusBar().showMessage, self)  # reading state, study database
+        self.studies = StudiesController(self)  # DICOM studies, lead images, earlier studies side by side
         self.actions: dict[str, QAction] = {}
         self._build_actions()
         self.model_tools = ModelTools(self)  # New detector, model library, comparison, engine command

@@ -62,6 +62,7 @@ class ReadingController(QObject):
     Signals:
         sets_for_training(ReaderSets): the reader sent the confirmed cases to training (folders
             of links under the data folder's :data:`READER_SETS_DIR`).
+        resorted(): the reader asked for the order to be applied again (S).
 
     Args:
         model: the worklist model.
@@ -74,6 +75,7 @@ class ReadingController(QObject):
     """
 
     sets_for_training = Signal(object)
+    resorted = Signal()
 
     def __init__(self, model: WorklistModel, panel: WorklistPanel, viewer: RadiographView, settings: AppSettings,
                  counts_label: QLabel, show_message: Callable[[str, int], None], parent: QWidget) -> None:
@@ -320,6 +322,7 @@ class ReadingController(QObject):
             self.panel.table.scrollTo(idx, QAbstractItemView.ScrollHint.EnsureVisible)
         self.update_position()
         self.update_counts()
+        self.resorted.emit()
         self._message(f"Re-sorted: {moved:,} new scores placed." if moved else "Re-sorted.", 4000)
 
     def set_unread_only(self, on: bool) -> None:

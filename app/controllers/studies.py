@@ -1,0 +1,234 @@
+"""The studies controller: the worklist's DICOM files as studies, and the comparison with a prior.
+
+It groups the worklist model's records (:mod:`app.studies`, Qt-free) into the Studies list (a
+dock tabbed with the worklist), keeps each study's lead image (its most suspicious frontal image
+by the active detector) and flag up to date as scores arrive, opens a study on its lead image in
+the worklist and viewer, and opens the comparison with an earlier study of the same patient
+(:class:`app.studies_view.StudyCompareWindow`).
+
+Order: as the worklist's. Until the reader starts, studies follow the scores (flagged first,
+then by lead score); from then on rows stay where they are, new studies go to the end, and S
+(re-sort) places them, as in the worklist, so no study moves under the reader.
+
+Privacy: the rows show patient and study as the worklist does (pseudonyms while identifiers
+are hidden); nothing here writes to the study database or the audit trail.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtWidgets import QDockWidget
+
+from app.case_loading import LoadedCase, load_case
+from app.records import CaseRecord, format_date, patient_text, study_text
+from app.studies import LATERAL_TEXT, Study, StudyLead, earlier_studies, group_studies, study_lead
+from app.studies_view import ImageRow, StudiesPanel, StudyCompareWindow, StudyRow
+from app.training.job import CallThread
+from app.worklist.model import Column
+
+if TYPE_CHECKING:
+    from app.main_window import MainWindow
+
+logger = logging.getLogger(__name__)
+REFRESH_MS = 400  # the list is recomputed at most this often while files and scores arrive
+
+
+class StudiesController(QObject):
+    """Studies list, lead images and the comparison with earlier studies, for one window.
+
+    Args:
+        window: the main window (its worklist model and panel, reading session, privacy state,
+            workers and docks).
+    """
+
+    def __init__(self, window: "MainWindow") -> None:
+        super().__init__(window)
+        self.window = window
+        self.model = window.model
+        self.panel = StudiesPanel()
+        self.studies: dict[str, Study] = {}
+        self.files: list[Path] = []
+        self.compare_window: StudyCompareWindow | None = None
+        self._order: list[str] = []
+        self._current_view = ""  # the view the comparison's current pane opened on
+        self._resort = True
+        self.dock = QDockWidget("Studies", window)
+        self.dock.setObjectName("studies_dock")
+        self.dock.setWidget(self.panel)
+        self.dock.setFeatures(window.docks["worklist"].features())
+        window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
+        window.tabifyDockWidget(window.docks["worklist"], self.dock)
+        window.docks["worklist"].raise_()
+        window.docks["studies"] = self.dock
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(REFRESH_MS)
+        self._timer.timeout.connect(self.refresh)
+        for sig in (self.model.rowsInserted, self.model.modelReset, self.model.layoutChanged, self.model.dataChanged):
+            sig.connect(self._soon)
+        window.operating.changed.connect(self._soon)
+        window.privacy.changed.connect(self._soon)
+        window.reading.resorted.connect(self.resort)
+        self.panel.image_chosen.connect(self.open_image)
+        self.panel.compare_requested.connect(self.compare)
+        self.dock.visibilityChanged.connect(lambda shown: shown and self._soon())
+
+    # ================================================================== the list
+    def _soon(self, *_args: object) -> None:
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def resort(self) -> None:
+        """Place every study by its lead score again (S)."""
+        self._resort = True
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Group the worklist into studies and rewrite the list."""
+        self._timer.stop()
+        if not self.dock.isVisible() and self.compare_window is None:
+            self._resort = self._resort or not self.window.reading.session.started
+            return  # hidden: recomputed when shown
+        studies, files = group_studies(self.model.records())
+        self.studies = {s.uid: s for s in studies}
+        self.files = files
+        leads = {s.uid: study_lead(s, self._score, self._flagged) for s in studies}
+        if self._resort or not self.window.reading.session.started:
+            def key(s: Study) -> tuple[int, float, int]:
+                lead = leads[s.uid]
+                return (0 if lead.flagged else 1, -lead.score if lead.score is not None else float("inf"), 0)
+            self._order = [s.uid for s in sorted(studies, key=key)]
+            self._resort = False
+        else:  # the reader has started: rows stay, new studies go to the end
+            known = set(self._order)
+            self._order = [u for u in self._order if u in self.studies] + [s.uid for s in studies if s.uid not in known]
+        rows = [self._row(self.studies[uid], leads[uid], studies) for uid in self._order]
+        n_images = sum(len(s.images) for s in studies)
+        summary = (f"{len(studies):,} DICOM stud{'y' if len(studies) == 1 else 'ies'} ({n_images:,} images) · "
+                   f"{sum(1 for r in rows if r.flagged):,} flagged")
+        if files:
+            summary += f" · {len(files):,} files not in a study (PNG, JPEG, no study UID): in the Worklist tab"
+        self.panel.set_rows(rows, summary)
+
+    def _record(self, path: Path) -> CaseRecord | None:
+        row = self.model.row_of(path)
+        return self.model.record(row) if row is not None else None
+
+    def _score(self, path: Path) -> float | None:
+        rec = self._record(path)
+        score = self.model.active_score(rec) if rec is not None else None
+        return score.score if score is not None else None
+
+    def _flagged(self, path: Path) -> bool:
+        rec = self._record(path)
+        return bool(rec is not None and self.model.is_flagged(rec))
+
+    def _cell(self, path: Path, col: Column) -> str:
+        row = self.model.row_of(path)
+        return str(self.model.index(row, col).data() or "") if row is not None else ""
+
+    def _row(self, study: Study, lead: StudyLead, studies: list[Study]) -> StudyRow:
+        rec = self._record(lead.path)
+        meta = rec.meta if rec is not None else None
+        show, key = self.window.privacy.show_identifiers, self.window.key
+        title = " · ".join(t for t in (patient_text(meta, show, key), study_text(meta, show, key)) if t)
+        n, n_earlier = len(study.images), len(earlier_studies(studies, study))
+        images = f"{n} image{'s' if n != 1 else ''}" + (f" · {n_earlier} earlier" if n_earlier else "")
+        children = []
+        for image in study.images:
+            label = ("▸ " if image.path == lead.path else "") + f"{image.view or 'view ?'} · {image.path.name}"
+            if image.lateral:
+                children.append(ImageRow(image.path, label, LATERAL_TEXT, "", ""))
+                continue
+            score, flag = self._cell(image.path, Column.SCORE), self._cell(image.path, Column.FLAG)
+            status = self._cell(image.path, Column.STATUS) if not score else ""
+            children.append(ImageRow(image.path, label, status if status.startswith("out of scope") else "", score,
+                                     flag))
+        score_text = self._cell(lead.path, Column.SCORE) if lead.score is not None else ""
+        flag_text = self._cell(lead.path, Column.FLAG) if lead.score is not None else ""
+        return StudyRow(study.uid, title or "(no patient or study in the header)", images, score_text, flag_text,
+                        lead.flagged, lead.path, n_earlier, len(study.series), tuple(children))
+
+    # ================================================================== opening
+    def open_image(self, path: Path) -> bool:
+        """Make a study's image the worklist's current case (the viewer shows it)."""
+        self.window.reading.session.start()  # the reader chose: nothing may move under them now
+        if self.window.worklist.select_path(path):
+            return True
+        self.window.statusBar().showMessage(f"{path.name} is hidden by the worklist's filter (clear it to open "
+                                            "this image).", 6000)
+        return False
+
+    def open_study(self, uid: str) -> bool:
+        """Open a study on its lead image (the row's image)."""
+        return self.panel.choose(uid)
+
+    def current_study(self) -> Study | None:
+        """The study of the worklist's current case, or None."""
+        path = self.window.worklist.current_path()
+        return next((s for s in self.studies.values() if path is not None and s.image(path) is not None), None)
+
+    # ================================================================== comparing
+    def compare(self, uid: str, earlier_uid: str | None = None) -> StudyCompareWindow | None:
+        """Show an earlier study of the same patient (the newest by default) beside ``uid``."""
+        study = self.studies.get(uid)
+        if study is None:
+            return None
+        priors = earlier_studies(list(self.studies.values()), study)
+        if not priors:
+            self.window.statusBar().showMessage("No earlier study of this patient in the worklist.", 5000)
+            return None
+        if self.compare_window is None:
+            self.compare_window = StudyCompareWindow(self._load, self.window)
+            self.compare_window.study_combo.currentIndexChanged.connect(self._on_prior_chosen)
+        cw = self.compare_window
+        cw.setProperty("study_uid", uid)
+        cw.study_combo.blockSignals(True)
+        cw.study_combo.clear()
+        show = self.window.privacy.show_identifiers
+        for p in priors:
+            cw.study_combo.addItem(f"{format_date(p.date, full=show) or 'undated'} · {len(p.images)} images", p.uid)
+        chosen = max(0, cw.study_combo.findData(earlier_uid)) if earlier_uid else 0
+        cw.study_combo.setCurrentIndex(chosen)
+        cw.study_combo.blockSignals(False)
+        cw.set_pane("current", self._pane_title(study, "Current"), self._pane_images(study))
+        lead = study.image(study_lead(study, self._score, self._flagged).path)
+        self._current_view = lead.view if lead is not None else ""
+        self._on_prior_chosen()
+        cw.show()
+        cw.raise_()
+        return cw
+
+    def _on_prior_chosen(self, *_args: object) -> None:
+        cw = self.compare_window
+        prior = self.studies.get(cw.study_combo.currentData()) if cw is not None else None
+        if cw is not None and prior is not None:
+            cw.set_pane("earlier", self._pane_title(prior, "Earlier"), self._pane_images(prior, self._current_view))
+
+    def _pane_title(self, study: Study, which: str) -> str:
+        lead = study_lead(study, self._score, self._flagged)
+        date = format_date(study.date, full=self.window.privacy.show_identifiers) or "undated"
+        text = f"<b>{which}</b> · {date} · {len(study.images)} image{'s' if len(study.images) != 1 else ''}"
+        if lead.score is not None:
+            text += f" · score {lead.score:.4g}" + (" <span style='color:#c42828'>⚑ flagged</span>" if lead.flagged
+                                                     else "")
+        return text
+
+    def _pane_images(self, study: Study, view: str = "") -> list[tuple[Path, str]]:
+        """A study's images for a compare pane: first the frontal of the same view as ``view`` (a
+        prior is compared view for view), else its lead image."""
+        lead = study_lead(study, self._score, self._flagged).path
+        same = next((i.path for i in study.frontal if view and i.view.upper() == view.upper()), None)
+        first = same or lead
+        images = sorted(study.images, key=lambda i: i.path != first)
+        return [(i.path, " · ".join(p for p in (i.view or "view ?", LATERAL_TEXT if i.lateral else "", i.path.name)
+                                    if p)) for i in images]
+
+    def _load(self, path: Path, done: Callable[[LoadedCase | str], None]) -> None:
+        thread = CallThread(lambda: load_case(path), self)
+        thread.returned.connect(done)
+        thread.raised.connect(lambda message: done(message.split(": ", 1)[-1]))
+        self.window.workers.start(thread)
