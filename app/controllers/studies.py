@@ -28,7 +28,6 @@ from app.records import CaseRecord, format_date, patient_text, study_text
 from app.studies import LATERAL_TEXT, Study, StudyLead, earlier_by_study, earlier_studies, group_studies, study_lead
 from app.studies_view import ImageRow, StudiesPanel, StudyCompareWindow, StudyRow
 from app.training.job import CallThread
-from app.worklist.model import Column
 
 if TYPE_CHECKING:
     from app.main_window import MainWindow
@@ -55,6 +54,8 @@ class StudiesController(QObject):
         self.files: list[Path] = []
         self.compare_window: StudyCompareWindow | None = None
         self._order: list[str] = []
+        self._records: dict[Path, CaseRecord] = {}  # the worklist's records by file, as of the last refresh
+        self._rows: dict[str, tuple[tuple, StudyRow]] = {}  # by study: what the row showed, and the row
         self._current_view = ""  # the view the comparison's current pane opened on
         self._resort = True
         self.dock = QDockWidget("Studies", window)
@@ -100,21 +101,31 @@ class StudiesController(QObject):
         self._timer.setInterval(max(REFRESH_MS, int(1000 * (time.perf_counter() - t0) / REFRESH_SHARE)))
 
     def _refresh(self) -> None:
-        studies, files = group_studies(self.model.records())
+        records = self.model.records()
+        self._records = {r.path: r for r in records}
+        studies, files = group_studies(records)
         self.studies = {s.uid: s for s in studies}
         self.files = files
         leads = {s.uid: study_lead(s, self._score, self._flagged) for s in studies}
         if self._resort or not self.window.reading.session.started:
-            def key(s: Study) -> tuple[int, float, int]:
+            def key(s: Study) -> tuple[int, float]:
                 lead = leads[s.uid]
-                return (0 if lead.flagged else 1, -lead.score if lead.score is not None else float("inf"), 0)
+                return (0 if lead.flagged else 1, -lead.score if lead.score is not None else float("inf"))
             self._order = [s.uid for s in sorted(studies, key=key)]
             self._resort = False
         else:  # the reader has started: rows stay, new studies go to the end
             known = set(self._order)
             self._order = [u for u in self._order if u in self.studies] + [s.uid for s in studies if s.uid not in known]
         earlier = earlier_by_study(studies)
-        rows = [self._row(self.studies[uid], leads[uid], len(earlier[uid])) for uid in self._order]
+        show = self.window.privacy.show_identifiers
+        cache, self._rows = self._rows, {}
+        for uid in self._order:  # a row is made again only when something it shows changed
+            study = self.studies[uid]
+            signature = (show, leads[uid], len(earlier[uid]), tuple(self._image_state(i.path) for i in study.images))
+            old = cache.get(uid)
+            row = old[1] if old is not None and old[0] == signature else self._row(study, leads[uid], len(earlier[uid]))
+            self._rows[uid] = (signature, row)
+        rows = [self._rows[uid][1] for uid in self._order]
         n_images = sum(len(s.images) for s in studies)
         summary = (f"{len(studies):,} DICOM stud{'y' if len(studies) == 1 else 'ies'} ({n_images:,} images) · "
                    f"{sum(1 for r in rows if r.flagged):,} flagged")
@@ -122,25 +133,23 @@ class StudiesController(QObject):
             summary += f" · {len(files):,} files not in a study (PNG, JPEG, no study UID): in the Worklist tab"
         self.panel.set_rows(rows, summary)
 
-    def _record(self, path: Path) -> CaseRecord | None:
-        row = self.model.row_of(path)
-        return self.model.record(row) if row is not None else None
+    def _image_state(self, path: Path) -> tuple[float | None, bool | None, str | None]:
+        """What a study row shows of one image: score, flag, why it is out of scope."""
+        rec = self._records.get(path)
+        if rec is None:
+            return None, None, None
+        score = self.model.active_score(rec)
+        return (score.score if score is not None else None, self.model.is_flagged(rec),
+                self.model.out_of_scope_reason(rec))
 
     def _score(self, path: Path) -> float | None:
-        rec = self._record(path)
-        score = self.model.active_score(rec) if rec is not None else None
-        return score.score if score is not None else None
+        return self._image_state(path)[0]
 
     def _flagged(self, path: Path) -> bool:
-        rec = self._record(path)
-        return bool(rec is not None and self.model.is_flagged(rec))
-
-    def _cell(self, path: Path, col: Column) -> str:
-        row = self.model.row_of(path)
-        return str(self.model.index(row, col).data() or "") if row is not None else ""
+        return bool(self._image_state(path)[1])
 
     def _row(self, study: Study, lead: StudyLead, n_earlier: int) -> StudyRow:
-        rec = self._record(lead.path)
+        rec = self._records.get(lead.path)
         meta = rec.meta if rec is not None else None
         show, key = self.window.privacy.show_identifiers, self.window.key
         title = " · ".join(t for t in (patient_text(meta, show, key), study_text(meta, show, key)) if t)
@@ -152,12 +161,10 @@ class StudiesController(QObject):
             if image.lateral:
                 children.append(ImageRow(image.path, label, LATERAL_TEXT, "", ""))
                 continue
-            score, flag = self._cell(image.path, Column.SCORE), self._cell(image.path, Column.FLAG)
-            status = self._cell(image.path, Column.STATUS) if not score else ""
-            children.append(ImageRow(image.path, label, status if status.startswith("out of scope") else "", score,
-                                     flag))
-        score_text = self._cell(lead.path, Column.SCORE) if lead.score is not None else ""
-        flag_text = self._cell(lead.path, Column.FLAG) if lead.score is not None else ""
+            score, flagged, out_of_scope = self._image_state(image.path)
+            children.append(ImageRow(image.path, label, f"out of scope: {out_of_scope}" if out_of_scope else "",
+                                     *_score_texts(score, flagged)))
+        score_text, flag_text = _score_texts(lead.score, self._image_state(lead.path)[1])
         return StudyRow(study.uid, title or "(no patient or study in the header)", images, score_text, flag_text,
                         lead.flagged, lead.path, n_earlier, len(study.series), tuple(children))
 
@@ -241,3 +248,10 @@ class StudiesController(QObject):
         thread.returned.connect(done)
         thread.raised.connect(lambda message: done(message.split(": ", 1)[-1]))
         self.window.workers.start(thread)
+
+
+def _score_texts(score: float | None, flagged: bool | None) -> tuple[str, str]:
+    """A score and flag as the worklist writes them ("0.1234", "⚑" / "—")."""
+    if score is None:
+        return "", ""
+    return f"{score:.4g}", "⚑" if flagged else ("—" if flagged is False else "")
