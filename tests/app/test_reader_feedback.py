@@ -124,3 +124,44 @@ def test_confirmed_cases_train_a_detector_whose_card_counts_them(qtbot, window: 
     assert sent == ["normal=10; abnormal=3"]
     assert json.loads((sets["normal"].parent / "reader_sets.json").read_text())["counts"] == {
         "confirmed_normal": 10, "confirmed_abnormal": 3}
+
+
+def test_reader_sets_wait_for_a_method_and_give_way_to_the_readers_folders(
+        qtbot, settings_path: Path, tmp_path: Path, fake_engine, role_folders: dict[str, Path]) -> None:
+    from app.training.panel import NewDetectorPanel
+    from app.workers.base import WorkerSet
+
+    images = sorted(p for p in role_folders["normal"].iterdir() if p.suffix in (".png", ".dcm"))
+    abnormal = sorted(p for p in role_folders["abnormal"].iterdir() if p.suffix in (".png", ".dcm"))
+    sets = export_reader_sets(images, abnormal[:2], tmp_path / "sets", "links", "dr a").paths
+    settings = AppSettings(settings_path)
+    settings.set_engine_command(fake_engine.command)
+    workers = WorkerSet()
+    panel = NewDetectorPanel(ModelLibrary(tmp_path / "models"), settings, workers, runs_root=tmp_path / "runs")
+    qtbot.addWidget(panel)
+    try:
+        qtbot.waitUntil(lambda: panel.catalog is not None, timeout=30_000)
+        panel.method_combo.setCurrentIndex(panel.method_combo.findData("dual"))  # no confirmed-abnormal role
+        panel.use_reader_sets(sets)
+        assert panel.zones["normal"].path == sets["normal"] and panel.zones["abnormal"].path is None
+        assert "wait for a method that uses them" in panel.status_label.text()
+        panel.method_combo.setCurrentIndex(panel.method_combo.findData("weak"))
+        assert panel.zones["abnormal"].path == sets["abnormal"] and panel.status_label.text() == ""
+        qtbot.waitUntil(lambda: panel.reader_counts == {"normal": len(images), "abnormal": 2}, timeout=30_000)
+        assert panel._spec().counts["abnormal"]["from_reader_marks"] == 2
+        # the reader's own folder replaces the set: it is no reader set, and switching methods keeps it
+        panel.set_folder("normal", role_folders["normal"])
+        qtbot.waitUntil(lambda: panel.summaries["normal"] is not None, timeout=30_000)
+        assert "normal" not in panel.reader_sets and "normal" not in panel.reader_counts
+        assert "from_reader_marks" not in panel._spec().counts["normal"]
+        panel.method_combo.setCurrentIndex(panel.method_combo.findData("dual"))
+        panel.method_combo.setCurrentIndex(panel.method_combo.findData("weak"))
+        assert panel.zones["normal"].path == role_folders["normal"] and panel.zones["abnormal"].path == sets["abnormal"]
+        panel.zones["abnormal"].cleared.emit()  # cleared by the reader: the set is let go
+        assert panel.zones["abnormal"].path is None and "abnormal" not in panel.reader_sets
+        with pytest.raises(ValueError, match="normal and abnormal roles"):
+            panel.use_reader_sets({"unlabeled": sets["normal"]})
+    finally:
+        panel.check.cancel()
+        workers.stop_all()
+        assert workers.wait_all(30_000)
