@@ -217,6 +217,18 @@ class StudiesPanel(QWidget):
             self.tree.setCurrentItem(item)
         return True
 
+    def show_current(self, uid: str, path: Path | None) -> None:
+        """Show which study (and image) the viewer is on, without emitting image_chosen."""
+        item = self._find((uid, str(path) if path is not None else None))
+        if item is None or item is self.tree.currentItem():
+            return
+        self._emitting = False
+        try:
+            self.tree.setCurrentItem(item)
+            self.tree.scrollToItem(item)
+        finally:
+            self._emitting = True
+
     def _on_current(self, item: QTreeWidgetItem | None, _previous: QTreeWidgetItem | None) -> None:
         self._update_button()
         if item is None or not self._emitting:

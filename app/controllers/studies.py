@@ -54,6 +54,7 @@ class StudiesController(QObject):
         self.files: list[Path] = []
         self.compare_window: StudyCompareWindow | None = None
         self._order: list[str] = []
+        self._study_of: dict[Path, str] = {}  # each DICOM image's study
         self._records: dict[Path, CaseRecord] = {}  # the worklist's records by file, as of the last refresh
         self._rows: dict[str, tuple[tuple, StudyRow]] = {}  # by study: what the row showed, and the row
         self._current_view = ""  # the view the comparison's current pane opened on
@@ -76,6 +77,7 @@ class StudiesController(QObject):
         window.privacy.changed.connect(self._soon)
         window.reading.resorted.connect(self.resort)
         self.panel.image_chosen.connect(self.open_image)
+        window.worklist.current_changed.connect(self._follow_worklist)
         self.panel.compare_requested.connect(self.compare)
         self.dock.visibilityChanged.connect(lambda shown: shown and self._soon())
 
@@ -105,6 +107,7 @@ class StudiesController(QObject):
         self._records = {r.path: r for r in records}
         studies, files = group_studies(records)
         self.studies = {s.uid: s for s in studies}
+        self._study_of = {i.path: s.uid for s in studies for i in s.images}
         self.files = files
         leads = {s.uid: study_lead(s, self._score, self._flagged) for s in studies}
         if self._resort or not self.window.reading.session.started:
@@ -165,6 +168,8 @@ class StudiesController(QObject):
             children.append(ImageRow(image.path, label, f"out of scope: {out_of_scope}" if out_of_scope else "",
                                      *_score_texts(score, flagged)))
         score_text, flag_text = _score_texts(lead.score, self._image_state(lead.path)[1])
+        if lead.score is None and all(c.note for c in children):  # every image lateral or refused by the gate
+            score_text = "not scored"
         return StudyRow(study.uid, title or "(no patient or study in the header)", images, score_text, flag_text,
                         lead.flagged, lead.path, n_earlier, len(study.series), tuple(children))
 
@@ -178,6 +183,12 @@ class StudiesController(QObject):
                                             "this image).", 6000)
         return False
 
+    def _follow_worklist(self, path: Path | None) -> None:
+        # J/K, N and clicks in the worklist move the Studies list's row too (without opening anything)
+        uid = self._study_of.get(path) if path is not None else None
+        if uid is not None:
+            self.panel.show_current(uid, path)
+
     def open_study(self, uid: str) -> bool:
         """Open a study on its lead image (the row's image)."""
         return self.panel.choose(uid)
@@ -185,7 +196,8 @@ class StudiesController(QObject):
     def current_study(self) -> Study | None:
         """The study of the worklist's current case, or None."""
         path = self.window.worklist.current_path()
-        return next((s for s in self.studies.values() if path is not None and s.image(path) is not None), None)
+        uid = self._study_of.get(path) if path is not None else None
+        return self.studies.get(uid) if uid is not None else None
 
     # ================================================================== comparing
     def compare(self, uid: str, earlier_uid: str | None = None) -> StudyCompareWindow | None:

@@ -50,13 +50,14 @@ def test_grouping_lead_image_and_earlier_studies() -> None:
 
 
 # ====================================================================== the window, with real DICOMs
-PATIENTS = {"P-ALPHA": "ALPHA^ANNA", "P-BRAVO": "BRAVO^BEN", "P-CHARLIE": "CHARLIE^CID"}
+PATIENTS = {"P-ALPHA": "ALPHA^ANNA", "P-BRAVO": "BRAVO^BEN", "P-CHARLIE": "CHARLIE^CID", "P-DELTA": "DELTA^DORA"}
 
 
 @pytest.fixture(scope="module")
 def dicom_studies(tmp_path_factory) -> dict[str, list[Path]]:
-    """Three patients: ALPHA with a 2021 study (PA + lateral) and a 2024 study (two series: PA,
-    AP), BRAVO with one study (PA + lateral), CHARLIE with one PA; plus two PNGs."""
+    """Four patients: ALPHA with a 2021 study (PA + lateral) and a 2024 study (two series: PA,
+    AP), BRAVO with one study (PA + lateral), CHARLIE with one PA, DELTA with a lateral only;
+    plus two PNGs."""
     from engine.io.dicom_write import write_dicom
     from engine.synth import write_study
     from engine.synth.chest import generate_chest
@@ -66,7 +67,7 @@ def dicom_studies(tmp_path_factory) -> dict[str, list[Path]]:
         ("P-ALPHA", "1", "20210305", "1", "PA", None), ("P-ALPHA", "1", "20210305", "2", "LL", None),
         ("P-ALPHA", "2", "20240611", "1", "PA", "nodule"), ("P-ALPHA", "2", "20240611", "2", "AP", None),
         ("P-BRAVO", "3", "20230102", "1", "PA", None), ("P-BRAVO", "3", "20230102", "2", "LAT", None),
-        ("P-CHARLIE", "4", "20220909", "1", "PA", None),
+        ("P-CHARLIE", "4", "20220909", "1", "PA", None), ("P-DELTA", "5", "20220910", "1", "LL", None),
     ]
     made: dict[str, list[Path]] = {}
     for i, (patient, study, date, series, view, lesion) in enumerate(plan):
@@ -107,16 +108,19 @@ def test_studies_list_lead_images_laterals_and_comparison(qtbot, window: MainWin
     w.load_detector(tiny_detector, provider="cpu")
     qtbot.waitUntil(lambda: w.detector is not None, timeout=10_000)
     w.open_paths([dicom_studies["png"][0].parent.parent])
-    qtbot.waitUntil(lambda: not w.indexing_active and not w.is_scoring and len(w.model.records()) == 9
-                    and w.model.counts()["scored"] + w.model.counts()["out_of_scope"] == 9, timeout=60_000)
+    qtbot.waitUntil(lambda: not w.indexing_active and not w.is_scoring and len(w.model.records()) == 10
+                    and w.model.counts()["scored"] + w.model.counts()["out_of_scope"] == 10, timeout=60_000)
     mid = w.detector.meta.model_id
     w.studies.dock.show()
     w.studies.dock.raise_()
     w.studies.refresh()
     panel = w.studies.panel
     rows = {r.uid: r for r in panel.rows}
-    assert len(rows) == 4 and w.studies.files == dicom_studies["png"]
+    assert len(rows) == 5 and w.studies.files == dicom_studies["png"]
     assert "2 files not in a study" in panel.summary_label.text()
+    delta = rows.pop("1.2.826.0.1.3680043.77.5")  # a lateral alone: the study is not scored
+    assert (delta.score, delta.flag, delta.flagged) == ("not scored", "", False)
+    assert delta.children[0].note == LATERAL_TEXT
     # each study's lead is its highest-scoring frontal image; laterals are shown, not scored
     for uid, row in rows.items():
         recs = [w.model.record(w.model.row_of(p)) for p in dicom_studies[uid]]
@@ -142,7 +146,8 @@ def test_studies_list_lead_images_laterals_and_comparison(qtbot, window: MainWin
     # order: flagged first, then by lead score, as the worklist's (after S: the first case shown
     # for 1.5 s was read, so the reader has started and rows no longer move by themselves)
     w.reading.resort()
-    leads = [(r.flagged, float(r.score)) for r in panel.rows]
+    leads = [(r.flagged, float(r.score)) for r in panel.rows if r.uid in rows]
+    assert panel.rows[-1] == delta  # no score: last
     assert leads == sorted(leads, key=lambda t: (not t[0], -t[1]))
 
     # a study opens on its lead image; an image row opens that image
@@ -154,6 +159,12 @@ def test_studies_list_lead_images_laterals_and_comparison(qtbot, window: MainWin
     assert panel.choose(alpha_new, other)
     qtbot.waitUntil(lambda: w.viewer.case is not None and w.viewer.case.path == other, timeout=10_000)
     assert panel.compare_button.isEnabled()
+    # moving in the worklist moves the Studies list's row with it (nothing is opened twice)
+    bravo = "1.2.826.0.1.3680043.77.3"
+    assert w.worklist.select_path(rows[bravo].lead)
+    assert panel.current_uid() == bravo and panel.tree.currentItem().text(0).endswith(rows[bravo].lead.name)
+    assert not panel.compare_button.isEnabled()  # no earlier study of this patient
+    assert w.worklist.select_path(rows[alpha_new].lead) and panel.compare_button.isEnabled()
 
     # the earlier study beside the current one; window/level, zoom and pan follow one another
     panel.compare_button.click()
@@ -191,20 +202,24 @@ def test_study_rows_do_not_move_once_the_reader_started(qtbot, window: MainWindo
                                                         dicom_studies: dict[str, list[Path]]) -> None:
     w = window
     w.open_paths([dicom_studies["png"][0].parent.parent])
-    qtbot.waitUntil(lambda: not w.indexing_active and len(w.model.records()) == 9, timeout=60_000)
+    qtbot.waitUntil(lambda: not w.indexing_active and len(w.model.records()) == 10, timeout=60_000)
     w.studies.dock.show()
     w.studies.dock.raise_()
     w.studies.refresh()
     order = [r.uid for r in w.studies.panel.rows]
-    assert all(r.score == "" for r in w.studies.panel.rows)  # no detector: no score, no flag
-    w.studies.open_study(order[-1])  # the reader starts on the last study
-    # scores arrive that would put the last study first: it stays where the reader is
+    lateral_only = "1.2.826.0.1.3680043.77.5"
+    # no detector: no score, no flag; a study of laterals alone is never scored
+    assert {r.uid: r.score for r in w.studies.panel.rows if r.score} == {lateral_only: "not scored"}
+    target = [u for u in order if u != lateral_only][-1]
+    w.studies.open_study(target)  # the reader starts on the last study
+    # scores arrive that would put that study first: it stays where the reader is
     from engine.scoring import ScoreResult
-    results = [ScoreResult(p, 100.0 - i, 99.0) for i, p in enumerate(dicom_studies[order[-1]])]
+    results = [ScoreResult(p, 100.0 - i, 99.0) for i, p in enumerate(dicom_studies[target])]
     w.model.set_active_model("m", 50.0)
     w.model.apply_results("m", results)
     w.studies.refresh()
     assert [r.uid for r in w.studies.panel.rows] == order
-    assert w.studies.panel.rows[-1].flagged and w.studies.panel.rows[-1].score == "100"
+    row = next(r for r in w.studies.panel.rows if r.uid == target)
+    assert row.flagged and row.score == "100"
     w.reading.resort()  # S places it
-    assert [r.uid for r in w.studies.panel.rows] == [order[-1], *order[:-1]]
+    assert [r.uid for r in w.studies.panel.rows] == [target, *(u for u in order if u != target)]
