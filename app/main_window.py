@@ -569,6 +569,7 @@ class MainWindow(QMainWindow):
 
     def _focus_filter(self) -> None:
         self.docks["worklist"].show()
+        self.docks["worklist"].raise_()  # in front of the Studies tab
         self.worklist.filter_edit.setFocus()
         self.worklist.filter_edit.selectAll()
 

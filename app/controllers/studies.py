@@ -82,6 +82,12 @@ class StudiesController(QObject):
         self.dock.visibilityChanged.connect(lambda shown: shown and self._soon())
 
     # ================================================================== the list
+    @property
+    def list_shown(self) -> bool:
+        """Whether the Studies list is on screen (a tab behind the Worklist's is "visible" to Qt,
+        but has no visible region)."""
+        return self.dock.isVisible() and not self.panel.visibleRegion().isEmpty()
+
     def _soon(self, *_args: object) -> None:
         if not self._timer.isActive():
             self._timer.start()
@@ -94,7 +100,7 @@ class StudiesController(QObject):
     def refresh(self) -> None:
         """Group the worklist into studies and rewrite the list (only while the list is visible)."""
         self._timer.stop()
-        if not self.dock.isVisible() and self.compare_window is None:
+        if not self.list_shown and (self.compare_window is None or not self.compare_window.isVisible()):
             self._resort = self._resort or not self.window.reading.session.started
             return  # hidden: recomputed when shown
         t0 = time.perf_counter()

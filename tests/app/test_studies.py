@@ -111,8 +111,8 @@ def test_studies_list_lead_images_laterals_and_comparison(qtbot, window: MainWin
     qtbot.waitUntil(lambda: not w.indexing_active and not w.is_scoring and len(w.model.records()) == 10
                     and w.model.counts()["scored"] + w.model.counts()["out_of_scope"] == 10, timeout=60_000)
     mid = w.detector.meta.model_id
-    w.studies.dock.show()
     w.studies.dock.raise_()
+    qtbot.waitUntil(lambda: w.studies.list_shown, timeout=5_000)
     w.studies.refresh()
     panel = w.studies.panel
     rows = {r.uid: r for r in panel.rows}
@@ -190,6 +190,11 @@ def test_studies_list_lead_images_laterals_and_comparison(qtbot, window: MainWin
     qtbot.waitUntil(lambda: cw.views["earlier"].case is not None and cw.views["earlier"].case.path == earlier[1],
                     timeout=20_000)
 
+    # Ctrl+F brings the Worklist tab back in front of the Studies tab, its filter box focused
+    w.activateWindow()
+    w.actions["focus_filter"].trigger()
+    qtbot.waitUntil(lambda: not w.worklist.visibleRegion().isEmpty() and not w.studies.list_shown, timeout=5_000)
+
     # nothing identifying reached the audit trail
     assert w.reading.store is not None and w.reading.store.flush()
     db = StudyDatabase(w.settings.data_file(DB_FILE))
@@ -203,9 +208,10 @@ def test_study_rows_do_not_move_once_the_reader_started(qtbot, window: MainWindo
     w = window
     w.open_paths([dicom_studies["png"][0].parent.parent])
     qtbot.waitUntil(lambda: not w.indexing_active and len(w.model.records()) == 10, timeout=60_000)
-    w.studies.dock.show()
-    w.studies.dock.raise_()
     w.studies.refresh()
+    assert not w.studies.list_shown and w.studies.panel.rows == []  # behind the Worklist tab: not computed
+    w.studies.dock.raise_()  # shown: computed
+    qtbot.waitUntil(lambda: len(w.studies.panel.rows) == 5, timeout=5_000)
     order = [r.uid for r in w.studies.panel.rows]
     lateral_only = "1.2.826.0.1.3680043.77.5"
     # no detector: no score, no flag; a study of laterals alone is never scored
