@@ -122,29 +122,30 @@ class StudiesPanel(QWidget):
         layout.addWidget(self.compare_button)
         self._rows: dict[str, StudyRow] = {}
         self._items: dict[str, QTreeWidgetItem] = {}
+        self._order: list[str] = []  # the study rows' order in the tree
         self._emitting = True
 
     # ------------------------------------------------------------------ rows
     @property
     def rows(self) -> list[StudyRow]:
         """The study rows, in display order."""
-        return [self._rows[self.tree.topLevelItem(i).data(0, _PATH_ROLE)[0]]
-                for i in range(self.tree.topLevelItemCount())]
+        return [self._rows[uid] for uid in self._order]
 
     def set_rows(self, rows: Sequence[StudyRow], summary: str) -> None:
         """Show these rows in this order (the current row and expanded studies are kept)."""
         self.summary_label.setText(summary)
-        same_shape = ([r.uid for r in rows] == [self.tree.topLevelItem(i).data(0, _PATH_ROLE)[0]
-                                                for i in range(self.tree.topLevelItemCount())]
-                      and all(len(r.children) == len(self._rows[r.uid].children) for r in rows))
+        order = [r.uid for r in rows]
+        same_shape = order == self._order and all(len(r.children) == len(self._rows[r.uid].children) for r in rows)
         self._emitting = False
         try:
             if same_shape:
                 for row in rows:
-                    if row != self._rows[row.uid]:
+                    old = self._rows[row.uid]
+                    if row is not old and row != old:
                         self._fill(self._items[row.uid], row)
             else:
                 self._rebuild(rows)
+                self._order = order
         finally:
             self._emitting = True
         self._rows = {r.uid: r for r in rows}
