@@ -55,7 +55,9 @@ class StudiesController(QObject):
         self.compare_window: StudyCompareWindow | None = None
         self._order: list[str] = []
         self._study_of: dict[Path, str] = {}  # each DICOM image's study
-        self._records: dict[Path, CaseRecord] = {}  # the worklist's records by file, as of the last refresh
+        self._records: dict[Path, CaseRecord] = {}  # the worklist's records by file, as of the last grouping
+        self._earlier: dict[str, list[Study]] = {}  # each study's earlier studies
+        self._states: dict[Path, tuple[float | None, bool | None, str | None]] = {}  # as of the last refresh
         self._rows: dict[str, tuple[tuple, StudyRow]] = {}  # by study: what the row showed, and the row
         self._current_view = ""  # the view the comparison's current pane opened on
         self._resort = True
@@ -71,7 +73,10 @@ class StudiesController(QObject):
         self._timer.setSingleShot(True)
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self.refresh)
-        for sig in (self.model.rowsInserted, self.model.modelReset, self.model.layoutChanged, self.model.dataChanged):
+        self._regroup = True  # files came or went: group again (scores change only the leads)
+        for sig in (self.model.rowsInserted, self.model.rowsRemoved, self.model.modelReset):
+            sig.connect(self._files_changed)
+        for sig in (self.model.layoutChanged, self.model.dataChanged):
             sig.connect(self._soon)
         window.operating.changed.connect(self._soon)
         window.privacy.changed.connect(self._soon)
@@ -87,6 +92,10 @@ class StudiesController(QObject):
         """Whether the Studies list is on screen (a tab behind the Worklist's is "visible" to Qt,
         but has no visible region)."""
         return self.dock.isVisible() and not self.panel.visibleRegion().isEmpty()
+
+    def _files_changed(self, *_args: object) -> None:
+        self._regroup = True
+        self._soon()
 
     def _soon(self, *_args: object) -> None:
         if not self._timer.isActive():
@@ -109,12 +118,16 @@ class StudiesController(QObject):
         self._timer.setInterval(max(REFRESH_MS, int(1000 * (time.perf_counter() - t0) / REFRESH_SHARE)))
 
     def _refresh(self) -> None:
-        records = self.model.records()
-        self._records = {r.path: r for r in records}
-        studies, files = group_studies(records)
-        self.studies = {s.uid: s for s in studies}
-        self._study_of = {i.path: s.uid for s in studies for i in s.images}
-        self.files = files
+        if self._regroup:  # records are updated in place by scoring: membership changes only here
+            records = self.model.records()
+            self._records = {r.path: r for r in records}
+            studies, self.files = group_studies(records)
+            self.studies = {s.uid: s for s in studies}
+            self._study_of = {i.path: s.uid for s in studies for i in s.images}
+            self._earlier = earlier_by_study(studies)
+            self._regroup = False
+        studies = list(self.studies.values())
+        self._states = {path: self._image_state(path) for path in self._study_of}
         leads = {s.uid: study_lead(s, self._score, self._flagged) for s in studies}
         if self._resort or not self.window.reading.session.started:
             def key(s: Study) -> tuple[int, float]:
@@ -125,12 +138,13 @@ class StudiesController(QObject):
         else:  # the reader has started: rows stay, new studies go to the end
             known = set(self._order)
             self._order = [u for u in self._order if u in self.studies] + [s.uid for s in studies if s.uid not in known]
-        earlier = earlier_by_study(studies)
+        earlier = self._earlier
+        files = self.files
         show = self.window.privacy.show_identifiers
         cache, self._rows = self._rows, {}
         for uid in self._order:  # a row is made again only when something it shows changed
             study = self.studies[uid]
-            signature = (show, leads[uid], len(earlier[uid]), tuple(self._image_state(i.path) for i in study.images))
+            signature = (show, leads[uid], len(earlier[uid]), tuple(self._states[i.path] for i in study.images))
             old = cache.get(uid)
             row = old[1] if old is not None and old[0] == signature else self._row(study, leads[uid], len(earlier[uid]))
             self._rows[uid] = (signature, row)
@@ -152,10 +166,12 @@ class StudiesController(QObject):
                 self.model.out_of_scope_reason(rec))
 
     def _score(self, path: Path) -> float | None:
-        return self._image_state(path)[0]
+        state = self._states.get(path)
+        return (state if state is not None else self._image_state(path))[0]
 
     def _flagged(self, path: Path) -> bool:
-        return bool(self._image_state(path)[1])
+        state = self._states.get(path)
+        return bool((state if state is not None else self._image_state(path))[1])
 
     def _row(self, study: Study, lead: StudyLead, n_earlier: int) -> StudyRow:
         rec = self._records.get(lead.path)
@@ -170,10 +186,10 @@ class StudiesController(QObject):
             if image.lateral:
                 children.append(ImageRow(image.path, label, LATERAL_TEXT, "", ""))
                 continue
-            score, flagged, out_of_scope = self._image_state(image.path)
+            score, flagged, out_of_scope = self._states[image.path]
             children.append(ImageRow(image.path, label, f"out of scope: {out_of_scope}" if out_of_scope else "",
                                      *_score_texts(score, flagged)))
-        score_text, flag_text = _score_texts(lead.score, self._image_state(lead.path)[1])
+        score_text, flag_text = _score_texts(lead.score, self._states[lead.path][1])
         if lead.score is None and all(c.note for c in children):  # every image lateral or refused by the gate
             score_text = "not scored"
         return StudyRow(study.uid, title or "(no patient or study in the header)", images, score_text, flag_text,

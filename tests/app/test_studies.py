@@ -228,4 +228,10 @@ def test_study_rows_do_not_move_once_the_reader_started(qtbot, window: MainWindo
     row = next(r for r in w.studies.panel.rows if r.uid == target)
     assert row.flagged and row.score == "100"
     w.reading.resort()  # S places it
-    assert [r.uid for r in w.studies.panel.rows] == [target, *(u for u in order if u != target)]
+    placed = [target, *(u for u in order if u != target)]
+    assert [r.uid for r in w.studies.panel.rows] == placed
+    # a file of a new study arrives while the reader works: grouped again, the new study at the end
+    late = Path("/nowhere/late.dcm")
+    w.model.add_records([CaseRecord(late, _meta(str(late), "1.2.826.0.1.3680043.77.9", patient="P-ECHO"))])
+    qtbot.waitUntil(lambda: len(w.studies.panel.rows) == 6, timeout=5_000)
+    assert [r.uid for r in w.studies.panel.rows] == [*placed, "1.2.826.0.1.3680043.77.9"]
