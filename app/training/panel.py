@@ -485,7 +485,8 @@ class NewDetectorPanel(QWidget):
 
     @Slot(str, object)
     def _on_scanned(self, role: str, summary: FolderSummary) -> None:
-        if self._scans.get(role) is not self.sender():
+        scan = self._scans.get(role)
+        if scan is None or scan is not self.sender():  # replaced or removed meanwhile (sender() may be None then)
             return
         del self._scans[role]
         self.summaries[role] = summary
