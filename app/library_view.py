@@ -102,6 +102,8 @@ def entry_sections(entry: LibraryEntry) -> Sections:
                 extra = f" — {c.get('images', '?'):,} images" if isinstance(c.get("images"), int) else ""
                 if c.get("unreadable"):
                     extra += f", {c['unreadable']:,} unreadable (left out)"
+                if isinstance(c.get("from_reader_marks"), int):
+                    extra += f", {c['from_reader_marks']:,} from reader marks"
                 rows.append((f"{role.capitalize()} folder", f"{folder}{extra}"))
         if used:
             rows.append(("Images used", f"{used.get('normal_train', '?')} known normals for training, "

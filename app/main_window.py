@@ -7,7 +7,6 @@ stops every worker and closes only once all of them have ended.
 """
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import sys
@@ -39,12 +38,12 @@ from app.case_loading import LoadedCase
 from app.controllers.calibration import CalibrationController
 from app.controllers.indexing import IndexingController
 from app.controllers.reading import ReadingController
+from app.controllers.studies import StudiesController
 from app.controllers.scoring import ScoringController
 from app.demo import (DEMO_ABNORMAL, DEMO_NORMAL, DEMO_SIZE, DemoDetectorProcess, DemoStudyThread, demo_detector_file,
                       demo_root)
 from app.detector_card import DetectorCardDialog
-from app.export import ExportContext, export_rows, select_records, write_export
-from app.export_dialog import ExportDialog
+from app.controllers.exporting import export_csv
 from app.gc_schedule import CollectorSchedule
 from app.help import HelpDialog
 from app.library import ModelLibrary
@@ -163,11 +162,11 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.stack)
         self._build_docks()
         self._build_status_bar()
-        # reading state, study database, reading order, counts (app/controllers/reading.py)
         self.scoring = ScoringController(self)  # app/controllers/scoring.py
         self.indexing = IndexingController(self)  # app/controllers/indexing.py
         self.reading = ReadingController(self.model, self.worklist, self.viewer, settings, self.counts_label,
-                                         self.statusBar().showMessage, self)
+                                         self.statusBar().showMessage, self)  # reading state, study database
+        self.studies = StudiesController(self)  # DICOM studies, lead images, earlier studies side by side
         self.actions: dict[str, QAction] = {}
         self._build_actions()
         self.model_tools = ModelTools(self)  # New detector, model library, comparison, engine command
@@ -354,7 +353,7 @@ class MainWindow(QMainWindow):
         for name in ("toggle_read", "mark_agree", "mark_disagree", "mark_normal", "mark_abnormal", "comment"):
             reading.addAction(a[name])
         reading.addSeparator()
-        reading.addAction(self.reading.export_action)
+        reading.addActions(self.reading.menu_actions())
         view = mb.addMenu("&View")
         for name in ("fit", "one_to_one", "zoom_in", "zoom_out", None, "invert", "auto_window", "full_window",
                      "next_preset", "reset_window", None, "toggle_heatmap", "toggle_contour", "opacity_up",
@@ -575,6 +574,7 @@ class MainWindow(QMainWindow):
 
     def _focus_filter(self) -> None:
         self.docks["worklist"].show()
+        self.docks["worklist"].raise_()  # in front of the Studies tab
         self.worklist.filter_edit.setFocus()
         self.worklist.filter_edit.selectAll()
 
@@ -703,57 +703,8 @@ class MainWindow(QMainWindow):
     # ================================================================== export
     def export_csv(self, path: Path | None = None, scope: str | None = None,
                    include_identifiers: bool | None = None) -> Path | None:
-        """Export results to CSV; asks for what is not given; never overwrites without asking.
-
-        Returns:
-            The written file, or None when nothing was written.
-        """
-        if self.detector is None:
-            self.report_error("Nothing to export", "Load a detector and score the worklist first.")
-            return None
-        mid = self.detector.meta.model_id
-        threshold = self.operating.threshold(self.detector.calibration)
-        records = [self.model.record(self.worklist.proxy.mapToSource(self.worklist.proxy.index(r, 0)).row())
-                   for r in range(self.worklist.proxy.rowCount())]
-        if self.worklist.proxy.flagged_only or self.worklist.proxy.filter_text:
-            records = list(self.model.records())  # exports cover the whole worklist, not the filter
-        selected = self.worklist.selected_records()
-        if scope is None or include_identifiers is None:
-            counts = {"flagged": len(select_records(records, "flagged", mid, threshold)), "all": len(records),
-                      "selected": len(selected)}
-            dialog = ExportDialog(counts, self)
-            if dialog.exec() != ExportDialog.DialogCode.Accepted:
-                return None
-            scope, include_identifiers = dialog.scope, dialog.include_identifiers
-        if path is None:
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M")
-            suggested = (self.settings.last_folder or Path.home()) / f"cxrscreen-{scope}-{stamp}.csv"
-            name, _ = QFileDialog.getSaveFileName(self, "Export CSV", str(suggested), "CSV (*.csv)",
-                                                  options=QFileDialog.Option.DontConfirmOverwrite)
-            if not name:
-                return None
-            path = Path(name)
-        overwrite = False
-        if path.exists():
-            answer = QMessageBox.question(self, "Replace file?", f"{path} exists. Replace it?",
-                                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                          QMessageBox.StandardButton.No)
-            if answer != QMessageBox.StandardButton.Yes:
-                self.statusBar().showMessage("Export cancelled: the existing file was kept.", 5000)
-                return None
-            overwrite = True
-        chosen = select_records(records, scope, mid, threshold, selected)  # type: ignore[arg-type]
-        ctx = ExportContext(self.detector.meta, threshold, self.operating.describe(self.detector.calibration),
-                            bool(include_identifiers), self.key, datetime.datetime.now(datetime.timezone.utc),
-                            roots=tuple(self.roots), calibration=self.detector.calibration.label)
-        try:
-            n = write_export(path, export_rows(chosen, ctx), overwrite=overwrite)
-        except (OSError, FileExistsError) as exc:
-            self.report_error("Export failed", f"{path}\n\n{exc}")
-            return None
-        self.reading.audit_export(mid, str(scope), n, bool(include_identifiers))
-        self.statusBar().showMessage(f"Exported {n} cases to {path}", 8000)
-        return path
+        """Export results to CSV (:func:`app.controllers.exporting.export_csv`); None when nothing was written."""
+        return export_csv(self, path, scope, include_identifiers)
 
     # ================================================================== demo
     def open_demo(self) -> None:

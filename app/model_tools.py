@@ -23,6 +23,7 @@ from app.compare import CompareDialog, ModelRef
 from app.engine_process import default_engine_command
 from app.library import LibraryEntry
 from app.library_view import LibraryDialog
+from app.reader_sets import ReaderSets
 from engine.detector import Detector, DetectorError, DetectorMetadata, NormalCalibration
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ class ModelTools(QObject):
         self.engine_action = QAction("Engine command…", window)
         self.engine_action.triggered.connect(self.edit_engine_command)
         self.library_menu: QMenu | None = None
+        window.reading.sets_for_training.connect(self.train_on_reader_sets)
 
     # ================================================================== menus
     def fill_menu(self, menu: QMenu) -> None:
@@ -156,6 +158,12 @@ class ModelTools(QObject):
         self.panel.raise_()
         self.panel.activateWindow()
         return self.panel
+
+    def train_on_reader_sets(self, sets: ReaderSets) -> "NewDetectorPanel":
+        """Open the New-detector panel on the reader's confirmed cases (its checks apply)."""
+        panel = self.open_panel()
+        panel.use_reader_sets({role: path for role, path in sets.paths.items() if sets.counts[role]})
+        return panel
 
     def open_library(self) -> LibraryDialog:
         """Show the model library window."""

@@ -9,7 +9,9 @@ panel's validation set need. They are written where the reader chooses, as
 - ``lists``: ``confirmed_normal.txt`` and ``confirmed_abnormal.txt``, one path per line,
 
 with ``reader_sets.json`` saying how many came from reader marks, by whom. Nothing is
-overwritten: an existing set refuses the export.
+overwritten: an existing set refuses the export. :func:`reader_marks_count` tells the
+New-detector panel how many images of a folder it is given came from reader marks (the
+detector's card records it).
 """
 from __future__ import annotations
 
@@ -93,3 +95,27 @@ def export_reader_sets(normal: Sequence[Path], abnormal: Sequence[Path], out: Pa
                "mode": mode, "counts": {SET_NAMES[k]: len(v) for k, v in sets.items()}}
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return ReaderSets(targets, {k: len(v) for k, v in sets.items()})
+
+
+def reader_marks_count(folder: Path) -> int | None:
+    """How many images of ``folder`` came from reader marks, or None when it is not a reader set.
+
+    A reader set is a ``confirmed_normal`` or ``confirmed_abnormal`` folder of links written by
+    :func:`export_reader_sets` (its :data:`SUMMARY_FILE` beside it). The links in it are counted,
+    not the summary's figure: a reader may have removed cases since, and files added by hand
+    (not links) are not the reader's marks.
+    """
+    folder = Path(folder)
+    if folder.name not in SET_NAMES.values():
+        return None
+    try:
+        summary = json.loads((folder.parent / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("source") != "reader marks" or summary.get("mode") != "links":
+        return None
+    try:
+        with os.scandir(folder) as entries:
+            return sum(1 for e in entries if e.is_symlink())
+    except OSError:
+        return None

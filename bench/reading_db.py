@@ -13,6 +13,8 @@
    thread). A QTimer probe firing every 10 ms in the GUI thread measures the event loop's
    stalls in both runs (bench/bench_app_stall.py's probe).
 3. The window is closed; the database's size is measured.
+   With ``--studies-tab``, a third stream runs with the Studies tab in front: its list of
+   studies is recomputed as the scores arrive (app/controllers/studies.py).
 4. A new window reopens the folder with the same database and the same detector id: the time
    to the full worklist with every score shown, whether any header was indexed or any
    scoring process started, and the event loop's stalls meanwhile.
@@ -120,6 +122,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--studies-tab", action="store_true",
+                        help="a third stream with the Studies tab in front (its list recomputed as scores arrive)")
     args = parser.parse_args()
     folder = distinct_folder(args.n)
 
@@ -159,6 +163,22 @@ def main() -> int:
     w.model.set_active_model(MODEL_ID, 0.9)
     out["stream_with_db"] = _stream(app, w, MODEL_ID, paths)
     out["stream_with_db"]["transactions"] = store.transactions - tx0
+    if args.studies_tab:  # the same stream again, the Studies list in front and following the scores
+        w.studies.dock.show()
+        w.studies.dock.raise_()
+        w.model.set_active_model("studies-" + MODEL_ID, 0.9)
+        refreshes = [0]
+        refresh = w.studies.refresh
+
+        def counted() -> None:
+            refreshes[0] += 1
+            refresh()
+
+        w.studies._timer.timeout.disconnect()
+        w.studies._timer.timeout.connect(counted)
+        out["stream_with_db_studies_tab"] = _stream(app, w, "studies-" + MODEL_ID, paths)
+        out["stream_with_db_studies_tab"].update({"studies": len(w.studies.studies), "list_refreshes": refreshes[0]})
+        w.docks["worklist"].raise_()
     w.close()
     _wait(app, lambda: not w.isVisible(), 60)
     w.workers.wait_all(10_000)

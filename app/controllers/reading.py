@@ -45,6 +45,7 @@ COUNTS_MS = 150  # counts and progress are rewritten at most this often
 READ_COLUMN_WIDTH = 86
 MARK_WORDS: dict[str, str] = {"agree": "agree with the flag", "disagree": "disagree with the flag",
                               "normal": "confirmed normal", "abnormal": "confirmed abnormal"}
+READER_SETS_DIR = "reader-sets"  # in the data folder: the sets sent to the New-detector panel
 
 
 class _StoreSignals(QObject):
@@ -58,6 +59,11 @@ class _StoreSignals(QObject):
 class ReadingController(QObject):
     """Reading state, study database and reading order for one window.
 
+    Signals:
+        sets_for_training(ReaderSets): the reader sent the confirmed cases to training (folders
+            of links under the data folder's :data:`READER_SETS_DIR`).
+        resorted(): the reader asked for the order to be applied again (S).
+
     Args:
         model: the worklist model.
         panel: the worklist panel (table, filter, counts label).
@@ -67,6 +73,9 @@ class ReadingController(QObject):
         show_message: the status bar's message function (text, milliseconds).
         parent: the window (dialogs open over it).
     """
+
+    sets_for_training = Signal(object)
+    resorted = Signal()
 
     def __init__(self, model: WorklistModel, panel: WorklistPanel, viewer: RadiographView, settings: AppSettings,
                  counts_label: QLabel, show_message: Callable[[str, int], None], parent: QWidget) -> None:
@@ -129,6 +138,11 @@ class ReadingController(QObject):
         self.export_action.setToolTip("Confirmed normal (O) and confirmed abnormal (X) cases as folders of links "
                                       "or lists, for the New-detector panel")
         self.export_action.triggered.connect(lambda _c=False: self.export_confirmed())
+        self._sets_root = settings.data_file(READER_SETS_DIR)
+        self.train_action = QAction("Train a detector on confirmed cases…", self)
+        self.train_action.setToolTip("Confirmed normal (O) and confirmed abnormal (X) cases as the New-detector "
+                                     "panel's known-normal and confirmed-abnormal folders (its checks apply)")
+        self.train_action.triggered.connect(lambda _c=False: self.send_to_training())
 
     # ================================================================== opening a worklist
     def new_worklist(self) -> None:
@@ -308,6 +322,7 @@ class ReadingController(QObject):
             self.panel.table.scrollTo(idx, QAbstractItemView.ScrollHint.EnsureVisible)
         self.update_position()
         self.update_counts()
+        self.resorted.emit()
         self._message(f"Re-sorted: {moved:,} new scores placed." if moved else "Re-sorted.", 4000)
 
     def set_unread_only(self, on: bool) -> None:
@@ -374,6 +389,25 @@ class ReadingController(QObject):
         self._message(f"Wrote {len(normal)} confirmed normal and {len(abnormal)} confirmed abnormal cases "
                       f"to {out}", 10000)
         return written
+
+    def send_to_training(self) -> ReaderSets | None:
+        """Write the confirmed cases as folders of links in the data folder and send them to training.
+
+        The New-detector panel takes them as its known-normal and confirmed-abnormal folders and
+        checks them as any folder (leaks into validation, duplicates, too few images); the
+        detector's card then says how many images came from reader marks.
+        """
+        written = self.export_confirmed(self._sets_root / time.strftime("%Y%m%d-%H%M%S"), "links")
+        if written is not None:
+            if self.store is not None:
+                self.store.audit("sent reader sets to training", self.session.reader, self.model.model_id,
+                                 f"normal={written.counts['normal']}; abnormal={written.counts['abnormal']}")
+            self.sets_for_training.emit(written)
+        return written
+
+    def menu_actions(self) -> list[QAction]:
+        """The Reading menu's entries for the reader sets."""
+        return [self.export_action, self.train_action]
 
     def action_slots(self) -> dict[str, Callable[[], object]]:
         """The reading actions by shortcut id (:mod:`app.shortcuts`)."""

@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
 
 from app.library import LibraryEntry, ModelLibrary
 from app.library_view import CardView
+from app.reader_sets import reader_marks_count
 from app.settings import AppSettings
 from app.training.drop_zone import DropZone
 from app.training.folders import (
@@ -169,6 +170,8 @@ class NewDetectorPanel(QWidget):
         self.validation: LabelledValidation | None = None
         self.validation_error: str | None = None
         self.findings: list[Finding] = []
+        self.reader_sets: dict[str, Path] = {}  # the reader's confirmed cases, by role, until replaced
+        self.reader_counts: dict[str, int] = {}  # images from reader marks in each role's folder
         self.job: TrainingJob | None = None
         self.last_entry: LibraryEntry | None = None
         self.last_failure: JobFailure | None = None
@@ -200,7 +203,7 @@ class NewDetectorPanel(QWidget):
         for role, zone in self.zones.items():
             zone.setObjectName(f"zone_{role}")
             zone.path_chosen.connect(lambda p, r=role: self.set_folder(r, p))
-            zone.cleared.connect(lambda r=role: self.set_folder(r, None))
+            zone.cleared.connect(lambda r=role: self._zone_cleared(r))
         data = QGroupBox("2. Images")
         dl = QVBoxLayout(data)
         for zone in self.zones.values():
@@ -423,9 +426,39 @@ class NewDetectorPanel(QWidget):
             self.preset_combo.setCurrentIndex(self.preset_combo.findData(preset))
 
     # ================================================================== data
+    def use_reader_sets(self, folders: dict[str, Path]) -> None:
+        """Use the reader's confirmed cases (folders of links) for the roles they fill.
+
+        ``folders`` maps "normal" and "abnormal" to the sets; each goes into its zone now, or,
+        when the method does not use that role, as soon as a method that does is chosen (until
+        the reader gives that zone another folder or clears it). The sets are checked as any
+        folder.
+        """
+        bad = sorted(set(folders) - {"normal", "abnormal"})
+        if bad:
+            raise ValueError(f"reader sets fill the normal and abnormal roles, not {bad}")
+        self.reader_sets = {r: Path(p) for r, p in folders.items()}
+        self._apply_reader_sets()
+
+    def _apply_reader_sets(self) -> None:
+        for role, folder in self.reader_sets.items():
+            if (self.info is None or self.info.role(role).used) and self.zones[role].path != folder:
+                self.set_folder(role, folder)
+        waiting = "The reader's confirmed-abnormal cases wait for a method that uses them"
+        if self.status_label.text().startswith(waiting):
+            self.status_label.setText("")
+        if "abnormal" in self.reader_sets and self.info is not None and not self.info.role("abnormal").used:
+            self.status_label.setText(f"{waiting}; {self.info.title} does not.")
+
+    def _zone_cleared(self, role: str) -> None:
+        self.reader_sets.pop(role, None)
+        self.set_folder(role, None)
+
     def set_folder(self, role: str, path: Path | None) -> None:
         """Use ``path`` for a role ("normal", "unlabeled", "abnormal", "validation"; None: remove it)."""
         zone = self.zones[role]
+        if path is not None and self.reader_sets.get(role, Path(path)) != Path(path):
+            del self.reader_sets[role]  # another folder replaces the reader's set
         if path is not None and role in ROLES and self.info is not None and not self.info.role(role).used:
             raise ValueError(f"{self.info.title} does not use a {ROLE_TITLES[role][0].lower()}")
         with QSignalBlocker(zone):
@@ -440,6 +473,7 @@ class NewDetectorPanel(QWidget):
         if old is not None:
             old.request_stop()
         self.summaries[role] = None
+        self.reader_counts.pop(role, None)
         self.duplicates = None
         if path is not None:
             thread = FolderScanThread(role, Path(path))
@@ -451,11 +485,16 @@ class NewDetectorPanel(QWidget):
 
     @Slot(str, object)
     def _on_scanned(self, role: str, summary: FolderSummary) -> None:
-        if self._scans.get(role) is not self.sender():
+        scan = self._scans.get(role)
+        if scan is None or scan is not self.sender():  # replaced or removed meanwhile (sender() may be None then)
             return
         del self._scans[role]
         self.summaries[role] = summary
-        self.zones[role].set_summary(summary.describe(), ok=summary.count > 0)
+        marked = reader_marks_count(summary.folder)
+        if marked is not None:
+            self.reader_counts[role] = marked
+        self.zones[role].set_summary(summary.describe() + (f" — {marked:,} from reader marks" if marked else ""),
+                                     ok=summary.count > 0)
         if not self._name_edited:
             self._suggest_name()
         self._check_duplicates()
@@ -539,6 +578,7 @@ class NewDetectorPanel(QWidget):
             zone.setToolTip(role.help)
             if not role.used and zone.path is not None:
                 self.set_folder(role.role, None)
+        self._apply_reader_sets()
         self._on_preset()
 
     def _on_preset(self) -> None:
@@ -752,6 +792,9 @@ class NewDetectorPanel(QWidget):
             self._stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         counts: dict[str, Any] = {r: {"images": s.count, "unreadable": len(s.unreadable), "folder": str(s.folder)}
                                   for r, s in self.summaries.items() if s is not None and info.role(r).used}
+        for role, n in self.reader_counts.items():
+            if role in counts:
+                counts[role]["from_reader_marks"] = n
         if self.validation is not None:
             counts["validation"] = {"images": len(self.validation.paths), "normal": self.validation.n_normal,
                                     "abnormal": self.validation.n_abnormal}

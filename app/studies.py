@@ -1,0 +1,180 @@
+"""Studies, not only files: DICOM images grouped by patient, study and series (Qt-free).
+
+Clinicians read studies: a chest examination is often a frontal and a lateral view, sometimes
+several series, and the question asked of it is whether the *study* needs a look. So the
+worklist's DICOM files are grouped by their headers' StudyInstanceUID (and, within a study, by
+SeriesInstanceUID); files without a study UID (PNG and JPEG folders, anonymised DICOMs) stay
+files. A study's row carries its most suspicious frontal image (the highest score among its
+frontal images scored by the active detector) and opens on it.
+
+Laterals. The detectors read frontal views: the out-of-scope gate (:mod:`engine.scope`)
+refuses lateral and oblique view positions, so a lateral is listed with its study and can be
+shown, but it never carries the study's score ("lateral, not scored").
+
+Earlier studies. Studies of the same patient (PatientID, else the patient's name) dated before
+the current one are its priors, newest first; the compare view shows one beside the current
+study. The patient identifiers used for this grouping are the header summary the worklist
+already holds (and the study database already stores for display): nothing more is stored,
+and none of it is written to the audit trail.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.records import CaseRecord
+from engine.io import RadiographMeta
+from engine.scope import LATERAL_VIEWS
+
+LATERAL_TEXT = "lateral, not scored"
+
+
+def is_lateral(meta: RadiographMeta | None) -> bool:
+    """Whether the header names a lateral or oblique view (the scope gate refuses these)."""
+    view = (meta.view_position or "").strip().upper() if meta is not None else ""
+    return view in LATERAL_VIEWS
+
+
+@dataclass(frozen=True)
+class StudyImage:
+    """One image of a study.
+
+    Attributes:
+        path: the file.
+        series_uid: its series ("" when the header has none).
+        view: its view position as in the header ("" when absent).
+        lateral: whether it is a lateral or oblique view (not scored as a frontal).
+    """
+
+    path: Path
+    series_uid: str
+    view: str
+    lateral: bool
+
+
+@dataclass(frozen=True)
+class Study:
+    """The images of one study, series by series.
+
+    Attributes:
+        uid: the StudyInstanceUID.
+        patient: the patient's identifier as in the header (PatientID, else the name; "" when
+            neither): kept in memory to find earlier studies, never stored or audited.
+        date: the study date (YYYYMMDD, "" when absent).
+        images: its images, series by series (by their first file name), files by name.
+    """
+
+    uid: str
+    patient: str
+    date: str
+    images: tuple[StudyImage, ...]
+
+    @property
+    def series(self) -> dict[str, list[StudyImage]]:
+        """Images by series UID, in order."""
+        out: dict[str, list[StudyImage]] = {}
+        for image in self.images:
+            out.setdefault(image.series_uid, []).append(image)
+        return out
+
+    @property
+    def frontal(self) -> list[StudyImage]:
+        """The images a detector scores (not lateral or oblique)."""
+        return [i for i in self.images if not i.lateral]
+
+    def image(self, path: Path) -> StudyImage | None:
+        """The image of this file, or None when the file is not in the study."""
+        return next((i for i in self.images if i.path == path), None)
+
+
+@dataclass(frozen=True)
+class StudyLead:
+    """The image a study's row stands for, and what it says.
+
+    Attributes:
+        path: the most suspicious frontal image scored (else the first frontal image, else the
+            first image).
+        score: its score by the active detector (None: no frontal image scored yet).
+        flagged: whether it is flagged at the current operating point.
+        scored: how many of the study's frontal images are scored.
+    """
+
+    path: Path
+    score: float | None
+    flagged: bool
+    scored: int
+
+
+def group_studies(records: Iterable[CaseRecord]) -> tuple[list[Study], list[Path]]:
+    """Group DICOM files by study (and series); everything else stays a file.
+
+    Args:
+        records: the worklist's records, in worklist order.
+
+    Returns:
+        (studies in the worklist order of their first image, files that belong to no study in
+        worklist order).
+    """
+    grouped: dict[str, list[tuple[CaseRecord, RadiographMeta]]] = {}  # in worklist order of first image
+    files: list[Path] = []
+    for rec in records:
+        meta = rec.meta
+        if meta is None or meta.format != "dicom" or not meta.study_uid:
+            files.append(rec.path)
+            continue
+        grouped.setdefault(meta.study_uid, []).append((rec, meta))
+    studies = []
+    for uid, members in grouped.items():
+        # series and files by file name, not by worklist order: a re-sort never reorders a study
+        first_name: dict[str, str] = {}
+        for rec, meta in members:
+            key = meta.series_uid or ""
+            first_name[key] = min(first_name.get(key, rec.path.name), rec.path.name)
+        members.sort(key=lambda m: (first_name[m[1].series_uid or ""], m[1].series_uid or "", m[0].path.name))
+        patient = next((m.patient_id or m.patient_name or "" for _r, m in members if m.patient_id or m.patient_name), "")
+        date = next((m.study_date.strip() for _r, m in members if m.study_date), "")
+        images = tuple(StudyImage(r.path, m.series_uid or "", (m.view_position or "").strip(), is_lateral(m))
+                       for r, m in members)
+        studies.append(Study(uid, patient.strip(), date, images))
+    return studies, files
+
+
+def study_lead(study: Study, score: Callable[[Path], float | None], flagged: Callable[[Path], bool]) -> StudyLead:
+    """The image a study's row stands for: its most suspicious frontal image.
+
+    Args:
+        study: the study.
+        score: the active detector's score of a file (None: not scored, failed or out of scope).
+        flagged: whether a file is flagged at the current operating point.
+    """
+    frontal = study.frontal
+    scored = [(s, i.path) for i in frontal if (s := score(i.path)) is not None]
+    if scored:
+        best, path = max(scored, key=lambda t: t[0])
+        return StudyLead(path, best, bool(flagged(path)), len(scored))
+    path = frontal[0].path if frontal else study.images[0].path
+    return StudyLead(path, None, False, 0)
+
+
+def earlier_studies(studies: Sequence[Study], study: Study) -> list[Study]:
+    """The same patient's studies dated before ``study``, newest first.
+
+    Studies without a date, or of a patient without an identifier, cannot be placed in time
+    and are not called earlier.
+    """
+    if not study.patient or not study.date:
+        return []
+    earlier = [s for s in studies if s.uid != study.uid and s.patient == study.patient and s.date
+               and s.date < study.date]
+    return sorted(earlier, key=lambda s: s.date, reverse=True)
+
+
+def earlier_by_study(studies: Sequence[Study]) -> dict[str, list[Study]]:
+    """:func:`earlier_studies` of every study at once, by study UID (linear in the studies of
+    each patient, not in all studies: a worklist of 5,000 studies is listed in one pass)."""
+    by_patient: dict[str, list[Study]] = {}
+    for study in studies:
+        if study.patient and study.date:
+            by_patient.setdefault(study.patient, []).append(study)
+    return {s.uid: earlier_studies(by_patient.get(s.patient, ()), s) for s in studies}
