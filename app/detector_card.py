@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
-from app.card_words import intended_use_rows, training_rows
+from app.card_words import THRESHOLD_WORDS, intended_use_rows, training_rows
 from engine.detector import DetectorMetadata
 from engine.scope import ScopeGate
 
@@ -34,7 +34,8 @@ def card_sections(meta: DetectorMetadata, path: Path | None = None, provider: st
     cal = meta.calibration
     s = np.asarray(cal.normal_scores)
     calibration = [("Normals", f"{cal.n_normals} ({cal.source})"),
-                   ("Normal scores", f"min {s.min():.5g}, median {np.median(s):.5g}, max {s.max():.5g}")]
+                   ("Normal scores", f"min {s.min():.5g}, median {np.median(s):.5g}, max {s.max():.5g}"),
+                   ("Threshold estimate", THRESHOLD_WORDS[cal.threshold_method])]
     for spec in (0.90, 0.95, 0.99):
         t = cal.threshold_at_specificity(spec)
         achieved, lo, hi = cal.achieved_specificity(t)
