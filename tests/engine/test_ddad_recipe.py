@@ -91,6 +91,11 @@ def test_score_pooling_is_a_setting_the_paper_preset_keeps_at_the_mean():
     # a run trained before the setting existed loads with the paper's mean
     old = {k: v for k, v in CFG.to_dict().items() if k != "score_top_fraction"}
     assert Config.from_dict(old).score_top_fraction == 1.0
+    # and resumes: a setting its saved settings lack matches only at its default
+    from engine.loop import settings_match
+
+    assert settings_match(old, CFG)
+    assert not settings_match(old, Config(**{**CFG.__dict__, "score_top_fraction": 0.01}))
 
 
 class _Data:
