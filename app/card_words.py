@@ -13,7 +13,8 @@ from engine.detector import DetectorMetadata, NormalCalibration
 SETTING_WORDS: dict[str, str] = {
     "epochs": "Epochs", "batch_size": "Batch size", "lr": "Learning rate", "betas": "Adam betas",
     "weight_decay": "Weight decay", "members": "Networks per module (K)", "backbone": "Backbone",
-    "latent_size": "Latent size", "multiplier": "Width multiplier", "score_type": "Score map", "seed": "Random seed",
+    "latent_size": "Latent size", "multiplier": "Width multiplier", "score_type": "Score map",
+    "score_top_fraction": "Score: mean of the map's highest pixels (share; 1 = whole map)", "seed": "Random seed",
     "precision": "Precision", "layout": "Network layout", "augment": "Augmentation", "size": "Input size (px)",
     "aspect": "Aspect", "intensity": "Intensity", "output_range": "Input range", "preset": "Preset",
     "pretrain_epochs": "MAE pre-training epochs", "stage1_epochs": "Stage 1 epochs", "module_b": "Module B trains on",
@@ -91,3 +92,12 @@ def intended_use_rows(meta: DetectorMetadata) -> list[tuple[str, str]]:
         ("Operating points", f"{cal.n_normals} calibration normals support {ops} "
                              "(a threshold at specificity s needs at least 1 / (1 − s) normals)."),
     ]
+
+
+# what NormalCalibration.threshold_method means, in the card's words
+THRESHOLD_WORDS = {
+    "harrell-davis": "Harrell–Davis: a weighted mean of all normal scores around the rank that passes the "
+                     "specificity asked of new normals on average (steadier than one normal's score)",
+    "higher": "the normal score at the specificity asked (no more of these normals above it than allowed); "
+              "a detector made before the Harrell–Davis estimate",
+}

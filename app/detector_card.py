@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
-from app.card_words import intended_use_rows, training_rows
+from app.card_words import THRESHOLD_WORDS, intended_use_rows, training_rows
 from engine.detector import DetectorMetadata, NormalCalibration
 from engine.scope import ScopeGate
 
@@ -58,7 +58,8 @@ def _calibration_rows(cal: NormalCalibration) -> list[tuple[str, str]]:
     """Count, score range and the thresholds at 90 / 95 / 99 % with Clopper–Pearson intervals."""
     s = np.asarray(cal.normal_scores)
     rows = [("Normals", f"{cal.n_normals} ({cal.source})"),
-            ("Normal scores", f"min {s.min():.5g}, median {np.median(s):.5g}, max {s.max():.5g}")]
+            ("Normal scores", f"min {s.min():.5g}, median {np.median(s):.5g}, max {s.max():.5g}"),
+            ("Threshold estimate", THRESHOLD_WORDS[cal.threshold_method])]
     for spec in (0.90, 0.95, 0.99):
         t = cal.threshold_at_specificity(spec)
         achieved, lo, hi = cal.achieved_specificity(t)

@@ -10,12 +10,18 @@ cases, and the demo study itself. Synthetic images only: no real data involved.
 
 Writes AUROC (held-out and demo study; also of each heatmap's 99th percentile instead of the
 detector's mean-of-map score, a diagnostic), the demo study's flags at the detector's 95 %
-specificity operating point, and the training time.
+specificity operating point, and the cost of making the detector: wall time, and the CPU time
+(user + system, this process and any children) with the load average. On a machine shared
+with other jobs only the CPU time means something: CPU seconds / 2 is the estimate for two
+quiet cores (the demo detector trains two networks at a time, one thread each).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -50,6 +56,16 @@ def _score(detector, folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     return labels, np.array([scores[p] for p in paths]), np.array([peaks[p] for p in paths]), refused
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all threads) and of its finished children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _rounded(values: np.ndarray) -> list[float | None]:
+    return [None if np.isnan(v) else float(f"{v:.6g}") for v in values]
+
+
 def _auroc(labels: np.ndarray, values: np.ndarray) -> float:
     from engine.metrics import auroc
 
@@ -71,6 +87,7 @@ def main() -> int:
                         help="lesion strength of the demo and held-out studies (default: the app's demo's)")
     parser.add_argument("--heldout", type=int, default=60, help="normal and abnormal cases each in the held-out study")
     parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--keep", type=Path, default=None, help="also keep the trained demo detector here (.onnx)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="cxrscreen-demo-bench-") as tmp:
@@ -93,11 +110,18 @@ def main() -> int:
         if args.members:
             argv += ["--members", str(args.members)]
         d_args = parser_d.parse_args(argv)
+        load_before = os.getloadavg()
+        cpu_before = _cpu_seconds()
         t = time.perf_counter()
         if demo_detector.run(d_args) != 0:
             raise SystemExit("demo detector training did not finish")
         train_s = time.perf_counter() - t
+        cpu_s = _cpu_seconds() - cpu_before
+        load_after = os.getloadavg()
 
+        if args.keep is not None:
+            args.keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tmp / "demo.onnx", args.keep)
         detector = Detector(tmp / "demo.onnx", provider="cpu")
         h_labels, h_scores, h_peaks, h_refused = _score(detector, heldout)
         s_labels, s_scores, s_peaks, s_refused = _score(detector, study)
@@ -107,9 +131,15 @@ def main() -> int:
             "detector": detector.meta.name,
             "training": {k: getattr(d_args, k) for k in ("normals", "epochs", "members", "calibration_fraction", "seed", "variation")},
             "score_type": detector.meta.score_type,
+            "score_top_fraction": detector.meta.training.get("config", {}).get("score_top_fraction", 1.0),
             "study_lesion_strength": strength,
             "calibration_normals": detector.calibration.n_normals,
+            "threshold_method": detector.calibration.threshold_method,
             "train_seconds": round(train_s, 1),
+            "cost": {"wall_seconds": round(train_s, 1), "cpu_seconds": round(cpu_s, 1),
+                     "quiet_two_core_estimate_seconds": round(cpu_s / 2, 1),
+                     "load_average_1_5_15_before": [round(v, 2) for v in load_before],
+                     "load_average_1_5_15_after": [round(v, 2) for v in load_after]},
             "heldout": {"normal": int((h_labels == 0).sum()), "abnormal": int((h_labels == 1).sum()),
                         "auroc": _auroc(h_labels, h_scores), "auroc_heatmap_p99": _auroc(h_labels, h_peaks),
                         "out_of_scope": h_refused},
@@ -118,6 +148,8 @@ def main() -> int:
                            "flagged_at_95_specificity": int(flagged.sum()),
                            "flagged_abnormal": int((flagged & (s_labels == 1)).sum()),
                            "flagged_normal": int((flagged & (s_labels == 0)).sum()),
+                           "scores": {"normal": _rounded(s_scores[s_labels == 0]), "lesion": _rounded(s_scores[s_labels == 1])},
+                           "threshold_at_95_specificity": threshold,
                            "out_of_scope": s_refused},
         }
     args.json.parent.mkdir(parents=True, exist_ok=True)

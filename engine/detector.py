@@ -35,6 +35,9 @@ SCORE_NAME = "score"
 HEATMAP_NAME = "heatmap"
 
 ProviderChoice = Literal["auto", "cuda", "cpu"]
+# how a specificity threshold is estimated from the calibration normals (NormalCalibration)
+ThresholdMethod = Literal["harrell-davis", "higher"]
+THRESHOLD_METHODS: tuple[str, ...] = ("harrell-davis", "higher")
 
 
 class DetectorError(ValueError):
@@ -86,6 +89,24 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return lower, upper
 
 
+def harrell_davis_threshold(sorted_scores: np.ndarray, specificity: float) -> float:
+    """The Harrell–Davis estimate centred on rank s(n+1) (see :meth:`NormalCalibration.threshold_at_specificity`).
+
+    Args:
+        sorted_scores: (n,) ascending calibration scores, n >= 1 / (1 − specificity).
+        specificity: s in (0, 1).
+    """
+    from scipy.special import betainc
+
+    n = len(sorted_scores)
+    # HD's weights centre on rank n·q + ½; this q puts them on rank s(n+1) (q < 1 for n >= 1 / (1 − s))
+    q = (specificity * (n + 1) - 0.5) / n
+    if q <= 0.0:  # a specificity below ½ / (n+1): the lowest score
+        return float(sorted_scores[0])
+    weights = np.diff(betainc(q * (n + 1), (1.0 - q) * (n + 1), np.arange(n + 1) / n))
+    return float(np.dot(weights, sorted_scores))
+
+
 @dataclass(frozen=True)
 class NormalCalibration:
     """How a detector's outputs behave on known-normal images it never trained on.
@@ -100,6 +121,9 @@ class NormalCalibration:
         name: "" for the calibration stored in the detector file; a site calibration's name
             (set from reader-confirmed normals of a site's images, see
             :mod:`engine.site_calibration`) otherwise.
+        threshold_method: how :meth:`threshold_at_specificity` estimates a threshold:
+            "harrell-davis" (detectors made since it was added) or "higher" (the empirical
+            quantile's higher order statistic; detectors made before, kept as they were made).
     """
 
     normal_scores: tuple[float, ...]
@@ -107,6 +131,7 @@ class NormalCalibration:
     heatmap_quantiles: tuple[float, ...]
     source: str = "held-out known normals"
     name: str = ""
+    threshold_method: ThresholdMethod = "harrell-davis"
 
     def __post_init__(self) -> None:
         if len(self.normal_scores) < 1:
@@ -118,6 +143,8 @@ class NormalCalibration:
             raise ValueError("calibration normal scores must be sorted ascending")
         if len(self.heatmap_quantile_levels) != len(self.heatmap_quantiles) or len(self.heatmap_quantiles) < 2:
             raise ValueError("heatmap quantile levels and values must have the same length >= 2")
+        if self.threshold_method not in THRESHOLD_METHODS:
+            raise ValueError(f"threshold_method must be one of {THRESHOLD_METHODS}, got {self.threshold_method!r}")
 
     @classmethod
     def from_samples(
@@ -156,14 +183,25 @@ class NormalCalibration:
         return 100.0 * (below + below_or_equal) / (2.0 * len(s))
 
     def threshold_at_specificity(self, specificity: float) -> float:
-        """The score threshold that flags (score > threshold) at most 1 − specificity of normals.
+        """The score threshold (flagged: score > threshold) meant to pass ``specificity`` of new normals.
 
-        Uses the empirical ``specificity`` quantile of the calibration normals (higher method,
-        so that the fraction of calibration normals above it never exceeds 1 − specificity).
+        "harrell-davis": a weighted mean of all sorted calibration scores X_(1..n) with the
+        Harrell–Davis weights (Harrell & Davis, Biometrika 1982), Beta(q(n+1), (1−q)(n+1))
+        probabilities of the intervals ((i−1)/n, i/n], at the level q = (s(n+1) − ½) / n. The
+        weights then centre on rank s(n+1), the rank whose share of the normal population
+        below it is s on average (E F(X_(k)) = k / (n+1)); the mean of several order
+        statistics varies less from one calibration set to another than one order statistic.
+        "higher": the empirical ``specificity`` quantile's higher order statistic (no
+        calibration normal more than 1 − s above it), as detectors made before
+        ``threshold_method`` were. With fewer than :meth:`normals_needed` normals, either is the
+        largest normal score (see :meth:`operating_point_note`).
         """
         if not 0.0 < specificity < 1.0:
             raise ValueError(f"specificity must be in (0, 1), got {specificity!r}")
-        return float(np.quantile(np.asarray(self.normal_scores), specificity, method="higher"))
+        s = np.asarray(self.normal_scores)
+        if self.threshold_method == "higher" or len(s) < self.normals_needed(specificity):
+            return float(np.quantile(s, specificity, method="higher"))
+        return harrell_davis_threshold(s, specificity)
 
     @staticmethod
     def normals_needed(specificity: float) -> int:
@@ -217,6 +255,7 @@ class NormalCalibration:
             "source": self.source,
             "n_normals": self.n_normals,
             **({"name": self.name} if self.name else {}),
+            "threshold_method": self.threshold_method,
         }
 
     @classmethod
@@ -227,6 +266,8 @@ class NormalCalibration:
             heatmap_quantiles=tuple(float(v) for v in d["heatmap_quantiles"]),
             source=str(d.get("source", "held-out known normals")),
             name=str(d.get("name", "")),
+            # detectors made before the setting existed keep the thresholds they were made with
+            threshold_method=d.get("threshold_method", "higher"),
         )
 
 

@@ -32,6 +32,7 @@ be the reason to revisit this.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import pickle
 import threading
 import time
@@ -97,9 +98,16 @@ def load_file(path: Path, what: str, advice: str) -> dict[str, Any]:
     return obj
 
 
-def settings_match(saved: dict[str, Any] | None, trained: dict[str, Any]) -> bool:
-    """Whether saved settings (full or trained-only) agree with ``trained`` on every trained setting."""
-    return isinstance(saved, dict) and all(saved.get(k) == v for k, v in trained.items())
+def settings_match(saved: dict[str, Any] | None, config: Any) -> bool:
+    """Whether saved settings (full or trained-only) agree with ``config`` on every trained setting.
+
+    A trained setting the saved ones lack (added to the method after they were saved) matches
+    when ``config`` has its default, the value the saved run was trained with.
+    """
+    if not isinstance(saved, dict):
+        return False
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    return all(saved[k] == v if k in saved else (k in defaults and defaults[k] == v) for k, v in trained_dict(config).items())
 
 
 class TrainingLoop:
@@ -131,7 +139,7 @@ class TrainingLoop:
         path = self.run_dir / CHECKPOINT
         if path.exists():
             ckpt = load_file(path, "checkpoint", f"delete {path} to start this run over")
-            if not settings_match(ckpt.get("config"), self.trained) or ckpt.get("data_hash") != data_hash:
+            if not settings_match(ckpt.get("config"), config) or ckpt.get("data_hash") != data_hash:
                 raise DataError(f"{path} belongs to a run with other settings or data; use a new output folder")
             self.done = dict(ckpt.get("done", {}))
             self.phase_seconds = dict(ckpt.get("phase_seconds", {}))

@@ -32,7 +32,7 @@ from engine.datasets import DataError, TrainingData, load_images
 from engine.detector import NormalCalibration
 from engine.loop import FINAL_MODEL, load_file, remove_stale_parts, settings_match
 from engine.methods import method as get_declaration
-from engine.methods.base import Problem, generic_problems, trained_dict
+from engine.methods.base import Problem, generic_problems
 from engine.progress import Progress
 from engine.scope import MIN_FIT, MIN_HELD_OUT, ScopeModel, fit_scope_model, thumbnail_features
 from engine.stop import StopRequest
@@ -92,7 +92,7 @@ def _finished_model(run_dir: Path, config: Any, data_hash: str) -> bool:
         saved = load_file(path, "model", "")
     except ValueError:
         return False
-    return saved.get("data_hash") == data_hash and settings_match(saved.get("config"), trained_dict(config))
+    return saved.get("data_hash") == data_hash and settings_match(saved.get("config"), config)
 
 
 def _write_run(run_dir: Path, run: dict[str, Any]) -> None:
@@ -126,10 +126,9 @@ def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, pr
     remove_stale_parts(run_dir)
     data_summary = data.summary()
     run_path = run_dir / RUN_FILE
-    trained = trained_dict(config)
     if run_path.exists():
         old = read_run(run_dir)
-        if old.get("method") != method or not settings_match(old.get("config"), trained) or \
+        if old.get("method") != method or not settings_match(old.get("config"), config) or \
                 old.get("data", {}).get("file_list_sha256") != data_summary["file_list_sha256"]:
             raise RunFolderError(f"{run_dir} holds another run (different method, trained settings or data); "
                                  "choose a new folder")

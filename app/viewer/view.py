@@ -27,6 +27,8 @@ from app.viewer.display import DisplayImage, Window, auto_window, gray_lut, wind
 from app.viewer.overlay import contour_segments, heatmap_footprint, heatmap_to_image_points, overlay_lut
 
 _LABEL_STYLE = ("color: #f0f0f0; background: rgba(0, 0, 0, 110); padding: 2px 5px; border-radius: 3px;")
+# the least width the top-left title keeps beside the badge ("…/IM-0001.png (1 of 16)" elided to its ends)
+_MIN_TITLE_ROOM = 120
 
 
 @lru_cache(maxsize=16)
@@ -368,13 +370,19 @@ class RadiographView(QWidget):
         m = 8
         for label in (self.title_label, self.badge_label, self.window_label, self.cursor_label):
             label.adjustSize()
-        # the title gives way to the badge (the result matters more than the file name)
-        room = g.width() - 3 * m - (self.badge_label.width() if self.badge_label.isVisible() else 0) - 12
+        # the title gives way to the badge (the result matters more than the file name); where
+        # that leaves the title too little room, the badge goes below it instead of over it
+        badge = self.badge_label.width() if self.badge_label.isVisible() else 0
+        room = g.width() - 3 * m - badge - 12
+        badge_y = m
+        if badge and room < _MIN_TITLE_ROOM:
+            room = g.width() - 2 * m - 12
+            badge_y = m + self.title_label.height() + 4
         self.title_label.setText(self.title_label.fontMetrics().elidedText(
             self._title, Qt.TextElideMode.ElideMiddle, max(40, room)))
         self.title_label.adjustSize()
         self.title_label.move(m, m)
-        self.badge_label.move(max(m, g.width() - self.badge_label.width() - m), m)
+        self.badge_label.move(max(m, g.width() - self.badge_label.width() - m), badge_y)
         self.window_label.move(m, max(m, g.height() - self.window_label.height() - m))
         cursor_y = g.height() - self.cursor_label.height() - m
         if self.window_label.isVisible() and \

@@ -32,3 +32,11 @@ def test_card_has_intended_use_and_limitations(tiny_detector) -> None:
     demo = dict(intended_use_rows(dataclasses.replace(meta, name="Demo detector (synthetic images)")))
     assert "not for clinical images" in demo["Trained on"]
     assert dict(card_sections(meta))["Intended use and limitations"][0][0] == "Intended use"
+
+
+def test_card_names_the_threshold_estimate(tiny_detector) -> None:
+    meta = read_metadata(tiny_detector)
+    rows = dict(dict(card_sections(meta))["Calibration on known normals"])
+    assert rows["Threshold estimate"].startswith("Harrell–Davis")  # a detector made now
+    old = dataclasses.replace(meta, calibration=dataclasses.replace(meta.calibration, threshold_method="higher"))
+    assert "made before" in dict(dict(card_sections(old))["Calibration on known normals"])["Threshold estimate"]

@@ -92,3 +92,21 @@ def test_counts_text_says_out_of_scope_apart() -> None:
     assert counts_text(c, has_detector=True) == "16 files · 12 scored · 2 flagged · 4 out of scope"
     assert counts_text({**c, "out_of_scope": 0}, has_detector=False) == "16 files"
     assert counts_text({**c, "files": 0}, has_detector=True) == "no files"
+
+
+def test_viewer_title_and_badge_never_overlap(qtbot) -> None:
+    from app.state import ViewerState
+    from app.viewer.view import RadiographView
+
+    view = RadiographView(ViewerState())
+    qtbot.addWidget(view)
+    view.show()
+    view.set_title("Radiology department archive 2024/Emergency chest studies/IM-0001.jpeg  (1 of 16)")
+    view.badge_label.setText("score 0.1108 · pctl 100.0 · flagged")  # as set_badge writes it for a case on screen
+    view.badge_label.show()
+    for width in (900, 320, 200):
+        view.graphics.resize(width, 400)
+        view._layout_labels()
+        title, badge = view.title_label.geometry(), view.badge_label.geometry()
+        assert not title.intersects(badge), (width, title, badge)
+    assert badge.top() > title.bottom()  # at 200 px: the badge below the title

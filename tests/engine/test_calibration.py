@@ -1,10 +1,12 @@
 """Normal calibration: percentiles, specificity thresholds, heatmap levels, metadata round trip."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from engine.detector import DetectorMetadata, NormalCalibration
+from engine.detector import DetectorMetadata, NormalCalibration, harrell_davis_threshold
 from engine.preprocess import PreprocessSpec
 
 CAL = NormalCalibration.from_samples(np.array([4.0, 1.0, 3.0, 2.0]), np.linspace(0, 1, 101).reshape(1, 101))
@@ -15,10 +17,10 @@ def test_scores_are_sorted_and_percentiles_count_ties_half():
     np.testing.assert_allclose(CAL.percentile([0.5, 1.0, 2.5, 4.0, 9.0]), [0.0, 12.5, 50.0, 87.5, 100.0])
 
 
-def test_threshold_at_specificity_never_flags_more_normals_than_allowed():
+def test_the_higher_order_statistic_never_flags_more_calibration_normals_than_allowed():
     rng = np.random.default_rng(0)
     scores = rng.normal(size=200)
-    cal = NormalCalibration.from_samples(scores, np.zeros((1, 2, 2)))
+    cal = dataclasses.replace(NormalCalibration.from_samples(scores, np.zeros((1, 2, 2))), threshold_method="higher")
     for spec in (0.5, 0.9, 0.95, 0.99):
         t = cal.threshold_at_specificity(spec)
         assert np.mean(scores > t) <= 1 - spec + 1e-12
@@ -72,3 +74,38 @@ def test_achieved_specificity_has_the_clopper_pearson_interval() -> None:
     assert clopper_pearson(5, 5) == pytest.approx((0.478176, 1.0), abs=1e-6)  # edge: all
     with pytest.raises(ValueError, match="k=6, n=5"):
         clopper_pearson(6, 5)
+
+
+def test_harrell_davis_by_hand():
+    # s = ½ on five scores: q = (0.5 · 6 − ½) / 5 = ½, Beta(3, 3) weights are symmetric: the middle score
+    assert harrell_davis_threshold(np.arange(5.0), 0.5) == pytest.approx(2.0)
+    # weights sum to one: equal scores give that score
+    assert harrell_davis_threshold(np.full(30, 2.5), 0.95) == pytest.approx(2.5)
+    # a specificity below ½ / (n + 1): the lowest score
+    assert harrell_davis_threshold(np.arange(4.0), 0.05) == 0.0
+
+
+@pytest.mark.parametrize(("n", "spec"), [(40, 0.95), (60, 0.95), (120, 0.9), (241, 0.95), (200, 0.99)])
+def test_harrell_davis_threshold_passes_the_promised_share_of_new_normals_on_average(n, spec):
+    # any continuous score distribution: F(X_(k)) of the k-th of n normals has mean k / (n + 1), so the
+    # estimate on the scores k / (n + 1) is the share of the population it passes on average
+    expected_share = harrell_davis_threshold(np.arange(1, n + 1) / (n + 1), spec)
+    assert expected_share == pytest.approx(spec, abs=0.002)
+    # the empirical quantile interpolated at s (numpy's default) sits on rank s(n − 1) + 1: it passes
+    # (2s − 1) / (n + 1) fewer
+    assert float(np.quantile(np.arange(1, n + 1) / (n + 1), spec)) < spec - 0.5 * (2 * spec - 1) / (n + 1)
+
+
+def test_new_calibrations_use_harrell_davis_and_old_files_keep_the_higher_order_statistic():
+    scores = np.linspace(0.0, 1.0, 40)
+    cal = NormalCalibration.from_samples(scores, np.zeros((1, 2, 2)))
+    assert cal.threshold_method == "harrell-davis"
+    assert cal.threshold_at_specificity(0.95) == pytest.approx(harrell_davis_threshold(scores, 0.95))
+    assert NormalCalibration.from_dict(cal.to_dict()) == cal
+    old = {k: v for k, v in cal.to_dict().items() if k != "threshold_method"}  # a detector made before
+    assert NormalCalibration.from_dict(old).threshold_at_specificity(0.95) == float(np.quantile(scores, 0.95, method="higher"))
+    # with too few normals both are the largest normal score (and the note says so)
+    few = NormalCalibration.from_samples(scores[:10], np.zeros((1, 2, 2)))
+    assert few.threshold_at_specificity(0.95) == scores[9]
+    with pytest.raises(ValueError, match="threshold_method"):
+        dataclasses.replace(cal, threshold_method="linear")

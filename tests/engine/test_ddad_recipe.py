@@ -78,6 +78,24 @@ def test_config_validation_and_round_trip():
         Config(preprocess=PreprocessSpec(size=40))
     with pytest.raises(ValueError, match="backbone"):
         Config(backbone="vae")
+    for bad in (0.0, 1.01):
+        with pytest.raises(ValueError, match="score_top_fraction"):
+            Config(score_top_fraction=bad)
+
+
+def test_score_pooling_is_a_setting_the_paper_preset_keeps_at_the_mean():
+    assert Config().score_top_fraction == 1.0
+    for preset in ("paper", "robust", "quick"):
+        assert ddad.METHOD.config(preset).score_top_fraction == 1.0
+    assert ddad.make_config({"score_top_fraction": 0.01}).score_top_fraction == 0.01
+    # a run trained before the setting existed loads with the paper's mean
+    old = {k: v for k, v in CFG.to_dict().items() if k != "score_top_fraction"}
+    assert Config.from_dict(old).score_top_fraction == 1.0
+    # and resumes: a setting its saved settings lack matches only at its default
+    from engine.loop import settings_match
+
+    assert settings_match(old, CFG)
+    assert not settings_match(old, Config(**{**CFG.__dict__, "score_top_fraction": 0.01}))
 
 
 class _Data:

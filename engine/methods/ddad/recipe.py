@@ -21,7 +21,7 @@ from engine.progress import Progress
 from engine.stop import StopRequest
 from engine.torch_runtime import resolve_device
 from models.autoencoder import AEOutput, AutoEncoder, Backbone, stack_members, unstack_members
-from models.ddad import SCORE_TYPES, DDADScorer, ScoreType  # noqa: F401  (ScoreType in signatures)
+from models.ddad import SCORE_TYPES, DDADScorer, ScoreType, pool_map  # noqa: F401  (ScoreType in signatures)
 
 logger = logging.getLogger(__name__)
 
@@ -386,17 +386,17 @@ def load_scorer(run_dir: Path, score_type: ScoreType | None = None) -> DDADScore
     c = Config.from_dict(saved["config"])
     ensemble = AutoEncoder(c.backbone, 2 * c.members, c.latent_size, c.multiplier, c.preprocess.size, c.mem_dim, c.shrink_thres)
     ensemble.load_state_dict(saved["ensemble"])
-    return DDADScorer(ensemble.eval(), score_type or c.score_type).eval()
+    return DDADScorer(ensemble.eval(), score_type or c.score_type, c.score_top_fraction).eval()
 
 
 @torch.no_grad()
 def all_maps(scorer: DDADScorer, images: np.ndarray, batch_size: int = 128) -> dict[str, np.ndarray]:
-    """Mean of every DDAD map per image: {"rec", "intra", "inter"} -> (N,) (for evaluation)."""
+    """Every DDAD map's image score, pooled as the scorer pools: {"rec", "intra", "inter"} -> (N,) (for evaluation)."""
     out: dict[str, list[np.ndarray]] = {k: [] for k in SCORE_TYPES}
     for i in range(0, len(images), batch_size):
         maps = scorer.maps(torch.from_numpy(images[i : i + batch_size]))
         for k in SCORE_TYPES:
-            out[k].append(maps[k].mean(dim=(1, 2)).numpy())
+            out[k].append(pool_map(maps[k], scorer.top_fraction).numpy())
     return {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in out.items()}
 
 
