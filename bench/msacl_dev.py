@@ -15,6 +15,8 @@ Variants (the paper's Table 3 ablation, then the floor):
     random      PaDiM on a random encoder (no pre-training)
 
     python bench/msacl_dev.py run --variants random msacl --epochs 8 --seeds 0 --threads 1
+    python bench/msacl_dev.py igd --epochs 10 --threads 1                      # IGD on a random encoder
+    python bench/msacl_dev.py igd --epochs 10 --encoder-run msacl_e8_s0 --threads 1   # MSACL-IGD
     python bench/msacl_dev.py sheet
     python bench/msacl_dev.py throughput --run msacl_e8_s0 --threads 1
     python bench/msacl_dev.py report
@@ -66,25 +68,25 @@ def _data():
     return TrainingData(base.normal_train, base.normal_calibration, [], {**base.source, "unlabeled": "not used"}, [])
 
 
-def _evaluate(name: str, run_dir: Path, config, data, outcome, extra: dict) -> dict:
+def _evaluate(name: str, run_dir: Path, config, data, outcome, extra: dict, method: str = "msacl") -> dict:
     import torch
 
     from engine import metrics as M
     from engine.datasets import load_images
     from engine.detector import NormalCalibration
-    from engine.methods.msacl.recipe import evaluate
+    from engine.methods import registry
 
     paths, y = _dev_test()
     images = load_images(paths, config.preprocess)
     t = time.process_time()
-    scores = evaluate(run_dir, images)["max"]
+    scores = registry()[method].hooks().evaluate(run_dir, images)[registry()[method].score_types[0]]
     eval_cpu = time.process_time() - t
     calibration = NormalCalibration.from_dict(json.loads((run_dir / "calibration.json").read_text()))
     threshold = calibration.threshold_at_specificity(0.95)
     flagged = scores > threshold
     saved = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
     result = {
-        "name": name, "method": "msacl", **extra, "config": config.to_dict(), "data": data.summary(),
+        "name": name, "method": method, **extra, "config": config.to_dict(), "data": data.summary(),
         "train_seconds": outcome.summary.get("train_seconds"), "phase_seconds": saved["phase_seconds"],
         "summaries": saved["summaries"], "encoder_source": saved.get("encoder_source"), "loadavg": os.getloadavg(),
         "environment": outcome.summary.get("environment"),
@@ -134,6 +136,36 @@ def cmd_run(args) -> None:
             _evaluate(name, run_dir, config, data, outcome,
                       {"variant": variant, "seed": seed, "epochs": config.epochs if variant != "random" else 0,
                        "threads": args.threads, "process_cpu_seconds_this_session": time.process_time() - t0})
+
+
+def cmd_igd(args) -> None:
+    """IGD on the encoder of a finished MSACL run of this bench (--encoder-run), or on a random encoder."""
+    _require_data()
+    from engine.methods import registry
+    from engine.progress import Progress
+    from engine.stop import StopRequest
+    from engine.torch_runtime import set_threads
+    from engine.train import run_training
+
+    set_threads(args.threads)
+    data = _data()
+    for seed in args.seeds:
+        values = {"seed": seed, "device": args.device, "epochs": args.epochs}
+        if args.encoder_run:
+            values["encoder"] = str(WORK / args.encoder_run)
+        config = registry()["msacl_igd"].config("small", **values)
+        variant = f"igd_{args.encoder_run}" if args.encoder_run else "igd_random"
+        name = f"{variant}_e{args.epochs}_s{seed}"
+        t0 = time.process_time()
+        with StopRequest() as stop:
+            outcome = run_training("msacl_igd", config, data, WORK / name,
+                                   Progress(args.progress, log_path=WORK / f"{name}.log.jsonl"), stop)
+        if outcome.status != "done":
+            sys.exit(f"{name}: stopped; run again to resume")
+        _evaluate(name, WORK / name, config, data, outcome,
+                  {"variant": "igd_msacl" if args.encoder_run else "igd_random", "seed": seed, "epochs": args.epochs,
+                   "encoder_run": args.encoder_run, "threads": args.threads,
+                   "process_cpu_seconds_this_session": time.process_time() - t0}, method="msacl_igd")
 
 
 def cmd_sheet(args) -> None:
@@ -210,7 +242,7 @@ def cmd_report(args) -> None:
     print("| variant | epochs | seed | AUROC [95 % CI] | AP [95 % CI] | sens. at cal. spec 95 % | dev_test spec. | "
           "train s (wall) |")
     print("|---|---|---|---|---|---|---|---|")
-    order = list(VARIANTS)
+    order = [*VARIANTS, "igd_random", "igd_msacl"]
     for r in sorted(rows, key=lambda r: (order.index(r["variant"]), r["epochs"], r["seed"])):
         lo, hi = r["auroc_ci95"]
         alo, ahi = r["ap_ci95"]
@@ -222,13 +254,15 @@ def cmd_report(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name, fn in (("run", cmd_run), ("sheet", cmd_sheet), ("throughput", cmd_throughput), ("report", cmd_report)):
+    for name, fn in (("run", cmd_run), ("igd", cmd_igd), ("sheet", cmd_sheet), ("throughput", cmd_throughput), ("report", cmd_report)):
         p = sub.add_parser(name)
         p.set_defaults(fn=fn)
         p.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=["random", "msacl"])
         p.add_argument("--epochs", type=int, default=30, help="pre-training epochs (the small preset: 30)")
         p.add_argument("--seeds", type=int, nargs="+", default=[0])
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--encoder-run", default=None, help="igd: the MSACL run (under bench/_work/msacl) whose "
+                       "encoder IGD uses (default: a random encoder)")
         p.add_argument("--run", default="msacl_e30_s0", help="throughput: the run folder under bench/_work/msacl")
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--device", default="cpu")

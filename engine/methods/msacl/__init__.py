@@ -28,7 +28,8 @@ timm's ``adapt_input_conv``), or pre-training here; ``--no-pretrain`` leaves it 
 random encoder, the floor the paper's gain is measured against).
 
 Choices (the paper is silent) and deviations: see the presets' deviations and
-``medmix.py`` / ``losses.py``. IGD, the paper's second detector, is not implemented yet.
+``medmix.py`` / ``losses.py``. IGD, the paper's second detector, is the method ``msacl_igd``
+(``engine.methods.msacl_igd``), which takes this method's encoder with ``--encoder RUN``.
 """
 from __future__ import annotations
 
