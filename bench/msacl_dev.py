@@ -1,0 +1,279 @@
+"""MSACL + PaDiM on the development protocol: dev_test AUROC / AP of each variant, cost, a MedMix contact sheet.
+
+Every run trains with the engine's own driver (the same code as `cxrscreen train --method msacl`):
+normals = ``train.known_normal`` with the engine's calibration hold-out (10 %, never trained on);
+unlabeled and abnormal images are not used (a one-class method). Each detector is scored on
+dev_test with the trained PyTorch networks: AUROC and AP with stratified bootstrap 95 % intervals,
+and the sensitivity / specificity on dev_test at the threshold of 95 % specificity on the run's own
+held-out calibration normals. dev_test is only evaluated, never used to choose anything.
+
+Variants (the paper's Table 3 ablation, then the floor):
+    msacl       the full method (MedMix, MSACL loss, κ = 0.05)
+    plain       plain contrastive: no MedMix, SimCLR loss, κ = 1 (position loss kept)
+    medmix      + MedMix (4 classes, augmentation classifier), SimCLR loss, κ = 1
+    msacl_loss  + the MSACL loss (centred features, centre loss), κ = 1
+    random      PaDiM on a random encoder (no pre-training)
+
+    python bench/msacl_dev.py run --variants random msacl --epochs 8 --seeds 0 --threads 1
+    python bench/msacl_dev.py igd --epochs 10 --threads 1                      # IGD on a random encoder
+    python bench/msacl_dev.py igd --epochs 10 --encoder-run msacl_e8_s0 --threads 1   # MSACL-IGD
+    python bench/msacl_dev.py sheet
+    python bench/msacl_dev.py throughput --run msacl_e8_s0 --threads 1
+    python bench/msacl_dev.py report
+
+Data: ../shared/data (beside the checkout). Runs go to bench/_work/msacl/ (git-ignored; resumable);
+one JSON per detector in bench/results/msacl/; the contact sheet in bench/figures/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEV_SPLIT = REPO.parent / "shared" / "data" / "kermany" / "splits" / "dev.json"  # --data changes it
+WORK = REPO / "bench" / "_work" / "msacl"
+RESULTS = REPO / "bench" / "results" / "msacl"
+FIGURES = REPO / "bench" / "figures"
+VARIANTS: dict[str, dict] = {
+    "msacl": {},
+    "plain": {"medmix": False, "msacl_loss": False, "kappa": 1.0},
+    "medmix": {"msacl_loss": False, "kappa": 1.0},
+    "msacl_loss": {"kappa": 1.0},
+    "random": {"pretrain": False},
+}
+
+
+def _require_data() -> None:
+    if not DEV_SPLIT.is_file():
+        sys.exit(f"real data not found ({DEV_SPLIT}): this benchmark needs ../shared/data beside the checkout, "
+                 "or --data DIR")
+
+
+def _dev_test() -> tuple[list[Path], np.ndarray]:
+    d = json.loads(DEV_SPLIT.read_text())["dev_test"]
+    root = DEV_SPLIT.parent.parent
+    return [root / p for p in d["normal"] + d["abnormal"]], np.r_[np.zeros(len(d["normal"])), np.ones(len(d["abnormal"]))].astype(int)
+
+
+def _data():
+    from engine.datasets import TrainingData, from_split
+
+    base = from_split(DEV_SPLIT, 0.6)  # known normals with the engine's calibration hold-out
+    return TrainingData(base.normal_train, base.normal_calibration, [], {**base.source, "unlabeled": "not used"}, [])
+
+
+def _evaluate(name: str, run_dir: Path, config, data, outcome, extra: dict, method: str = "msacl") -> dict:
+    import torch
+
+    from engine import metrics as M
+    from engine.datasets import load_images
+    from engine.detector import NormalCalibration
+    from engine.methods import registry
+
+    paths, y = _dev_test()
+    images = load_images(paths, config.preprocess)
+    t = time.process_time()
+    scores = registry()[method].hooks().evaluate(run_dir, images)[registry()[method].score_types[0]]
+    eval_cpu = time.process_time() - t
+    calibration = NormalCalibration.from_dict(json.loads((run_dir / "calibration.json").read_text()))
+    threshold = calibration.threshold_at_specificity(0.95)
+    flagged = scores > threshold
+    saved = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    result = {
+        "name": name, "method": method, **extra, "config": config.to_dict(), "data": data.summary(),
+        "train_seconds": outcome.summary.get("train_seconds"), "phase_seconds": saved["phase_seconds"],
+        "summaries": saved["summaries"], "encoder_source": saved.get("encoder_source"), "loadavg": os.getloadavg(),
+        "environment": outcome.summary.get("environment"),
+        "test": {"n": int(len(y)), "n_abnormal": int(y.sum())},
+        "auroc": M.auroc(y, scores), "auroc_ci95": M.bootstrap_ci(y, scores, M.auroc, n_boot=1000),
+        "ap": M.average_precision(y, scores), "ap_ci95": M.bootstrap_ci(y, scores, M.average_precision, n_boot=1000),
+        "threshold_spec95_calibration": threshold,
+        "sensitivity_at_cal_spec95": float(flagged[y == 1].mean()),
+        "specificity_at_cal_spec95": float(1 - flagged[y == 0].mean()),
+        "pytorch_eval_cpu_seconds": eval_cpu,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+    print(f"{name}: AUROC {result['auroc']:.3f} [{result['auroc_ci95'][0]:.3f}, {result['auroc_ci95'][1]:.3f}] "
+          f"AP {result['ap']:.3f} [{result['ap_ci95'][0]:.3f}, {result['ap_ci95'][1]:.3f}]  "
+          f"sens@cal-spec95 {result['sensitivity_at_cal_spec95']:.3f} (dev_test spec "
+          f"{result['specificity_at_cal_spec95']:.3f})  train {result['train_seconds']:.0f} s", flush=True)
+    return result
+
+
+def cmd_run(args) -> None:
+    """Train (or resume) and evaluate each variant for each seed."""
+    _require_data()
+    from engine.methods import registry
+    from engine.progress import Progress
+    from engine.stop import StopRequest
+    from engine.torch_runtime import set_threads
+    from engine.train import run_training
+
+    set_threads(args.threads)
+    data = _data()
+    for seed in args.seeds:
+        for variant in args.variants:
+            values = {"seed": seed, "device": args.device, **VARIANTS[variant]}
+            if variant != "random":
+                values["epochs"] = args.epochs
+            config = registry()["msacl"].config("small", **values)
+            name = f"{variant}_s{seed}" if variant == "random" else f"{variant}_e{args.epochs}_s{seed}"
+            run_dir = WORK / name
+            WORK.mkdir(parents=True, exist_ok=True)
+            t0 = time.process_time()
+            with StopRequest() as stop:
+                outcome = run_training("msacl", config, data, run_dir,
+                                       Progress(args.progress, log_path=WORK / f"{name}.log.jsonl"), stop)
+            if outcome.status != "done":
+                sys.exit(f"{name}: stopped; run again to resume")
+            _evaluate(name, run_dir, config, data, outcome,
+                      {"variant": variant, "seed": seed, "epochs": config.epochs if variant != "random" else 0,
+                       "threads": args.threads, "process_cpu_seconds_this_session": time.process_time() - t0})
+
+
+def cmd_igd(args) -> None:
+    """IGD on the encoder of a finished MSACL run of this bench (--encoder-run), or on a random encoder."""
+    _require_data()
+    from engine.methods import registry
+    from engine.progress import Progress
+    from engine.stop import StopRequest
+    from engine.torch_runtime import set_threads
+    from engine.train import run_training
+
+    set_threads(args.threads)
+    data = _data()
+    for seed in args.seeds:
+        values = {"seed": seed, "device": args.device, "epochs": args.epochs}
+        if args.encoder_run:
+            values["encoder"] = str(WORK / args.encoder_run)
+        config = registry()["msacl_igd"].config("small", **values)
+        variant = f"igd_{args.encoder_run}" if args.encoder_run else "igd_random"
+        name = f"{variant}_e{args.epochs}_s{seed}"
+        t0 = time.process_time()
+        with StopRequest() as stop:
+            outcome = run_training("msacl_igd", config, data, WORK / name,
+                                   Progress(args.progress, log_path=WORK / f"{name}.log.jsonl"), stop)
+        if outcome.status != "done":
+            sys.exit(f"{name}: stopped; run again to resume")
+        _evaluate(name, WORK / name, config, data, outcome,
+                  {"variant": "igd_msacl" if args.encoder_run else "igd_random", "seed": seed, "epochs": args.epochs,
+                   "encoder_run": args.encoder_run, "threads": args.threads,
+                   "process_cpu_seconds_this_session": time.process_time() - t0}, method="msacl_igd")
+
+
+def cmd_sheet(args) -> None:
+    """A contact sheet of MedMix views: 4 normals x (A0..A3, each with its lung mask and lesion outlines, then
+    the two weak views of A3)."""
+    _require_data()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from engine.datasets import load_images
+    from engine.methods import registry
+    from engine.methods.msacl.medmix import lung_masks, medmix, weak_views
+    from engine.methods.msacl.recipe import medmix_settings
+
+    config = registry()["msacl"].config("small")
+    data = _data()
+    paths = data.normal_train[:: max(1, len(data.normal_train) // 4)][:4]
+    images = torch.from_numpy(load_images(paths, config.preprocess))
+    masks = torch.from_numpy(lung_masks(images.numpy(), config.preprocess.output_range))
+    generator = torch.Generator().manual_seed(args.seed)
+    settings, rng = medmix_settings(config), config.preprocess.output_range
+    fig, axes = plt.subplots(len(images), 6, figsize=(12, 2.1 * len(images)))
+    for i in range(len(images)):
+        donors = torch.cat([images[:i], images[i + 1 :]])
+        for n in range(4):
+            mixed, alphas = medmix(images[i], n, donors, masks[i], generator, settings, rng)
+            ax = axes[i, n]
+            ax.imshow(mixed[0], cmap="gray", vmin=-1, vmax=1)
+            ax.contour(masks[i].numpy(), levels=[0.5], colors="cyan", linewidths=0.5)
+            for a in alphas:
+                ax.contour(a.numpy(), levels=[0.05], colors="red", linewidths=0.6)
+            ax.set_title(f"A{n}: {n} lesion{'s' if n != 1 else ''}", fontsize=8)
+        views = weak_views(torch.stack([mixed, mixed]), generator, rng)
+        for j in range(2):
+            axes[i, 4 + j].imshow(views[j, 0], cmap="gray", vmin=-1, vmax=1)
+            axes[i, 4 + j].set_title(f"A3, weak view {j + 1}", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("MedMix at 64 px (small preset): lung mask cyan, lesion opacity > 0.05 red; last two: the views "
+                 "the network sees", fontsize=9)
+    fig.tight_layout()
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    out = FIGURES / "msacl_medmix.png"
+    fig.savefig(out, dpi=110)
+    print(out)
+
+
+def cmd_throughput(args) -> None:
+    """Export one detector to ONNX (parity-checked) and time onnxruntime on dev_test (AMAE's bench)."""
+    from amae_dev import _onnx_throughput  # bench/ is on sys.path
+
+    from engine.datasets import load_images
+    from engine.methods.msacl import Config
+    from engine.torch_runtime import set_threads
+
+    _require_data()
+    set_threads(args.threads)
+    run_dir = WORK / args.run
+    config = Config.from_dict(json.loads((run_dir / "run.json").read_text())["config"])
+    images = load_images(_dev_test()[0], config.preprocess)
+    result = {"run": run_dir.name, "threads": args.threads, "loadavg": os.getloadavg(),
+              **_onnx_throughput(run_dir, images, WORK / f"{run_dir.name}.onnx", "cpu")}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"throughput_{run_dir.name}_t{args.threads}.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+
+
+def cmd_report(args) -> None:
+    rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json")) if '"auroc"' in p.read_text()]
+    print("| variant | epochs | seed | AUROC [95 % CI] | AP [95 % CI] | sens. at cal. spec 95 % | dev_test spec. | "
+          "train s (wall) |")
+    print("|---|---|---|---|---|---|---|---|")
+    order = [*VARIANTS, "igd_random", "igd_msacl"]
+    for r in sorted(rows, key=lambda r: (order.index(r["variant"]), r["epochs"], r["seed"])):
+        lo, hi = r["auroc_ci95"]
+        alo, ahi = r["ap_ci95"]
+        print(f"| {r['variant']} | {r['epochs']} | {r['seed']} | {r['auroc']:.3f} [{lo:.3f}, {hi:.3f}] | "
+              f"{r['ap']:.3f} [{alo:.3f}, {ahi:.3f}] | {r['sensitivity_at_cal_spec95']:.3f} | "
+              f"{r['specificity_at_cal_spec95']:.3f} | {r['train_seconds']:.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name, fn in (("run", cmd_run), ("igd", cmd_igd), ("sheet", cmd_sheet), ("throughput", cmd_throughput), ("report", cmd_report)):
+        p = sub.add_parser(name)
+        p.set_defaults(fn=fn)
+        p.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=["random", "msacl"])
+        p.add_argument("--epochs", type=int, default=30, help="pre-training epochs (the small preset: 30)")
+        p.add_argument("--seeds", type=int, nargs="+", default=[0])
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--encoder-run", default=None, help="igd: the MSACL run (under bench/_work/msacl) whose "
+                       "encoder IGD uses (default: a random encoder)")
+        p.add_argument("--run", default="msacl_e30_s0", help="throughput: the run folder under bench/_work/msacl")
+        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--progress", default="none")
+        p.add_argument("--data", type=Path, default=None, help="the shared data folder (default: ../shared/data)")
+    args = parser.parse_args()
+    if args.data is not None:
+        global DEV_SPLIT
+        DEV_SPLIT = args.data / "kermany" / "splits" / "dev.json"
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
