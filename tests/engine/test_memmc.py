@@ -242,3 +242,16 @@ def test_presets_and_paper_numbers():
     assert "no memory" in m.describe(ablation)["backbone"] and "MAE decoder" in m.describe(ablation)["backbone"]
     with pytest.raises(ValueError, match="memory_slots must be >= 0"):
         Config(memory_slots=-1)
+
+
+@pytest.mark.slow
+def test_paper_preset_network_scores_a_224_px_image():
+    from engine.methods.memmc.recipe import build_model
+
+    config = registry()["memmc"].config("paper")
+    net = build_model(config).eval()
+    assert sum(p.numel() for p in net.blocks[0].attn.parameters() if p.dim() == 3) == 2 * 40 * 768  # m_k, m_v
+    scorer = MemMCScorer(net, draw_test_masks(config, net.num_patches))
+    with torch.no_grad():
+        score, heatmap = scorer(torch.zeros(1, 1, 224, 224).uniform_(-1, 1))
+    assert heatmap.shape == (1, 224, 224) and torch.isfinite(score).all()
