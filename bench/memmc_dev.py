@@ -10,7 +10,7 @@ anything (no epoch, no setting).
 
     python bench/memmc_dev.py protocol --seeds 0 --epochs 40 --threads 1
     python bench/memmc_dev.py protocol --seeds 0 --epochs 40 --threads 1 --variant mae memory
-    python bench/memmc_dev.py throughput --seed 0 --epochs 40 --threads 1
+    python bench/memmc_dev.py throughput --seed 0 --epochs 40 --threads 1 --images 128
     python bench/memmc_dev.py report
 
 Variants (the paper's Table 2 rows): ``mae`` (plain MAE: no memory, no skips, MAE's decoder),
@@ -149,7 +149,7 @@ def cmd_throughput(args) -> None:
     set_threads(args.threads)
     run_dir = WORK / _name(args.variant[0], args.seed, args.epochs)
     config = Config.from_dict(json.loads((run_dir / "run.json").read_text())["config"])
-    images = load_images(_dev_test()[0], config.preprocess)
+    images = load_images(_dev_test()[0][: args.images], config.preprocess)
     result = {"run": run_dir.name, "threads": args.threads, "loadavg": os.getloadavg(),
               **_onnx_throughput(run_dir, images, WORK / f"{run_dir.name}.onnx", "cpu")}
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -194,6 +194,7 @@ def main() -> None:
             p.add_argument("--seeds", type=int, nargs="+", default=[0])
         else:
             p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--images", type=int, default=128, help="the first N dev_test images are timed")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "bench"))
     args.fn(args)
