@@ -11,6 +11,7 @@ anything (no epoch, no setting).
     python bench/memmc_dev.py protocol --seeds 0 --epochs 40 --threads 1
     python bench/memmc_dev.py protocol --seeds 0 --epochs 40 --threads 1 --variant mae memory
     python bench/memmc_dev.py throughput --seed 0 --epochs 40 --threads 1 --images 128
+    python bench/memmc_dev.py cputime --seed 0 --epochs 40 --images 128
     python bench/memmc_dev.py report
 
 Variants (the paper's Table 2 rows): ``mae`` (plain MAE: no memory, no skips, MAE's decoder),
@@ -157,8 +158,32 @@ def cmd_throughput(args) -> None:
     print(json.dumps(result))
 
 
+def cmd_cputime(args) -> None:
+    """Time an exported detector (``throughput`` wrote it) in CPU seconds: onnxruntime with one
+    intra-op thread, batches of 32, ``time.process_time`` (on a CPU shared with many jobs the wall
+    clock measures the others' load; the CPU time of one thread does not, up to cache effects)."""
+    from engine.datasets import load_images
+    from engine.detector import Detector
+
+    _require_data()
+    name = _name(args.variant[0], args.seed, args.epochs)
+    det = Detector(WORK / f"{name}.onnx", provider="cpu", threads=1)
+    images = load_images(_dev_test()[0][: args.images], det.preprocess_spec)
+    det.run(images[:32])  # warm-up
+    cpu, wall = time.process_time(), time.perf_counter()
+    for i in range(0, len(images), 32):
+        det.run(images[i : i + 32])
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    result = {"run": name, "ort_threads": 1, "images": len(images), "batch": 32, "cpu_seconds": cpu,
+              "wall_seconds": wall, "images_per_cpu_s": len(images) / cpu, "loadavg": os.getloadavg()}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"cputime_{name}.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+
+
 def cmd_report(args) -> None:
-    rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json")) if not p.name.startswith("throughput")]
+    rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))
+            if not p.name.startswith(("throughput", "cputime"))]
     print("| variant | epochs | seed | AUROC [95 % CI] | AP [95 % CI] | sens. at cal. spec 95 % | dev_test spec. | "
           "s/epoch | train s | load |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -175,12 +200,17 @@ def cmd_report(args) -> None:
         print(f"{t['run']}: {t['images_per_s']:.1f} images/s (onnxruntime CPU, {t['threads']} thread(s), batch "
               f"{t['batch']}, load {t['loadavg'][0]:.1f}); parity |Δscore| {t['parity_score']:.1e}, "
               f"|Δheatmap| {t['parity_heatmap']:.1e}; {t['onnx_mib']:.1f} MiB")
+    for p in sorted(RESULTS.glob("cputime_*.json")):
+        t = json.loads(p.read_text())
+        print(f"{t['run']}: {t['images_per_cpu_s']:.1f} images per CPU second (onnxruntime, 1 thread, {t['images']} "
+              f"images, batch {t['batch']}; wall {t['wall_seconds']:.0f} s at load {t['loadavg'][0]:.1f})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name, fn in (("protocol", cmd_protocol), ("throughput", cmd_throughput), ("report", cmd_report)):
+    for name, fn in (("protocol", cmd_protocol), ("throughput", cmd_throughput), ("cputime", cmd_cputime),
+                     ("report", cmd_report)):
         p = sub.add_parser(name)
         p.set_defaults(fn=fn)
         if name == "report":
