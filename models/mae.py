@@ -240,13 +240,18 @@ class MaskedAutoencoder(nn.Module):
         """Encode every patch (no masking): (N, 1 + L, D), class token first."""
         return self._blocks(self._with_cls(self.patch_embed(x) + self.pos_embed[:, 1:]))
 
-    def decode(self, latent: Tensor, ids_restore: Tensor) -> Tensor:
-        """Predict every patch from the encoded visible tokens: (N, L, p*p*C)."""
+    def decoder_tokens(self, latent: Tensor, ids_restore: Tensor) -> Tensor:
+        """The decoder's input (N, 1 + L, D_dec): the embedded visible tokens and a mask token at
+        every removed position, in patch order, plus the decoder's position embedding."""
         x = self.decoder_embed(latent)
         n_masked = ids_restore.shape[1] + 1 - x.shape[1]
         seq = torch.cat([x[:, 1:], self.mask_token.expand(x.shape[0], n_masked, -1)], dim=1)
         seq = torch.gather(seq, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-        x = torch.cat([x[:, :1], seq], dim=1) + self.decoder_pos_embed
+        return torch.cat([x[:, :1], seq], dim=1) + self.decoder_pos_embed
+
+    def decode(self, latent: Tensor, ids_restore: Tensor) -> Tensor:
+        """Predict every patch from the encoded visible tokens: (N, L, p*p*C)."""
+        x = self.decoder_tokens(latent, ids_restore)
         for blk in self.decoder_blocks:
             x = blk(x)
         return self.decoder_pred(self.decoder_norm(x))[:, 1:]

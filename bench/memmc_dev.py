@@ -1,0 +1,234 @@
+"""MemMC-MAE on the development protocol (normals only): accuracy, the paper's ablation, cost.
+
+Every run trains with the engine's own driver (the same code as `cxrscreen train --method memmc`):
+normals = ``train.known_normal`` of the split with the engine's calibration hold-out (10 %, never
+trained on); no unlabeled and no abnormal images (the method is one-class). Each detector is
+scored on dev_test with the trained PyTorch networks: AUROC and AP with stratified bootstrap 95 %
+intervals, and the sensitivity / specificity on dev_test at the threshold of 95 % specificity on
+the run's own held-out calibration normals. dev_test is only evaluated, never used to choose
+anything (no epoch, no setting).
+
+    python bench/memmc_dev.py protocol --seeds 0 --epochs 40 --threads 1
+    python bench/memmc_dev.py protocol --seeds 0 --epochs 40 --threads 1 --variant mae memory
+    python bench/memmc_dev.py throughput --seed 0 --epochs 40 --threads 1 --images 128
+    python bench/memmc_dev.py cputime --seed 0 --epochs 40 --images 128
+    python bench/memmc_dev.py report
+
+Variants (the paper's Table 2 rows): ``mae`` (plain MAE: no memory, no skips, MAE's decoder),
+``memory`` (+ memory-augmented encoder with its long skips, MAE's decoder), ``full`` (+ the
+multi-level cross-attention decoder: MemMC-MAE). Every other setting is the small preset's;
+``--epochs`` shortens its 300 epochs (the cosine schedule ends at the last epoch given).
+
+Data: ../shared/data (beside the checkout). Runs go to bench/_work/memmc/ (git-ignored;
+resumable); one JSON per detector in bench/results/memmc/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEV_SPLIT = REPO.parent / "shared" / "data" / "kermany" / "splits" / "dev.json"
+WORK = REPO / "bench" / "_work" / "memmc"
+RESULTS = REPO / "bench" / "results" / "memmc"
+VARIANTS = {"mae": dict(memory_slots=0, long_skips=False, multi_level=False),
+            "memory": dict(long_skips=True, multi_level=False),
+            "full": dict(long_skips=True, multi_level=True)}
+
+
+def _require_data() -> None:
+    if not DEV_SPLIT.is_file():
+        sys.exit(f"real data not found ({DEV_SPLIT}): this benchmark needs ../shared/data beside the checkout")
+
+
+def _dev_test() -> tuple[list[Path], np.ndarray]:
+    d = json.loads(DEV_SPLIT.read_text())["dev_test"]
+    root = DEV_SPLIT.parent.parent
+    return ([root / p for p in d["normal"] + d["abnormal"]],
+            np.r_[np.zeros(len(d["normal"])), np.ones(len(d["abnormal"]))].astype(int))
+
+
+def _data():
+    """The known normals of the split with the engine's calibration hold-out; nothing else."""
+    from engine.datasets import TrainingData, from_split
+
+    base = from_split(DEV_SPLIT, 0.6)
+    return TrainingData(base.normal_train, base.normal_calibration, [],
+                        {**base.source, "unlabeled": "not used (one-class method)"}, [])
+
+
+def _name(variant: str, seed: int, epochs: int) -> str:
+    return f"{variant}_e{epochs}_s{seed}"
+
+
+def _config(args, variant: str, seed: int):
+    from engine.methods import registry
+
+    return registry()["memmc"].config("small", seed=seed, epochs=args.epochs, device=args.device, **VARIANTS[variant])
+
+
+def evaluate_run(name: str, run_dir: Path, config, data, outcome, extra: dict) -> dict:
+    import torch
+
+    from engine import metrics as M
+    from engine.datasets import load_images
+    from engine.detector import NormalCalibration
+    from engine.methods.memmc.recipe import evaluate
+
+    paths, y = _dev_test()
+    images = load_images(paths, config.preprocess)
+    t = time.time()
+    scores = evaluate(run_dir, images)["ms-ssim"]
+    eval_s = time.time() - t
+    calibration = NormalCalibration.from_dict(json.loads((run_dir / "calibration.json").read_text()))
+    threshold = calibration.threshold_at_specificity(0.95)
+    flagged = scores > threshold
+    saved = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    train_s = saved["phase_seconds"].get("train")
+    result = {
+        "name": name, "method": "memmc", **extra,
+        "config": config.to_dict(), "data": data.summary(),
+        "train_seconds": outcome.summary.get("train_seconds"), "phase_seconds": saved["phase_seconds"],
+        "seconds_per_epoch": train_s / config.epochs if train_s else None,
+        "summary": saved["summary"], "loadavg": os.getloadavg(), "environment": outcome.summary.get("environment"),
+        "test": {"n": int(len(y)), "n_abnormal": int(y.sum())},
+        "auroc": M.auroc(y, scores), "auroc_ci95": M.bootstrap_ci(y, scores, M.auroc, n_boot=1000),
+        "ap": M.average_precision(y, scores), "ap_ci95": M.bootstrap_ci(y, scores, M.average_precision, n_boot=1000),
+        "threshold_spec95_calibration": threshold,
+        "sensitivity_at_cal_spec95": float(flagged[y == 1].mean()),
+        "specificity_at_cal_spec95": float(1 - flagged[y == 0].mean()),
+        "pytorch_eval_seconds": eval_s,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+    print(f"{name}: AUROC {result['auroc']:.3f} [{result['auroc_ci95'][0]:.3f}, {result['auroc_ci95'][1]:.3f}] "
+          f"AP {result['ap']:.3f}  sens@cal-spec95 {result['sensitivity_at_cal_spec95']:.3f} "
+          f"(dev_test spec {result['specificity_at_cal_spec95']:.3f})  train {result['train_seconds']:.0f} s "
+          f"({result['seconds_per_epoch']:.1f} s/epoch)", flush=True)
+    return result
+
+
+def cmd_protocol(args) -> None:
+    _require_data()
+    from engine.progress import Progress
+    from engine.stop import StopRequest
+    from engine.torch_runtime import set_threads
+    from engine.train import run_training
+
+    set_threads(args.threads)
+    data = _data()
+    for seed in args.seeds:
+        for variant in args.variant:
+            name = _name(variant, seed, args.epochs)
+            config = _config(args, variant, seed)
+            WORK.mkdir(parents=True, exist_ok=True)
+            with StopRequest() as stop:
+                outcome = run_training("memmc", config, data, WORK / name,
+                                       Progress(args.progress, log_path=WORK / f"{name}.log.jsonl"), stop)
+            if outcome.status != "done":
+                sys.exit(f"{name}: stopped; run again to resume")
+            evaluate_run(name, WORK / name, config, data, outcome,
+                         {"variant": variant, "seed": seed, "epochs": args.epochs, "threads": args.threads})
+
+
+def cmd_throughput(args) -> None:
+    """Export one detector to ONNX (parity-checked) and time onnxruntime on dev_test (AMAE's bench:
+    batches of 32, best of 3)."""
+    from amae_dev import _onnx_throughput  # bench/ is on sys.path
+
+    from engine.datasets import load_images
+    from engine.methods.memmc import Config
+    from engine.torch_runtime import set_threads
+
+    _require_data()
+    set_threads(args.threads)
+    run_dir = WORK / _name(args.variant[0], args.seed, args.epochs)
+    config = Config.from_dict(json.loads((run_dir / "run.json").read_text())["config"])
+    images = load_images(_dev_test()[0][: args.images], config.preprocess)
+    result = {"run": run_dir.name, "threads": args.threads, "loadavg": os.getloadavg(),
+              **_onnx_throughput(run_dir, images, WORK / f"{run_dir.name}.onnx", "cpu")}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"throughput_{run_dir.name}_t{args.threads}.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+
+
+def cmd_cputime(args) -> None:
+    """Time an exported detector (``throughput`` wrote it) in CPU seconds: onnxruntime with one
+    intra-op thread, batches of 32, ``time.process_time`` (on a CPU shared with many jobs the wall
+    clock measures the others' load; the CPU time of one thread does not, up to cache effects)."""
+    from engine.datasets import load_images
+    from engine.detector import Detector
+
+    _require_data()
+    name = _name(args.variant[0], args.seed, args.epochs)
+    det = Detector(WORK / f"{name}.onnx", provider="cpu", threads=1)
+    images = load_images(_dev_test()[0][: args.images], det.preprocess_spec)
+    det.run(images[:32])  # warm-up
+    cpu, wall = time.process_time(), time.perf_counter()
+    for i in range(0, len(images), 32):
+        det.run(images[i : i + 32])
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    result = {"run": name, "ort_threads": 1, "images": len(images), "batch": 32, "cpu_seconds": cpu,
+              "wall_seconds": wall, "images_per_cpu_s": len(images) / cpu, "loadavg": os.getloadavg()}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"cputime_{name}.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+
+
+def cmd_report(args) -> None:
+    rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))
+            if not p.name.startswith(("throughput", "cputime"))]
+    print("| variant | epochs | seed | AUROC [95 % CI] | AP [95 % CI] | sens. at cal. spec 95 % | dev_test spec. | "
+          "s/epoch | train s | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    order = list(VARIANTS)
+    for r in sorted(rows, key=lambda r: (r["epochs"], order.index(r["variant"]), r["seed"])):
+        lo, hi = r["auroc_ci95"]
+        alo, ahi = r["ap_ci95"]
+        print(f"| {r['variant']} | {r['epochs']} | {r['seed']} | {r['auroc']:.3f} [{lo:.3f}, {hi:.3f}] | "
+              f"{r['ap']:.3f} [{alo:.3f}, {ahi:.3f}] | {r['sensitivity_at_cal_spec95']:.3f} | "
+              f"{r['specificity_at_cal_spec95']:.3f} | {r['seconds_per_epoch']:.1f} | {r['train_seconds']:.0f} | "
+              f"{r['loadavg'][0]:.1f} |")
+    for p in sorted(RESULTS.glob("throughput_*.json")):
+        t = json.loads(p.read_text())
+        print(f"{t['run']}: {t['images_per_s']:.1f} images/s (onnxruntime CPU, {t['threads']} thread(s), batch "
+              f"{t['batch']}, load {t['loadavg'][0]:.1f}); parity |Δscore| {t['parity_score']:.1e}, "
+              f"|Δheatmap| {t['parity_heatmap']:.1e}; {t['onnx_mib']:.1f} MiB")
+    for p in sorted(RESULTS.glob("cputime_*.json")):
+        t = json.loads(p.read_text())
+        print(f"{t['run']}: {t['images_per_cpu_s']:.1f} images per CPU second (onnxruntime, 1 thread, {t['images']} "
+              f"images, batch {t['batch']}; wall {t['wall_seconds']:.0f} s at load {t['loadavg'][0]:.1f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name, fn in (("protocol", cmd_protocol), ("throughput", cmd_throughput), ("cputime", cmd_cputime),
+                     ("report", cmd_report)):
+        p = sub.add_parser(name)
+        p.set_defaults(fn=fn)
+        if name == "report":
+            continue
+        p.add_argument("--epochs", type=int, default=300, help="training epochs (the small preset's 300 by default)")
+        p.add_argument("--variant", nargs="+", choices=list(VARIANTS), default=["full"])
+        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--progress", default="none", choices=("none", "json", "bar"))
+        if name == "protocol":
+            p.add_argument("--seeds", type=int, nargs="+", default=[0])
+        else:
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--images", type=int, default=128, help="the first N dev_test images are timed")
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO / "bench"))
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
