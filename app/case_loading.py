@@ -18,7 +18,7 @@ from app.viewer.display import DisplayImage, Window, apply_thumbnail, build_disp
 from app.viewer.overlay import apply_inverse_aspect, apply_level_codes, overlay_grid_shape
 from engine.detector import Detector
 from engine.io import RadiographMeta, WindowPreset, read_radiograph
-from engine.preprocess import preprocess
+from engine.preprocess import field_box, preprocess
 
 THUMBNAIL_SIDE = 64
 OVERLAY_MAX_SIDE = 1024
@@ -37,6 +37,8 @@ class CaseAnalysis:
         overlay_codes: (gh, gw) uint8 level codes on a grid covering the image frame
             (0 where the detector saw nothing).
         aspect: the detector's aspect step (to map contours back).
+        box: the exposed field the detector cropped to, (top, bottom, left, right) in image
+            pixels; None when its preprocessing does not crop.
     """
 
     model_id: str
@@ -46,6 +48,7 @@ class CaseAnalysis:
     levels: np.ndarray
     overlay_codes: np.ndarray
     aspect: str
+    box: tuple[int, int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -135,13 +138,14 @@ def analyse(pixels: np.ndarray, detector: Detector, overlay_max_side: int = OVER
     cal = detector.calibration
     percentile = float(cal.percentile(np.asarray([score]))[0])
     grid = overlay_grid_shape(pixels.shape, overlay_max_side)
-    in_image = apply_inverse_aspect(heatmap, pixels.shape, spec.aspect, grid)
+    box = field_box(pixels) if spec.crop == "field" else None  # the box preprocess cropped to
+    in_image = apply_inverse_aspect(heatmap, pixels.shape, spec.aspect, grid, box)
     valid = ~np.isnan(in_image)
     levels_grid = np.full(in_image.shape, np.nan, dtype=np.float32)
     levels_grid[valid] = cal.heatmap_level(in_image[valid])
     return CaseAnalysis(model_id=detector.meta.model_id, score=score, percentile=percentile,
                         heatmap=heatmap, levels=cal.heatmap_level(heatmap).astype(np.float32),
-                        overlay_codes=apply_level_codes(levels_grid), aspect=spec.aspect)
+                        overlay_codes=apply_level_codes(levels_grid), aspect=spec.aspect, box=box)
 
 
 def load_thumbnail(path: Path, side: int = THUMBNAIL_SIDE) -> np.ndarray:

@@ -6,13 +6,27 @@ training time for the same file (tested in ``tests/engine/test_preprocess.py`` a
 parity tests).
 
 Steps, in order (each a pure numpy function ``apply_<step>``):
-1. ``apply_aspect``: make the image square (stretch, centre crop or pad).
-2. ``apply_resize``: area-aware bilinear resize to ``size`` x ``size`` (Pillow's antialiased
+1. ``apply_crop``: ``none`` (the papers') or ``field``: crop to the exposed field, removing
+   black or white borders, collimation and the empty background beside the body (see
+   :func:`field_box`).
+2. ``apply_aspect``: make the image square (stretch, centre crop or pad).
+3. ``apply_resize``: area-aware bilinear resize to ``size`` x ``size`` (Pillow's antialiased
    bilinear on float32, the filter the DDAD code applies with ``Image.resize(..., BILINEAR)``).
-3. ``apply_intensity``: ``none`` (the papers' choice), ``percentile`` (robust 1-99 % stretch)
+4. ``apply_intensity``: ``none`` (the papers' choice), ``percentile`` (robust 1-99 % stretch)
    or ``equalize`` (rank-based histogram equalisation: invariant to any monotonic change of
-   exposure, gamma or window).
-4. map [0, 1] to ``output_range`` ([-1, 1] in DDAD's code: ``Normalize((0.5,), (0.5,))``).
+   exposure, gamma or window). After ``crop="field"`` both are computed inside the exposed
+   field, so the share of border or empty background no longer moves the body's grey levels.
+5. map [0, 1] to ``output_range`` ([-1, 1] in DDAD's code: ``Normalize((0.5,), (0.5,))``).
+
+The exposed field (:func:`field_mask`): a pixel is background when it is near the image's own
+black or white end, with thresholds that follow the image's tone curve. After a robust
+stretch to [0, 1] (0.5 and 99.5 percentiles, which removes any linear change of window or
+contrast), with ``m`` the median, a pixel ``u`` is dark background when ``u < m ** 3`` and
+bright background when ``u > 0.98`` (a white border or shutter is saturated). A gamma change
+``u -> u ** g`` moves ``m`` to ``m ** g`` and the dark threshold with it, so the same pixels are
+dark background under any gamma.
+Metadata written before ``crop`` existed loads as ``crop="none"`` and preprocesses exactly as
+before; :meth:`PreprocessSpec.to_dict` leaves ``crop`` out while it is ``"none"``.
 
 Torch-free.
 """
@@ -26,9 +40,21 @@ from PIL import Image
 
 Aspect = Literal["stretch", "center_crop", "pad"]
 Intensity = Literal["none", "percentile", "equalize"]
+Crop = Literal["none", "field"]
 
 _ASPECTS: tuple[str, ...] = get_args(Aspect)
 _INTENSITIES: tuple[str, ...] = get_args(Intensity)
+_CROPS: tuple[str, ...] = get_args(Crop)
+
+# The exposed field's definition (changing one changes every detector that uses crop="field": a
+# new definition needs a new option value, not new numbers here).
+FIELD_WORK_SIDE = 256  # the field is found on a copy at most this many pixels on its long side
+FIELD_DARK_POWER = 3.0  # dark background: u < median ** 3 (0.09 at the typical median 0.45)
+FIELD_BRIGHT_MARGIN = 0.02  # bright background: u > 0.98 (white borders are saturated; the body rarely is)
+FIELD_LINE_SHARE = 0.2  # a row or column is inside the field when >= 20 % of it is field (text is less)
+FIELD_RUN = 3  # ... and the field starts with 3 such lines in a row (one blended edge line is not the field)
+FIELD_MAX_TRIM = 0.3  # at most 30 % of the height or width is cut from each side
+FIELD_PASSES = 2  # the box is found again inside the first box (see field_box)
 
 
 @dataclass(frozen=True)
@@ -40,12 +66,14 @@ class PreprocessSpec:
         aspect: how a non-square image is made square.
         intensity: intensity normalisation applied after resizing.
         output_range: (low, high) that [0, 1] is mapped to.
+        crop: "none" or "field" (crop to the exposed field first).
     """
 
     size: int = 64
     aspect: Aspect = "stretch"
     intensity: Intensity = "none"
     output_range: tuple[float, float] = (-1.0, 1.0)
+    crop: Crop = "none"
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or not 8 <= self.size <= 1024:
@@ -54,21 +82,29 @@ class PreprocessSpec:
             raise ValueError(f"aspect must be one of {_ASPECTS}, got {self.aspect!r}")
         if self.intensity not in _INTENSITIES:
             raise ValueError(f"intensity must be one of {_INTENSITIES}, got {self.intensity!r}")
+        if self.crop not in _CROPS:
+            raise ValueError(f"crop must be one of {_CROPS}, got {self.crop!r}")
         low, high = self.output_range
         if not float(low) < float(high):
             raise ValueError(f"output_range must be (low, high) with low < high, got {self.output_range!r}")
         object.__setattr__(self, "output_range", (float(low), float(high)))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, stored in detector metadata."""
+        """JSON-ready form, stored in detector metadata.
+
+        ``crop`` is left out while it is ``"none"``, so a detector that does not crop keeps the
+        metadata that versions without the option read.
+        """
         d = asdict(self)
         d["output_range"] = list(self.output_range)
+        if self.crop == "none":
+            del d["crop"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
         """Inverse of :meth:`to_dict`; unknown keys are an error, not silently dropped."""
-        known = {"size", "aspect", "intensity", "output_range"}
+        known = {"size", "aspect", "intensity", "output_range", "crop"}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown preprocessing keys {sorted(unknown)}; known: {sorted(known)}")
@@ -76,6 +112,107 @@ class PreprocessSpec:
         if "output_range" in kw:
             kw["output_range"] = tuple(kw["output_range"])
         return cls(**kw)
+
+
+def _work_copy(pixels: np.ndarray) -> np.ndarray:
+    """A float32 copy at most FIELD_WORK_SIDE on its long side (block means), for finding the field."""
+    h, w = pixels.shape
+    factor = -(-max(h, w) // FIELD_WORK_SIDE)  # ceil
+    if factor <= 1:
+        return np.asarray(pixels, dtype=np.float32)
+    # block means (Pillow's reduce): much faster than a filtered resize, and enough to find a field
+    img = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.float32))
+    return np.asarray(img.reduce(factor), dtype=np.float32)
+
+
+def _quantiles(values: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+    """Quantiles with linear interpolation (``np.quantile``'s default) from one partial sort.
+
+    The same values as ``np.quantile(values, qs)``, about three times faster on a 256 x 256 image
+    (``np.quantile`` converts and sorts more than it needs).
+    """
+    flat = values.ravel()
+    pos = np.asarray(qs, dtype=np.float64) * (flat.size - 1)
+    below = np.floor(pos).astype(np.intp)
+    above = np.minimum(below + 1, flat.size - 1)
+    part = np.partition(flat, np.unique(np.r_[below, above]))
+    low, high = part[below].astype(np.float64), part[above].astype(np.float64)
+    return low + (pos - below) * (high - low)
+
+
+def field_mask(pixels: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """Which pixels of an (H, W) image belong to the exposed field (bool, same shape).
+
+    Background is near the image's own black or white end (module docstring): after a robust
+    stretch to [0, 1] with median ``m``, ``u < m ** 3`` or ``u > 0.98``. The stretch and ``m``
+    come from ``reference`` (default: the image itself). A flat image is all field (nothing
+    tells background from body).
+    """
+    ref = pixels if reference is None else reference
+    lo, median, hi = (float(v) for v in _quantiles(ref, (0.005, 0.5, 0.995)))  # Python floats keep float32 math
+    if hi - lo < 1e-6:
+        return np.ones(pixels.shape, dtype=bool)
+    m = float(np.clip((median - lo) / (hi - lo), 0.05, 0.95))  # mostly black or white: keep thresholds sane
+    u = (pixels - lo) / (hi - lo)  # unclipped: beyond the ends is background anyway
+    return (u >= m ** FIELD_DARK_POWER) & (u <= 1.0 - FIELD_BRIGHT_MARGIN)
+
+
+def _span(share: np.ndarray) -> tuple[int, int]:
+    """Where the field starts and ends along one axis, from each line's share of field pixels.
+
+    The field starts at the first run of ``FIELD_RUN`` lines with share >= ``FIELD_LINE_SHARE``
+    (a single line is not enough: resizing blends a white border into the dark background
+    beside it into one grey line) and ends after the last such run; each side cut is at most
+    ``FIELD_MAX_TRIM`` of the length.
+    """
+    n = share.size
+    if n < FIELD_RUN:
+        return 0, n
+    runs = np.flatnonzero(np.convolve(share >= FIELD_LINE_SHARE, np.ones(FIELD_RUN), mode="valid") == FIELD_RUN)
+    if runs.size == 0:
+        return 0, n
+    limit = int(FIELD_MAX_TRIM * n)
+    return min(int(runs[0]), limit), max(int(runs[-1]) + FIELD_RUN, n - limit)
+
+
+def field_box(pixels: np.ndarray) -> tuple[int, int, int, int]:
+    """The exposed field's bounding box ``(top, bottom, left, right)`` in an (H, W) image.
+
+    Rows and columns are trimmed from each side while less than ``FIELD_LINE_SHARE`` of them
+    lies in :func:`field_mask` (found on a copy of at most ``FIELD_WORK_SIDE`` pixels), so a
+    black or white border, collimation or empty background goes, while burnt-in text on it
+    (thin strokes, a small share of a line) does not hold the crop open. At most
+    ``FIELD_MAX_TRIM`` of each dimension is cut per side.
+
+    Returns:
+        (top, bottom, left, right) in pixels of ``pixels``: the field is
+        ``pixels[top:bottom, left:right]``.
+    """
+    h, w = pixels.shape
+    small = _work_copy(pixels)
+    sh, sw = small.shape
+    top, bottom, left, right = 0, sh, 0, sw
+    # twice: a wide border moves the median that sets the thresholds and dilutes each line's
+    # share; the second pass takes both from the first box, as an image without the border would
+    # have them, and may move any side in or out again
+    for _ in range(FIELD_PASSES):
+        mask = field_mask(small, reference=small[top:bottom, left:right])
+        rows = np.count_nonzero(mask[:, left:right], axis=1) / (right - left)
+        cols = np.count_nonzero(mask[top:bottom, :], axis=0) / (bottom - top)
+        (top, bottom), (left, right) = _span(rows), _span(cols)
+    # back to full resolution (to the nearest pixel: rounding outwards would keep a line of border)
+    return (int(round(top * h / sh)), int(round(bottom * h / sh)),
+            int(round(left * w / sw)), int(round(right * w / sw)))
+
+
+def apply_crop(pixels: np.ndarray, crop: Crop) -> np.ndarray:
+    """Crop an (H, W) image to its exposed field (``field``) or leave it (``none``)."""
+    if crop == "none":
+        return pixels
+    if crop == "field":
+        top, bottom, left, right = field_box(pixels)
+        return pixels[top:bottom, left:right]
+    raise ValueError(f"crop must be one of {_CROPS}, got {crop!r}")
 
 
 def apply_aspect(pixels: np.ndarray, aspect: Aspect) -> np.ndarray:
@@ -149,7 +286,8 @@ def preprocess(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
         raise ValueError(f"pixels must be a 2-D (H, W) array, got shape {pixels.shape}")
     if min(pixels.shape) < 2:
         raise ValueError(f"pixels must be at least 2 x 2, got shape {pixels.shape}")
-    x = apply_aspect(np.asarray(pixels, dtype=np.float32), spec.aspect)
+    x = apply_crop(np.asarray(pixels, dtype=np.float32), spec.crop)
+    x = apply_aspect(x, spec.aspect)
     x = apply_resize(x, spec.size)
     x = apply_intensity(x, spec.intensity)
     low, high = spec.output_range

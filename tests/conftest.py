@@ -17,11 +17,12 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def build_local_contrast_detector(path: Path, size: int = 32, n_normals: int = 50) -> Path:
+def build_local_contrast_detector(path: Path, size: int = 32, n_normals: int = 50, crop: str = "none") -> Path:
     """A small real ONNX detector with cxrscreen metadata, built without torch.
 
     heatmap = (x − 3x3 box blur of x)², score = mean(heatmap): a local-contrast detector. Its
-    calibration comes from running it (onnxruntime) on smooth random "normal" images.
+    calibration comes from running it (onnxruntime) on smooth random "normal" images. ``crop``
+    is its preprocessing's crop step ("none" or "field").
     """
     import numpy as np
     import onnx
@@ -56,7 +57,7 @@ def build_local_contrast_detector(path: Path, size: int = 32, n_normals: int = 5
     scores, heatmaps = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: normals})
     meta = DetectorMetadata(
         method="test-local-contrast", backbone="box-blur", score_type="local-contrast",
-        preprocess=PreprocessSpec(size=size), calibration=NormalCalibration.from_samples(scores, heatmaps),
+        preprocess=PreprocessSpec(size=size, crop=crop), calibration=NormalCalibration.from_samples(scores, heatmaps),
         training={"normal_train": 0, "note": "analytic test detector"}, name="local contrast (test)",
         software={"cxrscreen": "test"}, created="2026-01-01T00:00:00+00:00",
     )

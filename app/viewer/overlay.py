@@ -1,8 +1,9 @@
 """The heatmap overlay: from the detector's input frame back to the image frame, colours, contour.
 
 A detector's heatmap lives in its preprocessed frame: ``spec.size`` x ``spec.size`` after
+:func:`engine.preprocess.apply_crop` (the exposed field's ``box``, or the whole image),
 :func:`engine.preprocess.apply_aspect` (stretch, centre crop or pad) and the resize. Overlaying
-it pixel-exactly means inverting the aspect step: :func:`heatmap_footprint` says where that
+it pixel-exactly means inverting the crop and aspect steps: :func:`heatmap_footprint` says where that
 square lies in the image (in pixel-edge coordinates), :func:`apply_inverse_aspect` resamples
 the heatmap onto any grid covering the image, and :func:`heatmap_to_image_points` maps heatmap
 coordinates (pixel centres at integers, as Pillow's resize places them) to image coordinates.
@@ -21,6 +22,7 @@ from typing import Literal
 import numpy as np
 
 Aspect = Literal["stretch", "center_crop", "pad"]
+Box = tuple[int, int, int, int]  # (top, bottom, left, right) of the crop in image pixels
 
 
 @dataclass(frozen=True)
@@ -37,20 +39,27 @@ class Footprint:
     height: float
 
 
-def heatmap_footprint(image_shape: tuple[int, int], aspect: Aspect) -> Footprint:
-    """The inverse of :func:`engine.preprocess.apply_aspect`, as a rectangle.
+def heatmap_footprint(image_shape: tuple[int, int], aspect: Aspect, box: Box | None = None) -> Footprint:
+    """The inverse of :func:`engine.preprocess.apply_crop` and ``apply_aspect``, as a rectangle.
 
     Args:
         image_shape: (H, W) of the image the detector saw.
         aspect: the detector's ``PreprocessSpec.aspect``.
+        box: the crop the detector made first, (top, bottom, left, right) (None: no crop).
 
     Returns:
-        stretch: the whole image; center_crop: the central square (same integer offsets as
-        the crop); pad: the padded square, which extends past the short side.
+        stretch: the whole image (or box); center_crop: the central square (same integer
+        offsets as the crop); pad: the padded square, which extends past the short side.
     """
     h, w = (int(image_shape[0]), int(image_shape[1]))
     if h < 1 or w < 1:
         raise ValueError(f"image_shape must be positive, got {image_shape}")
+    if box is not None:
+        top, bottom, left, right = (int(v) for v in box)
+        if not (0 <= top < bottom <= h and 0 <= left < right <= w):
+            raise ValueError(f"box must be (top, bottom, left, right) inside a {h} x {w} image, got {box}")
+        fp = heatmap_footprint((bottom - top, right - left), aspect)
+        return Footprint(fp.x + left, fp.y + top, fp.width, fp.height)
     if aspect == "stretch" or h == w:
         return Footprint(0.0, 0.0, float(w), float(h))
     if aspect == "center_crop":
@@ -74,20 +83,21 @@ def overlay_grid_shape(image_shape: tuple[int, int], max_side: int = 1024) -> tu
 
 
 def apply_inverse_aspect(heatmap: np.ndarray, image_shape: tuple[int, int], aspect: Aspect,
-                         grid_shape: tuple[int, int] | None = None) -> np.ndarray:
+                         grid_shape: tuple[int, int] | None = None, box: Box | None = None) -> np.ndarray:
     """Resample a (S, S) heatmap onto a grid covering the image frame.
 
     Cell ``(r, c)`` of a ``(gh, gw)`` grid is centred at image coordinates
     ``((c + 0.5) W / gw, (r + 0.5) H / gh)``; it takes the heatmap's bilinear interpolation at
     the matching heatmap coordinate (pixel centres at integers, clamped at the edges of the
-    footprint). Cells outside the footprint (outside a centre crop) are NaN: the detector
-    never saw them.
+    footprint). Cells outside the footprint (outside a centre crop or the exposed field's
+    box) are NaN: the detector never saw them.
 
     Args:
         heatmap: (S, S) float heatmap in the detector's frame.
         image_shape: (H, W) of the image.
         aspect: the detector's aspect step.
         grid_shape: (gh, gw) of the output, default the image's own shape.
+        box: the detector's crop (:func:`engine.preprocess.field_box`), None: no crop.
 
     Returns:
         (gh, gw) float32.
@@ -97,7 +107,7 @@ def apply_inverse_aspect(heatmap: np.ndarray, image_shape: tuple[int, int], aspe
         raise ValueError(f"heatmap must be a square (S, S) array, got shape {hm.shape}")
     h, w = int(image_shape[0]), int(image_shape[1])
     gh, gw = grid_shape if grid_shape is not None else (h, w)
-    fp = heatmap_footprint((h, w), aspect)
+    fp = heatmap_footprint((h, w), aspect, box)
     s = hm.shape[0]
     xs = (np.arange(gw, dtype=np.float64) + 0.5) * (w / gw)
     ys = (np.arange(gh, dtype=np.float64) + 0.5) * (h / gh)
@@ -127,7 +137,7 @@ def _linear_weights(coord: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarra
 
 
 def heatmap_to_image_points(points: np.ndarray, image_shape: tuple[int, int], aspect: Aspect,
-                            size: int) -> np.ndarray:
+                            size: int, box: Box | None = None) -> np.ndarray:
     """Map heatmap coordinates to image coordinates.
 
     Args:
@@ -135,12 +145,13 @@ def heatmap_to_image_points(points: np.ndarray, image_shape: tuple[int, int], as
         image_shape: (H, W) of the image.
         aspect: the detector's aspect step.
         size: the heatmap side S.
+        box: the detector's crop, None: no crop.
 
     Returns:
         (..., 2) array of (x, y) image coordinates (pixel edges at integers: pixel (0, 0)
         covers [0, 1] x [0, 1]), as pyqtgraph places a row-major ImageItem.
     """
-    fp = heatmap_footprint(image_shape, aspect)
+    fp = heatmap_footprint(image_shape, aspect, box)
     p = np.asarray(points, dtype=np.float64)
     x = fp.x + (p[..., 1] + 0.5) * (fp.width / size)
     y = fp.y + (p[..., 0] + 0.5) * (fp.height / size)

@@ -278,7 +278,7 @@ class RadiographView(QWidget):
         if len(segs) == 0:
             self.contour_item.setData([], [])
             return
-        pts = heatmap_to_image_points(segs, case.image.shape, a.aspect, a.levels.shape[0])  # (N, 2, 2) x, y
+        pts = heatmap_to_image_points(segs, case.image.shape, a.aspect, a.levels.shape[0], a.box)  # (N, 2, 2) x, y
         h, w = case.image.shape
         inside = ((pts[..., 0] >= 0) & (pts[..., 0] <= w) & (pts[..., 1] >= 0) & (pts[..., 1] <= h)).all(axis=1)
         pts = pts[inside]
@@ -323,7 +323,7 @@ class RadiographView(QWidget):
         if a is not None:
             gh, gw = a.overlay_codes.shape
             code = int(a.overlay_codes[min(gh - 1, int(y * gh / h)), min(gw - 1, int(x * gw / w))])
-            fp = heatmap_footprint((h, w), a.aspect)  # type: ignore[arg-type]
+            fp = heatmap_footprint((h, w), a.aspect, a.box)  # type: ignore[arg-type]
             seen = fp.x <= x <= fp.x + fp.width and fp.y <= y <= fp.y + fp.height
             text += f"   evidence p{100 * code / 255:.0f}" if seen else "   (not seen by the detector)"
         self.cursor_label.setText(text)

@@ -202,6 +202,9 @@ COMMON_OPTIONS: tuple[Option, ...] = (
     Option("intensity", "--intensity", "choice", "intensity normalisation before the network, in training and "
            "scoring alike: none (the papers'), percentile (1-99 % stretch) or equalize (histogram equalisation)",
            default="none", choices=("none", "percentile", "equalize")),
+    Option("crop", "--crop", "choice", "crop before the network, in training and scoring alike: none (the papers') "
+           "or field (to the exposed field: no black or white borders, collimation or empty background)",
+           default="none", choices=("none", "field")),
     Option("calibration_fraction", "--calibration-fraction", "float",
            "fraction of the known normals held out (never trained on) to calibrate scores", default=0.1,
            minimum=0.0, maximum=0.9, exclusive_minimum=True),
@@ -216,7 +219,7 @@ COMMON_OPTIONS: tuple[Option, ...] = (
 # common options that are settings fields of every method's Config (others are the driver's or preprocess)
 COMMON_FIELDS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "device": "device",
                  "checkpoint_every": "checkpoint_every_s"}
-PREPROCESS_OPTIONS = ("size", "aspect", "intensity")
+PREPROCESS_OPTIONS = ("size", "aspect", "intensity", "crop")
 
 
 @dataclass(frozen=True)
@@ -434,9 +437,11 @@ def settings_from_dict(cls: type, d: Mapping[str, Any], what: str) -> Any:
 
 
 def preprocess_from(d: PreprocessSpec, values: Mapping[str, Any], size: int | None = None) -> PreprocessSpec:
-    """The input preprocessing: the method's default ``d`` (or ``size``), with --size / --aspect / --intensity applied."""
+    """The input preprocessing: the method's default ``d`` (or ``size``), with --size / --aspect / --intensity /
+    --crop applied."""
     return PreprocessSpec(size=values.get("size") or size or d.size, aspect=values.get("aspect") or d.aspect,
-                          intensity=values.get("intensity") or d.intensity, output_range=d.output_range)
+                          intensity=values.get("intensity") or d.intensity, output_range=d.output_range,
+                          crop=values.get("crop") or d.crop)
 
 
 def settings_values(values: Mapping[str, Any]) -> dict[str, Any]:

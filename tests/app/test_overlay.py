@@ -62,6 +62,22 @@ def test_hot_pixel_lands_where_the_detector_saw_it() -> None:
     assert (x, y) == (27.5, 25.0)
 
 
+def test_field_crop_box_places_the_heatmap_on_the_field() -> None:
+    # the detector cropped rows 10..70 and columns 30..70 of an 80 x 100 image, then stretched
+    box = (10, 70, 30, 70)
+    assert heatmap_footprint((80, 100), "stretch", box) == Footprint(30, 10, 40, 60)
+    heatmap = np.zeros((8, 8), np.float32)
+    heatmap[0, 0] = 1.0  # the field's top-left corner
+    img = apply_inverse_aspect(heatmap, (80, 100), "stretch", box=box)
+    assert np.isnan(img[:10]).all() and np.isnan(img[:, :30]).all() and np.isnan(img[:, 70:]).all()
+    r, c = np.unravel_index(np.nanargmax(img), img.shape)
+    assert 10 <= r < 18 and 30 <= c < 35  # heatmap pixel (0, 0) covers 7.5 rows x 5 columns of the field
+    x, y = heatmap_to_image_points(np.array([0.0, 0.0]), (80, 100), "stretch", 8, box)
+    assert (x, y) == (32.5, 13.75)
+    with pytest.raises(ValueError, match="box must be"):
+        heatmap_footprint((80, 100), "stretch", (10, 90, 0, 100))  # past the bottom
+
+
 def test_centre_crop_leaves_unseen_sides_empty() -> None:
     img = apply_inverse_aspect(np.ones((4, 4)), (10, 20), "center_crop")
     assert np.isnan(img[:, :5]).all() and np.isnan(img[:, 15:]).all()

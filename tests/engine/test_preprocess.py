@@ -4,7 +4,37 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.preprocess import PreprocessSpec, apply_aspect, apply_intensity, apply_resize, preprocess, preprocess_batch
+from PIL import Image, ImageDraw
+
+from engine.detector import DetectorMetadata, NormalCalibration
+from engine.preprocess import (
+    PreprocessSpec, apply_aspect, apply_crop, apply_intensity, apply_resize, field_box, preprocess, preprocess_batch,
+)
+
+
+def _chest(h: int = 240, w: int = 200, seed: int = 0) -> np.ndarray:
+    """A chest-like radiograph: a textured body (an upright ellipse, 0.3-0.9) on near-black air."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+    body = ((x - 0.5) / 0.38) ** 2 + ((y - 0.55) / 0.6) ** 2 < 1.0
+    ribs = 0.15 * np.sin(y * 60) * np.cos(x * 9)  # texture, so equalisation has something to rank
+    lungs = ((np.abs(x - 0.5) > 0.08) & (np.abs(x - 0.5) < 0.3) & (y > 0.25) & (y < 0.75))
+    img = np.where(body, 0.6 + ribs - 0.25 * lungs + 0.3 * y, 0.01)
+    img = img + rng.normal(0, 0.01, (h, w))
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def _with_border(img: np.ndarray, top: int, bottom: int, left: int, right: int, value: float,
+                 text: bool = False) -> np.ndarray:
+    """``img`` inside a uniform border (a detector edge), optionally with burnt-in text on it."""
+    out = np.pad(img, ((top, bottom), (left, right)), constant_values=value)
+    if text:
+        pil = Image.fromarray((out * 255).astype(np.uint8))
+        d = ImageDraw.Draw(pil)
+        d.text((2, out.shape[0] - bottom + 2), "PORTABLE AP", fill=255)  # on the bottom border
+        d.text((out.shape[1] - right + 2, 3), "R", fill=255)  # in the right border's corner
+        out = np.asarray(pil, np.float32) / 255.0
+    return out
 
 
 def test_default_maps_unit_range_to_minus_one_one():
@@ -74,3 +104,68 @@ def test_bad_pixels_are_refused_and_batches_stack():
     batch = preprocess_batch([np.zeros((80, 100), np.float32), np.ones((300, 200), np.float32)], PreprocessSpec(size=32))
     assert batch.shape == (2, 1, 32, 32)
     assert batch[0].max() == -1.0 and batch[1].min() == 1.0
+
+
+def test_old_metadata_without_crop_preprocesses_exactly_as_before():
+    # metadata written before the crop option: no "crop" key
+    old = {"size": 32, "aspect": "pad", "intensity": "equalize", "output_range": [-1.0, 1.0]}
+    spec = PreprocessSpec.from_dict(old)
+    assert spec.crop == "none"
+    assert spec.to_dict() == old  # written back unchanged: older readers still load it
+    img = _with_border(_chest(), 10, 10, 30, 5, 0.0)
+    before = apply_intensity(apply_resize(apply_aspect(img, "pad"), 32), "equalize") * 2.0 - 1.0  # the old steps
+    np.testing.assert_array_equal(preprocess(img, spec), before.astype(np.float32))
+    cal = NormalCalibration.from_samples(np.linspace(0, 1, 20), np.zeros((20, 4, 4)))
+    meta = DetectorMetadata(method="ddad", backbone="ae", score_type="inter", preprocess=spec, calibration=cal)
+    assert '"crop"' not in meta.to_json()
+    assert DetectorMetadata.from_json(meta.to_json()).preprocess == spec
+    cropped = PreprocessSpec(size=32, crop="field")
+    assert PreprocessSpec.from_dict(cropped.to_dict()) == cropped and cropped.to_dict()["crop"] == "field"
+    with pytest.raises(ValueError, match="crop must be one of"):
+        PreprocessSpec(crop="lungs")
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0])
+@pytest.mark.parametrize("text", [False, True])
+def test_field_crop_removes_a_border_with_or_without_text(value, text):
+    img = _chest()
+    t, b, l, r = field_box(img)
+    bordered = _with_border(img, 20, 30, 25, 40, value, text=text)
+    t2, b2, l2, r2 = field_box(bordered)
+    # the same box, shifted by the border, to a pixel or two (the field is found on a 256 px copy)
+    assert abs((t2 - 20) - t) <= 3 and abs((b2 - 20) - b) <= 3
+    assert abs((l2 - 25) - l) <= 3 and abs((r2 - 25) - r) <= 3
+    spec = PreprocessSpec(size=64, intensity="equalize", crop="field")
+    diff = np.abs(preprocess(bordered, spec) - preprocess(img, spec)).mean()
+    assert diff < 0.08, diff  # near-identical model input (range -1..1; a pixel or two of shift of the texture)
+    old = PreprocessSpec(size=64, intensity="equalize")
+    assert np.abs(preprocess(bordered, old) - preprocess(img, old)).mean() > 0.2  # without the crop: far apart
+
+
+def test_field_crop_trims_empty_background_beside_the_body_only():
+    img = _chest()
+    t, b, l, r = field_box(img)
+    assert 0 < l < 0.2 * img.shape[1] and 0.8 * img.shape[1] < r < img.shape[1]  # the ellipse spans 12-88 %
+    assert (b - t) > 0.75 * img.shape[0]
+    assert field_box(np.full((50, 40), 0.4, np.float32)) == (0, 50, 0, 40)  # flat: nothing to tell, nothing cut
+    dark = np.zeros((100, 100), np.float32)
+    dark[45:55, 35:65] = np.random.default_rng(0).uniform(0.3, 0.6, (10, 30))  # a small field on black
+    # rows 45-54 hold 30 % field (>= 20 %), columns 10 %: the first pass cuts rows only, the second (on
+    # rows 30-69) sees columns 35-64 hold 25 %; both passes together cut at most FIELD_MAX_TRIM (30 %) per side
+    assert field_box(dark) == (30, 70, 30, 70)
+    saturated = np.zeros((100, 100), np.float32)
+    saturated[20:80, 20:80] = 1.0  # white only: a white border, no field, nothing cut
+    assert field_box(saturated) == (0, 100, 0, 100)
+    np.testing.assert_array_equal(apply_crop(img, "none"), img)
+
+
+@pytest.mark.parametrize("change", ["gamma 0.6", "gamma 1.6", "window"])
+def test_field_crop_and_equalisation_are_indifferent_to_exposure(change):
+    img = _with_border(_chest(seed=1), 12, 0, 18, 0, 0.0)
+    shifted = {"gamma 0.6": img ** 0.6, "gamma 1.6": img ** 1.6, "window": 0.15 + 0.6 * img}[change]
+    assert field_box(shifted) == field_box(img)
+    spec = PreprocessSpec(size=64, intensity="equalize", crop="field")
+    # not exactly equal: resizing averages pixels, which does not commute with a gamma change
+    assert np.abs(preprocess(shifted, spec) - preprocess(img, spec)).mean() < 0.02
+    old = PreprocessSpec(size=64, crop="field")
+    assert np.abs(preprocess(shifted, old) - preprocess(img, old)).mean() > 0.05  # without equalisation: not so
