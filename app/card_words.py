@@ -55,11 +55,15 @@ def training_rows(training: dict[str, Any]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     counts = [(training.get("normal_train"), "known normals for training"),
               (training.get("normal_calibration"), "held out to calibrate (never trained on)"),
-              (training.get("unlabeled"), "unlabeled images")]
+              (training.get("unlabeled"), "unlabeled images"),
+              (training.get("abnormal") or None, "confirmed-abnormal images")]
     used = [f"{n} {what}" for n, what in counts if isinstance(n, int)]
     if used:
         skipped = training.get("skipped")
         rows.append(("Images", ", ".join(used) + (f"; {skipped} unreadable left out" if skipped else "")))
+    anomalies = training.get("anomalies")
+    if isinstance(anomalies, dict):
+        rows.append(("Confirmed anomalies", anomalies_words(anomalies)))
     seconds = training.get("train_seconds")
     if isinstance(seconds, (int, float)):
         m, s = divmod(int(round(seconds)), 60)
@@ -69,8 +73,23 @@ def training_rows(training: dict[str, Any]) -> list[tuple[str, str]]:
     if isinstance(config, dict):
         rows += settings_rows(config)
     rows += [(_words(k), value_words(v)) for k, v in training.items()
-             if k not in _SKIP and k not in ("normal_train", "normal_calibration", "unlabeled", "skipped", "train_seconds")]
+             if k not in _SKIP and k not in ("normal_train", "normal_calibration", "unlabeled", "abnormal", "anomalies",
+                                             "skipped", "train_seconds")]
     return rows
+
+
+def anomalies_words(anomalies: dict[str, Any]) -> str:
+    """Where a weakly supervised detector's confirmed-abnormal images came from, and how many:
+    K drawn from a split's few-shot list (with its seed), a reader's marks, or a folder."""
+    k, origin = anomalies.get("k", "?"), anomalies.get("from")
+    if origin == "split fewshot.abnormal":
+        return (f"K = {k} of the split's {anomalies.get('of', '?')} few-shot anomalies, drawn "
+                f"{anomalies.get('draw', 'at random')} with seed {anomalies.get('seed', '?')}")
+    if origin == "reader marks":
+        return f"K = {k} images a reader marked confirmed abnormal"
+    if origin == "folder":
+        return f"K = {k}: every readable image of a confirmed-abnormal folder"
+    return f"K = {k} ({value_words(anomalies)})"
 
 
 def intended_use_rows(meta: DetectorMetadata) -> list[tuple[str, str]]:

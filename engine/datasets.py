@@ -6,7 +6,9 @@ Two ways to name the data:
 - a split file in the development-protocol format (``kermany/splits/dev.json``): D_n =
   ``train.known_normal``; D_u at anomaly rate AR = the first round(500·(1−AR)) of
   ``unlabeled_pool.normal`` plus the first round(500·AR) of ``unlabeled_pool.abnormal``. The pool
-  labels only choose the files; no label reaches a method.
+  labels only choose the files; no label reaches a method. A weakly supervised method's K
+  confirmed-abnormal images ("shots") come from the split's ``fewshot.abnormal``, drawn across
+  patients (:func:`draw_across_patients`).
 
 A fixed fraction of the known normals (10 % by default) is held out, never trained on, and used
 to calibrate the detector's scores. This is a deviation from the DDAD paper, which trains on all
@@ -20,10 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -33,6 +36,9 @@ from engine.preprocess import PreprocessSpec, preprocess
 logger = logging.getLogger(__name__)
 
 SPLIT_POOL_SIZE = 500  # |D_u| in the development protocol
+# written beside the confirmed_abnormal/ folder a reader exports from the worklist (app.reader_sets)
+READER_SETS_FILE = "reader_sets.json"
+_KERMANY_PATIENT = re.compile(r"(person\d+)_")
 
 
 class DataError(ValueError):
@@ -78,6 +84,7 @@ class TrainingData:
             "normal_calibration": len(self.normal_calibration),
             "unlabeled": len(self.unlabeled),
             "abnormal": len(self.abnormal),
+            **({"anomalies": self.source["abnormal"]} if self.abnormal and "abnormal" in self.source else {}),
             "roles": {k: v for k, v in self.role_counts().items() if k in ("normal", "unlabeled", "abnormal")},
             "skipped": len(self.skipped),
             "file_list_sha256": self.file_list_hash(),
@@ -205,11 +212,51 @@ def from_folders(normal_dir: Path, unlabeled_dir: Path | None, calibration_fract
                 raise DataError(f"{len(overlap)} files are in both the {name} and the abnormal folder (e.g. "
                                 f"{sorted(overlap)[0]}); a file must be in one of them")
     train, cal = split_calibration(normal, calibration_fraction)
-    source = {"kind": "folders", "normal_dir": str(Path(normal_dir).absolute()),
+    source: dict[str, Any] = {"kind": "folders", "normal_dir": str(Path(normal_dir).absolute()),
               "unlabeled_dir": str(Path(unlabeled_dir).absolute()) if unlabeled_dir else None}
     if abnormal_dir is not None:
         source["abnormal_dir"] = str(Path(abnormal_dir).absolute())
+        source["abnormal"] = {"from": "reader marks" if _from_reader_marks(Path(abnormal_dir)) else "folder",
+                              "k": len(abnormal)}
     return TrainingData(train, cal, sorted(unlabeled), source, skipped, sorted(abnormal))
+
+
+def _from_reader_marks(folder: Path) -> bool:
+    """Whether ``folder`` is a reader's exported ``confirmed_abnormal/`` set (its ``reader_sets.json``
+    beside it says so)."""
+    summary = folder.parent / READER_SETS_FILE
+    if folder.name != "confirmed_abnormal" or not summary.is_file():
+        return False
+    try:
+        return json.loads(summary.read_text(encoding="utf-8")).get("source") == "reader marks"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def patient_of(path: str | Path) -> str:
+    """The patient an image belongs to, as far as its file name tells: Kermany/ZhangLab's
+    ``person<N>_`` prefix; any other file counts as a patient of its own."""
+    name = Path(path).name
+    m = _KERMANY_PATIENT.match(name)
+    return m.group(1) if m else name
+
+
+def draw_across_patients(paths: Sequence[str], seed: int) -> list[str]:
+    """All of ``paths`` in draw order: the patients (:func:`patient_of`) in a seeded random order,
+    one image of each in turn (each patient's images also in a seeded random order). The first K
+    are the K shots, so the K-subsets of one seed are nested and spread over as many patients as
+    K allows."""
+    rng = np.random.default_rng(seed)
+    patients: dict[str, list[str]] = {}
+    for p in paths:
+        patients.setdefault(patient_of(p), []).append(p)
+    queues = [list(rng.permutation(patients[k])) for k in rng.permutation(sorted(patients))]
+    drawn: list[str] = []
+    while any(queues):
+        for q in queues:
+            if q:
+                drawn.append(str(q.pop(0)))
+    return drawn
 
 
 def default_split_root(split_file: Path) -> Path:
@@ -219,12 +266,17 @@ def default_split_root(split_file: Path) -> Path:
 
 
 def from_split(
-    split_file: Path, anomaly_rate: float, root: Path | None = None, calibration_fraction: float = 0.1
+    split_file: Path, anomaly_rate: float, root: Path | None = None, calibration_fraction: float = 0.1,
+    shots: int | None = None, shots_seed: int = 0,
 ) -> TrainingData:
-    """D_n and D_u from a development-protocol split file at anomaly rate ``anomaly_rate``."""
+    """D_n and D_u from a development-protocol split file at anomaly rate ``anomaly_rate``, and
+    ``shots`` confirmed-abnormal images (None: none) from its ``fewshot.abnormal``, drawn across
+    patients with ``shots_seed`` (:func:`draw_across_patients`; the shots of one seed are nested)."""
     split_file = Path(split_file)
     if not 0.0 <= anomaly_rate <= 1.0:
         raise ValueError(f"anomaly rate must be in [0, 1], got {anomaly_rate!r}")
+    if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
+        raise ValueError(f"shots must be a whole number of at least 1, got {shots!r}")
     try:
         d = json.loads(split_file.read_text())
         known = d["train"]["known_normal"]
@@ -240,19 +292,37 @@ def from_split(
                         f"AR {anomaly_rate} needs {n_norm} / {n_abn}")
     normal = [root / p for p in known]
     unlabeled = [root / p for p in pool_normal[:n_norm] + pool_abnormal[:n_abn]]
-    missing = [p for p in normal + unlabeled if not p.is_file()]
+    abnormal: list[Path] = []
+    if shots is not None:
+        fewshot = d.get("fewshot", {}).get("abnormal") if isinstance(d.get("fewshot"), dict) else None
+        if not isinstance(fewshot, list) or not fewshot:
+            raise DataError(f"{split_file}: no fewshot.abnormal list to draw --shots {shots} confirmed-abnormal "
+                            "images from")
+        if shots > len(fewshot):
+            raise DataError(f"{split_file}: fewshot.abnormal has {len(fewshot)} images; --shots {shots} asks for more "
+                            f"(at most {len(fewshot)})")
+        abnormal = [root / p for p in draw_across_patients(fewshot, shots_seed)[:shots]]
+        overlap = {p.resolve() for p in abnormal} & {p.resolve() for p in normal + unlabeled}
+        if overlap:
+            raise DataError(f"{split_file}: {len(overlap)} fewshot.abnormal images are also known normals or "
+                            f"unlabeled (e.g. {sorted(overlap)[0]}); a file must be in one part")
+    missing = [p for p in normal + unlabeled + abnormal if not p.is_file()]
     if missing:
         raise DataError(f"{len(missing)} files named in {split_file} are missing under {root} (first: {missing[0]})")
     train, cal = split_calibration(normal, calibration_fraction)
-    source = {
+    source: dict[str, Any] = {
         "kind": "split",
         "split_file": str(split_file),
         "root": str(root),
         "anomaly_rate": anomaly_rate,
     }
+    if shots is not None:
+        source["abnormal"] = {"from": "split fewshot.abnormal", "k": shots, "of": len(fewshot), "seed": shots_seed,
+                              "draw": "across patients, nested"}
     # D_u keeps the protocol's order (normal part first): the order is irrelevant to training,
     # which shuffles, and keeping it makes the file-list hash match the protocol's definition.
-    return TrainingData(train, cal, unlabeled, source, [])
+    # The shots keep their draw order, for the same reason.
+    return TrainingData(train, cal, unlabeled, source, [], abnormal)
 
 
 def load_images(

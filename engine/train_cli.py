@@ -5,6 +5,7 @@ Examples:
     cxrscreen train --method ddad --preset robust --normal NORMAL_DIR --unlabeled UNLABELED_DIR --out runs/site1
     cxrscreen train --method amae --preset quick --threads 1 --normal NORMAL_DIR --unlabeled UNLABELED_DIR --out runs/amae
     cxrscreen train --method ddad --split ../shared/data/kermany/splits/dev.json --ar 0.6 --out runs/dev
+    cxrscreen train --method wscxr --split ../shared/data/kermany/splits/dev.json --shots 16 --seed 1 --out runs/ws
     cxrscreen train --method ddad --normal NORMAL_DIR --unlabeled UNLABELED_DIR --out runs/site1 --check
 
 ``cxrscreen train --method NAME --help`` lists the common options and only that method's options
@@ -30,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engine.cli_args import positive_int
 from engine.methods import default_method, registry
 from engine.methods.base import COMMON_OPTIONS, Method, Option, SettingsError
 
@@ -109,6 +111,10 @@ def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None
                       help="anomaly rate of D_u drawn from the split's unlabeled pool (default: %(default)s)")
     data.add_argument("--root", type=Path, metavar="DIR", help="folder the split's paths are relative to "
                       "(default: the parent of its 'splits' folder)")
+    data.add_argument("--shots", type=positive_int, metavar="K",
+                      help="with --split, for methods that learn from confirmed-abnormal images: K of the split's "
+                           "fewshot.abnormal, drawn across patients with --seed (one image per patient in turn; "
+                           "a seed's smaller K are subsets of its larger K)")
     common = parser.add_argument_group("common options (every method)")
     for o in COMMON_OPTIONS:
         _add_option(common, parser, o)
@@ -178,6 +184,16 @@ def run(args: argparse.Namespace) -> int:
     if args.split is None and args.normal is None:
         return _usage_error("give the data: --normal DIR (and --unlabeled DIR / --abnormal DIR as the method needs), "
                             "or --split JSON")
+    abnormal_role = next(r.requirement for r in method.roles if r.role == "abnormal")
+    shots = getattr(args, "shots", None)
+    if shots is not None and args.split is None:
+        return _usage_error("--shots draws from a split file's fewshot.abnormal: give --split JSON, or the "
+                            "confirmed-abnormal images as --abnormal DIR")
+    if shots is not None and abnormal_role == "unused":
+        return _usage_error(f"--shots: {method.name.upper()} does not use confirmed-abnormal images; leave it out")
+    if args.split is not None and shots is None and abnormal_role == "required":
+        return _usage_error(f"{method.name.upper()} needs confirmed-abnormal images: with --split, give --shots K "
+                            "(K of the split's fewshot.abnormal)")
     if args.out.exists() and not args.out.is_dir():
         return _usage_error(f"--out {args.out} is a file; give a run folder (new, or a run to resume)")
     progress = Progress(args.progress, log_path=None)
@@ -185,15 +201,16 @@ def run(args: argparse.Namespace) -> int:
         from engine.methods.base import Problem
 
         try:
-            data = _data(args, fraction)
+            data = _data(args, fraction, config)
         except DataError as exc:  # the data itself: the problem is the folder (or split) it names
             given = [(f"--{r}", getattr(args, r)) for r in ("normal", "unlabeled", "abnormal", "split")]
-            option = next((flag for flag, path in given if path is not None and str(path) in str(exc)),
-                          "--split" if args.split is not None else "--normal")
+            option = "--shots" if "--shots" in str(exc) else next(
+                (flag for flag, path in given if path is not None and str(path) in str(exc)),
+                "--split" if args.split is not None else "--normal")
             return _report_check([Problem(option, str(exc))], args.progress)
         return _report_check(check_training(args.method, config, data), args.progress)
     try:
-        data = _data(args, fraction)
+        data = _data(args, fraction, config)
         args.out.mkdir(parents=True, exist_ok=True)
         progress = Progress(args.progress, log_path=args.out / "log.jsonl")
         progress.message(f"{args.method}: {len(data.normal_train)} normal (+{len(data.normal_calibration)} held out for "
@@ -223,11 +240,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data(args: argparse.Namespace, fraction: float) -> Any:
+def _data(args: argparse.Namespace, fraction: float, config: Any) -> Any:
     from engine.datasets import from_folders, from_split
 
     if args.split is not None:
-        return from_split(args.split, args.ar, root=args.root, calibration_fraction=fraction)
+        return from_split(args.split, args.ar, root=args.root, calibration_fraction=fraction,
+                          shots=getattr(args, "shots", None), shots_seed=config.seed)
     return from_folders(args.normal, args.unlabeled, calibration_fraction=fraction, abnormal_dir=args.abnormal)
 
 

@@ -40,3 +40,22 @@ def test_card_names_the_threshold_estimate(tiny_detector) -> None:
     assert rows["Threshold estimate"].startswith("Harrell–Davis")  # a detector made now
     old = dataclasses.replace(meta, calibration=dataclasses.replace(meta.calibration, threshold_method="higher"))
     assert "made before" in dict(dict(card_sections(old))["Calibration on known normals"])["Threshold estimate"]
+
+
+def test_a_weakly_supervised_detector_says_how_many_anomalies_and_how_they_were_drawn() -> None:
+    training = {"normal_train": 540, "normal_calibration": 60, "unlabeled": 0, "abnormal": 16,
+                "anomalies": {"from": "split fewshot.abnormal", "k": 16, "of": 18, "seed": 2,
+                              "draw": "across patients, nested"}}
+    rows = dict(training_rows(training))
+    assert rows["Images"] == ("540 known normals for training, 60 held out to calibrate (never trained on), "
+                              "0 unlabeled images, 16 confirmed-abnormal images")
+    assert rows["Confirmed anomalies"] == ("K = 16 of the split's 18 few-shot anomalies, drawn across patients, "
+                                           "nested with seed 2")
+    marked = dict(training_rows({**training, "abnormal": 5, "anomalies": {"from": "reader marks", "k": 5}}))
+    assert marked["Confirmed anomalies"] == "K = 5 images a reader marked confirmed abnormal"
+    folder = dict(training_rows({**training, "abnormal": 3, "anomalies": {"from": "folder", "k": 3}}))
+    assert folder["Confirmed anomalies"] == "K = 3: every readable image of a confirmed-abnormal folder"
+    # DDAD and AMAE record no abnormal images: no row, no count
+    unsupervised = dict(training_rows({"normal_train": 540, "normal_calibration": 60, "unlabeled": 500, "abnormal": 0}))
+    assert "Confirmed anomalies" not in unsupervised and "abnormal" not in unsupervised["Images"]
+    assert "Abnormal" not in unsupervised

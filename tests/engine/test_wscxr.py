@@ -230,3 +230,117 @@ def test_cli_requires_the_abnormal_folder_and_check_reports_it(chests, tmp_path,
     errors = [p["option"] for p in event["problems"] if p["level"] == "error"]
     assert code == 1 and errors == ["--backbone-checkpoint"]  # a timm backbone needs its weights
     assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------------- shots from a split file
+FEWSHOT_PATIENTS = (1, 1, 1, 2, 2, 3, 3)  # 7 few-shot anomalies of 3 patients
+
+
+@pytest.fixture(scope="module")
+def split(chests, tmp_path_factory) -> Path:
+    """A split file in the development protocol's format over the synthetic chests: the 22 normals
+    known, a 500-entry unlabeled pool (repeats of the 6 unlabeled images: only its size matters
+    here) and ``fewshot.abnormal`` = 7 abnormal images of 3 patients, named as Kermany's."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("split")
+    for part in ("normal", "unlabeled"):
+        shutil.copytree(chests[part], root / part)
+    write_study(root / "fewshot", 0, len(FEWSHOT_PATIENTS), seed=34, **STUDY, lesion_strength=2.0)
+    (root / "fewshot" / "labels.csv").unlink()
+    fewshot = []
+    for i, (f, patient) in enumerate(zip(sorted((root / "fewshot").glob("*.png")), FEWSHOT_PATIENTS)):
+        f.rename(root / "fewshot" / f"person{patient}_bacteria_{i}.png")
+        fewshot.append(f"fewshot/person{patient}_bacteria_{i}.png")
+    pool = [f"unlabeled/{p.name}" for p in sorted((root / "unlabeled").glob("*.png"))] * 84
+    (root / "splits").mkdir()
+    path = root / "splits" / "dev.json"
+    known = [f"normal/{p.name}" for p in sorted((root / "normal").glob("*.png"))]
+    path.write_text(json.dumps({"train": {"known_normal": known},
+                                "unlabeled_pool": {"normal": pool[:500], "abnormal": pool[:500]},
+                                "fewshot": {"abnormal": fewshot}, "dev_test": {"normal": [], "abnormal": []}}))
+    return path
+
+
+def test_shots_from_a_split_are_drawn_across_patients_nested_and_seeded(split):
+    from engine.datasets import from_split, patient_of
+
+    every = from_split(split, 0.6, shots=7, shots_seed=0).abnormal
+    assert sorted(p.name for p in every) == sorted(p.name for p in (split.parent.parent / "fewshot").glob("*.png"))
+    # one image per patient in turn (patients 1, 2, 3 have 3, 2, 2 images): the first 3 shots are the 3 patients,
+    # and patient 1's third image comes last
+    assert len({patient_of(p) for p in every[:3]}) == 3 and patient_of(every[-1]) == "person1"
+    for k in range(1, 8):  # nested
+        assert from_split(split, 0.6, shots=k, shots_seed=0).abnormal == every[:k]
+    assert from_split(split, 0.6, shots=7, shots_seed=0).abnormal == every  # seeded
+    assert len({tuple(from_split(split, 0.6, shots=7, shots_seed=s).abnormal) for s in range(5)}) > 1
+    data = from_split(split, 0.6, shots=4, shots_seed=2)
+    assert data.summary()["anomalies"] == {"from": "split fewshot.abnormal", "k": 4, "of": 7, "seed": 2,
+                                           "draw": "across patients, nested"}
+    assert not set(data.abnormal) & set(data.normal_train + data.normal_calibration + data.unlabeled)
+    plain = from_split(split, 0.6)
+    assert plain.abnormal == [] and "anomalies" not in plain.summary()
+    with pytest.raises(DataError, match="at most 7"):
+        from_split(split, 0.6, shots=8)
+    with pytest.raises(ValueError, match="at least 1"):
+        from_split(split, 0.6, shots=0)
+    no_fewshot = split.with_name("no_fewshot.json")
+    no_fewshot.write_text(json.dumps({k: v for k, v in json.loads(split.read_text()).items() if k != "fewshot"}))
+    with pytest.raises(DataError, match="no fewshot.abnormal"):
+        from_split(no_fewshot, 0.6, shots=2)
+
+
+def test_train_split_shots_draws_records_and_keeps_the_anomalies_out_of_calibration(split, trained, tmp_path):
+    from engine.cli import main as cli
+    from engine.datasets import draw_across_patients, load_images
+    from engine.detector import NormalCalibration
+    from engine.export import export_run
+
+    run = tmp_path / "run"
+    # the shared encoder of the trained fixture: no pre-training on the 500 pool entries
+    assert cli(["train", "--method", "wscxr", "--preset", "tiny", "--split", str(split), "--shots", "3", "--seed", "1",
+                "--encoder", str(trained[0]), "--epochs", "1", "--threads", "1", "--progress", "none",
+                "--out", str(run)]) == 0
+    data = TrainingData.from_json(json.loads((run / "data.json").read_text()))
+    fewshot = json.loads(split.read_text())["fewshot"]["abnormal"]
+    assert [p.name for p in data.abnormal] == [Path(p).name for p in draw_across_patients(fewshot, 1)[:3]]
+    training = export_run(run, tmp_path / "d.onnx").metadata.training
+    assert training["abnormal"] == 3 and training["anomalies"] == {
+        "from": "split fewshot.abnormal", "k": 3, "of": 7, "seed": 1, "draw": "across patients, nested"}
+    # the calibration is the held-out normals' scores and nothing else: no labelled anomaly among them
+    calibration = NormalCalibration.from_dict(json.loads((run / "calibration.json").read_text()))
+    assert not {p.resolve() for p in data.abnormal} & {p.resolve() for p in data.normal_calibration}
+    images = load_images(data.normal_calibration, Config.from_dict(read_run(run)["config"]).preprocess)
+    with torch.no_grad():
+        held_out = registry()["wscxr"].hooks().load_scorer(run)(torch.from_numpy(images))[0].numpy()
+    np.testing.assert_allclose(calibration.normal_scores, np.sort(held_out), rtol=1e-6, atol=1e-7)
+
+
+def test_split_shots_usage_errors(split, tmp_path, capsys):
+    from engine.cli import main as cli
+
+    base = ["train", "--preset", "tiny", "--progress", "none", "--out", str(tmp_path / "r")]
+    cases = [(["--method", "wscxr", "--split", str(split)], "give --shots K"),
+             (["--method", "ddad", "--split", str(split), "--shots", "2"], "DDAD does not use confirmed-abnormal"),
+             (["--method", "wscxr", "--normal", str(split.parent), "--shots", "2"], "give --split JSON"),
+             (["--method", "wscxr", "--split", str(split), "--shots", "0"], "must be an integer >= 1")]
+    for args, message in cases:
+        with pytest.raises(SystemExit) as exit_:
+            cli([*base, *args])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err, args
+    # more shots than the list holds: --check names --shots
+    assert cli([*base, "--method", "wscxr", "--split", str(split), "--shots", "9", "--check", "--progress", "json"]) == 1
+    event = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert event["problems"][0]["option"] == "--shots" and "at most 7" in event["problems"][0]["message"]
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_anomalies_source_says_folder_or_reader_marks(chests, tmp_path):
+    from app.reader_sets import export_reader_sets
+
+    folder = from_folders(chests["normal"], None, abnormal_dir=chests["abnormal"])
+    assert folder.summary()["anomalies"] == {"from": "folder", "k": 4}
+    export_reader_sets([], sorted(chests["abnormal"].glob("*.png")), tmp_path / "sets", "links", reader="A. Reader")
+    marked = from_folders(chests["normal"], None, abnormal_dir=tmp_path / "sets" / "confirmed_abnormal")
+    assert marked.summary()["anomalies"] == {"from": "reader marks", "k": 4}
+    assert "anomalies" not in from_folders(chests["normal"], chests["unlabeled"]).summary()  # no abnormal images
