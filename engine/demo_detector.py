@@ -88,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
         for folder in ("normal", "unlabeled"):
             (work / folder / "labels.csv").unlink()
         data = from_folders(work / "normal", work / "unlabeled", calibration_fraction=args.calibration_fraction)
-        config = Config(backbone="ae-u", members=args.members, epochs=args.epochs, seed=args.seed, preprocess=PreprocessSpec(size=64), score_type="rec",
-                        score_top_fraction=SCORE_TOP_FRACTION)
+        config = Config(backbone="ae-u", members=args.members, epochs=args.epochs, seed=args.seed,
+                        preprocess=PreprocessSpec(size=64), score_type="rec", score_top_fraction=SCORE_TOP_FRACTION)
         with StopRequest() as stop:
             try:
                 outcome = run_training("ddad", config, data, work / "run", progress, stop)
