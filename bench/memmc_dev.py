@@ -12,6 +12,7 @@ anything (no epoch, no setting).
     python bench/memmc_dev.py protocol --seeds 0 --epochs 40 --threads 1 --variant mae memory
     python bench/memmc_dev.py throughput --seed 0 --epochs 40 --threads 1 --images 128
     python bench/memmc_dev.py cputime --seed 0 --epochs 40 --images 128
+    python bench/memmc_dev.py errors --seed 0 --epochs 40 --variant mae
     python bench/memmc_dev.py report
 
 Variants (the paper's Table 2 rows): ``mae`` (plain MAE: no memory, no skips, MAE's decoder),
@@ -181,9 +182,53 @@ def cmd_cputime(args) -> None:
     print(json.dumps(result))
 
 
+def cmd_errors(args) -> None:
+    """Diagnostic, not a setting: the same run's dev_test AUROC with the detector's MS-SSIM score
+    and with the plain pixel MSE of the masked patches (same 10 masks), and each score's mean on
+    normal and abnormal images. Nothing is chosen from it."""
+    import torch
+
+    from engine import metrics as M
+    from engine.datasets import load_images
+    from engine.methods.memmc.recipe import load_scorer
+    from engine.torch_runtime import set_threads
+
+    _require_data()
+    set_threads(args.threads)
+    name = _name(args.variant[0], args.seed, args.epochs)
+    scorer = load_scorer(WORK / name)
+    paths, y = _dev_test()
+    images = torch.from_numpy(load_images(paths, _spec(WORK / name)))
+    ssim, mse = [], []
+    model, w = scorer.model, scorer.patch_weights
+    with torch.no_grad():
+        for i in range(0, len(images), 32):
+            x = images[i : i + 32]
+            ssim.append(scorer(x)[0])
+            m, n = scorer.n_masks, len(x)
+            keep = scorer.ids_keep.unsqueeze(1).expand(-1, n, -1).reshape(m * n, -1)
+            restore = scorer.ids_restore.unsqueeze(1).expand(-1, n, -1).reshape(m * n, -1)
+            xr = x.repeat(m, 1, 1, 1)
+            per_patch = ((model.reconstruct(xr, keep, restore) - model.patchify(xr)) ** 2).mean(-1).reshape(m, n, -1)
+            mse.append((per_patch * w.unsqueeze(1)).sum(0).mean(-1))
+    result = {"run": name}
+    for key, s in (("ms-ssim", torch.cat(ssim).numpy()), ("mse", torch.cat(mse).numpy())):
+        result[key] = {"auroc": M.auroc(y, s), "mean_normal": float(s[y == 0].mean()),
+                       "mean_abnormal": float(s[y == 1].mean())}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"errors_{name}.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+
+
+def _spec(run_dir: Path):
+    from engine.methods.memmc import Config
+
+    return Config.from_dict(json.loads((run_dir / "run.json").read_text())["config"]).preprocess
+
+
 def cmd_report(args) -> None:
     rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))
-            if not p.name.startswith(("throughput", "cputime"))]
+            if not p.name.startswith(("throughput", "cputime", "errors"))]
     print("| variant | epochs | seed | AUROC [95 % CI] | AP [95 % CI] | sens. at cal. spec 95 % | dev_test spec. | "
           "s/epoch | train s | load |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -210,7 +255,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     for name, fn in (("protocol", cmd_protocol), ("throughput", cmd_throughput), ("cputime", cmd_cputime),
-                     ("report", cmd_report)):
+                     ("errors", cmd_errors), ("report", cmd_report)):
         p = sub.add_parser(name)
         p.set_defaults(fn=fn)
         if name == "report":
