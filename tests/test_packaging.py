@@ -382,7 +382,7 @@ def test_the_wheel_installs_one_namespace(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(target),
                         str(wheel)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert sorted(p.name for p in target.iterdir() if not p.name.endswith(".dist-info")) == [NAMESPACE, "bin"]
+    assert sorted(p.name for p in target.iterdir() if not p.name.endswith(".dist-info")) == ["bin", NAMESPACE]
     code = ("import json, sys, cxrscreen, cxrscreen.app.main, cxrscreen.engine.cli, cxrscreen.engine.detector; "
             "print(json.dumps({'path': list(cxrscreen.__path__), 'cli': cxrscreen.engine.cli.__file__}))")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
