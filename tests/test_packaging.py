@@ -391,3 +391,15 @@ def test_the_wheel_installs_one_namespace(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout)
     assert out["path"] == [str(target / NAMESPACE)] and Path(out["cli"]).is_relative_to(target), out
+
+
+def test_the_command_line_loads_no_heavy_package_before_a_command_runs() -> None:
+    # `cxrscreen --help` builds every command's parser: the command modules import their readers,
+    # decoders, runtimes and toolkits when the command runs, not with the parser
+    heavy = ("torch", "timm", "onnxruntime", "onnx", "PySide6", "pyqtgraph", "pydicom", "gdcm", "pylibjpeg",
+             "matplotlib", "skimage", "scipy")
+    code = ("import sys\nfrom engine.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert "usage: cxrscreen" in r.stdout, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr[-2000:]
