@@ -22,11 +22,13 @@ test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## bundle: the desktop bundle (dist/cxrscreen-app/) built from a base-profile environment without torch
-## (build/bundle-venv), then smoke-tested offscreen; pass options with BUNDLE_ARGS="--engine '...'"
+## (build/bundle-venv, this checkout installed as a wheel, not editable: PyInstaller collects the
+## installed cxrscreen package), then smoke-tested offscreen; pass options with BUNDLE_ARGS="--engine '...'"
 BUNDLE_VENV := build/bundle-venv
 bundle:
 	@test -x $(BUNDLE_VENV)/bin/python || $(PYTHON) -m venv $(BUNDLE_VENV)
-	$(BUNDLE_VENV)/bin/python -m pip install --quiet -e '.[cpu,bundle,dev]'
+	$(BUNDLE_VENV)/bin/python -m pip install --quiet '.[cpu,bundle,dev]'
+	$(BUNDLE_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .
 	$(BUNDLE_VENV)/bin/python packaging/build.py $(BUNDLE_ARGS)
 
 clean-venv:

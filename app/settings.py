@@ -29,6 +29,10 @@ MAX_RECENT = 8
 KEY_FILE = "pseudonym.key"
 LEGACY_KEY_SETTING = "privacy/pseudonym_key"  # where versions up to 0.1 kept the key, in clear
 PROVIDERS: tuple[str, ...] = ("auto", "cuda", "cpu")
+# the settings' layout version ("settings/version"; absent: 0). 1: the engine is the module
+# cxrscreen.engine (one namespace); version 0 ran the top-level module of the old name
+SETTINGS_VERSION = 1
+_RENAMED_MODULES = {"engine": "cxrscreen.engine"}  # version 0 -> 1, in `-m MODULE` of the engine command
 
 
 class AppSettings:
@@ -51,6 +55,26 @@ class AppSettings:
             self._q = QSettings(str(path), QSettings.Format.IniFormat)
             default_key = Path(path).parent / KEY_FILE
         self.key_path = key_path or default_key
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring settings an earlier version wrote up to :data:`SETTINGS_VERSION` (a fresh store
+        is left empty). Version 0 -> 1: an engine command that runs the module by its old name
+        (``python -m`` and the module ``engine``, the default before the namespace) runs
+        ``cxrscreen.engine``; any other command is kept as it is."""
+        version = self._get("settings/version", 0, int)
+        if version >= SETTINGS_VERSION or not self._q.allKeys():
+            return
+        raw = self._q.value("engine/command", None)
+        try:
+            parts = _to_command(raw) if raw is not None else []
+        except ValueError:  # left for engine_command to report and replace by the default
+            parts = []
+        renamed = [_RENAMED_MODULES.get(p, p) if i and parts[i - 1] == "-m" else p for i, p in enumerate(parts)]
+        if renamed != parts:
+            logger.info("settings: engine command %s is now %s", shlex.join(parts), shlex.join(renamed))
+            self._q.setValue("engine/command", shlex.join(renamed))
+        self._q.setValue("settings/version", SETTINGS_VERSION)
 
     def sync(self) -> None:
         """Write pending changes to disk."""

@@ -73,7 +73,7 @@ def main() -> int:
                         help="index in an engine process (the app's default) or in a thread of the app")
     args = parser.parse_args()
     if args.app_repo is not None:
-        sys.path.insert(0, str(args.app_repo.resolve()))
+        sys.path[:0] = [str(args.app_repo.resolve() / "packaging" / "src"), str(args.app_repo.resolve())]
     import os
     folder = generated_folder(args.n, args.size)
     detector = args.detector or _local_contrast(WORK / "bench_local_contrast_64.onnx")

@@ -73,7 +73,7 @@ def generate(root: Path, n_files: int) -> None:
 CHILD = r"""
 import json, os, sys, time, tracemalloc
 import psutil
-sys.path.insert(0, sys.argv[1])
+sys.path[:0] = [os.path.join(sys.argv[1], "packaging", "src"), sys.argv[1]]  # the checkout's parent package first
 from engine.io import scan_folder
 root, mode, trace = sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 proc = psutil.Process()

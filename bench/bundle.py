@@ -5,7 +5,7 @@
     python bench/bundle.py --reuse --runs 5                # the last run's bundle: tests and timings only
 
 Steps, each timed: a new virtual environment (``--work``, default ``build/bundle-bench``) with
-``pip install -e '.[cpu,bundle,dev]'`` (the base profile: no torch; the pip cache is used, see
+``pip install '.[cpu,bundle,dev]'`` (the base profile: no torch; the pip cache is used, see
 bench/install_profiles.py for install times from an empty cache); the package tests that
 need no torch (tests/test_packaging.py) run *in that environment*, where torch is really
 absent; then ``packaging/build.py``: PyInstaller, the bundle's size, the bundled engine, and
@@ -56,7 +56,7 @@ def main() -> int:
         if args.work.exists():
             shutil.rmtree(args.work)
         subprocess.run([args.python, "-m", "venv", str(args.work)], check=True)
-        install_s, r = timed([str(py), "-m", "pip", "install", "--quiet", "-e", f"{REPO}[cpu,bundle,dev]"], cwd=REPO)
+        install_s, r = timed([str(py), "-m", "pip", "install", "--quiet", f"{REPO}[cpu,bundle,dev]"], cwd=REPO)
         if r.returncode != 0:
             return r.returncode
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(REPO)}

@@ -31,7 +31,22 @@ RESULTS = REPO / "bench" / "results" / "contract"
 
 # runs in a child process with PYTHONPATH at one code tree; argv: method out_dir ddad_epochs amae_epochs split|synthetic
 CHILD = r'''
-import json, sys, time
+import importlib, importlib.abc, importlib.util, sys
+if importlib.util.find_spec("cxrscreen") is None:
+    # a tree from before the one namespace: its top-level modules, the same objects, under the new names
+    class _OldNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path=None, target=None):
+            if name == "cxrscreen" or name.startswith("cxrscreen."):
+                return importlib.util.spec_from_loader(name, self, is_package=True)
+            return None
+        def create_module(self, spec):
+            if spec.name == "cxrscreen":
+                return None
+            return importlib.import_module(spec.name.split(".", 1)[1])
+        def exec_module(self, module):
+            pass
+    sys.meta_path.insert(0, _OldNames())
+import json, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -110,7 +125,8 @@ def _git(*args: str) -> str:
 
 
 def _train(tree: Path, method: str, out: Path, args: argparse.Namespace, source: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
+    # packaging/src: the parent package cxrscreen of a tree with the one namespace (none in older trees)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree / "packaging" / "src"), str(tree)]), "OMP_NUM_THREADS": "1"}
     out.mkdir(parents=True, exist_ok=True)
     t = time.time()
     proc = subprocess.run([sys.executable, "-c", CHILD, method, str(out), str(args.ddad_epochs), str(args.amae_epochs),

@@ -6,7 +6,8 @@ writes synthetic chest radiographs (PNG 8/16-bit, DICOM MONOCHROME1/2, 8-16 bits
 with :func:`engine.io.read_radiograph` and prints what it read, one line per file, then a
 summary. Exit status 0 when every file was read, 1 otherwise.
 
-Torch-free and Qt-free.
+Torch-free and Qt-free. The reader and the generator are imported when the demo runs, not
+with its parser (``cxrscreen --help`` builds every command's parser).
 """
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ import tempfile
 from pathlib import Path
 
 from engine.cli_args import non_negative_int
-from engine.io import RadiographReadError, read_radiograph, scan_folder
-from engine.synth import write_study
 
 _COLUMNS = ("name", "format", "size", "photometric", "bits", "modality/view", "min", "mean", "max", "truth")
 _WIDTHS = (14, 6, 9, 11, 4, 13, 5, 5, 5, 13)
@@ -59,6 +58,8 @@ def read_and_print(folder: Path) -> tuple[int, int]:
     Returns:
         (files read, errors).
     """
+    from engine.io import RadiographReadError, read_radiograph, scan_folder
+
     truth = _truth(folder) if (folder / "labels.csv").is_file() else {}
     print(_row(_COLUMNS))
     n_read = n_errors = 0
@@ -96,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _demo(out: Path, args: argparse.Namespace, kept: bool) -> int:
+    from engine.synth import write_study
+
     study = out / "study"
     written = write_study(study, args.n_normal, args.n_abnormal, size=args.size,
                           formats=tuple(args.formats), seed=args.seed)

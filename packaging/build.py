@@ -3,7 +3,7 @@
     make bundle                      # a base-profile environment (build/bundle-venv), then this script
     python packaging/build.py [--detector FILE] [--engine "CMD"] [--json OUT]
 
-Run with the Python of a base-profile environment (``pip install -e '.[cpu,bundle,dev]'``: no
+Run with the Python of a base-profile environment (``pip install '.[cpu,bundle,dev]'``: no
 torch, so nothing of the training stack can end up in the bundle; ``dev`` brings the test
 helpers that build the smoke test's detector). Builds ``dist/cxrscreen-app/`` (one folder: the
 executable and its libraries), then smoke-tests the built bundle offscreen:
@@ -26,6 +26,7 @@ import json
 import re
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 from typing import Any
@@ -87,10 +88,16 @@ def main() -> int:
     args = p.parse_args()
     if importlib.util.find_spec("torch") is not None:
         print(f"error: {sys.executable} has torch: build the bundle from a base-profile environment "
-              "(`make bundle`, or pip install -e '.[cpu,bundle,dev]' in a new venv)", file=sys.stderr)
+              "(`make bundle`, or pip install '.[cpu,bundle,dev]' in a new venv)", file=sys.stderr)
+        return 2
+    installed = importlib.util.find_spec("cxrscreen")
+    if installed is None or not Path(installed.origin).resolve().is_relative_to(Path(sysconfig.get_paths()["purelib"]).resolve()):
+        print(f"error: cxrscreen is not installed as a wheel in {sys.executable} (found: "
+              f"{installed.origin if installed else 'nothing'}): pip install '.[cpu,bundle,dev]' (not -e: PyInstaller "
+              "collects the installed package)", file=sys.stderr)
         return 2
     if importlib.util.find_spec("PyInstaller") is None:
-        print(f"error: PyInstaller is not installed in {sys.executable}: pip install -e '.[cpu,bundle,dev]'",
+        print(f"error: PyInstaller is not installed in {sys.executable}: pip install '.[cpu,bundle,dev]'",
               file=sys.stderr)
         return 2
     build_s = None if args.no_build else build()

@@ -1,8 +1,8 @@
 """Entry script of the desktop bundle: the app (no torch), `cxrscreen gui` semantics.
 
 ``cxrscreen-app -m engine COMMAND ...`` runs the bundled engine instead (the torch-free
-commands: score, index, demo): the app's default engine command is ``[sys.executable, "-m",
-"engine"]``, and in a bundle ``sys.executable`` is this executable, so scoring and indexing
+commands: score, index, demo): the app's default engine command is
+``[sys.executable, "-m", "engine"]``, and in a bundle ``sys.executable`` is this executable, so scoring and indexing
 processes work without any Python installed. Training needs an engine environment (the
 "engine command" setting).
 
@@ -16,6 +16,7 @@ was never loaded in the app's process and the engine answered.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shlex
@@ -25,6 +26,10 @@ import time
 from pathlib import Path
 
 SELF_TEST_TIMEOUT_S = 180.0
+
+if not getattr(sys, "frozen", False) and importlib.util.find_spec("cxrscreen") is None:
+    # run as a script from a checkout where cxrscreen is not installed: the checkout's parent package
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,9 @@
 """The install profiles' modules, as pyproject.toml's ``[tool.cxrscreen.profiles]`` declares them.
 
 A module needs the ``[engine]`` extra when it matches one of ``engine-modules`` (fnmatch
-patterns such as ``models.*`` or ``engine.methods.*.recipe``); every other module under
-``app/``, ``engine/`` and ``models/`` belongs to the base profile. Read from the source tree
+patterns over installed names, such as ``cxrscreen.models.*`` or
+``cxrscreen.engine.methods.*.recipe``); every other module under ``app/``, ``engine/`` and
+``models/`` (installed as ``cxrscreen.app`` etc.) belongs to the base profile. Read from the source tree
 (nothing is imported), so the PyInstaller spec, the tests and the benchmarks agree. Loaded by
 file path (``runpy.run_path``), not imported: this folder is not a package.
 """
@@ -18,7 +19,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[1]
-FIRST_PARTY = ("app", "engine", "models")
+FIRST_PARTY = ("app", "engine", "models")  # the folders, installed as NAMESPACE.<folder>
+NAMESPACE = "cxrscreen"
 
 
 def profiles_table(repo: Path = REPO) -> dict[str, Any]:
@@ -28,15 +30,16 @@ def profiles_table(repo: Path = REPO) -> dict[str, Any]:
 
 
 def all_modules(repo: Path = REPO) -> list[str]:
-    """Every first-party module of the source tree (packages by their own name), sorted."""
+    """Every first-party module of the source tree by its installed name (packages by their own
+    name, the parent package ``cxrscreen`` included), sorted."""
     names = []
     for top in FIRST_PARTY:
         for f in (repo / top).rglob("*.py"):
             parts = f.relative_to(repo).with_suffix("").parts
             if parts[-1] == "__main__":
-                continue  # runs the program when imported (`python -m engine`)
-            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
-    return sorted(set(names))
+                continue  # runs the program when imported (`python -m cxrscreen.engine`)
+            names.append(".".join((NAMESPACE, *(parts[:-1] if parts[-1] == "__init__" else parts))))
+    return sorted({NAMESPACE, *names})
 
 
 def is_engine_module(name: str, patterns: list[str]) -> bool:

@@ -1,11 +1,30 @@
-"""Fixtures shared by the whole suite."""
+"""Fixtures shared by the whole suite, and the source-checkout import shim.
+
+The shim (before anything of cxrscreen is imported): ``cxrscreen`` is this checkout's, whatever
+else is installed. The parent package lives in ``packaging/src/cxrscreen`` and, in a checkout,
+maps ``cxrscreen.app`` / ``.engine`` / ``.models`` to the top-level folders; ``packaging/src``
+goes first on ``sys.path`` and on ``PYTHONPATH``, so the processes the tests start (``python -m
+cxrscreen.engine``, the app's engine processes) import this checkout too (README, "Development
+notes").
+"""
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
+NAMESPACE_DIR = REPO / "packaging" / "src"
+sys.path.insert(0, str(NAMESPACE_DIR))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(NAMESPACE_DIR), os.environ.get("PYTHONPATH")) if p)
+import cxrscreen  # noqa: E402
+
+if Path(cxrscreen.__file__).resolve() != NAMESPACE_DIR / "cxrscreen" / "__init__.py" or str(REPO) not in cxrscreen.__path__:
+    raise RuntimeError(f"cxrscreen was imported from {cxrscreen.__file__} before tests/conftest.py could point it at "
+                       f"{REPO}: run pytest from the checkout, without importing cxrscreen first")
+
+import pytest  # noqa: E402
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

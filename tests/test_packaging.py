@@ -17,9 +17,11 @@ import functools
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -40,7 +42,9 @@ _spec = importlib.util.spec_from_file_location("cxrscreen_profiles", REPO / "pac
 profiles = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(profiles)
 ENGINE_PATTERNS = profiles.profiles_table()["engine-modules"]
-FIRST_PARTY = ("app", "engine", "models")
+FIRST_PARTY = profiles.FIRST_PARTY  # the folders, installed as cxrscreen.app etc.
+NAMESPACE = profiles.NAMESPACE
+NAMESPACE_DIR = REPO / "packaging" / "src"  # the parent package in a checkout
 ORT_BUILDS = {"onnxruntime", "onnxruntime-gpu"}
 # (sys_platform, platform_system, platform_machine, os_name) of the platforms every profile must install on
 PLATFORMS = {
@@ -114,7 +118,7 @@ def _third_party_imports(path: Path) -> dict[str, bool]:
                 names = [child.module]
             for name in names:
                 top = name.split(".")[0]
-                if top not in sys.stdlib_module_names and top not in FIRST_PARTY and top != "__future__":
+                if top not in sys.stdlib_module_names and top != NAMESPACE and top != "__future__":
                     found[top] = found.get(top, False) or not inner
             visit(child, inner)
 
@@ -133,7 +137,10 @@ def _distributions_of(module: str) -> set[str]:
 
 
 def _source(module: str) -> Path:
-    rel = REPO / Path(*module.split("."))
+    parts = module.split(".")
+    if parts == [NAMESPACE]:
+        return NAMESPACE_DIR / NAMESPACE / "__init__.py"
+    rel = REPO / Path(*parts[1:])
     return rel / "__init__.py" if rel.is_dir() else rel.with_suffix(".py")
 
 
@@ -145,7 +152,7 @@ def test_the_profiles_table_matches_the_source_tree() -> None:
     engine = set(profiles.engine_modules())
     assert {"models.ddad", "engine.train", "engine.methods.ddad.recipe"} <= engine
     assert not engine & {"engine.methods", "engine.methods.ddad", "engine.detector", "engine.cli", "engine.train_cli"}
-    assert not [m for m in engine if m.startswith("app")]
+    assert not [m for m in engine if m.startswith(f"{NAMESPACE}.app")] and f"{NAMESPACE}.app.main" in modules
 
 
 def test_every_imported_package_is_declared_and_the_base_modules_need_only_the_base_profile() -> None:
@@ -218,7 +225,7 @@ class _EngineExtraBlocker(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, _EngineExtraBlocker())
 @atexit.register
 def _report():
-    first = sorted(m for m in sys.modules if m.split(".")[0] in ("app", "engine", "models"))
+    first = sorted(m for m in sys.modules if m.split(".")[0] == "cxrscreen")
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in _BLOCKED and m not in _before)
     with open(os.path.join(_REPORT, f"{{os.getpid()}}.json"), "w") as f:
         json.dump({{"argv": sys.argv, "first_party": first, "blocked_loaded": loaded, "attempts": _attempts}}, f)
@@ -236,10 +243,11 @@ def no_engine_env(tmp_path_factory) -> tuple[dict[str, str], Path]:
     installed = {m for m in ("torch", "timm", "torchvision", "onnxscript", "skimage", "matplotlib")
                  if importlib.util.find_spec(m) is not None}
     assert installed <= set(blocked), blocked
-    assert not {"onnxruntime", "onnx", "numpy", "PySide6", "pydicom", "scipy"} & set(blocked), blocked
+    assert not {"onnxruntime", "onnx", "numpy", "PySide6", "pydicom"} & set(blocked), blocked
     (root / "site").mkdir()
     (root / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE.format(blocked=sorted(blocked), report=str(report)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "site"), str(REPO)]), "QT_QPA_PLATFORM": "offscreen"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "site"), str(NAMESPACE_DIR), str(REPO)]),
+           "QT_QPA_PLATFORM": "offscreen"}
     return env, report
 
 
@@ -320,3 +328,78 @@ def test_base_commands_and_the_app_run_without_the_engine_extra(no_engine_env, t
         assert not rep["blocked_loaded"], rep
         stray = [m for m in rep["first_party"] if profiles.is_engine_module(m, ENGINE_PATTERNS)]
         assert not stray, f"{rep['argv']} imported modules that need the [engine] extra: {stray}"
+
+
+def test_the_package_list_is_the_source_tree() -> None:
+    # every folder with an __init__.py is installed, under the one namespace (pyproject.toml)
+    spec = importlib.util.spec_from_file_location("cxrscreen_rename", REPO / "packaging" / "rename_namespace.py")
+    rename = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rename)
+    setuptools = PYPROJECT["tool"]["setuptools"]
+    assert setuptools["packages"] == rename.packages(REPO), "run python packaging/rename_namespace.py"
+    assert setuptools["package-dir"] == {NAMESPACE: "packaging/src/cxrscreen",
+                                         **{f"{NAMESPACE}.{top}": top for top in FIRST_PARTY}}
+    assert PROJECT["scripts"] == {"cxrscreen": "cxrscreen.engine.cli:main"}
+
+
+def _build_wheel(out: Path) -> Path:
+    """This checkout's wheel, built from a copy of the files a wheel is made of (no network:
+    the installed setuptools, without build isolation)."""
+    pytest.importorskip("setuptools", minversion="77", reason="building the wheel needs setuptools >= 77")
+    src = out / "src"
+    for rel in ["pyproject.toml", "README.md", "packaging/src", *FIRST_PARTY]:
+        if (REPO / rel).is_dir():
+            shutil.copytree(REPO / rel, src / rel, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, src / rel)
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                        "-w", str(out / "wheel"), str(src)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    (wheel,) = (out / "wheel").glob("cxrscreen-*.whl")
+    return wheel
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_one_namespace(tmp_path: Path) -> None:
+    wheel = _build_wheel(tmp_path)
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert tops == {NAMESPACE, f"cxrscreen-{PROJECT['version']}.dist-info"}, tops
+    expected = {str(_source(m).relative_to(REPO if m != NAMESPACE else NAMESPACE_DIR / NAMESPACE)) for m in
+                profiles.all_modules()}
+    shipped = {n[len(NAMESPACE) + 1:] for n in names if n.startswith(NAMESPACE + "/")}
+    assert {"__init__.py", "engine/cli.py", "engine/__main__.py", "app/main_window.py", "models/__init__.py"} <= shipped
+    missing = {e for e in expected if e != "__init__.py" and e not in shipped}
+    assert not missing, f"modules not in the wheel: {sorted(missing)}"
+    data = {str(f.relative_to(REPO)) for top in FIRST_PARTY for f in (REPO / top).rglob("*")
+            if f.suffix in (".json", ".svg", ".png", ".qss") and "__pycache__" not in f.parts}
+    assert data <= shipped, f"package data not in the wheel: {sorted(data - shipped)}"
+    entry_points = zipfile.ZipFile(wheel).read(f"cxrscreen-{PROJECT['version']}.dist-info/entry_points.txt").decode()
+    assert "cxrscreen = cxrscreen.engine.cli:main" in entry_points
+    # installed (not editable): importable under the namespace only, from the install, not this checkout
+    target = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(target),
+                        str(wheel)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(p.name for p in target.iterdir() if not p.name.endswith(".dist-info")) == ["bin", NAMESPACE]
+    code = ("import json, sys, cxrscreen, cxrscreen.app.main, cxrscreen.engine.cli, cxrscreen.engine.detector; "
+            "print(json.dumps({'path': list(cxrscreen.__path__), 'cli': cxrscreen.engine.cli.__file__}))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(target)}, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    assert out["path"] == [str(target / NAMESPACE)] and Path(out["cli"]).is_relative_to(target), out
+
+
+def test_the_command_line_loads_no_heavy_package_before_a_command_runs() -> None:
+    # `cxrscreen --help` builds every command's parser: the command modules import their readers,
+    # decoders, runtimes and toolkits when the command runs, not with the parser
+    heavy = ("torch", "timm", "onnxruntime", "onnx", "PySide6", "pyqtgraph", "pydicom", "gdcm", "pylibjpeg",
+             "matplotlib", "skimage", "scipy")
+    code = ("import sys\nfrom engine.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert "usage: cxrscreen" in r.stdout, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr[-2000:]

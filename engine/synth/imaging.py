@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+
+from engine.synth.filters import gaussian_filter
 
 # Lead marker glyphs (5 x 7 bitmaps).
 _GLYPHS: dict[str, tuple[str, ...]] = {
@@ -86,11 +87,11 @@ def render(density: np.ndarray, exposure: Exposure, noise: np.ndarray) -> np.nda
     Returns:
         (H, W) float32 pixels in [0, 1].
     """
-    density = ndimage.gaussian_filter(density, exposure.blur_px, truncate=3.0)
+    density = gaussian_filter(density, exposure.blur_px, truncate=3.0)
     pixels = tone_map(density, exposure)
     if exposure.sharpen > 0:
         # CR/DX processing boosts mid-frequency detail (unsharp mask with a ~1 cm kernel)
-        low = ndimage.gaussian_filter(pixels, 0.015 * density.shape[0], truncate=2.5)
+        low = gaussian_filter(pixels, 0.015 * density.shape[0], truncate=2.5)
         pixels += exposure.sharpen * (pixels - low)
     # quantum noise: fewer photons behind dense structures, so brighter pixels are noisier;
     # a bigger pixel collects more photons (per-pixel noise ~ sqrt of the resolution)

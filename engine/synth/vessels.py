@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import ndimage
+
+from engine.synth.filters import bilinear_sample, gaussian_filter
 
 if TYPE_CHECKING:
     from engine.synth.anatomy import Anatomy
@@ -99,8 +100,8 @@ def _splat(segments: np.ndarray, n: int) -> np.ndarray:
 def rasterise(tree: VesselTree, n: int) -> np.ndarray:
     """Vessel density on an (n, n) canvas over [-EXTENT, EXTENT]² (row = y, column = x)."""
     cell = 2.0 * EXTENT / n
-    big = ndimage.gaussian_filter(_splat(tree.thick, n), _THICK_SIGMA / cell)
-    small = ndimage.gaussian_filter(_splat(tree.thin, n), _THIN_SIGMA / cell)
+    big = gaussian_filter(_splat(tree.thick, n), _THICK_SIGMA / cell)
+    small = gaussian_filter(_splat(tree.thin, n), _THIN_SIGMA / cell)
     # a line's blurred peak is proportional to the cell size: undo that, so the density is
     # the one of a 192-cell canvas whatever n is
     return ((0.22 * big + 0.15 * small) * ((2.0 * EXTENT / 192) / cell)).astype(np.float32)
@@ -116,4 +117,4 @@ def sample_canvas(canvas: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarra
     scale = canvas.shape[0] / (2.0 * EXTENT)
     rows = (y + EXTENT) * scale - 0.5
     cols = (x + EXTENT) * scale - 0.5
-    return ndimage.map_coordinates(canvas, [rows, cols], order=1, mode="constant", cval=0.0).astype(np.float32)
+    return bilinear_sample(canvas, rows, cols).astype(np.float32)

@@ -1,4 +1,8 @@
-"""The app's import boundary: never torch, never ``models``, only the torch-free engine modules."""
+"""The app's import boundary: never torch, never ``cxrscreen.models``, only the torch-free engine modules.
+
+Module names are the installed ones (``cxrscreen.engine.io``); an import is read in every spelling,
+relative ones too (``from .. import engine`` in app/x.py is ``cxrscreen.engine``).
+"""
 from __future__ import annotations
 
 import ast
@@ -8,6 +12,8 @@ import textwrap
 from pathlib import Path
 
 APP = Path(__file__).resolve().parents[2] / "app"
+NAMESPACE = "cxrscreen"
+ENGINE, MODELS = f"{NAMESPACE}.engine", f"{NAMESPACE}.models"
 ALLOWED_ENGINE = {"engine.io", "engine.preprocess", "engine.detector", "engine.scoring", "engine.atomic", "engine.synth",
                   # the spreadsheet-formula guard every CSV writer shares
                   "engine.csv_safe",
@@ -24,20 +30,32 @@ ALLOWED_ENGINE = {"engine.io", "engine.preprocess", "engine.detector", "engine.s
 # the methods and how they train are the engine's: the app reads them from `[engine] methods --json`
 # of the engine it runs (app/training/options.py), which may be another environment or version
 FORBIDDEN_ENGINE = ("engine.methods", "engine.train", "engine.train_cli", "engine.export", "engine.methods_cli")
-FORBIDDEN_TOP = {"torch", "torchvision", "timm", "models", "onnxscript"}
+FORBIDDEN = ("torch", "torchvision", "timm", "onnxscript", MODELS)
 
 
-def _imports(path: Path) -> list[str]:
+def _within(name: str, packages: tuple[str, ...] | set[str]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def _imports(path: Path, module: str | None = None) -> list[str]:
+    """The modules a file imports, by absolute name. ``module``: the file's own module name
+    (default: from its place under app/), to resolve relative imports."""
+    if module is None:
+        rel = path.resolve().relative_to(APP.parent).with_suffix("").parts
+        module = ".".join((NAMESPACE, *rel))
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     names = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names += [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "engine":  # "from engine import x" imports engine.x
-                names += [f"engine.{a.name}" for a in node.names]
-            else:
-                names.append(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            origin = ".".join([*base, *([node.module] if node.module else [])])
+            # "from cxrscreen.engine.io import x" imports cxrscreen.engine.io and maybe the module
+            # cxrscreen.engine.io.x; "from cxrscreen.engine import io" imports cxrscreen.engine.io
+            names += [origin] if origin not in (NAMESPACE, ENGINE) else []
+            names += [f"{origin}.{a.name}" for a in node.names]
     return names
 
 
@@ -47,16 +65,22 @@ def test_no_module_under_app_imports_torch_models_or_other_engine_modules() -> N
     assert len(files) > 20
     for f in files:
         for name in _imports(f):
-            top = name.split(".")[0]
-            if top in FORBIDDEN_TOP:
+            if _within(name, FORBIDDEN):
                 bad.append(f"{f.relative_to(APP.parent)}: {name}")
-            elif top == "engine" and name not in ALLOWED_ENGINE:
+            elif _within(name, (ENGINE,)) and not _within(name, ALLOWED_ENGINE) and not _is_name_in(name):
                 bad.append(f"{f.relative_to(APP.parent)}: {name}")
     assert not bad, "forbidden imports:\n" + "\n".join(bad)
 
 
+def _is_name_in(name: str) -> bool:
+    """``from cxrscreen.engine.io import scan_folder`` also yields ``cxrscreen.engine.io.scan_folder``:
+    a name from an allowed module, not a module of its own."""
+    parent = name.rsplit(".", 1)[0]
+    return parent != ENGINE and _within(parent, ALLOWED_ENGINE)
+
+
 def _forbidden_engine(name: str) -> bool:
-    return any(name == f or name.startswith(f + ".") for f in FORBIDDEN_ENGINE)
+    return _within(name, FORBIDDEN_ENGINE)
 
 
 def test_no_module_under_app_imports_the_engines_methods_or_training() -> None:
@@ -77,10 +101,18 @@ def test_the_import_check_sees_every_spelling(tmp_path: Path) -> None:
     for i, code in enumerate(spellings):
         f = tmp_path / f"m{i}.py"
         f.write_text(code + "\n")
-        assert any(_forbidden_engine(n) for n in _imports(f)), code
+        assert any(_forbidden_engine(n) for n in _imports(f, "cxrscreen.app.m")), code
+    # relative spellings, from a module two levels under the app
+    for code in ["from ...engine import methods", "from ... import engine", "from ...engine.train import x"]:
+        f = tmp_path / "rel.py"
+        f.write_text(code + "\n")
+        names = _imports(f, "cxrscreen.app.viewer.rel")
+        assert any(_forbidden_engine(n) for n in names) or ENGINE in names, (code, names)
     f = tmp_path / "ok.py"
     f.write_text("import engine.trainingwheels\nfrom engine.io import scan_folder\n")  # prefixes are not modules
-    assert not any(_forbidden_engine(n) for n in _imports(f))
+    assert not any(_forbidden_engine(n) for n in _imports(f, "cxrscreen.app.ok"))
+    f.write_text("import torch\n")
+    assert _within(_imports(f, "cxrscreen.app.ok")[0], FORBIDDEN)
 
 
 def test_importing_every_app_module_loads_no_engine_method_nor_torch() -> None:
@@ -88,10 +120,10 @@ def test_importing_every_app_module_loads_no_engine_method_nor_torch() -> None:
     code = textwrap.dedent("""
         import importlib, pkgutil, sys
         import app
-        for m in pkgutil.walk_packages(app.__path__, "app."):
+        for m in pkgutil.walk_packages(app.__path__, app.__name__ + "."):
             importlib.import_module(m.name)
         print(sorted(k for k in sys.modules if k.startswith(("engine.methods", "engine.train", "engine.export",
-                                                            "torch", "models"))))
+                                                            "torch", "cxrscreen.models"))))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=APP.parent,
                          env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})

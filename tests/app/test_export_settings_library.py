@@ -101,6 +101,33 @@ def test_settings_round_trip_and_bad_values(settings_path: Path) -> None:
         t.set_provider("tpu")  # type: ignore[arg-type]
 
 
+def test_settings_of_version_0_run_the_engine_by_its_namespaced_module(settings_path: Path) -> None:
+    from PySide6.QtCore import QSettings
+
+    from app.settings import SETTINGS_VERSION
+
+    old_module = "engine"  # the engine's module before the one namespace (settings version 0)
+    for command, expected in [
+        (["/opt/engine env/bin/python", "-m", old_module], ["/opt/engine env/bin/python", "-m", "cxrscreen.engine"]),
+        (["/opt/py", "-X", "utf8", "-m", old_module, "--quiet"], ["/opt/py", "-X", "utf8", "-m", "cxrscreen.engine", "--quiet"]),
+        (["/opt/cxrscreen-app", old_module], ["/opt/cxrscreen-app", old_module]),  # no -m: not a module, kept
+        (["/opt/py", "-m", "engines"], ["/opt/py", "-m", "engines"]),
+    ]:
+        settings_path.unlink(missing_ok=True)
+        q = QSettings(str(settings_path), QSettings.Format.IniFormat)  # as version 0 left it: no version key
+        q.setValue("engine/command", " ".join(f"'{c}'" for c in command))
+        q.sync()
+        s = AppSettings(settings_path)
+        assert s.engine_command == expected
+        s.sync()
+        again = AppSettings(settings_path)  # migrated once, stamped with the version
+        assert again.engine_command == expected and again._q.value("settings/version") in (SETTINGS_VERSION,
+                                                                                             str(SETTINGS_VERSION))
+    fresh = settings_path.with_name("fresh.ini")
+    AppSettings(fresh).sync()
+    assert not fresh.exists() or "version" not in fresh.read_text()  # an empty store stays empty
+
+
 def test_pseudonym_key_lives_in_its_own_private_file(settings_path: Path) -> None:
     s = AppSettings(settings_path)
     key = s.pseudonym_key()

@@ -1,0 +1,1 @@
+"""The networks the engine trains (PyTorch): they need the [engine] extra (pyproject.toml)."""
