@@ -278,7 +278,7 @@ def test_readme_command_lines_parse():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     lines = [line.strip().strip("`").strip() for line in readme.splitlines() if line.strip().strip("`").startswith("cxrscreen ")]
     for name, (module, _) in SUBCOMMANDS.items():
-        if module.startswith("engine."):
+        if module.startswith(("engine.", "cxrscreen.engine.")):
             doc = __import__(module, fromlist=["_"]).__doc__ or ""
             lines += [line.strip() for line in doc.splitlines() if line.strip().startswith("cxrscreen ")]
     assert len(lines) > 10
