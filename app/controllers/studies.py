@@ -182,6 +182,8 @@ class StudiesController(QObject):
         if files:
             summary += f"\n{len(files):,} files not in a study (PNG, JPEG, no study UID): in the Worklist tab"
         self.panel.set_rows(rows, summary)
+        if self.panel.current_uid() is None:  # the list's row is the viewer's study from the start (J goes on from it)
+            self._follow_worklist(self.window.worklist.current_path())
         self.panel.summary_label.setToolTip("\n".join(f"{root.name or root}: {self.progress_text(root)}"
                                                      for root in self._roots()) or "Reading progress of the studies")
         self.window.reading.update_counts()
