@@ -164,6 +164,29 @@ def study_lead(study: Study, score: Callable[[Path], float | None], flagged: Cal
     return StudyLead(path, None, False, 0)
 
 
+def order_studies(studies: Sequence[Study], leads: Mapping[str, StudyLead]) -> list[str]:
+    """The Studies list's order: patient by patient, each patient's studies together and newest
+    first (a study, then its priors), patients placed as the worklist places cases: flagged
+    first, then by score, by their most suspicious study.
+
+    Args:
+        studies: the studies (ties keep this order).
+        leads: each study's lead, by UID.
+
+    Returns:
+        the study UIDs in order. Studies of no known patient are each a patient of their own;
+        undated studies come after the patient's dated ones.
+    """
+    def rank(uid: str) -> tuple[int, float]:
+        lead = leads[uid]
+        return (0 if lead.flagged else 1, -lead.score if lead.score is not None else float("inf"))
+    patients: dict[tuple[bool, str], list[Study]] = {}
+    for study in studies:
+        patients.setdefault((True, study.patient) if study.patient else (False, study.uid), []).append(study)
+    ordered = sorted(patients.values(), key=lambda group: min(rank(s.uid) for s in group))
+    return [s.uid for group in ordered for s in sorted(group, key=lambda s: s.date, reverse=True)]
+
+
 def earlier_studies(studies: Sequence[Study], study: Study) -> list[Study]:
     """The same patient's studies dated before ``study``, newest first.
 

@@ -134,7 +134,7 @@ class StudiesPanel(QWidget):
         header = self.tree.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((1, 136), (2, 52), (3, 70), (4, 38)):
+        for col, width in ((1, 150), (2, 46), (3, 70), (4, 38)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
             self.tree.setColumnWidth(col, width)
         self.tree.currentItemChanged.connect(self._on_current)

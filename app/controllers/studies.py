@@ -6,8 +6,9 @@ by the active detector) and flag up to date as scores arrive, opens a study on i
 the worklist and viewer, and opens the comparison with an earlier study of the same patient
 (:class:`app.studies_view.StudyCompareWindow`).
 
-Order: as the worklist's. Until the reader starts, studies follow the scores (flagged first,
-then by lead score); from then on rows stay where they are, new studies go to the end, and S
+Order: as the worklist's, patient by patient (:func:`app.studies.order_studies`: a patient's
+studies together, newest first, placed by the most suspicious one). Until the reader starts,
+studies follow the scores; from then on rows stay where they are, new studies go to the end, and S
 (re-sort) places them, as in the worklist, so no study moves under the reader.
 
 Reading: each row says whether its study is unread, partly read or read (from the reading
@@ -42,6 +43,7 @@ from app.studies import (
     group_studies,
     next_study,
     next_unread_flagged_study,
+    order_studies,
     study_lead,
     study_progress,
     study_reading,
@@ -154,10 +156,7 @@ class StudiesController(QObject):
         self._leads = leads = {s.uid: study_lead(s, self._score, self._flagged) for s in studies}
         reading = self.readings()
         if self._resort or not self.window.reading.session.started:
-            def key(s: Study) -> tuple[int, float]:
-                lead = leads[s.uid]
-                return (0 if lead.flagged else 1, -lead.score if lead.score is not None else float("inf"))
-            self._order = [s.uid for s in sorted(studies, key=key)]
+            self._order = order_studies(studies, leads)
             self._resort = False
         else:  # the reader has started: rows stay, new studies go to the end
             known = set(self._order)

@@ -13,11 +13,13 @@ from app.records import CaseRecord, CaseScore
 from app.settings import AppSettings
 from app.studies import (
     LATERAL_TEXT,
+    StudyLead,
     StudyProgress,
     earlier_studies,
     group_studies,
     next_study,
     next_unread_flagged_study,
+    order_studies,
     study_lead,
     study_progress,
     study_reading,
@@ -57,6 +59,20 @@ def test_grouping_lead_image_and_earlier_studies() -> None:
     assert (unscored.path, unscored.score, unscored.scored) == (Path("a2.dcm"), None, 0)  # first frontal
     assert [s.uid for s in earlier_studies(studies, a)] == ["B"]  # same patient, earlier; not C
     assert earlier_studies(studies, studies[1]) == []  # nothing before B
+
+
+def test_order_keeps_a_patients_studies_together() -> None:
+    recs = [CaseRecord(Path(p), _meta(p, study, patient=patient, date=date)) for p, study, patient, date in (
+        ("a.dcm", "A", "P1", "20200101"), ("b.dcm", "B", "P1", "20240101"), ("c.dcm", "C", "P2", "20230101"),
+        ("d.dcm", "D", "", "20230101"), ("e.dcm", "E", "P1", ""))]
+    studies, _files = group_studies(recs)
+    leads = {"A": StudyLead(Path("a.dcm"), 0.9, True, 1),   # P1's old study is its most suspicious
+             "B": StudyLead(Path("b.dcm"), 0.1, False, 1),
+             "C": StudyLead(Path("c.dcm"), 0.5, True, 1),
+             "D": StudyLead(Path("d.dcm"), 0.7, False, 1),  # no patient: a group of its own
+             "E": StudyLead(Path("e.dcm"), None, False, 0)}
+    # P1 first (by A), newest first, undated last; then P2 (flagged); then the study of no patient
+    assert order_studies(studies, leads) == ["B", "A", "E", "C", "D"]
 
 
 def test_study_reading_progress_and_navigation() -> None:
@@ -183,7 +199,11 @@ def test_studies_list_lead_images_laterals_and_comparison(qtbot, window: MainWin
     # order: flagged first, then by lead score, as the worklist's (after S: the first case shown
     # for 1.5 s was read, so the reader has started and rows no longer move by themselves)
     w.reading.resort()
-    leads = [(r.flagged, float(r.score)) for r in panel.rows if r.uid in rows]
+    # patient by patient: ALPHA's two studies together, newest first, placed by the more suspicious
+    alpha_old = "1.2.826.0.1.3680043.77.1"
+    uids = [r.uid for r in panel.rows]
+    assert uids.index(alpha_old) == uids.index(alpha_new) + 1
+    leads = [(r.flagged, float(r.score)) for r in panel.rows if r.uid in rows and r.uid != alpha_old]
     assert panel.rows[-1] == delta  # no score: last
     assert leads == sorted(leads, key=lambda t: (not t[0], -t[1]))
 
@@ -293,7 +313,7 @@ def test_study_reading_state_keys_and_earlier_studies(qtbot, window: MainWindow,
     qtbot.waitUntil(lambda: len(w.studies.panel.rows) == 5, timeout=5_000)
     w.reading.resort()
     panel = w.studies.panel
-    assert [r.uid for r in panel.rows] == [alpha_new, bravo, alpha_old, charlie, delta]
+    assert [r.uid for r in panel.rows] == [alpha_new, alpha_old, bravo, charlie, delta]  # ALPHA's studies together
     assert {r.read for r in panel.rows} == {"●"} and {r.reading for r in panel.rows} == {"unread"}
     assert "0 of 5 studies read, 2 flagged unread" in panel.summary_label.text()
     assert panel.tree.headerItem().text(2) == "Read" and panel.tree.topLevelItem(0).font(0).bold()
@@ -303,7 +323,8 @@ def test_study_reading_state_keys_and_earlier_studies(qtbot, window: MainWindow,
     lead = {r.uid: r.lead for r in panel.rows}
     assert panel.current_uid() == next(u for u, ps in dicom_studies.items() if w.worklist.current_path() in ps)
     assert w.studies.open_study(alpha_new) and panel.current_uid() == alpha_new
-    for key, expected in (("next_case", bravo), ("previous_case", alpha_new), ("previous_case", alpha_new)):
+    for key, expected in (("next_case", alpha_old), ("next_case", bravo), ("previous_case", alpha_old),
+                          ("previous_case", alpha_new), ("previous_case", alpha_new)):
         w.actions[key].trigger()
         assert panel.current_uid() == expected and w.worklist.current_path() == lead[expected]
         qtbot.waitUntil(lambda e=expected: w.viewer.case is not None and w.viewer.case.path == lead[e], timeout=10_000)
@@ -323,7 +344,7 @@ def test_study_reading_state_keys_and_earlier_studies(qtbot, window: MainWindow,
     w.reading.update_counts()
     assert "of 10 read" in w.counts_label.text() and "1 of 5 studies read" in w.counts_label.text()
 
-    # N: the next flagged study not read (BRAVO), then none is left
+    # N: the next flagged study not read (BRAVO, past the unflagged 2021 study), then none is left
     w.actions["next_flagged"].trigger()
     assert panel.current_uid() == bravo and w.worklist.current_path() == lead[bravo]
     for p in dicom_studies[bravo]:  # its lateral too
@@ -337,6 +358,7 @@ def test_study_reading_state_keys_and_earlier_studies(qtbot, window: MainWindow,
     item = panel.tree.topLevelItem(0)
     assert item.childCount() == len(row.children) + 1 and item.child(item.childCount() - 1).text(0) == row.priors[0].text
     assert all(not r.priors for r in panel.rows[1:])  # nothing earlier than the 2021 study
+    assert panel.rows[1].uid == alpha_old and panel.rows[1].read == "●"  # and in its own row, to be read too
     assert panel.choose_prior(alpha_new, alpha_old)
     qtbot.waitUntil(lambda: w.viewer.case is not None and w.viewer.case.path == lead[alpha_old], timeout=10_000)
     assert panel.current_uid() == alpha_new and panel.current_prior() == alpha_old  # the list did not jump away
