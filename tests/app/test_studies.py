@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from app.library import ModelLibrary
 from app.main_window import MainWindow
@@ -368,6 +369,11 @@ def test_study_reading_state_keys_and_earlier_studies(qtbot, window: MainWindow,
     assert cw is not None and cw.isVisible() and cw.study_combo.currentData() == alpha_old
     qtbot.waitUntil(lambda: cw.views["current"].case is not None, timeout=20_000)
     assert cw.views["current"].case.path == lead[alpha_new]
+    cw.close()
+    # Enter on the earlier study's row compares it, too
+    panel.tree.setFocus()
+    qtbot.keyClick(panel.tree, Qt.Key.Key_Return)
+    assert cw.isVisible() and cw.study_combo.currentData() == alpha_old
     cw.close()
 
     # with the Worklist tab in front, J moves one case, not one study
