@@ -82,6 +82,8 @@ class StudiesController(QObject):
         self._states: dict[Path, tuple[float | None, bool | None, str | None]] = {}  # as of the last refresh
         self._rows: dict[str, tuple[tuple, StudyRow]] = {}  # by study: what the row showed, and the row
         self._leads: dict[str, StudyLead] = {}  # as of the last refresh
+        self._reading: dict[str, StudyReading] = {}  # as of the last refresh
+        self._fresh = False  # whether leads and reading states are as of now (nothing changed since the refresh)
         self._current_view = ""  # the view the comparison's current pane opened on
         self._resort = True
         self.dock = QDockWidget("Studies", window)
@@ -123,6 +125,7 @@ class StudiesController(QObject):
         self._soon()
 
     def _soon(self, *_args: object) -> None:
+        self._fresh = False
         if not self._timer.isActive():
             self._timer.start()
 
@@ -154,7 +157,8 @@ class StudiesController(QObject):
         studies = list(self.studies.values())
         self._states = {path: self._image_state(path) for path in self._study_of}
         self._leads = leads = {s.uid: study_lead(s, self._score, self._flagged) for s in studies}
-        reading = self.readings()
+        reading = self._reading = self.readings()
+        self._fresh = True
         if self._resort or not self.window.reading.session.started:
             self._order = order_studies(studies, leads)
             self._resort = False
@@ -204,9 +208,12 @@ class StudiesController(QObject):
         uids = [uid for uid, s in self.studies.items() if root is None or s.images[0].path.is_relative_to(root)]
         if not uids:
             return ""
-        flagged = {uid: any(self.model.is_flagged(self._records[i.path]) for i in self.studies[uid].frontal
-                            if i.path in self._records) for uid in uids}
-        reading = {uid: study_reading(self.studies[uid], self.window.reading.session.is_read) for uid in uids}
+        if self._fresh:  # as the list shows them
+            reading, flagged = self._reading, {uid: self._leads[uid].flagged for uid in uids}
+        else:  # something changed since (the list is hidden, or its refresh is due): as of now
+            flagged = {uid: any(self.model.is_flagged(self._records[i.path]) for i in self.studies[uid].frontal
+                                if i.path in self._records) for uid in uids}
+            reading = {uid: study_reading(self.studies[uid], self.window.reading.session.is_read) for uid in uids}
         return study_progress(uids, reading, flagged).text(flags=self.model.threshold is not None)
 
     def _image_state(self, path: Path) -> tuple[float | None, bool | None, str | None]:
