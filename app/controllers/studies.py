@@ -14,8 +14,9 @@ studies follow the scores; from then on rows stay where they are, new studies go
 Reading: each row says whether its study is unread, partly read or read (from the reading
 session's per-file states), the list's summary and the status bar's progress count studies
 ("12 of 40 studies read"), per opened folder on hover. While the Studies tab is in front, J / K
-move between studies and N goes to the next flagged study not read yet, each opening the study's
-lead image (as the same keys do for cases in the worklist); P compares the current study with
+move between studies, each opening on the study's lead image, and N goes to the next flagged
+study not read yet (on its lead image, else on its first image not read), as the same keys do
+for cases in the worklist; P compares the current study with
 its patient's newest earlier study (or the earlier study chosen under it).
 
 Privacy: the rows show patient and study as the worklist does (pseudonyms while identifiers
@@ -321,7 +322,8 @@ class StudiesController(QObject):
         return uid is not None and self.open_study(uid)
 
     def next_unread_flagged(self) -> bool:
-        """N in the Studies list: open the next flagged study not read yet (wrapping)."""
+        """N in the Studies list: the next flagged study not read yet (wrapping), on its lead image
+        or, when that is read, on its first image not read (a lateral not looked at, say)."""
         self.window.reading.session.start()
         self.refresh()  # reading states as of now, not of the last timer
         order = [r.uid for r in self.panel.rows]
@@ -330,7 +332,10 @@ class StudiesController(QObject):
         if uid is None:
             self.window.statusBar().showMessage("No flagged study left unread in the list.", 5000)
             return False
-        return self.open_study(uid)
+        is_read, study = self.window.reading.session.is_read, self.studies[uid]
+        lead = self._leads[uid].path
+        path = lead if not is_read(lead) else next(i.path for i in study.images if not is_read(i.path))
+        return self.panel.choose(uid, None if path == lead else path)
 
     def compare_current(self) -> StudyCompareWindow | None:
         """P: compare the current study with an earlier one (the one chosen under it, else the newest)."""

@@ -348,8 +348,11 @@ def test_study_reading_state_keys_and_earlier_studies(qtbot, window: MainWindow,
     # N: the next flagged study not read (BRAVO, past the unflagged 2021 study), then none is left
     w.actions["next_flagged"].trigger()
     assert panel.current_uid() == bravo and w.worklist.current_path() == lead[bravo]
-    for p in dicom_studies[bravo]:  # its lateral too
-        session.set_state(p, "read")
+    session.set_state(lead[bravo], "read")  # its lateral not looked at: partly read, still N's
+    bravo_lateral = next(p for p in dicom_studies[bravo] if p != lead[bravo])
+    assert w.studies.next_unread_flagged() and w.worklist.current_path() == bravo_lateral
+    assert panel.current_uid() == bravo and panel.rows[2].read == "1 of 2"
+    session.set_state(bravo_lateral, "read")
     assert not w.studies.next_unread_flagged() and panel.current_uid() == bravo
     assert "No flagged study left unread" in w.statusBar().currentMessage()
 
