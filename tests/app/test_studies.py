@@ -344,6 +344,9 @@ def test_study_reading_state_keys_and_earlier_studies(qtbot, window: MainWindow,
     assert "1 of 5 studies read, 1 flagged unread" in panel.summary_label.text()
     w.reading.update_counts()
     assert "of 10 read" in w.counts_label.text() and "1 of 5 studies read" in w.counts_label.text()
+    root = dicom_studies[alpha_new][0].parent  # per opened folder: the studies whose images are in it
+    assert w.studies.progress_text(root) == w.studies.progress_text() == "1 of 5 studies read, 1 flagged unread"
+    assert w.studies.progress_text(Path("/elsewhere")) == ""
 
     # N: the next flagged study not read (BRAVO, past the unflagged 2021 study), then none is left
     w.actions["next_flagged"].trigger()
