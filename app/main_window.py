@@ -297,7 +297,7 @@ class MainWindow(QMainWindow):
             "specificity_90": lambda: self.operating.set_specificity(0.90),
             "specificity_95": lambda: self.operating.set_specificity(0.95),
             "specificity_99": lambda: self.operating.set_specificity(0.99),
-            **self.reading.action_slots(),
+            **self.reading.action_slots(), **self.studies.action_slots(),  # J/K/N act on studies in the Studies tab
         }
         toggles: dict[str, Callable[[bool], object]] = {
             "flagged_only": self.worklist.flagged_box.setChecked,
@@ -347,7 +347,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(a["quit"])
         wl = mb.addMenu("&Worklist")
         for name in ("next_case", "previous_case", "next_flagged", "resort", "focus_filter", "flagged_only",
-                     "unread_only", "show_identifiers"):
+                     "unread_only", "show_identifiers", "compare_earlier"):
             wl.addAction(a[name])
         reading = mb.addMenu("&Reading")
         for name in ("toggle_read", "mark_agree", "mark_disagree", "mark_normal", "mark_abnormal", "comment"):

@@ -11,6 +11,10 @@ Laterals. The detectors read frontal views: the out-of-scope gate (:mod:`engine.
 refuses lateral and oblique view positions, so a lateral is listed with its study and can be
 shown, but it never carries the study's score ("lateral, not scored").
 
+Reading state. A study is read when every one of its images is (the lateral too: it is part of
+the examination), partly read when some are, unread when none is; the per-file states are the
+reading session's (:class:`app.session.ReadingSession`), nothing is stored per study.
+
 Earlier studies. Studies of the same patient (PatientID, else the patient's name) dated before
 the current one are its priors, newest first; the compare view shows one beside the current
 study. The patient identifiers used for this grouping are the header summary the worklist
@@ -19,15 +23,18 @@ and none of it is written to the audit trail.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from app.records import CaseRecord
 from engine.io import RadiographMeta
 from engine.scope import LATERAL_VIEWS
 
 LATERAL_TEXT = "lateral, not scored"
+StudyReading = Literal["unread", "partly read", "read"]
+STUDY_READINGS: tuple[StudyReading, ...] = ("unread", "partly read", "read")
 
 
 def is_lateral(meta: RadiographMeta | None) -> bool:
@@ -157,6 +164,29 @@ def study_lead(study: Study, score: Callable[[Path], float | None], flagged: Cal
     return StudyLead(path, None, False, 0)
 
 
+def order_studies(studies: Sequence[Study], leads: Mapping[str, StudyLead]) -> list[str]:
+    """The Studies list's order: patient by patient, each patient's studies together and newest
+    first (a study, then its priors), patients placed as the worklist places cases: flagged
+    first, then by score, by their most suspicious study.
+
+    Args:
+        studies: the studies (ties keep this order).
+        leads: each study's lead, by UID.
+
+    Returns:
+        the study UIDs in order. Studies of no known patient are each a patient of their own;
+        undated studies come after the patient's dated ones.
+    """
+    def rank(uid: str) -> tuple[int, float]:
+        lead = leads[uid]
+        return (0 if lead.flagged else 1, -lead.score if lead.score is not None else float("inf"))
+    patients: dict[tuple[bool, str], list[Study]] = {}
+    for study in studies:
+        patients.setdefault((True, study.patient) if study.patient else (False, study.uid), []).append(study)
+    ordered = sorted(patients.values(), key=lambda group: min(rank(s.uid) for s in group))
+    return [s.uid for group in ordered for s in sorted(group, key=lambda s: s.date, reverse=True)]
+
+
 def earlier_studies(studies: Sequence[Study], study: Study) -> list[Study]:
     """The same patient's studies dated before ``study``, newest first.
 
@@ -178,3 +208,78 @@ def earlier_by_study(studies: Sequence[Study]) -> dict[str, list[Study]]:
         if study.patient and study.date:
             by_patient.setdefault(study.patient, []).append(study)
     return {s.uid: earlier_studies(by_patient.get(s.patient, ()), s) for s in studies}
+
+
+def study_reading(study: Study, is_read: Callable[[Path], bool]) -> StudyReading:
+    """A study's reading state from its images': read when all are, partly read when some are.
+
+    Args:
+        study: the study.
+        is_read: whether a file is read (or reviewed) in the reading session.
+    """
+    n = sum(1 for image in study.images if is_read(image.path))
+    return "unread" if n == 0 else ("read" if n == len(study.images) else "partly read")
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    """How far the reading of some studies has come.
+
+    Attributes:
+        studies: how many studies.
+        read: how many are read (every image).
+        partly: how many are partly read.
+        flagged_unread: how many flagged studies are not read yet (unread or partly read).
+    """
+
+    studies: int
+    read: int
+    partly: int
+    flagged_unread: int
+
+    def text(self, flags: bool = True) -> str:
+        """E.g. "12 of 40 studies read, 2 partly, 3 flagged unread" (``flags``: say the last part)."""
+        text = f"{self.read:,} of {self.studies:,} stud{'y' if self.studies == 1 else 'ies'} read"
+        if self.partly:
+            text += f", {self.partly:,} partly"
+        if flags:
+            text += f", {self.flagged_unread:,} flagged unread"
+        return text
+
+
+def study_progress(uids: Iterable[str], reading: Mapping[str, StudyReading],
+                   flagged: Mapping[str, bool]) -> StudyProgress:
+    """Count the reading states of these studies (by UID, in ``reading`` and ``flagged``)."""
+    states = [(reading[u], flagged[u]) for u in uids]
+    return StudyProgress(len(states), sum(1 for r, _f in states if r == "read"),
+                         sum(1 for r, _f in states if r == "partly read"),
+                         sum(1 for r, f in states if f and r != "read"))
+
+
+def next_study(order: Sequence[str], current: str | None, step: int) -> str | None:
+    """The study ``step`` rows from ``current`` in the list's order (J: +1, K: -1), without wrapping.
+
+    Returns:
+        its UID; None at either end (or in an empty list). With no current study, J starts at the
+        first and K at the last.
+    """
+    if step not in (-1, 1):
+        raise ValueError(f"step must be -1 or 1, got {step!r}")
+    if not order:
+        return None
+    if current not in order:
+        return order[0] if step > 0 else order[-1]
+    i = order.index(current) + step
+    return order[i] if 0 <= i < len(order) else None
+
+
+def next_unread_flagged_study(order: Sequence[str], current: str | None, reading: Mapping[str, StudyReading],
+                              flagged: Mapping[str, bool]) -> str | None:
+    """N: the next flagged study below ``current`` that is not read yet (wrapping, as the
+    worklist's N), or None when there is none (the current study counts only as the last one tried)."""
+    start = order.index(current) if current in order else -1
+    for k in range(1, len(order) + 1):
+        uid = order[(start + k) % len(order)]
+        if flagged[uid] and reading[uid] != "read":
+            return uid
+    return None

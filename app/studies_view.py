@@ -1,9 +1,11 @@
 """The Studies list and the side-by-side comparison of two studies (thin Qt views).
 
 :class:`StudiesPanel` shows rows the studies controller computes (:class:`StudyRow`, no Qt in
-them): one row per study with its lead image's score and flag, its images as children (a
-lateral says "lateral, not scored"). Choosing a study opens its lead image; choosing a child
-opens that image.
+them): one row per study with its reading state, its lead image's score and flag, its images as
+children (a lateral says "lateral, not scored") and then the patient's earlier studies in the
+list (newest first). Choosing a study opens its lead image; choosing an image opens that image;
+choosing an earlier study opens its lead image, and Enter or a double click on it compares it
+with the study above it.
 
 :class:`StudyCompareWindow` shows two studies of one patient side by side, the current one on
 the right (as radiologists hang a prior to the left of the current film), each on a chosen
@@ -36,7 +38,8 @@ from app.case_loading import LoadedCase
 from app.state import ViewerState
 from app.viewer.view import RadiographView
 
-_PATH_ROLE = int(Qt.ItemDataRole.UserRole)
+_PATH_ROLE = int(Qt.ItemDataRole.UserRole)  # (study UID, image path or None)
+_PRIOR_ROLE = _PATH_ROLE + 1  # on an earlier study's row under a study: that study's UID
 _FLAG_BRUSH = QBrush(QColor(196, 40, 40))
 _QUIET_BRUSH = QBrush(QColor(120, 120, 120))
 
@@ -53,6 +56,26 @@ class ImageRow:
 
 
 @dataclass(frozen=True)
+class PriorRow:
+    """An earlier study of the patient, under the current study's row.
+
+    Attributes:
+        uid: the earlier study.
+        text: e.g. "◂ earlier · 2021 · 2 images".
+        read: its reading state text, as the Read column writes it.
+        score, flag: its lead image's score and flag texts.
+        lead: the image it opens on.
+    """
+
+    uid: str
+    text: str
+    read: str
+    score: str
+    flag: str
+    lead: Path
+
+
+@dataclass(frozen=True)
 class StudyRow:
     """One study row.
 
@@ -60,17 +83,22 @@ class StudyRow:
         uid: the study (the row's identity; never shown).
         title: patient and study as the worklist shows them (pseudonyms while identifiers are hidden).
         images: e.g. "3 images · 2 series".
+        read: the reading state as the Read column writes it ("●" unread, "1 of 2" partly read, "read").
+        reading: the reading state ("unread", "partly read", "read").
         score, flag: the lead image's score and flag texts.
         flagged: whether the lead image is flagged.
         lead: the image the row opens on.
         earlier: how many earlier studies of the patient are in the worklist.
         series: how many series it has.
         children: its images.
+        priors: the patient's earlier studies in the list, newest first.
     """
 
     uid: str
     title: str
     images: str
+    read: str
+    reading: str
     score: str
     flag: str
     flagged: bool
@@ -78,6 +106,7 @@ class StudyRow:
     earlier: int
     series: int
     children: tuple[ImageRow, ...]
+    priors: tuple[PriorRow, ...] = ()
 
 
 class StudiesPanel(QWidget):
@@ -85,31 +114,35 @@ class StudiesPanel(QWidget):
 
     Signals:
         image_chosen(Path): the reader chose a study (its lead image) or one of its images.
-        compare_requested(str): the reader asked to compare this study with an earlier one.
+        compare_requested(str, str): the reader asked to compare this study with an earlier one
+            (the earlier study's UID, "" for the newest).
     """
 
     image_chosen = Signal(object)
-    compare_requested = Signal(str)
+    compare_requested = Signal(str, str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.tree = QTreeWidget()
         self.tree.setObjectName("studies_tree")
-        self.tree.setColumnCount(4)
-        self.tree.setHeaderLabels(["Study", "Images", "Score", "Flag"])
+        self.tree.setColumnCount(5)
+        self.tree.setHeaderLabels(["Study", "Images", "Read", "Score", "Flag"])
+        self.tree.headerItem().setToolTip(2, "● unread; \"1 of 2\": partly read (images read of the study's); "
+                                             "read: every image read")
         self.tree.setUniformRowHeights(True)
         self.tree.setRootIsDecorated(True)
         header = self.tree.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((1, 136), (2, 78), (3, 38)):
+        for col, width in ((1, 150), (2, 46), (3, 70), (4, 38)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
             self.tree.setColumnWidth(col, width)
         self.tree.currentItemChanged.connect(self._on_current)
+        self.tree.itemActivated.connect(self._on_activated)
         self.summary_label = QLabel("")
         self.summary_label.setWordWrap(True)
         self.summary_label.setStyleSheet("color: #555555;")
-        self.compare_button = QPushButton("Compare with earlier study")
+        self.compare_button = QPushButton("Compare with earlier study (P)")
         self.compare_button.setObjectName("compare_studies")
         self.compare_button.setToolTip("Show an earlier study of the same patient beside this one "
                                        "(window/level, zoom and pan synchronised)")
@@ -135,7 +168,9 @@ class StudiesPanel(QWidget):
         """Show these rows in this order (the current row and expanded studies are kept)."""
         self.summary_label.setText(summary)
         order = [r.uid for r in rows]
-        same_shape = order == self._order and all(len(r.children) == len(self._rows[r.uid].children) for r in rows)
+        same_shape = order == self._order and all(
+            (len(r.children), len(r.priors)) == (len(self._rows[r.uid].children), len(self._rows[r.uid].priors))
+            for r in rows)
         self._emitting = False
         try:
             if same_shape:
@@ -170,42 +205,75 @@ class StudiesPanel(QWidget):
                 self.tree.setCurrentItem(item)
 
     def _fill(self, item: QTreeWidgetItem, row: StudyRow) -> None:
-        for col, text in enumerate((row.title, row.images, row.score, row.flag)):
+        for col, text in enumerate((row.title, row.images, row.read, row.score, row.flag)):
             item.setText(col, text)
         item.setData(0, _PATH_ROLE, (row.uid, None))
-        item.setForeground(3, _FLAG_BRUSH if row.flagged else _QUIET_BRUSH)
+        item.setForeground(2, _QUIET_BRUSH if row.reading == "read" else QBrush())
+        item.setForeground(4, _FLAG_BRUSH if row.flagged else _QUIET_BRUSH)
         font = QFont(item.font(0))
-        font.setBold(row.flagged)
-        for col in range(4):
+        font.setBold(row.reading != "read")  # studies not read yet stand out, as unread cases do in the worklist
+        for col in range(5):
             item.setFont(col, font)
+        item.setToolTip(2, f"{row.reading}: {row.read}" if row.reading == "partly read" else row.reading)
         tip = (f"{len(row.children)} image{'s' if len(row.children) != 1 else ''} in {row.series} series; opens on "
                f"its most suspicious frontal image; {row.earlier} earlier stud{'y' if row.earlier == 1 else 'ies'} "
                "of this patient in the worklist")
         item.setToolTip(0, tip)
         item.setToolTip(1, tip)
-        while item.childCount() > len(row.children):
+        n = len(row.children) + len(row.priors)
+        while item.childCount() > n:
             item.removeChild(item.child(item.childCount() - 1))
         for i, child in enumerate(row.children):
             c = item.child(i) if i < item.childCount() else QTreeWidgetItem(item)
-            for col, text in enumerate((child.text, child.note, child.score, child.flag)):
+            for col, text in enumerate((child.text, child.note, "", child.score, child.flag)):
                 c.setText(col, text)
             c.setData(0, _PATH_ROLE, (row.uid, str(child.path)))
+            c.setData(0, _PRIOR_ROLE, None)
             c.setForeground(1, _QUIET_BRUSH)
-            c.setForeground(3, _FLAG_BRUSH if child.flag == "⚑" else _QUIET_BRUSH)
+            c.setForeground(4, _FLAG_BRUSH if child.flag == "⚑" else _QUIET_BRUSH)
             c.setToolTip(0, str(child.path.name))
             c.setToolTip(1, child.note)
+        italic = QFont(item.font(0))
+        italic.setBold(False)
+        italic.setItalic(True)
+        for i, prior in enumerate(row.priors, start=len(row.children)):
+            c = item.child(i) if i < item.childCount() else QTreeWidgetItem(item)
+            for col, text in enumerate((prior.text, "", prior.read, prior.score, prior.flag)):
+                c.setText(col, text)
+                c.setFont(col, italic)
+            c.setData(0, _PATH_ROLE, (row.uid, str(prior.lead)))
+            c.setData(0, _PRIOR_ROLE, prior.uid)
+            c.setForeground(4, _FLAG_BRUSH if prior.flag == "⚑" else _QUIET_BRUSH)
+            c.setToolTip(0, "An earlier study of this patient: opens on its lead image; Enter, a double click or "
+                            "P compares it with the study above")
 
     def _find(self, key: tuple[str, str | None]) -> QTreeWidgetItem | None:
         item = self._items.get(key[0])
         if item is None or key[1] is None:
             return item
-        return next((item.child(i) for i in range(item.childCount()) if item.child(i).data(0, _PATH_ROLE) == key), None)
+        return next((item.child(i) for i in range(item.childCount())
+                     if item.child(i).data(0, _PATH_ROLE) == key and item.child(i).data(0, _PRIOR_ROLE) is None), None)
 
     # ------------------------------------------------------------------ choosing
     def current_uid(self) -> str | None:
         """The study of the current row (a study or one of its images)."""
         item = self.tree.currentItem()
         return item.data(0, _PATH_ROLE)[0] if item is not None else None
+
+    def current_prior(self) -> str | None:
+        """The earlier study whose row (under a study) is current, or None."""
+        item = self.tree.currentItem()
+        return item.data(0, _PRIOR_ROLE) if item is not None else None
+
+    def choose_prior(self, uid: str, prior_uid: str) -> bool:
+        """Make an earlier study's row under ``uid`` current (opens its lead image)."""
+        item = self._items.get(uid)
+        found = next((item.child(i) for i in range(item.childCount()) if item.child(i).data(0, _PRIOR_ROLE) == prior_uid),
+                     None) if item is not None else None
+        if found is None:
+            return False
+        self.tree.setCurrentItem(found)
+        return True
 
     def choose(self, uid: str, path: Path | None = None) -> bool:
         """Make a study (``path`` None: its row) or one of its images current; emits image_chosen."""
@@ -220,8 +288,11 @@ class StudiesPanel(QWidget):
 
     def show_current(self, uid: str, path: Path | None) -> None:
         """Show which study (and image) the viewer is on, without emitting image_chosen."""
+        current = self.tree.currentItem()
+        if current is not None and path is not None and current.data(0, _PATH_ROLE)[1] == str(path):
+            return  # already there (an earlier study's row under the study being compared, too)
         item = self._find((uid, str(path) if path is not None else None))
-        if item is None or item is self.tree.currentItem():
+        if item is None or item is current:
             return
         self._emitting = False
         try:
@@ -247,7 +318,12 @@ class StudiesPanel(QWidget):
     def _on_compare(self) -> None:
         uid = self.current_uid()
         if uid is not None:
-            self.compare_requested.emit(uid)
+            self.compare_requested.emit(uid, self.current_prior() or "")
+
+    def _on_activated(self, item: QTreeWidgetItem, _column: int) -> None:
+        prior = item.data(0, _PRIOR_ROLE)
+        if prior:  # Enter or a double click on an earlier study: compare it with the study above
+            self.compare_requested.emit(item.data(0, _PATH_ROLE)[0], prior)
 
 
 class StudyCompareWindow(QWidget):

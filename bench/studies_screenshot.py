@@ -5,7 +5,7 @@
 
 Synthetic DICOMs written with pydicom (``engine.io.dicom_write``): six patients, each with one
 to three studies on different dates (a PA and often a lateral, some with a second series), and a
-few PNGs; scored with the torch-free local-contrast test detector recalibrated on synthetic
+few PNGs (one study read in full and one partly, to show the reading states); scored with the torch-free local-contrast test detector recalibrated on synthetic
 normals (as bench/reading_screenshot.py: a layout demonstration, not a screening model). The
 "laterals" are synthetic frontal pixels whose header says LL: the header is what the scope gate
 and the Studies list read. Settings, database and library live in ``bench/_work/studies_screen``.
@@ -131,6 +131,13 @@ def main() -> int:
     w.studies.panel._items[target.uid].setExpanded(True)
     assert w.studies.open_study(target.uid)
     assert wait(lambda: w.viewer.case is not None and w.viewer.case.path == target.lead), "study not opened"
+    # some reading done, to show the three states: a study read in full, one partly read (its lateral not opened)
+    others = [r for r in rows if r.uid != target.uid and len(r.children) > 1]
+    for child in others[0].children:
+        w.reading.session.set_state(child.path, "read")
+    w.reading.session.set_state(others[-1].lead, "read")
+    w.studies.open_study(target.uid)
+    w.studies.refresh()
     settle()
     save(w, args.out, args.width)
     print("summary:", w.studies.panel.summary_label.text())

@@ -102,6 +102,9 @@ class ReadingController(QObject):
         self._token = 0
         self._auto_select = False
         self._shown: Path | None = None
+        # the studies' progress of the worklist (root None) or of one opened folder ("" when none):
+        # set by the studies controller, so the progress counts studies too
+        self.study_progress: Callable[[Path | None], str] = lambda _root: ""
         # ------------------------------------------------------------------ wiring
         self._read_timer = QTimer(self)
         self._read_timer.setSingleShot(True)
@@ -428,7 +431,8 @@ class ReadingController(QObject):
         text = f"{c['read']:,} of {c['files']:,} read"
         if self.model.threshold is not None:
             text += f", {c['flagged_unread']:,} flagged unread"
-        return text
+        studies = self.study_progress(None)
+        return f"{text}; {studies}" if studies else text
 
     def update_counts(self) -> None:
         """Rewrite the status bar's counts and progress and the worklist's "shown" line."""
@@ -443,6 +447,7 @@ class ReadingController(QObject):
         if len(folders) > 1:  # several folders in one worklist: each one's progress on hover
             self.counts_label.setToolTip("\n".join(
                 f"{root.name or root}: {read:,} of {files:,} read, {fu:,} flagged unread"
+                + (f"; {studies}" if (studies := self.study_progress(root)) else "")
                 for root, files, read, fu in folders))
         else:
             self.counts_label.setToolTip("Reading progress of the worklist")

@@ -6,9 +6,18 @@ by the active detector) and flag up to date as scores arrive, opens a study on i
 the worklist and viewer, and opens the comparison with an earlier study of the same patient
 (:class:`app.studies_view.StudyCompareWindow`).
 
-Order: as the worklist's. Until the reader starts, studies follow the scores (flagged first,
-then by lead score); from then on rows stay where they are, new studies go to the end, and S
+Order: as the worklist's, patient by patient (:func:`app.studies.order_studies`: a patient's
+studies together, newest first, placed by the most suspicious one). Until the reader starts,
+studies follow the scores; from then on rows stay where they are, new studies go to the end, and S
 (re-sort) places them, as in the worklist, so no study moves under the reader.
+
+Reading: each row says whether its study is unread, partly read or read (from the reading
+session's per-file states), the list's summary and the status bar's progress count studies
+("12 of 40 studies read"), per opened folder on hover. While the Studies tab is in front, J / K
+move between studies, each opening on the study's lead image, and N goes to the next flagged
+study not read yet (on its lead image, else on its first image not read), as the same keys do
+for cases in the worklist; P compares the current study with
+its patient's newest earlier study (or the earlier study chosen under it).
 
 Privacy: the rows show patient and study as the worklist does (pseudonyms while identifiers
 are hidden); nothing here writes to the study database or the audit trail.
@@ -25,8 +34,22 @@ from PySide6.QtWidgets import QDockWidget
 
 from app.case_loading import LoadedCase, load_case
 from app.records import CaseRecord, format_date, patient_text, study_text
-from app.studies import LATERAL_TEXT, Study, StudyLead, earlier_by_study, earlier_studies, group_studies, study_lead
-from app.studies_view import ImageRow, StudiesPanel, StudyCompareWindow, StudyRow
+from app.studies import (
+    LATERAL_TEXT,
+    Study,
+    StudyLead,
+    StudyReading,
+    earlier_by_study,
+    earlier_studies,
+    group_studies,
+    next_study,
+    next_unread_flagged_study,
+    order_studies,
+    study_lead,
+    study_progress,
+    study_reading,
+)
+from app.studies_view import ImageRow, PriorRow, StudiesPanel, StudyCompareWindow, StudyRow
 from app.training.job import CallThread
 
 if TYPE_CHECKING:
@@ -59,6 +82,9 @@ class StudiesController(QObject):
         self._earlier: dict[str, list[Study]] = {}  # each study's earlier studies
         self._states: dict[Path, tuple[float | None, bool | None, str | None]] = {}  # as of the last refresh
         self._rows: dict[str, tuple[tuple, StudyRow]] = {}  # by study: what the row showed, and the row
+        self._leads: dict[str, StudyLead] = {}  # as of the last refresh
+        self._reading: dict[str, StudyReading] = {}  # as of the last refresh
+        self._fresh = False  # whether leads and reading states are as of now (nothing changed since the refresh)
         self._current_view = ""  # the view the comparison's current pane opened on
         self._resort = True
         self.dock = QDockWidget("Studies", window)
@@ -81,9 +107,11 @@ class StudiesController(QObject):
         window.operating.changed.connect(self._soon)
         window.privacy.changed.connect(self._soon)
         window.reading.resorted.connect(self.resort)
+        window.reading.session.states_changed.connect(self._soon)
+        window.reading.study_progress = self.progress_text  # the status bar's progress counts studies too
         self.panel.image_chosen.connect(self.open_image)
         window.worklist.current_changed.connect(self._follow_worklist)
-        self.panel.compare_requested.connect(self.compare)
+        self.panel.compare_requested.connect(lambda uid, prior: self.compare(uid, prior or None))
         self.dock.visibilityChanged.connect(lambda shown: shown and self._soon())
 
     # ================================================================== the list
@@ -98,6 +126,7 @@ class StudiesController(QObject):
         self._soon()
 
     def _soon(self, *_args: object) -> None:
+        self._fresh = False
         if not self._timer.isActive():
             self._timer.start()
 
@@ -128,12 +157,11 @@ class StudiesController(QObject):
             self._regroup = False
         studies = list(self.studies.values())
         self._states = {path: self._image_state(path) for path in self._study_of}
-        leads = {s.uid: study_lead(s, self._score, self._flagged) for s in studies}
+        self._leads = leads = {s.uid: study_lead(s, self._score, self._flagged) for s in studies}
+        reading = self._reading = self.readings()
+        self._fresh = True
         if self._resort or not self.window.reading.session.started:
-            def key(s: Study) -> tuple[int, float]:
-                lead = leads[s.uid]
-                return (0 if lead.flagged else 1, -lead.score if lead.score is not None else float("inf"))
-            self._order = [s.uid for s in sorted(studies, key=key)]
+            self._order = order_studies(studies, leads)
             self._resort = False
         else:  # the reader has started: rows stay, new studies go to the end
             known = set(self._order)
@@ -144,17 +172,50 @@ class StudiesController(QObject):
         cache, self._rows = self._rows, {}
         for uid in self._order:  # a row is made again only when something it shows changed
             study = self.studies[uid]
-            signature = (show, leads[uid], len(earlier[uid]), tuple(self._states[i.path] for i in study.images))
+            priors = earlier[uid]
+            signature = (show, leads[uid], reading[uid], tuple(self._states[i.path] for i in study.images),
+                         tuple((p.uid, leads[p.uid], reading[p.uid]) for p in priors))
             old = cache.get(uid)
-            row = old[1] if old is not None and old[0] == signature else self._row(study, leads[uid], len(earlier[uid]))
+            row = old[1] if old is not None and old[0] == signature else self._row(study, leads[uid], priors, reading)
             self._rows[uid] = (signature, row)
         rows = [self._rows[uid][1] for uid in self._order]
         n_images = sum(len(s.images) for s in studies)
         summary = (f"{len(studies):,} DICOM stud{'y' if len(studies) == 1 else 'ies'} ({n_images:,} images) · "
                    f"{sum(1 for r in rows if r.flagged):,} flagged")
+        summary += f"\n{self.progress_text()}"
         if files:
-            summary += f" · {len(files):,} files not in a study (PNG, JPEG, no study UID): in the Worklist tab"
+            summary += f"\n{len(files):,} files not in a study (PNG, JPEG, no study UID): in the Worklist tab"
         self.panel.set_rows(rows, summary)
+        if self.panel.current_uid() is None:  # the list's row is the viewer's study from the start (J goes on from it)
+            self._follow_worklist(self.window.worklist.current_path())
+        self.panel.summary_label.setToolTip("\n".join(f"{root.name or root}: {self.progress_text(root)}"
+                                                     for root in self._roots()) or "Reading progress of the studies")
+        self.window.reading.update_counts()
+
+    def _roots(self) -> list[Path]:
+        folders = self.model.progress_by_folder()
+        return [root for root, *_counts in folders] if len(folders) > 1 else []
+
+    def readings(self) -> dict[str, StudyReading]:
+        """Each study's reading state, by UID (from the reading session's per-file states)."""
+        return {uid: study_reading(s, self.window.reading.session.is_read) for uid, s in self.studies.items()}
+
+    def progress_text(self, root: Path | None = None) -> str:
+        """The studies' reading progress ("12 of 40 studies read, 3 flagged unread"), of those whose
+        first image is under ``root`` when given; "" when the studies are not known (the list was
+        not shown since files came or went) or there are none."""
+        if self._regroup or not self.studies:
+            return ""
+        uids = [uid for uid, s in self.studies.items() if root is None or s.images[0].path.is_relative_to(root)]
+        if not uids:
+            return ""
+        if self._fresh:  # as the list shows them
+            reading, flagged = self._reading, {uid: self._leads[uid].flagged for uid in uids}
+        else:  # something changed since (the list is hidden, or its refresh is due): as of now
+            flagged = {uid: any(self.model.is_flagged(self._records[i.path]) for i in self.studies[uid].frontal
+                                if i.path in self._records) for uid in uids}
+            reading = {uid: study_reading(self.studies[uid], self.window.reading.session.is_read) for uid in uids}
+        return study_progress(uids, reading, flagged).text(flags=self.model.threshold is not None)
 
     def _image_state(self, path: Path) -> tuple[float | None, bool | None, str | None]:
         """What a study row shows of one image: score, flag, why it is out of scope."""
@@ -173,7 +234,8 @@ class StudiesController(QObject):
         state = self._states.get(path)
         return bool((state if state is not None else self._image_state(path))[1])
 
-    def _row(self, study: Study, lead: StudyLead, n_earlier: int) -> StudyRow:
+    def _row(self, study: Study, lead: StudyLead, priors: list[Study], reading: dict[str, StudyReading]) -> StudyRow:
+        n_earlier = len(priors)
         rec = self._records.get(lead.path)
         meta = rec.meta if rec is not None else None
         show, key = self.window.privacy.show_identifiers, self.window.key
@@ -192,8 +254,24 @@ class StudiesController(QObject):
         score_text, flag_text = _score_texts(lead.score, self._states[lead.path][1])
         if lead.score is None and all(c.note for c in children):  # every image lateral or refused by the gate
             score_text = "not scored"
-        return StudyRow(study.uid, title or "(no patient or study in the header)", images, score_text, flag_text,
-                        lead.flagged, lead.path, n_earlier, len(study.series), tuple(children))
+        return StudyRow(study.uid, title or "(no patient or study in the header)", images,
+                        self._read_text(study, reading[study.uid]), reading[study.uid], score_text, flag_text,
+                        lead.flagged, lead.path, n_earlier, len(study.series), tuple(children),
+                        tuple(self._prior_row(p, reading[p.uid]) for p in priors))
+
+    def _read_text(self, study: Study, reading: StudyReading) -> str:
+        if reading == "partly read":
+            n = sum(1 for i in study.images if self.window.reading.session.is_read(i.path))
+            return f"{n} of {len(study.images)}"
+        return "●" if reading == "unread" else "read"
+
+    def _prior_row(self, prior: Study, reading: StudyReading) -> PriorRow:
+        lead = self._leads[prior.uid]
+        date = format_date(prior.date, full=self.window.privacy.show_identifiers) or "undated"
+        n = len(prior.images)
+        return PriorRow(prior.uid, f"◂ earlier study · {date} · {n} image{'s' if n != 1 else ''}",
+                        self._read_text(prior, reading), *_score_texts(lead.score, lead.flagged if lead.score is not None
+                                                                        else None), lead.path)
 
     # ================================================================== opening
     def open_image(self, path: Path) -> bool:
@@ -216,10 +294,58 @@ class StudiesController(QObject):
         return self.panel.choose(uid)
 
     def current_study(self) -> Study | None:
-        """The study of the worklist's current case, or None."""
-        path = self.window.worklist.current_path()
-        uid = self._study_of.get(path) if path is not None else None
+        """The current study: the Studies list's current row while the list is shown, else the
+        study of the worklist's current case; None when there is none."""
+        uid = self.panel.current_uid() if self.list_shown else None
+        if uid is None:
+            path = self.window.worklist.current_path()
+            uid = self._study_of.get(path) if path is not None else None
         return self.studies.get(uid) if uid is not None else None
+
+    # ================================================================== keys
+    def action_slots(self) -> dict[str, Callable[[], object]]:
+        """The study-level keys (:mod:`app.shortcuts`): J, K and N act on studies while the Studies
+        list is in front (on cases otherwise), P compares with an earlier study."""
+        case = self.window.reading.action_slots()
+
+        def either(study_slot: Callable[[], object], case_slot: Callable[[], object]) -> Callable[[], object]:
+            return lambda: study_slot() if self.list_shown else case_slot()
+        return {"next_case": either(lambda: self.next_study(1), case["next_case"]),
+                "previous_case": either(lambda: self.next_study(-1), case["previous_case"]),
+                "next_flagged": either(self.next_unread_flagged, case["next_flagged"]),
+                "compare_earlier": self.compare_current}
+
+    def next_study(self, step: int) -> bool:
+        """J / K in the Studies list: open the next (previous) study's lead image."""
+        self.window.reading.session.start()
+        uid = next_study([r.uid for r in self.panel.rows], self.panel.current_uid(), step)
+        return uid is not None and self.open_study(uid)
+
+    def next_unread_flagged(self) -> bool:
+        """N in the Studies list: the next flagged study not read yet (wrapping), on its lead image
+        or, when that is read, on its first image not read (a lateral not looked at, say)."""
+        self.window.reading.session.start()
+        self.refresh()  # reading states as of now, not of the last timer
+        order = [r.uid for r in self.panel.rows]
+        uid = next_unread_flagged_study(order, self.panel.current_uid(), {r.uid: r.reading for r in self.panel.rows},
+                                        {r.uid: r.flagged for r in self.panel.rows})
+        if uid is None:
+            self.window.statusBar().showMessage("No flagged study left unread in the list.", 5000)
+            return False
+        is_read, study = self.window.reading.session.is_read, self.studies[uid]
+        lead = self._leads[uid].path
+        path = lead if not is_read(lead) else next(i.path for i in study.images if not is_read(i.path))
+        return self.panel.choose(uid, None if path == lead else path)
+
+    def compare_current(self) -> StudyCompareWindow | None:
+        """P: compare the current study with an earlier one (the one chosen under it, else the newest)."""
+        study = self.current_study()
+        if study is None:
+            self.window.statusBar().showMessage("No study is open (DICOM images with a study UID are grouped into "
+                                                "studies).", 5000)
+            return None
+        prior = self.panel.current_prior() if self.list_shown else None
+        return self.compare(study.uid, prior)
 
     # ================================================================== comparing
     def compare(self, uid: str, earlier_uid: str | None = None) -> StudyCompareWindow | None:

@@ -6,12 +6,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from app.library import ModelLibrary
 from app.main_window import MainWindow
 from app.records import CaseRecord, CaseScore
 from app.settings import AppSettings
-from app.studies import LATERAL_TEXT, earlier_studies, group_studies, study_lead
+from app.studies import (
+    LATERAL_TEXT,
+    StudyLead,
+    StudyProgress,
+    earlier_studies,
+    group_studies,
+    next_study,
+    next_unread_flagged_study,
+    order_studies,
+    study_lead,
+    study_progress,
+    study_reading,
+)
 from app.studydb import DB_FILE, StudyDatabase
 from app.viewer.display import Window
 from engine.io import RadiographMeta
@@ -47,6 +60,47 @@ def test_grouping_lead_image_and_earlier_studies() -> None:
     assert (unscored.path, unscored.score, unscored.scored) == (Path("a2.dcm"), None, 0)  # first frontal
     assert [s.uid for s in earlier_studies(studies, a)] == ["B"]  # same patient, earlier; not C
     assert earlier_studies(studies, studies[1]) == []  # nothing before B
+
+
+def test_order_keeps_a_patients_studies_together() -> None:
+    recs = [CaseRecord(Path(p), _meta(p, study, patient=patient, date=date)) for p, study, patient, date in (
+        ("a.dcm", "A", "P1", "20200101"), ("b.dcm", "B", "P1", "20240101"), ("c.dcm", "C", "P2", "20230101"),
+        ("d.dcm", "D", "", "20230101"), ("e.dcm", "E", "P1", ""))]
+    studies, _files = group_studies(recs)
+    leads = {"A": StudyLead(Path("a.dcm"), 0.9, True, 1),   # P1's old study is its most suspicious
+             "B": StudyLead(Path("b.dcm"), 0.1, False, 1),
+             "C": StudyLead(Path("c.dcm"), 0.5, True, 1),
+             "D": StudyLead(Path("d.dcm"), 0.7, False, 1),  # no patient: a group of its own
+             "E": StudyLead(Path("e.dcm"), None, False, 0)}
+    # P1 first (by A), newest first, undated last; then P2 (flagged); then the study of no patient
+    assert order_studies(studies, leads) == ["B", "A", "E", "C", "D"]
+
+
+def test_study_reading_progress_and_navigation() -> None:
+    recs = [CaseRecord(Path(p), _meta(p, study, view=view)) for p, study, view in (
+        ("a1.dcm", "A", "PA"), ("a2.dcm", "A", "LL"), ("b1.dcm", "B", "PA"), ("c1.dcm", "C", "PA"))]
+    studies, _files = group_studies(recs)
+    a, b, c = studies
+    read = {Path("a1.dcm"), Path("b1.dcm")}
+    # the lateral counts: a study is read when every image is
+    assert [study_reading(s, read.__contains__) for s in studies] == ["partly read", "read", "unread"]
+    reading = {"A": "partly read", "B": "read", "C": "unread"}
+    flagged = {"A": True, "B": True, "C": False}
+    progress = study_progress("ABC", reading, flagged)
+    assert progress == StudyProgress(studies=3, read=1, partly=1, flagged_unread=1)  # B is flagged but read
+    assert progress.text() == "1 of 3 studies read, 1 partly, 1 flagged unread"
+    assert StudyProgress(1, 0, 0, 0).text(flags=False) == "0 of 1 study read"
+    order = ["A", "B", "C"]
+    assert [next_study(order, None, 1), next_study(order, None, -1)] == ["A", "C"]  # J starts at the top, K at the end
+    assert [next_study(order, "A", 1), next_study(order, "B", -1)] == ["B", "A"]
+    assert next_study(order, "C", 1) is None and next_study(order, "A", -1) is None  # no wrapping at either end
+    assert next_study([], None, 1) is None
+    with pytest.raises(ValueError, match="step must be -1 or 1, got 2"):
+        next_study(order, "A", 2)
+    # N wraps and skips read and not flagged studies; the current one is tried last
+    assert next_unread_flagged_study(order, "B", reading, flagged) == "A"
+    assert next_unread_flagged_study(order, "A", reading, flagged) == "A"
+    assert next_unread_flagged_study(order, "A", {**reading, "A": "read"}, flagged) is None
 
 
 # ====================================================================== the window, with real DICOMs
@@ -146,7 +200,11 @@ def test_studies_list_lead_images_laterals_and_comparison(qtbot, window: MainWin
     # order: flagged first, then by lead score, as the worklist's (after S: the first case shown
     # for 1.5 s was read, so the reader has started and rows no longer move by themselves)
     w.reading.resort()
-    leads = [(r.flagged, float(r.score)) for r in panel.rows if r.uid in rows]
+    # patient by patient: ALPHA's two studies together, newest first, placed by the more suspicious
+    alpha_old = "1.2.826.0.1.3680043.77.1"
+    uids = [r.uid for r in panel.rows]
+    assert uids.index(alpha_old) == uids.index(alpha_new) + 1
+    leads = [(r.flagged, float(r.score)) for r in panel.rows if r.uid in rows and r.uid != alpha_old]
     assert panel.rows[-1] == delta  # no score: last
     assert leads == sorted(leads, key=lambda t: (not t[0], -t[1]))
 
@@ -235,3 +293,98 @@ def test_study_rows_do_not_move_once_the_reader_started(qtbot, window: MainWindo
     w.model.add_records([CaseRecord(late, _meta(str(late), "1.2.826.0.1.3680043.77.9", patient="P-ECHO"))])
     qtbot.waitUntil(lambda: len(w.studies.panel.rows) == 6, timeout=5_000)
     assert [r.uid for r in w.studies.panel.rows] == [*placed, "1.2.826.0.1.3680043.77.9"]
+
+
+def test_study_reading_state_keys_and_earlier_studies(qtbot, window: MainWindow,
+                                                      dicom_studies: dict[str, list[Path]]) -> None:
+    from engine.scoring import ScoreResult
+
+    w = window
+    w.open_paths([dicom_studies["png"][0].parent.parent])
+    qtbot.waitUntil(lambda: not w.indexing_active and len(w.model.records()) == 10, timeout=60_000)
+    uid = "1.2.826.0.1.3680043.77"
+    alpha_old, alpha_new, bravo, charlie, delta = (f"{uid}.{i}" for i in range(1, 6))
+    # scores by hand, threshold 50: the new ALPHA and BRAVO studies are flagged (laterals get none)
+    scores = {alpha_new: 90.0, bravo: 80.0, alpha_old: 20.0, charlie: 10.0}
+    results = [ScoreResult(p, scores[s] - i, 99.0) for s in scores for i, p in enumerate(dicom_studies[s])
+               if w.model.record(w.model.row_of(p)).meta.view_position not in ("LL", "LAT")]
+    w.model.set_active_model("m", 50.0)
+    w.model.apply_results("m", results)
+    w.studies.dock.raise_()
+    qtbot.waitUntil(lambda: len(w.studies.panel.rows) == 5, timeout=5_000)
+    w.reading.resort()
+    panel = w.studies.panel
+    assert [r.uid for r in panel.rows] == [alpha_new, alpha_old, bravo, charlie, delta]  # ALPHA's studies together
+    assert {r.read for r in panel.rows} == {"●"} and {r.reading for r in panel.rows} == {"unread"}
+    assert "0 of 5 studies read, 2 flagged unread" in panel.summary_label.text()
+    assert panel.tree.headerItem().text(2) == "Read" and panel.tree.topLevelItem(0).font(0).bold()
+
+    # the list's current row is the study of the worklist's current case from the start; J / K
+    # move between studies from the current one and open each on its lead image; K at the top stays
+    lead = {r.uid: r.lead for r in panel.rows}
+    assert panel.current_uid() == next(u for u, ps in dicom_studies.items() if w.worklist.current_path() in ps)
+    assert w.studies.open_study(alpha_new) and panel.current_uid() == alpha_new
+    for key, expected in (("next_case", alpha_old), ("next_case", bravo), ("previous_case", alpha_old),
+                          ("previous_case", alpha_new), ("previous_case", alpha_new)):
+        w.actions[key].trigger()
+        assert panel.current_uid() == expected and w.worklist.current_path() == lead[expected]
+        qtbot.waitUntil(lambda e=expected: w.viewer.case is not None and w.viewer.case.path == lead[e], timeout=10_000)
+
+    # reading state: from the session's per-file states; the lateral counts
+    session = w.reading.session
+    new_images = dicom_studies[alpha_new]  # PA and AP, both frontal
+    session.set_state(lead[alpha_new], "read")
+    w.studies.refresh()
+    row = panel.rows[0]
+    assert (row.reading, row.read) == ("partly read", "1 of 2")
+    session.set_state(next(p for p in new_images if p != lead[alpha_new]), "read")
+    w.studies.refresh()
+    assert (panel.rows[0].reading, panel.rows[0].read) == ("read", "read")
+    assert not panel.tree.topLevelItem(0).font(0).bold()
+    assert "1 of 5 studies read, 1 flagged unread" in panel.summary_label.text()
+    w.reading.update_counts()
+    assert "of 10 read" in w.counts_label.text() and "1 of 5 studies read" in w.counts_label.text()
+    root = dicom_studies[alpha_new][0].parent  # per opened folder: the studies whose images are in it
+    assert w.studies.progress_text(root) == w.studies.progress_text() == "1 of 5 studies read, 1 flagged unread"
+    assert w.studies.progress_text(Path("/elsewhere")) == ""
+
+    # N: the next flagged study not read (BRAVO, past the unflagged 2021 study), then none is left
+    w.actions["next_flagged"].trigger()
+    assert panel.current_uid() == bravo and w.worklist.current_path() == lead[bravo]
+    session.set_state(lead[bravo], "read")  # its lateral not looked at: partly read, still N's
+    bravo_lateral = next(p for p in dicom_studies[bravo] if p != lead[bravo])
+    assert w.studies.next_unread_flagged() and w.worklist.current_path() == bravo_lateral
+    assert panel.current_uid() == bravo and panel.rows[2].read == "1 of 2"
+    session.set_state(bravo_lateral, "read")
+    assert not w.studies.next_unread_flagged() and panel.current_uid() == bravo
+    assert "No flagged study left unread" in w.statusBar().currentMessage()
+
+    # the earlier study sits under the current one; choosing it opens its lead image in place
+    row = panel.rows[0]
+    assert [p.uid for p in row.priors] == [alpha_old] and row.priors[0].text.startswith("◂ earlier study · 2021")
+    item = panel.tree.topLevelItem(0)
+    assert item.childCount() == len(row.children) + 1 and item.child(item.childCount() - 1).text(0) == row.priors[0].text
+    assert all(not r.priors for r in panel.rows[1:])  # nothing earlier than the 2021 study
+    assert panel.rows[1].uid == alpha_old and panel.rows[1].read == "●"  # and in its own row, to be read too
+    assert panel.choose_prior(alpha_new, alpha_old)
+    qtbot.waitUntil(lambda: w.viewer.case is not None and w.viewer.case.path == lead[alpha_old], timeout=10_000)
+    assert panel.current_uid() == alpha_new and panel.current_prior() == alpha_old  # the list did not jump away
+    # P: that earlier study beside the current one
+    w.actions["compare_earlier"].trigger()
+    cw = w.studies.compare_window
+    assert cw is not None and cw.isVisible() and cw.study_combo.currentData() == alpha_old
+    qtbot.waitUntil(lambda: cw.views["current"].case is not None, timeout=20_000)
+    assert cw.views["current"].case.path == lead[alpha_new]
+    cw.close()
+    # Enter on the earlier study's row compares it, too
+    panel.tree.setFocus()
+    qtbot.keyClick(panel.tree, Qt.Key.Key_Return)
+    assert cw.isVisible() and cw.study_combo.currentData() == alpha_old
+    cw.close()
+
+    # with the Worklist tab in front, J moves one case, not one study
+    w.docks["worklist"].raise_()
+    qtbot.waitUntil(lambda: not w.studies.list_shown, timeout=5_000)
+    row_before = w.worklist.table.currentIndex().row()
+    w.actions["next_case"].trigger()
+    assert w.worklist.table.currentIndex().row() == row_before + 1
