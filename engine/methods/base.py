@@ -345,6 +345,12 @@ class Method:
     def options(self) -> tuple[Option, ...]:
         return own_options(self.settings)
 
+    @property
+    def short_title(self) -> str:
+        """The method's name for messages: its title before the parenthesis ("MemMC-MAE", "MSACL + IGD"),
+        not the registry key ("memmc", "msacl_igd")."""
+        return self.title.split(" (", 1)[0]
+
     def role(self, name: str) -> Role:
         return next(r for r in self.roles if r.role == name)
 
@@ -455,7 +461,7 @@ def generic_problems(method: Method, config: Any, counts: Mapping[str, int]) -> 
     for r in method.roles:
         n = counts.get(r.role, 0)
         flag = ROLE_FLAGS[r.role]
-        who = method.name.upper()
+        who = method.short_title
         if r.requirement == "unused" and n:
             problems.append(Problem(flag, f"{who} does not use {r.role} images ({n} given); leave out {flag}"))
         elif r.requirement == "required" and n < r.min_count:

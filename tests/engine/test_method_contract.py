@@ -143,6 +143,15 @@ def test_an_unused_data_role_is_refused(folders, tmp_path, capsys):
     assert code == 1 and "DDAD does not use abnormal images (3 given); leave out --abnormal" in text
 
 
+@pytest.mark.parametrize("method, title", [("memmc", "MemMC-MAE"), ("msacl_igd", "MSACL + IGD")])
+def test_a_refused_data_role_names_the_method_by_its_title(folders, tmp_path, capsys, method, title):
+    # the registry key upper-cased ("MSACL_IGD", "MEMMC") is no name a reader knows the method by
+    code, text = _train(["--method", method, "--normal", str(folders["normal"]), "--unlabeled",
+                         str(folders["unlabeled"]), "--out", str(tmp_path / "run"), "--check"], capsys)
+    assert code == 1 and f"{title} does not use unlabeled images (8 given); leave out --unlabeled" in text
+    assert method.upper() not in text
+
+
 def test_check_names_the_option_to_change(folders, tmp_path, capsys):
     base = ["--normal", str(folders["normal"]), "--unlabeled", str(folders["unlabeled"]), "--out", str(tmp_path / "r"),
             "--check", "--progress", "json"]
