@@ -42,7 +42,7 @@ def card_sections(meta: DetectorMetadata, path: Path | None = None, provider: st
     metrics = [(str(k), _value(v)) for k, v in meta.metrics.items()]
     software = [(str(k), str(v)) for k, v in sorted(meta.software.items())]
     identity.append(("Calibration in use", (active or meta.calibration).label))
-    sections = [("Detector", identity), ("Intended use and limitations", intended_use_rows(meta)), ("Method", method),
+    sections = [("Detector", identity), ("Intended use and limitations", intended_use_rows(meta, active)), ("Method", method),
                 ("Calibration on known normals", calibration)]
     for site in site_calibrations:
         sections.append((f"Site calibration “{site.name}”" + (" (in use)" if active is not None and site.name == active.name
