@@ -35,6 +35,6 @@ def test_result_panel_says_a_percentile_among_too_few_normals_is_weak(qtbot) -> 
     panel = CaseInfoPanel(PrivacyState(), b"k" * 32)
     qtbot.addWidget(panel)
     panel.set_result(CaseScore(0.5, 100.0), True, 3)  # the "100.0 of 3 normals"
-    assert panel.percentile_label.text() == "100.0 of 3 normals (above all) — too few for a 95 % threshold"
+    assert panel.percentile_label.text() == "100.0 %: above all 3 normals — too few for a 95 % threshold"
     panel.set_result(CaseScore(0.5, 90.0), False, 60)
-    assert panel.percentile_label.text() == "90.0 of 60 normals"
+    assert panel.percentile_label.text() == "90.0 % of 60 normals score lower"  # not "90.0 of 60", a count
