@@ -655,7 +655,7 @@ class NewDetectorPanel(QWidget):
         if self.info is None:
             return
         values = self.options_form.values()
-        what = self.info.name.upper()
+        what = self.info.title.split(" (", 1)[0]  # "MSACL + IGD", "MemMC-MAE": not the key "msacl_igd" upper-cased
         if values.get("backbone"):
             what += f" {str(values['backbone']).upper()}"
         preset = self.preset_combo.currentData()
