@@ -189,3 +189,14 @@ def test_check_problem_lines() -> None:
                                     "message": "60 known normals will be held out"}).severity == "note"
     with pytest.raises(ValueError, match="severity error\\|warning\\|note and a message"):
         CheckProblem.from_event({"event": "problem", "severity": "fatal", "message": "m"})
+
+
+def test_the_newer_methods_options_have_words_for_labels() -> None:
+    # MSACL, MSACL + IGD and MemMC-MAE name options by abbreviation: capitalised, "dim" read "Dim", "xi" "Xi"
+    def label(name: str) -> str:
+        return options.Option(name=name, flag="--" + name.replace("_", "-"), type="int", help="").label
+
+    assert label("dim") == "Decoder and critic width" and label("xi") == "ξ (reconstruction share)"
+    assert label("msacl_loss") == "MSACL loss" and label("padim_dims") == "PaDiM channels"
+    assert label("multi_level") == "Multi-level decoder" and label("kappa") == "κ (same-class negatives)"
+    assert label("some_new_option") == "Some new option"  # anything else: its name, capitalised
