@@ -416,7 +416,8 @@ def test_the_check_says_which_operating_points_the_calibration_normals_support()
         counts = {"normal": 600, "unlabeled": 500, "abnormal": 0, "normal_calibration": n_cal}
         return [p.message for p in generic_problems(registry()["ddad"], None, counts) if p.level == "note"][0]
 
-    assert note(60) == ("60 known normals will be held out to calibrate: thresholds at 90%, 95% specificity rest on "
+    # "90 %" as in the rest of the sentence, the card and the operating-point panel (it read "90%, 95% ... 99 %")
+    assert note(60) == ("60 known normals will be held out to calibrate: thresholds at 90 %, 95 % specificity rest on "
                         "enough of them (99 % needs at least 100)")
-    assert note(100).endswith("thresholds at 90%, 95%, 99% specificity rest on enough of them")
-    assert "too few" in note(9) and "90%" in note(10)
+    assert note(100).endswith("thresholds at 90 %, 95 %, 99 % specificity rest on enough of them")
+    assert "too few" in note(9) and "90 %" in note(10)
