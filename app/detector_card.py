@@ -57,7 +57,9 @@ def card_sections(meta: DetectorMetadata, path: Path | None = None, provider: st
 def _calibration_rows(cal: NormalCalibration) -> list[tuple[str, str]]:
     """Count, score range and the thresholds at 90 / 95 / 99 % with Clopper–Pearson intervals."""
     s = np.asarray(cal.normal_scores)
-    rows = [("Normals", f"{cal.n_normals} ({cal.source})"),
+    source = cal.source or ""  # usually already counted: "60 held-out known normals (never trained on)"
+    rows = [("Normals", source if source.startswith(f"{cal.n_normals} ") else
+             f"{cal.n_normals} ({source})" if source else str(cal.n_normals)),
             ("Normal scores", f"min {s.min():.5g}, median {np.median(s):.5g}, max {s.max():.5g}"),
             ("Threshold estimate", THRESHOLD_WORDS[cal.threshold_method])]
     for spec in (0.90, 0.95, 0.99):

@@ -44,6 +44,12 @@ def test_card_operating_points_are_those_of_the_calibration_in_use(tiny_detector
     # the site's 12 confirmed normals set the thresholds now: 90 % only (95 % needs 20), not the own 50's 90 and 95 %
     assert rows["Operating points"].startswith("The 12 normals of the site calibration “Ward 3” (in use) support "
                                                "90 % specificity (")
+    # the count once, not "12 (12 reader-confirmed normals (marked in the app))"
+    assert dict(card["Site calibration “Ward 3” (in use)"])["Normals"] == "12 marked"
+    named = site_calibration(meta.calibration.normal_scores[:12], meta.calibration, "Ward 4",
+                             source="12 reader-confirmed normals (marked in the app)")
+    rows = dict(dict(card_sections(meta, site_calibrations=[named]))["Site calibration “Ward 4”"])
+    assert rows["Normals"] == "12 reader-confirmed normals (marked in the app)"
     own = dict(dict(card_sections(meta, site_calibrations=[site]))["Intended use and limitations"])
     assert own["Operating points"].startswith("50 calibration normals support 90 %, 95 % specificity")
 
