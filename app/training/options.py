@@ -45,7 +45,7 @@ LABELS: dict[str, str] = {
     "epochs": "Epochs", "batch_size": "Batch size", "lr": "Learning rate", "seed": "Seed", "device": "Train on",
     "size": "Input size (px)", "intensity": "Intensity normalisation", "threads": "CPU threads",
     "calibration_fraction": "Held-out normals (fraction)", "workers": "Image-decoding threads",
-    "checkpoint_every": "Checkpoint every (s)", "backbone": "Autoencoder", "members": "K (networks per module)",
+    "checkpoint_every": "Checkpoint every (s)", "backbone": "Backbone", "members": "K (networks per module)",
     "latent_size": "Latent size", "score_type": "Score map", "precision": "Precision", "augment": "Augmentation",
     # the newer methods' options, whose names are abbreviations ("Dim", "Xi", "Msacl loss" otherwise)
     "encoder": "Encoder (finished run folder)", "backbone_checkpoint": "Backbone weights (file)",
@@ -54,7 +54,7 @@ LABELS: dict[str, str] = {
     "in_lungs": "Lesions inside the lungs", "padim_dims": "PaDiM channels", "latent": "Descriptor latent size",
     "dim": "Decoder and critic width", "xi": "ξ (reconstruction share)", "memory_slots": "Memory slots per block",
     "long_skips": "Long skips", "multi_level": "Multi-level decoder", "warmup_epochs": "Warm-up epochs",
-    "test_masks": "Test masks per image",
+    "test_masks": "Test masks per image", "mae_size": "MAE size", "pretrain_epochs": "Pre-training epochs",
 }
 
 
