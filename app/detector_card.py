@@ -65,7 +65,7 @@ def _calibration_rows(cal: NormalCalibration) -> list[tuple[str, str]]:
     for spec in (0.90, 0.95, 0.99):
         t = cal.threshold_at_specificity(spec)
         achieved, lo, hi = cal.achieved_specificity(t)
-        text = (f"{t:.5g} ({100 * achieved:.1f} % of the normals below it; 95 % interval "
+        text = (f"{t:.5g} ({100 * achieved:.1f} % of the normals at or below it; 95 % interval "
                 f"{100 * lo:.1f}–{100 * hi:.1f} %)")
         note = cal.operating_point_note(spec)
         rows.append((f"Threshold at {100 * spec:g} %", text + (f" — ⚠ {note}" if note else "")))
