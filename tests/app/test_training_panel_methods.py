@@ -351,3 +351,12 @@ def test_new_fields_start_at_the_engines_defaults_so_a_preset_change_keeps_them(
     # a fresh spin box holds its minimum: the panel kept it as the user's run option (--checkpoint-every 0)
     assert form.values()["checkpoint_every"] == 60.0
     assert form.values()["members"] == info.option("members").default
+
+
+def test_a_drop_zone_note_counts_in_words() -> None:
+    from app.training.panel import role_note
+
+    assert role_note("required", 1) == "required, at least 1 image"  # WSCXR's abnormal folder read "1 images"
+    assert role_note("required", 1200) == "required, at least 1,200 images"
+    assert role_note("required", 0) == "required" and role_note("optional", 1) == "optional"
+    assert role_note("unused", 0) == ""
