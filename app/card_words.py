@@ -92,12 +92,18 @@ def anomalies_words(anomalies: dict[str, Any]) -> str:
     return f"K = {k} ({value_words(anomalies)})"
 
 
-def intended_use_rows(meta: DetectorMetadata) -> list[tuple[str, str]]:
-    """What the detector is for, and where its scores stop meaning anything."""
-    cal: NormalCalibration = meta.calibration
+def intended_use_rows(meta: DetectorMetadata, active: NormalCalibration | None = None) -> list[tuple[str, str]]:
+    """What the detector is for, and where its scores stop meaning anything.
+
+    Args:
+        meta: the detector's metadata.
+        active: the site calibration in use (None: the detector's own); the operating points
+            are those it supports, since its thresholds are the ones that flag.
+    """
+    cal: NormalCalibration = active or meta.calibration
     supported = [s for s in (0.90, 0.95, 0.99) if cal.supports(s)]
     ops = (", ".join(f"{100 * s:g} %" for s in supported) + " specificity") if supported else "none of 90 / 95 / 99 %"
-    n = sum(v for k, v in meta.training.items() if k in ("normal_train", "unlabeled") and isinstance(v, int))
+    n = sum(v for k, v in meta.training.items() if k in ("normal_train", "unlabeled", "abnormal") and isinstance(v, int))
     synthetic = "synthetic" in (meta.name or "").lower() or "demo" in (meta.name or "").lower()
     return [
         ("Intended use", "Ranking frontal (PA/AP) chest radiographs by how unusual they look, as a second look for "
@@ -108,8 +114,9 @@ def intended_use_rows(meta: DetectorMetadata) -> list[tuple[str, str]]:
                         "images like the training images: other views, body parts, children vs adults, other "
                         "devices or processing may score high or low for reasons unrelated to disease (images "
                         "unlike them are marked out of scope). A normal-looking score does not rule out disease."),
-        ("Operating points", f"{cal.n_normals} calibration normals support {ops} "
-                             "(a threshold at specificity s needs at least 1 / (1 − s) normals)."),
+        ("Operating points", (f"The {cal.n_normals} normals of the site calibration “{cal.name}” (in use)" if cal.name
+                              else f"{cal.n_normals} calibration normals")
+         + f" support {ops} (a threshold at specificity s needs at least 1 / (1 − s) normals)."),
     ]
 
 

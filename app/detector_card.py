@@ -42,7 +42,7 @@ def card_sections(meta: DetectorMetadata, path: Path | None = None, provider: st
     metrics = [(str(k), _value(v)) for k, v in meta.metrics.items()]
     software = [(str(k), str(v)) for k, v in sorted(meta.software.items())]
     identity.append(("Calibration in use", (active or meta.calibration).label))
-    sections = [("Detector", identity), ("Intended use and limitations", intended_use_rows(meta)), ("Method", method),
+    sections = [("Detector", identity), ("Intended use and limitations", intended_use_rows(meta, active)), ("Method", method),
                 ("Calibration on known normals", calibration)]
     for site in site_calibrations:
         sections.append((f"Site calibration “{site.name}”" + (" (in use)" if active is not None and site.name == active.name
@@ -57,13 +57,15 @@ def card_sections(meta: DetectorMetadata, path: Path | None = None, provider: st
 def _calibration_rows(cal: NormalCalibration) -> list[tuple[str, str]]:
     """Count, score range and the thresholds at 90 / 95 / 99 % with Clopper–Pearson intervals."""
     s = np.asarray(cal.normal_scores)
-    rows = [("Normals", f"{cal.n_normals} ({cal.source})"),
+    source = cal.source or ""  # usually already counted: "60 held-out known normals (never trained on)"
+    rows = [("Normals", source if source.startswith(f"{cal.n_normals} ") else
+             f"{cal.n_normals} ({source})" if source else str(cal.n_normals)),
             ("Normal scores", f"min {s.min():.5g}, median {np.median(s):.5g}, max {s.max():.5g}"),
             ("Threshold estimate", THRESHOLD_WORDS[cal.threshold_method])]
     for spec in (0.90, 0.95, 0.99):
         t = cal.threshold_at_specificity(spec)
         achieved, lo, hi = cal.achieved_specificity(t)
-        text = (f"{t:.5g} ({100 * achieved:.1f} % of the normals below it; 95 % interval "
+        text = (f"{t:.5g} ({100 * achieved:.1f} % of the normals at or below it; 95 % interval "
                 f"{100 * lo:.1f}–{100 * hi:.1f} %)")
         note = cal.operating_point_note(spec)
         rows.append((f"Threshold at {100 * spec:g} %", text + (f" — ⚠ {note}" if note else "")))

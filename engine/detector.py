@@ -238,7 +238,7 @@ class NormalCalibration:
             return None
         which = f"the site calibration “{self.name}” has" if self.name else "this detector was calibrated on"
         return (f"{100 * specificity:g} % specificity rests on too few normals: it needs at least {need}, "
-                f"{which} {self.n_normals}")
+                f"{which} {self.n_normals} (the threshold is their highest score)")
 
     def heatmap_level(self, values: np.ndarray) -> np.ndarray:
         """Map heatmap values to [0, 1] by the normal heatmap distribution (its CDF).

@@ -121,11 +121,13 @@ class DriftReport:
         """One or two sentences for the reader (the CLI, the worklist banner, the database)."""
         s = 100 * self.specificity_promised
         if not self.tested:
-            return (f"{self.n} scored images are too few to check whether this folder scores like the detector's "
-                    f"normals (at least {MIN_IMAGES} are needed).")
-        est = "" if self.specificity_estimated is None else (
-            f"at the {s:g} % specificity operating point its normals would get about "
-            f"{100 * self.specificity_estimated:.0f} % (estimated from its lowest scores)")
+            return (f"{self.n} scored images are too few to check whether this folder scores like the "
+                    f"calibration normals (at least {MIN_IMAGES} are needed).")
+        e = None if self.specificity_estimated is None else round(100 * self.specificity_estimated)
+        # "would get about 6 %" read as 6 % flagged: name the quantity, and the flag share it means
+        est = "" if e is None else (
+            f"at the {s:g} % specificity operating point its normals would get about {e} % specificity, "
+            f"about {100 - e} % of them flagged (estimated from its lowest scores)")
         if not self.drift:
             text = (f"No drift detected: this folder's {self.n} scores are consistent with the {self.n_calibration} "
                     f"calibration normals plus up to {100 * self.max_abnormal_share:.0f} % abnormal studies "
@@ -134,7 +136,7 @@ class DriftReport:
                 text += (f" Too few images to be sure, though: {est}. Confirm some normals of this batch to check "
                          f"the operating point.")
             return text
-        head = "This folder scores higher than the detector's normals"
+        head = "This folder scores higher than the calibration normals"  # the detector's own or a site's
         why = (f"{self.n} scores, p = {self.p_value:.2g} even if {100 * self.max_abnormal_share:.0f} % of them were "
                f"abnormal")
         if self.unreliable:

@@ -190,9 +190,9 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error("--shots draws from a split file's fewshot.abnormal: give --split JSON, or the "
                             "confirmed-abnormal images as --abnormal DIR")
     if shots is not None and abnormal_role == "unused":
-        return _usage_error(f"--shots: {method.name.upper()} does not use confirmed-abnormal images; leave it out")
+        return _usage_error(f"--shots: {method.short_title} does not use confirmed-abnormal images; leave it out")
     if args.split is not None and shots is None and abnormal_role == "required":
-        return _usage_error(f"{method.name.upper()} needs confirmed-abnormal images: with --split, give --shots K "
+        return _usage_error(f"{method.short_title} needs confirmed-abnormal images: with --split, give --shots K "
                             "(K of the split's fewshot.abnormal)")
     if args.out.exists() and not args.out.is_dir():
         return _usage_error(f"--out {args.out} is a file; give a run folder (new, or a run to resume)")

@@ -110,10 +110,15 @@ class CaseInfoPanel(QWidget):
             self.flag_label.setStyleSheet("")
             return
         self.score_label.setText(f"{score.score:.6g}")
-        n = f" of {n_normals} normals" if n_normals else ""
         few = n_normals is not None and 0 < n_normals < FEW_NORMALS  # a percentile among 3 normals is weak evidence
-        self.percentile_label.setText(f"{score.percentile:.1f}{n}" + (" (above all)" if score.percentile >= 100 else "")
-                                      + (f" — too few for a {100 * FEW_NORMALS_SPECIFICITY:g} % threshold" if few else ""))
+        p = score.percentile
+        if n_normals:  # "85.0 of 60 normals" read as a count: say what the percent is of
+            text = f"{p:.1f} %: above all {n_normals} normals" if p >= 100 else \
+                f"{p:.1f} % of {n_normals} normals score lower"
+        else:
+            text = f"{p:.1f}" + (" (above all)" if p >= 100 else "")
+        self.percentile_label.setText(text + (f" — too few for a {100 * FEW_NORMALS_SPECIFICITY:g} % threshold"
+                                              if few else ""))
         if flagged:
             self.flag_label.setText("FLAGGED: above the operating point")
             self.flag_label.setStyleSheet("color: white; background: #b82020; padding: 2px; font-weight: bold;")

@@ -87,7 +87,7 @@ class OperatingPointControl(QWidget):
         achieved, lo, hi = cal.achieved_specificity(t)
         which = f"{cal.n_normals} calibration normals" if not cal.name else \
             f"the {cal.n_normals} confirmed normals of site calibration “{cal.name}”"
-        text = (f"flag score > {t:.5g}; {100 * achieved:.1f} % of {which} are below it "
+        text = (f"flag score > {t:.5g}; {100 * achieved:.1f} % of {which} are at or below it "
                 f"(95 % interval {100 * lo:.1f}–{100 * hi:.1f} %)")
         note = cal.operating_point_note(st.specificity) if st.mode != "score" else None
         self.summary.setText(text + (f"\n⚠ {note}" if note else ""))

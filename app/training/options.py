@@ -45,8 +45,16 @@ LABELS: dict[str, str] = {
     "epochs": "Epochs", "batch_size": "Batch size", "lr": "Learning rate", "seed": "Seed", "device": "Train on",
     "size": "Input size (px)", "intensity": "Intensity normalisation", "threads": "CPU threads",
     "calibration_fraction": "Held-out normals (fraction)", "workers": "Image-decoding threads",
-    "checkpoint_every": "Checkpoint every (s)", "backbone": "Autoencoder", "members": "K (networks per module)",
+    "checkpoint_every": "Checkpoint every (s)", "backbone": "Backbone", "members": "K (networks per module)",
     "latent_size": "Latent size", "score_type": "Score map", "precision": "Precision", "augment": "Augmentation",
+    # the newer methods' options, whose names are abbreviations ("Dim", "Xi", "Msacl loss" otherwise)
+    "encoder": "Encoder (finished run folder)", "backbone_checkpoint": "Backbone weights (file)",
+    "pretrain": "Pre-train the encoder", "medmix": "MedMix lesions", "msacl_loss": "MSACL loss",
+    "kappa": "κ (same-class negatives)", "temperature": "τ (contrastive temperature)",
+    "in_lungs": "Lesions inside the lungs", "padim_dims": "PaDiM channels", "latent": "Descriptor latent size",
+    "dim": "Decoder and critic width", "xi": "ξ (reconstruction share)", "memory_slots": "Memory slots per block",
+    "long_skips": "Long skips", "multi_level": "Multi-level decoder", "warmup_epochs": "Warm-up epochs",
+    "test_masks": "Test masks per image", "mae_size": "MAE size", "pretrain_epochs": "Pre-training epochs",
 }
 
 

@@ -97,6 +97,9 @@ class OptionsForm(QWidget):
             self.fields[option.name] = w
             (self.run_form if option.runtime else self.trained_form).addRow(option.label, w)
         self.run_title.setVisible(any(o.runtime for o in info.options))
+        # new fields hold Qt's values (a spin box's minimum: --workers 1, --checkpoint-every 0), which a preset
+        # change keeps as the user's run options: start them at the engine's defaults
+        self.set_values(info.values_for(None))
 
     def _field(self, o: Option, info: MethodInfo) -> QWidget:
         signal = self.runtime_edited if o.runtime else self.edited

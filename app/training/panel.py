@@ -74,6 +74,13 @@ ROLE_TITLES: dict[str, tuple[str, str]] = {
 _SEVERITY_STYLE = {"error": ("✖", QColor(176, 0, 32)), "warning": ("⚠", QColor(160, 90, 0)), "note": ("ℹ", QColor(90, 90, 90))}
 
 
+def role_note(requirement: str, min_count: int) -> str:
+    """A drop zone's note: "required, at least 20 images", "required, at least 1 image", "optional" or ""."""
+    if requirement == "required":
+        return f"required, at least {min_count:,} image{'s' if min_count != 1 else ''}" if min_count else "required"
+    return "optional" if requirement == "optional" else ""
+
+
 def _published_text(preset: Preset) -> str:
     """Whether a preset is the paper's protocol, as the engine says (rich text for the preset label)."""
     if preset.as_published:
@@ -572,9 +579,7 @@ class NewDetectorPanel(QWidget):
             title, hint = ROLE_TITLES[role.role]
             if role.requirement == "optional" and role.help:  # what an optional folder is for is the method's
                 hint += f" This method uses it for: {role.help}."
-            note = {"required": f"required, at least {role.min_count:,} images" if role.min_count else "required",
-                    "optional": "optional"}.get(role.requirement, "")
-            zone.set_title(title, note, hint)
+            zone.set_title(title, role_note(role.requirement, role.min_count), hint)
             zone.setToolTip(role.help)
             if not role.used and zone.path is not None:
                 self.set_folder(role.role, None)
@@ -655,7 +660,7 @@ class NewDetectorPanel(QWidget):
         if self.info is None:
             return
         values = self.options_form.values()
-        what = self.info.name.upper()
+        what = self.info.title.split(" (", 1)[0]  # "MSACL + IGD", "MemMC-MAE": not the key "msacl_igd" upper-cased
         if values.get("backbone"):
             what += f" {str(values['backbone']).upper()}"
         preset = self.preset_combo.currentData()

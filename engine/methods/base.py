@@ -345,6 +345,12 @@ class Method:
     def options(self) -> tuple[Option, ...]:
         return own_options(self.settings)
 
+    @property
+    def short_title(self) -> str:
+        """The method's name for messages: its title before the parenthesis ("MemMC-MAE", "MSACL + IGD"),
+        not the registry key ("memmc", "msacl_igd")."""
+        return self.title.split(" (", 1)[0]
+
     def role(self, name: str) -> Role:
         return next(r for r in self.roles if r.role == name)
 
@@ -455,7 +461,7 @@ def generic_problems(method: Method, config: Any, counts: Mapping[str, int]) -> 
     for r in method.roles:
         n = counts.get(r.role, 0)
         flag = ROLE_FLAGS[r.role]
-        who = method.name.upper()
+        who = method.short_title
         if r.requirement == "unused" and n:
             problems.append(Problem(flag, f"{who} does not use {r.role} images ({n} given); leave out {flag}"))
         elif r.requirement == "required" and n < r.min_count:
@@ -469,11 +475,11 @@ def generic_problems(method: Method, config: Any, counts: Mapping[str, int]) -> 
                                 f"a threshold at 95 % specificity needs at least 20 (raise --calibration-fraction or "
                                 f"give more normals)", level="error" if n_cal < 1 else "warning"))
     if n_cal >= 1:  # before training: what the held-out normals will support (a threshold at s needs 1/(1-s))
-        supported = [f"{s:.0%}" for s in (0.90, 0.95, 0.99) if n_cal >= math.ceil(round(1 / (1 - s), 6))]
+        supported = [f"{100 * s:g} %" for s in (0.90, 0.95, 0.99) if n_cal >= math.ceil(round(1 / (1 - s), 6))]
         problems.append(Problem("--calibration-fraction", f"{n_cal} known normals will be held out to calibrate: "
                                 + (f"thresholds at {', '.join(supported)} specificity rest on enough of them"
                                    if supported else "too few for any threshold at 90 % specificity or more")
-                                + ("" if "99%" in supported else " (99 % needs at least 100)"), level="note"))
+                                + ("" if "99 %" in supported else " (99 % needs at least 100)"), level="note"))
     return problems
 
 

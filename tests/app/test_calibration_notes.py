@@ -12,7 +12,9 @@ def test_panel_warns_below_one_over_one_minus_specificity_normals(qtbot) -> None
     qtbot.addWidget(control)
     control.set_calibration(NormalCalibration((0.1, 0.2, 0.3), (0.0, 1.0), (0.0, 1.0)))
     text = control.summary.text()
-    assert "100.0 % of 3 calibration normals" in text and "95 % interval 29.2–100.0 %" in text
+    # too few normals: the threshold is the highest one (0.3), which is not flagged (score > threshold): not "below"
+    assert "flag score > 0.3; 100.0 % of 3 calibration normals are at or below it" in text
+    assert "95 % interval 29.2–100.0 %" in text
     assert "needs at least 20, this detector was calibrated on 3" in text
     control.set_calibration(NormalCalibration(tuple(float(i) for i in range(40)), (0.0, 1.0), (0.0, 1.0)))
     assert "⚠" not in control.summary.text()  # 40 normals support 95 %
@@ -21,7 +23,7 @@ def test_panel_warns_below_one_over_one_minus_specificity_normals(qtbot) -> None
 def test_card_shows_intervals_notes_and_the_gate(tiny_detector) -> None:
     sections = dict(card_sections(read_metadata(tiny_detector)))
     cal = dict(sections["Calibration on known normals"])
-    assert "95 % interval" in cal["Threshold at 95 %"]
+    assert "95 % interval" in cal["Threshold at 95 %"] and "of the normals at or below it" in cal["Threshold at 95 %"]
     assert "needs at least 100, this detector was calibrated on 50" in cal["Threshold at 99 %"]  # 50 test normals
     assert "⚠" not in cal["Threshold at 95 %"]
     assert "no model" in cal["Out-of-scope gate"]  # a detector made before the gate
@@ -35,6 +37,6 @@ def test_result_panel_says_a_percentile_among_too_few_normals_is_weak(qtbot) -> 
     panel = CaseInfoPanel(PrivacyState(), b"k" * 32)
     qtbot.addWidget(panel)
     panel.set_result(CaseScore(0.5, 100.0), True, 3)  # the "100.0 of 3 normals"
-    assert panel.percentile_label.text() == "100.0 of 3 normals (above all) — too few for a 95 % threshold"
+    assert panel.percentile_label.text() == "100.0 %: above all 3 normals — too few for a 95 % threshold"
     panel.set_result(CaseScore(0.5, 90.0), False, 60)
-    assert panel.percentile_label.text() == "90.0 of 60 normals"
+    assert panel.percentile_label.text() == "90.0 % of 60 normals score lower"  # not "90.0 of 60", a count

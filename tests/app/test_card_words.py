@@ -34,6 +34,33 @@ def test_card_has_intended_use_and_limitations(tiny_detector) -> None:
     assert dict(card_sections(meta))["Intended use and limitations"][0][0] == "Intended use"
 
 
+def test_card_operating_points_are_those_of_the_calibration_in_use(tiny_detector) -> None:
+    from engine.site_calibration import site_calibration
+
+    meta = read_metadata(tiny_detector)
+    site = site_calibration(meta.calibration.normal_scores[:12], meta.calibration, "Ward 3", source="12 marked")
+    card = dict(card_sections(meta, site_calibrations=[site], active=site))
+    rows = dict(card["Intended use and limitations"])
+    # the site's 12 confirmed normals set the thresholds now: 90 % only (95 % needs 20), not the own 50's 90 and 95 %
+    assert rows["Operating points"].startswith("The 12 normals of the site calibration “Ward 3” (in use) support "
+                                               "90 % specificity (")
+    # the count once, not "12 (12 reader-confirmed normals (marked in the app))"
+    assert dict(card["Site calibration “Ward 3” (in use)"])["Normals"] == "12 marked"
+    named = site_calibration(meta.calibration.normal_scores[:12], meta.calibration, "Ward 4",
+                             source="12 reader-confirmed normals (marked in the app)")
+    rows = dict(dict(card_sections(meta, site_calibrations=[named]))["Site calibration “Ward 4”"])
+    assert rows["Normals"] == "12 reader-confirmed normals (marked in the app)"
+    own = dict(dict(card_sections(meta, site_calibrations=[site]))["Intended use and limitations"])
+    assert own["Operating points"].startswith("50 calibration normals support 90 %, 95 % specificity")
+
+
+def test_card_counts_confirmed_abnormal_training_images(tiny_detector) -> None:
+    meta = read_metadata(tiny_detector)
+    weak = dataclasses.replace(meta, training={"normal_train": 90, "normal_calibration": 10, "unlabeled": 0,
+                                               "abnormal": 16})
+    assert dict(intended_use_rows(weak))["Trained on"].startswith("106 images")  # 90 normals + 16 abnormal
+
+
 def test_card_names_the_threshold_estimate(tiny_detector) -> None:
     meta = read_metadata(tiny_detector)
     rows = dict(dict(card_sections(meta))["Calibration on known normals"])

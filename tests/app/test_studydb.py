@@ -234,4 +234,4 @@ def test_drift_checks_are_recorded_with_numbers_and_words_but_no_path(tmp_path: 
     (row,) = got[0]
     assert row.folders == 2 and row.calibration == "detector calibration (120 held-out normals)"
     assert row.report["drift"] is True and row.report["p_value"] == report.p_value
-    assert "scores higher than the detector's normals" in row.report["message"]
+    assert "scores higher than the calibration normals" in row.report["message"]

@@ -173,7 +173,7 @@ def test_bad_folders_and_values_are_refused_by_name(methods_json: dict) -> None:
                         Path("R"), "paper")
     with pytest.raises(ValueError, match="needs the abnormal folder"):
         train_arguments(weak, weak.values_for("paper"), {"normal": Path("N")}, Path("R"), "paper")
-    with pytest.raises(ValueError, match="Autoencoder: 'vit' is not one of"):
+    with pytest.raises(ValueError, match="Backbone: 'vit' is not one of"):
         train_arguments(dual, dual.values_for("paper", {"backbone": "vit"}), {"normal": Path("N"), "unlabeled": Path("U")},
                         Path("R"), "paper")
     with pytest.raises(ValueError, match="K \\(networks per module\\) must be at most 16, got 17"):
@@ -189,3 +189,16 @@ def test_check_problem_lines() -> None:
                                     "message": "60 known normals will be held out"}).severity == "note"
     with pytest.raises(ValueError, match="severity error\\|warning\\|note and a message"):
         CheckProblem.from_event({"event": "problem", "severity": "fatal", "message": "m"})
+
+
+def test_the_newer_methods_options_have_words_for_labels() -> None:
+    # MSACL, MSACL + IGD and MemMC-MAE name options by abbreviation: capitalised, "dim" read "Dim", "xi" "Xi"
+    def label(name: str) -> str:
+        return options.Option(name=name, flag="--" + name.replace("_", "-"), type="int", help="").label
+
+    assert label("dim") == "Decoder and critic width" and label("xi") == "ξ (reconstruction share)"
+    assert label("msacl_loss") == "MSACL loss" and label("padim_dims") == "PaDiM channels"
+    assert label("multi_level") == "Multi-level decoder" and label("kappa") == "κ (same-class negatives)"
+    # WSCXR's backbone is a masked autoencoder or a timm CNN (densenet121): not "Autoencoder"
+    assert label("backbone") == "Backbone" and label("mae_size") == "MAE size"
+    assert label("some_new_option") == "Some new option"  # anything else: its name, capitalised

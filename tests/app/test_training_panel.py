@@ -251,7 +251,7 @@ def test_panel_controls_and_state_agree_both_ways(qtbot, settings_path: Path, tm
     panel.set_folder("validation", None)
     qtbot.waitUntil(panel.can_train, timeout=30_000)
     # the name follows the data until the user types one
-    assert panel.name_edit.text().startswith("DUAL AE-U, paper — normal")
+    assert panel.name_edit.text().startswith("Dual AE-U, paper — normal")  # the title's name, not "DUAL"
     panel.name_edit.clear()
     panel.name_edit.textEdited.emit("")
     assert not panel.can_train() and panel.train_button.toolTip() == "Give the detector a name."

@@ -330,3 +330,33 @@ def test_the_card_says_whether_the_preset_was_the_papers(qtbot, make_panel, fake
     assert not changed["as_published"] and changed["deviations"] == ["settings changed from the preset"]
     assert changed["command"].endswith("--preset paper --normal /n --unlabeled /u --out "
                                        f"{tmp_path / CUSTOM} --progress json")
+
+
+def test_new_fields_start_at_the_engines_defaults_so_a_preset_change_keeps_them(qtbot, fake_engine) -> None:
+    import subprocess
+
+    from app.training.options import parse_methods_json
+    from app.training.options_form import OptionsForm
+
+    out = subprocess.run([*fake_engine.command, "methods", "--json"], capture_output=True, text=True, timeout=60,
+                         check=True)
+    data = json.loads(out.stdout)
+    for o in data["common_options"]:  # the real engine's: a default above the minimum
+        if o["name"] == "checkpoint_every":
+            o.update(default=60.0, minimum=0.0)
+    info = parse_methods_json(json.dumps(data)).method("dual")
+    form = OptionsForm()
+    qtbot.addWidget(form)
+    form.set_method(info)
+    # a fresh spin box holds its minimum: the panel kept it as the user's run option (--checkpoint-every 0)
+    assert form.values()["checkpoint_every"] == 60.0
+    assert form.values()["members"] == info.option("members").default
+
+
+def test_a_drop_zone_note_counts_in_words() -> None:
+    from app.training.panel import role_note
+
+    assert role_note("required", 1) == "required, at least 1 image"  # WSCXR's abnormal folder read "1 images"
+    assert role_note("required", 1200) == "required, at least 1,200 images"
+    assert role_note("required", 0) == "required" and role_note("optional", 1) == "optional"
+    assert role_note("unused", 0) == ""

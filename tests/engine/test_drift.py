@@ -44,7 +44,10 @@ def test_a_shifted_batch_is_flagged_and_its_specificity_estimated():
     batch = np.r_[rng.normal(1.0, 1, 360), rng.normal(4, 1, 240)]
     r = check_drift(batch, cal, specificity=0.95)
     assert r.drift and r.unreliable and r.p_value < 0.01
-    assert "scores higher than the detector's normals; its flag rate is not reliable" in r.message
+    assert "scores higher than the calibration normals; its flag rate is not reliable" in r.message
+    # the estimate names its quantity and what it means for the flags ("about 74 %" alone read as 74 % flagged)
+    e = round(100 * r.specificity_estimated)
+    assert f"its normals would get about {e} % specificity, about {100 - e} % of them flagged" in r.message
     # the estimate assumes 70 % abnormal (the most favourable reading): it errs towards the promise
     assert 0.70 < r.specificity_estimated < 0.95
     assert DriftReport.from_dict(r.to_dict()) == r

@@ -143,6 +143,28 @@ def test_an_unused_data_role_is_refused(folders, tmp_path, capsys):
     assert code == 1 and "DDAD does not use abnormal images (3 given); leave out --abnormal" in text
 
 
+def test_an_option_default_shown_is_the_default_presets(capsys):
+    # `train` without --preset uses the first preset: a help or panel default that differs from it misleads
+    # (msacl_igd's --igd-width said 64 while its small preset trains at 32)
+    data = _methods_json(capsys)
+    common = {o["name"]: o for o in data["common_options"]}
+    for m in data["methods"]:
+        options = {**common, **{o["name"]: o for o in m["options"]}}
+        preset = m["presets"][0]
+        for name, value in preset["values"].items():
+            shown = options[name]["default"]
+            assert shown is None or shown == value, f"{m['name']} --{name}: shown {shown}, {preset['name']} {value}"
+
+
+@pytest.mark.parametrize("method, title", [("memmc", "MemMC-MAE"), ("msacl_igd", "MSACL + IGD")])
+def test_a_refused_data_role_names_the_method_by_its_title(folders, tmp_path, capsys, method, title):
+    # the registry key upper-cased ("MSACL_IGD", "MEMMC") is no name a reader knows the method by
+    code, text = _train(["--method", method, "--normal", str(folders["normal"]), "--unlabeled",
+                         str(folders["unlabeled"]), "--out", str(tmp_path / "run"), "--check"], capsys)
+    assert code == 1 and f"{title} does not use unlabeled images (8 given); leave out --unlabeled" in text
+    assert method.upper() not in text
+
+
 def test_check_names_the_option_to_change(folders, tmp_path, capsys):
     base = ["--normal", str(folders["normal"]), "--unlabeled", str(folders["unlabeled"]), "--out", str(tmp_path / "r"),
             "--check", "--progress", "json"]
@@ -394,7 +416,8 @@ def test_the_check_says_which_operating_points_the_calibration_normals_support()
         counts = {"normal": 600, "unlabeled": 500, "abnormal": 0, "normal_calibration": n_cal}
         return [p.message for p in generic_problems(registry()["ddad"], None, counts) if p.level == "note"][0]
 
-    assert note(60) == ("60 known normals will be held out to calibrate: thresholds at 90%, 95% specificity rest on "
+    # "90 %" as in the rest of the sentence, the card and the operating-point panel (it read "90%, 95% ... 99 %")
+    assert note(60) == ("60 known normals will be held out to calibrate: thresholds at 90 %, 95 % specificity rest on "
                         "enough of them (99 % needs at least 100)")
-    assert note(100).endswith("thresholds at 90%, 95%, 99% specificity rest on enough of them")
-    assert "too few" in note(9) and "90%" in note(10)
+    assert note(100).endswith("thresholds at 90 %, 95 %, 99 % specificity rest on enough of them")
+    assert "too few" in note(9) and "90 %" in note(10)

@@ -182,9 +182,9 @@ class Config:
     head_hidden: int = 256
     pseudo_percentile: float = 50.0
     module_b: ModuleB = setting("pseudo-abnormal", flag="--module-b", aliases=("--amae-module-b",),
-                                choices=get_args(ModuleB),
+                                choices=get_args(ModuleB), option_default=None,
                                 help="stage-2 module B's data: the pseudo-abnormal images (the paper's) or the known "
-                                     "normals plus them (our variant)")
+                                     "normals plus them (our variant; the quick preset's)")
     epochs: int = setting(30, common=True, flag="--epochs")
     lr: float = setting(5e-4, common=True, flag="--lr")
     warmup_epochs: int = setting(3, flag="--warmup-epochs", minimum=0, option_default=None,

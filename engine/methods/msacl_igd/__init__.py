@@ -66,7 +66,8 @@ class Config:
                                               help="local timm ResNet18 state dict used as the frozen encoder instead "
                                                    "(read as plain tensors only)")
     latent: int = setting(128, flag="--latent", minimum=1, help="latent size of the Gaussian descriptor (IGD: 128)")
-    dim: int = setting(64, flag="--igd-width", minimum=1, help="width of the decoder and critic (IGD: 64)")
+    dim: int = setting(64, flag="--igd-width", minimum=1, option_default=None,
+                       help="width of the decoder and critic (default: the preset's, 32 in small; IGD: 64)")
     xi: float = setting(0.5, flag="--xi", minimum=0.0, maximum=1.0,
                         help="ξ: the reconstruction's share of the score; 1 − ξ goes to the Gaussian descriptor")
     ssim_weight: float = 0.85
