@@ -12,6 +12,12 @@ alternating rounds in one run (the machine is shared: only the ratio within the 
 224 px training JPEGs and the full-size originals of ``fullres/kermany`` (968-1776 px).
 
     python bench/field_crop.py [--images 120] [--rounds 3] [--out bench/results/shift/field_crop.json]
+    python bench/field_crop.py --score WHOLE.onnx FIELD.onnx [--rounds 3]   # end-to-end, see below
+
+``--score``: end-to-end scoring of the 642 dev_test files (``engine.scoring.iter_scores``: read,
+preprocess, out-of-scope gate, onnxruntime; the app's and ``cxrscreen score``'s path) with two
+detectors that differ only in their preprocessing, alternating rounds (timing only: no label is
+read). Written to ``--out`` with ``_score`` before the suffix.
 """
 from __future__ import annotations
 
@@ -71,16 +77,42 @@ def speed(paths: list[Path], rounds: int) -> dict[str, list[float]]:
     return rates
 
 
+def score_speed(models: list[Path], rounds: int) -> dict[str, list[float]]:
+    from engine.detector import Detector
+    from engine.scoring import iter_scores
+
+    split = json.loads(DEV_SPLIT.read_text())["dev_test"]
+    paths = [DEV_SPLIT.parent.parent / q for q in split["normal"] + split["abnormal"]]
+    detectors = {str(m): Detector(m) for m in models}
+    rates: dict[str, list[float]] = {k: [] for k in detectors}
+    for _ in range(rounds):
+        for name, det in detectors.items():
+            t0 = time.perf_counter()
+            n = sum(len(batch) for batch in iter_scores(paths, det))
+            rates[name].append(n / (time.perf_counter() - t0))
+    return {f"{k} ({detectors[k].meta.preprocess.to_dict()})": v for k, v in rates.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=120, help="training normals used for stability (default 120)")
     p.add_argument("--rounds", type=int, default=3, help="alternating timing rounds (default 3)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "shift" / "field_crop.json")
+    p.add_argument("--score", type=Path, nargs=2, metavar=("WHOLE", "FIELD"),
+                   help="time end-to-end scoring with these two detectors instead")
     args = p.parse_args()
     if not DEV_SPLIT.is_file():
         sys.exit(f"real data not found at {DATA}: this benchmark needs ../shared/data beside the checkout")
     if args.images < 1 or args.rounds < 1:
         sys.exit(f"--images and --rounds must be >= 1, got {args.images} and {args.rounds}")
+    if args.score:
+        rates = score_speed(args.score, args.rounds)
+        for k, v in rates.items():
+            print(k, [round(r) for r in v])
+        out = args.out.with_name(args.out.stem + "_score" + args.out.suffix)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"images": 642, "score_images_per_s": rates}, indent=2))
+        return
     split = json.loads(DEV_SPLIT.read_text())
     root = DEV_SPLIT.parent.parent
     train = [root / q for q in split["train"]["known_normal"][: args.images]]

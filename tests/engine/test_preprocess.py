@@ -8,7 +8,8 @@ from PIL import Image, ImageDraw
 
 from engine.detector import DetectorMetadata, NormalCalibration
 from engine.preprocess import (
-    PreprocessSpec, apply_aspect, apply_crop, apply_intensity, apply_resize, field_box, preprocess, preprocess_batch,
+    PreprocessSpec, _quantiles, apply_aspect, apply_crop, apply_intensity, apply_resize, field_box, preprocess,
+    preprocess_batch,
 )
 
 
@@ -169,3 +170,11 @@ def test_field_crop_and_equalisation_are_indifferent_to_exposure(change):
     assert np.abs(preprocess(shifted, spec) - preprocess(img, spec)).mean() < 0.02
     old = PreprocessSpec(size=64, crop="field")
     assert np.abs(preprocess(shifted, old) - preprocess(img, old)).mean() > 0.05  # without equalisation: not so
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (7, 5), (64, 64)])
+def test_field_quantiles_equal_numpys(shape):
+    rng = np.random.default_rng(shape[0])
+    values = (rng.integers(0, 9, shape) / 8).astype(np.float32)  # few levels: many ties
+    qs = (0.005, 0.5, 0.995)
+    np.testing.assert_allclose(_quantiles(values, qs), np.quantile(values, qs), rtol=0, atol=1e-12)

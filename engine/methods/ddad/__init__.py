@@ -176,6 +176,11 @@ _PAPER_DEVIATIONS = (
     "10 % of the known normals are held out for calibration and never trained on (the paper trains on all of them)",
     "images are resized on float pixels, without the official pipeline's uint8 rounding (< 0.5/255 per pixel)",
 )
+_PAPER_VALUES = {"backbone": "ae-u", "members": 3, "epochs": 250, "batch_size": 64, "lr": 5e-4, "size": 64,
+                 "intensity": "none", "crop": "none", "augment": "none", "score_top_fraction": 1.0}
+_ROBUST_VALUES = {**_PAPER_VALUES, "intensity": "equalize", "augment": "acquisition"}
+_ROBUST_DEVIATIONS = (*_PAPER_DEVIATIONS, "histogram equalisation of every image (the paper: none)",
+                      "train-time acquisition augmentation (the paper: none)")
 PRESETS: tuple[Preset, ...] = (
     Preset("robust-field", "Robust, cropped to the exposed field (recommended)",
            "The default: the robust preset with each image first cropped to its exposed field (no black or white "
@@ -183,26 +188,18 @@ PRESETS: tuple[Preset, ...] = (
            "framing differences between batches shrink. Against the robust preset, both trained 50 epochs (one "
            "seed): dev_test AUROC 0.938 (0.915), mean over 10 simulated acquisition shifts 0.915 (0.848), a wide "
            "field in a black border 0.936 (0.606). Takes as long as the robust preset.",
-           {"backbone": "ae-u", "members": 3, "epochs": 250, "batch_size": 64, "lr": 5e-4, "size": 64,
-            "intensity": "equalize", "crop": "field", "augment": "acquisition", "score_top_fraction": 1.0},
-           deviations=(*_PAPER_DEVIATIONS, "each image cropped to its exposed field (the paper: the whole frame)",
-                       "histogram equalisation of every image (the paper: none)",
-                       "train-time acquisition augmentation (the paper: none)")),
+           {**_ROBUST_VALUES, "crop": "field"},
+           deviations=(*_ROBUST_DEVIATIONS, "each image cropped to its exposed field (the paper: the whole frame)")),
     Preset("paper", "Paper protocol",
            "DDAD with AE-U, K = 3, 250 epochs at 64 px, as published (Cai et al. 2022). On 2 CPU cores about 20 min "
            "for 1,100 images (measured: 19 min for 600 normals + 500 unlabeled); minutes on a GPU.",
-           {"backbone": "ae-u", "members": 3, "epochs": 250, "batch_size": 64, "lr": 5e-4, "size": 64,
-            "intensity": "none", "crop": "none", "augment": "none", "score_top_fraction": 1.0},
-           as_published=True, deviations=_PAPER_DEVIATIONS),
+           _PAPER_VALUES, as_published=True, deviations=_PAPER_DEVIATIONS),
     Preset("robust", "Robust to acquisition, whole frame",
            "The paper protocol plus histogram equalisation and acquisition augmentation (zoom, shift, rotation, "
            "exposure, blur, noise). On the dev protocol: dev_test AUROC 0.971 (paper 0.965), mean over 10 simulated "
            "acquisition shifts 0.940 (paper 0.874), real images of another batch 0.875 (paper 0.672; 16 images). "
            "Takes longer to train than the paper protocol.",
-           {"backbone": "ae-u", "members": 3, "epochs": 250, "batch_size": 64, "lr": 5e-4, "size": 64,
-            "intensity": "equalize", "crop": "none", "augment": "acquisition", "score_top_fraction": 1.0},
-           deviations=(*_PAPER_DEVIATIONS, "histogram equalisation of every image (the paper: none)",
-                       "train-time acquisition augmentation (the paper: none)")),
+           _ROBUST_VALUES, deviations=_ROBUST_DEVIATIONS),
     Preset("quick", "Quick",
            "DDAD with AE-U, K = 3, 50 epochs: a fifth of the paper's training, for a first look at a site's data. "
            "Usually a little less accurate.",

@@ -1,0 +1,137 @@
+"""Adaptation to a new acquisition batch, on a simulated batch of training-disjoint images.
+
+The new batch is the dev protocol's ``unlabeled_pool`` images that D_u at AR 0.6 does not use
+(normals 200-499, pneumonia 300-1003: never trained on by a dev-protocol detector), re-rendered
+with one acquisition shift of ``bench/shift.py`` (default ``crop_offset``, the weakest single
+shift of the robust-field detector) and written as 8-bit PNGs, as another site would deliver them.
+
+``prepare`` writes, under ``--work`` (outside the repository):
+- ``normal/``: the 600 known normals of the protocol (links) plus ``--confirmed`` normals of the
+  new batch (pool normals 200..200+N): "reader-confirmed normals of the new batch";
+- ``unlabeled/``: D_u at AR 0.6 (links), unchanged;
+- ``batch/``: the evaluation batch, the remaining pool normals and 400 pool pneumonia images, with
+  ``labels.csv``.
+Then ``cxrscreen train --normal WORK/normal --unlabeled WORK/unlabeled ...`` trains the adapted
+detector. ``evaluate`` scores detectors on the batch (and on dev_test unshifted, to see the
+adaptation does not hurt the old batch): AUROC [bootstrap CI] and the specificity at the
+calibrated 95 % threshold, every image scored by the graph, and how many the out-of-scope gate
+would have left unscored. No labels of dev_test or the batch choose anything here.
+
+    python bench/adapt_batch.py prepare --work /tmp/adapt --confirmed 40
+    python bench/adapt_batch.py evaluate --work /tmp/adapt --model A.onnx --model B.onnx --tag a --tag b
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+from shift import DATA, DEV_SPLIT, SHIFTS, _summary  # noqa: E402
+
+OUT = REPO / "bench" / "results" / "shift"
+N_ABNORMAL_EVAL = 400
+
+
+def _write(src: Path, dst: Path, shift: str, seed: int) -> None:
+    from engine.io import read_radiograph
+
+    p = SHIFTS[shift](read_radiograph(src).pixels, np.random.default_rng(seed))
+    Image.fromarray((np.clip(p, 0, 1) * 255).round().astype(np.uint8)).save(dst)
+
+
+def prepare(work: Path, confirmed: int, shift: str) -> None:
+    split = json.loads(DEV_SPLIT.read_text())
+    root = DEV_SPLIT.parent.parent
+    pool_n, pool_a = split["unlabeled_pool"]["normal"], split["unlabeled_pool"]["abnormal"]
+    if not 0 <= confirmed <= 100:
+        sys.exit(f"--confirmed must be in [0, 100], got {confirmed}")
+    for sub in ("normal", "unlabeled", "batch"):
+        (work / sub).mkdir(parents=True, exist_ok=False)
+    for i, q in enumerate(split["train"]["known_normal"]):
+        os.symlink(root / q, work / "normal" / f"dn_{i:04d}{Path(q).suffix}")
+    for i, q in enumerate(pool_n[:200] + pool_a[:300]):
+        os.symlink(root / q, work / "unlabeled" / f"du_{i:04d}{Path(q).suffix}")
+    new_normals = pool_n[200:]
+    for i, q in enumerate(new_normals[:confirmed]):
+        _write(root / q, work / "normal" / f"new_{i:04d}.png", shift, 10_000 + i)
+    rows = []
+    for i, q in enumerate(new_normals[confirmed:]):
+        name = f"n_{i:04d}.png"
+        _write(root / q, work / "batch" / name, shift, 20_000 + i)
+        rows.append((name, 0))
+    for i, q in enumerate(pool_a[300 : 300 + N_ABNORMAL_EVAL]):
+        name = f"a_{i:04d}.png"
+        _write(root / q, work / "batch" / name, shift, 30_000 + i)
+        rows.append((name, 1))
+    with open(work / "batch" / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("path", "label"), *rows])
+    (work / "batch" / "about.json").write_text(json.dumps({"shift": shift, "confirmed": confirmed}))
+    print(f"{work}: {600 + confirmed} normals ({confirmed} of the new batch), 500 unlabeled, batch of {len(rows)}")
+
+
+def evaluate(work: Path, models: list[Path], tags: list[str]) -> None:
+    from engine.detector import Detector
+    from engine.io import read_radiograph
+    from engine.preprocess import preprocess_batch
+    from engine.scoring import iter_scores
+
+    rows = list(csv.DictReader(open(work / "batch" / "labels.csv")))
+    paths = [work / "batch" / r["path"] for r in rows]
+    labels = np.array([int(r["label"]) for r in rows])
+    split = json.loads(DEV_SPLIT.read_text())["dev_test"]
+    dev_paths = [DEV_SPLIT.parent.parent / q for q in split["normal"] + split["abnormal"]]
+    dev_labels = np.r_[np.zeros(len(split["normal"])), np.ones(len(split["abnormal"]))].astype(int)
+    about = json.loads((work / "batch" / "about.json").read_text())
+    for model, tag in zip(models, tags):
+        det = Detector(model)
+        out = {"model": str(model), "model_id": det.meta.model_id, "preprocess": det.meta.preprocess.to_dict(),
+               "batch": about, "training": {k: det.meta.training.get(k) for k in ("normal_train", "unlabeled")}}
+        for name, ps, ys in (("simulated_batch", paths, labels), ("dev_test", dev_paths, dev_labels)):
+            # the graph on every image (the app would leave out-of-scope ones unscored: counted below)
+            batch = preprocess_batch([read_radiograph(q).pixels for q in ps], det.preprocess_spec)
+            scores = np.concatenate([det.run(batch[i : i + 128]).scores for i in range(0, len(batch), 128)])
+            out[name] = {"n": len(ps), **_summary(det, ys, scores)}
+            if name == "simulated_batch":
+                gated = [r for b in iter_scores(ps, det) for r in b if r.out_of_scope is not None]
+                out[name]["out_of_scope"] = len(gated)
+            r = out[name]
+            print(f"{tag:40s} {name:16s} AUROC {r['auroc']:.3f} [{r['auroc_ci95'][0]:.3f}, {r['auroc_ci95'][1]:.3f}]  "
+                  f"specificity at the promised 95 % {r['specificity_at_calibrated_95']:.3f} "
+                  f"(sensitivity {r['sensitivity_at_calibrated_95']:.3f})", flush=True)
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / f"adapt_{tag}.json").write_text(json.dumps(out, indent=2))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    pr = sub.add_parser("prepare")
+    pr.add_argument("--work", type=Path, required=True)
+    pr.add_argument("--confirmed", type=int, default=40)
+    pr.add_argument("--shift", choices=[s for s in SHIFTS if s != "none"], default="crop_offset")
+    ev = sub.add_parser("evaluate")
+    ev.add_argument("--work", type=Path, required=True)
+    ev.add_argument("--model", type=Path, action="append", required=True)
+    ev.add_argument("--tag", action="append", required=True)
+    args = p.parse_args()
+    if not DEV_SPLIT.is_file():
+        sys.exit(f"real data not found at {DATA}: this benchmark needs ../shared/data beside the checkout")
+    if args.command == "prepare":
+        prepare(args.work, args.confirmed, args.shift)
+    else:
+        if len(args.tag) != len(args.model):
+            sys.exit(f"give one --tag per --model ({len(args.model)} models, {len(args.tag)} tags)")
+        evaluate(args.work, args.model, args.tag)
+
+
+if __name__ == "__main__":
+    main()
