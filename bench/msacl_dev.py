@@ -222,13 +222,14 @@ def cmd_throughput(args) -> None:
     from amae_dev import _onnx_throughput  # bench/ is on sys.path
 
     from engine.datasets import load_images
-    from engine.methods.msacl import Config
+    from engine.methods import registry
     from engine.torch_runtime import set_threads
 
     _require_data()
     set_threads(args.threads)
     run_dir = WORK / args.run
-    config = Config.from_dict(json.loads((run_dir / "run.json").read_text())["config"])
+    run = json.loads((run_dir / "run.json").read_text())
+    config = registry()[run["method"]].settings.from_dict(run["config"])
     images = load_images(_dev_test()[0], config.preprocess)
     result = {"run": run_dir.name, "threads": args.threads, "loadavg": os.getloadavg(),
               **_onnx_throughput(run_dir, images, WORK / f"{run_dir.name}.onnx", "cpu")}
