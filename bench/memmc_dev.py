@@ -242,7 +242,8 @@ def cmd_report(args) -> None:
               f"{r['loadavg'][0]:.1f} |")
     for p in sorted(RESULTS.glob("throughput_*.json")):
         t = json.loads(p.read_text())
-        print(f"{t['run']}: {t['images_per_s']:.1f} images/s (onnxruntime CPU, {t['threads']} thread(s), batch "
+        print(f"{t['run']}: {t['images_per_s']:.1f} images/s (onnxruntime CPU with its default threads, torch "
+              f"{t['threads']} thread(s), batch "
               f"{t['batch']}, load {t['loadavg'][0]:.1f}); parity |Δscore| {t['parity_score']:.1e}, "
               f"|Δheatmap| {t['parity_heatmap']:.1e}; {t['onnx_mib']:.1f} MiB")
     for p in sorted(RESULTS.glob("cputime_*.json")):
