@@ -111,3 +111,16 @@ def test_new_calibrations_use_harrell_davis_and_old_files_keep_the_higher_order_
     assert few.threshold_at_specificity(0.95) == scores[9]
     with pytest.raises(ValueError, match="threshold_method"):
         dataclasses.replace(cal, threshold_method="linear")
+
+
+@pytest.mark.parametrize("a, b", [(0.5, 0.5), (1.0, 1.0), (2.5, 7.0), (57.5, 3.5), (0.1, 30.0), (300.0, 0.2),
+                                  (9500.2, 500.8)])
+def test_the_numpy_incomplete_beta_equals_scipys(a: float, b: float) -> None:
+    """Harrell–Davis weights need I_x(a, b); the base profile has no scipy, so it is computed here."""
+    special = pytest.importorskip("scipy.special")  # a test dependency ([dev])
+    from engine.detector import regularized_incomplete_beta
+
+    x = np.linspace(0.0, 1.0, 1001)
+    np.testing.assert_allclose(regularized_incomplete_beta(a, b, x), special.betainc(a, b, x), rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="a > 0"):
+        regularized_incomplete_beta(0.0, 1.0, x)
