@@ -90,14 +90,17 @@ class OperatingPoint(QObject):
         return float(np.mean(scores <= self.threshold(calibration)))
 
     def describe(self, calibration: NormalCalibration | None) -> str:
-        """A one-line summary, e.g. "95 % specificity: score > 0.01234"."""
+        """A one-line summary, e.g. "95 % specificity: score > 0.01234", with the warning when the
+        calibration has too few normals for that specificity."""
         if self._mode == "score":
             head = "raw score threshold"
         else:
             head = f"{100 * self._specificity:g} % specificity"
         if calibration is None:
             return f"{head} (no detector)"
-        return f"{head}: flag score > {self.threshold(calibration):.5g}"
+        text = f"{head}: flag score > {self.threshold(calibration):.5g}"
+        note = calibration.operating_point_note(self._specificity) if self._mode == "specificity" else None
+        return f"{text} (⚠ {note})" if note else text  # an export from too few normals says so on every row
 
 
 class ViewerState(QObject):

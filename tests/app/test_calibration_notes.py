@@ -40,3 +40,15 @@ def test_result_panel_says_a_percentile_among_too_few_normals_is_weak(qtbot) -> 
     assert panel.percentile_label.text() == "100.0 %: above all 3 normals — too few for a 95 % threshold"
     panel.set_result(CaseScore(0.5, 90.0), False, 60)
     assert panel.percentile_label.text() == "90.0 % of 60 normals score lower"  # not "90.0 of 60", a count
+
+
+def test_the_exported_operating_point_says_when_it_rests_on_too_few_normals() -> None:
+    point = OperatingPoint(specificity=0.95)
+    few = NormalCalibration((0.1, 0.2, 0.3), (0.0, 1.0), (0.0, 1.0), name="ward 3")
+    assert point.describe(few) == ("95 % specificity: flag score > 0.3 (⚠ 95 % specificity rests on too few normals: "
+                                   "it needs at least 20, the site calibration “ward 3” has 3 (the threshold is their "
+                                   "highest score))")
+    enough = NormalCalibration(tuple(float(i) for i in range(40)), (0.0, 1.0), (0.0, 1.0))
+    assert "⚠" not in point.describe(enough)
+    point.set_score_threshold(0.25)
+    assert point.describe(few) == "raw score threshold: flag score > 0.25"  # no specificity promised
