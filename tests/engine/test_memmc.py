@@ -142,6 +142,10 @@ def test_test_masks_come_from_the_seed_and_hide_every_patch():
         covering_masks(1, 16, 0.75, torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="test_masks 1 hiding 12 of 16"):
         make_config({"architecture": "tiny", "test_masks": 1})
+    # a size that no patch grid fits names the flag to change and a size that works
+    with pytest.raises(ValueError, match=r"^--size 60 must be a multiple of the patch size 8 \(of --architecture "
+                                         r"small\): use 56$"):
+        make_config({"architecture": "small", "size": 60})
 
 
 def test_the_heatmap_is_the_patch_error_averaged_over_the_masks_that_hid_it():

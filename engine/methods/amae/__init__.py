@@ -235,7 +235,8 @@ class Config:
                 raise ValueError(f"the {name} width {dim} must be divisible by its {heads} heads and by 4")
         size = self.preprocess.size
         if size % self.patch_size:
-            raise ValueError(f"the input size {size} must be a multiple of the patch size {self.patch_size}")
+            raise ValueError(f"--size {size} must be a multiple of the patch size {self.patch_size} (of --architecture "
+                             f"{self.preset}): use {size - size % self.patch_size or self.patch_size}")
         patches = (size // self.patch_size) ** 2
         keep = int(patches * (1 - self.mask_ratio))
         if not 1 <= keep < patches:

@@ -153,7 +153,8 @@ class Config:
                 raise ValueError(f"the {name} width {dim} must be divisible by its {heads} heads and by 4")
         size = self.preprocess.size
         if size % self.patch_size:
-            raise ValueError(f"the input size {size} must be a multiple of the patch size {self.patch_size}")
+            raise ValueError(f"--size {size} must be a multiple of the patch size {self.patch_size} (of --architecture "
+                             f"{self.architecture}): use {size - size % self.patch_size or self.patch_size}")
         if size < 11:
             raise ValueError(f"the input size {size} is smaller than MS-SSIM's 11-px window")
         patches = (size // self.patch_size) ** 2
