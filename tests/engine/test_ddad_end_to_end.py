@@ -69,6 +69,8 @@ def test_export_score_eval(trained, synthetic, tmp_path, capsys):
     assert "parity" in capsys.readouterr().out
     det = Detector(onnx_path, provider="cpu")
     assert det.meta.method == "ddad" and det.meta.backbone == "ae" and det.meta.score_type == "inter"
+    # the default preset (robust-field): cropped to the exposed field and equalised, in training and scoring alike
+    assert (det.meta.preprocess.crop, det.meta.preprocess.intensity) == ("field", "equalize")
     assert det.meta.training["normal_train"] == 58 and len(det.meta.training["file_list_sha256"]) == 64
     assert det.meta.calibration.n_normals == 6
     # the out-of-scope gate's model of the training images (58 normals + 48 unlabeled) travels with it
