@@ -13,6 +13,7 @@ anything (no epoch, no setting).
     python bench/memmc_dev.py throughput --seed 0 --epochs 40 --threads 1 --images 128
     python bench/memmc_dev.py cputime --seed 0 --epochs 40 --images 128
     python bench/memmc_dev.py errors --seed 0 --epochs 40 --variant mae
+    python bench/memmc_dev.py steptime --variant full mae memory --threads 1 --steps 5
     python bench/memmc_dev.py report
 
 Variants (the paper's Table 2 rows): ``mae`` (plain MAE: no memory, no skips, MAE's decoder),
@@ -226,9 +227,41 @@ def _spec(run_dir: Path):
     return Config.from_dict(json.loads((run_dir / "run.json").read_text())["config"]).preprocess
 
 
+def cmd_steptime(args) -> None:
+    """Wall and CPU seconds per training step (64 real normals, the small preset's network per
+    variant, AMAE's trainer as in training) after one warm-up step; each variant's JSON in results."""
+    import torch
+
+    from engine.datasets import load_images
+    from engine.methods.amae.recipe import _MAETrainer
+    from engine.methods.memmc.recipe import build_model
+    from engine.torch_runtime import set_threads
+
+    _require_data()
+    set_threads(args.threads)
+    data = _data()
+    for variant in args.variant:
+        config = _config(args, variant, args.seed)
+        images = torch.from_numpy(load_images(data.normal_train[: config.batch_size], config.preprocess))
+        trainer = _MAETrainer(build_model(config), images, config, lr=config.lr, warmup=config.warmup_epochs,
+                              epochs=config.epochs, seed=0, steps_per_epoch=1, masks_per_image=1, augment=True,
+                              device=torch.device("cpu"))
+        trainer.run_epoch(0, lambda loss: None)  # warm-up
+        cpu, wall = time.process_time(), time.perf_counter()
+        for epoch in range(args.steps):
+            trainer.run_epoch(epoch, lambda loss: None)
+        cpu, wall = (time.process_time() - cpu) / args.steps, (time.perf_counter() - wall) / args.steps
+        result = {"variant": variant, "threads": args.threads, "steps": args.steps, "batch": config.batch_size,
+                  "wall_s_per_step": wall, "cpu_s_per_step": cpu, "loadavg": os.getloadavg(),
+                  "small_preset_train_minutes_at_this_rate": wall * 8 * 300 / 60}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"steptime_{variant}_t{args.threads}.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result), flush=True)
+
+
 def cmd_report(args) -> None:
     rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))
-            if not p.name.startswith(("throughput", "cputime", "errors"))]
+            if not p.name.startswith(("throughput", "cputime", "errors", "steptime"))]
     print("| variant | epochs | seed | AUROC [95 % CI] | AP [95 % CI] | sens. at cal. spec 95 % | dev_test spec. | "
           "s/epoch | train s | load |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -256,7 +289,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     for name, fn in (("protocol", cmd_protocol), ("throughput", cmd_throughput), ("cputime", cmd_cputime),
-                     ("errors", cmd_errors), ("report", cmd_report)):
+                     ("errors", cmd_errors), ("steptime", cmd_steptime),
+                     ("report", cmd_report)):
         p = sub.add_parser(name)
         p.set_defaults(fn=fn)
         if name == "report":
@@ -271,6 +305,7 @@ def main() -> None:
         else:
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--images", type=int, default=128, help="the first N dev_test images are timed")
+            p.add_argument("--steps", type=int, default=5, help="steps timed (steptime)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "bench"))
     args.fn(args)
