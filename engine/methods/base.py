@@ -199,12 +199,13 @@ COMMON_OPTIONS: tuple[Option, ...] = (
     Option("size", "--size", "int", "input size in pixels (default: the method's)", minimum=16, maximum=1024),
     Option("aspect", "--aspect", "choice", "how a non-square image becomes square", default="stretch",
            choices=("stretch", "center_crop", "pad")),
+    # intensity and crop: no single default (DDAD's default preset equalises and crops, the papers' presets do not)
     Option("intensity", "--intensity", "choice", "intensity normalisation before the network, in training and "
-           "scoring alike: none (the papers'), percentile (1-99 % stretch) or equalize (histogram equalisation)",
-           default="none", choices=("none", "percentile", "equalize")),
+           "scoring alike: none (the papers'), percentile (1-99 % stretch) or equalize (histogram equalisation) "
+           "(default: the preset's or the method's)", choices=("none", "percentile", "equalize")),
     Option("crop", "--crop", "choice", "crop before the network, in training and scoring alike: none (the papers') "
-           "or field (to the exposed field: no black or white borders, collimation or empty background)",
-           default="none", choices=("none", "field")),
+           "or field (to the exposed field: no black or white borders, collimation or empty background) "
+           "(default: the preset's or the method's)", choices=("none", "field")),
     Option("calibration_fraction", "--calibration-fraction", "float",
            "fraction of the known normals held out (never trained on) to calibrate scores", default=0.1,
            minimum=0.0, maximum=0.9, exclusive_minimum=True),

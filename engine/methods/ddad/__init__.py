@@ -110,8 +110,9 @@ class Config:
                                   "resumed run keeps its checkpoint's layout")
     device: DeviceChoice = setting("auto", common=True, flag="--device", kind="run")
     checkpoint_every_s: float = setting(60.0, common=True, flag="--checkpoint-every", kind="run")
-    augment: Augment = setting("none", flag="--augment", choices=get_args(Augment),
-                               help="train-time acquisition augmentation (none is the paper's)")
+    augment: Augment = setting("none", flag="--augment", choices=get_args(Augment), option_default=None,
+                               help="train-time acquisition augmentation (none is the paper's; default: the "
+                                    "preset's)")
     reuse_normal_module: str | None = setting(None, flag="--reuse-normal-module", type="path",
                                               help="take module B (normal-only) from this finished run instead of "
                                                    "training it (same known normals and settings required)")
