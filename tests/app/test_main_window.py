@@ -51,13 +51,16 @@ def test_opens_scores_and_shows_the_most_suspicious_case(qtbot, window: MainWind
     assert counts["files"] == counts["scored"] == _n_images(study)
     # sorted most suspicious first: by itself until the reader starts (a case on screen for
     # 1.5 s is read), from then on when the reader asks (S), so that no row moves under them
-    if window.model.order_frozen:
-        window.actions["resort"].trigger()
     proxy = window.worklist.proxy
 
     def scores() -> list[float]:
         return [float(proxy.index(r, Column.SCORE).data()) for r in range(proxy.rowCount())]
 
+    # the order freezes when the first case has been on screen for 1.5 s, which can come before the
+    # list's last automatic sort: then only S sorts it (checked after either has happened, not before)
+    qtbot.waitUntil(lambda: window.model.order_frozen or scores() == sorted(scores(), reverse=True), timeout=5_000)
+    if window.model.order_frozen:
+        window.actions["resort"].trigger()
     qtbot.waitUntil(lambda: scores() == sorted(scores(), reverse=True), timeout=2_000)
     qtbot.waitUntil(lambda: window.viewer.case is not None, timeout=10_000)
     case = window.viewer.case
