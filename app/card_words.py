@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.detector import DetectorMetadata, NormalCalibration
+from cxrscreen.engine.detector import DetectorMetadata, NormalCalibration
 
 SETTING_WORDS: dict[str, str] = {
     "epochs": "Epochs", "batch_size": "Batch size", "lr": "Learning rate", "betas": "Adam betas",

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from app.viewer.display import DisplayImage, Window, apply_thumbnail, build_display_image
-from app.viewer.overlay import apply_inverse_aspect, apply_level_codes, overlay_grid_shape
-from engine.detector import Detector
-from engine.io import RadiographMeta, WindowPreset, read_radiograph
-from engine.preprocess import field_box, preprocess
+from cxrscreen.app.viewer.display import DisplayImage, Window, apply_thumbnail, build_display_image
+from cxrscreen.app.viewer.overlay import apply_inverse_aspect, apply_level_codes, overlay_grid_shape
+from cxrscreen.engine.detector import Detector
+from cxrscreen.engine.io import RadiographMeta, WindowPreset, read_radiograph
+from cxrscreen.engine.preprocess import field_box, preprocess
 
 THUMBNAIL_SIDE = 64
 OVERLAY_MAX_SIDE = 1024

@@ -22,9 +22,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QDialog, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from app.records import CaseRecord
-from app.state import OperatingPoint
-from engine.detector import NormalCalibration
+from cxrscreen.app.records import CaseRecord
+from cxrscreen.app.state import OperatingPoint
+from cxrscreen.engine.detector import NormalCalibration
 
 Axis = Literal["score", "percentile"]
 COLOURS = {"both": (196, 40, 40), "only_x": (230, 140, 20), "only_y": (120, 60, 180), "neither": (130, 130, 130)}

@@ -1,7 +1,7 @@
 """The demo: a synthetic study written to the user's cache folder, and (when the engine offers
 it) a small demo detector trained in a separate process.
 
-``python -m engine demo-detector --out FILE --progress json`` trains a small DDAD detector on
+``python -m cxrscreen.engine demo-detector --out FILE --progress json`` trains a small DDAD detector on
 synthetic normals (about two minutes); :class:`DemoDetectorProcess` runs it in a ``QProcess``,
 turns its JSON progress lines into signals, and reports "not available" when the engine has
 no such command yet.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, Signal, Slot
 
-from app.workers.base import StoppableThread
+from cxrscreen.app.workers.base import StoppableThread
 
 logger = logging.getLogger(__name__)
 DEMO_NORMAL = 16
@@ -69,7 +69,7 @@ class DemoStudyThread(StoppableThread):
             if labels.is_file() and len(labels.read_text(encoding="utf-8").splitlines()) == self.n_normal + self.n_abnormal + 1:
                 self.study_ready.emit(self.folder)
                 return
-            from engine.synth import write_study
+            from cxrscreen.engine.synth import write_study
 
             write_study(self.folder, self.n_normal, self.n_abnormal, size=self.size, seed=DEMO_SEED,
                         variation=DEMO_VARIATION, lesion_strength=DEMO_LESION_STRENGTH)
@@ -98,7 +98,7 @@ class DemoDetectorProcess(QObject):
         self.process = QProcess(self)
         self.process.setProgram(sys.executable)
         # --overwrite: a file left there is incomplete (a finished one is used without a rerun)
-        self.process.setArguments(["-m", "engine", "demo-detector", "--out", str(self.out), "--progress", "json",
+        self.process.setArguments(["-m", "cxrscreen.engine", "demo-detector", "--out", str(self.out), "--progress", "json",
                                    "--variation", str(DEMO_VARIATION), "--overwrite"])
         self.process.readyReadStandardOutput.connect(self._on_stdout)
         self.process.finished.connect(self._on_finished)

@@ -13,9 +13,9 @@ from typing import Any, Sequence
 import numpy as np
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
-from app.card_words import THRESHOLD_WORDS, intended_use_rows, training_rows
-from engine.detector import DetectorMetadata, NormalCalibration
-from engine.scope import ScopeGate
+from cxrscreen.app.card_words import THRESHOLD_WORDS, intended_use_rows, training_rows
+from cxrscreen.engine.detector import DetectorMetadata, NormalCalibration
+from cxrscreen.engine.scope import ScopeGate
 
 
 def card_sections(meta: DetectorMetadata, path: Path | None = None, provider: str | None = None,

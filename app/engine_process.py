@@ -3,7 +3,7 @@
 The app never imports torch, and a busy Python thread in the GUI process makes the event loop
 wait for the GIL (bench/RESULTS.md, "Event loop while scoring"). So long engine jobs (``score``,
 ``train``, ``export``, ``eval``) run as child processes of the *engine command* — by default
-``[sys.executable, "-m", "engine"]``; a packaged app points it at a separate engine
+``[sys.executable, "-m", "cxrscreen.engine"]``; a packaged app points it at a separate engine
 environment (:attr:`app.settings.AppSettings.engine_command`).
 
 :class:`EngineProcess` wraps one ``QProcess``:
@@ -50,8 +50,8 @@ FINAL_EVENTS = ("done", "stopped", "error")
 
 
 def default_engine_command() -> list[str]:
-    """The engine of this Python environment: ``[sys.executable, "-m", "engine"]``."""
-    return [sys.executable, "-m", "engine"]
+    """The engine of this Python environment: ``[sys.executable, "-m", "cxrscreen.engine"]``."""
+    return [sys.executable, "-m", "cxrscreen.engine"]
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Iterable, Literal, Sequence
 
-from app.pseudonym import key_fingerprint, pseudonymise
-from app.records import CaseRecord
-from engine.atomic import atomic_path
-from engine.csv_safe import csv_text
-from engine.detector import DetectorMetadata
-from engine.io import RadiographMeta
+from cxrscreen.app.pseudonym import key_fingerprint, pseudonymise
+from cxrscreen.app.records import CaseRecord
+from cxrscreen.engine.atomic import atomic_path
+from cxrscreen.engine.csv_safe import csv_text
+from cxrscreen.engine.detector import DetectorMetadata
+from cxrscreen.engine.io import RadiographMeta
 
 ExportScope = Literal["flagged", "all", "selected"]
 COLUMNS: tuple[str, ...] = (

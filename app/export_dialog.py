@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.export import ExportScope
+from cxrscreen.app.export import ExportScope
 
 
 class ExportDialog(QDialog):

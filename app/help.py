@@ -6,7 +6,7 @@ from itertools import groupby
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTextBrowser, QVBoxLayout, QWidget
 
-from app.shortcuts import MOUSE, SHORTCUTS
+from cxrscreen.app.shortcuts import MOUSE, SHORTCUTS
 
 
 def shortcuts_html() -> str:

@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from engine.atomic import atomic_write_text
-from engine.detector import DetectorError, DetectorMetadata, NormalCalibration, read_metadata
-from engine.site_calibration import SiteCalibrationError
-from engine.site_calibration import from_dict as site_calibration_from_dict
-from engine.site_calibration import to_json as site_calibration_json
+from cxrscreen.engine.atomic import atomic_write_text
+from cxrscreen.engine.detector import DetectorError, DetectorMetadata, NormalCalibration, read_metadata
+from cxrscreen.engine.site_calibration import SiteCalibrationError
+from cxrscreen.engine.site_calibration import from_dict as site_calibration_from_dict
+from cxrscreen.engine.site_calibration import to_json as site_calibration_json
 
 logger = logging.getLogger(__name__)
 MODEL_FILE = "model.onnx"

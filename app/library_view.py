@@ -35,10 +35,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.detector_card import card_html, card_sections
-from app.library import LibraryEntry, LibraryError, ModelLibrary
-from app.training.options import LABELS
-from engine.detector import DetectorError, DetectorMetadata
+from cxrscreen.app.detector_card import card_html, card_sections
+from cxrscreen.app.library import LibraryEntry, LibraryError, ModelLibrary
+from cxrscreen.app.training.options import LABELS
+from cxrscreen.engine.detector import DetectorError, DetectorMetadata
 
 logger = logging.getLogger(__name__)
 Sections = list[tuple[str, list[tuple[str, str]]]]

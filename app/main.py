@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     says so.
     """
     if not _has_display():
-        from engine import demo
+        from cxrscreen.engine import demo
 
         print("No display found: the desktop app needs one (or QT_QPA_PLATFORM=offscreen). "
               "Running the headless demo instead.\n", file=sys.stderr)
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         return int(demo.run(demo_parser.parse_args([])) or 0)
     import os
 
-    from app import qt_libs
+    from cxrscreen.app import qt_libs
 
     if os.environ.get("QT_QPA_PLATFORM", "xcb").startswith("xcb") and os.environ.get("DISPLAY"):
         try:  # before Qt starts: Qt's own error names no library (see app/qt_libs.py)
@@ -65,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QApplication
 
-    from app import pyside_check
-    from app.library import ModelLibrary
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
+    from cxrscreen.app import pyside_check
+    from cxrscreen.app.library import ModelLibrary
+    from cxrscreen.app.main_window import MainWindow
+    from cxrscreen.app.settings import AppSettings
 
     pyside_check.check()
     app = QApplication.instance() or QApplication(sys.argv[:1])

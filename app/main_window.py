@@ -34,40 +34,40 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.case_loading import LoadedCase
-from app.controllers.calibration import CalibrationController
-from app.controllers.indexing import IndexingController
-from app.controllers.reading import ReadingController
-from app.controllers.studies import StudiesController
-from app.controllers.scoring import ScoringController
-from app.demo import (DEMO_ABNORMAL, DEMO_NORMAL, DEMO_SIZE, DemoDetectorProcess, DemoStudyThread, demo_detector_file,
+from cxrscreen.app.case_loading import LoadedCase
+from cxrscreen.app.controllers.calibration import CalibrationController
+from cxrscreen.app.controllers.indexing import IndexingController
+from cxrscreen.app.controllers.reading import ReadingController
+from cxrscreen.app.controllers.studies import StudiesController
+from cxrscreen.app.controllers.scoring import ScoringController
+from cxrscreen.app.demo import (DEMO_ABNORMAL, DEMO_NORMAL, DEMO_SIZE, DemoDetectorProcess, DemoStudyThread, demo_detector_file,
                       demo_root)
-from app.detector_card import DetectorCardDialog
-from app.controllers.exporting import export_csv
-from app.gc_schedule import CollectorSchedule
-from app.help import HelpDialog
-from app.library import ModelLibrary
-from app.model_tools import ModelTools
-from app.panels.case_info import CaseInfoPanel
-from app.panels.heatmap import HeatmapControl
-from app.panels.operating_point import OperatingPointControl
-from app.panels.window import WindowControl
-from app.about import show_about
-from app.add_paths_dialog import choose_paths_to_add
-from app.records import CaseScore
-from app.status_bar import ElidingStatusBar, show_provider
-from app.settings import PROVIDERS, AppSettings
-from app.shortcuts import SHORTCUTS
-from app.state import OperatingPoint, PrivacyState, ViewerState
-from app.viewer.view import RadiographView
-from app.workers.base import WorkerSet
-from app.workers.decoding import DecodeThread
-from app.workers.scoring import DetectorLoadThread
-from app.worklist.model import Column, WorklistModel
-from app.worklist.panel import WorklistPanel
-from app.worklist.thumbnails import ThumbnailCache
-from engine.detector import Detector, DetectorError, ProviderChoice
-from engine.scoring import ScoreResult
+from cxrscreen.app.detector_card import DetectorCardDialog
+from cxrscreen.app.controllers.exporting import export_csv
+from cxrscreen.app.gc_schedule import CollectorSchedule
+from cxrscreen.app.help import HelpDialog
+from cxrscreen.app.library import ModelLibrary
+from cxrscreen.app.model_tools import ModelTools
+from cxrscreen.app.panels.case_info import CaseInfoPanel
+from cxrscreen.app.panels.heatmap import HeatmapControl
+from cxrscreen.app.panels.operating_point import OperatingPointControl
+from cxrscreen.app.panels.window import WindowControl
+from cxrscreen.app.about import show_about
+from cxrscreen.app.add_paths_dialog import choose_paths_to_add
+from cxrscreen.app.records import CaseScore
+from cxrscreen.app.status_bar import ElidingStatusBar, show_provider
+from cxrscreen.app.settings import PROVIDERS, AppSettings
+from cxrscreen.app.shortcuts import SHORTCUTS
+from cxrscreen.app.state import OperatingPoint, PrivacyState, ViewerState
+from cxrscreen.app.viewer.view import RadiographView
+from cxrscreen.app.workers.base import WorkerSet
+from cxrscreen.app.workers.decoding import DecodeThread
+from cxrscreen.app.workers.scoring import DetectorLoadThread
+from cxrscreen.app.worklist.model import Column, WorklistModel
+from cxrscreen.app.worklist.panel import WorklistPanel
+from cxrscreen.app.worklist.thumbnails import ThumbnailCache
+from cxrscreen.engine.detector import Detector, DetectorError, ProviderChoice
+from cxrscreen.engine.scoring import ScoreResult
 
 logger = logging.getLogger(__name__)
 CASE_CACHE = 6  # decoded cases kept (the current one and prefetched neighbours)

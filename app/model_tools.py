@@ -19,16 +19,16 @@ from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QInputDialog, QMenu, QMessageBox, QToolBar
 
-from app.compare import CompareDialog, ModelRef
-from app.engine_process import default_engine_command
-from app.library import LibraryEntry
-from app.library_view import LibraryDialog
-from app.reader_sets import ReaderSets
-from engine.detector import Detector, DetectorError, DetectorMetadata, NormalCalibration
+from cxrscreen.app.compare import CompareDialog, ModelRef
+from cxrscreen.app.engine_process import default_engine_command
+from cxrscreen.app.library import LibraryEntry
+from cxrscreen.app.library_view import LibraryDialog
+from cxrscreen.app.reader_sets import ReaderSets
+from cxrscreen.engine.detector import Detector, DetectorError, DetectorMetadata, NormalCalibration
 
 if TYPE_CHECKING:
-    from app.main_window import MainWindow
-    from app.training.panel import NewDetectorPanel
+    from cxrscreen.app.main_window import MainWindow
+    from cxrscreen.app.training.panel import NewDetectorPanel
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class ModelTools(QObject):
     def open_panel(self) -> "NewDetectorPanel":
         """Show the New-detector panel (created on first use)."""
         if self.panel is None:
-            from app.training.panel import NewDetectorPanel
+            from cxrscreen.app.training.panel import NewDetectorPanel
 
             w = self.window
             self.panel = NewDetectorPanel(w.library, w.settings, w.workers, parent=w)
@@ -224,7 +224,7 @@ class ModelTools(QObject):
         return d
 
     def edit_engine_command(self, text: str | None = None) -> bool:
-        """Change the command that runs the engine (empty: this Python's ``-m engine``)."""
+        """Change the command that runs the engine (empty: this Python's ``-m cxrscreen.engine``)."""
         w = self.window
         current = shlex.join(w.settings.engine_command)
         if text is None:

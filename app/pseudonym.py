@@ -21,7 +21,7 @@ import stat
 from pathlib import Path
 from typing import Literal
 
-from engine.atomic import atomic_write_text
+from cxrscreen.engine.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 IdentifierKind = Literal["patient", "study", "series", "instance", "accession", "path"]

@@ -8,8 +8,8 @@ tree, Qt's own libraries included), maps every missing library to its Debian/Ubu
 and then either installs them (when running as root with apt-get) or stops with the exact
 command to run.
 
-    python -m app.qt_libs              # report; exit 1 with the command when libraries are missing
-    python -m app.qt_libs --install    # as root: apt-get install what is missing
+    python -m cxrscreen.app.qt_libs              # report; exit 1 with the command when libraries are missing
+    python -m cxrscreen.app.qt_libs --install    # as root: apt-get install what is missing
 """
 from __future__ import annotations
 
@@ -162,7 +162,7 @@ def ensure(install: bool = True) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.qt_libs", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cxrscreen.app.qt_libs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--install", action="store_true", help="as root: apt-get install what is missing")
     args = parser.parse_args(argv)
     try:

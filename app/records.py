@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.io import RadiographMeta
-from app.pseudonym import DISPLAY_DIGITS, pseudonymise
+from cxrscreen.engine.io import RadiographMeta
+from cxrscreen.app.pseudonym import DISPLAY_DIGITS, pseudonymise
 
 
 @dataclass(frozen=True)

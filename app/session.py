@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from app.studydb import MARKS, READ_STATES, Mark, ReadState
+from cxrscreen.app.studydb import MARKS, READ_STATES, Mark, ReadState
 
 T = TypeVar("T")
 

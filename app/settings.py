@@ -19,9 +19,9 @@ from typing import Any, Callable, TypeVar
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
-from app.pseudonym import load_or_create_key
-from app.state import COLORMAPS, OperatingMode
-from engine.detector import ProviderChoice
+from cxrscreen.app.pseudonym import load_or_create_key
+from cxrscreen.app.state import COLORMAPS, OperatingMode
+from cxrscreen.engine.detector import ProviderChoice
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -173,10 +173,10 @@ class AppSettings:
     def engine_command(self) -> list[str]:
         """The command that runs the engine (scoring and training processes); subcommands are appended.
 
-        Default: this Python's ``-m engine``. A packaged app, whose own executable is not a
+        Default: this Python's ``-m cxrscreen.engine``. A packaged app, whose own executable is not a
         Python with torch, points it at a separate engine environment.
         """
-        from app.engine_process import default_engine_command
+        from cxrscreen.app.engine_process import default_engine_command
 
         return self._get("engine/command", default_engine_command(), _to_command)
 

@@ -12,8 +12,8 @@ from typing import Literal, get_args
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from app.viewer.display import Window
-from engine.detector import NormalCalibration
+from cxrscreen.app.viewer.display import Window
+from cxrscreen.engine.detector import NormalCalibration
 
 OperatingMode = Literal["specificity", "score"]
 _MODES: tuple[str, ...] = get_args(OperatingMode)

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from app.records import CaseRecord
-from engine.io import RadiographMeta
-from engine.scope import LATERAL_VIEWS
+from cxrscreen.app.records import CaseRecord
+from cxrscreen.engine.io import RadiographMeta
+from cxrscreen.engine.scope import LATERAL_VIEWS
 
 LATERAL_TEXT = "lateral, not scored"
 StudyReading = Literal["unread", "partly read", "read"]

@@ -34,9 +34,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.case_loading import LoadedCase
-from app.state import ViewerState
-from app.viewer.view import RadiographView
+from cxrscreen.app.case_loading import LoadedCase
+from cxrscreen.app.state import ViewerState
+from cxrscreen.app.viewer.view import RadiographView
 
 _PATH_ROLE = int(Qt.ItemDataRole.UserRole)  # (study UID, image path or None)
 _PRIOR_ROLE = _PATH_ROLE + 1  # on an earlier study's row under a study: that study's UID

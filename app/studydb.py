@@ -49,8 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from engine.io.meta_json import meta_to_json
-from engine.io import RadiographMeta
+from cxrscreen.engine.io.meta_json import meta_to_json
+from cxrscreen.engine.io import RadiographMeta
 
 logger = logging.getLogger(__name__)
 
@@ -577,7 +577,7 @@ class StudyStore:
         their header read (new or changed files).
         """
         def prepare(db: StudyDatabase) -> tuple[list[KnownFile], list[Path]]:
-            from engine.io import list_image_files
+            from cxrscreen.engine.io import list_image_files
 
             stats: list[tuple[Path, int, int]] = []
             order: list[Path] = []

@@ -42,7 +42,7 @@ N_ABNORMAL_EVAL = 400
 
 
 def _write(src: Path, dst: Path, shift: str, seed: int) -> None:
-    from engine.io import read_radiograph
+    from cxrscreen.engine.io import read_radiograph
 
     p = SHIFTS[shift](read_radiograph(src).pixels, np.random.default_rng(seed))
     Image.fromarray((np.clip(p, 0, 1) * 255).round().astype(np.uint8)).save(dst)
@@ -79,10 +79,10 @@ def prepare(work: Path, confirmed: int, shift: str) -> None:
 
 
 def evaluate(work: Path, models: list[Path], tags: list[str]) -> None:
-    from engine.detector import Detector
-    from engine.io import read_radiograph
-    from engine.preprocess import preprocess_batch
-    from engine.scoring import iter_scores
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.io import read_radiograph
+    from cxrscreen.engine.preprocess import preprocess_batch
+    from cxrscreen.engine.scoring import iter_scores
 
     rows = list(csv.DictReader(open(work / "batch" / "labels.csv")))
     paths = [work / "batch" / r["path"] for r in rows]

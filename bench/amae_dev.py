@@ -41,7 +41,7 @@ RESULTS = REPO / "bench" / "results" / "amae"
 
 
 def _config(args, seed: int):
-    from engine.methods.amae import preset_config
+    from cxrscreen.engine.methods.amae import preset_config
 
     overrides = {k: v for k, v in (("pretrain_epochs", args.pretrain_epochs), ("stage1_epochs", args.stage1_epochs),
                                    ("epochs", args.epochs)) if v is not None}
@@ -60,7 +60,7 @@ def _pseudo_purity(data, pseudo: dict) -> dict:
     abnormal_files = {Path(p).name for p in split["unlabeled_pool"]["abnormal"]}
     truth = np.array([Path(p).name in abnormal_files for p in data.unlabeled])
     n_idx, a_idx = list(pseudo["normal"]), list(pseudo["abnormal"])
-    from engine import metrics as M
+    from cxrscreen.engine import metrics as M
 
     return {
         "pseudo_normal": len(n_idx), "pseudo_abnormal": len(a_idx), "split": pseudo["split"],
@@ -72,8 +72,8 @@ def _pseudo_purity(data, pseudo: dict) -> dict:
 
 def _onnx_throughput(run_dir: Path, images: np.ndarray, out: Path, provider: str) -> dict:
     """Export the run's default detector and time onnxruntime on ``images`` (batches of 32, best of 3)."""
-    from engine.detector import Detector
-    from engine.export import export_run
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.export import export_run
 
     report = export_run(run_dir, out, overwrite=True)
     det = Detector(out, provider=provider)
@@ -92,12 +92,12 @@ def _onnx_throughput(run_dir: Path, images: np.ndarray, out: Path, provider: str
 def train_and_evaluate(name: str, data, test_paths, test_labels, config, progress_mode: str) -> dict:
     import torch
 
-    from engine import metrics as M
-    from engine.datasets import load_images
-    from engine.methods.amae.recipe import all_scores
-    from engine.progress import Progress
-    from engine.stop import StopRequest
-    from engine.train import run_training
+    from cxrscreen.engine import metrics as M
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.methods.amae.recipe import all_scores
+    from cxrscreen.engine.progress import Progress
+    from cxrscreen.engine.stop import StopRequest
+    from cxrscreen.engine.train import run_training
 
     run_dir = WORK / name
     WORK.mkdir(parents=True, exist_ok=True)
@@ -145,7 +145,7 @@ def train_and_evaluate(name: str, data, test_paths, test_labels, config, progres
 
 
 def cmd_protocol(args) -> None:
-    from engine.datasets import from_split
+    from cxrscreen.engine.datasets import from_split
 
     _require_data()
     tp, tl = _dev_test()
@@ -156,7 +156,7 @@ def cmd_protocol(args) -> None:
 
 
 def cmd_ar_curve(args) -> None:
-    from engine.datasets import from_split
+    from cxrscreen.engine.datasets import from_split
 
     _require_data()
     tp, tl = _dev_test()
@@ -172,12 +172,12 @@ def cmd_estimate(args) -> None:
     """Time a few steps of every phase on the real data and extrapolate the preset's schedule."""
     import torch
 
-    from engine.datasets import from_split, load_images
-    from engine.methods.amae.anatpaste import anatpaste, lung_mask
-    from engine.methods.amae.recipe import _build_head, _build_mae, _MAETrainer
-    from engine.torch_runtime import resolve_device, set_threads
-    from models.amae import AMAEScorer, pooled_tokens
-    from models.mae import partition_masks
+    from cxrscreen.engine.datasets import from_split, load_images
+    from cxrscreen.engine.methods.amae.anatpaste import anatpaste, lung_mask
+    from cxrscreen.engine.methods.amae.recipe import _build_head, _build_mae, _MAETrainer
+    from cxrscreen.engine.torch_runtime import resolve_device, set_threads
+    from cxrscreen.models.amae import AMAEScorer, pooled_tokens
+    from cxrscreen.models.mae import partition_masks
 
     _require_data()
     config = _config(args, 0)
@@ -283,14 +283,14 @@ def cmd_throughput(args) -> None:
     import onnxruntime as ort
     import torch
 
-    from engine.datasets import load_images
-    from engine.methods.amae.recipe import _build_mae
-    from models.amae import AMAEScorer
-    from models.mae import partition_masks
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.methods.amae.recipe import _build_mae
+    from cxrscreen.models.amae import AMAEScorer
+    from cxrscreen.models.mae import partition_masks
 
     _require_data()
     config = _config(args, 0)
-    from engine.torch_runtime import set_threads
+    from cxrscreen.engine.torch_runtime import set_threads
 
     set_threads(args.threads)
     tp, _ = _dev_test()
@@ -335,9 +335,9 @@ def cmd_anatpaste_sheet(args) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from engine.datasets import from_split, load_images
-    from engine.methods.amae.anatpaste import anatpaste, lung_mask
-    from engine.preprocess import PreprocessSpec
+    from cxrscreen.engine.datasets import from_split, load_images
+    from cxrscreen.engine.methods.amae.anatpaste import anatpaste, lung_mask
+    from cxrscreen.engine.preprocess import PreprocessSpec
 
     _require_data()
     data = from_split(DEV_SPLIT, 0.6)
@@ -483,7 +483,7 @@ def main() -> None:
     sub.add_parser("report")
     args = p.parse_args()
     if getattr(args, "threads", None) is not None:
-        from engine.torch_runtime import set_threads
+        from cxrscreen.engine.torch_runtime import set_threads
 
         set_threads(args.threads)
     {"protocol": cmd_protocol, "ar-curve": cmd_ar_curve, "estimate": cmd_estimate, "throughput": cmd_throughput,

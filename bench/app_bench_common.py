@@ -17,7 +17,7 @@ WORK = REPO / "bench" / "_work"
 
 def generated_folder(n: int, size: int = 256, distinct: int = 100) -> Path:
     """A folder of ``n`` radiograph files (made once, reused)."""
-    from engine.synth import write_study
+    from cxrscreen.engine.synth import write_study
 
     folder = WORK / f"app_{n}_{size}"
     marker = folder / ".complete"

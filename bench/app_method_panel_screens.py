@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT / "packaging" / "src"), str(ROOT)]
 
 
 def main() -> int:
@@ -32,11 +32,11 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication([])
-    from app.library import ModelLibrary
-    from app.settings import AppSettings
-    from app.training.panel import NewDetectorPanel
-    from app.workers.base import WorkerSet
-    from engine.synth import write_study
+    from cxrscreen.app.library import ModelLibrary
+    from cxrscreen.app.settings import AppSettings
+    from cxrscreen.app.training.panel import NewDetectorPanel
+    from cxrscreen.app.workers.base import WorkerSet
+    from cxrscreen.engine.synth import write_study
 
     tmp = Path(tempfile.mkdtemp(prefix="cxr-panel-"))
     data = tmp / "site"

@@ -97,19 +97,19 @@ def main() -> int:
     name = args.name or (f"app_ddad_aeu_paper_ar{AR}" + (f"_e{args.epochs}" if args.epochs else "")
                          + (f"_t{args.threads}" if args.threads else ""))
     folders = build_folders(SPLIT, DATA, WORK / "folders")
-    sys.path.insert(0, str(REPO))
+    sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
     from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
     from PySide6.QtGui import QDragEnterEvent, QDropEvent
     from PySide6.QtWidgets import QApplication
 
-    from app import pyside_check
+    from cxrscreen.app import pyside_check
     pyside_check.check()
     app = QApplication(sys.argv[:1])
     app.setStyle("Fusion")
-    from app.engine_process import default_engine_command
-    from app.library import ModelLibrary
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
+    from cxrscreen.app.engine_process import default_engine_command
+    from cxrscreen.app.library import ModelLibrary
+    from cxrscreen.app.main_window import MainWindow
+    from cxrscreen.app.settings import AppSettings
 
     WORK.mkdir(parents=True, exist_ok=True)
     settings_file = WORK / "settings.ini"

@@ -38,8 +38,8 @@ def baseline_detector(out: Path, normals: list[Path], source: str) -> Path:
     import numpy as np
     import onnx
 
-    from engine.detector import METADATA_KEY, Detector, DetectorMetadata, NormalCalibration
-    from engine.scoring import iter_scores
+    from cxrscreen.engine.detector import METADATA_KEY, Detector, DetectorMetadata, NormalCalibration
+    from cxrscreen.engine.scoring import iter_scores
 
     spec = importlib.util.spec_from_file_location("cxr_test_conftest", REPO / "tests" / "conftest.py")
     module = importlib.util.module_from_spec(spec)
@@ -72,18 +72,18 @@ def main() -> int:
     parser.add_argument("--size", default="1560x960", help="window size WxH")
     parser.add_argument("--scenes", default="fullres,synthetic", help="comma-separated scenes")
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO))
+    sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from app import pyside_check
+    from cxrscreen.app import pyside_check
     pyside_check.check()
     app = QApplication(sys.argv[:1])
     app.setStyle("Fusion")
-    from app.library import ModelLibrary
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
-    from engine.synth import write_study
+    from cxrscreen.app.library import ModelLibrary
+    from cxrscreen.app.main_window import MainWindow
+    from cxrscreen.app.settings import AppSettings
+    from cxrscreen.engine.synth import write_study
 
     WORK.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)

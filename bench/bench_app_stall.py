@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
 
 from bench.app_bench_common import WORK, EventLoopProbe, StallTracer, generated_folder, peak_rss_mb  # noqa: E402
 
@@ -81,18 +81,18 @@ def main() -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from app import pyside_check
+    from cxrscreen.app import pyside_check
     pyside_check.check()
     app = QApplication(sys.argv[:1])
-    import app.workers.scoring as scoring_module
-    from app.library import ModelLibrary
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
+    import cxrscreen.app.workers.scoring as scoring_module
+    from cxrscreen.app.library import ModelLibrary
+    from cxrscreen.app.main_window import MainWindow
+    from cxrscreen.app.settings import AppSettings
 
     mode = "engine process" if hasattr(scoring_module, "ScoringProcess") else "worker thread"
     load_before = os.getloadavg()
 
-    import app.workers.base as workers_base
+    import cxrscreen.app.workers.base as workers_base
     if args.worker_nice is not None:
         workers_base.WORKER_NICE = args.worker_nice
     import subprocess

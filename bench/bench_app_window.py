@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
 
 from bench.app_bench_common import WORK  # noqa: E402
 
@@ -30,7 +30,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    from engine.synth import write_study
+    from cxrscreen.engine.synth import write_study
 
     folder = WORK / f"app_window_{args.side}" / "study"
     if not (folder / "labels.csv").is_file():
@@ -45,13 +45,13 @@ def main() -> int:
     from PySide6.QtCore import QPointF
     from PySide6.QtWidgets import QApplication
 
-    from app import pyside_check
+    from cxrscreen.app import pyside_check
     pyside_check.check()
     app = QApplication(sys.argv[:1])
-    from app.case_loading import load_case
-    from app.state import ViewerState
-    from app.viewer.view import RadiographView
-    from engine.detector import Detector
+    from cxrscreen.app.case_loading import load_case
+    from cxrscreen.app.state import ViewerState
+    from cxrscreen.app.viewer.view import RadiographView
+    from cxrscreen.engine.detector import Detector
 
     t0 = time.perf_counter()
     case = load_case(path, Detector(det_path, "cpu"))

@@ -35,10 +35,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+    sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
 
-import engine.io.dicom as dicom_module  # noqa: E402
-from engine.io import read_radiograph  # noqa: E402
+import cxrscreen.engine.io.dicom as dicom_module  # noqa: E402
+from cxrscreen.engine.io import read_radiograph  # noqa: E402
 
 
 def today_decode(path: Path, ds: Any) -> np.ndarray:
@@ -58,8 +58,8 @@ def make_files(folder: Path, size: int, data: Path) -> dict[str, list[Path]]:
         RLELossless,
     )
 
-    from engine.io.dicom_write import write_dicom
-    from engine.synth import generate_chest
+    from cxrscreen.engine.io.dicom_write import write_dicom
+    from cxrscreen.engine.synth import generate_chest
 
     folder.mkdir(parents=True, exist_ok=True)
     cases: dict[str, list[Path]] = {}
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"note: {p.name}: today's and our pixels differ by up to "
                       f"{np.abs(a.pixels - b.pixels).max():.3g}", file=sys.stderr)
     warmup = time.perf_counter() - t0
-    from engine.io.decoders import _Worker
+    from cxrscreen.engine.io.decoders import _Worker
 
     t0 = time.perf_counter()
     w = _Worker()

@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / "_work" / "index"
 if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+    sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
 
 PER_STUDY = 100
 
@@ -43,8 +43,8 @@ def generate(root: Path, n_files: int) -> None:
     """Write ``n_files`` DICOM files under ``root`` (skipped when already there)."""
     from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
 
-    from engine.io import WindowPreset
-    from engine.io.dicom_write import write_dicom
+    from cxrscreen.engine.io import WindowPreset
+    from cxrscreen.engine.io.dicom_write import write_dicom
 
     existing = sum(1 for _ in root.rglob("*.dcm")) if root.is_dir() else 0
     if existing == n_files:
@@ -74,7 +74,7 @@ CHILD = r"""
 import json, os, sys, time, tracemalloc
 import psutil
 sys.path[:0] = [os.path.join(sys.argv[1], "packaging", "src"), sys.argv[1]]  # the checkout's parent package first
-from engine.io import scan_folder
+from cxrscreen.engine.io import scan_folder
 root, mode, trace = sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 proc = psutil.Process()
 list(scan_folder(os.path.join(root, "study_0000")))  # imports and lazy caches, not timed

@@ -41,9 +41,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+    sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
 
-from engine.io import read_radiograph  # noqa: E402
+from cxrscreen.engine.io import read_radiograph  # noqa: E402
 
 
 def raw_pillow(path: Path) -> Any:

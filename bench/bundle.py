@@ -1,7 +1,7 @@
 """Build the desktop bundle from a fresh base-profile environment, smoke-test it, measure it.
 
     nice -n 10 python bench/bundle.py                      # about 5-10 min on 2 cores
-    python bench/bundle.py --engine "/path/to/engine-venv/bin/python -m engine" --runs 5
+    python bench/bundle.py --engine "/path/to/engine-venv/bin/python -m cxrscreen.engine" --runs 5
     python bench/bundle.py --reuse --runs 5                # the last run's bundle: tests and timings only
 
 Steps, each timed: a new virtual environment (``--work``, default ``build/bundle-bench``) with
@@ -59,7 +59,7 @@ def main() -> int:
         install_s, r = timed([str(py), "-m", "pip", "install", "--quiet", f"{REPO}[cpu,bundle,dev]"], cwd=REPO)
         if r.returncode != 0:
             return r.returncode
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": os.pathsep.join([str(REPO / "packaging" / "src"), str(REPO)])}
     tests_s, tests = timed([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_packaging.py"],
                            cwd=REPO, env=env, capture_output=True, text=True)
     print(tests.stdout[-1500:])

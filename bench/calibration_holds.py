@@ -49,16 +49,16 @@ SPECIFICITIES = (0.90, 0.95, 0.99)
 
 
 def _engine(*args: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run(["nice", "-n", "10", sys.executable, "-m", "engine", *args], check=True, env=env, cwd=REPO)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "packaging" / "src"), str(REPO)])}
+    subprocess.run(["nice", "-n", "10", sys.executable, "-m", "cxrscreen.engine", *args], check=True, env=env, cwd=REPO)
 
 
 def main() -> int:
     if not DEV_SPLIT.is_file():
         sys.exit(f"real data not found at {DATA}: this benchmark needs ../shared/data beside the checkout")
-    sys.path.insert(0, str(REPO))
-    from engine.detector import Detector, NormalCalibration, clopper_pearson
-    from engine.scoring import iter_scores
+    sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
+    from cxrscreen.engine.detector import Detector, NormalCalibration, clopper_pearson
+    from cxrscreen.engine.scoring import iter_scores
 
     t0 = time.monotonic()
     run, onnx = WORK / "run", WORK / "detector.onnx"
@@ -153,7 +153,7 @@ def _estimator_choice(scores: np.ndarray, draws: int = 3000) -> list[dict]:
     """Each threshold estimator on calibration sets drawn from ``scores``, applied to the rest (same draws for all)."""
     from scipy.stats import beta
 
-    from engine.detector import harrell_davis_threshold
+    from cxrscreen.engine.detector import harrell_davis_threshold
 
     def plain_hd(c: np.ndarray, p: float) -> float:
         n = len(c)

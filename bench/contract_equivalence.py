@@ -51,15 +51,15 @@ from pathlib import Path
 import numpy as np
 import torch
 torch.set_num_threads(1)
-import engine
-from engine import metrics as M
-from engine.datasets import from_split, from_folders, load_images
-from engine.progress import Progress
-from engine.train import run_training
+from cxrscreen import engine
+from cxrscreen.engine import metrics as M
+from cxrscreen.engine.datasets import from_split, from_folders, load_images
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.train import run_training
 
 method, out, ddad_epochs, amae_epochs, source = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 if source == "synthetic":
-    from engine.synth import write_study
+    from cxrscreen.engine.synth import write_study
     root = out / "data"
     if not root.exists():
         write_study(root / "normal", 60, 0, seed=1, size=96, formats=("png",), marker=False)
@@ -80,12 +80,12 @@ else:
     labels = np.r_[np.zeros(len(d["normal"])), np.ones(len(d["abnormal"]))].astype(int)
 
 if method == "ddad":
-    from engine.methods.ddad import Config
-    from engine.methods.ddad.recipe import all_maps, load_scorer
+    from cxrscreen.engine.methods.ddad import Config
+    from cxrscreen.engine.methods.ddad.recipe import all_maps, load_scorer
     config = Config(epochs=ddad_epochs, device="cpu", checkpoint_every_s=1e9, batch_size=16 if source == "synthetic" else 64)
 else:
-    from engine.methods.amae import preset_config
-    from engine.methods.amae.recipe import all_scores
+    from cxrscreen.engine.methods.amae import preset_config
+    from cxrscreen.engine.methods.amae.recipe import all_scores
     config = preset_config("small", pretrain_epochs=amae_epochs, stage1_epochs=amae_epochs, epochs=amae_epochs,
                            warmup_epochs=1, pretrain_warmup_epochs=1, device="cpu", checkpoint_every_s=1e9,
                            batch_size=16 if source == "synthetic" else 64)

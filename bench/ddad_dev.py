@@ -42,7 +42,7 @@ def _require_data() -> None:
 
 def _nih64_data(calibration_fraction: float):
     """NIH64: train normals as D_n, the rest of train as D_u, valid as the test set."""
-    from engine.datasets import TrainingData, split_calibration
+    from cxrscreen.engine.datasets import TrainingData, split_calibration
 
     rows = list(csv.DictReader(open(DATA / "nih64" / "labels.csv")))
     train_n = [DATA / "nih64" / r["path"] for r in rows if r["split"] == "train" and r["label"] == "0"]
@@ -63,12 +63,12 @@ def _dev_test():
 
 
 def train_and_evaluate(name: str, data, test_paths, test_labels, config, progress_mode: str) -> dict:
-    from engine import metrics as M
-    from engine.datasets import load_images
-    from engine.methods.ddad.recipe import all_maps, load_scorer
-    from engine.progress import Progress
-    from engine.stop import StopRequest
-    from engine.train import run_training
+    from cxrscreen.engine import metrics as M
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.methods.ddad.recipe import all_maps, load_scorer
+    from cxrscreen.engine.progress import Progress
+    from cxrscreen.engine.stop import StopRequest
+    from cxrscreen.engine.train import run_training
 
     run_dir = WORK / name
     WORK.mkdir(parents=True, exist_ok=True)
@@ -103,8 +103,8 @@ def train_and_evaluate(name: str, data, test_paths, test_labels, config, progres
 
 
 def _config(args, seed: int, reuse: Path | None = None):
-    from engine.methods.ddad import Config
-    from engine.preprocess import PreprocessSpec
+    from cxrscreen.engine.methods.ddad import Config
+    from cxrscreen.engine.preprocess import PreprocessSpec
 
     return Config(backbone=args.backbone, epochs=args.epochs, seed=seed, precision=args.precision, members=args.members,
                   preprocess=PreprocessSpec(size=64, intensity=args.intensity), augment=args.augment,
@@ -122,7 +122,7 @@ def _tag(args, ar: float, seed: int) -> str:
 
 
 def cmd_protocol(args) -> None:
-    from engine.datasets import from_split
+    from cxrscreen.engine.datasets import from_split
 
     _require_data()
     tp, tl = _dev_test()
@@ -132,7 +132,7 @@ def cmd_protocol(args) -> None:
 
 
 def cmd_ar_curve(args) -> None:
-    from engine.datasets import from_split
+    from cxrscreen.engine.datasets import from_split
 
     _require_data()
     tp, tl = _dev_test()
@@ -199,7 +199,7 @@ def main() -> None:
     sub.add_parser("report")
     args = p.parse_args()
     if getattr(args, "threads", None) is not None:
-        from engine.torch_runtime import set_threads
+        from cxrscreen.engine.torch_runtime import set_threads
 
         set_threads(args.threads)
     {"protocol": cmd_protocol, "ar-curve": cmd_ar_curve, "nih64": cmd_nih64, "report": cmd_report}[args.cmd](args)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
 DATA = next((d / "shared" / "data" for d in (REPO.parent, REPO.parent.parent) if (d / "shared" / "data").is_dir()),
             REPO.parent / "shared" / "data")
 DEV_SPLIT = DATA / "kermany" / "splits" / "dev.json"
@@ -45,8 +45,8 @@ def _maps(scorer, images: np.ndarray) -> dict[str, np.ndarray]:
 def _aurocs(maps_n: dict[str, np.ndarray], maps_a: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     import torch
 
-    from engine.metrics import auroc
-    from models.ddad import pool_map
+    from cxrscreen.engine.metrics import auroc
+    from cxrscreen.models.ddad import pool_map
 
     labels = np.r_[np.zeros(len(maps_n["inter"])), np.ones(len(maps_a["inter"]))]
     out: dict[str, dict[str, float]] = {}
@@ -59,8 +59,8 @@ def _aurocs(maps_n: dict[str, np.ndarray], maps_a: dict[str, np.ndarray]) -> dic
 def main() -> int:
     if not DEV_SPLIT.is_file() or not (RUN / "model.pt").is_file():
         sys.exit(f"needs {DEV_SPLIT} and a finished run at {RUN} (python bench/calibration_holds.py makes it)")
-    from engine.datasets import TrainingData, load_images
-    from engine.methods.ddad import Config, recipe
+    from cxrscreen.engine.datasets import TrainingData, load_images
+    from cxrscreen.engine.methods.ddad import Config, recipe
 
     run = json.loads((RUN / "run.json").read_text())
     spec = Config.from_dict(run["config"]).preprocess

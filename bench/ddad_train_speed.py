@@ -29,13 +29,13 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
 
-from engine.methods.ddad import Config  # noqa: E402
-from engine.methods.ddad import recipe  # noqa: E402
-from engine.preprocess import PreprocessSpec  # noqa: E402
-from engine.progress import Progress  # noqa: E402
-from engine.stop import StopRequest  # noqa: E402
+from cxrscreen.engine.methods.ddad import Config  # noqa: E402
+from cxrscreen.engine.methods.ddad import recipe  # noqa: E402
+from cxrscreen.engine.preprocess import PreprocessSpec  # noqa: E402
+from cxrscreen.engine.progress import Progress  # noqa: E402
+from cxrscreen.engine.stop import StopRequest  # noqa: E402
 
 
 class _Data:

@@ -23,15 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> int:
-    from engine import metrics as M
-    from engine.datasets import from_folders, load_images
-    from engine.methods.ddad import Config
-    from engine.methods.ddad.recipe import all_maps, load_scorer
-    from engine.preprocess import PreprocessSpec
-    from engine.progress import Progress
-    from engine.stop import StopRequest
-    from engine.synth import write_study
-    from engine.train import run_training
+    from cxrscreen.engine import metrics as M
+    from cxrscreen.engine.datasets import from_folders, load_images
+    from cxrscreen.engine.methods.ddad import Config
+    from cxrscreen.engine.methods.ddad.recipe import all_maps, load_scorer
+    from cxrscreen.engine.preprocess import PreprocessSpec
+    from cxrscreen.engine.progress import Progress
+    from cxrscreen.engine.stop import StopRequest
+    from cxrscreen.engine.synth import write_study
+    from cxrscreen.engine.train import run_training
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=40)

@@ -30,14 +30,14 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
 
 
 def _score(detector, folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Labels, image scores and each heatmap's 99th percentile (a diagnostic) of a study folder,
     and the out-of-scope gate's reasons for images it refused (their score and peak are NaN:
     never flagged, left out of the AUROC)."""
-    from engine.scoring import iter_scores
+    from cxrscreen.engine.scoring import iter_scores
 
     rows = [line.split(",") for line in (folder / "labels.csv").read_text().splitlines()[1:]]
     paths = [folder / r[0] for r in rows]
@@ -67,17 +67,17 @@ def _rounded(values: np.ndarray) -> list[float | None]:
 
 
 def _auroc(labels: np.ndarray, values: np.ndarray) -> float:
-    from engine.metrics import auroc
+    from cxrscreen.engine.metrics import auroc
 
     ok = ~np.isnan(values)
     return round(auroc(labels[ok], values[ok]), 4)
 
 
 def main() -> int:
-    from app.demo import DEMO_ABNORMAL, DEMO_LESION_STRENGTH, DEMO_NORMAL, DEMO_SEED, DEMO_SIZE, DEMO_VARIATION
-    from engine import demo_detector
-    from engine.detector import Detector
-    from engine.synth import write_study
+    from cxrscreen.app.demo import DEMO_ABNORMAL, DEMO_LESION_STRENGTH, DEMO_NORMAL, DEMO_SEED, DEMO_SIZE, DEMO_VARIATION
+    from cxrscreen.engine import demo_detector
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.synth import write_study
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--normals", type=int, default=None, help="default: the demo detector's")

@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
 
 FRACTIONS = (1.0, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 1 / 4096)
 SELECTION_SEED_OFFSET = 7
 
 
 def _study_images(folder: Path, spec) -> tuple[np.ndarray, np.ndarray]:
-    from engine.datasets import load_images
+    from cxrscreen.engine.datasets import load_images
 
     rows = [line.split(",") for line in (folder / "labels.csv").read_text().splitlines()[1:]]
     return load_images([folder / r[0] for r in rows], spec), np.array([int(r[1]) for r in rows])
@@ -52,13 +52,13 @@ def _maps(scorer, images: np.ndarray) -> np.ndarray:
 def main() -> int:
     import torch
 
-    from app.demo import DEMO_LESION_STRENGTH, DEMO_SEED, DEMO_SIZE, DEMO_VARIATION
-    from engine.datasets import TrainingData, load_images
-    from engine.detector import NormalCalibration
-    from engine.metrics import auroc
-    from engine.methods.ddad import recipe
-    from engine.synth import write_study
-    from models.ddad import pool_map
+    from cxrscreen.app.demo import DEMO_LESION_STRENGTH, DEMO_SEED, DEMO_SIZE, DEMO_VARIATION
+    from cxrscreen.engine.datasets import TrainingData, load_images
+    from cxrscreen.engine.detector import NormalCalibration
+    from cxrscreen.engine.metrics import auroc
+    from cxrscreen.engine.methods.ddad import recipe
+    from cxrscreen.engine.synth import write_study
+    from cxrscreen.models.ddad import pool_map
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="the --work folder of a finished demo-detector run")

@@ -32,7 +32,7 @@ from statistics import NormalDist
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
 sys.path.insert(0, str(REPO / "bench"))
 RESULTS = REPO / "bench" / "results" / "drift"
 SIZES = (16, 50, 200, 600)
@@ -41,8 +41,8 @@ SHARES = (0.0, 0.3, 0.625)
 
 
 def power(reps: int, seed: int = 0) -> dict:
-    from engine.detector import NormalCalibration
-    from engine.drift import check_drift
+    from cxrscreen.engine.detector import NormalCalibration
+    from cxrscreen.engine.drift import check_drift
 
     rng = np.random.default_rng(seed)
     nd = NormalDist()
@@ -74,9 +74,9 @@ def power(reps: int, seed: int = 0) -> dict:
 def real(model: Path, draws: int, seed: int = 0) -> dict:
     from drift_scores import score_all
 
-    from engine import metrics as M
-    from engine.detector import clopper_pearson, read_metadata
-    from engine.drift import check_drift
+    from cxrscreen.engine import metrics as M
+    from cxrscreen.engine.detector import clopper_pearson, read_metadata
+    from cxrscreen.engine.drift import check_drift
 
     cal = read_metadata(model).calibration
     z = np.load(score_all(model))
@@ -101,7 +101,7 @@ def real(model: Path, draws: int, seed: int = 0) -> dict:
             row["sub_batches"][n] = {"flagged": float(np.mean([q.drift for q in reps])),
                                      "estimate_short": float(np.mean([q.estimate_short for q in reps]))}
         if len(normals) > 40:  # the banner after recalibrating on 40 of its normals: drift against the site calibration
-            from engine.site_calibration import site_calibration
+            from cxrscreen.engine.site_calibration import site_calibration
 
             sites = [site_calibration(rng.choice(normals, 40, replace=False), cal, "site") for _ in range(draws // 10)]
             row["drift_after_recalibration_40"] = float(np.mean([check_drift(scores, c).drift for c in sites]))

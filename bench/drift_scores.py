@@ -27,7 +27,7 @@ WORK = REPO / "bench" / "_work" / "drift"
 
 def cache_path(model: Path) -> Path:
     """Where the scores of ``model`` are cached."""
-    from engine.detector import read_metadata
+    from cxrscreen.engine.detector import read_metadata
 
     return WORK / f"scores_{read_metadata(model).model_id}.npz"
 
@@ -37,10 +37,10 @@ def score_all(model: Path) -> Path:
     sys.path.insert(0, str(REPO / "bench"))
     from shift import SHIFTS  # bench/shift.py's shift functions (not edited here)
 
-    from engine.detector import Detector
-    from engine.io import read_radiograph
-    from engine.preprocess import preprocess
-    from engine.scoring import iter_scores
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.io import read_radiograph
+    from cxrscreen.engine.preprocess import preprocess
+    from cxrscreen.engine.scoring import iter_scores
 
     out = cache_path(model)
     if out.is_file():

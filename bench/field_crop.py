@@ -43,8 +43,8 @@ SPECS = {
 
 
 def stability(paths: list[Path]) -> dict[str, dict[str, float]]:
-    from engine.io import read_radiograph
-    from engine.preprocess import PreprocessSpec, preprocess
+    from cxrscreen.engine.io import read_radiograph
+    from cxrscreen.engine.preprocess import PreprocessSpec, preprocess
 
     pixels = [read_radiograph(p).pixels for p in paths]
     out: dict[str, dict[str, float]] = {}
@@ -62,8 +62,8 @@ def stability(paths: list[Path]) -> dict[str, dict[str, float]]:
 
 
 def speed(paths: list[Path], rounds: int) -> dict[str, list[float]]:
-    from engine.io import read_radiograph
-    from engine.preprocess import PreprocessSpec, preprocess
+    from cxrscreen.engine.io import read_radiograph
+    from cxrscreen.engine.preprocess import PreprocessSpec, preprocess
 
     specs = {"robust (equalize)": PreprocessSpec(size=64, intensity="equalize"),
              "field crop + equalize": PreprocessSpec(size=64, intensity="equalize", crop="field")}
@@ -78,8 +78,8 @@ def speed(paths: list[Path], rounds: int) -> dict[str, list[float]]:
 
 
 def score_speed(models: list[Path], rounds: int) -> dict[str, list[float]]:
-    from engine.detector import Detector
-    from engine.scoring import iter_scores
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.scoring import iter_scores
 
     split = json.loads(DEV_SPLIT.read_text())["dev_test"]
     paths = [DEV_SPLIT.parent.parent / q for q in split["normal"] + split["abnormal"]]

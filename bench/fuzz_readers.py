@@ -31,7 +31,7 @@ unforeseen exception: a bug to give a proper reason, counted as untyped); ``unty
 ``non-finite`` (an ``ok`` whose pixels hold NaN/inf, or lie outside [0, 1]). Goal: 0 untyped,
 0 safety-net, 0 aborts, 0 hangs, 0 non-finite.
 
-``--score-files N`` then runs ``cxrscreen score`` (``python -m engine score``) with a tiny
+``--score-files N`` then runs ``cxrscreen score`` (``python -m cxrscreen.engine score``) with a tiny
 analytic ONNX detector over a folder of N of the mutated files plus their good seeds, and
 checks it exits 0 with exactly one CSV row per file (a reason in ``error`` for the refused).
 
@@ -71,7 +71,7 @@ DATA = REPO.parent / "shared" / "data"
 WORK = REPO / "bench" / "_work" / "fuzz"
 RESULTS = REPO / "bench" / "results" / "fuzz"
 if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+    sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
 
 SEED_SHAPE = (96, 80)
 REAL_PIXEL_BUDGET = 1_100_000  # real files larger than this get proportionally fewer mutations
@@ -87,9 +87,9 @@ def make_seeds(folder: Path) -> list[Path]:
     from pydicom.sequence import Sequence
     from pydicom.uid import JPEGBaseline8Bit
 
-    from engine.io.dicom_write import WRITABLE_SYNTAXES, write_dicom
-    from engine.io.types import WindowPreset
-    from engine.synth import generate_chest
+    from cxrscreen.engine.io.dicom_write import WRITABLE_SYNTAXES, write_dicom
+    from cxrscreen.engine.io.types import WindowPreset
+    from cxrscreen.engine.synth import generate_chest
 
     folder.mkdir(parents=True, exist_ok=True)
     chest = generate_chest(0, SEED_SHAPE, marker=True).pixels
@@ -158,7 +158,7 @@ def real_seeds(data: Path) -> list[Path]:
 
 def seed_weight(path: Path) -> float:
     """Mutation weight: 1, less for real files with many pixels (their decode is slow)."""
-    from engine.io import RadiographReadError, read_header
+    from cxrscreen.engine.io import RadiographReadError, read_header
 
     try:
         meta = read_header(path)
@@ -270,7 +270,7 @@ def m_dicom_field(rng: random.Random, data: bytes, path: Path) -> bytes:
         elif kind < 0.75:
             ds.PixelData = b""
         elif kind < 0.87:
-            from engine.io.dicom_write import WRITABLE_SYNTAXES
+            from cxrscreen.engine.io.dicom_write import WRITABLE_SYNTAXES
             from pydicom.uid import HTJ2KLossless, JPEGExtended12Bit, JPEGLSNearLossless
 
             ds.file_meta.TransferSyntaxUID = UID(rng.choice(
@@ -450,8 +450,8 @@ def extra_files(folder: Path) -> list[tuple[Path, str, str]]:
 # ------------------------------------------------------------------------------- workers
 def classify(path: str) -> dict[str, str]:
     """Read ``path`` both ways and name the outcome of each (runs in a worker)."""
-    from engine.io import RadiographReadError, read_header, read_radiograph
-    from engine.io.reader import UNEXPECTED
+    from cxrscreen.engine.io import RadiographReadError, read_header, read_radiograph
+    from cxrscreen.engine.io.reader import UNEXPECTED
 
     result: dict[str, str] = {}
     for name, read in (("header", read_header), ("read", read_radiograph)):
@@ -490,7 +490,7 @@ def worker_main(conn: Any, memory_mb: int, decode_timeout: float, frame_check: b
     """A fuzz worker: limits itself, then reads the paths it is sent until told to stop."""
     import resource
 
-    import engine.io.decoders as decoders
+    import cxrscreen.engine.io.decoders as decoders
 
     import logging
     import warnings
@@ -593,7 +593,7 @@ def run_files(items: list[tuple[Path, str, str]], workers: int, timeout: float, 
 
 # ---------------------------------------------------------------------------------- score
 def run_score(files: list[Path], folder: Path, read_ok: dict[Path, bool]) -> dict[str, Any]:
-    """``python -m engine score`` over ``files`` copied into ``folder``: exit code and rows."""
+    """``python -m cxrscreen.engine score`` over ``files`` copied into ``folder``: exit code and rows."""
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import build_local_contrast_detector  # the suite's analytic ONNX detector
 
@@ -605,9 +605,9 @@ def run_score(files: list[Path], folder: Path, read_ok: dict[Path, bool]) -> dic
     model = build_local_contrast_detector(folder.parent / "score_detector.onnx")
     out = folder.parent / "score.csv"
     out.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "packaging" / "src"), str(REPO)])}
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "engine", "score", str(folder), "--model", str(model),
+    proc = subprocess.run([sys.executable, "-m", "cxrscreen.engine", "score", str(folder), "--model", str(model),
                            "--out", str(out)], capture_output=True, text=True, env=env)
     seconds = time.monotonic() - t0
     rows = list(csv.DictReader(open(out, encoding="utf-8"))) if out.exists() else []

@@ -41,13 +41,13 @@ def main() -> None:
 
     import torch
 
-    from engine.datasets import load_images
-    from engine.detector import Detector
-    from engine.io import read_radiograph
-    from engine.methods import get_method
-    from engine.preprocess import preprocess
-    from engine.scoring import iter_scores
-    from engine.train import read_run
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.io import read_radiograph
+    from cxrscreen.engine.methods import get_method
+    from cxrscreen.engine.preprocess import preprocess
+    from cxrscreen.engine.scoring import iter_scores
+    from cxrscreen.engine.train import read_run
 
     d = json.loads(DEV_SPLIT.read_text())["dev_test"]
     paths = [DEV_SPLIT.parent.parent / q for q in d["normal"] + d["abnormal"]]

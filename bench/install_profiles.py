@@ -61,9 +61,9 @@ t0 = float(sys.argv[1])
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from pathlib import Path
 from PySide6.QtWidgets import QApplication
-from app.library import ModelLibrary
-from app.main_window import MainWindow
-from app.settings import AppSettings
+from cxrscreen.app.library import ModelLibrary
+from cxrscreen.app.main_window import MainWindow
+from cxrscreen.app.settings import AppSettings
 qapp = QApplication([])
 tmp = Path(sys.argv[2])
 w = MainWindow(AppSettings(tmp / "settings.ini"), ModelLibrary(tmp / "library"))

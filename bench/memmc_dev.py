@@ -58,7 +58,7 @@ def _dev_test() -> tuple[list[Path], np.ndarray]:
 
 def _data():
     """The known normals of the split with the engine's calibration hold-out; nothing else."""
-    from engine.datasets import TrainingData, from_split
+    from cxrscreen.engine.datasets import TrainingData, from_split
 
     base = from_split(DEV_SPLIT, 0.6)
     return TrainingData(base.normal_train, base.normal_calibration, [],
@@ -70,7 +70,7 @@ def _name(variant: str, seed: int, epochs: int) -> str:
 
 
 def _config(args, variant: str, seed: int):
-    from engine.methods import registry
+    from cxrscreen.engine.methods import registry
 
     return registry()["memmc"].config("small", seed=seed, epochs=args.epochs, device=args.device, **VARIANTS[variant])
 
@@ -78,10 +78,10 @@ def _config(args, variant: str, seed: int):
 def evaluate_run(name: str, run_dir: Path, config, data, outcome, extra: dict) -> dict:
     import torch
 
-    from engine import metrics as M
-    from engine.datasets import load_images
-    from engine.detector import NormalCalibration
-    from engine.methods.memmc.recipe import evaluate
+    from cxrscreen.engine import metrics as M
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.detector import NormalCalibration
+    from cxrscreen.engine.methods.memmc.recipe import evaluate
 
     paths, y = _dev_test()
     images = load_images(paths, config.preprocess)
@@ -118,10 +118,10 @@ def evaluate_run(name: str, run_dir: Path, config, data, outcome, extra: dict) -
 
 def cmd_protocol(args) -> None:
     _require_data()
-    from engine.progress import Progress
-    from engine.stop import StopRequest
-    from engine.torch_runtime import set_threads
-    from engine.train import run_training
+    from cxrscreen.engine.progress import Progress
+    from cxrscreen.engine.stop import StopRequest
+    from cxrscreen.engine.torch_runtime import set_threads
+    from cxrscreen.engine.train import run_training
 
     set_threads(args.threads)
     data = _data()
@@ -144,9 +144,9 @@ def cmd_throughput(args) -> None:
     batches of 32, best of 3)."""
     from amae_dev import _onnx_throughput  # bench/ is on sys.path
 
-    from engine.datasets import load_images
-    from engine.methods.memmc import Config
-    from engine.torch_runtime import set_threads
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.methods.memmc import Config
+    from cxrscreen.engine.torch_runtime import set_threads
 
     _require_data()
     set_threads(args.threads)
@@ -164,8 +164,8 @@ def cmd_cputime(args) -> None:
     """Time an exported detector (``throughput`` wrote it) in CPU seconds: onnxruntime with one
     intra-op thread, batches of 32, ``time.process_time`` (on a CPU shared with many jobs the wall
     clock measures the others' load; the CPU time of one thread does not, up to cache effects)."""
-    from engine.datasets import load_images
-    from engine.detector import Detector
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.detector import Detector
 
     _require_data()
     name = _name(args.variant[0], args.seed, args.epochs)
@@ -189,10 +189,10 @@ def cmd_errors(args) -> None:
     normal and abnormal images. Nothing is chosen from it."""
     import torch
 
-    from engine import metrics as M
-    from engine.datasets import load_images
-    from engine.methods.memmc.recipe import load_scorer
-    from engine.torch_runtime import set_threads
+    from cxrscreen.engine import metrics as M
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.methods.memmc.recipe import load_scorer
+    from cxrscreen.engine.torch_runtime import set_threads
 
     _require_data()
     set_threads(args.threads)
@@ -222,7 +222,7 @@ def cmd_errors(args) -> None:
 
 
 def _spec(run_dir: Path):
-    from engine.methods.memmc import Config
+    from cxrscreen.engine.methods.memmc import Config
 
     return Config.from_dict(json.loads((run_dir / "run.json").read_text())["config"]).preprocess
 
@@ -232,10 +232,10 @@ def cmd_steptime(args) -> None:
     variant, AMAE's trainer as in training) after one warm-up step; each variant's JSON in results."""
     import torch
 
-    from engine.datasets import load_images
-    from engine.methods.amae.recipe import _MAETrainer
-    from engine.methods.memmc.recipe import build_model
-    from engine.torch_runtime import set_threads
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.methods.amae.recipe import _MAETrainer
+    from cxrscreen.engine.methods.memmc.recipe import build_model
+    from cxrscreen.engine.torch_runtime import set_threads
 
     _require_data()
     set_threads(args.threads)

@@ -62,7 +62,7 @@ def _dev_test() -> tuple[list[Path], np.ndarray]:
 
 
 def _data():
-    from engine.datasets import TrainingData, from_split
+    from cxrscreen.engine.datasets import TrainingData, from_split
 
     base = from_split(DEV_SPLIT, 0.6)  # known normals with the engine's calibration hold-out
     return TrainingData(base.normal_train, base.normal_calibration, [], {**base.source, "unlabeled": "not used"}, [])
@@ -71,10 +71,10 @@ def _data():
 def _evaluate(name: str, run_dir: Path, config, data, outcome, extra: dict, method: str = "msacl") -> dict:
     import torch
 
-    from engine import metrics as M
-    from engine.datasets import load_images
-    from engine.detector import NormalCalibration
-    from engine.methods import registry
+    from cxrscreen.engine import metrics as M
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.detector import NormalCalibration
+    from cxrscreen.engine.methods import registry
 
     paths, y = _dev_test()
     images = load_images(paths, config.preprocess)
@@ -110,11 +110,11 @@ def _evaluate(name: str, run_dir: Path, config, data, outcome, extra: dict, meth
 def cmd_run(args) -> None:
     """Train (or resume) and evaluate each variant for each seed."""
     _require_data()
-    from engine.methods import registry
-    from engine.progress import Progress
-    from engine.stop import StopRequest
-    from engine.torch_runtime import set_threads
-    from engine.train import run_training
+    from cxrscreen.engine.methods import registry
+    from cxrscreen.engine.progress import Progress
+    from cxrscreen.engine.stop import StopRequest
+    from cxrscreen.engine.torch_runtime import set_threads
+    from cxrscreen.engine.train import run_training
 
     set_threads(args.threads)
     data = _data()
@@ -141,11 +141,11 @@ def cmd_run(args) -> None:
 def cmd_igd(args) -> None:
     """IGD on the encoder of a finished MSACL run of this bench (--encoder-run), or on a random encoder."""
     _require_data()
-    from engine.methods import registry
-    from engine.progress import Progress
-    from engine.stop import StopRequest
-    from engine.torch_runtime import set_threads
-    from engine.train import run_training
+    from cxrscreen.engine.methods import registry
+    from cxrscreen.engine.progress import Progress
+    from cxrscreen.engine.stop import StopRequest
+    from cxrscreen.engine.torch_runtime import set_threads
+    from cxrscreen.engine.train import run_training
 
     set_threads(args.threads)
     data = _data()
@@ -178,10 +178,10 @@ def cmd_sheet(args) -> None:
     import matplotlib.pyplot as plt
     import torch
 
-    from engine.datasets import load_images
-    from engine.methods import registry
-    from engine.methods.msacl.medmix import lung_masks, medmix, weak_views
-    from engine.methods.msacl.recipe import medmix_settings
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.methods import registry
+    from cxrscreen.engine.methods.msacl.medmix import lung_masks, medmix, weak_views
+    from cxrscreen.engine.methods.msacl.recipe import medmix_settings
 
     config = registry()["msacl"].config("small")
     data = _data()
@@ -221,9 +221,9 @@ def cmd_throughput(args) -> None:
     """Export one detector to ONNX (parity-checked) and time onnxruntime on dev_test (AMAE's bench)."""
     from amae_dev import _onnx_throughput  # bench/ is on sys.path
 
-    from engine.datasets import load_images
-    from engine.methods import registry
-    from engine.torch_runtime import set_threads
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.methods import registry
+    from cxrscreen.engine.torch_runtime import set_threads
 
     _require_data()
     set_threads(args.threads)

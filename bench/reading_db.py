@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
 
 from bench.app_bench_common import WORK, EventLoopProbe  # noqa: E402
 
@@ -47,7 +47,7 @@ def distinct_folder(n: int, size: int = 128) -> Path:
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
-    from engine.synth import write_study
+    from cxrscreen.engine.synth import write_study
 
     folder = WORK / f"reading_{n}_{size}"
     marker = folder / ".complete"
@@ -90,7 +90,7 @@ def _wait(app, until, timeout_s: float) -> bool:
 
 def _stream(app, w, model_id: str, paths: list[Path], per_batch: int = 8, every_ms: float = 10.0) -> dict:
     """Feed scores to the window as a scoring process would; the probe's summary meanwhile."""
-    from engine.scoring import ScoreResult
+    from cxrscreen.engine.scoring import ScoreResult
 
     rng = random.Random(3)
     probe = EventLoopProbe(10)
@@ -129,14 +129,14 @@ def main() -> int:
 
     from PySide6.QtWidgets import QApplication
 
-    from app import pyside_check
+    from cxrscreen.app import pyside_check
 
     pyside_check.check()
     app = QApplication(sys.argv[:1])
-    from app.library import ModelLibrary
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
-    from app.studydb import DB_FILE, StudyDatabase
+    from cxrscreen.app.library import ModelLibrary
+    from cxrscreen.app.main_window import MainWindow
+    from cxrscreen.app.settings import AppSettings
+    from cxrscreen.app.studydb import DB_FILE, StudyDatabase
 
     home = WORK / "reading_db_run"
     shutil.rmtree(home, ignore_errors=True)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
 WORK = REPO / "bench" / "_work" / "reading_screen"
 
 
@@ -38,7 +38,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "figures" / "app_reading.png")
     parser.add_argument("--width", type=int, default=1200)
     args = parser.parse_args()
-    from engine.synth import write_study
+    from cxrscreen.engine.synth import write_study
 
     shutil.rmtree(WORK, ignore_errors=True)
     study = WORK / "chest_study"
@@ -51,9 +51,9 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication(sys.argv[:1])
-    from app.library import ModelLibrary
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
+    from cxrscreen.app.library import ModelLibrary
+    from cxrscreen.app.main_window import MainWindow
+    from cxrscreen.app.settings import AppSettings
 
     def wait(until, timeout_s: float = 120.0) -> bool:
         t0 = time.monotonic()

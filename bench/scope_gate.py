@@ -200,8 +200,8 @@ def _other_body_parts(folder: Path, rng: np.random.Generator, n_each: int) -> li
 
 
 def _inverted(folder: Path, rng: np.random.Generator, n_synth: int, real: list[Path]) -> list[Path]:
-    from engine.io import read_radiograph
-    from engine.synth.chest import generate_chest
+    from cxrscreen.engine.io import read_radiograph
+    from cxrscreen.engine.synth.chest import generate_chest
 
     out = []
     for i in range(n_synth):
@@ -213,8 +213,8 @@ def _inverted(folder: Path, rng: np.random.Generator, n_synth: int, real: list[P
 
 
 def _dicom_headers(folder: Path, rng: np.random.Generator, n: int) -> list[Path]:
-    from engine.io.dicom_write import write_dicom
-    from engine.synth.chest import generate_chest
+    from cxrscreen.engine.io.dicom_write import write_dicom
+    from cxrscreen.engine.synth.chest import generate_chest
 
     variants = [("lateral_header", {"ViewPosition": "LL"}), ("lateral_header", {"ViewPosition": "RL"}),
                 ("other_body_part_header", {"BodyPartExamined": "KNEE"}),
@@ -231,7 +231,7 @@ def _dicom_headers(folder: Path, rng: np.random.Generator, n: int) -> list[Path]
 
 
 def _small(folder: Path, rng: np.random.Generator, n: int) -> list[Path]:
-    from engine.synth.chest import generate_chest
+    from cxrscreen.engine.synth.chest import generate_chest
 
     out = []
     for i in range(n):
@@ -243,7 +243,7 @@ def _small(folder: Path, rng: np.random.Generator, n: int) -> list[Path]:
 
 
 def _check_all(gate, paths: list[Path]) -> list[dict]:
-    from engine.io import RadiographReadError, read_radiograph
+    from cxrscreen.engine.io import RadiographReadError, read_radiograph
 
     rows = []
     for p in paths:
@@ -270,9 +270,9 @@ def main() -> int:
     parser.parse_args()
     if not DEV_SPLIT.is_file():
         sys.exit(f"real data not found at {DATA}: this benchmark needs ../shared/data beside the checkout")
-    from engine.datasets import split_calibration
-    from engine.io import read_radiograph
-    from engine.scope import ScopeGate, fit_from_pixels
+    from cxrscreen.engine.datasets import split_calibration
+    from cxrscreen.engine.io import read_radiograph
+    from cxrscreen.engine.scope import ScopeGate, fit_from_pixels
 
     t0 = time.monotonic()
     rng = np.random.default_rng(0)

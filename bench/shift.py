@@ -119,10 +119,10 @@ SHIFTS["combined"] = _combined
 
 
 def evaluate(model: Path, shifts: list[str]) -> dict:
-    from engine import metrics as M
-    from engine.detector import Detector
-    from engine.io import read_radiograph
-    from engine.preprocess import preprocess
+    from cxrscreen.engine import metrics as M
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.io import read_radiograph
+    from cxrscreen.engine.preprocess import preprocess
 
     d = json.loads(DEV_SPLIT.read_text())["dev_test"]
     root = DEV_SPLIT.parent.parent
@@ -147,8 +147,8 @@ def evaluate(model: Path, shifts: list[str]) -> dict:
 
 def _summary(det, labels: np.ndarray, scores: np.ndarray, n_boot: int = 2000) -> dict:
     """AUROC [bootstrap CI], AP, and the specificity / sensitivity at the calibrated 95 % threshold."""
-    from engine import metrics as M
-    from engine.detector import clopper_pearson
+    from cxrscreen.engine import metrics as M
+    from cxrscreen.engine.detector import clopper_pearson
 
     lo, hi = M.bootstrap_ci(labels, scores, M.auroc, n_boot=n_boot)
     threshold = det.calibration.threshold_at_specificity(0.95)
@@ -164,7 +164,7 @@ def _real_batch(det) -> dict:
     """The full-size Kermany val originals (another acquisition batch), scored as the app would."""
     import csv
 
-    from engine.scoring import iter_scores
+    from cxrscreen.engine.scoring import iter_scores
 
     root = DATA / "fullres" / "kermany"
     rows = list(csv.DictReader(open(root / "labels.csv")))
@@ -215,7 +215,7 @@ def main() -> None:
 
 
 def _sheet(path: Path) -> None:
-    from engine.io import read_radiograph
+    from cxrscreen.engine.io import read_radiograph
 
     d = json.loads(DEV_SPLIT.read_text())["dev_test"]
     p = read_radiograph(DEV_SPLIT.parent.parent / d["abnormal"][3]).pixels

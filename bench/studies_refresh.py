@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
 
 
 def main() -> int:
@@ -39,12 +39,12 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication(sys.argv[:1])
-    from app.library import ModelLibrary
-    from app.main_window import MainWindow
-    from app.records import CaseRecord
-    from app.settings import AppSettings
-    from engine.io import RadiographMeta
-    from engine.scoring import ScoreResult
+    from cxrscreen.app.library import ModelLibrary
+    from cxrscreen.app.main_window import MainWindow
+    from cxrscreen.app.records import CaseRecord
+    from cxrscreen.app.settings import AppSettings
+    from cxrscreen.engine.io import RadiographMeta
+    from cxrscreen.engine.scoring import ScoreResult
 
     tmp = Path(tempfile.mkdtemp(prefix="studies_refresh_"))
     w = MainWindow(AppSettings(tmp / "settings.ini"), ModelLibrary(tmp / "library"))

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
 WORK = REPO / "bench" / "_work" / "studies_screen"
 UID = "1.2.826.0.1.3680043.55"
 
@@ -37,9 +37,9 @@ def _detector(out: Path, normals: list[Path]) -> Path:
 
 def write_studies(folder: Path, size: int = 384) -> None:
     """Six patients' studies as DICOM (see the module docstring), and three PNGs."""
-    from engine.io.dicom_write import write_dicom
-    from engine.synth import write_study
-    from engine.synth.chest import generate_chest
+    from cxrscreen.engine.io.dicom_write import write_dicom
+    from cxrscreen.engine.synth import write_study
+    from cxrscreen.engine.synth.chest import generate_chest
 
     rng = np.random.default_rng(4)
     lesions = ("nodule", "consolidation", "effusion", None, None, None)
@@ -69,7 +69,7 @@ def main() -> int:
     parser.add_argument("--compare-out", type=Path, default=REPO / "bench" / "figures" / "app_compare_studies.png")
     parser.add_argument("--width", type=int, default=1200)
     args = parser.parse_args()
-    from engine.synth import write_study
+    from cxrscreen.engine.synth import write_study
 
     shutil.rmtree(WORK, ignore_errors=True)
     study = WORK / "studies"
@@ -83,9 +83,9 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication(sys.argv[:1])
-    from app.library import ModelLibrary
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
+    from cxrscreen.app.library import ModelLibrary
+    from cxrscreen.app.main_window import MainWindow
+    from cxrscreen.app.settings import AppSettings
 
     def wait(until, timeout_s: float = 120.0) -> bool:
         t0 = time.monotonic()

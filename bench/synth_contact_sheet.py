@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from engine.synth import generate_chest
+from cxrscreen.engine.synth import generate_chest
 
 OUT = Path(__file__).resolve().parent / "figures" / "synthetic_contact_sheet.png"
 CASES: tuple[tuple[int, str | None], ...] = (

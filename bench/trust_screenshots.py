@@ -30,9 +30,9 @@ def build_scene(folder: Path) -> Path:
     """Real radiographs and out-of-scope images under nested, long folder names."""
     from PIL import Image, ImageDraw
 
-    from engine.io import read_radiograph
-    from engine.io.dicom_write import write_dicom
-    from engine.synth.chest import generate_chest
+    from cxrscreen.engine.io import read_radiograph
+    from cxrscreen.engine.io.dicom_write import write_dicom
+    from cxrscreen.engine.synth.chest import generate_chest
 
     split = json.loads((DATA / "kermany" / "splits" / "dev.json").read_text())
     part = split["dev_test"]
@@ -64,18 +64,18 @@ def main() -> int:
     parser.add_argument("--detector", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "_work" / "trust_screens")
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO))
+    sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
     from PySide6.QtCore import QPointF, QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     app = QApplication(sys.argv[:1])
     app.setStyle("Fusion")
-    from app.about import about_text
-    from app.add_paths_dialog import AddPathsDialog
-    from app.detector_card import DetectorCardDialog
-    from app.library import ModelLibrary
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
+    from cxrscreen.app.about import about_text
+    from cxrscreen.app.add_paths_dialog import AddPathsDialog
+    from cxrscreen.app.detector_card import DetectorCardDialog
+    from cxrscreen.app.library import ModelLibrary
+    from cxrscreen.app.main_window import MainWindow
+    from cxrscreen.app.settings import AppSettings
 
     args.out.mkdir(parents=True, exist_ok=True)
     scene = build_scene(args.out / "scene")

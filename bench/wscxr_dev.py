@@ -62,7 +62,7 @@ def _dev_test() -> tuple[list[Path], np.ndarray]:
 def draw_shots(seed: int) -> list[str]:
     """All ``fewshot.abnormal`` images in the engine's draw order (`train --split --shots K` takes
     the first K): patients in a seeded random order, one image of each in turn."""
-    from engine.datasets import draw_across_patients
+    from cxrscreen.engine.datasets import draw_across_patients
 
     return draw_across_patients(json.loads(DEV_SPLIT.read_text())["fewshot"]["abnormal"], seed)
 
@@ -72,23 +72,23 @@ def _data(k: int, seed: int, unlabeled: bool):
     with the calibration hold-out, the first K of the seed's draw; the AR-0.6 pool when ``unlabeled``."""
     import dataclasses
 
-    from engine.datasets import from_split
+    from cxrscreen.engine.datasets import from_split
 
     data = from_split(DEV_SPLIT, 0.6, shots=k or None, shots_seed=seed)
     return data if unlabeled else dataclasses.replace(data, unlabeled=[])
 
 
 def _config(args, seed: int, **values):
-    from engine.methods import registry
+    from cxrscreen.engine.methods import registry
 
     given = {"seed": seed, "device": args.device, **values}
     return registry()["wscxr"].config("small", **given)
 
 
 def _train(name: str, config, data, progress_mode: str):
-    from engine.progress import Progress
-    from engine.stop import StopRequest
-    from engine.train import run_training
+    from cxrscreen.engine.progress import Progress
+    from cxrscreen.engine.stop import StopRequest
+    from cxrscreen.engine.train import run_training
 
     run_dir = WORK / name
     WORK.mkdir(parents=True, exist_ok=True)
@@ -104,7 +104,7 @@ def cmd_encoder(args) -> None:
     """Pre-train the shared MAE encoder (a WSCXR run with the unlabeled pool; its K = 16 shots do not
     reach the pre-training, which uses normal ∪ unlabeled)."""
     _require_data()
-    from engine.torch_runtime import set_threads
+    from cxrscreen.engine.torch_runtime import set_threads
 
     set_threads(args.threads)
     config = _config(args, 0, pretrain_epochs=args.pretrain_epochs)
@@ -126,8 +126,8 @@ def cmd_encoder(args) -> None:
 def evaluate_run(name: str, run_dir: Path, config, data, outcome, test_paths, test_labels, extra: dict) -> dict:
     import torch
 
-    from engine.datasets import load_images
-    from engine.methods.wscxr.recipe import evaluate
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.methods.wscxr.recipe import evaluate
 
     images = load_images(test_paths, config.preprocess)
     t = time.time()
@@ -149,8 +149,8 @@ def evaluate_run(name: str, run_dir: Path, config, data, outcome, test_paths, te
 def _test_metrics(run_dir: Path, y: np.ndarray, scores: np.ndarray) -> dict:
     """dev_test AUROC and AP with stratified bootstrap 95 % intervals, and the sensitivity and
     specificity at the threshold of 95 % specificity on the run's own held-out calibration normals."""
-    from engine import metrics as M
-    from engine.detector import NormalCalibration
+    from cxrscreen.engine import metrics as M
+    from cxrscreen.engine.detector import NormalCalibration
 
     calibration = NormalCalibration.from_dict(json.loads((run_dir / "calibration.json").read_text()))
     threshold = calibration.threshold_at_specificity(0.95)
@@ -174,7 +174,7 @@ def _write(result: dict) -> dict:
 
 
 def _detector(args, name: str, k: int, seed: int, extra: dict, **values) -> dict:
-    from engine.torch_runtime import set_threads
+    from cxrscreen.engine.torch_runtime import set_threads
 
     set_threads(args.threads)
     if "pretrain_epochs" not in values:
@@ -223,9 +223,9 @@ def cmd_throughput(args) -> None:
     batches of 32, best of 3)."""
     from amae_dev import _onnx_throughput  # bench/ is on sys.path
 
-    from engine.datasets import load_images
-    from engine.methods.wscxr import Config
-    from engine.torch_runtime import set_threads
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.methods.wscxr import Config
+    from cxrscreen.engine.torch_runtime import set_threads
 
     _require_data()
     set_threads(args.threads)
@@ -247,13 +247,13 @@ def cmd_ddad(args) -> None:
     trains it, later runs of that seed reuse it (``reuse_normal_module``)."""
     import dataclasses
 
-    from engine.datasets import load_images
-    from engine.methods import registry
-    from engine.methods.ddad.recipe import all_maps, load_scorer
-    from engine.progress import Progress
-    from engine.stop import StopRequest
-    from engine.torch_runtime import set_threads
-    from engine.train import run_training
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.methods import registry
+    from cxrscreen.engine.methods.ddad.recipe import all_maps, load_scorer
+    from cxrscreen.engine.progress import Progress
+    from cxrscreen.engine.stop import StopRequest
+    from cxrscreen.engine.torch_runtime import set_threads
+    from cxrscreen.engine.train import run_training
 
     _require_data()
     set_threads(args.threads)

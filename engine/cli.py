@@ -18,16 +18,16 @@ from typing import NoReturn
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "gui": ("app.main", "open the desktop app (the default)"),
-    "demo": ("engine.demo", "headless demo: generate a synthetic study folder and read it"),
-    "train": ("engine.train_cli", "train a detector from normal + unlabeled folders or a split file"),
-    "export": ("engine.export_cli", "export a trained run to one ONNX detector file"),
-    "score": ("engine.score_cli", "score every radiograph in a folder with an ONNX detector"),
-    "recalibrate": ("engine.recalibrate_cli", "set a site operating point on reader-confirmed normals (the detector file is unchanged)"),
-    "index": ("engine.index_cli", "list the radiographs under folders with their headers (no pixel decode)"),
-    "eval": ("engine.eval_cli", "evaluate a detector on labelled images (AUROC, AP, operating points)"),
-    "methods": ("engine.methods_cli", "list the training methods, their data, options and presets (--json: for the app)"),
-    "demo-detector": ("engine.demo_detector", "build a small demo detector from synthetic radiographs"),
+    "gui": ("cxrscreen.app.main", "open the desktop app (the default)"),
+    "demo": ("cxrscreen.engine.demo", "headless demo: generate a synthetic study folder and read it"),
+    "train": ("cxrscreen.engine.train_cli", "train a detector from normal + unlabeled folders or a split file"),
+    "export": ("cxrscreen.engine.export_cli", "export a trained run to one ONNX detector file"),
+    "score": ("cxrscreen.engine.score_cli", "score every radiograph in a folder with an ONNX detector"),
+    "recalibrate": ("cxrscreen.engine.recalibrate_cli", "set a site operating point on reader-confirmed normals (the detector file is unchanged)"),
+    "index": ("cxrscreen.engine.index_cli", "list the radiographs under folders with their headers (no pixel decode)"),
+    "eval": ("cxrscreen.engine.eval_cli", "evaluate a detector on labelled images (AUROC, AP, operating points)"),
+    "methods": ("cxrscreen.engine.methods_cli", "list the training methods, their data, options and presets (--json: for the app)"),
+    "demo-detector": ("cxrscreen.engine.demo_detector", "build a small demo detector from synthetic radiographs"),
 }
 
 
@@ -40,7 +40,7 @@ def build_parser(only: str | None = None, argv: list[str] | None = None) -> argp
     ``argv`` is handed to a module whose ``add_arguments`` takes it (`train` adds only the
     options of the method it names).
     """
-    from engine import __version__
+    from cxrscreen.engine import __version__
 
     parser = OneLineErrorParser(prog="cxrscreen", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cxrscreen {__version__}")
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_import_error", None):
         parser.error(f"'{args.command}' is not available: {args._import_error}")
     module = importlib.import_module(args._module)
-    from engine.cli_args import CommandError
+    from cxrscreen.engine.cli_args import CommandError
 
     if args.command != "gui":
         _terminate_cleanly()

@@ -30,8 +30,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from engine.io import RadiographReadError, read_radiograph, scan_folder
-from engine.preprocess import PreprocessSpec, preprocess
+from cxrscreen.engine.io import RadiographReadError, read_radiograph, scan_folder
+from cxrscreen.engine.preprocess import PreprocessSpec, preprocess
 
 logger = logging.getLogger(__name__)
 

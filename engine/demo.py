@@ -16,7 +16,7 @@ import csv
 import tempfile
 from pathlib import Path
 
-from engine.cli_args import non_negative_int
+from cxrscreen.engine.cli_args import non_negative_int
 
 _COLUMNS = ("name", "format", "size", "photometric", "bits", "modality/view", "min", "mean", "max", "truth")
 _WIDTHS = (14, 6, 9, 11, 4, 13, 5, 5, 5, 13)
@@ -58,7 +58,7 @@ def read_and_print(folder: Path) -> tuple[int, int]:
     Returns:
         (files read, errors).
     """
-    from engine.io import RadiographReadError, read_radiograph, scan_folder
+    from cxrscreen.engine.io import RadiographReadError, read_radiograph, scan_folder
 
     truth = _truth(folder) if (folder / "labels.csv").is_file() else {}
     print(_row(_COLUMNS))
@@ -86,7 +86,7 @@ def read_and_print(folder: Path) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Write the study, read it back, print; 0 when every file was read."""
-    from engine.cli_args import check_output_folder, writing
+    from cxrscreen.engine.cli_args import check_output_folder, writing
 
     if args.out is None:
         with tempfile.TemporaryDirectory(prefix="cxrscreen-demo-") as tmp:
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _demo(out: Path, args: argparse.Namespace, kept: bool) -> int:
-    from engine.synth import write_study
+    from cxrscreen.engine.synth import write_study
 
     study = out / "study"
     written = write_study(study, args.n_normal, args.n_abnormal, size=args.size,

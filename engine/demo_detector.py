@@ -26,7 +26,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from engine.cli_args import float_range, int_range, non_negative_int, positive_int
+from cxrscreen.engine.cli_args import float_range, int_range, non_negative_int, positive_int
 
 DEMO_NAME = "Demo detector (synthetic images; not for clinical use)"
 # the training needs a few known normals per module and some held out for calibration
@@ -62,15 +62,15 @@ def _normals(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli_args import CommandError, check_output_file, check_output_folder, writing
-    from engine.datasets import DataError, from_folders
-    from engine.export import export_run
-    from engine.methods.ddad import Config
-    from engine.preprocess import PreprocessSpec
-    from engine.progress import Progress
-    from engine.stop import StopRequest
-    from engine.synth import write_study
-    from engine.train import run_training
+    from cxrscreen.engine.cli_args import CommandError, check_output_file, check_output_folder, writing
+    from cxrscreen.engine.datasets import DataError, from_folders
+    from cxrscreen.engine.export import export_run
+    from cxrscreen.engine.methods.ddad import Config
+    from cxrscreen.engine.preprocess import PreprocessSpec
+    from cxrscreen.engine.progress import Progress
+    from cxrscreen.engine.stop import StopRequest
+    from cxrscreen.engine.synth import write_study
+    from cxrscreen.engine.train import run_training
 
     check_output_file(args.out, args.overwrite)
     if args.work is not None:

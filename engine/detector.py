@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from engine.preprocess import PreprocessSpec
-from engine.scope import ScopeGate
+from cxrscreen.engine.preprocess import PreprocessSpec
+from cxrscreen.engine.scope import ScopeGate
 
 logger = logging.getLogger(__name__)
 

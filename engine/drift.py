@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.detector import NormalCalibration
+from cxrscreen.engine.detector import NormalCalibration
 
 LEVELS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 """Calibration quantiles where the batch is compared (Tarone's Bonferroni over those that can reject)."""

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cli_args import int_range, non_negative_int, open_probability
-from engine.csv_safe import csv_text
+from cxrscreen.engine.cli_args import int_range, non_negative_int, open_probability
+from cxrscreen.engine.csv_safe import csv_text
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.atomic import atomic_path, atomic_write_text
-    from engine.cli_args import CommandError, check_not_an_input, check_output_file, writing
-    from engine.detector import Detector, DetectorError
-    from engine.evaluate import LabelsError, evaluation_report, plot_report, read_labels_csv, read_split_part
-    from engine.scoring import iter_scores
+    from cxrscreen.engine.atomic import atomic_path, atomic_write_text
+    from cxrscreen.engine.cli_args import CommandError, check_not_an_input, check_output_file, writing
+    from cxrscreen.engine.detector import Detector, DetectorError
+    from cxrscreen.engine.evaluate import LabelsError, evaluation_report, plot_report, read_labels_csv, read_split_part
+    from cxrscreen.engine.scoring import iter_scores
 
     if args.root is not None and not args.root.is_dir():
         raise CommandError(f"--root {args.root} is not a folder")

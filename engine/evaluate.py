@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import metrics as M
+from cxrscreen.engine import metrics as M
 
 
 class LabelsError(ValueError):
@@ -84,7 +84,7 @@ def read_split_part(split_file: Path, part: str, root: Path | None = None) -> La
     """A labelled part of a development-protocol split file, e.g. ``dev_test`` ({normal, abnormal})."""
     import json
 
-    from engine.datasets import default_split_root
+    from cxrscreen.engine.datasets import default_split_root
 
     try:
         d = json.loads(Path(split_file).read_text(encoding="utf-8"))
@@ -147,7 +147,7 @@ def plot_report(labels: np.ndarray, scores: np.ndarray, report: dict[str, Any], 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from engine.atomic import atomic_path
+    from cxrscreen.engine.atomic import atomic_path
 
     y, s = np.asarray(labels), np.asarray(scores)
     fpr, tpr, _ = M.roc_curve(y, s)

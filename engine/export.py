@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from engine import __version__
-from engine.atomic import atomic_path
-from engine.datasets import TrainingData, load_images
-from engine.detector import (
+from cxrscreen.engine import __version__
+from cxrscreen.engine.atomic import atomic_path
+from cxrscreen.engine.datasets import TrainingData, load_images
+from cxrscreen.engine.detector import (
     HEATMAP_NAME,
     INPUT_NAME,
     METADATA_KEY,
@@ -33,8 +33,8 @@ from engine.detector import (
     DetectorMetadata,
     NormalCalibration,
 )
-from engine.methods import method as get_declaration
-from engine.train import CALIBRATION_FILE, DATA_FILE, SCOPE_FILE, RunFolderError, calibrate, read_run, scope_metadata
+from cxrscreen.engine.methods import method as get_declaration
+from cxrscreen.engine.train import CALIBRATION_FILE, DATA_FILE, SCOPE_FILE, RunFolderError, calibrate, read_run, scope_metadata
 
 logger = logging.getLogger(__name__)
 OPSET = 18

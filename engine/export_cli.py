@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from engine.cli_args import positive_float
+from cxrscreen.engine.cli_args import positive_float
 
 logger = logging.getLogger(__name__)
 
@@ -21,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli_args import CommandError, check_output_file, writing
-    from engine.export import ExportError, export_run
-    from engine.train import RunFolderError
+    from cxrscreen.engine.cli_args import CommandError, check_output_file, writing
+    from cxrscreen.engine.export import ExportError, export_run
+    from cxrscreen.engine.train import RunFolderError
 
     if not args.run_dir.is_dir():
         raise CommandError(f"RUN_DIR {args.run_dir} is not a folder (give a `cxrscreen train` run folder)")

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import IO, Callable
 
-from engine.csv_safe import csv_text
+from cxrscreen.engine.csv_safe import csv_text
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.atomic import atomic_path
-    from engine.cli_args import check_inputs_and_output, writing
-    from engine.stop import StopRequest
+    from cxrscreen.engine.atomic import atomic_path
+    from cxrscreen.engine.cli_args import check_inputs_and_output, writing
+    from cxrscreen.engine.stop import StopRequest
 
     to_stdout = check_inputs_and_output(args.roots, args.out, args.format, args.overwrite)
     with StopRequest() as stop:
@@ -90,8 +90,8 @@ def write_index(f: IO[str], roots: list[Path], fmt: str, should_stop: Callable[[
     Args:
         identifiers: include :data:`IDENTIFIER_FIELDS` (otherwise null in JSON, no CSV columns).
     """
-    from engine.io import scan_folder
-    from engine.io.meta_json import meta_to_json
+    from cxrscreen.engine.io import scan_folder
+    from cxrscreen.engine.io.meta_json import meta_to_json
 
     t0 = time.monotonic()
     counts = {"count": 0, "unreadable": 0}

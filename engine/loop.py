@@ -40,11 +40,11 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.atomic import atomic_path
-from engine.datasets import DataError
-from engine.methods.base import trained_dict
-from engine.progress import Progress
-from engine.stop import StopRequest
+from cxrscreen.engine.atomic import atomic_path
+from cxrscreen.engine.datasets import DataError
+from cxrscreen.engine.methods.base import trained_dict
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.stop import StopRequest
 
 CHECKPOINT = "checkpoint.pt"
 FINAL_MODEL = "model.pt"

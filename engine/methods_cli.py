@@ -27,9 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def describe_methods() -> dict[str, Any]:
     """The JSON contract (``cxrscreen methods --json``)."""
-    from engine import __version__
-    from engine.methods import registry
-    from engine.methods.base import COMMON_OPTIONS
+    from cxrscreen.engine import __version__
+    from cxrscreen.engine.methods import registry
+    from cxrscreen.engine.methods.base import COMMON_OPTIONS
 
     return {"schema": SCHEMA, "engine_version": __version__,
             "common_options": [o.to_json() for o in COMMON_OPTIONS],

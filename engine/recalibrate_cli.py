@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cli_args import int_range, open_probability, read_path_list
+from cxrscreen.engine.cli_args import int_range, open_probability, read_path_list
 
 SPECIFICITIES = (0.90, 0.95, 0.99)
 
@@ -47,12 +47,12 @@ def default_out(model: Path, name: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.atomic import atomic_write_text
-    from engine.cli_args import CommandError, check_not_an_input, check_output_file, writing
-    from engine.detector import Detector, DetectorError
-    from engine.io import scan_folder
-    from engine.scoring import iter_scores
-    from engine.site_calibration import SiteCalibrationError, check_name, site_calibration, to_json
+    from cxrscreen.engine.atomic import atomic_write_text
+    from cxrscreen.engine.cli_args import CommandError, check_not_an_input, check_output_file, writing
+    from cxrscreen.engine.detector import Detector, DetectorError
+    from cxrscreen.engine.io import scan_folder
+    from cxrscreen.engine.scoring import iter_scores
+    from cxrscreen.engine.site_calibration import SiteCalibrationError, check_name, site_calibration, to_json
 
     try:
         name = check_name(args.name)

@@ -32,7 +32,7 @@ from typing import Any, Iterable
 import numpy as np
 from PIL import Image
 
-from engine.io.types import Radiograph, RadiographMeta
+from cxrscreen.engine.io.types import Radiograph, RadiographMeta
 
 FEATURE_SIDE = 16
 FEATURE_NAME = "thumb16-zscore-v1"

@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 from typing import IO
 
-from engine.cli_args import finite_float, float_range, int_range, open_probability, read_path_list
-from engine.csv_safe import csv_text
+from cxrscreen.engine.cli_args import finite_float, float_range, int_range, open_probability, read_path_list
+from cxrscreen.engine.csv_safe import csv_text
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class _Stopped(Exception):
 
 def _inputs(args: argparse.Namespace) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Readable-looking files to score, and files the scan already found unreadable (with reasons)."""
-    from engine.io import scan_folder
+    from cxrscreen.engine.io import scan_folder
 
     paths: list[Path] = []
     unreadable: list[tuple[Path, str]] = []
@@ -85,11 +85,11 @@ def _inputs(args: argparse.Namespace) -> tuple[list[Path], list[tuple[Path, str]
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.atomic import atomic_path
-    from engine.cli_args import CommandError, check_inputs_and_output, check_not_an_input, writing
-    from engine.detector import Detector, DetectorError
-    from engine.scoring import iter_scores
-    from engine.stop import StopRequest
+    from cxrscreen.engine.atomic import atomic_path
+    from cxrscreen.engine.cli_args import CommandError, check_inputs_and_output, check_not_an_input, writing
+    from cxrscreen.engine.detector import Detector, DetectorError
+    from cxrscreen.engine.scoring import iter_scores
+    from cxrscreen.engine.stop import StopRequest
 
     if not args.folder and args.paths_from is None:
         raise CommandError("give folders or files to score, or --paths-from FILE")
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     except DetectorError as exc:
         raise CommandError(f"--model {exc}") from None
     if args.calibration is not None:
-        from engine.site_calibration import SiteCalibrationError, read_file
+        from cxrscreen.engine.site_calibration import SiteCalibrationError, read_file
 
         try:
             detector.set_calibration(read_file(args.calibration, detector.meta.model_id))
@@ -152,7 +152,7 @@ def _drift(calibration, scores: list[float], args: argparse.Namespace, threshold
     (with a raw threshold: the share of calibration normals it keeps below)."""
     import numpy as np
 
-    from engine.drift import MAX_ABNORMAL_SHARE, check_drift
+    from cxrscreen.engine.drift import MAX_ABNORMAL_SHARE, check_drift
 
     if args.threshold is None:
         spec = args.specificity

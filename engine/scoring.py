@@ -20,10 +20,10 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from engine.detector import Detector
-from engine.io import RadiographReadError, read_radiograph
-from engine.preprocess import preprocess
-from engine.scope import ScopeGate
+from cxrscreen.engine.detector import Detector
+from cxrscreen.engine.io import RadiographReadError, read_radiograph
+from cxrscreen.engine.preprocess import preprocess
+from cxrscreen.engine.scope import ScopeGate
 
 logger = logging.getLogger(__name__)
 

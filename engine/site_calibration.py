@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.detector import NormalCalibration
+from cxrscreen.engine.detector import NormalCalibration
 
 KIND = "cxrscreen.site_calibration"
 SCHEMA = 1

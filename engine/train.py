@@ -26,16 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from engine import __version__
-from engine.atomic import atomic_write_text
-from engine.datasets import DataError, TrainingData, load_images
-from engine.detector import NormalCalibration
-from engine.loop import FINAL_MODEL, load_file, remove_stale_parts, settings_match
-from engine.methods import method as get_declaration
-from engine.methods.base import Problem, generic_problems
-from engine.progress import Progress
-from engine.scope import MIN_FIT, MIN_HELD_OUT, ScopeModel, fit_scope_model, thumbnail_features
-from engine.stop import StopRequest
+from cxrscreen.engine import __version__
+from cxrscreen.engine.atomic import atomic_write_text
+from cxrscreen.engine.datasets import DataError, TrainingData, load_images
+from cxrscreen.engine.detector import NormalCalibration
+from cxrscreen.engine.loop import FINAL_MODEL, load_file, remove_stale_parts, settings_match
+from cxrscreen.engine.methods import method as get_declaration
+from cxrscreen.engine.methods.base import Problem, generic_problems
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.scope import MIN_FIT, MIN_HELD_OUT, ScopeModel, fit_scope_model, thumbnail_features
+from cxrscreen.engine.stop import StopRequest
 
 RUN_FILE = "run.json"
 DATA_FILE = "data.json"
@@ -210,7 +210,7 @@ def fit_scope(data: TrainingData, workers: int = 2) -> ScopeModel:
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from engine.io import RadiographReadError, read_radiograph
+    from cxrscreen.engine.io import RadiographReadError, read_radiograph
 
     fit_paths = list(data.normal_train) + list(data.unlabeled)
     if len(fit_paths) > SCOPE_MAX_FIT:

@@ -31,9 +31,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli_args import positive_int
-from engine.methods import default_method, registry
-from engine.methods.base import COMMON_OPTIONS, Method, Option, SettingsError
+from cxrscreen.engine.cli_args import positive_int
+from cxrscreen.engine.methods import default_method, registry
+from cxrscreen.engine.methods.base import COMMON_OPTIONS, Method, Option, SettingsError
 
 logger = logging.getLogger(__name__)
 EXIT_STOPPED = 3
@@ -167,10 +167,10 @@ def _usage_error(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.datasets import DataError
-    from engine.progress import Progress
-    from engine.stop import StopRequest
-    from engine.train import RunFolderError, check_training, run_training
+    from cxrscreen.engine.datasets import DataError
+    from cxrscreen.engine.progress import Progress
+    from cxrscreen.engine.stop import StopRequest
+    from cxrscreen.engine.train import RunFolderError, check_training, run_training
 
     method = registry()[args.method]
     try:
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error(f"--out {args.out} is a file; give a run folder (new, or a run to resume)")
     progress = Progress(args.progress, log_path=None)
     if args.check:
-        from engine.methods.base import Problem
+        from cxrscreen.engine.methods.base import Problem
 
         try:
             data = _data(args, fraction, config)
@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         progress.message(f"{args.method}: {len(data.normal_train)} normal (+{len(data.normal_calibration)} held out for "
                          f"calibration), {len(data.unlabeled)} unlabeled, {len(data.abnormal)} abnormal images -> "
                          f"{args.out}")
-        from engine.torch_runtime import set_threads
+        from cxrscreen.engine.torch_runtime import set_threads
 
         set_threads(threads)
         stop = StopRequest()
@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace, fraction: float, config: Any) -> Any:
-    from engine.datasets import from_folders, from_split
+    from cxrscreen.engine.datasets import from_folders, from_split
 
     if args.split is not None:
         return from_split(args.split, args.ar, root=args.root, calibration_fraction=fraction,

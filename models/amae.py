@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.mae import MaskedAutoencoder, mask_indices
+from cxrscreen.models.mae import MaskedAutoencoder, mask_indices
 
 
 class MLPHead(nn.Module):

@@ -21,7 +21,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from models.autoencoder import AutoEncoder
+from cxrscreen.models.autoencoder import AutoEncoder
 
 ScoreType = Literal["rec", "intra", "inter"]
 SCORE_TYPES: tuple[str, ...] = get_args(ScoreType)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.wscxr import GaussianBlur
+from cxrscreen.models.wscxr import GaussianBlur
 
 MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # IGD p256/ssim_main.py msssim_weight
 

@@ -56,8 +56,8 @@ from timm.layers import Mlp
 from timm.layers.attention import Attention
 from torch import Tensor, nn
 
-from models.mae import MaskedAutoencoder, mask_indices, random_masks, visible_count
-from models.ssim import ms_ssim_map
+from cxrscreen.models.mae import MaskedAutoencoder, mask_indices, random_masks, visible_count
+from cxrscreen.models.ssim import ms_ssim_map
 
 
 class MemoryAttention(Attention):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.wscxr import GaussianBlur
+from cxrscreen.models.wscxr import GaussianBlur
 
 LAYERS = ("layer1", "layer2", "layer3")
 

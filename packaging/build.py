@@ -8,11 +8,11 @@ torch, so nothing of the training stack can end up in the bundle; ``dev`` brings
 helpers that build the smoke test's detector). Builds ``dist/cxrscreen-app/`` (one folder: the
 executable and its libraries), then smoke-tests the built bundle offscreen:
 
-1. ``cxrscreen-app -m engine --version``: the bundled engine (score, index, demo) starts;
+1. ``cxrscreen-app -m cxrscreen.engine --version``: the bundled engine (score, index, demo) starts;
 2. ``cxrscreen-app --self-test --model DETECTOR [--engine CMD]``: the window opens, the demo
    study opens and is scored by the bundle's engine process with the detector (default: the
    local-contrast detector of tests/conftest.py, built here without torch), and the configured
-   engine (``--engine``, e.g. an engine environment's ``python -m engine``; default the bundle's
+   engine (``--engine``, e.g. an engine environment's ``python -m cxrscreen.engine``; default the bundle's
    own) lists its training methods (``methods --json``; an engine without that command must at
    least start).
 
@@ -54,7 +54,7 @@ def build() -> float:
 
 def smoke_detector(path: Path) -> Path:
     """The local-contrast test detector (onnx + onnxruntime only), written to ``path``."""
-    sys.path.insert(0, str(REPO))
+    sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
     spec = importlib.util.spec_from_file_location("cxrscreen_test_conftest", REPO / "tests" / "conftest.py")
     conftest = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conftest)
@@ -78,7 +78,7 @@ def self_test(program: list[str], detector: Path, engine: str | None) -> dict[st
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--detector", type=Path, help="detector for the smoke test (default: the local-contrast test detector)")
-    p.add_argument("--engine", help="engine command the smoke test configures, e.g. '/opt/engine/bin/python -m engine' "
+    p.add_argument("--engine", help="engine command the smoke test configures, e.g. '/opt/engine/bin/python -m cxrscreen.engine' "
                                     "(default: the bundle's own engine)")
     p.add_argument("--runs", type=int, default=1, help="self-test runs (start-up time: the median)")
     p.add_argument("--no-build", action="store_true", help="smoke-test the bundle already in dist/")
@@ -107,7 +107,7 @@ def main() -> int:
     size, files = bundle_size(BUNDLE)
     detector = args.detector or smoke_detector(REPO / "build" / "smoke-detector.onnx")
     t0 = time.perf_counter()
-    engine = subprocess.run([str(EXE), "-m", "engine", "--version"], capture_output=True, text=True, timeout=120)
+    engine = subprocess.run([str(EXE), "-m", "cxrscreen.engine", "--version"], capture_output=True, text=True, timeout=120)
     engine_s = time.perf_counter() - t0
     runs, source_runs = [], []
     for _ in range(max(1, args.runs)):

@@ -1,8 +1,8 @@
 """Entry script of the desktop bundle: the app (no torch), `cxrscreen gui` semantics.
 
-``cxrscreen-app -m engine COMMAND ...`` runs the bundled engine instead (the torch-free
+``cxrscreen-app -m cxrscreen.engine COMMAND ...`` runs the bundled engine instead (the torch-free
 commands: score, index, demo): the app's default engine command is
-``[sys.executable, "-m", "engine"]``, and in a bundle ``sys.executable`` is this executable, so scoring and indexing
+``[sys.executable, "-m", "cxrscreen.engine"]``, and in a bundle ``sys.executable`` is this executable, so scoring and indexing
 processes work without any Python installed. Training needs an engine environment (the
 "engine command" setting).
 
@@ -34,11 +34,11 @@ if not getattr(sys, "frozen", False) and importlib.util.find_spec("cxrscreen") i
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:2] == ["-m", "engine"]:
+    if argv[:2] == ["-m", "cxrscreen.engine"]:
         return bundled_engine(argv[2:])
     if "--self-test" in argv:
         return self_test(argv)
-    from app import main as app_main
+    from cxrscreen.app import main as app_main
 
     parser = argparse.ArgumentParser(prog="cxrscreen-app")
     app_main.add_arguments(parser)
@@ -47,14 +47,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def bundled_engine(argv: list[str]) -> int:
     """The bundled engine; a command that needs the training stack says so in one line."""
-    from engine.cli import main as engine_main
+    from cxrscreen.engine.cli import main as engine_main
 
     try:
         return engine_main(argv)
     except ModuleNotFoundError as exc:  # torch, or an engine module left out of the bundle with it
         command = next((a for a in argv if not a.startswith("-")), "")
         print(f"cxrscreen-app: '{command}' needs the training engine ({exc.name} is not in this bundle): set "
-              "Detector > Engine command to an engine environment's `python -m engine`", file=sys.stderr)
+              "Detector > Engine command to an engine environment's `python -m cxrscreen.engine`", file=sys.stderr)
         return 1
 
 
@@ -98,10 +98,10 @@ def self_test(argv: list[str]) -> int:
     t0 = time.perf_counter()
     from PySide6.QtWidgets import QApplication
 
-    from app import pyside_check
-    from app.library import ModelLibrary
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
+    from cxrscreen.app import pyside_check
+    from cxrscreen.app.library import ModelLibrary
+    from cxrscreen.app.main_window import MainWindow
+    from cxrscreen.app.settings import AppSettings
 
     pyside_check.check()
     qapp = QApplication.instance() or QApplication(sys.argv[:1])

@@ -48,8 +48,8 @@ def build_local_contrast_detector(path: Path, size: int = 32, n_normals: int = 5
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from engine.detector import HEATMAP_NAME, INPUT_NAME, METADATA_KEY, SCORE_NAME, DetectorMetadata, NormalCalibration
-    from engine.preprocess import PreprocessSpec
+    from cxrscreen.engine.detector import HEATMAP_NAME, INPUT_NAME, METADATA_KEY, SCORE_NAME, DetectorMetadata, NormalCalibration
+    from cxrscreen.engine.preprocess import PreprocessSpec
 
     kernel = helper.make_tensor("k", TensorProto.FLOAT, [1, 1, 3, 3], [1.0 / 9] * 9)
     nodes = [

@@ -146,12 +146,12 @@ def _source(module: str) -> Path:
 
 def test_the_profiles_table_matches_the_source_tree() -> None:
     modules = profiles.all_modules()
-    assert len(modules) > 80 and "app.main_window" in modules and "engine.scoring" in modules
+    assert len(modules) > 80 and "cxrscreen.app.main_window" in modules and "cxrscreen.engine.scoring" in modules
     for pattern in ENGINE_PATTERNS:  # a pattern that matches nothing is stale
         assert any(profiles.is_engine_module(m, [pattern]) for m in modules), pattern
     engine = set(profiles.engine_modules())
-    assert {"models.ddad", "engine.train", "engine.methods.ddad.recipe"} <= engine
-    assert not engine & {"engine.methods", "engine.methods.ddad", "engine.detector", "engine.cli", "engine.train_cli"}
+    assert {"cxrscreen.models.ddad", "cxrscreen.engine.train", "cxrscreen.engine.methods.ddad.recipe"} <= engine
+    assert not engine & {"cxrscreen.engine.methods", "cxrscreen.engine.methods.ddad", "cxrscreen.engine.detector", "cxrscreen.engine.cli", "cxrscreen.engine.train_cli"}
     assert not [m for m in engine if m.startswith(f"{NAMESPACE}.app")] and f"{NAMESPACE}.app.main" in modules
 
 
@@ -263,7 +263,7 @@ IMPORT_ALL = textwrap.dedent("""
             importlib.import_module(name)
         except Exception as exc:
             failed[name] = f"{exc.__class__.__name__}: {exc}"
-    import engine
+    from cxrscreen import engine
     print(json.dumps({"failed": failed, "engine": engine.__file__}))
 """)
 
@@ -287,7 +287,7 @@ def test_every_base_module_imports_without_the_engine_extra(no_engine_env) -> No
 
 
 def _engine(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", *args], env=env, cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cxrscreen.engine", *args], env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=300)
 
 
@@ -304,7 +304,7 @@ def test_base_commands_and_the_app_run_without_the_engine_extra(no_engine_env, t
     r = _engine(["--help"], env, tmp_path)
     assert r.returncode == 0 and "score" in r.stdout, r.stderr[-2000:]
     # the reading station's own jobs, for real: write a synthetic study, list it, score it
-    from engine.synth import write_study
+    from cxrscreen.engine.synth import write_study
 
     study = tmp_path / "study"
     write_study(study, 2, 1, size=64, seed=1)

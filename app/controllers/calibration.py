@@ -26,14 +26,14 @@ from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu
 
-from app.library import LibraryError
-from app.studydb import DriftRecord
-from engine.detector import Detector, DetectorError, NormalCalibration
-from engine.drift import DriftReport, check_drift
-from engine.site_calibration import SiteCalibrationError, read_file, site_calibration
+from cxrscreen.app.library import LibraryError
+from cxrscreen.app.studydb import DriftRecord
+from cxrscreen.engine.detector import Detector, DetectorError, NormalCalibration
+from cxrscreen.engine.drift import DriftReport, check_drift
+from cxrscreen.engine.site_calibration import SiteCalibrationError, read_file, site_calibration
 
 if TYPE_CHECKING:
-    from app.main_window import MainWindow
+    from cxrscreen.app.main_window import MainWindow
 
 logger = logging.getLogger(__name__)
 DRIFT_STYLE = "QLabel { background: #fff0d8; color: #8a4a00; padding: 4px; border: 1px solid #e0a040; }"

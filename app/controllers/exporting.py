@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from app.export import ExportContext, export_rows, select_records, write_export
-from app.export_dialog import ExportDialog
+from cxrscreen.app.export import ExportContext, export_rows, select_records, write_export
+from cxrscreen.app.export_dialog import ExportDialog
 
 if TYPE_CHECKING:
-    from app.main_window import MainWindow
+    from cxrscreen.app.main_window import MainWindow
 
 
 def export_csv(window: "MainWindow", path: Path | None = None, scope: str | None = None,

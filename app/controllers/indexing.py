@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
-from app.records import CaseRecord
-from app.workers.index_process import FolderIndexer
+from cxrscreen.app.records import CaseRecord
+from cxrscreen.app.workers.index_process import FolderIndexer
 
 if TYPE_CHECKING:
-    from app.main_window import MainWindow
+    from cxrscreen.app.main_window import MainWindow
 
 RECORDS_PER_TURN = 200  # indexed files inserted per event-loop turn
 MAX_LISTED_FILES = 500  # more new files than this: index their folders rather than a list of files

@@ -28,16 +28,16 @@ from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeyEvent
 from PySide6.QtWidgets import QAbstractItemView, QFileDialog, QHeaderView, QInputDialog, QLabel, QWidget
 
-from app.reader_sets import ExportMode, ReaderSetError, ReaderSets, export_reader_sets
-from app.records import CaseRecord, CaseScore
-from app.session import ReadingSession
-from app.settings import AppSettings
-from app.status_bar import counts_text
-from app.studydb import DB_FILE, FileToRegister, KnownFile, Mark, ScoreRow, StoredScore, StudyDatabaseError, StudyStore
-from app.viewer.view import RadiographView
-from app.worklist.model import Column, WorklistModel
-from app.worklist.panel import WorklistPanel
-from engine.scoring import ScoreResult
+from cxrscreen.app.reader_sets import ExportMode, ReaderSetError, ReaderSets, export_reader_sets
+from cxrscreen.app.records import CaseRecord, CaseScore
+from cxrscreen.app.session import ReadingSession
+from cxrscreen.app.settings import AppSettings
+from cxrscreen.app.status_bar import counts_text
+from cxrscreen.app.studydb import DB_FILE, FileToRegister, KnownFile, Mark, ScoreRow, StoredScore, StudyDatabaseError, StudyStore
+from cxrscreen.app.viewer.view import RadiographView
+from cxrscreen.app.worklist.model import Column, WorklistModel
+from cxrscreen.app.worklist.panel import WorklistPanel
+from cxrscreen.engine.scoring import ScoreResult
 
 logger = logging.getLogger(__name__)
 READ_AFTER_MS = 1500  # a case on screen this long counts as read

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
-from app.workers.scoring import ScoringProcess
-from engine.detector import ProviderChoice
-from engine.scoring import ScoreResult
+from cxrscreen.app.workers.scoring import ScoringProcess
+from cxrscreen.engine.detector import ProviderChoice
+from cxrscreen.engine.scoring import ScoreResult
 
 if TYPE_CHECKING:
-    from app.main_window import MainWindow
+    from cxrscreen.app.main_window import MainWindow
 
 RESULTS_FLUSH_MS = 200  # scoring results reach the worklist at most this late
 RESULTS_PER_TURN = 32  # results applied per event-loop turn (each re-sorts its rows)

@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Callable
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QDockWidget
 
-from app.case_loading import LoadedCase, load_case
-from app.records import CaseRecord, format_date, patient_text, study_text
-from app.studies import (
+from cxrscreen.app.case_loading import LoadedCase, load_case
+from cxrscreen.app.records import CaseRecord, format_date, patient_text, study_text
+from cxrscreen.app.studies import (
     LATERAL_TEXT,
     Study,
     StudyLead,
@@ -49,11 +49,11 @@ from app.studies import (
     study_progress,
     study_reading,
 )
-from app.studies_view import ImageRow, PriorRow, StudiesPanel, StudyCompareWindow, StudyRow
-from app.training.job import CallThread
+from cxrscreen.app.studies_view import ImageRow, PriorRow, StudiesPanel, StudyCompareWindow, StudyRow
+from cxrscreen.app.training.job import CallThread
 
 if TYPE_CHECKING:
-    from app.main_window import MainWindow
+    from cxrscreen.app.main_window import MainWindow
 
 logger = logging.getLogger(__name__)
 REFRESH_MS = 400  # the list is recomputed at most this often while files and scores arrive

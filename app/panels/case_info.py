@@ -18,11 +18,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.pseudonym import DISPLAY_DIGITS, pseudonymise
-from app.records import CaseScore, format_date
-from app.state import PrivacyState
-from engine.detector import DetectorMetadata, NormalCalibration
-from engine.io import RadiographMeta
+from cxrscreen.app.pseudonym import DISPLAY_DIGITS, pseudonymise
+from cxrscreen.app.records import CaseScore, format_date
+from cxrscreen.app.state import PrivacyState
+from cxrscreen.engine.detector import DetectorMetadata, NormalCalibration
+from cxrscreen.engine.io import RadiographMeta
 
 _HIDDEN_STYLE = "color: #888;"
 

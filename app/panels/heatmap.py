@@ -4,7 +4,7 @@ from __future__ import annotations
 from PySide6.QtCore import QSignalBlocker, Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QSlider, QWidget
 
-from app.state import COLORMAPS, HEATMAP_FLOORS, ViewerState
+from cxrscreen.app.state import COLORMAPS, HEATMAP_FLOORS, ViewerState
 
 
 class HeatmapControl(QWidget):

@@ -4,8 +4,8 @@ from __future__ import annotations
 from PySide6.QtCore import QSignalBlocker, Signal
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QWidget
 
-from app.state import PRESET_SPECIFICITIES, OperatingPoint
-from engine.detector import NormalCalibration
+from cxrscreen.app.state import PRESET_SPECIFICITIES, OperatingPoint
+from cxrscreen.engine.detector import NormalCalibration
 
 _CUSTOM_SPEC = "custom specificity"
 _RAW = "raw score threshold"

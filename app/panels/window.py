@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.state import ViewerState
-from app.viewer.display import DisplayImage, Window, auto_window, full_range_window
+from cxrscreen.app.state import ViewerState
+from cxrscreen.app.viewer.display import DisplayImage, Window, auto_window, full_range_window
 
 _FILE = "file"
 _AUTO = "auto"

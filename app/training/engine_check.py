@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from app.engine_process import EngineProcess, ProcessOutcome
-from app.training.options import CheckProblem
+from cxrscreen.app.engine_process import EngineProcess, ProcessOutcome
+from cxrscreen.app.training.options import CheckProblem
 
 logger = logging.getLogger(__name__)
 DEBOUNCE_MS = 500

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Literal, Mapping
 
-from engine.io import scan_folder
+from cxrscreen.engine.io import scan_folder
 
 Role = Literal["normal", "unlabeled", "abnormal", "validation"]
 Severity = Literal["error", "warning", "note"]

@@ -42,13 +42,13 @@ from typing import Any, Callable, Literal, Sequence
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from app.engine_process import EngineProcess, ProcessOutcome, default_engine_command
-from app.library import ROC_FILE, VALIDATION_FILE, LibraryEntry, ModelLibrary
-from app.training.folders import LabelledValidation
-from app.training.options import MethodInfo, train_arguments
-from app.workers.base import StoppableThread
-from engine.atomic import atomic_write_text
-from engine.detector import DetectorError, DetectorMetadata, read_metadata
+from cxrscreen.app.engine_process import EngineProcess, ProcessOutcome, default_engine_command
+from cxrscreen.app.library import ROC_FILE, VALIDATION_FILE, LibraryEntry, ModelLibrary
+from cxrscreen.app.training.folders import LabelledValidation
+from cxrscreen.app.training.options import MethodInfo, train_arguments
+from cxrscreen.app.workers.base import StoppableThread
+from cxrscreen.engine.atomic import atomic_write_text
+from cxrscreen.engine.detector import DetectorError, DetectorMetadata, read_metadata
 
 logger = logging.getLogger(__name__)
 JOB_FILE = "app_job.json"

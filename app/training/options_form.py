@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.training.options import MethodInfo, Option
+from cxrscreen.app.training.options import MethodInfo, Option
 
 INT_MAX = 1_000_000_000
 FLOAT_MAX = 1e12

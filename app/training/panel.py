@@ -42,12 +42,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.library import LibraryEntry, ModelLibrary
-from app.library_view import CardView
-from app.reader_sets import reader_marks_count
-from app.settings import AppSettings
-from app.training.drop_zone import DropZone
-from app.training.folders import (
+from cxrscreen.app.library import LibraryEntry, ModelLibrary
+from cxrscreen.app.library_view import CardView
+from cxrscreen.app.reader_sets import reader_marks_count
+from cxrscreen.app.settings import AppSettings
+from cxrscreen.app.training.drop_zone import DropZone
+from cxrscreen.app.training.folders import (
     FolderSummary,
     Finding,
     LabelledValidation,
@@ -56,12 +56,12 @@ from app.training.folders import (
     read_validation,
     summarise_folder,
 )
-from app.training.job import CallThread, JobFailure, JobRecord, JobSpec, TrainingJob, find_jobs
-from app.training.engine_check import CheckResult, TrainCheck
-from app.training.options import ROLES, CheckProblem, MethodCatalog, MethodInfo, MethodsJsonError, Preset, read_catalog
-from app.training.options_form import OptionsForm
-from app.training.progress_view import TrainingProgressView
-from app.workers.base import StoppableThread, WorkerSet
+from cxrscreen.app.training.job import CallThread, JobFailure, JobRecord, JobSpec, TrainingJob, find_jobs
+from cxrscreen.app.training.engine_check import CheckResult, TrainCheck
+from cxrscreen.app.training.options import ROLES, CheckProblem, MethodCatalog, MethodInfo, MethodsJsonError, Preset, read_catalog
+from cxrscreen.app.training.options_form import OptionsForm
+from cxrscreen.app.training.progress_view import TrainingProgressView
+from cxrscreen.app.workers.base import StoppableThread, WorkerSet
 
 logger = logging.getLogger(__name__)
 CUSTOM = "custom"

@@ -16,8 +16,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QTextCharFormat
 from PySide6.QtWidgets import QGridLayout, QLabel, QPlainTextEdit, QProgressBar, QWidget
 
-from app.training.job import STAGE_TEXT
-from app.training.options import LossSeries, MethodInfo
+from cxrscreen.app.training.job import STAGE_TEXT
+from cxrscreen.app.training.options import LossSeries, MethodInfo
 
 COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#444444")
 

@@ -20,11 +20,11 @@ from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QResizeEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
 
-from app.case_loading import LoadedCase
-from app.state import ViewerState
-from app.viewer.colorbar import ColorBar
-from app.viewer.display import DisplayImage, Window, auto_window, gray_lut, window_levels
-from app.viewer.overlay import contour_segments, heatmap_footprint, heatmap_to_image_points, overlay_lut
+from cxrscreen.app.case_loading import LoadedCase
+from cxrscreen.app.state import ViewerState
+from cxrscreen.app.viewer.colorbar import ColorBar
+from cxrscreen.app.viewer.display import DisplayImage, Window, auto_window, gray_lut, window_levels
+from cxrscreen.app.viewer.overlay import contour_segments, heatmap_footprint, heatmap_to_image_points, overlay_lut
 
 _LABEL_STYLE = ("color: #f0f0f0; background: rgba(0, 0, 0, 110); padding: 2px 5px; border-radius: 3px;")
 # the least width the top-left title keeps beside the badge ("…/IM-0001.png (1 of 16)" elided to its ends)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from app.case_loading import THUMBNAIL_SIDE, load_case, load_thumbnail
-from app.workers.base import StoppableThread
-from engine.detector import Detector
-from engine.io import RadiographReadError
+from cxrscreen.app.case_loading import THUMBNAIL_SIDE, load_case, load_thumbnail
+from cxrscreen.app.workers.base import StoppableThread
+from cxrscreen.engine.detector import Detector
+from cxrscreen.engine.io import RadiographReadError
 
 logger = logging.getLogger(__name__)
 

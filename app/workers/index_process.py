@@ -28,10 +28,10 @@ from typing import Any, Sequence
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from app.engine_process import EngineProcess, ProcessOutcome
-from app.records import CaseRecord
-from app.workers.indexing import IndexingThread
-from engine.io.meta_json import meta_from_json
+from cxrscreen.app.engine_process import EngineProcess, ProcessOutcome
+from cxrscreen.app.records import CaseRecord
+from cxrscreen.app.workers.indexing import IndexingThread
+from cxrscreen.engine.io.meta_json import meta_from_json
 
 logger = logging.getLogger(__name__)
 STOP_GRACE_MS = 500  # an index process still running this long after SIGTERM is killed (it only
@@ -43,7 +43,7 @@ class FolderIndexer(QObject):
 
     Args:
         roots: folders and/or files.
-        command: the engine command (default: this Python's ``-m engine``); None entries and an
+        command: the engine command (default: this Python's ``-m cxrscreen.engine``); None entries and an
             empty list mean the default.
         use_process: False indexes in the thread only (as before the engine process existed).
 

@@ -14,9 +14,9 @@ from typing import Sequence
 
 from PySide6.QtCore import QObject, Signal
 
-from app.records import CaseRecord
-from app.workers.base import StoppableThread
-from engine.io import scan_folder
+from cxrscreen.app.records import CaseRecord
+from cxrscreen.app.workers.base import StoppableThread
+from cxrscreen.engine.io import scan_folder
 
 logger = logging.getLogger(__name__)
 

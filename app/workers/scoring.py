@@ -31,10 +31,10 @@ from typing import Any, Iterable, Sequence
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from app.engine_process import EngineProcess, ProcessOutcome
-from app.workers.base import StoppableThread
-from engine.detector import Detector, DetectorError, ProviderChoice
-from engine.scoring import ScoreResult
+from cxrscreen.app.engine_process import EngineProcess, ProcessOutcome
+from cxrscreen.app.workers.base import StoppableThread
+from cxrscreen.engine.detector import Detector, DetectorError, ProviderChoice
+from cxrscreen.engine.scoring import ScoreResult
 
 logger = logging.getLogger(__name__)
 STOP_GRACE_MS = 500  # a scoring process still running this long after SIGTERM is killed: it writes
@@ -51,7 +51,7 @@ class ScoringProcess(QObject):
         provider: "auto", "cuda" or "cpu".
         batch_size: images per onnxruntime call.
         decode_workers: decoding threads in the engine process.
-        command: the engine command (default: this Python's ``-m engine``).
+        command: the engine command (default: this Python's ``-m cxrscreen.engine``).
 
     Signals:
         batch_scored(str, list[ScoreResult]): the model id and results as they arrive.

@@ -32,10 +32,10 @@ from typing import Any, Callable, Iterable, Sequence
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QModelRoleDataSpan, QPersistentModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QPixmap
 
-from app.records import CaseRecord, CaseScore, patient_text, study_text, view_text
-from app.session import ReadingSession
-from engine.detector import NormalCalibration
-from engine.scoring import ScoreResult
+from cxrscreen.app.records import CaseRecord, CaseScore, patient_text, study_text, view_text
+from cxrscreen.app.session import ReadingSession
+from cxrscreen.engine.detector import NormalCalibration
+from cxrscreen.engine.scoring import ScoreResult
 
 SORT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 FLAG_ROLE = int(Qt.ItemDataRole.UserRole) + 2  # bool | None: flagged under the current threshold

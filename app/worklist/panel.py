@@ -18,9 +18,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.records import CaseRecord
-from app.worklist.model import Column, WorklistModel
-from app.worklist.proxy import WorklistProxy
+from cxrscreen.app.records import CaseRecord
+from cxrscreen.app.worklist.model import Column, WorklistModel
+from cxrscreen.app.worklist.proxy import WorklistProxy
 
 ROW_HEIGHT = 44
 # every column but File keeps its width; File takes what is left (its text elided at the start),

@@ -14,7 +14,7 @@ from typing import Any
 
 from PySide6.QtCore import QModelIndex, QModelRoleDataSpan, QPersistentModelIndex, QSortFilterProxyModel, Qt
 
-from app.worklist.model import Column, WorklistModel
+from cxrscreen.app.worklist.model import Column, WorklistModel
 
 
 class WorklistProxy(QSortFilterProxyModel):

@@ -8,7 +8,7 @@ Public API:
     scan_folder(root) -> Iterator[ScanItem]      recursive, progressive, stable order
     list_image_files(roots) -> Iterator[Path]    the same files and order, no header read
 """
-from engine.io.types import (
+from cxrscreen.engine.io.types import (
     CorruptFileError,
     FileAccessError,
     FileFormat,
@@ -20,8 +20,8 @@ from engine.io.types import (
     UnsupportedFileError,
     WindowPreset,
 )
-from engine.io.reader import SUPPORTED_SUFFIXES, read_header, read_radiograph
-from engine.io.scan import ScanItem, list_image_files, scan_folder
+from cxrscreen.engine.io.reader import SUPPORTED_SUFFIXES, read_header, read_radiograph
+from cxrscreen.engine.io.scan import ScanItem, list_image_files, scan_folder
 
 __all__ = [
     "CorruptFileError",

@@ -61,7 +61,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from engine.io.types import CorruptFileError, UnsupportedFileError
+from cxrscreen.engine.io.types import CorruptFileError, UnsupportedFileError
 
 logger = logging.getLogger(__name__)
 

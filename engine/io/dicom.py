@@ -49,16 +49,16 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from engine.io.decoders import decode_first_frame
-from engine.io.limits import check_size
-from engine.io.processing import (
+from cxrscreen.engine.io.decoders import decode_first_frame
+from cxrscreen.engine.io.limits import check_size
+from cxrscreen.engine.io.processing import (
     apply_luma,
     apply_min_max,
     apply_modality_lut,
     apply_voi_lut,
     apply_window,
 )
-from engine.io.types import (
+from cxrscreen.engine.io.types import (
     CorruptFileError,
     MissingPixelDataError,
     Radiograph,

@@ -43,7 +43,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from engine.io.types import WindowPreset
+from cxrscreen.engine.io.types import WindowPreset
 
 Photometric = Literal["MONOCHROME1", "MONOCHROME2", "RGB"]
 

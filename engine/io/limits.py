@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.io.types import ImageSizeError
+from cxrscreen.engine.io.types import ImageSizeError
 
 MIN_SIDE = 16
 MAX_SIDE = 16384

@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, get_args
 
-from engine.io.types import FileFormat, RadiographMeta, WindowPreset
+from cxrscreen.engine.io.types import FileFormat, RadiographMeta, WindowPreset
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RadiographMeta)}
 _REQUIRED = {name for name, f in _FIELDS.items()

@@ -28,9 +28,9 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from engine.io.limits import check_size
-from engine.io.processing import apply_inversion, apply_luma
-from engine.io.types import (
+from cxrscreen.engine.io.limits import check_size
+from cxrscreen.engine.io.processing import apply_inversion, apply_luma
+from cxrscreen.engine.io.types import (
     CorruptFileError,
     FileFormat,
     ImageSizeError,

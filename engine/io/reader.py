@@ -20,9 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from engine.io.dicom import read_dicom, read_dicom_header
-from engine.io.raster import read_raster, read_raster_header
-from engine.io.types import (
+from cxrscreen.engine.io.dicom import read_dicom, read_dicom_header
+from cxrscreen.engine.io.raster import read_raster, read_raster_header
+from cxrscreen.engine.io.types import (
     CorruptFileError,
     FileAccessError,
     FileFormat,

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from engine.io.reader import HEAD_SIZE, SUPPORTED_SUFFIXES, read_header
-from engine.io.types import (
+from cxrscreen.engine.io.reader import HEAD_SIZE, SUPPORTED_SUFFIXES, read_header
+from cxrscreen.engine.io.types import (
     CorruptFileError,
     FileAccessError,
     RadiographMeta,

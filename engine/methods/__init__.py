@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 from types import ModuleType
 
-from engine.methods.base import _REGISTRY, Method
+from cxrscreen.engine.methods.base import _REGISTRY, Method
 
 _NOT_METHODS = {"base"}
 

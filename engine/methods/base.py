@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.preprocess import PreprocessSpec
+from cxrscreen.engine.preprocess import PreprocessSpec
 
 Requirement = Literal["required", "optional", "unused"]
 OptionType = Literal["int", "float", "choice", "bool", "text", "path"]

@@ -23,9 +23,9 @@ Modules: ``anatomy`` (patient parameters, soft tissue, lungs, heart, mediastinum
 ``vessels``, ``lesions``, ``imaging`` (exposure, tone curve, blur, noise, markers), ``grid``
 (anatomical coordinates), ``chest`` (:func:`generate_chest`), ``study`` (:func:`write_study`).
 """
-from engine.synth.chest import Finding, SyntheticChest, generate_chest
-from engine.synth.lesions import LESION_KINDS, LesionKind
-from engine.synth.study import ENCODINGS, Encoding, StudyImage, quantise, write_study
+from cxrscreen.engine.synth.chest import Finding, SyntheticChest, generate_chest
+from cxrscreen.engine.synth.lesions import LESION_KINDS, LesionKind
+from cxrscreen.engine.synth.study import ENCODINGS, Encoding, StudyImage, quantise, write_study
 
 __all__ = [
     "ENCODINGS",

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.synth import bones
-from engine.synth.grid import Box, Pose, local, smoothstep
+from cxrscreen.engine.synth import bones
+from cxrscreen.engine.synth.grid import Box, Pose, local, smoothstep
 
 _FAR = 10.0  # "unbounded" edge of a box
 

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.synth.grid import local, smoothstep
+from cxrscreen.engine.synth.grid import local, smoothstep
 
 if TYPE_CHECKING:
-    from engine.synth.anatomy import Anatomy
+    from cxrscreen.engine.synth.anatomy import Anatomy
 
 _FAR = 10.0  # "unbounded" edge of a box
 

@@ -11,11 +11,11 @@ from typing import Literal
 
 import numpy as np
 
-from engine.synth.anatomy import chest_density, lungs_box, sample_anatomy, sample_pose
-from engine.synth.grid import Pose, local, pose_grid
-from engine.synth.imaging import marker_layer, render, sample_exposure
-from engine.synth.lesions import LESION_KINDS, LesionKind, render_lesion, sample_lesion
-from engine.synth.vessels import canvas_size, grow_trees, rasterise, sample_canvas
+from cxrscreen.engine.synth.anatomy import chest_density, lungs_box, sample_anatomy, sample_pose
+from cxrscreen.engine.synth.grid import Pose, local, pose_grid
+from cxrscreen.engine.synth.imaging import marker_layer, render, sample_exposure
+from cxrscreen.engine.synth.lesions import LESION_KINDS, LesionKind, render_lesion, sample_lesion
+from cxrscreen.engine.synth.vessels import canvas_size, grow_trees, rasterise, sample_canvas
 
 
 Finding = Literal["normal", "nodule", "consolidation", "effusion"]

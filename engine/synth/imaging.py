@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.synth.filters import gaussian_filter
+from cxrscreen.engine.synth.filters import gaussian_filter
 
 # Lead marker glyphs (5 x 7 bitmaps).
 _GLYPHS: dict[str, tuple[str, ...]] = {

@@ -15,8 +15,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from engine.synth.anatomy import Anatomy, Side, lung_field
-from engine.synth.grid import smoothstep
+from cxrscreen.engine.synth.anatomy import Anatomy, Side, lung_field
+from cxrscreen.engine.synth.grid import smoothstep
 
 LesionKind = Literal["nodule", "consolidation", "effusion"]
 LESION_KINDS: tuple[str, ...] = get_args(LesionKind)

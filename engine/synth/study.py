@@ -28,8 +28,8 @@ from typing import Literal, get_args
 import numpy as np
 from PIL import Image
 
-from engine.synth.chest import Finding, check_options, generate_chest
-from engine.synth.lesions import LESION_KINDS, LesionKind
+from cxrscreen.engine.synth.chest import Finding, check_options, generate_chest
+from cxrscreen.engine.synth.lesions import LESION_KINDS, LesionKind
 
 FileKind = Literal["png", "dicom"]
 FILE_KINDS: tuple[str, ...] = get_args(FileKind)
@@ -119,8 +119,8 @@ def _uid(seed: int, case: int, what: str) -> str:
 
 
 def _write_dicom(path: Path, pixels: np.ndarray, enc: Encoding, seed: int, case: int) -> None:
-    from engine.io.dicom_write import write_dicom
-    from engine.io.types import WindowPreset
+    from cxrscreen.engine.io.dicom_write import write_dicom
+    from cxrscreen.engine.io.types import WindowPreset
 
     h, w = pixels.shape
     spacing = round(FIELD_OF_VIEW_MM / max(h, w), 4)

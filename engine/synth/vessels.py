@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.synth.filters import bilinear_sample, gaussian_filter
+from cxrscreen.engine.synth.filters import bilinear_sample, gaussian_filter
 
 if TYPE_CHECKING:
-    from engine.synth.anatomy import Anatomy
+    from cxrscreen.engine.synth.anatomy import Anatomy
 
 EXTENT = 1.2  # the canvas covers [-EXTENT, EXTENT] in x and y
 _LEVELS = 5

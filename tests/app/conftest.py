@@ -11,7 +11,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 def pytest_configure(config: pytest.Config) -> None:
     # a PySide6 that corrupts reference counts would crash the suite at random (app/pyside_check.py)
-    from app import pyside_check
+    from cxrscreen.app import pyside_check
 
     pyside_check.check()
 
@@ -19,7 +19,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def study(tmp_path_factory) -> Path:
     """A synthetic study: 6 normal + 4 abnormal chests, 128 px, PNG and DICOM (MONOCHROME1/2)."""
-    from engine.synth import write_study
+    from cxrscreen.engine.synth import write_study
 
     folder = tmp_path_factory.mktemp("study") / "study"
     write_study(folder, 6, 4, size=128, seed=3)
@@ -53,7 +53,7 @@ def settings_path(tmp_path: Path) -> Path:
 def training_folders(tmp_path_factory) -> dict[str, Path]:
     """Small training data: 16 known normals, 12 unlabeled (4 with lesions), labelled validation
     (normal/ + abnormal/ subfolders), all 64 px synthetic chests."""
-    from engine.synth import write_study
+    from cxrscreen.engine.synth import write_study
 
     root = tmp_path_factory.mktemp("training")
     write_study(root / "normal", 16, 0, size=64, seed=21)
@@ -99,7 +99,7 @@ def fake_engine(tmp_path: Path) -> FakeEngine:
 @pytest.fixture(scope="session")
 def role_folders(tmp_path_factory) -> dict[str, Path]:
     """Folders for each data role: 8 known normals, 6 unlabeled, 3 confirmed abnormal, 1 abnormal alone."""
-    from engine.synth import write_study
+    from cxrscreen.engine.synth import write_study
 
     root = tmp_path_factory.mktemp("roles")
     write_study(root / "normal", 8, 0, size=64, seed=31)

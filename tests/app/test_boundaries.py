@@ -14,22 +14,22 @@ from pathlib import Path
 APP = Path(__file__).resolve().parents[2] / "app"
 NAMESPACE = "cxrscreen"
 ENGINE, MODELS = f"{NAMESPACE}.engine", f"{NAMESPACE}.models"
-ALLOWED_ENGINE = {"engine.io", "engine.preprocess", "engine.detector", "engine.scoring", "engine.atomic", "engine.synth",
+ALLOWED_ENGINE = {"cxrscreen.engine.io", "cxrscreen.engine.preprocess", "cxrscreen.engine.detector", "cxrscreen.engine.scoring", "cxrscreen.engine.atomic", "cxrscreen.engine.synth",
                   # the spreadsheet-formula guard every CSV writer shares
-                  "engine.csv_safe",
+                  "cxrscreen.engine.csv_safe",
                   # the out-of-scope gate (the app checks the image on screen with it)
-                  "engine.scope",
+                  "cxrscreen.engine.scope",
                   # folder listing and checks, the event format (torch-free)
-                  "engine.datasets", "engine.progress",
+                  "cxrscreen.engine.datasets", "cxrscreen.engine.progress",
                   # headers as JSON: what the `index` engine process sends the app
-                  "engine.io.meta_json",
+                  "cxrscreen.engine.io.meta_json",
                   # the headless demo `cxrscreen` runs instead of the app when there is no display
-                  "engine.demo",
+                  "cxrscreen.engine.demo",
                   # the drift check of a worklist's scores and site calibrations (numpy only)
-                  "engine.drift", "engine.site_calibration"}
+                  "cxrscreen.engine.drift", "cxrscreen.engine.site_calibration"}
 # the methods and how they train are the engine's: the app reads them from `[engine] methods --json`
 # of the engine it runs (app/training/options.py), which may be another environment or version
-FORBIDDEN_ENGINE = ("engine.methods", "engine.train", "engine.train_cli", "engine.export", "engine.methods_cli")
+FORBIDDEN_ENGINE = ("cxrscreen.engine.methods", "cxrscreen.engine.train", "cxrscreen.engine.train_cli", "cxrscreen.engine.export", "cxrscreen.engine.methods_cli")
 FORBIDDEN = ("torch", "torchvision", "timm", "onnxscript", MODELS)
 
 
@@ -96,8 +96,8 @@ def test_no_module_under_app_imports_the_engines_methods_or_training() -> None:
 
 
 def test_the_import_check_sees_every_spelling(tmp_path: Path) -> None:
-    spellings = ["import engine.methods.ddad", "from engine import methods", "from engine.methods import get_method",
-                 "from engine.train import train", "import engine.train_cli as t"]
+    spellings = ["import cxrscreen.engine.methods.ddad; from cxrscreen import engine", "from cxrscreen.engine import methods", "from cxrscreen.engine.methods import get_method",
+                 "from cxrscreen.engine.train import train", "import cxrscreen.engine.train_cli as t"]
     for i, code in enumerate(spellings):
         f = tmp_path / f"m{i}.py"
         f.write_text(code + "\n")
@@ -119,10 +119,10 @@ def test_importing_every_app_module_loads_no_engine_method_nor_torch() -> None:
     # indirect imports too: an allowed engine module must not pull in the methods
     code = textwrap.dedent("""
         import importlib, pkgutil, sys
-        import app
+        from cxrscreen import app
         for m in pkgutil.walk_packages(app.__path__, app.__name__ + "."):
             importlib.import_module(m.name)
-        print(sorted(k for k in sys.modules if k.startswith(("engine.methods", "engine.train", "engine.export",
+        print(sorted(k for k in sys.modules if k.startswith(("cxrscreen.engine.methods", "cxrscreen.engine.train", "cxrscreen.engine.export",
                                                             "torch", "cxrscreen.models"))))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=APP.parent,
@@ -139,9 +139,9 @@ def test_the_app_builds_scores_and_never_loads_torch(tiny_detector: Path, study:
         from pathlib import Path
         from PySide6.QtWidgets import QApplication
         app = QApplication([])
-        from app.library import ModelLibrary
-        from app.main_window import MainWindow
-        from app.settings import AppSettings
+        from cxrscreen.app.library import ModelLibrary
+        from cxrscreen.app.main_window import MainWindow
+        from cxrscreen.app.settings import AppSettings
         w = MainWindow(AppSettings(Path({str(tmp_path / 's.ini')!r})), ModelLibrary(Path({str(tmp_path / 'lib')!r})))
         w.show()
         w.load_detector(Path({str(tiny_detector)!r}), provider="cpu")
@@ -167,7 +167,7 @@ def test_the_app_builds_scores_and_never_loads_torch(tiny_detector: Path, study:
 
 
 def test_gui_entry_module_is_import_light() -> None:
-    code = ("import sys; import app.main; "
+    code = ("import sys; import cxrscreen.app.main; from cxrscreen import app; "
             "print(any(m.startswith(('PySide6', 'pyqtgraph', 'onnxruntime', 'torch')) for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=APP.parent)
     assert out.returncode == 0, out.stderr
@@ -177,7 +177,7 @@ def test_gui_entry_module_is_import_light() -> None:
 def test_cli_lists_the_gui_with_its_arguments() -> None:
     import argparse
 
-    from app import main
+    from cxrscreen.app import main
 
     parser = argparse.ArgumentParser()
     main.add_arguments(parser)

@@ -1,10 +1,10 @@
 """The operating-point panel and the detector card say when a threshold rests on too few normals."""
 from __future__ import annotations
 
-from app.detector_card import card_sections
-from app.panels.operating_point import OperatingPointControl
-from app.state import OperatingPoint
-from engine.detector import NormalCalibration, read_metadata
+from cxrscreen.app.detector_card import card_sections
+from cxrscreen.app.panels.operating_point import OperatingPointControl
+from cxrscreen.app.state import OperatingPoint
+from cxrscreen.engine.detector import NormalCalibration, read_metadata
 
 
 def test_panel_warns_below_one_over_one_minus_specificity_normals(qtbot) -> None:
@@ -30,9 +30,9 @@ def test_card_shows_intervals_notes_and_the_gate(tiny_detector) -> None:
 
 
 def test_result_panel_says_a_percentile_among_too_few_normals_is_weak(qtbot) -> None:
-    from app.panels.case_info import CaseInfoPanel
-    from app.records import CaseScore
-    from app.state import PrivacyState
+    from cxrscreen.app.panels.case_info import CaseInfoPanel
+    from cxrscreen.app.records import CaseScore
+    from cxrscreen.app.state import PrivacyState
 
     panel = CaseInfoPanel(PrivacyState(), b"k" * 32)
     qtbot.addWidget(panel)

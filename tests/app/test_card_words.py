@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from app.card_words import intended_use_rows, training_rows, value_words
-from app.detector_card import card_sections
-from engine.detector import read_metadata
+from cxrscreen.app.card_words import intended_use_rows, training_rows, value_words
+from cxrscreen.app.detector_card import card_sections
+from cxrscreen.engine.detector import read_metadata
 
 
 def test_training_settings_read_as_words_not_json() -> None:
@@ -35,7 +35,7 @@ def test_card_has_intended_use_and_limitations(tiny_detector) -> None:
 
 
 def test_card_operating_points_are_those_of_the_calibration_in_use(tiny_detector) -> None:
-    from engine.site_calibration import site_calibration
+    from cxrscreen.engine.site_calibration import site_calibration
 
     meta = read_metadata(tiny_detector)
     site = site_calibration(meta.calibration.normal_scores[:12], meta.calibration, "Ward 3", source="12 marked")

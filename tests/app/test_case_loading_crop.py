@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.case_loading import analyse
-from engine.detector import Detector
-from engine.preprocess import field_box
+from cxrscreen.app.case_loading import analyse
+from cxrscreen.engine.detector import Detector
+from cxrscreen.engine.preprocess import field_box
 from tests.conftest import build_local_contrast_detector
 
 

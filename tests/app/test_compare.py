@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.compare import CompareDialog, ModelRef, compare_scores, ranks, spearman, thresholds
-from app.records import CaseRecord, CaseScore
-from app.state import OperatingPoint
-from engine.detector import NormalCalibration
+from cxrscreen.app.compare import CompareDialog, ModelRef, compare_scores, ranks, spearman, thresholds
+from cxrscreen.app.records import CaseRecord, CaseScore
+from cxrscreen.app.state import OperatingPoint
+from cxrscreen.engine.detector import NormalCalibration
 
 
 def _cal(scores: list[float]) -> NormalCalibration:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.viewer.display import (
+from cxrscreen.app.viewer.display import (
     EncodedImage,
     Window,
     apply_invert,

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.detector_card import card_sections
-from app.library import LibraryError, ModelLibrary
-from app.main_window import MainWindow
-from engine.detector import read_metadata
-from engine.site_calibration import site_calibration
+from cxrscreen.app.detector_card import card_sections
+from cxrscreen.app.library import LibraryError, ModelLibrary
+from cxrscreen.app.main_window import MainWindow
+from cxrscreen.engine.detector import read_metadata
+from cxrscreen.engine.site_calibration import site_calibration
 from tests.app.test_main_window import window  # noqa: F401 (the window fixture, shared)
 
 
@@ -103,7 +103,7 @@ def test_calibrating_without_confirmed_normals_says_what_to_do(qtbot, window: Ma
 
 def test_a_recalibrate_file_is_imported_for_its_own_detector_only(qtbot, window: MainWindow, tiny_detector: Path,
                                                                     tmp_path: Path, monkeypatch) -> None:
-    from engine.site_calibration import to_json
+    from cxrscreen.engine.site_calibration import to_json
 
     errors: list[tuple[str, str]] = []
     monkeypatch.setattr(window, "report_error", lambda title, text: errors.append((title, text)))

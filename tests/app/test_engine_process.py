@@ -1,6 +1,6 @@
 """EngineProcess: JSON lines become signals, stderr is kept, stop/kill/crash/failed start end cleanly.
 
-The "engine" here is a small Python script standing in for `python -m engine` (the command is
+The "engine" here is a small Python script standing in for `python -m cxrscreen.engine` (the command is
 a setting), so every way a process can end is produced on purpose and quickly.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engine_process import EngineProcess, ProcessOutcome, _Tail
+from cxrscreen.app.engine_process import EngineProcess, ProcessOutcome, _Tail
 
 FAKE = textwrap.dedent("""
     import json, signal, sys, time
@@ -185,7 +185,7 @@ def test_tail_keeps_the_last_lines() -> None:
 
 
 def test_a_burst_of_lines_is_handed_on_in_bounded_slices_before_finished(qtbot, tmp_path: Path) -> None:
-    from app.engine_process import LINES_PER_TURN
+    from cxrscreen.app.engine_process import LINES_PER_TURN
 
     script = tmp_path / "burst.py"
     script.write_text("import json, sys\n"

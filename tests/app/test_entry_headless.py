@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from app import main as app_main
+from cxrscreen.app import main as app_main
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="display detection is for Linux sessions")

@@ -7,8 +7,8 @@ from pathlib import Path
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from app import main
-from app.settings import AppSettings
+from cxrscreen.app import main
+from cxrscreen.app.settings import AppSettings
 
 
 def test_run_opens_scores_and_exits_cleanly(qapp, study: Path, tiny_detector: Path, tmp_path: Path) -> None:

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from app.detector_card import card_sections
-from app.export import COLUMNS, ExportContext, export_path, export_rows, select_records, write_export
-from app.library import ModelLibrary
-from app.pseudonym import key_fingerprint, new_key, pseudonymise
-from app.records import CaseRecord, CaseScore
-from app.settings import AppSettings
-from engine.detector import read_metadata
-from engine.io import RadiographMeta
+from cxrscreen.app.detector_card import card_sections
+from cxrscreen.app.export import COLUMNS, ExportContext, export_path, export_rows, select_records, write_export
+from cxrscreen.app.library import ModelLibrary
+from cxrscreen.app.pseudonym import key_fingerprint, new_key, pseudonymise
+from cxrscreen.app.records import CaseRecord, CaseScore
+from cxrscreen.app.settings import AppSettings
+from cxrscreen.engine.detector import read_metadata
+from cxrscreen.engine.io import RadiographMeta
 
 KEY = bytes(range(32))
 
@@ -104,7 +104,7 @@ def test_settings_round_trip_and_bad_values(settings_path: Path) -> None:
 def test_settings_of_version_0_run_the_engine_by_its_namespaced_module(settings_path: Path) -> None:
     from PySide6.QtCore import QSettings
 
-    from app.settings import SETTINGS_VERSION
+    from cxrscreen.app.settings import SETTINGS_VERSION
 
     old_module = "engine"  # the engine's module before the one namespace (settings version 0)
     for command, expected in [

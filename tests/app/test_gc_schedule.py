@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from app.gc_schedule import CollectorSchedule
+from cxrscreen.app.gc_schedule import CollectorSchedule
 
 
 class Node:
@@ -42,8 +42,8 @@ def test_young_garbage_each_tick_old_garbage_only_when_idle(qapp) -> None:
 
 
 def test_the_window_runs_the_schedule_and_gives_it_back_on_close(qtbot, settings_path) -> None:
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
+    from cxrscreen.app.main_window import MainWindow
+    from cxrscreen.app.settings import AppSettings
 
     was_enabled = gc.isenabled()
     w = MainWindow(AppSettings(settings_path))

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import app.workers.indexing as indexing_module
-from app.workers.index_process import FolderIndexer
-from engine.io import scan_folder
-from engine.io.dicom_write import write_dicom
+import cxrscreen.app.workers.indexing as indexing_module
+from cxrscreen.app.workers.index_process import FolderIndexer
+from cxrscreen.engine.io import scan_folder
+from cxrscreen.engine.io.dicom_write import write_dicom
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_no_engine_means_the_thread_does_it_all(qtbot, big_folder: Path) -> None
 def test_a_crashed_engine_is_replaced_by_a_fresh_scan(qtbot, big_folder: Path, slow_thread, tmp_path: Path) -> None:
     # an "engine" that lists the first file, then dies
     first = next(iter(scan_folder(big_folder)))
-    from engine.io.meta_json import meta_to_json
+    from cxrscreen.engine.io.meta_json import meta_to_json
 
     line = json.dumps({"event": "record", "seq": 0, "path": str(first.path), "meta": meta_to_json(first.meta),
                        "error": None})

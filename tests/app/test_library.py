@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.library import CARD_FILE, MODEL_FILE, ROC_FILE, LibraryError, ModelLibrary
-from engine.detector import DetectorError, read_metadata
+from cxrscreen.app.library import CARD_FILE, MODEL_FILE, ROC_FILE, LibraryError, ModelLibrary
+from cxrscreen.engine.detector import DetectorError, read_metadata
 
 
 def _fresh_export(tiny_detector: Path, folder: Path) -> Path:
@@ -95,7 +95,7 @@ def test_a_corrupt_library_file_means_no_default(tiny_detector: Path, tmp_path: 
 
 
 def test_card_of_an_app_trained_detector_reads_as_a_clinician_would(tiny_detector: Path, tmp_path: Path) -> None:
-    from app.library_view import entry_sections
+    from cxrscreen.app.library_view import entry_sections
 
     lib = ModelLibrary(tmp_path / "models")
     job = {"method": "ddad", "preset": "paper",
@@ -116,7 +116,7 @@ def test_a_second_detector_with_the_same_name_is_renamed_and_says_so(tiny_detect
 
     import onnx
 
-    from engine.detector import METADATA_KEY
+    from cxrscreen.engine.detector import METADATA_KEY
 
     lib = ModelLibrary(tmp_path / "models")
     first = lib.register(_fresh_export(tiny_detector, tmp_path / "a"), {}, name="Site chest")

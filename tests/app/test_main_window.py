@@ -11,10 +11,10 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from app.library import ModelLibrary
-from app.main_window import MainWindow
-from app.settings import AppSettings
-from app.worklist.model import Column
+from cxrscreen.app.library import ModelLibrary
+from cxrscreen.app.main_window import MainWindow
+from cxrscreen.app.settings import AppSettings
+from cxrscreen.app.worklist.model import Column
 
 
 @pytest.fixture
@@ -168,7 +168,7 @@ def test_provider_fallback_is_reported(qtbot, window: MainWindow, tiny_detector:
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(ort, "InferenceSession", cpu_only_session)
-    monkeypatch.setattr("engine.detector.nvidia_gpu_present", lambda: True)  # a GPU that CUDA could not use
+    monkeypatch.setattr("cxrscreen.engine.detector.nvidia_gpu_present", lambda: True)  # a GPU that CUDA could not use
     window.load_detector(tiny_detector, provider="auto")
     qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
     assert window.detector.provider == "CPUExecutionProvider" and window.detector.provider_note
@@ -184,7 +184,7 @@ def test_no_gpu_at_all_says_cpu_plainly(qtbot, window: MainWindow, tiny_detector
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(ort, "InferenceSession", lambda path, sess_options=None, providers=None, **kw:
                         real_session(path, sess_options=sess_options, providers=["CPUExecutionProvider"]))
-    monkeypatch.setattr("engine.detector.nvidia_gpu_present", lambda: False)  # the CUDA build on a machine without a GPU
+    monkeypatch.setattr("cxrscreen.engine.detector.nvidia_gpu_present", lambda: False)  # the CUDA build on a machine without a GPU
     window.load_detector(tiny_detector, provider="auto")
     qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
     assert window.detector.provider_note is None
@@ -287,7 +287,7 @@ def test_view_heatmap_follows_the_image_frame(qtbot, window: MainWindow, tmp_pat
     # that the out-of-scope gate lets it through: wider than 2:1 or noise would be refused)
     from PIL import Image
 
-    from engine.synth.chest import generate_chest
+    from cxrscreen.engine.synth.chest import generate_chest
     folder = tmp_path / "wide"
     folder.mkdir()
     Image.fromarray((generate_chest(0, (120, 220)).pixels * 255).astype(np.uint8)).save(folder / "wide.png")
@@ -304,8 +304,8 @@ def test_view_heatmap_follows_the_image_frame(qtbot, window: MainWindow, tmp_pat
 
 
 def test_help_and_detector_card_open(qtbot, window: MainWindow, tiny_detector: Path) -> None:
-    from app.detector_card import DetectorCardDialog
-    from app.help import HelpDialog
+    from cxrscreen.app.detector_card import DetectorCardDialog
+    from cxrscreen.app.help import HelpDialog
 
     window.show_detector_card()  # no detector yet: a message, not a crash
     assert window.last_error and "Load a detector" in window.last_error
@@ -326,7 +326,7 @@ def test_demo_opens_a_synthetic_study_and_reuses_a_made_detector(qtbot, settings
 
     demo = tmp_path / "demo"
     demo.mkdir()
-    from app.demo import DEMO_VERSION, demo_detector_file
+    from cxrscreen.app.demo import DEMO_VERSION, demo_detector_file
 
     shutil.copy(tiny_detector, demo_detector_file(demo))  # as if trained in an earlier session
     (demo / "study").mkdir()  # a study of an earlier demo version: not reused

@@ -1,5 +1,5 @@
-"""The New-detector panel built from the real engine: `python -m engine methods --json` and
-`python -m engine train ... --check`, as the app runs them (its default engine command).
+"""The New-detector panel built from the real engine: `python -m cxrscreen.engine methods --json` and
+`python -m cxrscreen.engine train ... --check`, as the app runs them (its default engine command).
 
 This pins the contract between the engine and the app (issue 19): the JSON the engine prints
 is one the app reads, every method's panel can be built, and the engine's check answers in the
@@ -13,13 +13,13 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox
 
-from app.engine_process import default_engine_command
-from app.library import ModelLibrary
-from app.settings import AppSettings
-from app.training import options
-from app.training.options import CheckProblem, parse_methods_json, read_catalog
-from app.training.panel import NewDetectorPanel
-from app.workers.base import WorkerSet
+from cxrscreen.app.engine_process import default_engine_command
+from cxrscreen.app.library import ModelLibrary
+from cxrscreen.app.settings import AppSettings
+from cxrscreen.app.training import options
+from cxrscreen.app.training.options import CheckProblem, parse_methods_json, read_catalog
+from cxrscreen.app.training.panel import NewDetectorPanel
+from cxrscreen.app.workers.base import WorkerSet
 
 FIELD_TYPES = {"int": QSpinBox, "float": QDoubleSpinBox, "choice": QComboBox, "bool": QCheckBox, "text": QLineEdit,
                "path": QLineEdit}
@@ -28,7 +28,7 @@ FIELD_TYPES = {"int": QSpinBox, "float": QDoubleSpinBox, "choice": QComboBox, "b
 def test_the_engines_methods_json_is_one_the_app_reads() -> None:
     out = subprocess.run([*default_engine_command(), "methods", "--json"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
-    catalog = parse_methods_json(out.stdout, "python -m engine methods --json")
+    catalog = parse_methods_json(out.stdout, "python -m cxrscreen.engine methods --json")
     assert {"ddad", "amae"} <= set(catalog.names) and catalog.names[0] == "ddad"
     ddad = catalog.method("ddad")
     assert [(r.role, r.requirement) for r in ddad.roles] == [("normal", "required"), ("unlabeled", "required"),

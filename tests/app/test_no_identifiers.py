@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.export import ExportContext, export_rows, write_export
-from app.pseudonym import new_key
-from app.records import CaseRecord, CaseScore
-from engine.cli import main as cli
-from engine.detector import read_metadata
-from engine.io import scan_folder
-from engine.io.dicom_write import write_dicom
-from engine.synth.chest import generate_chest
+from cxrscreen.app.export import ExportContext, export_rows, write_export
+from cxrscreen.app.pseudonym import new_key
+from cxrscreen.app.records import CaseRecord, CaseScore
+from cxrscreen.engine.cli import main as cli
+from cxrscreen.engine.detector import read_metadata
+from cxrscreen.engine.io import scan_folder
+from cxrscreen.engine.io.dicom_write import write_dicom
+from cxrscreen.engine.synth.chest import generate_chest
 
 PATIENT = {"PatientName": "ZEBRAQUIST^HORTENSE", "PatientID": "MRN8675309", "AccessionNumber": "ACC4242XYZ",
            "StudyDate": "19870412", "StudyInstanceUID": "1.2.826.0.1.3680043.99.1111",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.viewer.overlay import (
+from cxrscreen.app.viewer.overlay import (
     Footprint,
     apply_inverse_aspect,
     apply_level_codes,
@@ -14,7 +14,7 @@ from app.viewer.overlay import (
     overlay_grid_shape,
     overlay_lut,
 )
-from engine.preprocess import PreprocessSpec, apply_aspect, apply_resize
+from cxrscreen.engine.preprocess import PreprocessSpec, apply_aspect, apply_resize
 
 
 def test_footprints_match_apply_aspect() -> None:
@@ -129,6 +129,6 @@ def test_preprocess_spec_aspects_are_the_ones_we_invert() -> None:
     # if the engine adds an aspect mode, the overlay must learn it
     from typing import get_args
 
-    from engine.preprocess import Aspect
+    from cxrscreen.engine.preprocess import Aspect
     assert set(get_args(Aspect)) == {"stretch", "center_crop", "pad"}
     assert PreprocessSpec().aspect == "stretch"

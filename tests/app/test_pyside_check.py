@@ -11,7 +11,7 @@ import pytest
 def test_many_emits_and_void_calls_do_not_abort_the_process() -> None:
     # a fresh interpreter with no workaround: PySide6 6.12 on CPython 3.11 aborts here
     code = textwrap.dedent("""
-        from app import pyside_check
+        from cxrscreen.app import pyside_check
         assert pyside_check.leaked_singletons() == set(), pyside_check.leaked_singletons()
         from PySide6.QtCore import QObject, Signal
         class E(QObject):
@@ -31,7 +31,7 @@ def test_many_emits_and_void_calls_do_not_abort_the_process() -> None:
 
 
 def test_check_names_the_fix_when_singletons_leak(monkeypatch) -> None:
-    from app import pyside_check
+    from cxrscreen.app import pyside_check
 
     monkeypatch.setattr(pyside_check, "leaked_singletons", lambda: {"None"})
     try:
@@ -46,7 +46,7 @@ def test_check_names_the_fix_when_singletons_leak(monkeypatch) -> None:
 def test_a_leak_of_one_reference_per_call_is_told_from_noise() -> None:
     import ctypes
 
-    from app import pyside_check
+    from cxrscreen.app import pyside_check
 
     def leak() -> None:  # what a broken build does: return None without taking a reference
         ctypes.pythonapi.Py_DecRef(ctypes.py_object(None))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app import qt_libs
+from cxrscreen.app import qt_libs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def test_missing_libraries_map_to_debian_packages_and_one_command() -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the xcb plugin exists on Linux only")
 def test_the_check_script_runs_on_the_installed_pyside() -> None:
-    proc = subprocess.run([sys.executable, "-m", "app.qt_libs"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "cxrscreen.app.qt_libs"], capture_output=True, text=True, cwd=REPO, timeout=120)
     plugin = qt_libs.xcb_plugin()
     assert plugin is not None
     missing = qt_libs.missing_libraries(plugin)
@@ -57,7 +57,7 @@ def test_the_check_script_runs_on_the_installed_pyside() -> None:
 def test_app_stops_before_qt_with_the_command(monkeypatch, capsys) -> None:
     import argparse
 
-    from app.main import add_arguments, run
+    from cxrscreen.app.main import add_arguments, run
 
     monkeypatch.setenv("DISPLAY", ":99")
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)

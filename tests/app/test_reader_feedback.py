@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from app.library import ModelLibrary
-from app.library_view import entry_sections
-from app.main_window import MainWindow
-from app.reader_sets import export_reader_sets, reader_marks_count
-from app.settings import AppSettings
-from app.studydb import DB_FILE, StudyDatabase
+from cxrscreen.app.library import ModelLibrary
+from cxrscreen.app.library_view import entry_sections
+from cxrscreen.app.main_window import MainWindow
+from cxrscreen.app.reader_sets import export_reader_sets, reader_marks_count
+from cxrscreen.app.settings import AppSettings
+from cxrscreen.app.studydb import DB_FILE, StudyDatabase
 
 
 def test_reader_marks_count_counts_the_links_of_a_reader_set(tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ def window(qtbot, settings_path: Path, tmp_path: Path):
 
 @pytest.mark.slow
 def test_confirmed_cases_train_a_detector_whose_card_counts_them(qtbot, window: MainWindow, tmp_path: Path) -> None:
-    from engine.synth import write_study
+    from cxrscreen.engine.synth import write_study
 
     w = window
     written = write_study(tmp_path / "cases", 12, 4, size=64, formats=("png",), seed=41)
@@ -128,8 +128,8 @@ def test_confirmed_cases_train_a_detector_whose_card_counts_them(qtbot, window: 
 
 def test_reader_sets_wait_for_a_method_and_give_way_to_the_readers_folders(
         qtbot, settings_path: Path, tmp_path: Path, fake_engine, role_folders: dict[str, Path]) -> None:
-    from app.training.panel import NewDetectorPanel
-    from app.workers.base import WorkerSet
+    from cxrscreen.app.training.panel import NewDetectorPanel
+    from cxrscreen.app.workers.base import WorkerSet
 
     images = sorted(p for p in role_folders["normal"].iterdir() if p.suffix in (".png", ".dcm"))
     abnormal = sorted(p for p in role_folders["abnormal"].iterdir() if p.suffix in (".png", ".dcm"))

@@ -9,13 +9,13 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from app.library import ModelLibrary
-from app.main_window import MainWindow
-from app.session import ReadingSession
-from app.settings import AppSettings
-from app.studydb import DB_FILE, StudyDatabase
-from app.worklist.model import Column
-from engine.scoring import ScoreResult
+from cxrscreen.app.library import ModelLibrary
+from cxrscreen.app.main_window import MainWindow
+from cxrscreen.app.session import ReadingSession
+from cxrscreen.app.settings import AppSettings
+from cxrscreen.app.studydb import DB_FILE, StudyDatabase
+from cxrscreen.app.worklist.model import Column
+from cxrscreen.engine.scoring import ScoreResult
 
 
 # ====================================================================== the session model (no Qt)
@@ -46,7 +46,7 @@ def test_session_states_marks_and_start() -> None:
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """60 small synthetic chests (PNG)."""
-    from engine.synth import write_study
+    from cxrscreen.engine.synth import write_study
 
     out = tmp_path / "cases"
     write_study(out, 45, 15, size=48, formats=("png",), seed=5)
@@ -269,7 +269,7 @@ def test_scripted_reading_session_while_scores_stream_in(qtbot, window: MainWind
 
 
 def test_confirmed_cases_become_training_sets(qtbot, window: MainWindow, folder: Path, tmp_path: Path) -> None:
-    from app.reader_sets import ReaderSetError, export_reader_sets
+    from cxrscreen.app.reader_sets import ReaderSetError, export_reader_sets
 
     w = window
     _open(qtbot, w, folder)
@@ -322,7 +322,7 @@ def test_a_newer_database_is_refused_and_the_app_still_reads(qtbot, settings_pat
                                                              folder: Path) -> None:
     import sqlite3
 
-    from app.studydb import SCHEMA_VERSION
+    from cxrscreen.app.studydb import SCHEMA_VERSION
 
     db = settings_path.parent / DB_FILE
     con = sqlite3.connect(db)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from PySide6.QtGui import QKeySequence
 
-from app.help import shortcuts_html
-from app.shortcuts import SHORTCUTS, by_action, markdown_table
+from cxrscreen.app.help import shortcuts_html
+from cxrscreen.app.shortcuts import SHORTCUTS, by_action, markdown_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -18,9 +18,9 @@ def test_no_two_actions_share_a_key() -> None:
 
 
 def test_every_shortcut_is_an_action_of_the_window(qtbot, settings_path, tmp_path) -> None:
-    from app.library import ModelLibrary
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
+    from cxrscreen.app.library import ModelLibrary
+    from cxrscreen.app.main_window import MainWindow
+    from cxrscreen.app.settings import AppSettings
 
     w = MainWindow(AppSettings(settings_path), ModelLibrary(tmp_path / "lib"))
     try:

@@ -6,9 +6,9 @@ from pathlib import Path
 from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtWidgets import QFileSystemModel, QLabel, QListView
 
-from app.about import about_text
-from app.add_paths_dialog import AddPathsDialog
-from app.status_bar import ElidingStatusBar
+from cxrscreen.app.about import about_text
+from cxrscreen.app.add_paths_dialog import AddPathsDialog
+from cxrscreen.app.status_bar import ElidingStatusBar
 
 
 def test_add_dialog_adds_selected_folders_or_the_one_shown(qtbot, tmp_path: Path) -> None:
@@ -60,9 +60,9 @@ def test_about_names_the_version_and_what_it_is_not() -> None:
 
 
 def test_worklist_file_column_keeps_the_end_of_the_path(qtbot) -> None:
-    from app.records import CaseRecord
-    from app.worklist.model import Column, WorklistModel
-    from app.worklist.panel import WorklistPanel
+    from cxrscreen.app.records import CaseRecord
+    from cxrscreen.app.worklist.model import Column, WorklistModel
+    from cxrscreen.app.worklist.panel import WorklistPanel
 
     model = WorklistModel(b"k" * 32)
     root = Path("/archive")
@@ -86,7 +86,7 @@ def test_worklist_file_column_keeps_the_end_of_the_path(qtbot) -> None:
 
 
 def test_counts_text_says_out_of_scope_apart() -> None:
-    from app.status_bar import counts_text
+    from cxrscreen.app.status_bar import counts_text
 
     c = {"files": 16, "readable": 16, "scored": 12, "flagged": 2, "unreadable": 0, "out_of_scope": 4}
     assert counts_text(c, has_detector=True) == "16 files · 12 scored · 2 flagged · 4 out of scope"
@@ -95,8 +95,8 @@ def test_counts_text_says_out_of_scope_apart() -> None:
 
 
 def test_viewer_title_and_badge_never_overlap(qtbot) -> None:
-    from app.state import ViewerState
-    from app.viewer.view import RadiographView
+    from cxrscreen.app.state import ViewerState
+    from cxrscreen.app.viewer.view import RadiographView
 
     view = RadiographView(ViewerState())
     qtbot.addWidget(view)

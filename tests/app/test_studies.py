@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from app.library import ModelLibrary
-from app.main_window import MainWindow
-from app.records import CaseRecord, CaseScore
-from app.settings import AppSettings
-from app.studies import (
+from cxrscreen.app.library import ModelLibrary
+from cxrscreen.app.main_window import MainWindow
+from cxrscreen.app.records import CaseRecord, CaseScore
+from cxrscreen.app.settings import AppSettings
+from cxrscreen.app.studies import (
     LATERAL_TEXT,
     StudyLead,
     StudyProgress,
@@ -25,9 +25,9 @@ from app.studies import (
     study_progress,
     study_reading,
 )
-from app.studydb import DB_FILE, StudyDatabase
-from app.viewer.display import Window
-from engine.io import RadiographMeta
+from cxrscreen.app.studydb import DB_FILE, StudyDatabase
+from cxrscreen.app.viewer.display import Window
+from cxrscreen.engine.io import RadiographMeta
 
 
 def _meta(path: str, study: str | None, series: str = "s1", view: str = "PA", patient: str = "P1",
@@ -112,9 +112,9 @@ def dicom_studies(tmp_path_factory) -> dict[str, list[Path]]:
     """Four patients: ALPHA with a 2021 study (PA + lateral) and a 2024 study (two series: PA,
     AP), BRAVO with one study (PA + lateral), CHARLIE with one PA, DELTA with a lateral only;
     plus two PNGs."""
-    from engine.io.dicom_write import write_dicom
-    from engine.synth import write_study
-    from engine.synth.chest import generate_chest
+    from cxrscreen.engine.io.dicom_write import write_dicom
+    from cxrscreen.engine.synth import write_study
+    from cxrscreen.engine.synth.chest import generate_chest
 
     root = tmp_path_factory.mktemp("studies")
     plan = [  # (patient, study, date, series, view, lesion)
@@ -277,7 +277,7 @@ def test_study_rows_do_not_move_once_the_reader_started(qtbot, window: MainWindo
     target = [u for u in order if u != lateral_only][-1]
     w.studies.open_study(target)  # the reader starts on the last study
     # scores arrive that would put that study first: it stays where the reader is
-    from engine.scoring import ScoreResult
+    from cxrscreen.engine.scoring import ScoreResult
     results = [ScoreResult(p, 100.0 - i, 99.0) for i, p in enumerate(dicom_studies[target])]
     w.model.set_active_model("m", 50.0)
     w.model.apply_results("m", results)
@@ -297,7 +297,7 @@ def test_study_rows_do_not_move_once_the_reader_started(qtbot, window: MainWindo
 
 def test_study_reading_state_keys_and_earlier_studies(qtbot, window: MainWindow,
                                                       dicom_studies: dict[str, list[Path]]) -> None:
-    from engine.scoring import ScoreResult
+    from cxrscreen.engine.scoring import ScoreResult
 
     w = window
     w.open_paths([dicom_studies["png"][0].parent.parent])

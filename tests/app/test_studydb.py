@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from app.studydb import (MIGRATIONS, DriftRecord, SCHEMA_VERSION, FileToRegister, ScoreRow, StudyDatabase, StudyDatabaseError,
+from cxrscreen.app.studydb import (MIGRATIONS, DriftRecord, SCHEMA_VERSION, FileToRegister, ScoreRow, StudyDatabase, StudyDatabaseError,
                          StudyStore, content_hash)
-from engine.io import read_header
+from cxrscreen.engine.io import read_header
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -120,7 +120,7 @@ def test_newer_schema_is_refused_and_left_unchanged(tmp_path: Path) -> None:
 _WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from app.studydb import FileToRegister, ScoreRow, StudyStore
+    from cxrscreen.app.studydb import FileToRegister, ScoreRow, StudyStore
     store = StudyStore(Path(sys.argv[1]))  # the app's writer thread
     store.start()
     tag, n = sys.argv[2], int(sys.argv[3])
@@ -137,7 +137,7 @@ _WRITER = textwrap.dedent("""
 def _writer(db: Path, tag: str, n: int) -> subprocess.Popen:
     image = db.parent / f"{tag}.png"
     image.write_bytes(tag.encode() * 100)  # each writer's own content
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "packaging" / "src"), str(REPO)])}
     return subprocess.Popen([sys.executable, "-c", _WRITER, str(db), tag, str(n), str(image)], stdout=subprocess.PIPE,
                             text=True, env=env)
 
@@ -218,8 +218,8 @@ def test_a_damaged_stored_header_makes_the_file_unknown(tmp_path: Path, study: P
 def test_drift_checks_are_recorded_with_numbers_and_words_but_no_path(tmp_path: Path) -> None:
     import numpy as np
 
-    from engine.detector import NormalCalibration
-    from engine.drift import check_drift
+    from cxrscreen.engine.detector import NormalCalibration
+    from cxrscreen.engine.drift import check_drift
 
     cal = NormalCalibration(tuple(np.linspace(0, 1, 120)), (0.0, 1.0), (0.0, 1.0))
     report = check_drift(np.linspace(0.9, 2.0, 300), cal)  # far above the normals

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.training.folders import (
+from cxrscreen.app.training.folders import (
     FolderSummary,
     ValidationSourceError,
     check_training_data,

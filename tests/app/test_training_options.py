@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from app.training import options
-from app.training.options import CheckProblem, MethodsJsonError, parse_methods_json, read_catalog, train_arguments
+from cxrscreen.app.training import options
+from cxrscreen.app.training.options import CheckProblem, MethodsJsonError, parse_methods_json, read_catalog, train_arguments
 
 FAKE = Path(__file__).with_name("fake_engine.py")
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from app.library import ModelLibrary
-from app.main_window import MainWindow
-from app.settings import AppSettings
-from app.training.job import JOB_FILE, JobSpec, TrainingJob, find_jobs
-from app.training.panel import CUSTOM, NewDetectorPanel
+from cxrscreen.app.library import ModelLibrary
+from cxrscreen.app.main_window import MainWindow
+from cxrscreen.app.settings import AppSettings
+from cxrscreen.app.training.job import JOB_FILE, JobSpec, TrainingJob, find_jobs
+from cxrscreen.app.training.panel import CUSTOM, NewDetectorPanel
 
 TINY = {"epochs": 2, "members": 2, "batch_size": 4, "threads": 1}
 
@@ -190,7 +190,7 @@ def test_an_engine_data_error_is_shown_and_nothing_is_registered(qtbot, tmp_path
                                                                   fake_engine) -> None:
     import shutil
 
-    from app.training.options import read_catalog
+    from cxrscreen.app.training.options import read_catalog
 
     few = tmp_path / "few"
     few.mkdir()
@@ -217,7 +217,7 @@ def test_an_engine_data_error_is_shown_and_nothing_is_registered(qtbot, tmp_path
 
 def test_panel_controls_and_state_agree_both_ways(qtbot, settings_path: Path, tmp_path: Path, fake_engine,
                                                   training_folders: dict[str, Path]) -> None:
-    from app.workers.base import WorkerSet
+    from cxrscreen.app.workers.base import WorkerSet
 
     workers = WorkerSet()
     settings = AppSettings(settings_path)
@@ -310,10 +310,10 @@ def test_engine_command_setting(qtbot, window: MainWindow, tmp_path: Path) -> No
     import sys
 
     tools = window.model_tools
-    assert window.settings.engine_command == [sys.executable, "-m", "engine"]
-    assert not tools.edit_engine_command(str(tmp_path / "no-such-python") + " -m engine")
+    assert window.settings.engine_command == [sys.executable, "-m", "cxrscreen.engine"]
+    assert not tools.edit_engine_command(str(tmp_path / "no-such-python") + " -m cxrscreen.engine")
     assert "not a program" in window.last_error
-    assert tools.edit_engine_command(f"{sys.executable} -m engine")
-    assert AppSettings(Path(window.settings.file_name)).engine_command == [sys.executable, "-m", "engine"]
+    assert tools.edit_engine_command(f"{sys.executable} -m cxrscreen.engine")
+    assert AppSettings(Path(window.settings.file_name)).engine_command == [sys.executable, "-m", "cxrscreen.engine"]
     assert tools.edit_engine_command("")  # back to the default
-    assert window.settings.engine_command == [sys.executable, "-m", "engine"]
+    assert window.settings.engine_command == [sys.executable, "-m", "cxrscreen.engine"]

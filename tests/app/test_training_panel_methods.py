@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QSpinBox
 
-from app.library import ModelLibrary
-from app.settings import AppSettings
-from app.training.job import JOB_FILE, JobSpec, find_jobs
-from app.training.panel import CUSTOM, NewDetectorPanel
-from app.workers.base import WorkerSet
+from cxrscreen.app.library import ModelLibrary
+from cxrscreen.app.settings import AppSettings
+from cxrscreen.app.training.job import JOB_FILE, JobSpec, find_jobs
+from cxrscreen.app.training.panel import CUSTOM, NewDetectorPanel
+from cxrscreen.app.workers.base import WorkerSet
 
 
 @pytest.fixture
@@ -313,7 +313,7 @@ def test_an_engine_whose_methods_cannot_be_read_is_explained_in_the_panel(qtbot,
 
 
 def test_the_card_says_whether_the_preset_was_the_papers(qtbot, make_panel, fake_engine, tmp_path: Path) -> None:
-    from app.training.job import TrainingJob
+    from cxrscreen.app.training.job import TrainingJob
 
     panel = make_panel(fake_engine.command)
     dual = panel.catalog.method("dual")
@@ -335,8 +335,8 @@ def test_the_card_says_whether_the_preset_was_the_papers(qtbot, make_panel, fake
 def test_new_fields_start_at_the_engines_defaults_so_a_preset_change_keeps_them(qtbot, fake_engine) -> None:
     import subprocess
 
-    from app.training.options import parse_methods_json
-    from app.training.options_form import OptionsForm
+    from cxrscreen.app.training.options import parse_methods_json
+    from cxrscreen.app.training.options_form import OptionsForm
 
     out = subprocess.run([*fake_engine.command, "methods", "--json"], capture_output=True, text=True, timeout=60,
                          check=True)
@@ -354,7 +354,7 @@ def test_new_fields_start_at_the_engines_defaults_so_a_preset_change_keeps_them(
 
 
 def test_a_drop_zone_note_counts_in_words() -> None:
-    from app.training.panel import role_note
+    from cxrscreen.app.training.panel import role_note
 
     assert role_note("required", 1) == "required, at least 1 image"  # WSCXR's abnormal folder read "1 images"
     assert role_note("required", 1200) == "required, at least 1,200 images"

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 from PySide6.QtCore import QObject, Signal
 
-from app.training.options import parse_methods_json
-from app.training.progress_view import TrainingProgressView
+from cxrscreen.app.training.options import parse_methods_json
+from cxrscreen.app.training.progress_view import TrainingProgressView
 from tests.app.fake_engine import methods_json
 
 

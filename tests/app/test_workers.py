@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.workers.decoding import DecodeThread
-from app.workers.indexing import IndexingThread
-from app.workers.scoring import DetectorLoadThread, ScoringProcess
-from engine.detector import Detector
+from cxrscreen.app.workers.decoding import DecodeThread
+from cxrscreen.app.workers.indexing import IndexingThread
+from cxrscreen.app.workers.scoring import DetectorLoadThread, ScoringProcess
+from cxrscreen.engine.detector import Detector
 
 
 def _images(folder: Path) -> list[Path]:
@@ -46,7 +46,7 @@ def test_decode_thread_loads_the_case_with_its_heatmap(qtbot, study: Path, tiny_
         assert a.overlay_codes.shape == case.image.shape  # a 128 px image: full-resolution grid
         assert 0.0 <= a.percentile <= 100.0
         # the viewer's score is the batch pipeline's score
-        from engine.scoring import iter_scores
+        from cxrscreen.engine.scoring import iter_scores
         batch = next(iter_scores([path], det, batch_size=1))
         assert batch[0].score == pytest.approx(a.score, rel=1e-5)
         with qtbot.waitSignal(thread.thumbnail_ready, timeout=10_000) as thumb:
@@ -80,7 +80,7 @@ def test_scoring_streams_batches_and_accepts_more_files(qtbot, study: Path, tiny
     assert [r.path for r in results] == paths + [study / "missing.dcm"]  # input order kept
     assert all(r.score is not None for r in results[:-1]) and results[-1].error
     # the engine process computes what the in-process detector computes
-    from engine.scoring import iter_scores
+    from cxrscreen.engine.scoring import iter_scores
     direct = {r.path: r.score for b in iter_scores(paths, det, batch_size=4) for r in b}
     assert [r.score for r in results[:-1]] == pytest.approx([direct[p] for p in paths], rel=1e-5)
     assert providers and providers[0][0] == "CPUExecutionProvider"
@@ -146,7 +146,7 @@ def test_worker_thread_priority_follows_worker_nice(monkeypatch, nice: int) -> N
     import os
     import threading
 
-    import app.workers.base as base
+    import cxrscreen.app.workers.base as base
 
     monkeypatch.setattr(base, "WORKER_NICE", nice)
     before = os.getpriority(os.PRIO_PROCESS, 0)

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QModelIndex, Qt
 
-from app.records import CaseRecord
-from app.worklist.model import FLAG_ROLE, Column, WorklistModel
-from app.worklist.proxy import WorklistProxy
-from engine.io import RadiographMeta
-from engine.scoring import ScoreResult
+from cxrscreen.app.records import CaseRecord
+from cxrscreen.app.worklist.model import FLAG_ROLE, Column, WorklistModel
+from cxrscreen.app.worklist.proxy import WorklistProxy
+from cxrscreen.engine.io import RadiographMeta
+from cxrscreen.engine.scoring import ScoreResult
 
 KEY = b"k" * 32
 MODEL = "m1"
@@ -144,9 +144,9 @@ def test_invalid_indexes_and_children() -> None:
 
 
 def test_out_of_scope_rows_say_why_have_no_flag_and_sort_apart(qtbot) -> None:
-    from app.worklist.model import OUT_OF_SCOPE_MARK, Column, WorklistModel
-    from app.records import CaseRecord
-    from engine.scoring import ScoreResult
+    from cxrscreen.app.worklist.model import OUT_OF_SCOPE_MARK, Column, WorklistModel
+    from cxrscreen.app.records import CaseRecord
+    from cxrscreen.engine.scoring import ScoreResult
 
     model = WorklistModel(b"k" * 32)
     paths = [Path(f"/s/{n}.png") for n in ("a", "b", "c", "d")]

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.methods.amae.anatpaste import AnatPasteSettings, anatpaste, lung_mask
-from engine.preprocess import apply_resize
-from engine.synth import generate_chest
+from cxrscreen.engine.methods.amae.anatpaste import AnatPasteSettings, anatpaste, lung_mask
+from cxrscreen.engine.preprocess import apply_resize
+from cxrscreen.engine.synth import generate_chest
 
 
 @pytest.mark.parametrize("size, min_precision, min_recall", [(256, 0.95, 0.7), (64, 0.8, 0.7)])

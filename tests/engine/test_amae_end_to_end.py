@@ -11,16 +11,16 @@ from onnx import numpy_helper
 import pytest
 import torch
 
-from engine.cli import main as cli
-from engine.datasets import DataError, from_folders, load_images
-from engine.detector import Detector
-from engine.methods.amae import PHASES, preset_config
-from engine.methods.amae.recipe import all_scores, load_scorer
-from engine.progress import Progress
-from engine.stop import StopRequest
-from engine.synth import write_study
-from engine.train import read_run, run_training
-from models.mae import MaskedAutoencoder
+from cxrscreen.engine.cli import main as cli
+from cxrscreen.engine.datasets import DataError, from_folders, load_images
+from cxrscreen.engine.detector import Detector
+from cxrscreen.engine.methods.amae import PHASES, preset_config
+from cxrscreen.engine.methods.amae.recipe import all_scores, load_scorer
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.stop import StopRequest
+from cxrscreen.engine.synth import write_study
+from cxrscreen.engine.train import read_run, run_training
+from cxrscreen.models.mae import MaskedAutoencoder
 
 pytestmark = pytest.mark.slow
 TINY = ["--method", "amae", "--amae-preset", "tiny", "--threads", "1", "--seed", "0", "--progress", "json"]

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.methods import amae
-from engine.methods.amae import PRESET_SETTINGS, Config, preset_config
-from engine.methods.amae.recipe import _Sampler, lr_at, param_groups, pseudo_labels, random_resized_crop, read_checkpoint_file
-from engine.preprocess import PreprocessSpec
-from models.amae import AMAEScorer, MLPHead, Stage1Scorer
-from models.mae import MaskedAutoencoder, load_pretrained
+from cxrscreen.engine.methods import amae
+from cxrscreen.engine.methods.amae import PRESET_SETTINGS, Config, preset_config
+from cxrscreen.engine.methods.amae.recipe import _Sampler, lr_at, param_groups, pseudo_labels, random_resized_crop, read_checkpoint_file
+from cxrscreen.engine.preprocess import PreprocessSpec
+from cxrscreen.models.amae import AMAEScorer, MLPHead, Stage1Scorer
+from cxrscreen.models.mae import MaskedAutoencoder, load_pretrained
 from timm.models.vision_transformer import VisionTransformer
 
 
@@ -124,7 +124,7 @@ def test_config_round_trip_and_validation():
 
 
 def _args(**kw) -> argparse.Namespace:
-    from engine import train_cli
+    from cxrscreen.engine import train_cli
 
     parser = argparse.ArgumentParser()
     train_cli.add_arguments(parser)  # the real `cxrscreen train` options, shared and per method

@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from engine.atomic import atomic_path, atomic_write_text
-from engine.progress import Progress
+from cxrscreen.engine.atomic import atomic_path, atomic_write_text
+from cxrscreen.engine.progress import Progress
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):
@@ -97,8 +97,8 @@ def test_atomic_files_honour_the_umask_unless_private(tmp_path, umask):
 def test_command_outputs_honour_the_umask(tiny_detector, tmp_path, umask, capsys):
     """Score and index tables, an eval report with its CSV and figure: 0666 & ~umask; an index
     with identifiers: 0600."""
-    from engine.cli import main
-    from engine.synth import write_study
+    from cxrscreen.engine.cli import main
+    from cxrscreen.engine.synth import write_study
 
     write_study(tmp_path / "s", 2, 1, size=96, formats=("png",), seed=0)
     assert main(["score", str(tmp_path / "s"), "--model", str(tiny_detector), "--out", str(tmp_path / "r.csv")]) == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.augment import AcquisitionAugment
+from cxrscreen.engine.augment import AcquisitionAugment
 
 
 def _batch() -> torch.Tensor:

@@ -6,8 +6,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from engine.detector import DetectorMetadata, NormalCalibration, harrell_davis_threshold
-from engine.preprocess import PreprocessSpec
+from cxrscreen.engine.detector import DetectorMetadata, NormalCalibration, harrell_davis_threshold
+from cxrscreen.engine.preprocess import PreprocessSpec
 
 CAL = NormalCalibration.from_samples(np.array([4.0, 1.0, 3.0, 2.0]), np.linspace(0, 1, 101).reshape(1, 101))
 
@@ -50,7 +50,7 @@ def test_invalid_calibrations_are_refused():
 
 
 def test_a_threshold_needs_one_over_one_minus_specificity_normals() -> None:
-    from engine.detector import NormalCalibration
+    from cxrscreen.engine.detector import NormalCalibration
 
     three = NormalCalibration((0.1, 0.2, 0.3), (0.0, 1.0), (0.0, 1.0))
     # the issue's case: 90 / 95 / 99 % on 3 normals are all the largest normal
@@ -65,7 +65,7 @@ def test_a_threshold_needs_one_over_one_minus_specificity_normals() -> None:
 
 
 def test_achieved_specificity_has_the_clopper_pearson_interval() -> None:
-    from engine.detector import NormalCalibration, clopper_pearson
+    from cxrscreen.engine.detector import NormalCalibration, clopper_pearson
 
     cal = NormalCalibration(tuple(float(i) for i in range(20)), (0.0, 1.0), (0.0, 1.0))
     spec, lo, hi = cal.achieved_specificity(18.0)  # 19 of 20 at or below
@@ -118,7 +118,7 @@ def test_new_calibrations_use_harrell_davis_and_old_files_keep_the_higher_order_
 def test_the_numpy_incomplete_beta_equals_scipys(a: float, b: float) -> None:
     """Harrell–Davis weights need I_x(a, b); the base profile has no scipy, so it is computed here."""
     special = pytest.importorskip("scipy.special")  # a test dependency ([dev])
-    from engine.detector import regularized_incomplete_beta
+    from cxrscreen.engine.detector import regularized_incomplete_beta
 
     x = np.linspace(0.0, 1.0, 1001)
     np.testing.assert_allclose(regularized_incomplete_beta(a, b, x), special.betainc(a, b, x), rtol=0, atol=1e-10)

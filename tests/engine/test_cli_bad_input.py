@@ -20,9 +20,9 @@ from typing import Callable
 import onnx
 import pytest
 
-from engine.cli import main as cli_main
-from engine.detector import METADATA_KEY
-from engine.synth import write_study
+from cxrscreen.engine.cli import main as cli_main
+from cxrscreen.engine.detector import METADATA_KEY
+from cxrscreen.engine.synth import write_study
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -306,8 +306,8 @@ def test_bad_input_in_a_real_process(name: str, fx, tmp_path: Path) -> None:
     case = next(c for c in CASES if c.name == name)
     if case.setup is not None:
         case.setup(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "engine", *_argv(case, fx, tmp_path)], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run([sys.executable, "-m", "cxrscreen.engine", *_argv(case, fx, tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env={"PYTHONPATH": os.pathsep.join([str(REPO / "packaging" / "src"), str(REPO)]), "PATH": "/usr/bin:/bin"})
     # onnxruntime may warn that CUDA did not start: a warning, not an error line
     err = "\n".join(line for line in proc.stderr.splitlines() if "CUDA provider" not in line)
     _check(case, tmp_path, proc.returncode, proc.stdout, err)

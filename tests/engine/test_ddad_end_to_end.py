@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from engine.cli import main as cli
-from engine.datasets import from_folders, load_images
-from engine.detector import Detector
-from engine.methods.ddad import Config
-from engine.methods.ddad.recipe import load_scorer
-from engine.preprocess import PreprocessSpec
-from engine.progress import Progress
-from engine.stop import StopRequest
-from engine.synth import write_study
-from engine.train import RunFolderError, read_run, run_training
+from cxrscreen.engine.cli import main as cli
+from cxrscreen.engine.datasets import from_folders, load_images
+from cxrscreen.engine.detector import Detector
+from cxrscreen.engine.methods.ddad import Config
+from cxrscreen.engine.methods.ddad.recipe import load_scorer
+from cxrscreen.engine.preprocess import PreprocessSpec
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.stop import StopRequest
+from cxrscreen.engine.synth import write_study
+from cxrscreen.engine.train import RunFolderError, read_run, run_training
 
 pytestmark = pytest.mark.slow
 TINY = ["--backbone", "ae", "--members", "2", "--batch-size", "16", "--size", "32", "--seed", "0", "--progress", "json"]
@@ -150,7 +150,7 @@ def test_a_run_folder_of_another_run_is_refused(synthetic, tmp_path):
 
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(synthetic, tmp_path):
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "engine", "train", "--normal", str(synthetic["normal"]), "--unlabeled",
+    cmd = [sys.executable, "-m", "cxrscreen.engine", "train", "--normal", str(synthetic["normal"]), "--unlabeled",
            str(synthetic["unlabeled"]), "--out", str(run), "--epochs", "30", "--checkpoint-every", "1000", *TINY]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     for line in proc.stdout:
@@ -182,7 +182,7 @@ def test_training_needs_the_split_or_folders(tmp_path):
 
 
 def test_module_b_can_be_reused_when_only_the_unlabeled_set_changes(synthetic, tmp_path):
-    from engine.datasets import DataError
+    from cxrscreen.engine.datasets import DataError
 
     quiet = Progress("none")
     first = from_folders(synthetic["normal"], synthetic["unlabeled"])

@@ -7,13 +7,13 @@ import time
 import pytest
 import torch
 
-from engine.methods import ddad
-from engine.methods.ddad import Config
-from engine.methods.ddad.recipe import _Ensemble, member_losses
-from engine.preprocess import PreprocessSpec
-from models.autoencoder import BACKBONES as MODEL_BACKBONES
-from models.autoencoder import AEOutput
-from models.ddad import SCORE_TYPES as MODEL_SCORE_TYPES
+from cxrscreen.engine.methods import ddad
+from cxrscreen.engine.methods.ddad import Config
+from cxrscreen.engine.methods.ddad.recipe import _Ensemble, member_losses
+from cxrscreen.engine.preprocess import PreprocessSpec
+from cxrscreen.models.autoencoder import BACKBONES as MODEL_BACKBONES
+from cxrscreen.models.autoencoder import AEOutput
+from cxrscreen.models.ddad import SCORE_TYPES as MODEL_SCORE_TYPES
 
 CFG = Config(backbone="ae-u", members=2, epochs=1, batch_size=8, preprocess=PreprocessSpec(size=32))
 
@@ -92,7 +92,7 @@ def test_score_pooling_is_a_setting_the_paper_preset_keeps_at_the_mean():
     old = {k: v for k, v in CFG.to_dict().items() if k != "score_top_fraction"}
     assert Config.from_dict(old).score_top_fraction == 1.0
     # and resumes: a setting its saved settings lack matches only at its default
-    from engine.loop import settings_match
+    from cxrscreen.engine.loop import settings_match
 
     assert settings_match(old, CFG)
     assert not settings_match(old, Config(**{**CFG.__dict__, "score_top_fraction": 0.01}))
@@ -110,9 +110,9 @@ def _train_members(tmp_path, workers: int, monkeypatch) -> tuple[list[dict], lis
     """Two epochs of a tiny DDAD on random images with ``workers`` members at a time."""
     import numpy as np
 
-    from engine.methods.ddad import recipe
-    from engine.progress import Progress
-    from engine.stop import StopRequest
+    from cxrscreen.engine.methods.ddad import recipe
+    from cxrscreen.engine.progress import Progress
+    from cxrscreen.engine.stop import StopRequest
 
     steps: list[int] = []
 
@@ -148,7 +148,7 @@ def test_members_trained_concurrently_learn_exactly_what_they_learn_one_at_a_tim
 
 
 def test_concurrent_members_only_on_a_cpu_with_separate_members(monkeypatch):
-    from engine.methods.ddad.recipe import cpu_member_workers
+    from cxrscreen.engine.methods.ddad.recipe import cpu_member_workers
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert cpu_member_workers(torch.device("cpu"), "separate", 6) == 2
@@ -160,7 +160,7 @@ def test_concurrent_members_only_on_a_cpu_with_separate_members(monkeypatch):
 def test_interleaved_units_keep_their_step_order_balance_the_workers_and_raise_errors():
     from concurrent.futures import ThreadPoolExecutor
 
-    from engine.methods.ddad.recipe import run_interleaved
+    from cxrscreen.engine.methods.ddad.recipe import run_interleaved
 
     running: set[str] = set()
     overlap: list[str] = []

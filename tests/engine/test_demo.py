@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.cli import main
-from engine.demo import read_and_print
+from cxrscreen.engine.cli import main
+from cxrscreen.engine.demo import read_and_print
 
 ROW = re.compile(
     r"^(case_\d{4}\.(?:dcm|png))\s+(dicom|png)\s+(\d+)x(\d+)\s+(MONOCHROME[12])\s+(\d+)\s+(\S+)/(\S+)"

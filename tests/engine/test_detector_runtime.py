@@ -5,7 +5,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from engine.detector import Detector, DetectorError, nvidia_gpu_present, read_metadata
+from cxrscreen.engine.detector import Detector, DetectorError, nvidia_gpu_present, read_metadata
 
 
 def test_runs_a_batch_and_reads_metadata(tiny_detector):

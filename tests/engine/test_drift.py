@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from engine.detector import NormalCalibration
-from engine.drift import MIN_IMAGES, DriftReport, binomial_cdf, check_drift, shift_estimate
+from cxrscreen.engine.detector import NormalCalibration
+from cxrscreen.engine.drift import MIN_IMAGES, DriftReport, binomial_cdf, check_drift, shift_estimate
 
 
 def _calibration(scores: np.ndarray) -> NormalCalibration:
@@ -98,7 +98,7 @@ def test_a_small_batch_far_above_is_not_significant_but_says_so():
 
 
 def test_tarone_leaves_out_levels_that_cannot_reject():
-    from engine.drift import tarone
+    from cxrscreen.engine.drift import tarone
 
     # two levels can reach 0.05 / 2, the third never reaches even 0.05: K = 2, not 3
     assert tarone([0.01, 0.5, 0.9], [0.001, 0.02, 0.2], alpha=0.05) == pytest.approx(0.02)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.export import _scaled_difference
+from cxrscreen.engine.export import _scaled_difference
 
 
 def test_small_values_are_compared_absolutely() -> None:

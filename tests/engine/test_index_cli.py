@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.cli import main as cli_main
-from engine.index_cli import IDENTIFIER_FIELDS
-from engine.io import WindowPreset, scan_folder
-from engine.io.dicom_write import write_dicom
-from engine.io.meta_json import meta_from_json, meta_to_json
+from cxrscreen.engine.cli import main as cli_main
+from cxrscreen.engine.index_cli import IDENTIFIER_FIELDS
+from cxrscreen.engine.io import WindowPreset, scan_folder
+from cxrscreen.engine.io.dicom_write import write_dicom
+from cxrscreen.engine.io.meta_json import meta_from_json, meta_to_json
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -119,7 +119,7 @@ def test_sigterm_stops_with_code_3_and_a_stopped_event(tmp_path: Path) -> None:
     write_dicom(root / "seed.dcm", img)
     for i in range(3000):  # hard links: many files, cheap to make
         (root / f"f{i:05d}.dcm").hardlink_to(root / "seed.dcm")
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "index", str(root)], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "cxrscreen.engine", "index", str(root)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     first = json.loads(proc.stdout.readline())

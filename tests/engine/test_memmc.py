@@ -16,15 +16,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.datasets import DataError, from_folders, load_images
-from engine.methods import registry
-from engine.methods.memmc import Config, make_config
-from engine.methods.memmc.recipe import draw_test_masks, load_scorer
-from engine.progress import Progress
-from engine.synth import write_study
-from engine.train import check_training, run_training
-from models.mae import MaskedAutoencoder, random_masks
-from models.memmc_mae import MemMCMAE, MemMCScorer, MemoryAttention, covering_masks, gated_sum
+from cxrscreen.engine.datasets import DataError, from_folders, load_images
+from cxrscreen.engine.methods import registry
+from cxrscreen.engine.methods.memmc import Config, make_config
+from cxrscreen.engine.methods.memmc.recipe import draw_test_masks, load_scorer
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.synth import write_study
+from cxrscreen.engine.train import check_training, run_training
+from cxrscreen.models.mae import MaskedAutoencoder, random_masks
+from cxrscreen.models.memmc_mae import MemMCMAE, MemMCScorer, MemoryAttention, covering_masks, gated_sum
 
 STUDY = dict(size=64, formats=("png",), variation=0.5, marker=False)
 TINY_NET = dict(img_size=32, patch_size=8, embed_dim=32, depth=4, num_heads=2, decoder_embed_dim=32, decoder_depth=1,
@@ -200,8 +200,8 @@ def test_trained_run_stores_its_test_masks(trained):
 
 
 def test_onnx_heatmap_equals_torch_heatmap(trained, tmp_path):
-    from engine.detector import Detector
-    from engine.export import export_run
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.export import export_run
 
     run, test = trained
     export_run(run, tmp_path / "d.onnx")
@@ -250,7 +250,7 @@ def test_presets_and_paper_numbers():
 
 @pytest.mark.slow
 def test_paper_preset_network_scores_a_224_px_image():
-    from engine.methods.memmc.recipe import build_model
+    from cxrscreen.engine.methods.memmc.recipe import build_model
 
     config = registry()["memmc"].config("paper")
     net = build_model(config).eval()

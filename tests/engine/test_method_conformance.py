@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from engine.datasets import TrainingData, from_folders, load_images
-from engine.methods import registry
-from engine.methods.base import COMMON_OPTIONS, trained_dict
-from engine.progress import Progress
-from engine.stop import StopRequest
-from engine.synth import write_study
-from engine.train import RUN_FILE, read_run, run_training
+from cxrscreen.engine.datasets import TrainingData, from_folders, load_images
+from cxrscreen.engine.methods import registry
+from cxrscreen.engine.methods.base import COMMON_OPTIONS, trained_dict
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.stop import StopRequest
+from cxrscreen.engine.synth import write_study
+from cxrscreen.engine.train import RUN_FILE, read_run, run_training
 
 METHODS = list(registry())
 STUDY = dict(size=64, formats=("png",), variation=0.5, marker=False)
@@ -122,8 +122,8 @@ def test_tiny_preset_is_declared_for_tests_only(name):
 
 @pytest.mark.parametrize("name", METHODS)
 def test_trains_exports_and_scores_like_pytorch(name, trained, chests, tmp_path):
-    from engine.detector import Detector
-    from engine.export import export_run
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.export import export_run
 
     run, data = trained[name]
     m = registry()[name]
@@ -193,8 +193,8 @@ def test_a_finished_model_is_not_retrained_when_its_status_was_lost(name, traine
 
 @pytest.mark.parametrize("name", METHODS)
 def test_round_trips_through_methods_json(name, capsys):
-    from engine import train_cli
-    from engine.cli import main as cli
+    from cxrscreen.engine import train_cli
+    from cxrscreen.engine.cli import main as cli
 
     assert cli(["methods", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import build_parser
-from engine.cli import main as cli
-from engine.methods import registry
-from engine.methods.base import COMMON_OPTIONS, ROLES, trained_dict
-from engine.synth import write_study
+from cxrscreen.engine.cli import build_parser
+from cxrscreen.engine.cli import main as cli
+from cxrscreen.engine.methods import registry
+from cxrscreen.engine.methods.base import COMMON_OPTIONS, ROLES, trained_dict
+from cxrscreen.engine.synth import write_study
 
 STUDY = dict(size=64, formats=("png",), variation=0.5, marker=False)
 
@@ -192,7 +192,7 @@ def test_check_names_the_option_to_change(folders, tmp_path, capsys):
 
 
 def test_folders_record_role_counts_and_absolute_paths(folders, tmp_path, monkeypatch):
-    from engine.datasets import TrainingData, from_folders
+    from cxrscreen.engine.datasets import TrainingData, from_folders
 
     monkeypatch.chdir(folders["root"])
     data = from_folders(Path("normal"), Path("unlabeled"), abnormal_dir=Path("abnormal"))
@@ -207,8 +207,8 @@ def test_folders_record_role_counts_and_absolute_paths(folders, tmp_path, monkey
 
 
 def test_run_settings_are_not_trained_settings():
-    from engine.methods.amae import Config as AMAEConfig
-    from engine.methods.ddad import Config as DDADConfig
+    from cxrscreen.engine.methods.amae import Config as AMAEConfig
+    from cxrscreen.engine.methods.ddad import Config as DDADConfig
 
     a, b = DDADConfig(), DDADConfig(device="cpu", checkpoint_every_s=5.0, layout="stacked")
     assert trained_dict(a) == trained_dict(b) and a.to_dict() != b.to_dict()
@@ -237,13 +237,13 @@ def test_no_load_path_unpickles(folders, tmp_path):
     """A crafted checkpoint.pt, model.pt, --reuse-normal-module model and --mae-checkpoint are all refused."""
     import torch
 
-    from engine.datasets import DataError, from_folders
-    from engine.methods import method
-    from engine.methods.amae.recipe import read_checkpoint_file
-    from engine.methods.ddad import Config
-    from engine.preprocess import PreprocessSpec
-    from engine.progress import Progress
-    from engine.train import run_training
+    from cxrscreen.engine.datasets import DataError, from_folders
+    from cxrscreen.engine.methods import method
+    from cxrscreen.engine.methods.amae.recipe import read_checkpoint_file
+    from cxrscreen.engine.methods.ddad import Config
+    from cxrscreen.engine.preprocess import PreprocessSpec
+    from cxrscreen.engine.progress import Progress
+    from cxrscreen.engine.train import run_training
 
     marker = tmp_path / "marker"
     # sanity: the file really runs code when unpickled without restrictions
@@ -275,7 +275,7 @@ def test_no_load_path_unpickles(folders, tmp_path):
 
 
 def test_a_corrupt_checkpoint_or_run_file_gets_one_line_with_advice(folders, tmp_path, capsys):
-    from engine.train import RunFolderError, read_run
+    from cxrscreen.engine.train import RunFolderError, read_run
 
     run = tmp_path / "run"
     args = ["--normal", str(folders["normal"]), "--unlabeled", str(folders["unlabeled"]), "--out", str(run),
@@ -295,7 +295,7 @@ def test_readme_command_lines_parse():
     """Every `cxrscreen ...` line of README.md and of the subcommands' docstring examples parses."""
     import shlex
 
-    from engine.cli import SUBCOMMANDS
+    from cxrscreen.engine.cli import SUBCOMMANDS
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     lines = [line.strip().strip("`").strip() for line in readme.splitlines() if line.strip().strip("`").startswith("cxrscreen ")]
@@ -327,11 +327,11 @@ def test_ddad_resume_keeps_the_checkpoints_layout(folders, tmp_path):
     """The layout is a run setting: a resume asking for another one goes on with the checkpoint's."""
     import torch
 
-    from engine.datasets import from_folders
-    from engine.methods import method
-    from engine.progress import Progress
-    from engine.stop import StopRequest
-    from engine.train import run_training
+    from cxrscreen.engine.datasets import from_folders
+    from cxrscreen.engine.methods import method
+    from cxrscreen.engine.progress import Progress
+    from cxrscreen.engine.stop import StopRequest
+    from cxrscreen.engine.train import run_training
 
     data = from_folders(folders["normal"], folders["unlabeled"])
     ddad = method("ddad")
@@ -365,8 +365,8 @@ def test_the_contract_is_torch_free():
     import subprocess
     import sys
 
-    code = ("import sys; from engine.cli import main; main(['methods', '--json']); "
-            "from engine.cli import build_parser; build_parser('train', ['train', '--method', 'amae']); "
+    code = ("import sys; from cxrscreen.engine.cli import main; main(['methods', '--json']); "
+            "from cxrscreen.engine.cli import build_parser; build_parser('train', ['train', '--method', 'amae']); "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[2])
@@ -378,8 +378,8 @@ def test_export_does_not_depend_on_the_scorers_argument_name(tmp_path):
     import onnxruntime as ort
     import torch
 
-    from engine.detector import HEATMAP_NAME, INPUT_NAME, SCORE_NAME
-    from engine.export import export_graph
+    from cxrscreen.engine.detector import HEATMAP_NAME, INPUT_NAME, SCORE_NAME
+    from cxrscreen.engine.export import export_graph
 
     class Scorer(torch.nn.Module):
         def forward(self, radiograph: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -409,8 +409,8 @@ def test_cuda_without_a_gpu_is_a_problem_named_by_its_option(folders, tmp_path, 
 
 
 def test_the_check_says_which_operating_points_the_calibration_normals_support():
-    from engine.methods import registry
-    from engine.methods.base import generic_problems
+    from cxrscreen.engine.methods import registry
+    from cxrscreen.engine.methods.base import generic_problems
 
     def note(n_cal: int) -> str:
         counts = {"normal": 600, "unlabeled": 500, "abnormal": 0, "normal_calibration": n_cal}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import metrics as M
+from cxrscreen.engine import metrics as M
 
 Y = np.array([0, 0, 1, 1])
 

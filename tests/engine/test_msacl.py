@@ -14,19 +14,19 @@ import pytest
 import torch
 from torch import nn
 
-from engine.datasets import DataError, from_folders, load_images
-from engine.loop import CheckpointError
-from engine.methods import registry
-from engine.methods.base import SettingsError
-from engine.methods.msacl import Config
-from engine.methods.msacl.losses import centre_loss, class_centres, msacl_loss
-from engine.methods.msacl.medmix import MedMixSettings, medmix, medmix_batch, position_pairs, weak_views
-from engine.methods.msacl.recipe import cosine_lr, encoder_state_from_file, fit_gaussians, load_scorer
-from engine.progress import Progress
-from engine.synth import write_study
-from engine.train import run_training
-from models.msacl import resnet18_encoder
-from models.padim import PaDiMScorer, ResNetStages, mahalanobis_map
+from cxrscreen.engine.datasets import DataError, from_folders, load_images
+from cxrscreen.engine.loop import CheckpointError
+from cxrscreen.engine.methods import registry
+from cxrscreen.engine.methods.base import SettingsError
+from cxrscreen.engine.methods.msacl import Config
+from cxrscreen.engine.methods.msacl.losses import centre_loss, class_centres, msacl_loss
+from cxrscreen.engine.methods.msacl.medmix import MedMixSettings, medmix, medmix_batch, position_pairs, weak_views
+from cxrscreen.engine.methods.msacl.recipe import cosine_lr, encoder_state_from_file, fit_gaussians, load_scorer
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.synth import write_study
+from cxrscreen.engine.train import run_training
+from cxrscreen.models.msacl import resnet18_encoder
+from cxrscreen.models.padim import PaDiMScorer, ResNetStages, mahalanobis_map
 
 STUDY = dict(size=64, formats=("png",), variation=0.5, marker=False)
 
@@ -92,7 +92,7 @@ def test_weak_views_never_flip_the_image():
 
 
 def test_position_pairs_lie_in_their_stated_direction():
-    from engine.methods.msacl.medmix import POSITION_OFFSETS
+    from cxrscreen.engine.methods.msacl.medmix import POSITION_OFFSETS
 
     size, k = 256, 32
     rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
@@ -180,7 +180,7 @@ def test_fit_gaussians_equals_numpy_covariance_plus_eps():
 def test_padim_onnx_map_equals_the_torch_map(tmp_path):
     import onnxruntime as ort
 
-    from engine.export import export_graph
+    from cxrscreen.engine.export import export_graph
 
     torch.manual_seed(0)
     encoder = resnet18_encoder()
@@ -234,8 +234,8 @@ def tiny_run(study, tmp_path_factory) -> Path:
 
 
 def test_tiny_run_trains_exports_and_scores(tiny_run, study, tmp_path):
-    from engine.detector import Detector
-    from engine.export import export_run
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.export import export_run
 
     saved = torch.load(tiny_run / "model.pt", weights_only=True)
     summary = saved["summaries"]["pretrain"]

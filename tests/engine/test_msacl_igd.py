@@ -9,14 +9,14 @@ import math
 import pytest
 import torch
 
-from engine.datasets import from_folders
-from engine.methods import registry
-from engine.methods.base import SettingsError
-from engine.methods.msacl_igd.recipe import descriptor_centre, descriptor_sigma, poly_lr
-from engine.progress import Progress
-from engine.synth import write_study
-from engine.train import run_training
-from models.igd import IGDCritic, IGDDecoder, MSSSIM_WEIGHTS, gaussian_normality, ms_ssim, ssim_window
+from cxrscreen.engine.datasets import from_folders
+from cxrscreen.engine.methods import registry
+from cxrscreen.engine.methods.base import SettingsError
+from cxrscreen.engine.methods.msacl_igd.recipe import descriptor_centre, descriptor_sigma, poly_lr
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.synth import write_study
+from cxrscreen.engine.train import run_training
+from cxrscreen.models.igd import IGDCritic, IGDDecoder, MSSSIM_WEIGHTS, gaussian_normality, ms_ssim, ssim_window
 
 
 @pytest.fixture(autouse=True)

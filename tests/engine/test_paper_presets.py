@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.methods import registry
+from cxrscreen.engine.methods import registry
 
 
 def _value(config, key):

@@ -6,8 +6,8 @@ import pytest
 
 from PIL import Image, ImageDraw
 
-from engine.detector import DetectorMetadata, NormalCalibration
-from engine.preprocess import (
+from cxrscreen.engine.detector import DetectorMetadata, NormalCalibration
+from cxrscreen.engine.preprocess import (
     PreprocessSpec, _quantiles, apply_aspect, apply_crop, apply_intensity, apply_resize, field_box, preprocess,
     preprocess_batch,
 )

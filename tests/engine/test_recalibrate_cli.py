@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from engine.cli import main as cli
-from engine.detector import read_metadata
-from engine.site_calibration import SiteCalibrationError, read_file
-from engine.synth import write_study
+from cxrscreen.engine.cli import main as cli
+from cxrscreen.engine.detector import read_metadata
+from cxrscreen.engine.site_calibration import SiteCalibrationError, read_file
+from cxrscreen.engine.synth import write_study
 
 
 def _sha(path) -> str:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from engine.io import read_radiograph
-from engine.io.types import Radiograph, RadiographMeta
-from engine.scope import ScopeGate, ScopeModel, fit_from_pixels, header_reason, image_reason, thumbnail_features
-from engine.synth.chest import generate_chest
+from cxrscreen.engine.io import read_radiograph
+from cxrscreen.engine.io.types import Radiograph, RadiographMeta
+from cxrscreen.engine.scope import ScopeGate, ScopeModel, fit_from_pixels, header_reason, image_reason, thumbnail_features
+from cxrscreen.engine.synth.chest import generate_chest
 
 
 def _meta(path: Path = Path("x.png"), **kw) -> RadiographMeta:
@@ -103,7 +103,7 @@ def test_scope_model_round_trips_and_refuses_another_feature() -> None:
 
 
 def test_score_reports_out_of_scope_without_score_or_flag(tmp_path, tiny_detector, capsys) -> None:
-    from engine.cli import main
+    from cxrscreen.engine.cli import main
 
     chest = _save(tmp_path / "chest.png", (_chest(7) * 255).astype(np.uint8))
     negative = _save(tmp_path / "negative.png", ((1 - _chest(8)) * 255).astype(np.uint8))
@@ -120,7 +120,7 @@ def test_score_reports_out_of_scope_without_score_or_flag(tmp_path, tiny_detecto
 
 
 def test_metadata_keeps_the_scope_model_and_old_detectors_read_without_it(tiny_detector) -> None:
-    from engine.detector import DetectorMetadata, read_metadata
+    from cxrscreen.engine.detector import DetectorMetadata, read_metadata
 
     meta = read_metadata(tiny_detector)
     assert meta.scope == {}  # made without a gate model: header and image checks only
@@ -131,7 +131,7 @@ def test_metadata_keeps_the_scope_model_and_old_detectors_read_without_it(tiny_d
 
 
 def test_eval_leaves_out_of_scope_images_out_of_the_figures_and_lists_them(tmp_path, tiny_detector) -> None:
-    from engine.cli import main
+    from cxrscreen.engine.cli import main
 
     rows = ["path,label"]
     for i in range(6):
@@ -151,8 +151,8 @@ def test_eval_leaves_out_of_scope_images_out_of_the_figures_and_lists_them(tmp_p
 
 
 def test_too_few_images_store_no_model_and_the_card_says_why() -> None:
-    from engine.datasets import TrainingData
-    from engine.train import scope_metadata
+    from cxrscreen.engine.datasets import TrainingData
+    from cxrscreen.engine.train import scope_metadata
 
     # 14 training normals + 12 unlabeled, 2 held out: a threshold on 2 normals would mean nothing
     data = TrainingData([Path(f"n{i}.png") for i in range(14)], [Path("c0.png"), Path("c1.png")],

@@ -18,9 +18,9 @@ from PIL import Image
 from pydicom.dataelem import RawDataElement
 from pydicom.uid import JPEGLossless
 
-from engine.cli import main as cli
-from engine.io.dicom_write import write_dicom
-from engine.synth import write_study
+from cxrscreen.engine.cli import main as cli
+from cxrscreen.engine.io.dicom_write import write_dicom
+from cxrscreen.engine.synth import write_study
 
 
 def _damaged_files(folder: Path) -> list[Path]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import csv
 import json
 
-from engine.cli import main as cli
-from engine.synth import write_study
+from cxrscreen.engine.cli import main as cli
+from cxrscreen.engine.synth import write_study
 
 
 def test_csv_rows_for_every_file(tiny_detector, tmp_path, capsys):
@@ -45,7 +45,7 @@ def test_engine_csvs_never_hold_a_formula(tiny_detector, tmp_path, monkeypatch, 
     detector named "@…") starts with "'" instead (engine.csv_safe, shared with the app's export)."""
     import onnx
 
-    from engine.detector import METADATA_KEY
+    from cxrscreen.engine.detector import METADATA_KEY
 
     model = onnx.load(str(tiny_detector))
     meta = json.loads(next(p.value for p in model.metadata_props if p.key == METADATA_KEY))

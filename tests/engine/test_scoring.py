@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import scoring
-from engine.detector import Detector
-from engine.scoring import iter_scores
-from engine.synth import write_study
+from cxrscreen.engine import scoring
+from cxrscreen.engine.detector import Detector
+from cxrscreen.engine.scoring import iter_scores
+from cxrscreen.engine.synth import write_study
 
 
 def test_results_keep_input_order_and_unreadable_files_get_a_reason(tiny_detector, tmp_path):

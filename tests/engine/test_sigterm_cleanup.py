@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.datasets import from_folders
-from engine.methods import registry
-from engine.progress import Progress
-from engine.synth import write_study
-from engine.train import run_training
+from cxrscreen.engine.datasets import from_folders
+from cxrscreen.engine.methods import registry
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.synth import write_study
+from cxrscreen.engine.train import run_training
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,7 +36,7 @@ def test_sigterm_during_export_leaves_no_part_file(tmp_path: Path) -> None:
         torch.set_num_threads(threads)
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "export", str(run), "--out", str(out / "d.onnx")],
+    proc = subprocess.Popen([sys.executable, "-m", "cxrscreen.engine", "export", str(run), "--out", str(out / "d.onnx")],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])})
     deadline = time.monotonic() + 120

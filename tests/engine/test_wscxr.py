@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from engine.datasets import DataError, TrainingData, from_folders
-from engine.methods import registry
-from engine.methods.wscxr import Config
-from engine.methods.wscxr.recipe import draw_mixing, hinge_loss, mine_prototypes, mix, read_state_dict
-from engine.progress import Progress
-from engine.synth import write_study
-from engine.train import read_run, run_training
-from models.wscxr import Discriminator, GaussianBlur, WSCXRScorer, neighbourhood_mean
+from cxrscreen.engine.datasets import DataError, TrainingData, from_folders
+from cxrscreen.engine.methods import registry
+from cxrscreen.engine.methods.wscxr import Config
+from cxrscreen.engine.methods.wscxr.recipe import draw_mixing, hinge_loss, mine_prototypes, mix, read_state_dict
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.synth import write_study
+from cxrscreen.engine.train import read_run, run_training
+from cxrscreen.models.wscxr import Discriminator, GaussianBlur, WSCXRScorer, neighbourhood_mean
 
 STUDY = dict(size=64, formats=("png",), variation=0.5, marker=False)
 
@@ -136,7 +136,7 @@ def test_presets_hold_the_letters_numbers():
     ({"backbone": "densenet121", "encoder": "/x"}, "cannot be used with the timm backbone"),
 ])
 def test_bad_settings_name_their_option(values, message):
-    from engine.methods.base import SettingsError
+    from cxrscreen.engine.methods.base import SettingsError
 
     with pytest.raises(SettingsError, match=message):
         registry()["wscxr"].config("small", **values)
@@ -216,7 +216,7 @@ def test_a_timm_backbone_from_a_local_state_dict(trained, tmp_path):
 
 
 def test_cli_requires_the_abnormal_folder_and_check_reports_it(chests, tmp_path, capsys):
-    from engine.cli import main as cli
+    from cxrscreen.engine.cli import main as cli
 
     args = ["train", "--method", "wscxr", "--preset", "tiny", "--normal", str(chests["normal"]), "--out",
             str(tmp_path / "r"), "--progress", "json", "--check"]
@@ -263,7 +263,7 @@ def split(chests, tmp_path_factory) -> Path:
 
 
 def test_shots_from_a_split_are_drawn_across_patients_nested_and_seeded(split):
-    from engine.datasets import from_split, patient_of
+    from cxrscreen.engine.datasets import from_split, patient_of
 
     every = from_split(split, 0.6, shots=7, shots_seed=0).abnormal
     assert sorted(p.name for p in every) == sorted(p.name for p in (split.parent.parent / "fewshot").glob("*.png"))
@@ -291,10 +291,10 @@ def test_shots_from_a_split_are_drawn_across_patients_nested_and_seeded(split):
 
 
 def test_train_split_shots_draws_records_and_keeps_the_anomalies_out_of_calibration(split, trained, tmp_path):
-    from engine.cli import main as cli
-    from engine.datasets import draw_across_patients, load_images
-    from engine.detector import NormalCalibration
-    from engine.export import export_run
+    from cxrscreen.engine.cli import main as cli
+    from cxrscreen.engine.datasets import draw_across_patients, load_images
+    from cxrscreen.engine.detector import NormalCalibration
+    from cxrscreen.engine.export import export_run
 
     run = tmp_path / "run"
     # the shared encoder of the trained fixture: no pre-training on the 500 pool entries
@@ -317,7 +317,7 @@ def test_train_split_shots_draws_records_and_keeps_the_anomalies_out_of_calibrat
 
 
 def test_split_shots_usage_errors(split, tmp_path, capsys):
-    from engine.cli import main as cli
+    from cxrscreen.engine.cli import main as cli
 
     base = ["train", "--preset", "tiny", "--progress", "none", "--out", str(tmp_path / "r")]
     cases = [(["--method", "wscxr", "--split", str(split)], "give --shots K"),
@@ -336,7 +336,7 @@ def test_split_shots_usage_errors(split, tmp_path, capsys):
 
 
 def test_the_anomalies_source_says_folder_or_reader_marks(chests, tmp_path):
-    from app.reader_sets import export_reader_sets
+    from cxrscreen.app.reader_sets import export_reader_sets
 
     folder = from_folders(chests["normal"], None, abnormal_dir=chests["abnormal"])
     assert folder.summary()["anomalies"] == {"from": "folder", "k": 4}

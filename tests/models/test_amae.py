@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.amae import AMAEScorer, MLPHead, Stage1Scorer, pooled_tokens
-from models.mae import MaskedAutoencoder, partition_masks
+from cxrscreen.models.amae import AMAEScorer, MLPHead, Stage1Scorer, pooled_tokens
+from cxrscreen.models.mae import MaskedAutoencoder, partition_masks
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1,
             decoder_num_heads=2)

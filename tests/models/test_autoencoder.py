@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.autoencoder import AutoEncoder, load_official_state_dict, stack_members, unstack_members
+from cxrscreen.models.autoencoder import AutoEncoder, load_official_state_dict, stack_members, unstack_members
 
 
 def _official_ae(unc: bool) -> nn.Module:

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from models.autoencoder import AutoEncoder
-from models.ddad import DDADScorer, ddad_maps, pool_map
+from cxrscreen.models.autoencoder import AutoEncoder
+from cxrscreen.models.ddad import DDADScorer, ddad_maps, pool_map
 
 # one image of 1 x 2 pixels, K = 3 members per module
 X = torch.tensor([[[[1.0, 0.0]]]])
@@ -79,7 +79,7 @@ def test_pooling_is_inside_the_exported_graph(tmp_path):
     import numpy as np
     import onnxruntime as ort
 
-    from engine.export import HEATMAP_NAME, INPUT_NAME, SCORE_NAME, export_graph
+    from cxrscreen.engine.export import HEATMAP_NAME, INPUT_NAME, SCORE_NAME, export_graph
 
     torch.manual_seed(0)
     scorer = DDADScorer(AutoEncoder("ae-u", members=4, img_size=32).eval(), "rec", top_fraction=0.02).eval()

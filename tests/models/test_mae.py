@@ -8,7 +8,7 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 
-from models.mae import (
+from cxrscreen.models.mae import (
     MaskedAutoencoder,
     load_pretrained,
     mask_indices,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from models.ssim import MS_SSIM_WEIGHTS, ms_ssim_map, n_scales, ssim_map
+from cxrscreen.models.ssim import MS_SSIM_WEIGHTS, ms_ssim_map, n_scales, ssim_map
 
 
 def _pair(size: int = 48, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +45,7 @@ def test_one_scale_is_the_ssim_map_clamped_at_zero():
 def test_scales_combine_as_weighted_powers():
     x, y = _pair(32, seed=4)
     # two scales: cs at full resolution ^ w0/(w0+w1) times (l*cs) at half resolution, upsampled, ^ w1/(w0+w1)
-    from models.ssim import gaussian_window, ssim_components
+    from cxrscreen.models.ssim import gaussian_window, ssim_components
 
     g = gaussian_window()
     _, cs0 = ssim_components(x, y, 2.0, g)

@@ -73,11 +73,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from engine.methods.base import (
+from cxrscreen.engine.methods.base import (
     Hooks, LossSeries, Method, Phase, Preset as MethodPreset, Role, preprocess_from, register, setting, settings_from_dict,
     settings_to_dict, settings_values,
 )
-from engine.preprocess import PreprocessSpec
+from cxrscreen.engine.preprocess import PreprocessSpec
 
 NAME = "amae"
 Preset = Literal["small", "paper", "tiny"]
@@ -346,7 +346,7 @@ PRESETS_DECLARED: tuple[MethodPreset, ...] = (
 
 
 def _hooks() -> Hooks:
-    from engine.methods.amae import recipe
+    from cxrscreen.engine.methods.amae import recipe
 
     return Hooks(train=recipe.train, load_scorer=recipe.load_scorer, evaluate=recipe.all_scores)
 
@@ -387,7 +387,7 @@ METHOD: Method = _declare  # the registered declaration
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """AMAE's options on ``parser`` (see :func:`engine.train_cli.add_method_arguments`)."""
-    from engine.train_cli import add_method_arguments
+    from cxrscreen.engine.train_cli import add_method_arguments
 
     add_method_arguments(parser, METHOD)
 
@@ -395,7 +395,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace, preprocess: PreprocessSpec | None = None) -> Config:
     """Settings from parsed `cxrscreen train` options (``--preset`` and every option given; what is
     not given is the architecture's)."""
-    from engine.train_cli import config_from_namespace
+    from cxrscreen.engine.train_cli import config_from_namespace
 
     return config_from_namespace(METHOD, args)
 

@@ -25,15 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.datasets import DataError, TrainingData
-from engine.loop import TrainingLoop, load_file
-from engine.methods.amae import FINAL_MODEL, Config, ScoreType, backbone_name
-from engine.methods.amae.anatpaste import anatpaste, lung_mask
-from engine.torch_runtime import resolve_device
-from engine.progress import Progress
-from engine.stop import StopRequest
-from models.amae import AMAEScorer, MLPHead, Stage1Scorer, pooled_tokens
-from models.mae import LoadReport, MaskedAutoencoder, load_pretrained, partition_masks, random_masks
+from cxrscreen.engine.datasets import DataError, TrainingData
+from cxrscreen.engine.loop import TrainingLoop, load_file
+from cxrscreen.engine.methods.amae import FINAL_MODEL, Config, ScoreType, backbone_name
+from cxrscreen.engine.methods.amae.anatpaste import anatpaste, lung_mask
+from cxrscreen.engine.torch_runtime import resolve_device
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.stop import StopRequest
+from cxrscreen.models.amae import AMAEScorer, MLPHead, Stage1Scorer, pooled_tokens
+from cxrscreen.models.mae import LoadReport, MaskedAutoencoder, load_pretrained, partition_masks, random_masks
 
 logger = logging.getLogger(__name__)
 

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from engine.methods.base import (
+from cxrscreen.engine.methods.base import (
     Hooks, LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting, settings_from_dict,
     settings_to_dict, settings_values,
 )
-from engine.preprocess import PreprocessSpec
+from cxrscreen.engine.preprocess import PreprocessSpec
 
 NAME = "ddad"
 Backbone = Literal["ae", "ae-u", "memae"]  # the names models.autoencoder accepts (tested)
@@ -216,7 +216,7 @@ PRESETS: tuple[Preset, ...] = (
 
 
 def _hooks() -> Hooks:
-    from engine.methods.ddad import recipe
+    from cxrscreen.engine.methods.ddad import recipe
 
     return Hooks(train=recipe.train, load_scorer=recipe.load_scorer, evaluate=recipe.evaluate)
 
@@ -251,14 +251,14 @@ METHOD: Method = _declare  # the registered declaration
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """DDAD's options on ``parser`` (see :func:`engine.train_cli.add_method_arguments`)."""
-    from engine.train_cli import add_method_arguments
+    from cxrscreen.engine.train_cli import add_method_arguments
 
     add_method_arguments(parser, METHOD)
 
 
 def config_from_args(args: argparse.Namespace, preprocess: PreprocessSpec | None = None) -> Config:
     """Settings from parsed `cxrscreen train` options (``--preset`` and every option given)."""
-    from engine.train_cli import config_from_namespace
+    from cxrscreen.engine.train_cli import config_from_namespace
 
     return config_from_namespace(METHOD, args)
 

@@ -13,15 +13,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engine.augment import AcquisitionAugment
-from engine.datasets import DataError, TrainingData
-from engine.loop import TrainingLoop, load_file
-from engine.methods.ddad import FINAL_MODEL, Config, Layout
-from engine.progress import Progress
-from engine.stop import StopRequest
-from engine.torch_runtime import resolve_device
-from models.autoencoder import AEOutput, AutoEncoder, Backbone, stack_members, unstack_members
-from models.ddad import SCORE_TYPES, DDADScorer, ScoreType, pool_map  # noqa: F401  (ScoreType in signatures)
+from cxrscreen.engine.augment import AcquisitionAugment
+from cxrscreen.engine.datasets import DataError, TrainingData
+from cxrscreen.engine.loop import TrainingLoop, load_file
+from cxrscreen.engine.methods.ddad import FINAL_MODEL, Config, Layout
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.stop import StopRequest
+from cxrscreen.engine.torch_runtime import resolve_device
+from cxrscreen.models.autoencoder import AEOutput, AutoEncoder, Backbone, stack_members, unstack_members
+from cxrscreen.models.ddad import SCORE_TYPES, DDADScorer, ScoreType, pool_map  # noqa: F401  (ScoreType in signatures)
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ def _reused_normal_module(config: Config, data: TrainingData, source: Path) -> l
     """Module B's members from another finished run, after checking it learnt the same thing."""
     import json
 
-    from engine.train import DATA_FILE
+    from cxrscreen.engine.train import DATA_FILE
 
     if not (source / FINAL_MODEL).is_file():
         raise DataError(f"{source}: not a finished DDAD run (no {FINAL_MODEL}) to reuse module B from")

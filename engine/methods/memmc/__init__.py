@@ -43,11 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from engine.methods.base import (
+from cxrscreen.engine.methods.base import (
     Hooks, LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting, settings_from_dict,
     settings_to_dict, settings_values,
 )
-from engine.preprocess import PreprocessSpec
+from cxrscreen.engine.preprocess import PreprocessSpec
 
 NAME = "memmc"
 Architecture = Literal["small", "paper", "tiny"]
@@ -262,7 +262,7 @@ PRESETS: tuple[Preset, ...] = (
 
 
 def _hooks() -> Hooks:
-    from engine.methods.memmc import recipe
+    from cxrscreen.engine.methods.memmc import recipe
 
     return Hooks(train=recipe.train, load_scorer=recipe.load_scorer, evaluate=recipe.evaluate)
 

@@ -15,14 +15,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from engine.datasets import DataError, TrainingData
-from engine.loop import FINAL_MODEL, TrainingLoop, load_file
-from engine.methods.amae.recipe import _MAETrainer
-from engine.methods.memmc import SCORE_TYPES, Config, backbone_name
-from engine.progress import Progress
-from engine.stop import StopRequest
-from engine.torch_runtime import resolve_device
-from models.memmc_mae import MemMCMAE, MemMCScorer, covering_masks
+from cxrscreen.engine.datasets import DataError, TrainingData
+from cxrscreen.engine.loop import FINAL_MODEL, TrainingLoop, load_file
+from cxrscreen.engine.methods.amae.recipe import _MAETrainer
+from cxrscreen.engine.methods.memmc import SCORE_TYPES, Config, backbone_name
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.stop import StopRequest
+from cxrscreen.engine.torch_runtime import resolve_device
+from cxrscreen.models.memmc_mae import MemMCMAE, MemMCScorer, covering_masks
 
 # offsets of the seeds derived from Config.seed (one stream per use)
 _SEED_MODEL, _SEED_TRAIN, _SEED_TEST_MASKS = range(3)

@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from engine.methods.base import (
+from cxrscreen.engine.methods.base import (
     Hooks, LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting, settings_from_dict,
     settings_to_dict, settings_values,
 )
-from engine.preprocess import PreprocessSpec
+from cxrscreen.engine.preprocess import PreprocessSpec
 
 NAME = "msacl"
 DeviceChoice = Literal["auto", "cpu", "cuda"]
@@ -244,7 +244,7 @@ PRESETS: tuple[Preset, ...] = (
 
 
 def _hooks() -> Hooks:
-    from engine.methods.msacl import recipe
+    from cxrscreen.engine.methods.msacl import recipe
 
     return Hooks(train=recipe.train, load_scorer=recipe.load_scorer, evaluate=recipe.evaluate)
 
@@ -284,7 +284,7 @@ METHOD: Method = _declare  # the registered declaration
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """MSACL's options on ``parser`` (see :func:`engine.train_cli.add_method_arguments`)."""
-    from engine.train_cli import add_method_arguments
+    from cxrscreen.engine.train_cli import add_method_arguments
 
     add_method_arguments(parser, METHOD)
 

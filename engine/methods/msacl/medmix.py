@@ -64,7 +64,7 @@ def _randint(generator: torch.Generator, high: int) -> int:
 
 def lung_masks(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
     """AnatPaste's lung mask of every image (N, 1, S, S) -> (N, S, S) bool (computed once per run)."""
-    from engine.methods.amae.anatpaste import lung_mask
+    from cxrscreen.engine.methods.amae.anatpaste import lung_mask
 
     low, high = value_range
     unit = (np.asarray(images, dtype=np.float64)[:, 0] - low) / (high - low)

@@ -20,16 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.datasets import DataError, TrainingData
-from engine.loop import FINAL_MODEL, TrainingLoop, load_file
-from engine.methods.msacl import Config
-from engine.methods.msacl.losses import centre_loss, class_centres, msacl_loss
-from engine.methods.msacl.medmix import MedMixSettings, lung_masks, medmix_batch, position_pairs, weak_views
-from engine.progress import Progress
-from engine.stop import StopRequest
-from engine.torch_runtime import resolve_device
-from models.msacl import AUG_CLASSES, MSACLNet, resnet18_encoder
-from models.padim import PaDiMScorer, ResNetStages
+from cxrscreen.engine.datasets import DataError, TrainingData
+from cxrscreen.engine.loop import FINAL_MODEL, TrainingLoop, load_file
+from cxrscreen.engine.methods.msacl import Config
+from cxrscreen.engine.methods.msacl.losses import centre_loss, class_centres, msacl_loss
+from cxrscreen.engine.methods.msacl.medmix import MedMixSettings, lung_masks, medmix_batch, position_pairs, weak_views
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.stop import StopRequest
+from cxrscreen.engine.torch_runtime import resolve_device
+from cxrscreen.models.msacl import AUG_CLASSES, MSACLNet, resnet18_encoder
+from cxrscreen.models.padim import PaDiMScorer, ResNetStages
 
 # offsets of the seeds derived from Config.seed (one stream per use)
 _SEED_NET, _SEED_TRAIN, _SEED_CENTRES, _SEED_PADIM = range(4)
@@ -72,7 +72,7 @@ def encoder_state_from_file(path: Path) -> dict[str, Tensor]:
     """
     from timm.models import adapt_input_conv
 
-    from engine.methods.wscxr.recipe import read_state_dict
+    from cxrscreen.engine.methods.wscxr.recipe import read_state_dict
 
     state = read_state_dict(Path(path))
     own = resnet18_encoder().state_dict()

@@ -17,15 +17,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from engine.datasets import DataError, TrainingData
-from engine.loop import FINAL_MODEL, TrainingLoop, load_file
-from engine.methods.msacl.recipe import _file_sha256, encoder_from_run, encoder_state_from_file
-from engine.methods.msacl_igd import Config
-from engine.progress import Progress
-from engine.stop import StopRequest
-from engine.torch_runtime import resolve_device
-from models.igd import IGDCritic, IGDDecoder, IGDScorer, gaussian_normality, reconstruction_error, ssim_window
-from models.msacl import FEATURE_DIM, resnet18_encoder
+from cxrscreen.engine.datasets import DataError, TrainingData
+from cxrscreen.engine.loop import FINAL_MODEL, TrainingLoop, load_file
+from cxrscreen.engine.methods.msacl.recipe import _file_sha256, encoder_from_run, encoder_state_from_file
+from cxrscreen.engine.methods.msacl_igd import Config
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.stop import StopRequest
+from cxrscreen.engine.torch_runtime import resolve_device
+from cxrscreen.models.igd import IGDCritic, IGDDecoder, IGDScorer, gaussian_normality, reconstruction_error, ssim_window
+from cxrscreen.models.msacl import FEATURE_DIM, resnet18_encoder
 
 _SEED_ENCODER, _SEED_NETS, _SEED_TRAIN = range(3)
 _CENTRE_EPS = 0.1  # IGD init_c: |c_i| < eps is pushed to ±eps

@@ -22,16 +22,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from engine.datasets import DataError, TrainingData
-from engine.loop import FINAL_MODEL, TrainingLoop, load_file
-from engine.methods.amae import Config as AMAEConfig
-from engine.methods.amae.recipe import _file_sha256, _MAETrainer
-from engine.methods.wscxr import MAE, Config
-from engine.progress import Progress
-from engine.stop import StopRequest
-from engine.torch_runtime import resolve_device
-from models.mae import MaskedAutoencoder, unwrap_state_dict
-from models.wscxr import Discriminator, MAEPatchBackbone, TimmPatchBackbone, WSCXRScorer, neighbourhood_mean
+from cxrscreen.engine.datasets import DataError, TrainingData
+from cxrscreen.engine.loop import FINAL_MODEL, TrainingLoop, load_file
+from cxrscreen.engine.methods.amae import Config as AMAEConfig
+from cxrscreen.engine.methods.amae.recipe import _file_sha256, _MAETrainer
+from cxrscreen.engine.methods.wscxr import MAE, Config
+from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.stop import StopRequest
+from cxrscreen.engine.torch_runtime import resolve_device
+from cxrscreen.models.mae import MaskedAutoencoder, unwrap_state_dict
+from cxrscreen.models.wscxr import Discriminator, MAEPatchBackbone, TimmPatchBackbone, WSCXRScorer, neighbourhood_mean
 
 # offsets of the seeds derived from Config.seed (one stream per use)
 _SEED_MAE, _SEED_PRETRAIN, _SEED_DISCRIMINATOR, _SEED_TRAIN = range(4)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
-from engine.io import (
+from cxrscreen.engine.io import (
     CorruptFileError,
     FileAccessError,
     ImageSizeError,
@@ -24,7 +24,7 @@ from engine.io import (
     read_radiograph,
     scan_folder,
 )
-from engine.io.dicom_write import write_dicom
+from cxrscreen.engine.io.dicom_write import write_dicom
 
 READERS = [read_radiograph, read_header]
 
@@ -102,7 +102,7 @@ def test_permission_denied(tmp_path: Path, ramp8: np.ndarray, monkeypatch: pytes
         return builtins.open(file, *args, **kwargs)  # type: ignore[call-overload]
 
     # Tests run as root in CI, where chmod 000 does not stop reading: patch open() instead.
-    monkeypatch.setattr("engine.io.reader.open", deny, raising=False)
+    monkeypatch.setattr("cxrscreen.engine.io.reader.open", deny, raising=False)
     with pytest.raises(FileAccessError, match=r"locked.png: permission denied"):
         read_radiograph(path)
 

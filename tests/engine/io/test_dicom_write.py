@@ -19,8 +19,8 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from engine.io import WindowPreset
-from engine.io.dicom_write import write_dicom
+from cxrscreen.engine.io import WindowPreset
+from cxrscreen.engine.io.dicom_write import write_dicom
 
 LOSSLESS = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
             RLELossless, JPEG2000Lossless, JPEGLossless, JPEGLosslessSV1, JPEGLSLossless]

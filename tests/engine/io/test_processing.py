@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.io.processing import (
+from cxrscreen.engine.io.processing import (
     apply_inversion,
     apply_luma,
     apply_min_max,

@@ -17,9 +17,9 @@ import pydicom
 import pytest
 from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
 
-from engine.io import ImageSizeError, RadiographReadError, read_header, read_radiograph
-from engine.io.processing import apply_luma
-from engine.io.reader import UNEXPECTED
+from cxrscreen.engine.io import ImageSizeError, RadiographReadError, read_header, read_radiograph
+from cxrscreen.engine.io.processing import apply_luma
+from cxrscreen.engine.io.reader import UNEXPECTED
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 FILES = sorted(TEST_FILES.glob("*.dcm"))

@@ -21,15 +21,15 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from engine.io import (
+from cxrscreen.engine.io import (
     CorruptFileError,
     MissingPixelDataError,
     WindowPreset,
     read_header,
     read_radiograph,
 )
-from engine.io.dicom_write import write_dicom
-from engine.io.processing import apply_luma
+from cxrscreen.engine.io.dicom_write import write_dicom
+from cxrscreen.engine.io.processing import apply_luma
 
 
 def linear_window(x: np.ndarray, c: float, w: float) -> np.ndarray:
@@ -306,9 +306,9 @@ def test_engine_io_never_imports_torch(tmp_path: Path, ramp8: np.ndarray) -> Non
     import sys
 
     path = write_dicom(tmp_path / "x.dcm", ramp8)
-    code = ("import sys; from engine.io import read_radiograph, scan_folder; "
+    code = ("import sys; from cxrscreen.engine.io import read_radiograph, scan_folder; "
             f"read_radiograph({str(path)!r}); list(scan_folder({str(tmp_path)!r})); "
-            "import engine.io.dicom_write; print('torch' in sys.modules)")
+            "import cxrscreen.engine.io.dicom_write; from cxrscreen import engine; print('torch' in sys.modules)")
     repo = Path(__file__).resolve().parents[3]
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, check=True)
     assert done.stdout.strip() == "False"
@@ -316,8 +316,8 @@ def test_engine_io_never_imports_torch(tmp_path: Path, ramp8: np.ndarray) -> Non
 
 def test_meta_says_how_the_display_pixels_were_made(tmp_path):
     # polarity and VOI step are reported, so a viewer re-rendering from modality values agrees
-    from engine.io import WindowPreset, read_radiograph
-    from engine.io.dicom_write import write_dicom
+    from cxrscreen.engine.io import WindowPreset, read_radiograph
+    from cxrscreen.engine.io.dicom_write import write_dicom
 
     px = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) % 4096)
     mono1 = read_radiograph(write_dicom(tmp_path / "m1.dcm", px, photometric="MONOCHROME1", bits_stored=12,

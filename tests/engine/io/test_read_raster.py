@@ -8,7 +8,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from engine.io import read_header, read_radiograph
+from cxrscreen.engine.io import read_header, read_radiograph
 
 
 def pillow_gray(path: Path) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.io import read_header, read_radiograph, scan_folder
+from cxrscreen.engine.io import read_header, read_radiograph, scan_folder
 
 pytestmark = pytest.mark.real_data
 

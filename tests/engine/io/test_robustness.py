@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLossless, JPEGLSLossless, RLELossless
 
-from engine.io import (
+from cxrscreen.engine.io import (
     CorruptFileError,
     ImageSizeError,
     MissingPixelDataError,
@@ -28,10 +28,10 @@ from engine.io import (
     read_header,
     read_radiograph,
 )
-from engine.io.decoders import DecoderPool
-from engine.io.dicom_write import write_dicom
-from engine.io.limits import MAX_PIXELS
-from engine.io.reader import UNEXPECTED
+from cxrscreen.engine.io.decoders import DecoderPool
+from cxrscreen.engine.io.dicom_write import write_dicom
+from cxrscreen.engine.io.limits import MAX_PIXELS
+from cxrscreen.engine.io.reader import UNEXPECTED
 
 
 def _edit(path: Path, **values: object) -> Path:

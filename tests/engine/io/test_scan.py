@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import engine.io.scan as scan_module
-from engine.io import FileAccessError, ImageSizeError, UnsupportedFileError, scan_folder
-from engine.io.dicom_write import write_dicom
+import cxrscreen.engine.io.scan as scan_module
+from cxrscreen.engine.io import FileAccessError, ImageSizeError, UnsupportedFileError, scan_folder
+from cxrscreen.engine.io.dicom_write import write_dicom
 
 
 @pytest.fixture()
@@ -142,7 +142,7 @@ def test_an_unexpected_reader_bug_does_not_end_the_scan(
 
 
 def test_listing_without_headers_gives_the_scans_files_in_its_order(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.io import list_image_files
+    from cxrscreen.engine.io import list_image_files
 
     expected = [item.path for item in scan_folder(tree)]
     monkeypatch.setattr(scan_module, "read_header", lambda p: pytest.fail(f"header of {p} read"))
@@ -156,12 +156,12 @@ def test_a_pipe_in_a_folder_never_blocks_the_scan(tmp_path):
     import subprocess
     import sys
 
-    from engine.synth import write_study
+    from cxrscreen.engine.synth import write_study
 
     write_study(tmp_path, 2, 0, size=32, formats=("png",), seed=0)
     os.mkfifo(tmp_path / "pipe.dcm")
     os.mkfifo(tmp_path / "pipe")  # no suffix: would be sniffed for "DICM"
-    code = ("import sys; from engine.io.scan import scan_folder, list_image_files; "
+    code = ("import sys; from cxrscreen.engine.io.scan import scan_folder, list_image_files; "
             "items = list(scan_folder(sys.argv[1])); paths = list(list_image_files([sys.argv[1]])); "
             "print(len(items), len(paths), [str(i.error) for i in items if i.error])")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from engine.synth import generate_chest
+from cxrscreen.engine.synth import generate_chest
 
 
 def _block_mean(a: np.ndarray, k: int) -> np.ndarray:
@@ -103,7 +103,7 @@ def test_ribs_make_a_periodic_pattern_over_the_lungs(seed, monkeypatch):
     assert 12 <= period <= 35  # posterior ribs ~0.12 units apart: 1/17 of the image height
     # control: the same chest without ribs has no such oriented periodicity (vessels are
     # roughly isotropic)
-    import engine.synth.bones as bones
+    import cxrscreen.engine.synth.bones as bones
 
     monkeypatch.setattr(bones, "ribs", lambda anat, x, y, wall: np.zeros_like(x))
     flat = generate_chest(seed, 256, marker=False)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from engine.synth.filters import bilinear_sample, gaussian_filter
+from cxrscreen.engine.synth.filters import bilinear_sample, gaussian_filter
 
 
 @pytest.mark.parametrize(("shape", "sigma", "truncate", "dtype"), [

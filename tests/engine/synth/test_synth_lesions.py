@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from engine.synth import LESION_KINDS, generate_chest
+from cxrscreen.engine.synth import LESION_KINDS, generate_chest
 
 SIZE = 128
 

@@ -9,8 +9,8 @@ import pydicom
 import pytest
 from PIL import Image
 
-from engine.io import read_header, read_radiograph, scan_folder
-from engine.synth import ENCODINGS, StudyImage, generate_chest, write_study
+from cxrscreen.engine.io import read_header, read_radiograph, scan_folder
+from cxrscreen.engine.synth import ENCODINGS, StudyImage, generate_chest, write_study
 
 SIZE = 64
 
