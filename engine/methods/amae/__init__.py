@@ -124,6 +124,41 @@ def _every_patch_hidden(patches: int, keep: int, n_masks: int) -> bool:
     return all(any((i - m * keep) % patches >= keep for m in range(n_masks)) for i in range(patches))
 
 
+
+def check_mae_geometry(config: Any, architecture: str) -> tuple[int, int]:
+    """Checks shared by the MAE-based methods' settings (AMAE, MemMC-MAE): crop scale, widths
+    divisible by heads, a patch grid that fits ``--size``, a mask ratio that leaves some patches
+    visible and hides others.
+
+    Args:
+        config: settings with ``crop_scale``, ``embed_dim``, ``num_heads``, ``decoder_embed_dim``,
+            ``decoder_num_heads``, ``patch_size``, ``mask_ratio`` and ``preprocess.size``.
+        architecture: the architecture's name, for the message that names ``--architecture``.
+
+    Returns:
+        (patches per image, patches visible per mask).
+
+    Raises:
+        ValueError: naming the setting to change.
+    """
+    lo, hi = config.crop_scale
+    if not 0.0 < lo <= hi <= 1.0:
+        raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {config.crop_scale}")
+    for name, dim, heads in (("encoder", config.embed_dim, config.num_heads),
+                             ("decoder", config.decoder_embed_dim, config.decoder_num_heads)):
+        if dim % heads or dim % 4:
+            raise ValueError(f"the {name} width {dim} must be divisible by its {heads} heads and by 4")
+    size, patch = config.preprocess.size, config.patch_size
+    if size % patch:
+        raise ValueError(f"--size {size} must be a multiple of the patch size {patch} (of --architecture "
+                         f"{architecture}): use {size - size % patch or patch}")
+    patches = (size // patch) ** 2
+    keep = int(patches * (1 - config.mask_ratio))
+    if not 1 <= keep < patches:
+        raise ValueError(f"mask_ratio {config.mask_ratio} keeps {keep} of {patches} patches visible; need 1 .. "
+                         f"{patches - 1}")
+    return patches, keep
+
 @dataclass(frozen=True)
 class Config:
     """AMAE training settings; the defaults are the ``small`` preset (see :func:`preset_config`).
@@ -226,21 +261,7 @@ class Config:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if not 0.0 <= self.pseudo_percentile <= 100.0:
             raise ValueError(f"pseudo_percentile must be in [0, 100], got {self.pseudo_percentile}")
-        lo, hi = self.crop_scale
-        if not 0.0 < lo <= hi <= 1.0:
-            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
-        for name, dim, heads in (("encoder", self.embed_dim, self.num_heads),
-                                 ("decoder", self.decoder_embed_dim, self.decoder_num_heads)):
-            if dim % heads or dim % 4:
-                raise ValueError(f"the {name} width {dim} must be divisible by its {heads} heads and by 4")
-        size = self.preprocess.size
-        if size % self.patch_size:
-            raise ValueError(f"--size {size} must be a multiple of the patch size {self.patch_size} (of --architecture "
-                             f"{self.preset}): use {size - size % self.patch_size or self.patch_size}")
-        patches = (size // self.patch_size) ** 2
-        keep = int(patches * (1 - self.mask_ratio))
-        if not 1 <= keep < patches:
-            raise ValueError(f"mask_ratio {self.mask_ratio} keeps {keep} of {patches} patches visible; need 1 .. {patches - 1}")
+        patches, keep = check_mae_geometry(self, architecture=self.preset)
         if not _every_patch_hidden(patches, keep, self.test_masks):
             raise ValueError(f"{self.test_masks} test masks with {keep} of {patches} patches visible leave some patch "
                              "visible in every mask (never reconstructed); use more masks or a higher mask ratio")

@@ -47,6 +47,7 @@ from cxrscreen.engine.methods.base import (
     Hooks, LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting, settings_from_dict,
     settings_to_dict, settings_values,
 )
+from cxrscreen.engine.methods.amae import check_mae_geometry
 from cxrscreen.engine.preprocess import PreprocessSpec
 
 NAME = "memmc"
@@ -144,24 +145,9 @@ class Config:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
-        lo, hi = self.crop_scale
-        if not 0.0 < lo <= hi <= 1.0:
-            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
-        for name, dim, heads in (("encoder", self.embed_dim, self.num_heads),
-                                 ("decoder", self.decoder_embed_dim, self.decoder_num_heads)):
-            if dim % heads or dim % 4:
-                raise ValueError(f"the {name} width {dim} must be divisible by its {heads} heads and by 4")
-        size = self.preprocess.size
-        if size % self.patch_size:
-            raise ValueError(f"--size {size} must be a multiple of the patch size {self.patch_size} (of --architecture "
-                             f"{self.architecture}): use {size - size % self.patch_size or self.patch_size}")
-        if size < 11:
-            raise ValueError(f"the input size {size} is smaller than MS-SSIM's 11-px window")
-        patches = (size // self.patch_size) ** 2
-        keep = int(patches * (1 - self.mask_ratio))
-        if not 1 <= keep < patches:
-            raise ValueError(f"mask_ratio {self.mask_ratio} keeps {keep} of {patches} patches visible; need 1 .. "
-                             f"{patches - 1}")
+        patches, keep = check_mae_geometry(self, architecture=self.architecture)
+        if self.preprocess.size < 11:
+            raise ValueError(f"the input size {self.preprocess.size} is smaller than MS-SSIM's 11-px window")
         if self.test_masks * (patches - keep) < patches:
             raise ValueError(f"test_masks {self.test_masks} hiding {patches - keep} of {patches} patches each cannot "
                              "hide every patch; use more masks")
