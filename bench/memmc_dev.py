@@ -78,9 +78,7 @@ def _config(args, variant: str, seed: int):
 def evaluate_run(name: str, run_dir: Path, config, data, outcome, extra: dict) -> dict:
     import torch
 
-    from cxrscreen.engine import metrics as M
     from cxrscreen.engine.datasets import load_images
-    from cxrscreen.engine.detector import NormalCalibration
     from cxrscreen.engine.methods.memmc.recipe import evaluate
 
     paths, y = _dev_test()
@@ -88,9 +86,8 @@ def evaluate_run(name: str, run_dir: Path, config, data, outcome, extra: dict) -
     t = time.time()
     scores = evaluate(run_dir, images)["ms-ssim"]
     eval_s = time.time() - t
-    calibration = NormalCalibration.from_dict(json.loads((run_dir / "calibration.json").read_text()))
-    threshold = calibration.threshold_at_specificity(0.95)
-    flagged = scores > threshold
+    from wscxr_dev import _test_metrics  # bench/ is on sys.path: the same dev_test figures as WSCXR's
+
     saved = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
     train_s = saved["phase_seconds"].get("train")
     result = {
@@ -99,12 +96,7 @@ def evaluate_run(name: str, run_dir: Path, config, data, outcome, extra: dict) -
         "train_seconds": outcome.summary.get("train_seconds"), "phase_seconds": saved["phase_seconds"],
         "seconds_per_epoch": train_s / config.epochs if train_s else None,
         "summary": saved["summary"], "loadavg": os.getloadavg(), "environment": outcome.summary.get("environment"),
-        "test": {"n": int(len(y)), "n_abnormal": int(y.sum())},
-        "auroc": M.auroc(y, scores), "auroc_ci95": M.bootstrap_ci(y, scores, M.auroc, n_boot=1000),
-        "ap": M.average_precision(y, scores), "ap_ci95": M.bootstrap_ci(y, scores, M.average_precision, n_boot=1000),
-        "threshold_spec95_calibration": threshold,
-        "sensitivity_at_cal_spec95": float(flagged[y == 1].mean()),
-        "specificity_at_cal_spec95": float(1 - flagged[y == 0].mean()),
+        **_test_metrics(run_dir, y, scores),
         "pytorch_eval_seconds": eval_s,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -71,9 +71,7 @@ def _data():
 def _evaluate(name: str, run_dir: Path, config, data, outcome, extra: dict, method: str = "msacl") -> dict:
     import torch
 
-    from cxrscreen.engine import metrics as M
     from cxrscreen.engine.datasets import load_images
-    from cxrscreen.engine.detector import NormalCalibration
     from cxrscreen.engine.methods import registry
 
     paths, y = _dev_test()
@@ -81,21 +79,15 @@ def _evaluate(name: str, run_dir: Path, config, data, outcome, extra: dict, meth
     t = time.process_time()
     scores = registry()[method].hooks().evaluate(run_dir, images)[registry()[method].score_types[0]]
     eval_cpu = time.process_time() - t
-    calibration = NormalCalibration.from_dict(json.loads((run_dir / "calibration.json").read_text()))
-    threshold = calibration.threshold_at_specificity(0.95)
-    flagged = scores > threshold
+    from wscxr_dev import _test_metrics  # bench/ is on sys.path: the same dev_test figures as WSCXR's
+
     saved = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
     result = {
         "name": name, "method": method, **extra, "config": config.to_dict(), "data": data.summary(),
         "train_seconds": outcome.summary.get("train_seconds"), "phase_seconds": saved["phase_seconds"],
         "summaries": saved["summaries"], "encoder_source": saved.get("encoder_source"), "loadavg": os.getloadavg(),
         "environment": outcome.summary.get("environment"),
-        "test": {"n": int(len(y)), "n_abnormal": int(y.sum())},
-        "auroc": M.auroc(y, scores), "auroc_ci95": M.bootstrap_ci(y, scores, M.auroc, n_boot=1000),
-        "ap": M.average_precision(y, scores), "ap_ci95": M.bootstrap_ci(y, scores, M.average_precision, n_boot=1000),
-        "threshold_spec95_calibration": threshold,
-        "sensitivity_at_cal_spec95": float(flagged[y == 1].mean()),
-        "specificity_at_cal_spec95": float(1 - flagged[y == 0].mean()),
+        **_test_metrics(run_dir, y, scores),
         "pytorch_eval_cpu_seconds": eval_cpu,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
