@@ -56,10 +56,11 @@ def _nih64_data(calibration_fraction: float):
 
 
 def _dev_test():
-    d = json.loads(DEV_SPLIT.read_text())["dev_test"]
-    root = DEV_SPLIT.parent.parent
-    paths = [root / p for p in d["normal"] + d["abnormal"]]
-    return paths, np.r_[np.zeros(len(d["normal"])), np.ones(len(d["abnormal"]))].astype(int)
+    """dev_test paths (normal, then abnormal) and labels: the engine's reading of a split part."""
+    from cxrscreen.engine.evaluate import read_split_part
+
+    part = read_split_part(DEV_SPLIT, "dev_test")
+    return part.paths, part.labels.astype(int)
 
 
 def train_and_evaluate(name: str, data, test_paths, test_labels, config, progress_mode: str) -> dict:

@@ -50,10 +50,11 @@ def _require_data() -> None:
 
 
 def _dev_test() -> tuple[list[Path], np.ndarray]:
-    d = json.loads(DEV_SPLIT.read_text())["dev_test"]
-    root = DEV_SPLIT.parent.parent
-    return ([root / p for p in d["normal"] + d["abnormal"]],
-            np.r_[np.zeros(len(d["normal"])), np.ones(len(d["abnormal"]))].astype(int))
+    """dev_test paths (normal, then abnormal) and labels: the engine's reading of a split part."""
+    from cxrscreen.engine.evaluate import read_split_part
+
+    part = read_split_part(DEV_SPLIT, "dev_test")
+    return part.paths, part.labels.astype(int)
 
 
 def _data():
