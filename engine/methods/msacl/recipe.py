@@ -10,7 +10,6 @@ with the same weights as an uninterrupted one.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +21,7 @@ from torch import Tensor, nn
 
 from cxrscreen.engine.datasets import DataError, TrainingData
 from cxrscreen.engine.loop import FINAL_MODEL, TrainingLoop, load_file
+from cxrscreen.engine.methods.amae.recipe import _file_sha256  # the one file hash of the methods (as WSCXR)
 from cxrscreen.engine.methods.msacl import Config
 from cxrscreen.engine.methods.msacl.losses import centre_loss, class_centres, msacl_loss
 from cxrscreen.engine.methods.msacl.medmix import MedMixSettings, lung_masks, medmix_batch, position_pairs, weak_views
@@ -40,14 +40,6 @@ _COSINE_FLOOR = 0.1**3
 
 def _seed(config: Config, which: int) -> int:
     return config.seed * 1000 + which
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def cosine_lr(base: float, epoch: int, epochs: int) -> float:
