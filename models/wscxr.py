@@ -8,7 +8,8 @@ the discriminator and the exported scorer. The method and its choices: ``engine.
   encoder on the whole (unmasked) image, as a grid.
 - :class:`TimmPatchBackbone`: a timm CNN cut after one module (DenseNet121's
   ``features.denseblock4`` in the letter), grayscale [-1, 1] input replicated to 3
-  ImageNet-normalised channels.
+  ImageNet-normalised channels; or, with ``in_chans=1``, a one-channel CNN that takes the
+  preprocessed image as it is (MSACL's self-supervised ResNet18, ``models.msacl``).
 - :class:`Discriminator`: the code's bias-free ``Linear(C, 1)`` or the letter's MLP; it outputs a
   *normality* logit (trained towards > margin on normal features, < −margin on synthetic ones).
 - :class:`GaussianBlur`: scipy's ``gaussian_filter`` (mode "reflect", truncate 4) as a graph.
@@ -94,23 +95,30 @@ def default_layer(model_name: str, model: nn.Module) -> str:
 class TimmPatchBackbone(nn.Module):
     """A timm CNN cut after ``layer``: (N, 1, S, S) in ``input_range`` -> (N, C, h, w).
 
-    The grayscale input is mapped to [0, 1], replicated to 3 channels and normalised with the
-    ImageNet mean and standard deviation (what an ImageNet checkpoint expects).
+    With ``in_chans=3`` the grayscale input is mapped to [0, 1], replicated to 3 channels and
+    normalised with the ImageNet mean and standard deviation (what an ImageNet checkpoint
+    expects). With ``in_chans=1`` the network takes the preprocessed image unchanged (a CNN
+    pre-trained on this preprocessing, e.g. MSACL's one-channel ResNet18).
 
     Args:
         model_name: a timm model name (e.g. "densenet121").
         layer: the module whose output is the feature grid (None: :func:`default_layer`).
         state_dict: the full model's weights (timm key names; a classifier is ignored), or None
             for random initial weights (then set by ``load_state_dict`` of this module).
+        input_range: the preprocessed images' value range.
+        in_chans: 3 (ImageNet-style input) or 1 (the preprocessed image as it is).
     """
 
     def __init__(self, model_name: str, layer: str | None = None, state_dict: dict[str, Tensor] | None = None,
-                 input_range: tuple[float, float] = (-1.0, 1.0)) -> None:
+                 input_range: tuple[float, float] = (-1.0, 1.0), in_chans: int = 3) -> None:
         super().__init__()
         import timm
 
+        if in_chans not in (1, 3):
+            raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
+        self.in_chans = in_chans
         try:
-            model = timm.create_model(model_name, pretrained=False, num_classes=0)
+            model = timm.create_model(model_name, pretrained=False, num_classes=0, in_chans=in_chans)
         except RuntimeError as exc:  # timm: "Unknown model (...)"
             raise ValueError(f"backbone {model_name!r} is not a timm model ({exc})") from None
         if state_dict is not None:
@@ -133,9 +141,11 @@ class TimmPatchBackbone(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1))
         with torch.no_grad():
-            self.out_channels = int(self.body.eval()(torch.zeros(1, 3, 64, 64)).shape[1])
+            self.out_channels = int(self.body.eval()(torch.zeros(1, in_chans, 64, 64)).shape[1])
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.in_chans == 1:
+            return self.body(x)
         unit = (x - self.low) * self.scale
         return self.body((unit.expand(-1, 3, -1, -1) - self.mean) / self.std)
 

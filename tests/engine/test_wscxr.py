@@ -215,6 +215,51 @@ def test_a_timm_backbone_from_a_local_state_dict(trained, tmp_path):
         read_state_dict(tmp_path / "evil.pth")
 
 
+def test_the_encoder_of_an_msacl_run_is_the_backbone_and_exports(trained, chests, tmp_path):
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.export import export_run
+    from cxrscreen.engine.methods.wscxr.recipe import load_scorer
+
+    _, data = trained
+    msacl = tmp_path / "msacl"
+    assert run_training("msacl", registry()["msacl"].config("tiny", device="cpu", size=32),
+                        from_folders(chests["normal"], None), msacl, Progress("none")).status == "done"
+    run = tmp_path / "run"
+    assert run_training("wscxr", _tiny(backbone="msacl", encoder=str(msacl.resolve()), epochs=1), data, run,
+                        Progress("none")).status == "done"
+    encoder = torch.load(msacl / "model.pt", weights_only=True)["encoder"]
+    saved = torch.load(run / "model.pt", weights_only=True)
+    # layer2 of the one-channel ResNet18: 128 channels on a 4 x 4 grid at 32 px; the weights are the MSACL run's
+    assert saved["channels"] == 128 and saved["mining"]["abnormal_patches"] == 4 * 16 and "encoder" not in saved
+    assert torch.equal(saved["timm_backbone"]["body.net.conv1.weight"], encoder["conv1.weight"])
+    assert torch.equal(saved["timm_backbone"]["body.net.layer2.1.bn2.running_var"], encoder["layer2.1.bn2.running_var"])
+    assert saved["backbone_source"]["msacl_run"]["run"] == str(msacl.resolve()) and saved["summaries"]["pretrain"] is None
+    assert "ResNet18 (MSACL run) layer2" in registry()["wscxr"].describe(Config.from_dict(saved["config"]))["backbone"]
+    export_run(run, tmp_path / "d.onnx")
+    det = Detector(tmp_path / "d.onnx", provider="cpu")
+    images = load_images(sorted(chests["abnormal"].glob("*.png")), det.preprocess_spec)
+    with torch.no_grad():
+        ref, _ = load_scorer(run)(torch.from_numpy(images))
+    np.testing.assert_allclose(det.run(images).scores, ref.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_an_msacl_backbone_needs_an_msacl_run_with_the_same_preprocessing(trained, chests, tmp_path):
+    run, data = trained
+    m = registry()["wscxr"]
+    problems = m.check(_tiny(backbone="msacl"), {"normal": 22, "abnormal": 4})
+    assert [p.option for p in problems if p.level == "error"] == ["--encoder"]
+    with pytest.raises(ValueError, match="backbone_checkpoint is for a timm"):
+        _tiny(backbone="msacl", encoder=str(run), backbone_checkpoint=str(run / "model.pt"))
+    with pytest.raises(DataError, match="not a one-channel ResNet18"):  # a WSCXR run (its MAE) is no MSACL run
+        run_training("wscxr", _tiny(backbone="msacl", encoder=str(run)), data, tmp_path / "a", Progress("none"))
+    msacl = tmp_path / "msacl40"
+    assert run_training("msacl", registry()["msacl"].config("tiny", device="cpu", size=40, epochs=1),
+                        from_folders(chests["normal"], None), msacl, Progress("none")).status == "done"
+    with pytest.raises(DataError, match="other preprocessing"):
+        run_training("wscxr", _tiny(backbone="msacl", encoder=str(msacl)), data, tmp_path / "b", Progress("none"))
+
+
 def test_cli_requires_the_abnormal_folder_and_check_reports_it(chests, tmp_path, capsys):
     from cxrscreen.engine.cli import main as cli
 

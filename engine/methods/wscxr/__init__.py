@@ -37,6 +37,10 @@ Choices and deviations (each also in the presets' deviations):
   without their labels. ``--encoder RUN_DIR`` takes the pre-trained encoder of another finished
   run (WSCXR, or AMAE of the same architecture), so several detectors share one pre-training.
   ``--pretrain-epochs 0`` without ``--encoder`` leaves the encoder random: the floor of the bench.
+  (c) ``--backbone msacl --encoder MSACL_RUN``: the one-channel ResNet18 of a finished MSACL run
+  (``engine.methods.msacl``: self-supervised on the site's normals with MedMix lesions), cut after
+  ``--backbone-layer`` (default ``layer2``: stride 8, the letter's 8 x 8 grid at 64 px, chosen
+  for the grid and not on test data), fed the preprocessed image as MSACL trained it.
 - Unlabeled images only ever feed the encoder's self-supervised pre-training, never with labels.
 - 10 % of the known normals are held out for calibration and never trained on (nor in M_n).
 - The code keeps the discriminator of the epoch with the best *test* AUROC/accuracy/F1 and a
@@ -80,6 +84,8 @@ Head = Literal["linear", "mlp"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 HEADS: tuple[str, ...] = get_args(Head)
 MAE = "mae"
+MSACL = "msacl"  # the one-channel ResNet18 of an MSACL run (--encoder RUN)
+MSACL_LAYER = "layer2"  # stride 8: the letter's 8 x 8 grid at 64 px
 SCORE_TYPES: tuple[str, ...] = ("max",)
 DEFAULT_PREPROCESS = PreprocessSpec(size=64)
 
@@ -98,10 +104,12 @@ class Config:
     """WSCXR training settings; the defaults are the ``small`` preset.
 
     Attributes:
-        backbone: "mae" (a self-supervised MAE encoder) or a timm CNN name ("densenet121", ...).
+        backbone: "mae" (a self-supervised MAE encoder), "msacl" (an MSACL run's ResNet18, given by
+            ``encoder``) or a timm CNN name ("densenet121", ...).
         backbone_layer: the timm module whose output is the patch grid (None: the default).
         backbone_checkpoint: a local timm state dict for a timm backbone (None: random weights).
-        encoder: a finished run folder whose pre-trained MAE encoder is reused (None: pre-train).
+        encoder: a finished run folder whose pre-trained MAE encoder is reused (None: pre-train), or
+            with ``backbone="msacl"`` a finished MSACL run folder (required).
         mae_size: the MAE's architecture ("small": 192-d x 6 blocks, 8-px patches; "tiny": tests).
         pretrain_epochs, pretrain_lr, pretrain_warmup_epochs, pretrain_batch_size: the MAE's
             self-supervised pre-training (AMAE's recipe: AdamW, warm-up then cosine, mask ratio
@@ -120,17 +128,20 @@ class Config:
     """
 
     backbone: str = setting(MAE, flag="--backbone", type="text",
-                            help="mae (a masked autoencoder pre-trained on the site's own images) or a timm CNN name "
+                            help="mae (a masked autoencoder pre-trained on the site's own images), msacl (the "
+                                 "ResNet18 of a finished MSACL run, given with --encoder) or a timm CNN name "
                                  "(densenet121 is the letter's) given with --backbone-checkpoint")
     backbone_layer: str | None = setting(None, flag="--backbone-layer", type="text",
                                          help="timm module whose output is the patch grid (default: "
-                                              "features.denseblock4 for DenseNets, else the last feature stage)")
+                                              "features.denseblock4 for DenseNets, layer2 for msacl, else the last "
+                                              "feature stage)")
     backbone_checkpoint: str | None = setting(None, flag="--backbone-checkpoint", type="path",
                                               help="local timm-compatible state dict of the --backbone CNN (e.g. "
                                                    "ImageNet DenseNet121); read as plain tensors only")
     encoder: str | None = setting(None, flag="--encoder", type="path",
                                   help="a finished WSCXR (or AMAE) run folder whose pre-trained MAE encoder is reused "
-                                       "instead of pre-training one (same architecture and input size)")
+                                       "instead of pre-training one (same architecture and input size); with "
+                                       "--backbone msacl, a finished MSACL run folder")
     mae_size: MaeSize = setting("small", flag="--mae-size", choices=get_args(MaeSize),
                                 help="MAE encoder architecture: small (192-d x 6 blocks, 8-px patches) or tiny (tests)")
     pretrain_epochs: int = setting(100, flag="--pretrain-epochs", minimum=0,
@@ -200,6 +211,12 @@ class Config:
             if self.backbone_checkpoint is not None or self.backbone_layer is not None:
                 raise ValueError("backbone_checkpoint and backbone_layer are for a timm --backbone, not mae; use "
                                  "--encoder RUN_DIR to reuse a pre-trained MAE")
+        elif self.backbone == MSACL:
+            if self.backbone_checkpoint is not None:
+                raise ValueError("backbone_checkpoint is for a timm --backbone; --backbone msacl takes its weights "
+                                 "from --encoder MSACL_RUN")
+            if self.preprocess.size < 32:
+                raise ValueError(f"the MSACL ResNet18 needs an input size of at least 32 px, got {self.preprocess.size}")
         elif self.encoder is not None:
             raise ValueError(f"encoder (a run's MAE) cannot be used with the timm backbone {self.backbone!r}")
         for name in ("backbone_checkpoint", "encoder"):
@@ -229,6 +246,8 @@ def backbone_name(config: Config) -> str:
     if config.backbone == MAE:
         source = "reused encoder" if config.encoder else ("random" if config.pretrain_epochs == 0 else "self-supervised")
         return f"MAE {config.mae_size} ({source}) @{config.preprocess.size}"
+    if config.backbone == MSACL:
+        return f"ResNet18 (MSACL run) {config.backbone_layer or MSACL_LAYER} @{config.preprocess.size}"
     return f"{config.backbone}{'' if config.backbone_checkpoint else ' (random)'} @{config.preprocess.size}"
 
 
@@ -252,7 +271,10 @@ def make_config(values: dict[str, Any]) -> Config:
 def check(config: Config, counts: dict[str, int]) -> list[Problem]:
     """Settings the data cannot work with."""
     problems = []
-    if config.backbone != MAE and config.backbone_checkpoint is None:
+    if config.backbone == MSACL and config.encoder is None:
+        problems.append(Problem("--encoder", "--backbone msacl takes the ResNet18 of a finished MSACL run: "
+                                             "--encoder RUN_DIR (train one with --method msacl)"))
+    if config.backbone not in (MAE, MSACL) and config.backbone_checkpoint is None:
         problems.append(Problem("--backbone-checkpoint", f"the {config.backbone} backbone needs its weights: "
                                 f"--backbone-checkpoint FILE (a local timm state dict; nothing is downloaded)"))
     if config.backbone_checkpoint is not None and not Path(config.backbone_checkpoint).is_file():

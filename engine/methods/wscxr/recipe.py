@@ -26,7 +26,7 @@ from cxrscreen.engine.datasets import DataError, TrainingData
 from cxrscreen.engine.loop import FINAL_MODEL, TrainingLoop, load_file
 from cxrscreen.engine.methods.amae import Config as AMAEConfig
 from cxrscreen.engine.methods.amae.recipe import _file_sha256, _MAETrainer
-from cxrscreen.engine.methods.wscxr import MAE, Config
+from cxrscreen.engine.methods.wscxr import MAE, MSACL, MSACL_LAYER, Config
 from cxrscreen.engine.progress import Progress
 from cxrscreen.engine.stop import StopRequest
 from cxrscreen.engine.torch_runtime import resolve_device
@@ -149,12 +149,38 @@ def encoder_from_run(run_dir: Path, config: Config) -> tuple[dict[str, Tensor], 
             {"run": str(Path(run_dir).resolve()), "model_sha256": _file_sha256(path)})
 
 
+def msacl_backbone(run_dir: Path, config: Config) -> tuple[TimmPatchBackbone, dict[str, Any]]:
+    """The ResNet18 of a finished MSACL run as a patch backbone, and where it came from.
+
+    Raises:
+        DataError: not a finished MSACL run, or its preprocessing is not this detector's.
+    """
+    from cxrscreen.engine.methods.msacl.recipe import encoder_from_run as msacl_encoder_from_run
+
+    state, source = msacl_encoder_from_run(Path(run_dir))
+    saved = load_file(Path(run_dir) / FINAL_MODEL, "model", "choose another --encoder run")
+    theirs = (saved.get("config") or {}).get("preprocess")
+    if theirs != config.preprocess.to_dict():
+        raise DataError(f"--encoder {run_dir}: the MSACL run was trained on other preprocessing ({theirs}); "
+                        f"give the same --size and preprocessing options")
+    try:
+        net = TimmPatchBackbone("resnet18", config.backbone_layer or MSACL_LAYER, state,
+                                input_range=config.preprocess.output_range, in_chans=1)
+    except ValueError as exc:
+        raise DataError(f"--encoder {run_dir}: {exc}") from None
+    return net, {"msacl_run": source, "layer": net.layer}
+
+
 def _backbone(config: Config, saved: dict[str, Any]) -> nn.Module:
     """The frozen backbone from a run's results (``done`` or ``model.pt``), in eval mode."""
     if config.backbone == MAE:
         mae = MaskedAutoencoder(**config.mae_kwargs())
         mae.load_state_dict(saved["encoder"])
         backbone: nn.Module = MAEPatchBackbone(mae)
+    elif config.backbone == MSACL:
+        backbone = TimmPatchBackbone("resnet18", config.backbone_layer or MSACL_LAYER,
+                                     input_range=config.preprocess.output_range, in_chans=1)
+        backbone.load_state_dict(saved["timm_backbone"])
     else:
         backbone = TimmPatchBackbone(config.backbone, config.backbone_layer,
                                      input_range=config.preprocess.output_range)
@@ -195,6 +221,13 @@ class _Run:
         """The frozen backbone's weights into ``done``: a timm checkpoint, another run's encoder, or pre-training."""
         c = self.config
         if "encoder" in self.done or "timm_backbone" in self.done:
+            return True
+        if c.backbone == MSACL:
+            if c.encoder is None:
+                raise DataError("--backbone msacl needs --encoder MSACL_RUN (a finished MSACL run folder)")
+            net, self.done["backbone_source"] = msacl_backbone(Path(c.encoder), c)
+            self.done["timm_backbone"] = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            self.progress.message(f"MSACL encoder ({net.layer}) reused from {c.encoder}")
             return True
         if c.backbone != MAE:
             if c.backbone_checkpoint is None:
