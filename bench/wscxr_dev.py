@@ -23,6 +23,7 @@ held-out calibration normals. dev_test is only evaluated, never used to choose a
     python bench/wscxr_dev.py ddad --unlabeled shots --shots 16 2 --seeds 0 --epochs 50 --threads 1
     python bench/wscxr_dev.py ddad --unlabeled ar0.6 --seeds 0 --epochs 50 --threads 1
     python bench/wscxr_dev.py ddad --unlabeled ar0.6+shots --shots 16 2 --seeds 0 --epochs 50 --threads 1
+    python bench/wscxr_dev.py sweep --shots 16 --seeds 0 1 2 --msacl-encoder bench/_work/msacl/msacl_e30_s0 --threads 1
     python bench/wscxr_dev.py report
 
 Data: ../shared/data (beside the checkout). Runs go to bench/_work/wscxr/ (git-ignored;
@@ -179,7 +180,14 @@ def _detector(args, name: str, k: int, seed: int, extra: dict, **values) -> dict
     from cxrscreen.engine.torch_runtime import set_threads
 
     set_threads(args.threads)
-    if "pretrain_epochs" not in values:
+    if getattr(args, "msacl_encoder", None) is not None:  # an MSACL run's ResNet18 instead of the shared MAE
+        encoder = args.msacl_encoder.resolve()
+        if not (encoder / "model.pt").is_file():
+            sys.exit(f"--msacl-encoder {encoder}: not a finished MSACL run (run bench/msacl_dev.py run first)")
+        values.update(backbone="msacl", encoder=str(encoder))
+        name = f"{name}_msacl_{encoder.name}"
+        extra = {**extra, "backbone": "msacl", "msacl_run": encoder.name}
+    elif "pretrain_epochs" not in values:
         encoder = WORK / args.encoder_name
         if not (encoder / "model.pt").is_file():
             sys.exit(f"no shared encoder at {encoder}: run `python bench/wscxr_dev.py encoder` first")
@@ -294,6 +302,8 @@ def cmd_ddad(args) -> None:
 def _encoder(r: dict) -> str:
     """The shared encoder a detector reused (its run's name), or what it trained itself."""
     encoder = r["config"].get("encoder")
+    if encoder and r["config"].get("backbone") == "msacl":
+        return f"MSACL {Path(encoder).name}"
     return Path(encoder).name if encoder else ("random" if r["config"].get("pretrain_epochs") == 0 else "own")
 
 
@@ -354,6 +364,9 @@ def main() -> None:
         p.add_argument("--head", choices=("linear", "mlp"), default="linear")
         p.add_argument("--pretrain-epochs", type=int, default=100)
         p.add_argument("--encoder-name", default="encoder", help="the shared encoder's run (bench/_work/wscxr/NAME)")
+        p.add_argument("--msacl-encoder", type=Path, default=None,
+                       help="a finished MSACL run folder (bench/_work/msacl/NAME): its ResNet18 is the backbone "
+                            "(--backbone msacl) instead of the shared MAE encoder")
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--device", default="cpu")
         p.add_argument("--progress", default="none")
