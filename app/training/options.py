@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 SCHEMA = 1  # the methods-JSON schema this app reads
 OptionType = Literal["int", "float", "choice", "bool", "text", "path"]
 OptionKind = Literal["trained", "run"]
+PathKind = Literal["file", "folder"]
 Requirement = Literal["required", "optional", "unused"]
 RoleName = Literal["normal", "unlabeled", "abnormal"]
 ROLES: tuple[str, ...] = get_args(RoleName)
@@ -88,6 +89,7 @@ class Option:
         kind: "trained" (part of what is learnt) or "run" (how it runs: device, threads...;
             may differ on resume and does not change the preset).
         common: a `cxrscreen train` option of every method (else the method's own).
+        path_kind: a "path" option's "file" or "folder" (what its Browse button opens; None: a file).
     """
 
     name: str
@@ -100,6 +102,7 @@ class Option:
     help: str = ""
     kind: OptionKind = "trained"
     common: bool = False
+    path_kind: PathKind | None = None
 
     @property
     def label(self) -> str:
@@ -391,7 +394,9 @@ def _parse_option(obj: Any, where: str, source: str, common: bool) -> Option:
                     minimum=r.get("minimum", number, optional=True), maximum=r.get("maximum", number, optional=True),
                     help=r.text("help", optional=True),
                     kind=r.literal("kind", get_args(OptionKind), optional=True, default="trained"),  # type: ignore[arg-type]
-                    common=common)
+                    common=common,
+                    path_kind=(r.literal("path_kind", get_args(PathKind), optional=True, default="file")  # type: ignore[arg-type]
+                               if type_ == "path" else None))
     try:
         option.check(default)
     except ValueError as exc:

@@ -20,9 +20,12 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -49,6 +52,51 @@ def _decimals(o: Option, info: MethodInfo) -> int:
         d = next((d for d in range(MAX_DECIMALS + 1) if round(v, d) == v), MAX_DECIMALS)
         needed = max(needed, d)
     return needed
+
+
+WEIGHT_FILTER = "Weights (*.pt *.pth *.bin *.safetensors *.ckpt);;All files (*)"
+
+
+class PathField(QWidget):
+    """A path option: its text and a Browse button that opens a folder or file chooser.
+
+    Signals:
+        edited(): the user typed or chose a path.
+    """
+
+    edited = Signal()
+
+    def __init__(self, option: Option, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.option = option
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.line = QLineEdit()
+        self.line.setPlaceholderText("(none)" if option.default is None else str(option.default))
+        self.line.textEdited.connect(self.edited)
+        kind = option.path_kind or "file"
+        self.browse = QPushButton("Folder…" if kind == "folder" else "File…")
+        self.browse.setObjectName(f"browse_{option.name}")
+        self.browse.setToolTip(f"Choose the {'folder' if kind == 'folder' else 'file'} for {option.label}")
+        self.browse.clicked.connect(self._choose)
+        layout.addWidget(self.line, 1)
+        layout.addWidget(self.browse)
+
+    def text(self) -> str:
+        return self.line.text()
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt's spelling, as QLineEdit's)
+        self.line.setText(text)
+
+    def _choose(self) -> None:
+        start = self.line.text().strip()
+        if (self.option.path_kind or "file") == "folder":
+            chosen = QFileDialog.getExistingDirectory(self, self.option.label, start)
+        else:
+            chosen, _ = QFileDialog.getOpenFileName(self, self.option.label, start, WEIGHT_FILTER)
+        if chosen:
+            self.line.setText(chosen)
+            self.edited.emit()
 
 
 class OptionsForm(QWidget):
@@ -137,6 +185,10 @@ class OptionsForm(QWidget):
             w.setRange(low, high)
             w.valueChanged.connect(signal)
             return w
+        if o.type == "path":
+            path = PathField(o)
+            path.edited.connect(signal)
+            return path
         w = QLineEdit()
         w.setPlaceholderText("(none)" if o.default is None else str(o.default))
         w.textEdited.connect(signal)
@@ -160,7 +212,7 @@ class OptionsForm(QWidget):
                     w.setValue(w.minimum() if v is None else int(v))
                 elif isinstance(w, QDoubleSpinBox):
                     w.setValue(w.minimum() if v is None else float(v))
-                elif isinstance(w, QLineEdit):
+                elif isinstance(w, (QLineEdit, PathField)):
                     w.setText("" if v is None else str(v))
 
     def values(self) -> dict[str, Any]:
@@ -178,7 +230,7 @@ class OptionsForm(QWidget):
                 out[o.name] = None if (o.default is None and w.value() == w.minimum()) else w.value()
             elif isinstance(w, QDoubleSpinBox):
                 out[o.name] = None if (o.default is None and w.value() == w.minimum()) else w.value()
-            elif isinstance(w, QLineEdit):
+            elif isinstance(w, (QLineEdit, PathField)):
                 out[o.name] = w.text().strip() or None
         return out
 

@@ -32,6 +32,7 @@ from cxrscreen.engine.preprocess import PreprocessSpec
 Requirement = Literal["required", "optional", "unused"]
 OptionType = Literal["int", "float", "choice", "bool", "text", "path"]
 Kind = Literal["trained", "run"]
+PathKind = Literal["file", "folder"]
 ROLES: tuple[str, ...] = ("normal", "unlabeled", "abnormal")
 ROLE_FLAGS = {"normal": "--normal", "unlabeled": "--unlabeled", "abnormal": "--abnormal"}
 
@@ -55,6 +56,7 @@ class Option:
         minimum, maximum: numeric bounds (None: none); ``exclusive_minimum``: value must be > minimum.
         aliases: further (deprecated, hidden) option strings.
         field: the settings dataclass field this option sets, when it differs from ``name``.
+        path_kind: for a "path" option, "file" or "folder" (what the app's Browse button opens).
     """
 
     name: str
@@ -69,6 +71,7 @@ class Option:
     exclusive_minimum: bool = False
     aliases: tuple[str, ...] = ()
     field: str | None = None
+    path_kind: PathKind | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = {"name": self.name, "flag": self.flag, "type": self.type,
@@ -76,6 +79,8 @@ class Option:
              "minimum": self.minimum, "maximum": self.maximum, "help": self.help, "kind": self.kind}
         if self.exclusive_minimum:
             d["exclusive_minimum"] = True
+        if self.path_kind is not None:
+            d["path_kind"] = self.path_kind
         return d
 
     def check(self, value: Any) -> Any:
@@ -115,7 +120,7 @@ def setting(default: Any = dataclasses.MISSING, *, help: str = "", flag: str | N
             type: OptionType | None = None, choices: Sequence[str] | None = None, minimum: float | None = None,
             maximum: float | None = None, exclusive_minimum: bool = False, option_default: Any = "same",
             aliases: Sequence[str] = (), option_name: str | None = None, common: bool = False,
-            default_factory: Callable[[], Any] | None = None) -> Any:
+            default_factory: Callable[[], Any] | None = None, path_kind: PathKind | None = None) -> Any:
     """A settings dataclass field with its option metadata.
 
     Args:
@@ -129,10 +134,12 @@ def setting(default: Any = dataclasses.MISSING, *, help: str = "", flag: str | N
         option_name: the option's name when it differs from the field's.
         common: the field is set by a common `cxrscreen train` option (--epochs, --device, ...),
             not listed among the method's own.
+        path_kind: a "path" option's "file" or "folder" (the app's Browse button).
     """
     meta = {"cxr": dict(help=help, flag=flag, kind=kind, type=type, choices=tuple(choices) if choices else None,
                         minimum=minimum, maximum=maximum, exclusive_minimum=exclusive_minimum,
-                        option_default=option_default, aliases=tuple(aliases), option_name=option_name, common=common)}
+                        option_default=option_default, aliases=tuple(aliases), option_name=option_name, common=common,
+                        path_kind=path_kind)}
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -183,7 +190,7 @@ def own_options(settings_cls: type) -> tuple[Option, ...]:
                           type=meta["type"] or _infer_type(value, meta["choices"]), help=meta["help"], kind=meta["kind"],
                           default=_plain(default), choices=meta["choices"], minimum=meta["minimum"],
                           maximum=meta["maximum"], exclusive_minimum=meta["exclusive_minimum"], aliases=meta["aliases"],
-                          field=f.name if meta["option_name"] else None))
+                          field=f.name if meta["option_name"] else None, path_kind=meta.get("path_kind")))
     return tuple(out)
 
 

@@ -18,11 +18,12 @@ from cxrscreen.app.library import ModelLibrary
 from cxrscreen.app.settings import AppSettings
 from cxrscreen.app.training import options
 from cxrscreen.app.training.options import CheckProblem, parse_methods_json, read_catalog
+from cxrscreen.app.training.options_form import PathField
 from cxrscreen.app.training.panel import NewDetectorPanel
 from cxrscreen.app.workers.base import WorkerSet
 
 FIELD_TYPES = {"int": QSpinBox, "float": QDoubleSpinBox, "choice": QComboBox, "bool": QCheckBox, "text": QLineEdit,
-               "path": QLineEdit}
+               "path": PathField}
 
 
 def test_the_engines_methods_json_is_one_the_app_reads() -> None:
@@ -42,6 +43,12 @@ def test_the_engines_methods_json_is_one_the_app_reads() -> None:
     # DDAD's paper preset trains the paper's settings; AMAE's cannot (no chest X-ray MAE offline)
     assert not any(p.as_published for m in catalog.methods for p in m.presets if p.name != "paper")
     assert ddad.preset("paper").as_published and not catalog.method("amae").preset("paper").as_published
+    # every path option says what its Browse button opens: run folders are folders, weights are files
+    kinds = {(m.name, o.name): o.path_kind for m in catalog.methods for o in m.options if o.type == "path"}
+    assert kinds[("wscxr", "encoder")] == kinds[("msacl_igd", "encoder")] == kinds[("ddad", "reuse_normal_module")] \
+        == "folder"
+    assert kinds[("wscxr", "backbone_checkpoint")] == kinds[("amae", "mae_checkpoint")] == "file"
+    assert set(kinds.values()) == {"file", "folder"}
 
 
 def test_the_panel_is_built_from_the_real_engine_and_its_check_enables_train(

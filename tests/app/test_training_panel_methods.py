@@ -360,3 +360,46 @@ def test_a_drop_zone_note_counts_in_words() -> None:
     assert role_note("required", 1200) == "required, at least 1,200 images"
     assert role_note("required", 0) == "required" and role_note("optional", 1) == "optional"
     assert role_note("unused", 0) == ""
+
+
+def test_a_path_option_has_a_browse_button_for_a_folder_or_a_file(qtbot, fake_engine, tmp_path, monkeypatch) -> None:
+    import subprocess
+
+    from PySide6.QtWidgets import QFileDialog
+
+    from cxrscreen.app.training.options import parse_methods_json
+    from cxrscreen.app.training.options_form import OptionsForm, PathField
+
+    out = subprocess.run([*fake_engine.command, "methods", "--json"], capture_output=True, text=True, timeout=60,
+                         check=True)
+    data = json.loads(out.stdout)
+    dual = next(m for m in data["methods"] if m["name"] == "dual")
+    dual["options"] += [
+        {"name": "encoder", "flag": "--encoder", "type": "path", "path_kind": "folder", "default": None,
+         "help": "a finished run folder", "kind": "trained"},
+        {"name": "weights", "flag": "--weights", "type": "path", "default": None, "help": "a state dict",
+         "kind": "trained"},  # an engine that does not say: a file
+    ]
+    info = parse_methods_json(json.dumps(data)).method("dual")
+    assert info.option("encoder").path_kind == "folder" and info.option("weights").path_kind == "file"
+    form = OptionsForm()
+    qtbot.addWidget(form)
+    form.set_method(info)
+    encoder, weights = form.fields["encoder"], form.fields["weights"]
+    assert isinstance(encoder, PathField) and encoder.browse.text() == "Folder…" and weights.browse.text() == "File…"
+    asked: list[str] = []
+    folder, file = tmp_path / "run dir", tmp_path / "w.pt"
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a: asked.append("folder") or str(folder))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a: (asked.append("file") or str(file), ""))
+    with qtbot.waitSignal(form.edited, timeout=1000):
+        encoder.browse.click()
+    weights.browse.click()
+    assert asked == ["folder", "file"]
+    values = form.values()
+    assert values["encoder"] == str(folder) and values["weights"] == str(file)
+    assert info.option("encoder").arguments(values["encoder"]) == ["--encoder", str(folder)]
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a: "")  # cancelled: the path stays
+    encoder.browse.click()
+    assert form.values()["encoder"] == str(folder)
+    form.set_values({"encoder": None})
+    assert form.values()["encoder"] is None and encoder.line.placeholderText() == "(none)"

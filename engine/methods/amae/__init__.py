@@ -203,7 +203,7 @@ class Config:
     decoder_num_heads: int = 4
     mask_ratio: float = 0.75
     mae_checkpoint: str | None = setting(None, flag="--mae-checkpoint", type="path",
-                                         help="start from a local MAE (official format) or timm ViT checkpoint of the "
+                                         path_kind="file", help="start from a local MAE (official format) or timm ViT checkpoint of the "
                                               "architecture (then no pre-training unless --pretrain-epochs is given)")
     pretrain_epochs: int = setting(100, flag="--pretrain-epochs", minimum=0, option_default=None,
                                    help="MAE pre-training epochs on normal + unlabeled images (default: the "

@@ -114,7 +114,7 @@ class Config:
                                help="train-time acquisition augmentation (none is the paper's; default: the "
                                     "preset's)")
     reuse_normal_module: str | None = setting(None, flag="--reuse-normal-module", type="path",
-                                              help="take module B (normal-only) from this finished run instead of "
+                                              path_kind="folder", help="take module B (normal-only) from this finished run instead of "
                                                    "training it (same known normals and settings required)")
 
     def __post_init__(self) -> None:

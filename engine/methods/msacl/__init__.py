@@ -77,10 +77,10 @@ class Config:
     """
 
     encoder: str | None = setting(None, flag="--encoder", type="path",
-                                  help="a finished MSACL run folder whose pre-trained encoder is reused instead of "
+                                  path_kind="folder", help="a finished MSACL run folder whose pre-trained encoder is reused instead of "
                                        "pre-training one (same input size)")
     backbone_checkpoint: str | None = setting(None, flag="--backbone-checkpoint", type="path",
-                                              help="local timm ResNet18 state dict used as the encoder instead of "
+                                              path_kind="file", help="local timm ResNet18 state dict used as the encoder instead of "
                                                    "pre-training (read as plain tensors only)")
     pretrain: bool = setting(True, flag="--pretrain", help="pre-train the encoder with MSACL (--no-pretrain: PaDiM "
                                                             "on a random encoder, the floor for comparison)")

@@ -61,9 +61,9 @@ class Config:
     """
 
     encoder: str | None = setting(None, flag="--encoder", type="path",
-                                  help="a finished MSACL run folder whose pre-trained encoder IGD uses (frozen)")
+                                  path_kind="folder", help="a finished MSACL run folder whose pre-trained encoder IGD uses (frozen)")
     backbone_checkpoint: str | None = setting(None, flag="--backbone-checkpoint", type="path",
-                                              help="local timm ResNet18 state dict used as the frozen encoder instead "
+                                              path_kind="file", help="local timm ResNet18 state dict used as the frozen encoder instead "
                                                    "(read as plain tensors only)")
     latent: int = setting(128, flag="--latent", minimum=1, help="latent size of the Gaussian descriptor (IGD: 128)")
     dim: int = setting(64, flag="--igd-width", minimum=1, option_default=None,

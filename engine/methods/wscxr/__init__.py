@@ -136,10 +136,10 @@ class Config:
                                               "features.denseblock4 for DenseNets, layer2 for msacl, else the last "
                                               "feature stage)")
     backbone_checkpoint: str | None = setting(None, flag="--backbone-checkpoint", type="path",
-                                              help="local timm-compatible state dict of the --backbone CNN (e.g. "
+                                              path_kind="file", help="local timm-compatible state dict of the --backbone CNN (e.g. "
                                                    "ImageNet DenseNet121); read as plain tensors only")
     encoder: str | None = setting(None, flag="--encoder", type="path",
-                                  help="a finished WSCXR (or AMAE) run folder whose pre-trained MAE encoder is reused "
+                                  path_kind="folder", help="a finished WSCXR (or AMAE) run folder whose pre-trained MAE encoder is reused "
                                        "instead of pre-training one (same architecture and input size); with "
                                        "--backbone msacl, a finished MSACL run folder")
     mae_size: MaeSize = setting("small", flag="--mae-size", choices=get_args(MaeSize),
