@@ -9,7 +9,9 @@ images are synthetic chests (engine.synth). Run under a display, e.g.:
     xvfb-run -s "-screen 0 1600x1000x24" python bench/app_method_panel_screens.py --out /tmp/shots
 
 Writes panel_<method>.png per method, and panel_dual_problem.png with a problem the engine's
-`train --check` found.
+`train --check` found. ``--real METHOD ...`` uses this checkout's engine instead and writes
+panel_real_<method>.png with the advanced settings open (e.g. ``--real wscxr msacl_igd``: their
+run-folder and weight-file options with their Browse buttons).
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ sys.path[:0] = [str(ROOT / "packaging" / "src"), str(ROOT)]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
+    parser.add_argument("--real", nargs="+", default=None, metavar="METHOD",
+                        help="this checkout's engine, these methods (default: the test engine's three methods)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -44,8 +48,13 @@ def main() -> int:
     write_study(data / "unlabeled", 45, 15, size=160, seed=2, formats=("png",))
     write_study(data / "abnormal", 0, 12, size=160, seed=3, formats=("png",))
     settings = AppSettings(tmp / "settings.ini")
-    settings.set_engine_command([sys.executable, str(ROOT / "tests" / "app" / "fake_engine.py"),
-                                 "--record", str(tmp / "calls.jsonl")])
+    if args.real:
+        from cxrscreen.app.engine_process import default_engine_command
+
+        settings.set_engine_command(default_engine_command())
+    else:
+        settings.set_engine_command([sys.executable, str(ROOT / "tests" / "app" / "fake_engine.py"),
+                                     "--record", str(tmp / "calls.jsonl")])
     workers = WorkerSet()
     panel = NewDetectorPanel(ModelLibrary(tmp / "models"), settings, workers, runs_root=tmp / "runs")
     panel.resize(1500, 980)
@@ -67,6 +76,28 @@ def main() -> int:
         print("the engine's methods were not read in time", file=sys.stderr)
         return 1
     panel.advanced.setChecked(True)
+    if args.real:
+        for method in args.real:
+            panel.method_combo.setCurrentIndex(panel.method_combo.findData(method))
+            info = panel.info
+            for role in ("normal", "unlabeled", "abnormal"):
+                used = info is not None and info.role(role).requirement == "required"
+                panel.set_folder(role, data / role if used else None)
+            wait(lambda: panel.check_result is not None and panel._dup_thread is None, 120)
+            settle(1.0)
+            from PySide6.QtWidgets import QScrollArea
+
+            scroll = panel.findChild(QScrollArea)
+            paths = [n for n, w in panel.options_form.fields.items() if hasattr(w, "browse")]
+            if scroll is not None and paths:  # the path options in view
+                scroll.ensureWidgetVisible(panel.options_form.fields[paths[-1]], 50, 200)
+                settle(0.5)
+            panel.grab().save(str(args.out / f"panel_real_{method}.png"))
+        panel.check.cancel()
+        workers.stop_all()
+        workers.wait_all(10_000)
+        print("screenshots in", args.out)
+        return 0
     for method, roles in (("dual", ("normal", "unlabeled")), ("oneclass", ("normal",)),
                           ("weak", ("normal", "abnormal"))):
         panel.method_combo.setCurrentIndex(panel.method_combo.findData(method))
