@@ -58,7 +58,12 @@ def _add_option(group: argparse._ArgumentGroup, parser: argparse.ArgumentParser,
     strings = [s for s in (o.flag, *o.aliases) if s not in taken]
     if not strings:
         return
-    default_text = "" if o.default is None else f" (default: {o.default})"
+    if o.default is None:
+        default_text = ""
+    elif o.type == "bool":  # say which of the two flags applies, not "True"
+        default_text = f" (default: {o.flag if o.default else '--no-' + o.flag[2:]})"
+    else:
+        default_text = f" (default: {o.default})"
     kwargs: dict[str, Any] = dict(dest=o.name, default=_NOT_GIVEN, help=o.help.replace("%", "%%") + default_text)
     if o.type == "bool":
         kwargs["action"] = argparse.BooleanOptionalAction

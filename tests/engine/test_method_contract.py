@@ -82,6 +82,13 @@ def test_train_help_shows_only_the_chosen_method(capsys):
         assert o.flag in ddad and o.flag in amae
 
 
+
+def test_a_bool_options_default_is_named_by_its_flag(capsys):
+    text = " ".join(_help("msacl", capsys).split())  # argparse wraps the help
+    assert "(default: --in- lungs)" in text or "(default: --in-lungs)" in text
+    assert "default: True" not in text and "default: False" not in text
+
+
 def test_every_preset_builds_settings_and_the_method_defaults_are_its_settings_defaults():
     for m in registry().values():
         for p in m.presets:
