@@ -24,6 +24,8 @@ held-out calibration normals. dev_test is only evaluated, never used to choose a
     python bench/wscxr_dev.py ddad --unlabeled ar0.6 --seeds 0 --epochs 50 --threads 1
     python bench/wscxr_dev.py ddad --unlabeled ar0.6+shots --shots 16 2 --seeds 0 --epochs 50 --threads 1
     python bench/wscxr_dev.py sweep --shots 16 --seeds 0 1 2 --msacl-encoder bench/_work/msacl/msacl_e30_s0 --threads 1
+    python bench/wscxr_dev.py encoder --pretrain-epochs 100 --encoder-name encoder_pre100_robust --robust --threads 1
+    python bench/wscxr_dev.py sweep --shots 16 --seeds 0 1 2 --encoder-name encoder_pre100_robust --robust --threads 1
     python bench/wscxr_dev.py report
 
 Data: ../shared/data (beside the checkout). Runs go to bench/_work/wscxr/ (git-ignored;
@@ -85,6 +87,8 @@ def _config(args, seed: int, **values):
     from cxrscreen.engine.methods import registry
 
     given = {"seed": seed, "device": args.device, **values}
+    if getattr(args, "robust", False):  # the acquisition-robust preprocessing (issue 22): field crop + equalisation
+        given.update(crop="field", intensity="equalize")
     return registry()["wscxr"].config("small", **given)
 
 
@@ -122,7 +126,8 @@ def cmd_encoder(args) -> None:
            "loadavg_after": os.getloadavg(), "summaries": saved["summaries"],
            "environment": outcome.summary.get("environment"), "data": outcome.summary.get("data")}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"encoder_pre{args.pretrain_epochs}.json").write_text(json.dumps(out, indent=2, default=str))
+    stem = args.encoder_name if args.encoder_name != "encoder" else f"encoder_pre{args.pretrain_epochs}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=2, default=str))
     print(f"encoder: {out['train_seconds']:.0f} s", flush=True)
 
 
@@ -364,6 +369,9 @@ def main() -> None:
         p.add_argument("--head", choices=("linear", "mlp"), default="linear")
         p.add_argument("--pretrain-epochs", type=int, default=100)
         p.add_argument("--encoder-name", default="encoder", help="the shared encoder's run (bench/_work/wscxr/NAME)")
+        p.add_argument("--robust", action="store_true",
+                       help="preprocess with --crop field --intensity equalize (encoder and detectors alike; give the "
+                            "encoder its own --encoder-name)")
         p.add_argument("--msacl-encoder", type=Path, default=None,
                        help="a finished MSACL run folder (bench/_work/msacl/NAME): its ResNet18 is the backbone "
                             "(--backbone msacl) instead of the shared MAE encoder")

@@ -185,6 +185,10 @@ def test_a_reused_encoder_is_the_other_runs_and_unlabeled_images_only_pretrain(t
     a, b = (torch.load(r / "model.pt", weights_only=True) for r in (run, reuse))
     assert all(torch.equal(a["encoder"][k], b["encoder"][k]) for k in a["encoder"])
     assert b["summaries"]["pretrain"] is None and b["backbone_source"]["run"] == str(run.resolve())
+    other = {**_tiny().preprocess.to_dict(), "intensity": "equalize"}  # an encoder that saw other inputs: refused
+    with pytest.raises(DataError, match="other preprocessing"):
+        run_training("wscxr", _tiny(encoder=str(run), epochs=1, preprocess=other), data, tmp_path / "eq",
+                     Progress("none"))
     with_unlabeled = from_folders(chests["normal"], chests["unlabeled"], abnormal_dir=chests["abnormal"])
     assert run_training("wscxr", _tiny(epochs=1), with_unlabeled, tmp_path / "u", Progress("none")).status == "done"
     c = torch.load(tmp_path / "u" / "model.pt", weights_only=True)

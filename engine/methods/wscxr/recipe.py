@@ -139,6 +139,10 @@ def encoder_from_run(run_dir: Path, config: Config) -> tuple[dict[str, Tensor], 
     state = saved.get("encoder") if isinstance(saved.get("encoder"), dict) else saved.get("pretrained")
     if not isinstance(state, dict):
         raise DataError(f"--encoder {run_dir}: its model holds no pre-trained MAE (a WSCXR or AMAE run is needed)")
+    theirs = (saved.get("config") or {}).get("preprocess")
+    if theirs is not None and theirs != config.preprocess.to_dict():
+        raise DataError(f"--encoder {run_dir}: its MAE was pre-trained on other preprocessing ({theirs}); give the "
+                        f"same --size, --intensity and --crop")
     probe = MaskedAutoencoder(**config.mae_kwargs())
     try:
         probe.load_state_dict(state)
