@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import shlex
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,6 +57,10 @@ class ModelTools(QObject):
         self.library_action.triggered.connect(self.open_library)
         self.add_action = QAction("Add current detector to library", window)
         self.add_action.triggered.connect(self.add_current_to_library)
+        self.adapt_action = QAction("Adapt to this worklist's confirmed normals…", window)
+        self.adapt_action.setToolTip("Retrain the current detector with the reader's confirmed normals of this worklist "
+                                     "added to its known normals (a new batch, machine or site)")
+        self.adapt_action.triggered.connect(self.adapt_to_worklist)
         self.compare_action = QAction("Compare two detectors…", window)
         self.compare_action.triggered.connect(self.open_compare)
         self.engine_action = QAction("Engine command…", window)
@@ -70,6 +75,7 @@ class ModelTools(QObject):
         menu.addAction(self.library_action)
         self.library_menu = menu.addMenu("Load from library")
         menu.addAction(self.add_action)
+        menu.addAction(self.adapt_action)
         menu.addAction(self.compare_action)
         self.refresh_library_menu()
 
@@ -163,6 +169,59 @@ class ModelTools(QObject):
         """Open the New-detector panel on the reader's confirmed cases (its checks apply)."""
         panel = self.open_panel()
         panel.use_reader_sets({role: path for role, path in sets.paths.items() if sets.counts[role]})
+        return panel
+
+    def adapt_to_worklist(self, confirm: bool = True) -> "NewDetectorPanel | None":
+        """Set up the adaptation of the current detector to this worklist's batch (:mod:`app.adaptation`):
+        its in-app training again, with the reader's confirmed normals of the worklist added to its
+        known normals, in the New-detector panel (nothing trains until the reader presses Train).
+
+        Args:
+            confirm: ask first, with what adapting does and when it would hurt (tests: False).
+        """
+        from cxrscreen.app.adaptation import AdaptationError, explanation, training_job, write_adaptation_folder
+        from cxrscreen.app.controllers.reading import READER_SETS_DIR
+        from cxrscreen.app.training.panel import default_runs_root
+
+        w = self.window
+        model_id = self._active_id()
+        entry = w.library.find(model_id) if model_id is not None else None
+        if entry is None:
+            w.report_error("Cannot adapt", "Load a detector from the model library first: adapting retrains the "
+                                           "detector that is in use.")
+            return None
+        runs_root = self.panel.runs_root if self.panel is not None else default_runs_root(w.library)
+        record = training_job(runs_root, entry.model_id)
+        if record is None:
+            w.report_error("Cannot adapt", f"{entry.name} was not trained in this app (or its training record is "
+                                           "gone), so its folders are not known. To adapt it by hand: export the "
+                                           "confirmed cases (Reading menu) and train a new detector with them added "
+                                           "to its known-normal folder; keep its unlabeled folder as it was.")
+            return None
+        spec = record.spec
+        confirmed = w.reading.session.marked("normal")
+        known = spec.counts.get("normal", {}).get("images") if isinstance(spec.counts.get("normal"), dict) else None
+        if confirm:
+            answer = QMessageBox.question(
+                w, "Adapt to this worklist", explanation(len(confirmed), known, entry.name) + "\n\nSet it up now?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
+            if answer != QMessageBox.StandardButton.Yes:
+                return None
+        out = w.settings.data_file(READER_SETS_DIR) / time.strftime(f"adapt-%Y%m%d-%H%M%S-{entry.model_id[:8]}")
+        try:
+            folder = write_adaptation_folder(spec.normal, confirmed, out, w.reading.session.reader)
+        except (AdaptationError, OSError, ValueError) as exc:
+            w.report_error("Cannot adapt", str(exc))
+            return None
+        panel = self.open_panel()
+        try:
+            panel.adapt_from(spec, folder, w.library.unique_name(f"{entry.name} · adapted"),
+                             f"Adapting {entry.name}: its settings and folders, with {len(confirmed)} confirmed "
+                             f"normals of this worklist added to its known normals ({folder}). Press Train to "
+                             "retrain; the detector in use stays as it is.")
+        except ValueError as exc:
+            w.report_error("Cannot adapt", str(exc))
+            return None
         return panel
 
     def open_library(self) -> LibraryDialog:

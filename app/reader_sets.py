@@ -101,13 +101,19 @@ def reader_marks_count(folder: Path) -> int | None:
     """How many images of ``folder`` came from reader marks, or None when it is not a reader set.
 
     A reader set is a ``confirmed_normal`` or ``confirmed_abnormal`` folder of links written by
-    :func:`export_reader_sets` (its :data:`SUMMARY_FILE` beside it). The links in it are counted,
+    :func:`export_reader_sets` (its :data:`SUMMARY_FILE` beside it); a folder that holds such a set
+    (and its summary) besides other images counts the set's links. The links in it are counted,
     not the summary's figure: a reader may have removed cases since, and files added by hand
     (not links) are not the reader's marks.
     """
     folder = Path(folder)
     if folder.name not in SET_NAMES.values():
-        return None
+        # a folder holding a reader set beside other images (an adaptation's known normals): its set's links
+        inner = [folder / n for n in SET_NAMES.values() if (folder / n).is_dir()]
+        if not inner or not (folder / SUMMARY_FILE).is_file():
+            return None
+        counts = [reader_marks_count(sub) for sub in inner]
+        return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
     try:
         summary = json.loads((folder.parent / SUMMARY_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):

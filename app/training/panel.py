@@ -178,6 +178,7 @@ class NewDetectorPanel(QWidget):
         self.validation_error: str | None = None
         self.findings: list[Finding] = []
         self.reader_sets: dict[str, Path] = {}  # the reader's confirmed cases, by role, until replaced
+        self._pending_adaptation: tuple[JobSpec, Path, str, str] | None = None  # until the methods are read
         self.reader_counts: dict[str, int] = {}  # images from reader marks in each role's folder
         self.job: TrainingJob | None = None
         self.last_entry: LibraryEntry | None = None
@@ -431,6 +432,12 @@ class NewDetectorPanel(QWidget):
         preset = self.settings.training_preset
         if preset and self.preset_combo.findData(preset) >= 0 and self.info is not None and self.info.name == last:
             self.preset_combo.setCurrentIndex(self.preset_combo.findData(preset))
+        if self._pending_adaptation is not None:
+            pending, self._pending_adaptation = self._pending_adaptation, None
+            try:
+                self.adapt_from(*pending)
+            except ValueError as exc:
+                self.status_label.setText(f"Cannot adapt: {exc}")
 
     # ================================================================== data
     def use_reader_sets(self, folders: dict[str, Path]) -> None:
@@ -446,6 +453,46 @@ class NewDetectorPanel(QWidget):
             raise ValueError(f"reader sets fill the normal and abnormal roles, not {bad}")
         self.reader_sets = {r: Path(p) for r, p in folders.items()}
         self._apply_reader_sets()
+
+    def adapt_from(self, spec: JobSpec, normal: Path, name: str, note: str) -> None:
+        """Set up the retraining of ``spec``'s detector on another known-normal folder (an
+        adaptation, :mod:`app.adaptation`): its method, preset and settings, ``normal`` for the
+        known normals, its other folders as they were; the panel's checks apply as always.
+
+        Waits for the engine's methods when they are still being read.
+
+        Raises:
+            ValueError: the engine has no such method any more.
+        """
+        if self.catalog is None and self.catalog_error is None:
+            self._pending_adaptation = (spec, Path(normal), name, note)
+            self.status_label.setText("Reading the engine's methods, then setting up the adaptation…")
+            return
+        if self.catalog is None or spec.method not in self.catalog.names:
+            raise ValueError(f"this engine has no method {spec.method!r}: the detector cannot be retrained here")
+        self.reader_sets = {}
+        self.method_combo.setCurrentIndex(self.method_combo.findData(spec.method))
+        info = self.info
+        assert info is not None
+        base = spec.base_preset if spec.base_preset is not None else spec.preset
+        if base in [p.name for p in info.presets]:
+            self.set_preset(base)
+        known = {o.name for o in info.options}
+        values = {**self.options_form.values(), **{k: v for k, v in spec.values.items() if k in known}}
+        if values != self.options_form.values():
+            self.options_form.set_values(values)
+            self._on_options_edited()
+        for role, folder in spec.folders().items():
+            if role == "normal":
+                self.set_folder("normal", Path(normal))
+            elif info.role(role).used:
+                self.set_folder(role, folder if folder is not None and Path(folder).is_dir() else None)
+        if spec.validation is not None and Path(spec.validation).exists():
+            self.set_folder("validation", Path(spec.validation))
+        self.name_edit.setText(name)
+        self._name_edited = True
+        self.status_label.setText(note)
+        self._update()
 
     def _apply_reader_sets(self) -> None:
         for role, folder in self.reader_sets.items():
