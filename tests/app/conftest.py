@@ -107,3 +107,39 @@ def role_folders(tmp_path_factory) -> dict[str, Path]:
     write_study(root / "abnormal", 0, 3, size=64, seed=33)
     write_study(root / "one_abnormal", 0, 1, size=64, seed=34)
     return {p.name: p for p in root.iterdir()}
+
+
+@pytest.fixture
+def make_window(qtbot, settings_path: Path, tmp_path: Path):
+    """A factory of shown main windows (1400 x 900, in-process indexing, a library under the test's
+    folder), closed with their workers and any New-detector panel's check or job at the end."""
+    from cxrscreen.app.library import ModelLibrary
+    from cxrscreen.app.main_window import MainWindow
+    from cxrscreen.app.settings import AppSettings
+
+    made: list[MainWindow] = []
+
+    def make(engine_command: list[str] | None = None) -> MainWindow:
+        settings = AppSettings(settings_path)
+        if engine_command is not None:
+            settings.set_engine_command(engine_command)
+        w = MainWindow(settings, ModelLibrary(tmp_path / "library"), batch_size=4, decode_workers=1)
+        w.index_in_process = False
+        w.resize(1400, 900)
+        w.show()
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        panel = w.model_tools.panel
+        if panel is not None:
+            panel.check.cancel()
+            if panel.job is not None and panel.job.running:
+                panel.job.stop_now()
+        if w.isVisible():
+            w.close()
+            qtbot.waitUntil(lambda: not w.isVisible(), timeout=60_000)
+        w.workers.stop_all()
+        assert w.workers.wait_all(30_000)
+        w.deleteLater()

@@ -11,10 +11,8 @@ import pytest
 from cxrscreen.app.adaptation import (
     KNOWN_LINK, MIN_CONFIRMED, AdaptationError, explanation, training_job, write_adaptation_folder,
 )
-from cxrscreen.app.library import ModelLibrary
 from cxrscreen.app.main_window import MainWindow
 from cxrscreen.app.reader_sets import reader_marks_count
-from cxrscreen.app.settings import AppSettings
 from cxrscreen.app.training.job import JobSpec, write_record
 
 
@@ -64,23 +62,8 @@ def test_the_explanation_says_when_it_helps_and_when_it_hurts() -> None:
 
 
 @pytest.fixture
-def window(qtbot, settings_path: Path, tmp_path: Path, fake_engine):
-    settings = AppSettings(settings_path)
-    settings.set_engine_command(fake_engine.command)
-    w = MainWindow(settings, ModelLibrary(tmp_path / "library"), batch_size=4, decode_workers=1)
-    w.index_in_process = False
-    w.resize(1400, 900)
-    w.show()
-    yield w
-    panel = w.model_tools.panel
-    if panel is not None:
-        panel.check.cancel()
-    if w.isVisible():
-        w.close()
-        qtbot.waitUntil(lambda: not w.isVisible(), timeout=60_000)
-    w.workers.stop_all()
-    assert w.workers.wait_all(30_000)
-    w.deleteLater()
+def window(make_window, fake_engine) -> MainWindow:
+    return make_window(fake_engine.command)
 
 
 def test_adapt_sets_up_the_detectors_training_again_with_the_confirmed_normals(

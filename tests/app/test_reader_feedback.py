@@ -37,23 +37,8 @@ def test_reader_marks_count_counts_the_links_of_a_reader_set(tmp_path: Path) -> 
 
 
 @pytest.fixture
-def window(qtbot, settings_path: Path, tmp_path: Path):
-    w = MainWindow(AppSettings(settings_path), ModelLibrary(tmp_path / "library"), batch_size=4, decode_workers=1)
-    w.index_in_process = False
-    w.resize(1400, 900)
-    w.show()
-    yield w
-    panel = w.model_tools.panel
-    if panel is not None:
-        panel.check.cancel()
-        if panel.job is not None and panel.job.running:
-            panel.job.stop_now()
-    if w.isVisible():
-        w.close()
-        qtbot.waitUntil(lambda: not w.isVisible(), timeout=60_000)
-    w.workers.stop_all()
-    assert w.workers.wait_all(30_000)
-    w.deleteLater()
+def window(make_window) -> MainWindow:
+    return make_window()
 
 
 @pytest.mark.slow
