@@ -233,6 +233,8 @@ def cmd_throughput(args) -> None:
 
 
 def cmd_report(args) -> None:
+    from wscxr_dev import _mean_sd  # bench/ is on sys.path: the same figures as WSCXR's
+
     rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json")) if '"auroc"' in p.read_text()]
     print("| variant | epochs | seed | AUROC [95 % CI] | AP [95 % CI] | sens. at cal. spec 95 % | dev_test spec. | "
           "train s (wall) |")
@@ -244,6 +246,17 @@ def cmd_report(args) -> None:
         print(f"| {r['variant']} | {r['epochs']} | {r['seed']} | {r['auroc']:.3f} [{lo:.3f}, {hi:.3f}] | "
               f"{r['ap']:.3f} [{alo:.3f}, {ahi:.3f}] | {r['sensitivity_at_cal_spec95']:.3f} | "
               f"{r['specificity_at_cal_spec95']:.3f} | {r['train_seconds']:.0f} |")
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r["epochs"]), []).append(r)
+    print("\n| variant | epochs | seeds | AUROC mean ± sd | AP mean ± sd | sens. at cal. spec 95 % mean ± sd |")
+    print("|---|---|---|---|---|---|")
+    for (variant, epochs), rs in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
+        if len(rs) < 2:
+            continue
+        rs = sorted(rs, key=lambda r: r["seed"])
+        print(f"| {variant} | {epochs} | {', '.join(str(r['seed']) for r in rs)} | {_mean_sd([r['auroc'] for r in rs])} | "
+              f"{_mean_sd([r['ap'] for r in rs])} | {_mean_sd([r['sensitivity_at_cal_spec95'] for r in rs])} |")
 
 
 def main() -> None:
