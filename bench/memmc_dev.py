@@ -266,6 +266,16 @@ def cmd_report(args) -> None:
               f"{r['ap']:.3f} [{alo:.3f}, {ahi:.3f}] | {r['sensitivity_at_cal_spec95']:.3f} | "
               f"{r['specificity_at_cal_spec95']:.3f} | {r['seconds_per_epoch']:.1f} | {r['train_seconds']:.0f} | "
               f"{r['loadavg'][0]:.1f} |")
+    from wscxr_dev import _mean_sd  # bench/ is on sys.path: the same figures as WSCXR's
+
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r["epochs"]), []).append(r)
+    for (variant, epochs), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], order.index(kv[0][0]))):
+        if len(rs) > 1:
+            rs = sorted(rs, key=lambda r: r["seed"])
+            print(f"{variant}, {epochs} epochs, seeds {', '.join(str(r['seed']) for r in rs)}: AUROC "
+                  f"{_mean_sd([r['auroc'] for r in rs])}, AP {_mean_sd([r['ap'] for r in rs])}")
     for p in sorted(RESULTS.glob("throughput_*.json")):
         t = json.loads(p.read_text())
         print(f"{t['run']}: {t['images_per_s']:.1f} images/s (onnxruntime CPU with its default threads, torch "
