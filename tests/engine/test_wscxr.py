@@ -124,7 +124,11 @@ def test_presets_hold_the_letters_numbers():
     assert {k: getattr(paper, k) for k in stated} == stated and paper.preprocess.size == 256
     assert paper.blur_sigma == 4.0 and m.config("small").blur_sigma == 1.0  # 4 px at 256, scaled
     assert not m.preset("paper").as_published and m.preset("paper").deviations
-    assert m.preset("tiny").tests_only and [p.name for p in m.presets][0] == "small"
+    assert m.preset("tiny").tests_only and [p.name for p in m.presets][:2] == ["robust", "small"]
+    # the default differs from the small preset only in its acquisition-robust preprocessing
+    robust, small = m.config("robust").to_dict(), m.config("small").to_dict()
+    assert robust.pop("preprocess") == {**small.pop("preprocess"), "crop": "field", "intensity": "equalize"}
+    assert robust == small
     roles = {r.role: (r.requirement, r.min_count) for r in m.roles}
     assert roles == {"normal": ("required", 3), "unlabeled": ("optional", 1), "abnormal": ("required", 1)}
 
