@@ -223,7 +223,8 @@ PRESETS: tuple[Preset, ...] = (
     Preset("small", "Small (2 CPU cores)",
            "MSACL pre-training of a one-channel ResNet18 at 64 px on the known normals (MedMix inside the lungs, "
            "8 views per image, SGD lr 0.01, batch 32, 30 epochs), then PaDiM on its layer1-3 features (a 16 x 16 "
-           "grid). --encoder RUN reuses a pre-training; --no-pretrain gives PaDiM on a random encoder.",
+           "grid). An Encoder (a finished MSACL run folder, --encoder) reuses a pre-training; Pre-train the encoder "
+           "off (--no-pretrain) gives PaDiM on a random encoder.",
            {"size": 64, "epochs": 30, "batch_size": 32, "lr": 0.01, "pretrain": True, "medmix": True,
             "msacl_loss": True, "kappa": 0.05, "temperature": 0.2, "in_lungs": True, "padim_dims": 100},
            deviations=(*_COMMON_DEVIATIONS, "64 px input (CCD: 256 px) and 30 epochs (CCD: 2000), for 2 CPU cores")),

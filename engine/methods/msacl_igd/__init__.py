@@ -166,13 +166,14 @@ _COMMON_DEVIATIONS = (
     "the heatmap is the blurred absolute residual (IGD's global model has no map)",
 )
 PRESETS: tuple[Preset, ...] = (
-    Preset("small", "Small (2 CPU cores; give --encoder RUN)",
-           "IGD's global model at 64 px on a frozen encoder: give --encoder with a finished MSACL run (MSACL-IGD), "
-           "or --backbone-checkpoint; without either the encoder is random (the floor). Width 32, 60 epochs.",
+    Preset("small", "Small (2 CPU cores; needs an MSACL run)",
+           "IGD's global model at 64 px on a frozen encoder: give a finished MSACL run folder as the Encoder "
+           "(--encoder; MSACL-IGD) or a ResNet18 weights file (--backbone-checkpoint); without either the encoder is "
+           "random (the floor). Width 32, 60 epochs.",
            {"size": 64, "epochs": 60, "batch_size": 16, "lr": 1e-4, "latent": 128, "dim": 32, "xi": 0.5},
            deviations=(*_COMMON_DEVIATIONS, "64 px, width 32 and 60 epochs (the code: 256 px, width 64, 256 epochs), "
                                             "for 2 CPU cores; MS-SSIM window 3 (11 needs more than 160 px)")),
-    Preset("paper", "IGD's code setting (for a GPU; give --encoder RUN)",
+    Preset("paper", "IGD's code setting (for a GPU; needs an MSACL run)",
            "IGD's p256 setting on the MSACL encoder: 256 px, latent 128, width 64, Adam 1e-4 betas (0, 0.9), "
            "batch 16, 256 epochs, ξ = 0.5.",
            {"size": 256, "epochs": 256, "batch_size": 16, "lr": 1e-4, "latent": 128, "dim": 64, "xi": 0.5},
@@ -199,7 +200,7 @@ def _declare() -> Method:
               "interpolated Gaussian descriptor, AAAI 2022",
         summary="A decoder reconstructs each image from a latent of the frozen encoder, and the latents of normal "
                 "images are drawn to one Gaussian: the score mixes the reconstruction error with the distance "
-                "to that Gaussian. Give --encoder with a finished MSACL run.",
+                "to that Gaussian. Give a finished MSACL run folder as the Encoder (--encoder).",
         roles=(Role("normal", "required", 3, "known-normal radiographs; 10 % are held out for calibration"),
                Role("unlabeled", "unused", 0, "not used: a one-class method"),
                Role("abnormal", "unused", 0, "not used: a one-class method")),

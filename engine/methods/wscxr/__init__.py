@@ -317,11 +317,12 @@ PRESETS: tuple[Preset, ...] = (
     Preset("small", "Small (self-supervised MAE encoder)",
            "WSCXR on the encoder of a small masked autoencoder pre-trained on the site's own images (normal + "
            "unlabeled, or normal + abnormal without labels) at 64 px (an 8 x 8 grid as the letter's), then the "
-           "letter's mining, mixing and discriminator. For 2 CPU cores; --encoder RUN reuses a pre-training.",
+           "letter's mining, mixing and discriminator. For 2 CPU cores; an Encoder (a finished run folder, --encoder) "
+           "reuses a pre-training.",
            _SMALL_VALUES, deviations=_SMALL_DEVIATIONS),
     Preset("paper", "Paper protocol (needs DenseNet121 weights)",
            "The letter's setting: DenseNet121 features.denseblock4 at 256 px from a local ImageNet state dict "
-           "(--backbone-checkpoint FILE), p = 5, r = 0.2, α ~ U[0.1, 1], linear discriminator, hinge loss, Adam "
+           "(Backbone weights, --backbone-checkpoint FILE), p = 5, r = 0.2, α ~ U[0.1, 1], linear discriminator, hinge loss, Adam "
            "lr 2e-4, batch 8, 100 epochs. Not as published: see the deviations.",
            {"backbone": "densenet121", "size": 256, "epochs": 100, "batch_size": 8, "lr": 2e-4, "head": "linear",
             "neighbourhood": 5, "mining_ratio": 0.2, "mining": True, "mixing": True},
