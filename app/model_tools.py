@@ -190,6 +190,10 @@ class ModelTools(QObject):
             w.report_error("Cannot adapt", "Load a detector from the model library first: adapting retrains the "
                                            "detector that is in use.")
             return None
+        if self.panel is not None and self.panel.busy:
+            w.report_error("Cannot adapt", "The New-detector window is training a detector: adapt when it has "
+                                           "finished (or stop it there).")
+            return None
         runs_root = self.panel.runs_root if self.panel is not None else default_runs_root(w.library)
         record = training_job(runs_root, entry.model_id)
         if record is None:

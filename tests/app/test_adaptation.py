@@ -67,7 +67,8 @@ def window(make_window, fake_engine) -> MainWindow:
 
 
 def test_adapt_sets_up_the_detectors_training_again_with_the_confirmed_normals(
-        qtbot, window: MainWindow, tmp_path: Path, tiny_detector: Path, role_folders: dict[str, Path]) -> None:
+        qtbot, window: MainWindow, tmp_path: Path, tiny_detector: Path, role_folders: dict[str, Path],
+        monkeypatch) -> None:
     from cxrscreen.app.training.panel import default_runs_root
     from cxrscreen.engine.synth import write_study
 
@@ -116,3 +117,9 @@ def test_adapt_sets_up_the_detectors_training_again_with_the_confirmed_normals(
         str(role_folders["unlabeled"])
     assert os.path.samefile(folder / KNOWN_LINK, role_folders["normal"])
     assert sum(e.startswith("Cannot adapt") for e in errors) == 3  # the three refusals above, nothing since
+    # while that window trains a detector, it is not taken over
+    from cxrscreen.app.training.panel import NewDetectorPanel
+
+    monkeypatch.setattr(NewDetectorPanel, "busy", property(lambda self: True))
+    assert tools.adapt_to_worklist(confirm=False) is None and "is training a detector" in errors[-1]
+    assert panel.zones["normal"].path == folder
