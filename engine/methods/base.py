@@ -329,6 +329,9 @@ class Method:
         paper_stated: the numbers the paper states, by settings path ("lr", "preprocess.size"),
             with the source in ``paper``: a preset named "paper" must hold every one of them
             (tests/engine/test_paper_presets.py checks every registered method).
+        heatmap_tolerance: how closely the exported graph's heatmap must match PyTorch's
+            (``engine.export``; scores are always held to the export's own tolerance): a method
+            whose map is ill-conditioned in float32 states it, with the reason, in its declaration.
     """
 
     name: str
@@ -348,6 +351,7 @@ class Method:
     check: Callable[[Any, dict[str, int]], list[Problem]] = lambda config, counts: []
     order: int = 100  # display order (the lowest is the default method)
     paper_stated: Mapping[str, Any] = field(default_factory=dict)
+    heatmap_tolerance: float = 1e-4
 
     @property
     def options(self) -> tuple[Option, ...]:

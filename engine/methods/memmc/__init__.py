@@ -276,6 +276,12 @@ def _declare() -> Method:
         # masking, AdamW weight decay 0.05, batch 256, lr 1.5e-3, 5 warm-up epochs, 2000 epochs, 10 test masks
         paper_stated={"embed_dim": 768, "depth": 12, "num_heads": 12, "mask_ratio": 0.75, "weight_decay": 0.05,
                       "batch_size": 256, "lr": 1.5e-3, "warmup_epochs": 5, "epochs": 2000, "test_masks": 10},
+        # the per-pixel MS-SSIM map is ill-conditioned in float32 where a coarse scale's contrast-structure term
+        # is near 0 (local moments are differences of filtered products, then raised to a fractional power):
+        # a trained small-preset detector (300 epochs, seed 0) differed by 5.0e-4 at one border pixel of one
+        # held-out normal between onnxruntime and PyTorch (its score by 8e-6, within 1e-4); a map difference of
+        # 1e-3 is a tenth of a step of the 256-level colour scale
+        heatmap_tolerance=1e-3,
     )
 
 
