@@ -7,7 +7,8 @@ A method is declared once, where it is defined (``engine/methods/<name>/__init__
     def _declare() -> Method:
         return Method(name="ddad", title=..., paper=..., summary=..., roles=(...),
                       settings=Config, presets=(...), phases=(...), loss_series=(...),
-                      default_preprocess=PreprocessSpec(size=64), make_config=..., hooks=_hooks)
+                      default_preprocess=PreprocessSpec(size=64), make_config=...,
+                      hooks=recipe_hooks(__name__))  # its recipe.py: train, load_scorer, evaluate
 
 Its settings class is a frozen dataclass whose fields carry :func:`setting` metadata (help,
 flag, kind "trained" / "run", bounds, choices): the `cxrscreen train` options, `cxrscreen methods
@@ -314,6 +315,20 @@ class Hooks:
     train: Callable[..., bool]
     load_scorer: Callable[..., Any]
     evaluate: Callable[[Path, Any], dict[str, Any]]
+
+
+def recipe_hooks(package: str, evaluate: str = "evaluate") -> Callable[[], Hooks]:
+    """A method's ``hooks``: its ``<package>.recipe`` module (imported only when called: it imports
+    torch), whose ``train``, ``load_scorer`` and ``evaluate`` (or the function named ``evaluate``) are
+    the hooks."""
+
+    def hooks() -> Hooks:
+        import importlib
+
+        recipe = importlib.import_module(f"{package}.recipe")
+        return Hooks(train=recipe.train, load_scorer=recipe.load_scorer, evaluate=getattr(recipe, evaluate))
+
+    return hooks
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from cxrscreen.engine.methods.base import (
-    Hooks, LossSeries, Method, Phase, Preset as MethodPreset, Role, preprocess_from, register, setting, settings_from_dict,
-    settings_to_dict, settings_values,
+    LossSeries, Method, Phase, Preset as MethodPreset, Role, preprocess_from, register, setting, settings_from_dict,
+    settings_to_dict, settings_values, recipe_hooks,
 )
 from cxrscreen.engine.preprocess import PreprocessSpec
 
@@ -366,10 +366,8 @@ PRESETS_DECLARED: tuple[MethodPreset, ...] = (
 )
 
 
-def _hooks() -> Hooks:
-    from cxrscreen.engine.methods.amae import recipe
 
-    return Hooks(train=recipe.train, load_scorer=recipe.load_scorer, evaluate=recipe.all_scores)
+_hooks = recipe_hooks(__name__, evaluate="all_scores")  # the torch code, imported when first asked for
 
 
 @register

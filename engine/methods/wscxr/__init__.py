@@ -74,8 +74,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from cxrscreen.engine.methods.base import (
-    Hooks, LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting, settings_from_dict,
-    settings_to_dict, settings_values,
+    LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting, settings_from_dict,
+    settings_to_dict, settings_values, recipe_hooks,
 )
 from cxrscreen.engine.preprocess import PreprocessSpec
 
@@ -337,10 +337,8 @@ PRESETS: tuple[Preset, ...] = (
 )
 
 
-def _hooks() -> Hooks:
-    from cxrscreen.engine.methods.wscxr import recipe
 
-    return Hooks(train=recipe.train, load_scorer=recipe.load_scorer, evaluate=recipe.evaluate)
+_hooks = recipe_hooks(__name__)  # the torch code, imported when first asked for
 
 
 @register
