@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from cxrscreen.engine.datasets import from_folders
+from cxrscreen.engine.datasets import DataError, from_folders
 from cxrscreen.engine.methods import registry
 from cxrscreen.engine.methods.base import SettingsError
 from cxrscreen.engine.methods.msacl_igd.recipe import descriptor_centre, descriptor_sigma, poly_lr
@@ -93,3 +93,7 @@ def test_igd_uses_the_encoder_of_an_msacl_run(tmp_path):
     assert all(torch.equal(theirs["encoder"][k], v) for k, v in ours.items())
     assert theirs["encoder_source"]["run"] == str(msacl.resolve())
     assert registry()["msacl_igd"].describe(config)["backbone"].startswith("ResNet18 (MSACL encoder)")
+    # an MSACL encoder pre-trained on other inputs (equalised) is refused, not used silently
+    other = registry()["msacl_igd"].config("tiny", device="cpu", encoder=str(msacl), intensity="equalize")
+    with pytest.raises(DataError, match="other preprocessing"):
+        run_training("msacl_igd", other, data, tmp_path / "igd2", Progress("none"))

@@ -82,11 +82,15 @@ def encoder_state_from_file(path: Path) -> dict[str, Tensor]:
     return {k: v.float().clone() for k, v in usable.items()}
 
 
-def encoder_from_run(run_dir: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def encoder_from_run(run_dir: Path, preprocess: Any = None) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """The encoder of a finished MSACL run folder and where it came from.
 
+    Args:
+        preprocess: the :class:`engine.preprocess.PreprocessSpec` the encoder will be fed (None: not
+            checked); an encoder pre-trained on other inputs is refused.
+
     Raises:
-        DataError: no finished run there, or its model holds no encoder.
+        DataError: no finished run there, its model holds no encoder, or it saw other preprocessing.
     """
     path = Path(run_dir) / FINAL_MODEL
     if not path.is_file():
@@ -95,6 +99,10 @@ def encoder_from_run(run_dir: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     state = saved.get("encoder")
     if not isinstance(state, dict):
         raise DataError(f"--encoder {run_dir}: its model holds no ResNet18 encoder (an MSACL run is needed)")
+    theirs = (saved.get("config") or {}).get("preprocess")
+    if preprocess is not None and theirs != preprocess.to_dict():
+        raise DataError(f"--encoder {run_dir}: the MSACL run was trained on other preprocessing ({theirs}); "
+                        f"give the same --size and preprocessing options")
     try:
         resnet18_encoder().load_state_dict(state)
     except RuntimeError:
@@ -252,7 +260,7 @@ class _Run:
         if "encoder" in self.done:
             return True
         if c.source == "run":
-            self.done["encoder"], self.done["encoder_source"] = encoder_from_run(Path(c.encoder))
+            self.done["encoder"], self.done["encoder_source"] = encoder_from_run(Path(c.encoder), c.preprocess)
             self.progress.message(f"encoder reused from {c.encoder}")
             return True
         if c.source == "checkpoint":

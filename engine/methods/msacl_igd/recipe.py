@@ -59,7 +59,7 @@ def descriptor_sigma(latents: Tensor, centre: Tensor, batch: int) -> Tensor:
 
 def _encoder_state(config: Config) -> tuple[dict[str, Tensor], dict[str, Any]]:
     if config.encoder is not None:
-        return encoder_from_run(Path(config.encoder))
+        return encoder_from_run(Path(config.encoder), config.preprocess)
     if config.backbone_checkpoint is not None:
         return (encoder_state_from_file(Path(config.backbone_checkpoint)),
                 {"checkpoint": config.backbone_checkpoint, "sha256": _file_sha256(Path(config.backbone_checkpoint))})

@@ -161,12 +161,7 @@ def msacl_backbone(run_dir: Path, config: Config) -> tuple[TimmPatchBackbone, di
     """
     from cxrscreen.engine.methods.msacl.recipe import encoder_from_run as msacl_encoder_from_run
 
-    state, source = msacl_encoder_from_run(Path(run_dir))
-    saved = load_file(Path(run_dir) / FINAL_MODEL, "model", "choose another --encoder run")
-    theirs = (saved.get("config") or {}).get("preprocess")
-    if theirs != config.preprocess.to_dict():
-        raise DataError(f"--encoder {run_dir}: the MSACL run was trained on other preprocessing ({theirs}); "
-                        f"give the same --size and preprocessing options")
+    state, source = msacl_encoder_from_run(Path(run_dir), config.preprocess)
     try:
         net = TimmPatchBackbone("resnet18", config.backbone_layer or MSACL_LAYER, state,
                                 input_range=config.preprocess.output_range, in_chans=1)
