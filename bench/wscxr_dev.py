@@ -87,9 +87,8 @@ def _config(args, seed: int, **values):
     from cxrscreen.engine.methods import registry
 
     given = {"seed": seed, "device": args.device, **values}
-    if getattr(args, "robust", False):  # the acquisition-robust preprocessing (issue 22): field crop + equalisation
-        given.update(crop="field", intensity="equalize")
-    return registry()["wscxr"].config("small", **given)
+    # --robust: the robust preset (the small one with field crop + equalisation, issue 22)
+    return registry()["wscxr"].config("robust" if getattr(args, "robust", False) else "small", **given)
 
 
 def _train(name: str, config, data, progress_mode: str):
@@ -370,7 +369,7 @@ def main() -> None:
         p.add_argument("--pretrain-epochs", type=int, default=100)
         p.add_argument("--encoder-name", default="encoder", help="the shared encoder's run (bench/_work/wscxr/NAME)")
         p.add_argument("--robust", action="store_true",
-                       help="preprocess with --crop field --intensity equalize (encoder and detectors alike; give the "
+                       help="the robust preset (field crop + equalisation, encoder and detectors alike; give the "
                             "encoder its own --encoder-name)")
         p.add_argument("--msacl-encoder", type=Path, default=None,
                        help="a finished MSACL run folder (bench/_work/msacl/NAME): its ResNet18 is the backbone "
