@@ -14,12 +14,15 @@ anything (no epoch, no setting).
     python bench/memmc_dev.py cputime --seed 0 --epochs 40 --images 128
     python bench/memmc_dev.py errors --seed 0 --epochs 40 --variant mae
     python bench/memmc_dev.py steptime --variant full mae memory --threads 1 --steps 5
+    python bench/memmc_dev.py protocol --seeds 0 --threads 1 --robust      # issue 22
     python bench/memmc_dev.py report
 
 Variants (the paper's Table 2 rows): ``mae`` (plain MAE: no memory, no skips, MAE's decoder),
 ``memory`` (+ memory-augmented encoder with its long skips, MAE's decoder), ``full`` (+ the
 multi-level cross-attention decoder: MemMC-MAE). Every other setting is the small preset's;
 ``--epochs`` shortens its 300 epochs (the cosine schedule ends at the last epoch given).
+``--robust``: each image cropped to its exposed field and histogram-equalised, in training and
+scoring alike (WSCXR's robust preset's preprocessing; issue 22); run names get ``_robust``.
 
 Data: ../shared/data (beside the checkout). Runs go to bench/_work/memmc/ (git-ignored;
 resumable); one JSON per detector in bench/results/memmc/.
@@ -66,14 +69,18 @@ def _data():
                         {**base.source, "unlabeled": "not used (one-class method)"}, [])
 
 
-def _name(variant: str, seed: int, epochs: int) -> str:
-    return f"{variant}_e{epochs}_s{seed}"
+ROBUST = {"crop": "field", "intensity": "equalize"}  # --robust: WSCXR's robust preset's preprocessing
+
+
+def _name(variant: str, seed: int, epochs: int, robust: bool = False) -> str:
+    return f"{variant}{'_robust' if robust else ''}_e{epochs}_s{seed}"
 
 
 def _config(args, variant: str, seed: int):
     from cxrscreen.engine.methods import registry
 
-    return registry()["memmc"].config("small", seed=seed, epochs=args.epochs, device=args.device, **VARIANTS[variant])
+    return registry()["memmc"].config("small", seed=seed, epochs=args.epochs, device=args.device, **VARIANTS[variant],
+                                      **(ROBUST if args.robust else {}))
 
 
 def evaluate_run(name: str, run_dir: Path, config, data, outcome, extra: dict) -> dict:
@@ -120,7 +127,7 @@ def cmd_protocol(args) -> None:
     data = _data()
     for seed in args.seeds:
         for variant in args.variant:
-            name = _name(variant, seed, args.epochs)
+            name = _name(variant, seed, args.epochs, args.robust)
             config = _config(args, variant, seed)
             WORK.mkdir(parents=True, exist_ok=True)
             with StopRequest() as stop:
@@ -129,7 +136,7 @@ def cmd_protocol(args) -> None:
             if outcome.status != "done":
                 sys.exit(f"{name}: stopped; run again to resume")
             evaluate_run(name, WORK / name, config, data, outcome,
-                         {"variant": variant, "seed": seed, "epochs": args.epochs, "threads": args.threads})
+                         {"variant": variant, "robust": args.robust, "seed": seed, "epochs": args.epochs, "threads": args.threads})
 
 
 def cmd_throughput(args) -> None:
@@ -143,7 +150,7 @@ def cmd_throughput(args) -> None:
 
     _require_data()
     set_threads(args.threads)
-    run_dir = WORK / _name(args.variant[0], args.seed, args.epochs)
+    run_dir = WORK / _name(args.variant[0], args.seed, args.epochs, args.robust)
     config = Config.from_dict(json.loads((run_dir / "run.json").read_text())["config"])
     images = load_images(_dev_test()[0][: args.images], config.preprocess)
     result = {"run": run_dir.name, "threads": args.threads, "loadavg": os.getloadavg(),
@@ -161,7 +168,7 @@ def cmd_cputime(args) -> None:
     from cxrscreen.engine.detector import Detector
 
     _require_data()
-    name = _name(args.variant[0], args.seed, args.epochs)
+    name = _name(args.variant[0], args.seed, args.epochs, args.robust)
     det = Detector(WORK / f"{name}.onnx", provider="cpu", threads=1)
     images = load_images(_dev_test()[0][: args.images], det.preprocess_spec)
     det.run(images[:32])  # warm-up
@@ -189,7 +196,7 @@ def cmd_errors(args) -> None:
 
     _require_data()
     set_threads(args.threads)
-    name = _name(args.variant[0], args.seed, args.epochs)
+    name = _name(args.variant[0], args.seed, args.epochs, args.robust)
     scorer = load_scorer(WORK / name)
     paths, y = _dev_test()
     images = torch.from_numpy(load_images(paths, _spec(WORK / name)))
@@ -259,22 +266,25 @@ def cmd_report(args) -> None:
           "s/epoch | train s | load |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     order = list(VARIANTS)
-    for r in sorted(rows, key=lambda r: (r["epochs"], order.index(r["variant"]), r["seed"])):
+    def label(r: dict) -> str:
+        return r["variant"] + (" (robust)" if r.get("robust") else "")
+
+    for r in sorted(rows, key=lambda r: (r["epochs"], order.index(r["variant"]), bool(r.get("robust")), r["seed"])):
         lo, hi = r["auroc_ci95"]
         alo, ahi = r["ap_ci95"]
-        print(f"| {r['variant']} | {r['epochs']} | {r['seed']} | {r['auroc']:.3f} [{lo:.3f}, {hi:.3f}] | "
+        print(f"| {label(r)} | {r['epochs']} | {r['seed']} | {r['auroc']:.3f} [{lo:.3f}, {hi:.3f}] | "
               f"{r['ap']:.3f} [{alo:.3f}, {ahi:.3f}] | {r['sensitivity_at_cal_spec95']:.3f} | "
               f"{r['specificity_at_cal_spec95']:.3f} | {r['seconds_per_epoch']:.1f} | {r['train_seconds']:.0f} | "
               f"{r['loadavg'][0]:.1f} |")
     from wscxr_dev import _mean_sd  # bench/ is on sys.path: the same figures as WSCXR's
 
-    groups: dict[tuple[str, int], list[dict]] = {}
+    groups: dict[tuple[str, bool, int], list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["variant"], r["epochs"]), []).append(r)
-    for (variant, epochs), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], order.index(kv[0][0]))):
+        groups.setdefault((r["variant"], bool(r.get("robust")), r["epochs"]), []).append(r)
+    for (_, _, epochs), rs in sorted(groups.items(), key=lambda kv: (kv[0][2], order.index(kv[0][0]), kv[0][1])):
         if len(rs) > 1:
             rs = sorted(rs, key=lambda r: r["seed"])
-            print(f"{variant}, {epochs} epochs, seeds {', '.join(str(r['seed']) for r in rs)}: AUROC "
+            print(f"{label(rs[0])}, {epochs} epochs, seeds {', '.join(str(r['seed']) for r in rs)}: AUROC "
                   f"{_mean_sd([r['auroc'] for r in rs])}, AP {_mean_sd([r['ap'] for r in rs])}")
     for p in sorted(RESULTS.glob("throughput_*.json")):
         t = json.loads(p.read_text())
@@ -303,6 +313,7 @@ def main() -> None:
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--device", default="cpu")
         p.add_argument("--progress", default="none", choices=("none", "json", "bar"))
+        p.add_argument("--robust", action="store_true", help="field crop + equalisation (issue 22)")
         if name == "protocol":
             p.add_argument("--seeds", type=int, nargs="+", default=[0])
         else:

@@ -19,7 +19,12 @@ Variants (the paper's Table 3 ablation, then the floor):
     python bench/msacl_dev.py igd --epochs 10 --encoder-run msacl_e8_s0 --threads 1   # MSACL-IGD
     python bench/msacl_dev.py sheet
     python bench/msacl_dev.py throughput --run msacl_e8_s0 --threads 1
+    python bench/msacl_dev.py run --variants msacl --epochs 30 --seeds 0 --robust --threads 1   # issue 22
     python bench/msacl_dev.py report
+
+``--robust`` (run and igd): each image cropped to its exposed field and histogram-equalised, in
+pre-training, the detector and scoring alike (the preprocessing of WSCXR's robust preset and
+DDAD's robust-field one; issue 22); run names get ``_robust``.
 
 Data: ../shared/data (beside the checkout). Runs go to bench/_work/msacl/ (git-ignored; resumable);
 one JSON per detector in bench/results/msacl/; the contact sheet in bench/figures/.
@@ -47,6 +52,12 @@ VARIANTS: dict[str, dict] = {
     "msacl_loss": {"kappa": 1.0},
     "random": {"pretrain": False},
 }
+ROBUST = {"crop": "field", "intensity": "equalize"}  # --robust: WSCXR's robust preset's preprocessing
+
+
+def _recipe(args) -> tuple[dict, str]:
+    """The preprocessing values and the run-name tag of --robust (none without it)."""
+    return (dict(ROBUST), "_robust") if args.robust else ({}, "")
 
 
 def _require_data() -> None:
@@ -112,13 +123,14 @@ def cmd_run(args) -> None:
 
     set_threads(args.threads)
     data = _data()
+    recipe, tag = _recipe(args)
     for seed in args.seeds:
         for variant in args.variants:
-            values = {"seed": seed, "device": args.device, **VARIANTS[variant]}
+            values = {"seed": seed, "device": args.device, **VARIANTS[variant], **recipe}
             if variant != "random":
                 values["epochs"] = args.epochs
             config = registry()["msacl"].config("small", **values)
-            name = f"{variant}_s{seed}" if variant == "random" else f"{variant}_e{args.epochs}_s{seed}"
+            name = f"{variant}{tag}_s{seed}" if variant == "random" else f"{variant}{tag}_e{args.epochs}_s{seed}"
             run_dir = WORK / name
             WORK.mkdir(parents=True, exist_ok=True)
             t0 = time.process_time()
@@ -128,8 +140,8 @@ def cmd_run(args) -> None:
             if outcome.status != "done":
                 sys.exit(f"{name}: stopped; run again to resume")
             _evaluate(name, run_dir, config, data, outcome,
-                      {"variant": variant, "seed": seed, "epochs": config.epochs if variant != "random" else 0,
-                       "threads": args.threads, "process_cpu_seconds_this_session": time.process_time() - t0})
+                      {"variant": variant, "robust": args.robust, "seed": seed,
+                       "epochs": config.epochs if variant != "random" else 0, "threads": args.threads, "process_cpu_seconds_this_session": time.process_time() - t0})
 
 
 def cmd_igd(args) -> None:
@@ -143,12 +155,13 @@ def cmd_igd(args) -> None:
 
     set_threads(args.threads)
     data = _data()
+    recipe, tag = _recipe(args)
     for seed in args.seeds:
-        values = {"seed": seed, "device": args.device, "epochs": args.epochs}
+        values = {"seed": seed, "device": args.device, "epochs": args.epochs, **recipe}
         if args.encoder_run:
             values["encoder"] = str(WORK / args.encoder_run)
         config = registry()["msacl_igd"].config("small", **values)
-        variant = f"igd_{args.encoder_run}" if args.encoder_run else "igd_random"
+        variant = f"igd_{args.encoder_run}" if args.encoder_run else f"igd_random{tag}"
         name = f"{variant}_e{args.epochs}_s{seed}"
         t0 = time.process_time()
         with StopRequest() as stop:
@@ -157,7 +170,8 @@ def cmd_igd(args) -> None:
         if outcome.status != "done":
             sys.exit(f"{name}: stopped; run again to resume")
         _evaluate(name, WORK / name, config, data, outcome,
-                  {"variant": "igd_msacl" if args.encoder_run else "igd_random", "seed": seed, "epochs": args.epochs,
+                  {"variant": "igd_msacl" if args.encoder_run else "igd_random", "robust": args.robust, "seed": seed,
+                   "epochs": args.epochs,
                    "encoder_run": args.encoder_run, "threads": args.threads,
                    "process_cpu_seconds_this_session": time.process_time() - t0}, method="msacl_igd")
 
@@ -240,22 +254,25 @@ def cmd_report(args) -> None:
           "train s (wall) |")
     print("|---|---|---|---|---|---|---|---|")
     order = [*VARIANTS, "igd_random", "igd_msacl"]
-    for r in sorted(rows, key=lambda r: (order.index(r["variant"]), r["epochs"], r["seed"])):
+    def label(r: dict) -> str:
+        return r["variant"] + (" (robust)" if r.get("robust") else "")
+
+    for r in sorted(rows, key=lambda r: (order.index(r["variant"]), bool(r.get("robust")), r["epochs"], r["seed"])):
         lo, hi = r["auroc_ci95"]
         alo, ahi = r["ap_ci95"]
-        print(f"| {r['variant']} | {r['epochs']} | {r['seed']} | {r['auroc']:.3f} [{lo:.3f}, {hi:.3f}] | "
+        print(f"| {label(r)} | {r['epochs']} | {r['seed']} | {r['auroc']:.3f} [{lo:.3f}, {hi:.3f}] | "
               f"{r['ap']:.3f} [{alo:.3f}, {ahi:.3f}] | {r['sensitivity_at_cal_spec95']:.3f} | "
               f"{r['specificity_at_cal_spec95']:.3f} | {r['train_seconds']:.0f} |")
-    groups: dict[tuple[str, int], list[dict]] = {}
+    groups: dict[tuple[str, bool, int], list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["variant"], r["epochs"]), []).append(r)
+        groups.setdefault((r["variant"], bool(r.get("robust")), r["epochs"]), []).append(r)
     print("\n| variant | epochs | seeds | AUROC mean ± sd | AP mean ± sd | sens. at cal. spec 95 % mean ± sd |")
     print("|---|---|---|---|---|---|")
-    for (variant, epochs), rs in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
+    for (_, _, epochs), rs in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1], kv[0][2])):
         if len(rs) < 2:
             continue
         rs = sorted(rs, key=lambda r: r["seed"])
-        print(f"| {variant} | {epochs} | {', '.join(str(r['seed']) for r in rs)} | {_mean_sd([r['auroc'] for r in rs])} | "
+        print(f"| {label(rs[0])} | {epochs} | {', '.join(str(r['seed']) for r in rs)} | {_mean_sd([r['auroc'] for r in rs])} | "
               f"{_mean_sd([r['ap'] for r in rs])} | {_mean_sd([r['sensitivity_at_cal_spec95'] for r in rs])} |")
 
 
@@ -276,6 +293,7 @@ def main() -> None:
         p.add_argument("--device", default="cpu")
         p.add_argument("--progress", default="none")
         p.add_argument("--data", type=Path, default=None, help="the shared data folder (default: ../shared/data)")
+        p.add_argument("--robust", action="store_true", help="run, igd: field crop + equalisation (issue 22)")
     args = parser.parse_args()
     if args.data is not None:
         global DEV_SPLIT
