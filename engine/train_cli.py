@@ -28,6 +28,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -249,8 +250,12 @@ def _data(args: argparse.Namespace, fraction: float, config: Any) -> Any:
     from cxrscreen.engine.datasets import from_folders, from_split
 
     if args.split is not None:
-        return from_split(args.split, args.ar, root=args.root, calibration_fraction=fraction,
+        data = from_split(args.split, args.ar, root=args.root, calibration_fraction=fraction,
                           shots=getattr(args, "shots", None), shots_seed=config.seed)
+        if next(r.requirement for r in registry()[args.method].roles if r.role == "unlabeled") == "unused":
+            # a one-class method: the split's D_u is not drawn (not refused as if --unlabeled had been given)
+            data = replace(data, unlabeled=[], source={**data.source, "unlabeled": "not used (one-class method)"})
+        return data
     return from_folders(args.normal, args.unlabeled, calibration_fraction=fraction, abnormal_dir=args.abnormal)
 
 

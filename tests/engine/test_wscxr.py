@@ -388,6 +388,20 @@ def test_split_shots_usage_errors(split, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_split_gives_a_one_class_method_no_unlabeled_images(split, tmp_path, capsys):
+    """--split draws D_u for the methods that use it; a one-class method gets none (it used to be refused as if
+    --unlabeled had been given)."""
+    from cxrscreen.engine.cli import main as cli
+
+    base = ["train", "--preset", "tiny", "--split", str(split), "--check", "--progress", "json", "--out",
+            str(tmp_path / "r")]
+    assert cli([*base, "--method", "msacl"]) == 0
+    event = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert event["ok"] and not [p for p in event["problems"] if "unlabeled" in p["option"] + p["message"]]
+    assert cli([*base, "--method", "ddad"]) == 0  # a method that uses D_u still gets it: no "needs unlabeled" error
+    assert "unlabeled" not in capsys.readouterr().out
+
+
 def test_the_anomalies_source_says_folder_or_reader_marks(chests, tmp_path):
     from cxrscreen.app.reader_sets import export_reader_sets
 
