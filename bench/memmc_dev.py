@@ -69,7 +69,6 @@ def _data():
                         {**base.source, "unlabeled": "not used (one-class method)"}, [])
 
 
-ROBUST = {"crop": "field", "intensity": "equalize"}  # --robust: WSCXR's robust preset's preprocessing
 
 
 def _name(variant: str, seed: int, epochs: int, robust: bool = False) -> str:
@@ -78,9 +77,10 @@ def _name(variant: str, seed: int, epochs: int, robust: bool = False) -> str:
 
 def _config(args, variant: str, seed: int):
     from cxrscreen.engine.methods import registry
+    from cxrscreen.engine.methods.base import ROBUST_PREPROCESS
 
     return registry()["memmc"].config("small", seed=seed, epochs=args.epochs, device=args.device, **VARIANTS[variant],
-                                      **(ROBUST if args.robust else {}))
+                                      **(ROBUST_PREPROCESS if args.robust else {}))
 
 
 def evaluate_run(name: str, run_dir: Path, config, data, outcome, extra: dict) -> dict:

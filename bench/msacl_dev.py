@@ -52,12 +52,13 @@ VARIANTS: dict[str, dict] = {
     "msacl_loss": {"kappa": 1.0},
     "random": {"pretrain": False},
 }
-ROBUST = {"crop": "field", "intensity": "equalize"}  # --robust: WSCXR's robust preset's preprocessing
 
 
 def _recipe(args) -> tuple[dict, str]:
     """The preprocessing values and the run-name tag of --robust (none without it)."""
-    return (dict(ROBUST), "_robust") if args.robust else ({}, "")
+    from cxrscreen.engine.methods.base import ROBUST_PREPROCESS
+
+    return (dict(ROBUST_PREPROCESS), "_robust") if args.robust else ({}, "")
 
 
 def _require_data() -> None:

@@ -229,6 +229,10 @@ COMMON_OPTIONS: tuple[Option, ...] = (
 COMMON_FIELDS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "device": "device",
                  "checkpoint_every": "checkpoint_every_s"}
 PREPROCESS_OPTIONS = ("size", "aspect", "intensity", "crop")
+# The acquisition-robust preprocessing (issue 22): each image cropped to its exposed field and histogram-equalised,
+# in training and scoring alike. A preset's values take it as ``{**values, **ROBUST_PREPROCESS}``; the dev benches'
+# --robust too. (DDAD's robust-field preset reaches the same two values through its own robust recipe.)
+ROBUST_PREPROCESS: Mapping[str, str] = {"crop": "field", "intensity": "equalize"}
 
 
 @dataclass(frozen=True)

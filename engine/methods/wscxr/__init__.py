@@ -74,8 +74,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from cxrscreen.engine.methods.base import (
-    LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting, settings_from_dict,
-    settings_to_dict, settings_values, recipe_hooks,
+    ROBUST_PREPROCESS, LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting,
+    settings_from_dict, settings_to_dict, settings_values, recipe_hooks,
 )
 from cxrscreen.engine.preprocess import PreprocessSpec
 
@@ -311,7 +311,7 @@ PRESETS: tuple[Preset, ...] = (
            "framing matter less. Against the small preset (K = 16, three shot draws; bench/RESULTS.md): dev_test "
            "AUROC 0.957 ± 0.004 (0.953 ± 0.005); over 10 simulated acquisition shifts (seed 0) mean AUROC 0.940 "
            "(0.923) and specificity at the promised 95 % 0.873 (0.616). Takes as long as the small preset.",
-           {**_SMALL_VALUES, "crop": "field", "intensity": "equalize"},
+           {**_SMALL_VALUES, **ROBUST_PREPROCESS},
            deviations=(*_SMALL_DEVIATIONS, "each image cropped to its exposed field and histogram-equalised (the "
                                            "letter: the whole frame, no intensity normalisation)")),
     Preset("small", "Small (self-supervised MAE encoder)",
