@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ddad_dev import DEV_SPLIT, RESULTS as DDAD_RESULTS, _dev_test, _require_data  # bench/ is on sys.path
+import dev_split  # bench/ is on sys.path
+from ddad_dev import RESULTS as DDAD_RESULTS
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / "_work" / "amae"
@@ -56,7 +57,7 @@ def _tag(config, ar: float, seed: int) -> str:
 
 def _pseudo_purity(data, pseudo: dict) -> dict:
     """How many pseudo-normal / pseudo-abnormal images are truly normal / abnormal (evaluation only)."""
-    split = json.loads(DEV_SPLIT.read_text())
+    split = json.loads(dev_split.SPLIT.read_text())
     abnormal_files = {Path(p).name for p in split["unlabeled_pool"]["abnormal"]}
     truth = np.array([Path(p).name in abnormal_files for p in data.unlabeled])
     n_idx, a_idx = list(pseudo["normal"]), list(pseudo["abnormal"])
@@ -145,24 +146,22 @@ def train_and_evaluate(name: str, data, test_paths, test_labels, config, progres
 
 
 def cmd_protocol(args) -> None:
-    from cxrscreen.engine.datasets import from_split
 
-    _require_data()
-    tp, tl = _dev_test()
+    dev_split.require()
+    tp, tl = dev_split.dev_test()
     for seed in args.seeds:
-        data = from_split(DEV_SPLIT, args.ar)
+        data = dev_split.training_data(args.ar)
         config = _config(args, seed)
         train_and_evaluate(_tag(config, args.ar, seed), data, tp, tl, config, args.progress)
 
 
 def cmd_ar_curve(args) -> None:
-    from cxrscreen.engine.datasets import from_split
 
-    _require_data()
-    tp, tl = _dev_test()
+    dev_split.require()
+    tp, tl = dev_split.dev_test()
     for ar in args.ars:
         for seed in args.seeds:
-            data = from_split(DEV_SPLIT, ar)
+            data = dev_split.training_data(ar)
             config = _config(args, seed)
             train_and_evaluate(_tag(config, ar, seed), data, tp, tl, config, args.progress)
 
@@ -172,18 +171,18 @@ def cmd_estimate(args) -> None:
     """Time a few steps of every phase on the real data and extrapolate the preset's schedule."""
     import torch
 
-    from cxrscreen.engine.datasets import from_split, load_images
+    from cxrscreen.engine.datasets import load_images
     from cxrscreen.engine.methods.amae.anatpaste import anatpaste, lung_mask
     from cxrscreen.engine.methods.amae.recipe import _build_head, _build_mae, _MAETrainer
     from cxrscreen.engine.torch_runtime import resolve_device, set_threads
     from cxrscreen.models.amae import AMAEScorer, pooled_tokens
     from cxrscreen.models.mae import partition_masks
 
-    _require_data()
+    dev_split.require()
     config = _config(args, 0)
     device = resolve_device(config.device)
     set_threads(args.threads)
-    data = from_split(DEV_SPLIT, args.ar)
+    data = dev_split.training_data(args.ar)
     t = time.perf_counter()
     normal = load_images(data.normal_train, config.preprocess)
     unlabeled = load_images(data.unlabeled, config.preprocess)
@@ -288,12 +287,12 @@ def cmd_throughput(args) -> None:
     from cxrscreen.models.amae import AMAEScorer
     from cxrscreen.models.mae import partition_masks
 
-    _require_data()
+    dev_split.require()
     config = _config(args, 0)
     from cxrscreen.engine.torch_runtime import set_threads
 
     set_threads(args.threads)
-    tp, _ = _dev_test()
+    tp, _ = dev_split.dev_test()
     images = load_images(tp[: args.images], config.preprocess)
     a, b = _build_mae(config).eval(), _build_mae(config).eval()
     scorer = AMAEScorer(a, b, partition_masks(a.num_patches, config.test_masks, config.mask_ratio)).eval()
@@ -335,12 +334,12 @@ def cmd_anatpaste_sheet(args) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cxrscreen.engine.datasets import from_split, load_images
+    from cxrscreen.engine.datasets import load_images
     from cxrscreen.engine.methods.amae.anatpaste import anatpaste, lung_mask
     from cxrscreen.engine.preprocess import PreprocessSpec
 
-    _require_data()
-    data = from_split(DEV_SPLIT, 0.6)
+    dev_split.require()
+    data = dev_split.training_data(0.6)
     unit = (load_images(data.normal_train[: args.n], PreprocessSpec(size=args.size))[:, 0] + 1) / 2
     rng = np.random.default_rng(0)
     fig, axes = plt.subplots(3, args.n, figsize=(2 * args.n, 6.3))

@@ -28,16 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+import dev_split  # bench/ is on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 WORK = REPO / "bench" / "_work" / "ddad"
 RESULTS = REPO / "bench" / "results" / "ddad"
-DEV_SPLIT = DATA / "kermany" / "splits" / "dev.json"
-
-
-def _require_data() -> None:
-    if not DEV_SPLIT.is_file():
-        sys.exit(f"real data not found at {DATA}: this benchmark needs ../shared/data beside the checkout")
 
 
 def _nih64_data(calibration_fraction: float):
@@ -53,14 +49,6 @@ def _nih64_data(calibration_fraction: float):
                         {"kind": "nih64", "labels": str(DATA / "nih64" / "labels.csv"),
                          "unlabeled": "all non-normal train images (anomaly rate 1.0)"})
     return data, [p for p, _ in test], np.array([y for _, y in test])
-
-
-def _dev_test():
-    """dev_test paths (normal, then abnormal) and labels: the engine's reading of a split part."""
-    from cxrscreen.engine.evaluate import read_split_part
-
-    part = read_split_part(DEV_SPLIT, "dev_test")
-    return part.paths, part.labels.astype(int)
 
 
 def train_and_evaluate(name: str, data, test_paths, test_labels, config, progress_mode: str) -> dict:
@@ -123,23 +111,21 @@ def _tag(args, ar: float, seed: int) -> str:
 
 
 def cmd_protocol(args) -> None:
-    from cxrscreen.engine.datasets import from_split
 
-    _require_data()
-    tp, tl = _dev_test()
+    dev_split.require()
+    tp, tl = dev_split.dev_test()
     for seed in args.seeds:
-        data = from_split(DEV_SPLIT, args.ar)
+        data = dev_split.training_data(args.ar)
         train_and_evaluate(_tag(args, args.ar, seed), data, tp, tl, _config(args, seed), args.progress)
 
 
 def cmd_ar_curve(args) -> None:
-    from cxrscreen.engine.datasets import from_split
 
-    _require_data()
-    tp, tl = _dev_test()
+    dev_split.require()
+    tp, tl = dev_split.dev_test()
     for ar in args.ars:
         for seed in args.seeds:
-            data = from_split(DEV_SPLIT, ar)
+            data = dev_split.training_data(ar)
             # module B sees only the known normals, identical at every AR: reuse the AR 0.6 run's
             base = WORK / _tag(args, 0.6, seed)
             reuse = base if ar != 0.6 and (base / "model.pt").is_file() else None
@@ -147,7 +133,7 @@ def cmd_ar_curve(args) -> None:
 
 
 def cmd_nih64(args) -> None:
-    _require_data()
+    dev_split.require()
     data, tp, tl = _nih64_data(0.1)
     for seed in args.seeds:
         tag = f"nih64_{args.backbone}_s{seed}_e{args.epochs}_{args.precision}{_variant(args)}"

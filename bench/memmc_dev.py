@@ -36,39 +36,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+import dev_split  # bench/ is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
-DEV_SPLIT = REPO.parent / "shared" / "data" / "kermany" / "splits" / "dev.json"
 WORK = REPO / "bench" / "_work" / "memmc"
 RESULTS = REPO / "bench" / "results" / "memmc"
 VARIANTS = {"mae": dict(memory_slots=0, long_skips=False, multi_level=False),
             "memory": dict(long_skips=True, multi_level=False),
             "full": dict(long_skips=True, multi_level=True)}
-
-
-def _require_data() -> None:
-    if not DEV_SPLIT.is_file():
-        sys.exit(f"real data not found ({DEV_SPLIT}): this benchmark needs ../shared/data beside the checkout")
-
-
-def _dev_test() -> tuple[list[Path], np.ndarray]:
-    """dev_test paths (normal, then abnormal) and labels: the engine's reading of a split part."""
-    from cxrscreen.engine.evaluate import read_split_part
-
-    part = read_split_part(DEV_SPLIT, "dev_test")
-    return part.paths, part.labels.astype(int)
-
-
-def _data():
-    """The known normals of the split with the engine's calibration hold-out; nothing else."""
-    from cxrscreen.engine.datasets import TrainingData, from_split
-
-    base = from_split(DEV_SPLIT, 0.6)
-    return TrainingData(base.normal_train, base.normal_calibration, [],
-                        {**base.source, "unlabeled": "not used (one-class method)"}, [])
-
-
 
 
 def _name(variant: str, seed: int, epochs: int, robust: bool = False) -> str:
@@ -89,7 +64,7 @@ def evaluate_run(name: str, run_dir: Path, config, data, outcome, extra: dict) -
     from cxrscreen.engine.datasets import load_images
     from cxrscreen.engine.methods.memmc.recipe import evaluate
 
-    paths, y = _dev_test()
+    paths, y = dev_split.dev_test()
     images = load_images(paths, config.preprocess)
     t = time.time()
     scores = evaluate(run_dir, images)["ms-ssim"]
@@ -117,14 +92,14 @@ def evaluate_run(name: str, run_dir: Path, config, data, outcome, extra: dict) -
 
 
 def cmd_protocol(args) -> None:
-    _require_data()
+    dev_split.require()
     from cxrscreen.engine.progress import Progress
     from cxrscreen.engine.stop import StopRequest
     from cxrscreen.engine.torch_runtime import set_threads
     from cxrscreen.engine.train import run_training
 
     set_threads(args.threads)
-    data = _data()
+    data = dev_split.training_data(unlabeled=False)
     for seed in args.seeds:
         for variant in args.variant:
             name = _name(variant, seed, args.epochs, args.robust)
@@ -148,11 +123,11 @@ def cmd_throughput(args) -> None:
     from cxrscreen.engine.methods.memmc import Config
     from cxrscreen.engine.torch_runtime import set_threads
 
-    _require_data()
+    dev_split.require()
     set_threads(args.threads)
     run_dir = WORK / _name(args.variant[0], args.seed, args.epochs, args.robust)
     config = Config.from_dict(json.loads((run_dir / "run.json").read_text())["config"])
-    images = load_images(_dev_test()[0][: args.images], config.preprocess)
+    images = load_images(dev_split.dev_test()[0][: args.images], config.preprocess)
     result = {"run": run_dir.name, "threads": args.threads, "loadavg": os.getloadavg(),
               **_onnx_throughput(run_dir, images, WORK / f"{run_dir.name}.onnx", "cpu")}
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -167,10 +142,10 @@ def cmd_cputime(args) -> None:
     from cxrscreen.engine.datasets import load_images
     from cxrscreen.engine.detector import Detector
 
-    _require_data()
+    dev_split.require()
     name = _name(args.variant[0], args.seed, args.epochs, args.robust)
     det = Detector(WORK / f"{name}.onnx", provider="cpu", threads=1)
-    images = load_images(_dev_test()[0][: args.images], det.preprocess_spec)
+    images = load_images(dev_split.dev_test()[0][: args.images], det.preprocess_spec)
     det.run(images[:32])  # warm-up
     cpu, wall = time.process_time(), time.perf_counter()
     for i in range(0, len(images), 32):
@@ -194,11 +169,11 @@ def cmd_errors(args) -> None:
     from cxrscreen.engine.methods.memmc.recipe import load_scorer
     from cxrscreen.engine.torch_runtime import set_threads
 
-    _require_data()
+    dev_split.require()
     set_threads(args.threads)
     name = _name(args.variant[0], args.seed, args.epochs, args.robust)
     scorer = load_scorer(WORK / name)
-    paths, y = _dev_test()
+    paths, y = dev_split.dev_test()
     images = torch.from_numpy(load_images(paths, _spec(WORK / name)))
     ssim, mse = [], []
     model, w = scorer.model, scorer.patch_weights
@@ -237,9 +212,9 @@ def cmd_steptime(args) -> None:
     from cxrscreen.engine.methods.memmc.recipe import build_model
     from cxrscreen.engine.torch_runtime import set_threads
 
-    _require_data()
+    dev_split.require()
     set_threads(args.threads)
-    data = _data()
+    data = dev_split.training_data(unlabeled=False)
     for variant in args.variant:
         config = _config(args, variant, args.seed)
         images = torch.from_numpy(load_images(data.normal_train[: config.batch_size], config.preprocess))

@@ -38,10 +38,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+import dev_split  # bench/ is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
-DEV_SPLIT = REPO.parent / "shared" / "data" / "kermany" / "splits" / "dev.json"  # --data changes it
 WORK = REPO / "bench" / "_work" / "msacl"
 RESULTS = REPO / "bench" / "results" / "msacl"
 FIGURES = REPO / "bench" / "figures"
@@ -61,34 +60,13 @@ def _recipe(args) -> tuple[dict, str]:
     return (dict(ROBUST_PREPROCESS), "_robust") if args.robust else ({}, "")
 
 
-def _require_data() -> None:
-    if not DEV_SPLIT.is_file():
-        sys.exit(f"real data not found ({DEV_SPLIT}): this benchmark needs ../shared/data beside the checkout, "
-                 "or --data DIR")
-
-
-def _dev_test() -> tuple[list[Path], np.ndarray]:
-    """dev_test paths (normal, then abnormal) and labels: the engine's reading of a split part."""
-    from cxrscreen.engine.evaluate import read_split_part
-
-    part = read_split_part(DEV_SPLIT, "dev_test")
-    return part.paths, part.labels.astype(int)
-
-
-def _data():
-    from cxrscreen.engine.datasets import TrainingData, from_split
-
-    base = from_split(DEV_SPLIT, 0.6)  # known normals with the engine's calibration hold-out
-    return TrainingData(base.normal_train, base.normal_calibration, [], {**base.source, "unlabeled": "not used"}, [])
-
-
 def _evaluate(name: str, run_dir: Path, config, data, outcome, extra: dict, method: str = "msacl") -> dict:
     import torch
 
     from cxrscreen.engine.datasets import load_images
     from cxrscreen.engine.methods import registry
 
-    paths, y = _dev_test()
+    paths, y = dev_split.dev_test()
     images = load_images(paths, config.preprocess)
     t = time.process_time()
     scores = registry()[method].hooks().evaluate(run_dir, images)[registry()[method].score_types[0]]
@@ -115,7 +93,7 @@ def _evaluate(name: str, run_dir: Path, config, data, outcome, extra: dict, meth
 
 def cmd_run(args) -> None:
     """Train (or resume) and evaluate each variant for each seed."""
-    _require_data()
+    dev_split.require()
     from cxrscreen.engine.methods import registry
     from cxrscreen.engine.progress import Progress
     from cxrscreen.engine.stop import StopRequest
@@ -123,7 +101,7 @@ def cmd_run(args) -> None:
     from cxrscreen.engine.train import run_training
 
     set_threads(args.threads)
-    data = _data()
+    data = dev_split.training_data(unlabeled=False)
     recipe, tag = _recipe(args)
     for seed in args.seeds:
         for variant in args.variants:
@@ -147,7 +125,7 @@ def cmd_run(args) -> None:
 
 def cmd_igd(args) -> None:
     """IGD on the encoder of a finished MSACL run of this bench (--encoder-run), or on a random encoder."""
-    _require_data()
+    dev_split.require()
     from cxrscreen.engine.methods import registry
     from cxrscreen.engine.progress import Progress
     from cxrscreen.engine.stop import StopRequest
@@ -155,7 +133,7 @@ def cmd_igd(args) -> None:
     from cxrscreen.engine.train import run_training
 
     set_threads(args.threads)
-    data = _data()
+    data = dev_split.training_data(unlabeled=False)
     recipe, tag = _recipe(args)
     for seed in args.seeds:
         values = {"seed": seed, "device": args.device, "epochs": args.epochs, **recipe}
@@ -180,7 +158,7 @@ def cmd_igd(args) -> None:
 def cmd_sheet(args) -> None:
     """A contact sheet of MedMix views: 4 normals x (A0..A3, each with its lung mask and lesion outlines, then
     the two weak views of A3)."""
-    _require_data()
+    dev_split.require()
     import matplotlib
 
     matplotlib.use("Agg")
@@ -193,7 +171,7 @@ def cmd_sheet(args) -> None:
     from cxrscreen.engine.methods.msacl.recipe import medmix_settings
 
     config = registry()["msacl"].config("small")
-    data = _data()
+    data = dev_split.training_data(unlabeled=False)
     paths = data.normal_train[:: max(1, len(data.normal_train) // 4)][:4]
     images = torch.from_numpy(load_images(paths, config.preprocess))
     masks = torch.from_numpy(lung_masks(images.numpy(), config.preprocess.output_range))
@@ -234,12 +212,12 @@ def cmd_throughput(args) -> None:
     from cxrscreen.engine.methods import registry
     from cxrscreen.engine.torch_runtime import set_threads
 
-    _require_data()
+    dev_split.require()
     set_threads(args.threads)
     run_dir = WORK / args.run
     run = json.loads((run_dir / "run.json").read_text())
     config = registry()[run["method"]].settings.from_dict(run["config"])
-    images = load_images(_dev_test()[0], config.preprocess)
+    images = load_images(dev_split.dev_test()[0], config.preprocess)
     result = {"run": run_dir.name, "threads": args.threads, "loadavg": os.getloadavg(),
               **_onnx_throughput(run_dir, images, WORK / f"{run_dir.name}.onnx", "cpu")}
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -297,8 +275,7 @@ def main() -> None:
         p.add_argument("--robust", action="store_true", help="run, igd: field crop + equalisation (issue 22)")
     args = parser.parse_args()
     if args.data is not None:
-        global DEV_SPLIT
-        DEV_SPLIT = args.data / "kermany" / "splits" / "dev.json"
+        dev_split.use_data(args.data)
     args.fn(args)
 
 

@@ -42,26 +42,13 @@ from pathlib import Path
 
 import numpy as np
 
+import dev_split  # bench/ is on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
-DEV_SPLIT = REPO.parent / "shared" / "data" / "kermany" / "splits" / "dev.json"  # --data changes it
 WORK = REPO / "bench" / "_work" / "wscxr"
 RESULTS = REPO / "bench" / "results" / "wscxr"
 # the letter's Table II: (mining, mixing); "both" last, so a sweep beside it has usually written that row
 ABLATION = {"neither": (False, False), "mining": (True, False), "mixing": (False, True), "both": (True, True)}
-
-
-def _require_data() -> None:
-    if not DEV_SPLIT.is_file():
-        sys.exit(f"real data not found ({DEV_SPLIT}): this benchmark needs ../shared/data beside the checkout, "
-                 "or --data DIR")
-
-
-def _dev_test() -> tuple[list[Path], np.ndarray]:
-    """dev_test paths (normal, then abnormal) and labels: the engine's reading of a split part."""
-    from cxrscreen.engine.evaluate import read_split_part
-
-    part = read_split_part(DEV_SPLIT, "dev_test")
-    return part.paths, part.labels.astype(int)
 
 
 def draw_shots(seed: int) -> list[str]:
@@ -69,18 +56,7 @@ def draw_shots(seed: int) -> list[str]:
     the first K): patients in a seeded random order, one image of each in turn."""
     from cxrscreen.engine.datasets import draw_across_patients
 
-    return draw_across_patients(json.loads(DEV_SPLIT.read_text())["fewshot"]["abnormal"], seed)
-
-
-def _data(k: int, seed: int, unlabeled: bool):
-    """The engine's split data (`train --split dev.json --shots K --seed SEED`): the known normals
-    with the calibration hold-out, the first K of the seed's draw; the AR-0.6 pool when ``unlabeled``."""
-    import dataclasses
-
-    from cxrscreen.engine.datasets import from_split
-
-    data = from_split(DEV_SPLIT, 0.6, shots=k or None, shots_seed=seed)
-    return data if unlabeled else dataclasses.replace(data, unlabeled=[])
+    return draw_across_patients(json.loads(dev_split.SPLIT.read_text())["fewshot"]["abnormal"], seed)
 
 
 def _config(args, seed: int, **values):
@@ -109,14 +85,14 @@ def _train(name: str, config, data, progress_mode: str):
 def cmd_encoder(args) -> None:
     """Pre-train the shared MAE encoder (a WSCXR run with the unlabeled pool; its K = 16 shots do not
     reach the pre-training, which uses normal ∪ unlabeled)."""
-    _require_data()
+    dev_split.require()
     from cxrscreen.engine.torch_runtime import set_threads
 
     set_threads(args.threads)
     config = _config(args, 0, pretrain_epochs=args.pretrain_epochs)
     t0 = time.time()
     load_before = os.getloadavg()
-    run_dir, outcome = _train(args.encoder_name, config, _data(16, 0, unlabeled=True), args.progress)
+    run_dir, outcome = _train(args.encoder_name, config, dev_split.training_data(shots=16, seed=0), args.progress)
     import torch
 
     saved = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
@@ -199,21 +175,21 @@ def _detector(args, name: str, k: int, seed: int, extra: dict, **values) -> dict
         if args.encoder_name != "encoder":
             name = f"{name}_{args.encoder_name}"
     config = _config(args, seed, head=args.head, **values)
-    data = _data(k, seed, unlabeled=False)
-    tp, tl = _dev_test()
+    data = dev_split.training_data(shots=k or None, seed=seed, unlabeled=False)
+    tp, tl = dev_split.dev_test()
     run_dir, outcome = _train(name, config, data, args.progress)
     return evaluate_run(name, run_dir, config, data, outcome, tp, tl, {"k": k, "seed": seed, **extra})
 
 
 def cmd_sweep(args) -> None:
-    _require_data()
+    dev_split.require()
     for seed in args.seeds:
         for k in args.shots:
             _detector(args, f"k{k}_s{seed}_{args.head}", k, seed, {"variant": "both", "head": args.head})
 
 
 def cmd_ablation(args) -> None:
-    _require_data()
+    dev_split.require()
     for seed in args.seeds:
         for k in args.shots:
             for variant, (mining, mixing) in ABLATION.items():
@@ -225,7 +201,7 @@ def cmd_ablation(args) -> None:
 
 
 def cmd_floor(args) -> None:
-    _require_data()
+    dev_split.require()
     for seed in args.seeds:
         for k in args.shots:
             _detector(args, f"floor_random_k{k}_s{seed}_{args.head}", k, seed,
@@ -241,11 +217,11 @@ def cmd_throughput(args) -> None:
     from cxrscreen.engine.methods.wscxr import Config
     from cxrscreen.engine.torch_runtime import set_threads
 
-    _require_data()
+    dev_split.require()
     set_threads(args.threads)
     run_dir = WORK / f"k{args.shots[0]}_s{args.seed}_{args.head}"
     config = Config.from_dict(json.loads((run_dir / "run.json").read_text())["config"])
-    images = load_images(_dev_test()[0], config.preprocess)
+    images = load_images(dev_split.dev_test()[0], config.preprocess)
     result = {"run": run_dir.name, "threads": args.threads, "loadavg": os.getloadavg(),
               **_onnx_throughput(run_dir, images, WORK / f"{run_dir.name}.onnx", "cpu")}
     (RESULTS / f"throughput_{run_dir.name}_t{args.threads}.json").write_text(json.dumps(result, indent=2))
@@ -269,12 +245,12 @@ def cmd_ddad(args) -> None:
     from cxrscreen.engine.torch_runtime import set_threads
     from cxrscreen.engine.train import run_training
 
-    _require_data()
+    dev_split.require()
     set_threads(args.threads)
-    tp, tl = _dev_test()
+    tp, tl = dev_split.dev_test()
     for seed in args.seeds:
         for k in ([0] if args.unlabeled == "ar0.6" else args.shots):
-            base = _data(k, seed, unlabeled=args.unlabeled.startswith("ar0.6"))
+            base = dev_split.training_data(shots=k or None, seed=seed, unlabeled=args.unlabeled.startswith("ar0.6"))
             shots = base.abnormal  # DDAD sees them without their labels, in D_u
             data = dataclasses.replace(base, unlabeled=[*base.unlabeled, *shots], abnormal=[],
                                        source={**base.source, "unlabeled": args.unlabeled})
@@ -386,8 +362,7 @@ def main() -> None:
         p.add_argument("--tag", default="", help="ddad: a suffix of the run names")
     args = parser.parse_args()
     if args.data is not None:
-        global DEV_SPLIT
-        DEV_SPLIT = args.data / "kermany" / "splits" / "dev.json"
+        dev_split.use_data(args.data)
     args.fn(args)
 
 

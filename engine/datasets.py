@@ -24,7 +24,7 @@ import json
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -70,6 +70,10 @@ class TrainingData:
     source: dict[str, Any] = field(default_factory=dict)
     skipped: list[SkippedFile] = field(default_factory=list)
     abnormal: list[Path] = field(default_factory=list)
+
+    def without_unlabeled(self, why: str = "not used (one-class method)") -> TrainingData:
+        """The same lists with no D_u, for a method that does not use it; ``why`` is recorded in the source."""
+        return replace(self, unlabeled=[], source={**self.source, "unlabeled": why})
 
     def role_counts(self) -> dict[str, int]:
         """Images per data role ("normal" counts the held-out ones too) and per normal part."""

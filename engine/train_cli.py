@@ -28,7 +28,6 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -254,7 +253,7 @@ def _data(args: argparse.Namespace, fraction: float, config: Any) -> Any:
                           shots=getattr(args, "shots", None), shots_seed=config.seed)
         if next(r.requirement for r in registry()[args.method].roles if r.role == "unlabeled") == "unused":
             # a one-class method: the split's D_u is not drawn (not refused as if --unlabeled had been given)
-            data = replace(data, unlabeled=[], source={**data.source, "unlabeled": "not used (one-class method)"})
+            data = data.without_unlabeled()
         return data
     return from_folders(args.normal, args.unlabeled, calibration_fraction=fraction, abnormal_dir=args.abnormal)
 
