@@ -19,6 +19,7 @@ real batches were scored; dev_test only measures.
 
     python bench/drift_scores.py --model bench/_work/drift/detector.onnx
     python bench/drift.py --model bench/_work/drift/detector.onnx   # bench/results/drift/drift.json
+    python bench/drift.py --model other.onnx --skip-power --tag NAME   # another detector: bench/results/drift/NAME.json
 """
 from __future__ import annotations
 
@@ -131,6 +132,8 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=200, help="simulated batches per cell (default: %(default)s)")
     p.add_argument("--draws", type=int, default=2000, help="recalibration draws per batch (default: %(default)s)")
     p.add_argument("--skip-power", action="store_true", help="keep the power table of the last run's JSON")
+    p.add_argument("--tag", default="drift", help="result file name (default: %(default)s; the power table is "
+                   "the detector-free simulation, so another detector takes --skip-power)")
     args = p.parse_args()
     t0 = time.time()
     res = {"real": real(args.model, args.draws)}
@@ -140,7 +143,7 @@ def main() -> None:
         res["power"] = json.loads((RESULTS / "drift.json").read_text()).get("power")
     res["seconds"] = time.time() - t0
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "drift.json").write_text(json.dumps(res, indent=2))
+    (RESULTS / f"{args.tag}.json").write_text(json.dumps(res, indent=2))
     print(report(res))
 
 
