@@ -16,7 +16,8 @@ app's path). Shifts are deterministic per image (seeded by its index):
     noise         Gaussian noise, sigma 0.04 (low dose)
     combined      a random mix of two to four of the above per image
 
-    python bench/shift.py --model detector.onnx [--model other.onnx ...] [--out bench/results/shift/NAME.json]
+    python bench/shift.py --model detector.onnx [--model other.onnx ...] [--tag NAME ...]
+    python bench/shift.py --table NAME [NAME ...]      # the table of saved results, side by side
 
 Also evaluated: the real full-size Kermany originals of another batch (``fullres/kermany``,
 ``val`` split, 8 normal + 8 pneumonia, never seen by any detector), scored as the app scores
@@ -179,11 +180,19 @@ def _real_batch(det) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, action="append", required=True)
+    p.add_argument("--model", type=Path, action="append")
+    p.add_argument("--table", nargs="+", metavar="TAG", help="print the table of saved results "
+                   "(bench/results/shift/TAG.json) instead of scoring")
     p.add_argument("--shift", action="append", choices=list(SHIFTS), help="default: all")
     p.add_argument("--tag", action="append", help="result file name per model (default: the model file stem)")
     p.add_argument("--sheet", type=Path, help="also write a PNG contact sheet of one image under every shift")
     args = p.parse_args()
+    if args.table:
+        results = [(tag, json.loads((OUT / f"{tag}.json").read_text())) for tag in args.table]
+        _table(results, [s for s in results[0][1]["shifts"] if all(s in r["shifts"] for _, r in results)])
+        return
+    if not args.model:
+        p.error("give --model (or --table)")
     if not DEV_SPLIT.is_file():
         sys.exit(f"real data not found at {DATA}: this benchmark needs ../shared/data beside the checkout")
     shifts = args.shift or list(SHIFTS)
@@ -194,6 +203,13 @@ def main() -> None:
         tag = args.tag[i] if args.tag and i < len(args.tag) else model.stem
         (OUT / f"{tag}.json").write_text(json.dumps(r, indent=2))
         results.append((tag, r))
+    _table(results, shifts)
+    if args.sheet:
+        _sheet(args.sheet)
+
+
+def _table(results: list[tuple[str, dict]], shifts: list[str]) -> None:
+    """The markdown table of bench/RESULTS.md: one column per detector."""
     print("\nAUROC [95 % CI]; specificity at the promised 95 % (sensitivity there)\n")
     print("| shift | " + " | ".join(tag for tag, _ in results) + " |")
     print("|---|" + "---:|" * len(results))
@@ -210,8 +226,6 @@ def main() -> None:
         for _, r in results) + " |")
     for tag, r in results:
         print(f"{tag}: real batch normals at calibration percentile {r['real_batch']['normal_percentile_median']:.0f}")
-    if args.sheet:
-        _sheet(args.sheet)
 
 
 def _sheet(path: Path) -> None:

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from cxrscreen.engine.methods.base import (
-    LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting, settings_from_dict,
-    settings_to_dict, settings_values, recipe_hooks,
+    ROBUST_PREPROCESS, LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting,
+    settings_from_dict, settings_to_dict, settings_values, recipe_hooks,
 )
 from cxrscreen.engine.preprocess import PreprocessSpec
 
@@ -165,14 +165,24 @@ _COMMON_DEVIATIONS = (
     "layers in training mode)",
     "the heatmap is the blurred absolute residual (IGD's global model has no map)",
 )
+_SMALL_VALUES: dict[str, Any] = {"size": 64, "epochs": 60, "batch_size": 16, "lr": 1e-4, "latent": 128, "dim": 32,
+                                 "xi": 0.5}
+_SMALL_DEVIATIONS = (*_COMMON_DEVIATIONS, "64 px, width 32 and 60 epochs (the code: 256 px, width 64, 256 epochs), for "
+                                          "2 CPU cores; MS-SSIM window 3 (11 needs more than 160 px)")
 PRESETS: tuple[Preset, ...] = (
+    Preset("robust", "Robust to acquisition (recommended; needs a robust MSACL run)",
+           "The default: the small preset with each image cropped to its exposed field and histogram-equalised, the "
+           "preprocessing of MSACL's robust preset (its default), so the encoder sees what it was pre-trained on. "
+           "Measured against the small preset in bench/RESULTS.md (\"Robust recipes for MSACL and AMAE\").",
+           {**_SMALL_VALUES, **ROBUST_PREPROCESS},
+           deviations=(*_SMALL_DEVIATIONS, "each image cropped to its exposed field and histogram-equalised (the "
+                                           "papers: the whole frame, no intensity normalisation)")),
     Preset("small", "Small (2 CPU cores; needs an MSACL run)",
            "IGD's global model at 64 px on a frozen encoder: give a finished MSACL run folder as the Encoder "
            "(--encoder; MSACL-IGD) or a ResNet18 weights file (--backbone-checkpoint); without either the encoder is "
-           "random (the floor). Width 32, 60 epochs.",
-           {"size": 64, "epochs": 60, "batch_size": 16, "lr": 1e-4, "latent": 128, "dim": 32, "xi": 0.5},
-           deviations=(*_COMMON_DEVIATIONS, "64 px, width 32 and 60 epochs (the code: 256 px, width 64, 256 epochs), "
-                                            "for 2 CPU cores; MS-SSIM window 3 (11 needs more than 160 px)")),
+           "random (the floor). Width 32, 60 epochs. The encoder's run must have had the same preprocessing "
+           "(MSACL's small preset).",
+           _SMALL_VALUES, deviations=_SMALL_DEVIATIONS),
     Preset("paper", "IGD's code setting (for a GPU; needs an MSACL run)",
            "IGD's p256 setting on the MSACL encoder: 256 px, latent 128, width 64, Adam 1e-4 betas (0, 0.9), "
            "batch 16, 256 epochs, ξ = 0.5.",
