@@ -275,6 +275,15 @@ class Preset:
                 "values": {k: _plain(v) for k, v in self.values.items()}, "tests_only": self.tests_only}
 
 
+def robust_preset(description: str, values: Mapping[str, Any], deviations: tuple[str, ...],
+                  title: str = "Robust to acquisition (recommended)") -> Preset:
+    """The ``robust`` preset of a method: ``values`` (another preset's) with :data:`ROBUST_PREPROCESS`,
+    and that preset's deviations plus this one."""
+    return Preset("robust", title, description, {**values, **ROBUST_PREPROCESS},
+                  deviations=(*deviations, "each image cropped to its exposed field and histogram-equalised (the "
+                                            "paper: the whole frame, no intensity normalisation)"))
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str

@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from cxrscreen.engine.methods.base import (
-    ROBUST_PREPROCESS, LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting,
-    settings_from_dict, settings_to_dict, settings_values, recipe_hooks,
+    LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting, settings_from_dict,
+    settings_to_dict, settings_values, recipe_hooks, robust_preset,
 )
 from cxrscreen.engine.preprocess import PreprocessSpec
 
@@ -224,16 +224,13 @@ _SMALL_VALUES: dict[str, Any] = {
     "kappa": 0.05, "temperature": 0.2, "in_lungs": True, "padim_dims": 100}
 _SMALL_DEVIATIONS = (*_COMMON_DEVIATIONS, "64 px input (CCD: 256 px) and 30 epochs (CCD: 2000), for 2 CPU cores")
 PRESETS: tuple[Preset, ...] = (
-    Preset("robust", "Robust to acquisition (recommended)",
-           "The default: the small preset with each image cropped to its exposed field and histogram-equalised, for "
-           "the pre-training, PaDiM and scoring alike, so exposure, contrast, borders and framing matter less. "
-           "Against the small preset (seed 0; bench/RESULTS.md): dev_test AUROC 0.907 (0.878; 0.881 ± 0.011 over "
-           "three seeds); over 10 simulated acquisition shifts mean AUROC 0.855 (0.725) and specificity at the "
-           "promised 95 % 0.749 (0.546). Takes as long as the small preset. MSACL-IGD on its encoder takes the "
-           "same preprocessing (its robust preset).",
-           {**_SMALL_VALUES, **ROBUST_PREPROCESS},
-           deviations=(*_SMALL_DEVIATIONS, "each image cropped to its exposed field and histogram-equalised (the "
-                                           "paper: the whole frame, no intensity normalisation)")),
+    robust_preset("The default: the small preset with each image cropped to its exposed field and "
+                  "histogram-equalised, for the pre-training, PaDiM and scoring alike, so exposure, contrast, "
+                  "borders and framing matter less. Against the small preset (seed 0; bench/RESULTS.md): dev_test "
+                  "AUROC 0.907 (0.878; 0.881 ± 0.011 over three seeds); over 10 simulated acquisition shifts mean "
+                  "AUROC 0.855 (0.725) and specificity at the promised 95 % 0.749 (0.546). Takes as long as the "
+                  "small preset. MSACL-IGD on its encoder takes the same preprocessing (its robust preset).",
+                  _SMALL_VALUES, _SMALL_DEVIATIONS),
     Preset("small", "Small (2 CPU cores)",
            "MSACL pre-training of a one-channel ResNet18 at 64 px on the known normals (MedMix inside the lungs, "
            "8 views per image, SGD lr 0.01, batch 32, 30 epochs), then PaDiM on its layer1-3 features (a 16 x 16 "

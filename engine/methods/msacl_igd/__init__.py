@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from cxrscreen.engine.methods.base import (
-    ROBUST_PREPROCESS, LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting,
-    settings_from_dict, settings_to_dict, settings_values, recipe_hooks,
+    LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting, settings_from_dict,
+    settings_to_dict, settings_values, recipe_hooks, robust_preset,
 )
 from cxrscreen.engine.preprocess import PreprocessSpec
 
@@ -170,13 +170,12 @@ _SMALL_VALUES: dict[str, Any] = {"size": 64, "epochs": 60, "batch_size": 16, "lr
 _SMALL_DEVIATIONS = (*_COMMON_DEVIATIONS, "64 px, width 32 and 60 epochs (the code: 256 px, width 64, 256 epochs), for "
                                           "2 CPU cores; MS-SSIM window 3 (11 needs more than 160 px)")
 PRESETS: tuple[Preset, ...] = (
-    Preset("robust", "Robust to acquisition (recommended; needs a robust MSACL run)",
-           "The default: the small preset with each image cropped to its exposed field and histogram-equalised, the "
-           "preprocessing of MSACL's robust preset (its default), so the encoder sees what it was pre-trained on. "
-           "Measured against the small preset in bench/RESULTS.md (\"Robust recipes for MSACL and AMAE\").",
-           {**_SMALL_VALUES, **ROBUST_PREPROCESS},
-           deviations=(*_SMALL_DEVIATIONS, "each image cropped to its exposed field and histogram-equalised (the "
-                                           "papers: the whole frame, no intensity normalisation)")),
+    robust_preset("The default: the small preset with each image cropped to its exposed field and "
+                  "histogram-equalised, the preprocessing of MSACL's robust preset (its default), so the encoder "
+                  "sees what it was pre-trained on. Measured against the small preset in bench/RESULTS.md (\"Robust "
+                  "recipes for MSACL and AMAE\").",
+                  _SMALL_VALUES, _SMALL_DEVIATIONS,
+                  title="Robust to acquisition (recommended; needs a robust MSACL run)"),
     Preset("small", "Small (2 CPU cores; needs an MSACL run)",
            "IGD's global model at 64 px on a frozen encoder: give a finished MSACL run folder as the Encoder "
            "(--encoder; MSACL-IGD) or a ResNet18 weights file (--backbone-checkpoint); without either the encoder is "

@@ -74,8 +74,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from cxrscreen.engine.methods.base import (
-    ROBUST_PREPROCESS, LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting,
-    settings_from_dict, settings_to_dict, settings_values, recipe_hooks,
+    LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting, settings_from_dict,
+    settings_to_dict, settings_values, recipe_hooks, robust_preset,
 )
 from cxrscreen.engine.preprocess import PreprocessSpec
 
@@ -305,15 +305,13 @@ _SMALL_DEVIATIONS = (*_COMMON_DEVIATIONS,
                      "the site's images, not ImageNet DenseNet121 (no ImageNet weights are available offline)",
                      "64 px input (the letter: 256 px); the grid is the letter's 8 x 8")
 PRESETS: tuple[Preset, ...] = (
-    Preset("robust", "Robust to acquisition (recommended)",
-           "The default: the small preset with each image cropped to its exposed field and histogram-equalised, for "
-           "the encoder's pre-training, the discriminator and scoring alike, so exposure, contrast, borders and "
-           "framing matter less. Against the small preset (K = 16, three shot draws; bench/RESULTS.md): dev_test "
-           "AUROC 0.957 ± 0.004 (0.953 ± 0.005); over 10 simulated acquisition shifts (seed 0) mean AUROC 0.940 "
-           "(0.923) and specificity at the promised 95 % 0.873 (0.616). Takes as long as the small preset.",
-           {**_SMALL_VALUES, **ROBUST_PREPROCESS},
-           deviations=(*_SMALL_DEVIATIONS, "each image cropped to its exposed field and histogram-equalised (the "
-                                           "letter: the whole frame, no intensity normalisation)")),
+    robust_preset("The default: the small preset with each image cropped to its exposed field and "
+                  "histogram-equalised, for the encoder's pre-training, the discriminator and scoring alike, so "
+                  "exposure, contrast, borders and framing matter less. Against the small preset (K = 16, three "
+                  "shot draws; bench/RESULTS.md): dev_test AUROC 0.957 ± 0.004 (0.953 ± 0.005); over 10 simulated "
+                  "acquisition shifts (seed 0) mean AUROC 0.940 (0.923) and specificity at the promised 95 % 0.873 "
+                  "(0.616). Takes as long as the small preset.",
+                  _SMALL_VALUES, _SMALL_DEVIATIONS),
     Preset("small", "Small (self-supervised MAE encoder)",
            "WSCXR on the encoder of a small masked autoencoder pre-trained on the site's own images (normal + "
            "unlabeled, or normal + abnormal without labels) at 64 px (an 8 x 8 grid as the letter's), then the "
