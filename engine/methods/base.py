@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from cxrscreen.engine.preprocess import PreprocessSpec
@@ -230,9 +231,9 @@ COMMON_FIELDS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "se
                  "checkpoint_every": "checkpoint_every_s"}
 PREPROCESS_OPTIONS = ("size", "aspect", "intensity", "crop")
 # The acquisition-robust preprocessing (issue 22): each image cropped to its exposed field and histogram-equalised,
-# in training and scoring alike. A preset's values take it as ``{**values, **ROBUST_PREPROCESS}``; the dev benches'
-# --robust too. (DDAD's robust-field preset reaches the same two values through its own robust recipe.)
-ROBUST_PREPROCESS: Mapping[str, str] = {"crop": "field", "intensity": "equalize"}
+# in training and scoring alike: the robust presets (robust_preset) and the dev benches' --robust. (DDAD's
+# robust-field preset reaches the same two values through its own robust recipe.)
+ROBUST_PREPROCESS: Mapping[str, str] = MappingProxyType({"crop": "field", "intensity": "equalize"})
 
 
 @dataclass(frozen=True)
