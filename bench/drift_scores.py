@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+import dev_split  # bench/ is on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-DEV_SPLIT = DATA / "kermany" / "splits" / "dev.json"
 WORK = REPO / "bench" / "_work" / "drift"
 
 
@@ -46,10 +46,8 @@ def score_all(model: Path) -> Path:
     if out.is_file():
         return out
     det = Detector(model, provider="cpu")
-    split = json.loads(DEV_SPLIT.read_text())["dev_test"]
-    root = DEV_SPLIT.parent.parent
-    paths = [root / p for p in split["normal"] + split["abnormal"]]
-    labels = np.r_[np.zeros(len(split["normal"])), np.ones(len(split["abnormal"]))].astype(np.int8)
+    paths, labels = dev_split.dev_test()
+    labels = labels.astype(np.int8)
     pixels = [read_radiograph(p).pixels for p in paths]
     arrays: dict[str, np.ndarray] = {"dev_test_labels": labels}
     for name, fn in SHIFTS.items():
@@ -74,8 +72,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, required=True)
     args = p.parse_args()
-    if not DEV_SPLIT.is_file():
-        sys.exit(f"real data not found at {DATA}: this benchmark needs ../shared/data beside the checkout")
+    dev_split.require()
     print(score_all(args.model))
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -43,9 +42,10 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+import dev_split  # bench/ is on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-DEV_SPLIT = DATA / "kermany" / "splits" / "dev.json"
 OUT = REPO / "bench" / "results" / "shift"
 
 
@@ -120,15 +120,11 @@ SHIFTS["combined"] = _combined
 
 
 def evaluate(model: Path, shifts: list[str]) -> dict:
-    from cxrscreen.engine import metrics as M
     from cxrscreen.engine.detector import Detector
     from cxrscreen.engine.io import read_radiograph
     from cxrscreen.engine.preprocess import preprocess
 
-    d = json.loads(DEV_SPLIT.read_text())["dev_test"]
-    root = DEV_SPLIT.parent.parent
-    paths = [root / p for p in d["normal"] + d["abnormal"]]
-    labels = np.r_[np.zeros(len(d["normal"])), np.ones(len(d["abnormal"]))].astype(int)
+    paths, labels = dev_split.dev_test()
     det = Detector(model)
     pixels = [read_radiograph(p).pixels for p in paths]
     out = {"model": str(model), "model_id": det.meta.model_id, "name": det.meta.name, "provider": det.provider,
@@ -193,8 +189,7 @@ def main() -> None:
         return
     if not args.model:
         p.error("give --model (or --table)")
-    if not DEV_SPLIT.is_file():
-        sys.exit(f"real data not found at {DATA}: this benchmark needs ../shared/data beside the checkout")
+    dev_split.require()
     shifts = args.shift or list(SHIFTS)
     OUT.mkdir(parents=True, exist_ok=True)
     results = []
@@ -231,8 +226,8 @@ def _table(results: list[tuple[str, dict]], shifts: list[str]) -> None:
 def _sheet(path: Path) -> None:
     from cxrscreen.engine.io import read_radiograph
 
-    d = json.loads(DEV_SPLIT.read_text())["dev_test"]
-    p = read_radiograph(DEV_SPLIT.parent.parent / d["abnormal"][3]).pixels
+    d = json.loads(dev_split.SPLIT.read_text())["dev_test"]
+    p = read_radiograph(dev_split.SPLIT.parent.parent / d["abnormal"][3]).pixels
     tiles = []
     for name in SHIFTS:
         t = _resize(SHIFTS[name](p, np.random.default_rng(3)), 224, 224)
