@@ -69,9 +69,6 @@ class Config:
         epochs, batch_size, lr, momentum, weight_decay: the pre-training's SGD (batch in images;
             each gives 8 views), cosine schedule over every step.
         padim_dims: channels PaDiM keeps of ResNet18's 448 (anomalib: 100).
-        padim_views: extra views of every normal for PaDiM's Gaussians, each through the acquisition
-            augmentation (``engine.augment``: zoom, shift, rotation, blur, noise; exposure unless
-            equalised); 0 is PaDiM's (the Gaussians of the normals as they are).
         padim_eps: the covariance regulariser ε·I (anomalib: 0.01).
         blur_sigma_256: σ of the heatmap blur in pixels at 256 px (anomalib: 4), scaled to the size.
         seed: seeds the network, MedMix, views, batch order and PaDiM's channels.
@@ -106,10 +103,6 @@ class Config:
     weight_decay: float = 3e-4
     padim_dims: int = setting(100, flag="--padim-dims", minimum=1, maximum=PADIM_CHANNELS,
                               help="PaDiM: channels kept (at random) of ResNet18's 448 layer1-3 channels")
-    padim_views: int = setting(0, flag="--padim-views", minimum=0, maximum=32,
-                               help="PaDiM: also fit the Gaussians on this many acquisition-augmented views of every "
-                                    "normal (zoom, shift, rotation, blur, noise), so framing moves the score less "
-                                    "(0: PaDiM's)")
     padim_eps: float = 0.01
     blur_sigma_256: float = 4.0
     seed: int = setting(0, common=True, flag="--seed")
@@ -137,8 +130,6 @@ class Config:
         if not 0.0 <= self.momentum < 1.0 or self.weight_decay < 0:
             raise ValueError(f"momentum must be in [0, 1) and weight_decay >= 0, got {self.momentum}, "
                              f"{self.weight_decay}")
-        if not 0 <= self.padim_views <= 32:
-            raise ValueError(f"padim_views must be in [0, 32], got {self.padim_views}")
         if not 1 <= self.padim_dims <= PADIM_CHANNELS:
             raise ValueError(f"padim_dims must be in [1, {PADIM_CHANNELS}], got {self.padim_dims}")
         low, high = (float(v) for v in self.lesion_side)
@@ -193,7 +184,7 @@ def describe(config: Config) -> dict[str, str]:
     return {"backbone": backbone_name(config), "score_type": "max"}
 
 
-_OWN = ("pretrain", "medmix", "msacl_loss", "kappa", "temperature", "in_lungs", "padim_dims", "padim_views")
+_OWN = ("pretrain", "medmix", "msacl_loss", "kappa", "temperature", "in_lungs", "padim_dims")
 
 
 def make_config(values: dict[str, Any]) -> Config:

@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from cxrscreen.engine.datasets import DataError, TrainingData
 from cxrscreen.engine.loop import FINAL_MODEL, TrainingLoop, load_file
 from cxrscreen.engine.methods.amae.recipe import _file_sha256  # the one file hash of the methods (as WSCXR)
-from cxrscreen.engine.augment import AcquisitionAugment
 from cxrscreen.engine.methods.msacl import Config
 from cxrscreen.engine.methods.msacl.losses import centre_loss, class_centres, msacl_loss
 from cxrscreen.engine.methods.msacl.medmix import MedMixSettings, lung_masks, medmix_batch, position_pairs, weak_views
@@ -33,7 +32,7 @@ from cxrscreen.models.msacl import AUG_CLASSES, MSACLNet, resnet18_encoder
 from cxrscreen.models.padim import PaDiMScorer, ResNetStages
 
 # offsets of the seeds derived from Config.seed (one stream per use)
-_SEED_NET, _SEED_TRAIN, _SEED_CENTRES, _SEED_PADIM, _SEED_VIEWS = range(5)
+_SEED_NET, _SEED_TRAIN, _SEED_CENTRES, _SEED_PADIM = range(4)
 # SCAN's cosine schedule as CCD runs it (colon_global/utils/common_config.py adjust_learning_rate):
 # per epoch, from lr down to lr * 0.1 ** 3
 _COSINE_FLOOR = 0.1**3
@@ -243,21 +242,6 @@ def fit_gaussians(stages: nn.Module, images: Tensor, eps: float, device: torch.d
     return mean.float().cpu(), torch.linalg.inv(covariance).float().cpu()
 
 
-@torch.no_grad()
-def padim_images(config: Config, normal: Tensor, batch: int = 256) -> Tensor:
-    """The images PaDiM's Gaussians are fit on: the normals, then ``padim_views`` acquisition-augmented
-    views of each (seeded, so a rerun fits the same Gaussians)."""
-    if config.padim_views == 0:
-        return normal
-    augment = AcquisitionAugment(config.preprocess.output_range,
-                                 photometric=config.preprocess.intensity != "equalize")
-    generator = torch.Generator().manual_seed(_seed(config, _SEED_VIEWS))
-    views = [normal]
-    for _ in range(config.padim_views):
-        views.append(torch.cat([augment(normal[i : i + batch], generator) for i in range(0, len(normal), batch)]))
-    return torch.cat(views)
-
-
 # ---------------------------------------------------------------------- training
 class _Run:
     """One training run on the engine's loop: pre-training, then PaDiM."""
@@ -314,7 +298,7 @@ class _Run:
         stages = _stages(c, self.done["encoder"]).to(self.device)
         index = padim_index(c, stages.channels)
         stages = _stages(c, self.done["encoder"], index).to(self.device)
-        mean, inv_covariance = fit_gaussians(stages, padim_images(c, self.normal), c.padim_eps, self.device)
+        mean, inv_covariance = fit_gaussians(stages, self.normal, c.padim_eps, self.device)
         self.progress.update(len(self.normal), force=True)
         return {"index": index, "mean": mean, "inv_covariance": inv_covariance}
 
