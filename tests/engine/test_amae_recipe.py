@@ -195,3 +195,37 @@ def test_module_b_variant_is_an_option_with_the_paper_as_default():
     assert c.module_b == "normal+pseudo-abnormal"
     with pytest.raises(ValueError, match="module_b"):
         preset_config("tiny", module_b="everything")
+
+
+def test_stage2_acquisition_augmentation_is_an_option_with_the_paper_as_default():
+    from cxrscreen.engine.methods.amae.recipe import _MAETrainer
+
+    assert amae.config_from_args(_args(), PreprocessSpec(size=64)).augment == "none"
+    assert amae.config_from_args(_args(augment="acquisition"), PreprocessSpec(size=64)).augment == "acquisition"
+    with pytest.raises(ValueError, match="augment"):
+        preset_config("tiny", augment="flip")
+    c = preset_config("tiny", augment="acquisition", batch_size=4)
+    data = torch.linspace(-1, 1, 8 * c.preprocess.size**2).reshape(8, 1, c.preprocess.size, c.preprocess.size)
+
+    def batches(augment: str, steps: int, state: dict | None = None) -> tuple[list[torch.Tensor], dict]:
+        torch.manual_seed(0)
+        model = MaskedAutoencoder(**c.mae_kwargs())
+        t = _MAETrainer(model, data, c, lr=1e-3, warmup=0, epochs=1, seed=5, steps_per_epoch=steps, masks_per_image=1,
+                        augment=augment, device=torch.device("cpu"))
+        if state is not None:
+            t.load_state(state)
+        seen = []
+        model.forward = (lambda f: lambda x, m: (seen.append(x.clone()), f(x, m))[1])(model.forward)
+        t.run_epoch(0, lambda v: None)
+        return seen, t.state()
+
+    plain, _ = batches("none", 1)
+    augmented, state = batches("acquisition", 1)
+    assert plain[0].shape == augmented[0].shape and not torch.allclose(plain[0], augmented[0])  # changed images
+    assert float(augmented[0].min()) >= -1 and float(augmented[0].max()) <= 1  # still in the preprocessing's range
+    # a resumed run replays the augmentation's random stream from the checkpoint: its next batch is the one an
+    # uninterrupted run sees second
+    continuous, _ = batches("acquisition", 2)
+    resumed, _ = batches("acquisition", 1, state)
+    torch.testing.assert_close(continuous[0], augmented[0])
+    torch.testing.assert_close(resumed[0], continuous[1])

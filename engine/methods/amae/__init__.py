@@ -84,6 +84,7 @@ Preset = Literal["small", "paper", "tiny"]
 ScoreType = Literal["inter", "stage1"]  # the scorers models.amae provides (tested)
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 ModuleB = Literal["pseudo-abnormal", "normal+pseudo-abnormal"]
+Augment = Literal["none", "acquisition"]
 PRESETS: tuple[str, ...] = get_args(Preset)
 SCORE_TYPES: tuple[str, ...] = get_args(ScoreType)
 PHASES: tuple[str, ...] = ("pretrain", "stage1", "pseudo-label", "stage2")  # progress phases, in order
@@ -180,6 +181,9 @@ class Config:
             content; on Kermany pneumonia, hazy lungs are easier to reconstruct than sharp normal
             ribs, and a B that never saw a normal chest disagrees most with A on *normal* images).
         epochs, lr, warmup_epochs: stage 2 (the shared --epochs / --lr options).
+        augment: stage 2's train-time augmentation: "none" (the paper) or "acquisition" (zoom,
+            shift, rotation, blur, noise and, unless equalised, exposure: ``engine.augment``, as
+            DDAD's), so both modules see other framings and agree on them.
         batch_size: images per step in every phase (stage 1: normals, plus as many synthetic).
         weight_decay, betas: AdamW (pre-training and stage 2).
         train_masks, test_masks: masks per image in stage-2 training (2) and at test time (4).
@@ -221,6 +225,9 @@ class Config:
                                 help="stage-2 module B's data: the pseudo-abnormal images (the paper's) or the known "
                                      "normals plus them (our variant; the quick preset's)")
     epochs: int = setting(30, common=True, flag="--epochs")
+    augment: Augment = setting("none", flag="--augment", choices=get_args(Augment), option_default=None,
+                               help="stage-2 train-time acquisition augmentation (none is the paper's; default: the "
+                                    "preset's)")
     lr: float = setting(5e-4, common=True, flag="--lr")
     warmup_epochs: int = setting(3, flag="--warmup-epochs", minimum=0, option_default=None,
                                  help="stage-2 warm-up epochs before the cosine decay (default: the architecture's)")
@@ -240,6 +247,7 @@ class Config:
     def __post_init__(self) -> None:
         for name, value, allowed in (("preset", self.preset, PRESETS), ("score_type", self.score_type, SCORE_TYPES),
                                      ("module_b", self.module_b, get_args(ModuleB)),
+                                     ("augment", self.augment, get_args(Augment)),
                                      ("device", self.device, get_args(DeviceChoice))):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -319,7 +327,7 @@ def make_config(values: dict[str, Any]) -> Config:
     if values.get("mae_checkpoint") is not None:
         overrides["mae_checkpoint"] = str(Path(values["mae_checkpoint"]).resolve())
         overrides["pretrain_epochs"] = 0  # a checkpoint replaces pre-training unless asked for
-    for name in ("pretrain_epochs", "stage1_epochs", "warmup_epochs", "module_b", "score_type"):
+    for name in ("pretrain_epochs", "stage1_epochs", "warmup_epochs", "module_b", "score_type", "augment"):
         if values.get(name) is not None:
             overrides[name] = values[name]
     preprocess = preprocess_from(PreprocessSpec(size=PRESET_SETTINGS[arch]["size"]), values)

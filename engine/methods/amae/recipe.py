@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cxrscreen.engine.augment import AcquisitionAugment
 from cxrscreen.engine.datasets import DataError, TrainingData
 from cxrscreen.engine.loop import TrainingLoop, load_file
 from cxrscreen.engine.methods.amae import FINAL_MODEL, Config, ScoreType, backbone_name
@@ -120,16 +121,23 @@ class _MAETrainer:
 
     Args:
         masks_per_image: each batch image is reconstructed under this many independent masks.
-        augment: random resized crops (pre-training only).
+        augment: random resized crops (pre-training), the acquisition augmentation (stage 2 with
+            ``config.augment == "acquisition"``) or none.
     """
 
     def __init__(self, model: MaskedAutoencoder, data: Tensor, config: Config, *, lr: float, warmup: int, epochs: int,
-                 seed: int, steps_per_epoch: int, masks_per_image: int, augment: bool, device: torch.device) -> None:
+                 seed: int, steps_per_epoch: int, masks_per_image: int, augment: Literal["crop", "acquisition", "none"],
+                 device: torch.device) -> None:
         self.model, self.data, self.config, self.device = model.to(device).train(), data, config, device
         self.lr, self.warmup, self.epochs = lr, warmup, epochs
         self.steps_per_epoch, self.masks_per_image, self.augment = steps_per_epoch, masks_per_image, augment
         self.sampler = _Sampler(len(data), config.batch_size, seed)
         self.mask_generator = torch.Generator().manual_seed(seed + 500_000)
+        self.acquisition = None
+        if augment == "acquisition":  # its own generator: the masks stay those of an unaugmented run
+            self.acquisition = AcquisitionAugment(config.preprocess.output_range,
+                                                  photometric=config.preprocess.intensity != "equalize")
+            self.augment_generator = torch.Generator().manual_seed(seed + 700_000)
         fused = device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=lr, betas=config.betas, fused=fused)
 
@@ -140,8 +148,10 @@ class _MAETrainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr_at(epoch + s / self.steps_per_epoch, self.lr, self.warmup, self.epochs)
             x = self.data[self.sampler.next()].to(self.device)
-            if self.augment:
+            if self.augment == "crop":
                 x = random_resized_crop(x, self.config.crop_scale, self.mask_generator)
+            elif self.acquisition is not None:
+                x = self.acquisition(x, self.augment_generator)
             x = x.repeat(self.masks_per_image, 1, 1, 1)
             mask = random_masks(len(x), self.model.num_patches, self.config.mask_ratio, self.mask_generator, self.device)
             out = self.model(x, mask)
@@ -155,13 +165,16 @@ class _MAETrainer:
 
     def state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "sampler": self.sampler.state(), "masks": self.mask_generator.get_state()}
+                "sampler": self.sampler.state(), "masks": self.mask_generator.get_state(),
+                **({"augment": self.augment_generator.get_state()} if self.acquisition is not None else {})}
 
     def load_state(self, s: dict[str, Any]) -> None:
         self.model.load_state_dict(s["model"])
         self.optimizer.load_state_dict(s["optimizer"])
         self.sampler.load_state(s["sampler"])
         self.mask_generator.set_state(s["masks"])
+        if self.acquisition is not None:
+            self.augment_generator.set_state(s["augment"])
 
 
 # ---------------------------------------------------------------------- pseudo-labels
@@ -330,7 +343,7 @@ class _Run:
                 steps = max(1, len(union) // c.batch_size)
                 trainer = _MAETrainer(self.mae, union, c, lr=c.pretrain_lr, warmup=c.pretrain_warmup_epochs,
                                       epochs=c.pretrain_epochs, seed=_seed(c, _SEED_PRETRAIN), steps_per_epoch=steps,
-                                      masks_per_image=1, augment=True, device=self.device)
+                                      masks_per_image=1, augment="crop", device=self.device)
                 start, state = self._resuming("pretrain")
                 if state is not None:
                     trainer.load_state(state)
@@ -435,7 +448,7 @@ class _Run:
             module.load_state_dict(self.done["pretrained"])  # both modules start from the pre-trained MAE
             trainers[name] = _MAETrainer(module, subset, c, lr=c.lr, warmup=c.warmup_epochs, epochs=c.epochs,
                                          seed=_seed(c, which), steps_per_epoch=steps, masks_per_image=c.train_masks,
-                                         augment=False, device=self.device)
+                                         augment=c.augment, device=self.device)
         start, state = self._resuming("stage2")
         if state is not None:
             for name, t in trainers.items():
