@@ -99,6 +99,16 @@ def test_every_preset_builds_settings_and_the_method_defaults_are_its_settings_d
         assert trained_dict(m.config(None)) == trained_dict(m.settings())
 
 
+def test_every_methods_default_is_acquisition_robust_and_the_papers_recipe_stays_a_preset():
+    """Issue 22: the default preset crops to the exposed field and equalises; a paper preset does neither."""
+    for m in registry().values():
+        default = m.config(m.preset(None).name).preprocess  # what `train` without --preset uses
+        assert (default.crop, default.intensity) == ("field", "equalize"), m.name
+        papers = [p for p in m.presets if p.name == "paper"]
+        assert papers and (m.config("paper").preprocess.crop, m.config("paper").preprocess.intensity) == \
+            ("none", "none"), m.name
+
+
 def _train(args: list[str], capsys) -> tuple[int, str]:
     try:
         code = cli(["train", *args])
