@@ -129,7 +129,7 @@ def _train(args: list[str], capsys) -> tuple[int, str]:
     (["--threads", "-1"], "--threads must be >= 0, got -1"),
     (["--members", "1"], "--members must be >= 2, got 1"),
     (["--preset", "fast"], "--preset must be one of robust-field, paper, robust, quick, tiny for method ddad; got 'fast'"),
-    (["--method", "amae", "--preset", "robust-field"], "--preset must be one of robust, quick, paper, small, tiny"),
+    (["--method", "amae", "--preset", "robust-field"], "--preset must be one of robust, robust-augment, quick, paper, small, tiny"),
     (["--size", "60"], "the DDAD autoencoder needs an input size divisible by 16"),
 ])
 def test_bad_settings_get_one_line_and_exit_2(folders, tmp_path, capsys, args, expected):
