@@ -35,7 +35,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from shift import DATA, DEV_SPLIT, SHIFTS, _summary  # noqa: E402
+import dev_split  # noqa: E402
+from shift import DATA, SHIFTS, _summary  # noqa: E402
 
 OUT = REPO / "bench" / "results" / "shift"
 N_ABNORMAL_EVAL = 400
@@ -49,8 +50,8 @@ def _write(src: Path, dst: Path, shift: str, seed: int) -> None:
 
 
 def prepare(work: Path, confirmed: int, shift: str) -> None:
-    split = json.loads(DEV_SPLIT.read_text())
-    root = DEV_SPLIT.parent.parent
+    split = json.loads(dev_split.SPLIT.read_text())
+    root = dev_split.SPLIT.parent.parent
     pool_n, pool_a = split["unlabeled_pool"]["normal"], split["unlabeled_pool"]["abnormal"]
     if not 0 <= confirmed <= 100:
         sys.exit(f"--confirmed must be in [0, 100], got {confirmed}")
@@ -87,8 +88,8 @@ def evaluate(work: Path, models: list[Path], tags: list[str]) -> None:
     rows = list(csv.DictReader(open(work / "batch" / "labels.csv")))
     paths = [work / "batch" / r["path"] for r in rows]
     labels = np.array([int(r["label"]) for r in rows])
-    split = json.loads(DEV_SPLIT.read_text())["dev_test"]
-    dev_paths = [DEV_SPLIT.parent.parent / q for q in split["normal"] + split["abnormal"]]
+    split = json.loads(dev_split.SPLIT.read_text())["dev_test"]
+    dev_paths = [dev_split.SPLIT.parent.parent / q for q in split["normal"] + split["abnormal"]]
     dev_labels = np.r_[np.zeros(len(split["normal"])), np.ones(len(split["abnormal"]))].astype(int)
     about = json.loads((work / "batch" / "about.json").read_text())
     for model, tag in zip(models, tags):
@@ -123,7 +124,7 @@ def main() -> None:
     ev.add_argument("--model", type=Path, action="append", required=True)
     ev.add_argument("--tag", action="append", required=True)
     args = p.parse_args()
-    if not DEV_SPLIT.is_file():
+    if not dev_split.SPLIT.is_file():
         sys.exit(f"real data not found at {DATA}: this benchmark needs ../shared/data beside the checkout")
     if args.command == "prepare":
         prepare(args.work, args.confirmed, args.shift)

@@ -32,7 +32,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from shift import DATA, DEV_SPLIT, SHIFTS  # noqa: E402
+import dev_split  # noqa: E402
+from shift import DATA, SHIFTS  # noqa: E402
 
 SPECS = {
     "paper (no normalisation)": {"size": 64},
@@ -81,8 +82,8 @@ def score_speed(models: list[Path], rounds: int) -> dict[str, list[float]]:
     from cxrscreen.engine.detector import Detector
     from cxrscreen.engine.scoring import iter_scores
 
-    split = json.loads(DEV_SPLIT.read_text())["dev_test"]
-    paths = [DEV_SPLIT.parent.parent / q for q in split["normal"] + split["abnormal"]]
+    split = json.loads(dev_split.SPLIT.read_text())["dev_test"]
+    paths = [dev_split.SPLIT.parent.parent / q for q in split["normal"] + split["abnormal"]]
     detectors = {str(m): Detector(m) for m in models}
     rates: dict[str, list[float]] = {k: [] for k in detectors}
     for _ in range(rounds):
@@ -101,7 +102,7 @@ def main() -> None:
     p.add_argument("--score", type=Path, nargs=2, metavar=("WHOLE", "FIELD"),
                    help="time end-to-end scoring with these two detectors instead")
     args = p.parse_args()
-    if not DEV_SPLIT.is_file():
+    if not dev_split.SPLIT.is_file():
         sys.exit(f"real data not found at {DATA}: this benchmark needs ../shared/data beside the checkout")
     if args.images < 1 or args.rounds < 1:
         sys.exit(f"--images and --rounds must be >= 1, got {args.images} and {args.rounds}")
@@ -113,8 +114,8 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"images": 642, "score_images_per_s": rates}, indent=2))
         return
-    split = json.loads(DEV_SPLIT.read_text())
-    root = DEV_SPLIT.parent.parent
+    split = json.loads(dev_split.SPLIT.read_text())
+    root = dev_split.SPLIT.parent.parent
     train = [root / q for q in split["train"]["known_normal"][: args.images]]
     full = sorted((DATA / "fullres" / "kermany" / "val").iterdir())
     result = {"images": len(train), "stability_mean_abs_diff": stability(train),
