@@ -277,10 +277,10 @@ class Preset:
 
 
 def robust_preset(description: str, values: Mapping[str, Any], deviations: tuple[str, ...],
-                  title: str = "Robust to acquisition (recommended)") -> Preset:
-    """The ``robust`` preset of a method: ``values`` (another preset's) with :data:`ROBUST_PREPROCESS`,
-    and that preset's deviations plus this one."""
-    return Preset("robust", title, description, {**values, **ROBUST_PREPROCESS},
+                  title: str = "Robust to acquisition (recommended)", name: str = "robust") -> Preset:
+    """The ``robust`` preset of a method (or another of that kind, ``name``): ``values`` (another
+    preset's) with :data:`ROBUST_PREPROCESS`, and that preset's deviations plus this one."""
+    return Preset(name, title, description, {**values, **ROBUST_PREPROCESS},
                   deviations=(*deviations, "each image cropped to its exposed field and histogram-equalised (the "
                                             "paper: the whole frame, no intensity normalisation)"))
 
