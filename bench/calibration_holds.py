@@ -27,6 +27,7 @@ each on all 120 calibration normals.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -54,6 +55,7 @@ def _engine(*args: str) -> None:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options; --help answers
     if not DEV_SPLIT.is_file():
         sys.exit(f"real data not found at {DATA}: this benchmark needs ../shared/data beside the checkout")
     sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO)]
