@@ -22,6 +22,7 @@ import dev_split  # noqa: E402  (bench/ is on sys.path)
 from cxrscreen.engine.io import read_radiograph  # noqa: E402
 from cxrscreen.engine.methods.amae.anatpaste import lung_mask  # noqa: E402
 from cxrscreen.engine.preprocess import field_box  # noqa: E402
+from shift import crop_window  # noqa: E402  (bench/shift.py's framing shifts)
 
 
 def small(p: np.ndarray, side: int = 256) -> tuple[np.ndarray, float]:
@@ -40,14 +41,6 @@ def box(p: np.ndarray) -> np.ndarray | None:
         return None
     rows, cols = np.where(m.any(1))[0], np.where(m.any(0))[0]
     return np.array([rows[0], rows[-1] + 1, cols[0], cols[-1] + 1]) / s
-
-
-def _window(h: int, w: int, frac: float, dy: float, dx: float) -> tuple[int, int, int, int]:
-    """The crop window of bench/shift.py's ``_crop``: (top, left, height, width)."""
-    ch, cw = int(round(h * frac)), int(round(w * frac))
-    top = int(np.clip((h - ch) / 2 + dy * h, 0, h - ch))
-    left = int(np.clip((w - cw) / 2 + dx * w, 0, w - cw))
-    return top, left, ch, cw
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -74,7 +67,7 @@ def main() -> None:
         rng = np.random.default_rng(i)  # as bench/shift.py draws crop_offset's direction
         for name, (frac, dy, dx) in (("crop_tight", (0.8, 0.0, 0.0)),
                                      ("crop_offset", (0.85, 0.07 * rng.choice([-1, 1]), 0.07 * rng.choice([-1, 1])))):
-            top, left, ch, cw = _window(h, w, frac, dy, dx)
+            top, left, ch, cw = crop_window(h, w, frac, dy, dx)
             b1 = box(p[top : top + ch, left : left + cw])
             ious[name].append(0.0 if b1 is None else _iou(b0, b1 + np.array([top, top, left, left])))
     print(f"images without a lung mask: {missing}; lung box share of the field: median {np.median(sizes):.2f}, "

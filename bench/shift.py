@@ -53,11 +53,16 @@ def _resize(p: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.asarray(Image.fromarray(p.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
-def _crop(p: np.ndarray, frac: float, dy: float = 0.0, dx: float = 0.0) -> np.ndarray:
-    h, w = p.shape
+def crop_window(h: int, w: int, frac: float, dy: float = 0.0, dx: float = 0.0) -> tuple[int, int, int, int]:
+    """The window ``_crop`` keeps of an (h, w) image: (top, left, height, width)."""
     ch, cw = int(round(h * frac)), int(round(w * frac))
     top = int(np.clip((h - ch) / 2 + dy * h, 0, h - ch))
     left = int(np.clip((w - cw) / 2 + dx * w, 0, w - cw))
+    return top, left, ch, cw
+
+
+def _crop(p: np.ndarray, frac: float, dy: float = 0.0, dx: float = 0.0) -> np.ndarray:
+    top, left, ch, cw = crop_window(*p.shape, frac, dy, dx)
     return p[top : top + ch, left : left + cw]
 
 
