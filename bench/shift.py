@@ -190,7 +190,9 @@ def main() -> None:
     args = p.parse_args()
     if args.table:
         results = [(tag, json.loads((OUT / f"{tag}.json").read_text())) for tag in args.table]
-        _table(results, [s for s in results[0][1]["shifts"] if all(s in r["shifts"] for _, r in results)])
+        shifts = [s for s in results[0][1]["shifts"] if all(s in r["shifts"] for _, r in results)]
+        _table(results, shifts)
+        _seed_means(results, shifts)
         return
     if not args.model:
         p.error("give --model (or --table)")
@@ -226,6 +228,30 @@ def _table(results: list[tuple[str, dict]], shifts: list[str]) -> None:
         for _, r in results) + " |")
     for tag, r in results:
         print(f"{tag}: real batch normals at calibration percentile {r['real_batch']['normal_percentile_median']:.0f}")
+
+
+def _seed_means(results: list[tuple[str, dict]], shifts: list[str]) -> None:
+    """Mean ± sd over seeds of the tags that differ only in a ``_sN`` ending (two seeds or more)."""
+    groups: dict[str, list[dict]] = {}
+    for tag, r in results:
+        stem, _, seed = tag.rpartition("_s")
+        if stem and seed.isdigit():
+            groups.setdefault(stem, []).append(r)
+    rows = {"dev_test AUROC": lambda r: r["shifts"]["none"]["auroc"],
+            "dev_test AP": lambda r: r["shifts"]["none"]["ap"],
+            "crop_tight": lambda r: r["shifts"]["crop_tight"]["auroc"],
+            "crop_offset": lambda r: r["shifts"]["crop_offset"]["auroc"],
+            "combined": lambda r: r["shifts"]["combined"]["auroc"],
+            "mean AUROC of the shifts": lambda r: np.mean([r["shifts"][s]["auroc"] for s in shifts if s != "none"]),
+            "mean specificity at the promised 95 %": lambda r: np.mean(
+                [r["shifts"][s]["specificity_at_calibrated_95"] for s in shifts if s != "none"]),
+            "real batch AUROC": lambda r: r["real_batch"]["auroc"]}
+    for stem, rs in groups.items():
+        if len(rs) < 2 or not all(k in shifts for k in ("none", "crop_tight", "crop_offset", "combined")):
+            continue
+        cells = [f"{name} {np.mean([f(r) for r in rs]):.3f} ± {np.std([f(r) for r in rs], ddof=1):.3f}"
+                 for name, f in rows.items()]
+        print(f"{stem} ({len(rs)} seeds): " + "; ".join(cells))
 
 
 def _sheet(path: Path) -> None:
