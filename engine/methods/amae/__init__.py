@@ -354,9 +354,10 @@ _QUICK_DEVIATIONS = (*_COMMON_DEVIATIONS, "a small ViT (192-d x 6 blocks, 8-px p
                      "only)")
 PRESETS_DECLARED: tuple[MethodPreset, ...] = (
     robust_preset("The default: the quick preset with each image cropped to its exposed field and "
-                  "histogram-equalised, for pre-training, both stages and scoring alike, so exposure, contrast, "
-                  "borders and framing matter less. Against the quick preset (seed 0, AR 0.6; bench/RESULTS.md): "
-                  "dev_test AUROC 0.966 (0.940; three seeds of robust: 0.964 ± 0.002); over 10 simulated acquisition "
+                  "histogram-equalised, for pre-training, both stages and scoring alike, so exposure, contrast "
+                  "and borders matter less (a tighter or off-centre framing still does). Against the quick preset "
+                  "(seed 0, AR 0.6; bench/RESULTS.md): dev_test AUROC 0.966 (0.940; three seeds of robust: "
+                  "0.964 ± 0.002); over 10 simulated acquisition "
                   "shifts mean AUROC 0.912 (0.878) and specificity at the promised 95 % 0.710 (0.451). Takes as long "
                   "as the quick preset (about 25 minutes on 2 CPU cores).",
                   _QUICK_VALUES, _QUICK_DEVIATIONS),

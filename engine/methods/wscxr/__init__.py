@@ -307,8 +307,9 @@ _SMALL_DEVIATIONS = (*_COMMON_DEVIATIONS,
 PRESETS: tuple[Preset, ...] = (
     robust_preset("The default: the small preset with each image cropped to its exposed field and "
                   "histogram-equalised, for the encoder's pre-training, the discriminator and scoring alike, so "
-                  "exposure, contrast, borders and framing matter less. Against the small preset (K = 16, three "
-                  "shot draws; bench/RESULTS.md): dev_test AUROC 0.957 ± 0.004 (0.953 ± 0.005); over 10 simulated "
+                  "exposure, contrast and borders matter less (a tighter or off-centre framing still does). "
+                  "Against the small preset (K = 16, three shot draws; bench/RESULTS.md): dev_test AUROC "
+                  "0.957 ± 0.004 (0.953 ± 0.005); over 10 simulated "
                   "acquisition shifts (seed 0) mean AUROC 0.940 (0.923) and specificity at the promised 95 % 0.873 "
                   "(0.616). Takes as long as the small preset.",
                   _SMALL_VALUES, _SMALL_DEVIATIONS),
