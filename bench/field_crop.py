@@ -82,8 +82,7 @@ def score_speed(models: list[Path], rounds: int) -> dict[str, list[float]]:
     from cxrscreen.engine.detector import Detector
     from cxrscreen.engine.scoring import iter_scores
 
-    split = json.loads(dev_split.SPLIT.read_text())["dev_test"]
-    paths = [dev_split.SPLIT.parent.parent / q for q in split["normal"] + split["abnormal"]]
+    paths, _ = dev_split.dev_test()
     detectors = {str(m): Detector(m) for m in models}
     rates: dict[str, list[float]] = {k: [] for k in detectors}
     for _ in range(rounds):

@@ -10,7 +10,6 @@ coordinates and prints the intersection over union of the two boxes.
 
     python bench/lung_box.py
 """
-import json
 import sys
 from pathlib import Path
 
@@ -50,12 +49,12 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main() -> None:
-    d = json.loads(dev_split.SPLIT.read_text())["dev_test"]
-    root = dev_split.SPLIT.parent.parent
+    paths, labels = dev_split.dev_test()
+    chosen = [q for q, y in zip(paths, labels) if y == 0][:40] + [q for q, y in zip(paths, labels) if y == 1][:40]
     ious: dict[str, list[float]] = {"crop_tight": [], "crop_offset": []}
     sizes, missing = [], 0
-    for i, rel in enumerate(d["normal"][:40] + d["abnormal"][:40]):
-        p = read_radiograph(root / rel).pixels.astype(np.float32)
+    for i, path in enumerate(chosen):
+        p = read_radiograph(path).pixels.astype(np.float32)
         t, b, l, r = field_box(p)
         p = p[t:b, l:r]
         h, w = p.shape

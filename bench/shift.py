@@ -189,7 +189,16 @@ def main() -> None:
     p.add_argument("--sheet", type=Path, help="also write a PNG contact sheet of one image under every shift")
     args = p.parse_args()
     if args.table:
-        results = [(tag, json.loads((OUT / f"{tag}.json").read_text())) for tag in args.table]
+        results = []
+        for tag in args.table:
+            path = OUT / f"{tag}.json"
+            if not path.is_file():
+                p.error(f"no saved result {path}")
+            r = json.loads(path.read_text())
+            if "auroc_ci95" not in r["shifts"].get("none", {}):
+                p.error(f"{path} is from before the intervals and the promised specificity were measured: "
+                        "score its detector again")
+            results.append((tag, r))
         shifts = [s for s in results[0][1]["shifts"] if all(s in r["shifts"] for _, r in results)]
         _table(results, shifts)
         _seed_means(results, shifts)
