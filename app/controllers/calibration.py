@@ -3,9 +3,10 @@
 - After each scoring run (and when a detector or calibration is chosen), the active detector's
   scores in the worklist are checked for drift (:func:`engine.drift.check_drift`); the
   worklist's banner says the result in words and numbers (an orange box with ⚠ when drift is
-  found and the flag rate cannot be trusted; orange text when the test cannot tell but the
-  estimate falls short, as on a small folder), and the study database records it (folders
-  counted, no path).
+  found and the promise is estimated to fail by more than 5 points: the flag rate cannot be
+  trusted; orange text for a significant shift whose estimate stays within 5 points, or when the
+  test cannot tell but the estimate falls short, as on a small folder), and the study database
+  records it (folders counted, no path).
 - Detector ▸ Calibration: the detector's own calibration or one of its site calibrations kept
   in the model library (:mod:`engine.site_calibration`); "Calibrate on confirmed normals…" makes
   one from the worklist's cases marked *confirmed normal* (their scores by the active
@@ -37,8 +38,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 DRIFT_STYLE = "QLabel { background: #fff0d8; color: #8a4a00; padding: 4px; border: 1px solid #e0a040; }"
-CAUTION_STYLE = "QLabel { color: #8a4a00; padding: 2px; }"  # no drift shown, but the estimate falls short
+CAUTION_STYLE = "QLabel { color: #8a4a00; padding: 2px; }"  # a small shift, or a short estimate on a small folder
 QUIET_STYLE = "QLabel { color: palette(mid); padding: 2px; }"
+
+
+def drift_banner(report: DriftReport, calibration_label: str) -> tuple[str, str]:
+    """The worklist banner's text and style for a drift check: ⚠ and the orange box only when the
+    promise is estimated to fail by more than 5 points (:attr:`DriftReport.warning`); orange text
+    for a caution (a small significant shift, or a short estimate on a small folder); plain
+    otherwise."""
+    text = ("⚠ " if report.warning else "") + report.message + f" [{calibration_label}]"
+    return text, DRIFT_STYLE if report.warning else CAUTION_STYLE if report.caution else QUIET_STYLE
 
 
 class CalibrationController(QObject):
@@ -234,8 +244,9 @@ class CalibrationController(QObject):
             min(max(w.operating.achieved_specificity(cal), 0.001), 0.999)
         r = check_drift(scores, cal, specificity=spec)
         self.report = r
-        label.setText(("⚠ " if r.drift else "") + r.message + f" [{cal.label}]")
-        label.setStyleSheet(DRIFT_STYLE if r.drift else CAUTION_STYLE if r.estimate_short else QUIET_STYLE)
+        text, style = drift_banner(r, cal.label)
+        label.setText(text)
+        label.setStyleSheet(style)
         label.setToolTip("Drift check: the lower part of this worklist's scores against the calibration normals "
                          f"(p-value for 'no drift' allowing up to {100 * r.max_abnormal_share:.0f} % abnormal studies; "
                          f"share at or below the normals' {', '.join(f'{100 * q:g}' for q in r.levels)} % quantiles: "

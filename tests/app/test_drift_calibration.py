@@ -122,3 +122,25 @@ def test_a_recalibrate_file_is_imported_for_its_own_detector_only(qtbot, window:
     window.calibration.fill_menu()
     labels = {a.text(): a.isChecked() for a in window.calibration.menu.actions() if a.isCheckable()}
     assert labels == {meta.calibration.label: False, site.label: True}
+
+
+def test_the_banner_warns_only_when_the_promise_is_estimated_to_fail_by_more_than_5_points() -> None:
+    """A large shift: ⚠ in the orange box; a small significant shift (95 % -> 91 %): orange text,
+    no ⚠; a batch like the calibration's: plain."""
+    from statistics import NormalDist
+
+    from cxrscreen.app.controllers.calibration import CAUTION_STYLE, DRIFT_STYLE, QUIET_STYLE, drift_banner
+    from cxrscreen.engine.detector import NormalCalibration
+    from cxrscreen.engine.drift import check_drift
+
+    def quantiles(n: int, shift: float = 0.0) -> np.ndarray:
+        return np.array([NormalDist(shift, 1.0).inv_cdf((i + 0.5) / n) for i in range(n)])
+
+    cal = NormalCalibration(tuple(quantiles(1000).tolist()), (0.0, 1.0), (0.0, 1.0), "test normals")
+    styles = {}
+    for shift in (0.0, 0.3, 0.6):
+        report = check_drift(np.r_[quantiles(1500, shift), np.full(3500, 10.0)], cal)
+        text, styles[shift] = drift_banner(report, "detector calibration")
+        assert text.endswith(report.message + " [detector calibration]")
+        assert text.startswith("⚠ ") == (shift == 0.6)
+    assert styles == {0.0: QUIET_STYLE, 0.3: CAUTION_STYLE, 0.6: DRIFT_STYLE}

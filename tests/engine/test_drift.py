@@ -93,7 +93,7 @@ def test_a_small_batch_far_above_is_not_significant_but_says_so():
     estimate falls short and the message asks for confirmed normals."""
     cal = _calibration(np.arange(100.0))
     r = check_drift(np.linspace(60.0, 99.0, 16), cal)
-    assert r.tested and not r.drift and r.estimate_short
+    assert r.tested and not r.drift and r.estimate_short and r.caution and not r.warning
     assert "Too few images to be sure" in r.message and r.to_dict()["estimate_short"] is True
 
 
@@ -112,4 +112,27 @@ def test_sixteen_images_above_nearly_every_normal_are_flagged():
     """On 16 images only the upper levels can reject; Tarone's count keeps them undiluted."""
     cal = _calibration(np.arange(100.0))
     r = check_drift(np.linspace(85.0, 120.0, 16), cal)  # none below the normals' 70th percentile
-    assert r.drift and r.p_value < 0.05
+    assert r.drift and r.p_value < 0.05 and r.warning
+
+
+def _quantiles(n: int, shift: float = 0.0) -> np.ndarray:
+    """n evenly spaced quantiles of N(shift, 1): a sample without sampling noise."""
+    from statistics import NormalDist
+
+    return np.array([NormalDist(shift, 1.0).inv_cdf((i + 0.5) / n) for i in range(n)])
+
+
+def test_a_small_significant_shift_is_a_caution_and_a_large_one_a_warning():
+    """The warning is for a promise estimated to fail by more than 5 points; a shift that the test
+    finds but that costs the promise less (95 % -> 91 % here) is a caution naming the estimate."""
+    cal = _calibration(_quantiles(1000))
+    small = check_drift(np.r_[_quantiles(1500, 0.3), np.full(3500, 10.0)], cal)  # Φ(1.645 - 0.3) = 91 %
+    assert small.drift and small.p_value < 1e-4 and not small.warning and not small.unreliable and small.caution
+    assert small.message.startswith("This folder scores slightly higher than the calibration normals")
+    assert "about 91 % specificity" in small.message and "within 5 points of the promise" in small.message
+    assert small.to_dict()["caution"] is True and small.to_dict()["warning"] is False
+    large = check_drift(np.r_[_quantiles(1500, 0.6), np.full(3500, 10.0)], cal)  # 85 %
+    assert large.drift and large.warning and not large.caution
+    assert "its flag rate is not reliable" in large.message and "about 85 % specificity" in large.message
+    quiet = check_drift(np.r_[_quantiles(1500), np.full(3500, 10.0)], cal)
+    assert not quiet.drift and not quiet.warning and not quiet.caution and quiet.message.startswith("No drift")
