@@ -2,7 +2,8 @@
 
 For each detector: its dev_test specificity at the promised 95 % (the threshold its calibration
 normals set), and the drift check (``engine.drift.check_drift``) of all of dev_test against that
-calibration, which should stay quiet on the images the detector was developed on. With
+calibration, which should raise no warning on the images the detector was developed on (the
+banner's state: WARNING, caution or quiet). With
 ``--run RUN`` (the detector's training run folder): the held-out calibration normals re-scored
 through the ONNX graph (checked against the stored scores), their median and 90th percentile
 against dev_test's normals and the first 120 training normals, and the share of each below the
@@ -49,7 +50,8 @@ def main() -> None:
         t = cal.threshold_at_specificity(0.95)
         r = check_drift(scores, cal)
         print(f"{model.name}: {cal.n_normals} calibration normals; dev_test specificity at the promised 95 % "
-              f"{np.mean(s_n < t):.3f}; drift {'FLAGGED' if r.drift else 'not flagged'} (p = {r.p_value:.2g})")
+              f"{np.mean(s_n < t):.3f}; shift {'found' if r.drift else 'not found'} (p = {r.p_value:.2g}), estimate "
+              f"{r.specificity_estimated:.3f}: {'WARNING' if r.warning else 'caution' if r.caution else 'quiet'}")
         if args.run is not None:
             data = json.loads((args.run / "data.json").read_text())
             c = _scores(det, [read_radiograph(q).pixels for q in data["normal_calibration"]])

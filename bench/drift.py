@@ -3,13 +3,14 @@
 1. Power of :func:`engine.drift.check_drift` (simulation, binormal scores): 120 calibration
    normals ~ N(0, 1); a batch of n images, a share π of them abnormal ~ N(2.5, 1) (AUROC ≈ 0.96),
    its normals ~ N(δ, 1), so the promised 95 % becomes Φ(1.645 − δ). Reported: the share of
-   batches flagged per n, π and δ, and the false-alarm rate at the worst case the test allows
+   batches warned (and with a shift found) per n, π and δ, and the false-alarm rate at the worst case the test allows
    (δ = 0, π = 0.7, every abnormal study above every normal).
 2. A real detector (DDAD, scores cached by ``bench/drift_scores.py``) on dev_test re-rendered
    under each shift of ``bench/shift.py`` and on the real full-size Kermany batch: AUROC, the
-   specificity its normals get at the promised 95 % (Clopper–Pearson interval), whether the
-   whole batch is flagged, the estimate, and the share of random sub-batches of 16 / 50 / 200
-   images (same normal/abnormal mix) flagged.
+   specificity its normals get at the promised 95 % (Clopper–Pearson interval), whether the test
+   finds a shift in the whole batch and whether the banner warns (shift found and the promise
+   estimated more than 5 points short: ``DriftReport.warning``), the estimate, and the share of
+   random sub-batches of 16 / 50 / 200 images (same normal/abnormal mix) warned (shift found).
 3. Recalibration on n ≤ 40 confirmed normals of each batch (drawn 2,000 times): the threshold
    at 95 % set on them, the specificity it gives the batch's other normals (mean, 5–95 % of
    draws, share within ± 2 points).
@@ -55,19 +56,21 @@ def power(reps: int, seed: int = 0) -> dict:
     for n in SIZES:
         for share in SHARES:
             for d in SHIFTS_Z:
-                flagged = short = 0
+                flagged = warned = short = 0
                 for _ in range(reps):
                     k = rng.binomial(n, share)
                     batch = np.r_[rng.normal(d, 1, n - k), rng.normal(2.5, 1, k)]
                     r = check_drift(batch, cal())
                     flagged += r.drift
+                    warned += r.warning
                     short += r.estimate_short
                 rows.append({"n": n, "abnormal_share": share, "shift_z": d, "specificity_at_95": nd.cdf(1.645 - d),
-                             "flagged": flagged / reps, "estimate_short": short / reps})
-        worst = sum(check_drift(np.r_[rng.normal(0, 1, n - int(0.7 * n)), np.full(int(0.7 * n), 1e6)], cal()).drift
-                    for _ in range(reps))
+                             "flagged": flagged / reps, "warned": warned / reps, "estimate_short": short / reps})
+        worst = [check_drift(np.r_[rng.normal(0, 1, n - int(0.7 * n)), np.full(int(0.7 * n), 1e6)], cal())
+                 for _ in range(reps)]
         rows.append({"n": n, "abnormal_share": 0.7, "shift_z": 0.0, "specificity_at_95": 0.95, "worst_case": True,
-                     "flagged": worst / reps, "estimate_short": None})
+                     "flagged": sum(r.drift for r in worst) / reps, "warned": sum(r.warning for r in worst) / reps,
+                     "estimate_short": None})
         print(f"power n={n} done", flush=True)
     return {"reps": reps, "rows": rows}
 
@@ -100,12 +103,15 @@ def real(model: Path, draws: int, seed: int = 0) -> dict:
             idx = [rng.choice(len(scores), n, replace=False) for _ in range(draws // 10)]
             reps = [check_drift(scores[i], cal) for i in idx]
             row["sub_batches"][n] = {"flagged": float(np.mean([q.drift for q in reps])),
+                                     "warned": float(np.mean([q.warning for q in reps])),
                                      "estimate_short": float(np.mean([q.estimate_short for q in reps]))}
         if len(normals) > 40:  # the banner after recalibrating on 40 of its normals: drift against the site calibration
             from cxrscreen.engine.site_calibration import site_calibration
 
             sites = [site_calibration(rng.choice(normals, 40, replace=False), cal, "site") for _ in range(draws // 10)]
-            row["drift_after_recalibration_40"] = float(np.mean([check_drift(scores, c).drift for c in sites]))
+            after = [check_drift(scores, c) for c in sites]
+            row["drift_after_recalibration_40"] = float(np.mean([q.drift for q in after]))
+            row["warned_after_recalibration_40"] = float(np.mean([q.warning for q in after]))
         for m in (20, 40):
             if m >= len(normals):
                 row["recalibrated"][m] = None  # too few normals in this batch to confirm m and test on the rest
@@ -120,7 +126,7 @@ def real(model: Path, draws: int, seed: int = 0) -> dict:
                                       "p95": float(np.quantile(spec, 0.95)),
                                       "within_2_points": float(np.mean(np.abs(spec - 0.95) <= 0.02))}
         out[name] = row
-        print(f"{name:22s} spec@95 {k / len(normals):.3f} drift {r.drift} p {r.p_value:.2g} est "
+        print(f"{name:22s} spec@95 {k / len(normals):.3f} drift {r.drift} warning {r.warning} p {r.p_value:.2g} est "
               f"{r.specificity_estimated:.3f}", flush=True)
     return {"model": str(model), "model_id": read_metadata(model).model_id, "n_calibration": cal.n_normals,
             "draws": draws, "batches": out}
@@ -148,38 +154,51 @@ def main() -> None:
 
 
 def report(res: dict) -> str:
-    lines = ["| batch | AUROC | specificity at the promised 95 % [95 % CI] | drift flagged (p) | estimated | "
-             "flagged in sub-batches of 16 / 50 / 200 (cautioned) | after recalibration on 20 normals | on 40 normals | "
-             "drift flagged after recalibrating on 40 |",
-             "|---|---:|---|---|---:|---|---|---|---:|"]
+    """Markdown tables: per batch, the shift test, the ⚠ warning (shift found and the promise estimated
+    more than 5 points short; results before the warning existed show "—"), sub-batches and recalibration."""
+    lines = ["| batch | AUROC | specificity at the promised 95 % [95 % CI] | shift found (p) | ⚠ warning | estimated | "
+             "warned in sub-batches of 16 / 50 / 200 (shift found) | after recalibration on 20 normals | on 40 normals | "
+             "warned after recalibrating on 40 |",
+             "|---|---:|---|---|---|---:|---|---|---|---:|"]
     for name, r in res["real"]["batches"].items():
         d = r["drift"]
         subs = {str(k): v for k, v in r["sub_batches"].items()}
-        sub = " / ".join(f"{100 * subs[str(n)]['flagged']:.0f} % ({100 * subs[str(n)]['estimate_short']:.0f} %)"
-                         if str(n) in subs else "—" for n in (16, 50, 200))
-        after = r.get("drift_after_recalibration_40")
+
+        def sub(n: int) -> str:
+            v = subs.get(str(n))
+            if v is None:
+                return "—"
+            warned = "—" if "warned" not in v else f"{100 * v['warned']:.0f} %"
+            return f"{warned} ({100 * v['flagged']:.0f} %)"
+        after = r.get("warned_after_recalibration_40")
 
         def rc(m: int) -> str:
             v = r["recalibrated"].get(str(m), r["recalibrated"].get(m))
             if v is None:
                 return "— (too few normals)"
             return f"{100 * v['mean']:.1f} % [{100 * v['p05']:.0f}–{100 * v['p95']:.0f}], {100 * v['within_2_points']:.0f} % within ±2"
+        warned = "—" if "warning" not in d else ("**yes**" if d["warning"] else "no")
         lines.append(f"| {name} | {r['auroc']:.3f} | {100 * r['specificity_at_95']:.1f} % [{100 * r['specificity_ci95'][0]:.0f}, "
-                     f"{100 * r['specificity_ci95'][1]:.0f}] | {'**yes**' if d['drift'] else 'no'} ({d['p_value']:.1g}) | "
-                     f"{100 * d['specificity_estimated']:.0f} % | {sub} | {rc(20)} | {rc(40)} | "
+                     f"{100 * r['specificity_ci95'][1]:.0f}] | {'yes' if d['drift'] else 'no'} ({d['p_value']:.1g}) | {warned} | "
+                     f"{100 * d['specificity_estimated']:.0f} % | {' / '.join(sub(n) for n in (16, 50, 200))} | {rc(20)} | {rc(40)} | "
                      f"{'—' if after is None else f'{100 * after:.0f} %'} |")
     if "power" in res:
-        lines += ["", "| n | abnormal share | " + " | ".join(f"δ = {d:g} ({100 * NormalDist().cdf(1.645 - d):.0f} %)"
+        lines += ["", "Power: share of simulated batches warned (shift found), per size n, abnormal share and shift δ "
+                  "(the specificity the promised 95 % becomes).", "", "| n | abnormal share | " + " | ".join(f"δ = {d:g} ({100 * NormalDist().cdf(1.645 - d):.0f} %)"
                                                        for d in SHIFTS_Z) + " |", "|---|---|" + "---:|" * len(SHIFTS_Z)]
         rows = res["power"]["rows"]
         for n in SIZES:
             for share in SHARES:
                 cells = [next(x for x in rows if x["n"] == n and x["abnormal_share"] == share and x["shift_z"] == d
                               and not x.get("worst_case")) for d in SHIFTS_Z]
-                lines.append(f"| {n} | {share:g} | " + " | ".join(f"{100 * c['flagged']:.0f} %" for c in cells) + " |")
+                lines.append(f"| {n} | {share:g} | " + " | ".join(
+                    f"{100 * c['warned']:.0f} % ({100 * c['flagged']:.0f} %)" if "warned" in c else f"{100 * c['flagged']:.0f} %"
+                    for c in cells) + " |")
         lines.append("")
-        lines.append("false alarms at the worst allowed case (δ = 0, 70 % abnormal, all above every normal): " + ", ".join(
-            f"n = {x['n']}: {100 * x['flagged']:.1f} %" for x in rows if x.get("worst_case")))
+        lines.append("False alarms at the worst allowed case (δ = 0, 70 % abnormal, all "
+                     "above every normal): " + ", ".join(
+                         f"n = {x['n']}: shift found {100 * x['flagged']:.1f} %, warned {100 * x.get('warned', float('nan')):.1f} %"
+                         for x in rows if x.get("worst_case")))
     return "\n".join(lines)
 
 
