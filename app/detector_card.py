@@ -62,11 +62,20 @@ def _calibration_rows(cal: NormalCalibration) -> list[tuple[str, str]]:
              f"{cal.n_normals} ({source})" if source else str(cal.n_normals)),
             ("Normal scores", f"min {s.min():.5g}, median {np.median(s):.5g}, max {s.max():.5g}"),
             ("Threshold estimate", THRESHOLD_WORDS[cal.threshold_method])]
+    if cal.training_normal_scores:
+        raised = [f"{100 * q:g} %" for q in (0.90, 0.95, 0.99) if cal.floor_raises(q)]
+        rows.append(("Training-normal floor", f"{len(cal.training_normal_scores)} training normals scored after training: "
+                     "no threshold is below their estimate" + (
+                         f"; it sets the threshold at {', '.join(raised)} (the held-out normals score lower than the "
+                         "training normals there: they under-sample the normals' upper tail)" if raised else
+                         "; below the held-out estimate at 90, 95 and 99 % (no change)")))
     for spec in (0.90, 0.95, 0.99):
         t = cal.threshold_at_specificity(spec)
         achieved, lo, hi = cal.achieved_specificity(t)
         text = (f"{t:.5g} ({100 * achieved:.1f} % of the normals at or below it; 95 % interval "
                 f"{100 * lo:.1f}–{100 * hi:.1f} %)")
+        if cal.floor_raises(spec):
+            text += "; the training normals' floor"
         note = cal.operating_point_note(spec)
         rows.append((f"Threshold at {100 * spec:g} %", text + (f" — ⚠ {note}" if note else "")))
     return rows

@@ -38,6 +38,9 @@ ProviderChoice = Literal["auto", "cuda", "cpu"]
 # how a specificity threshold is estimated from the calibration normals (NormalCalibration)
 ThresholdMethod = Literal["harrell-davis", "higher"]
 THRESHOLD_METHODS: tuple[str, ...] = ("harrell-davis", "higher")
+TRAINING_FLOOR_MAX = 300
+"""Training normals scored for the threshold's floor (a fixed random subset beyond): enough for a
+99 % threshold, a bounded cost on a slow preset."""
 
 
 class DetectorError(ValueError):
@@ -173,6 +176,10 @@ class NormalCalibration:
         threshold_method: how :meth:`threshold_at_specificity` estimates a threshold:
             "harrell-davis" (detectors made since it was added) or "higher" (the empirical
             quantile's higher order statistic; detectors made before, kept as they were made).
+        training_normal_scores: sorted scores of (at most :data:`TRAINING_FLOOR_MAX` of) the
+            normals the detector trained on, scored once training ended; empty for site
+            calibrations and detectors made before. With them, a Harrell–Davis threshold is
+            never below the same estimate on these normals (see :meth:`threshold_at_specificity`).
     """
 
     normal_scores: tuple[float, ...]
@@ -181,15 +188,17 @@ class NormalCalibration:
     source: str = "held-out known normals"
     name: str = ""
     threshold_method: ThresholdMethod = "harrell-davis"
+    training_normal_scores: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.normal_scores) < 1:
             raise ValueError("a calibration needs at least one normal score")
-        s = np.asarray(self.normal_scores, dtype=np.float64)
-        if not np.all(np.isfinite(s)):
-            raise ValueError("calibration normal scores must be finite")
-        if np.any(np.diff(s) < 0):
-            raise ValueError("calibration normal scores must be sorted ascending")
+        for what, values in (("calibration normal", self.normal_scores), ("training normal", self.training_normal_scores)):
+            v = np.asarray(values, dtype=np.float64)
+            if not np.all(np.isfinite(v)):
+                raise ValueError(f"{what} scores must be finite")
+            if np.any(np.diff(v) < 0):
+                raise ValueError(f"{what} scores must be sorted ascending")
         if len(self.heatmap_quantile_levels) != len(self.heatmap_quantiles) or len(self.heatmap_quantiles) < 2:
             raise ValueError("heatmap quantile levels and values must have the same length >= 2")
         if self.threshold_method not in THRESHOLD_METHODS:
@@ -244,13 +253,39 @@ class NormalCalibration:
         calibration normal more than 1 − s above it), as detectors made before
         ``threshold_method`` were. With fewer than :meth:`normals_needed` normals, either is the
         largest normal score (see :meth:`operating_point_note`).
+
+        The training-normal floor (detectors whose calibration has ``training_normal_scores``):
+        the Harrell–Davis threshold is raised to the same estimate on the training normals when
+        that is higher. A detector that fits its training normals scores them lower than new
+        normals, so their estimate is, up to sampling noise, a lower bound of the population's;
+        when the held-out estimate falls below it, the held-out normals (60 by default) sit low,
+        and the promise would fail on every batch without any drift to see (``bench/RESULTS.md``,
+        "Does the calibration hold-out represent the normals?"). For a detector that fits its
+        normals the floor is below the held-out estimate and changes nothing.
         """
         if not 0.0 < specificity < 1.0:
             raise ValueError(f"specificity must be in (0, 1), got {specificity!r}")
+        t = self._held_out_threshold(specificity)
+        floor = self.training_floor(specificity)
+        return t if floor is None else max(t, floor)
+
+    def _held_out_threshold(self, specificity: float) -> float:
         s = np.asarray(self.normal_scores)
         if self.threshold_method == "higher" or len(s) < self.normals_needed(specificity):
             return float(np.quantile(s, specificity, method="higher"))
         return harrell_davis_threshold(s, specificity)
+
+    def training_floor(self, specificity: float) -> float | None:
+        """The training normals' Harrell–Davis threshold at ``specificity`` (None without enough of them)."""
+        tr = np.asarray(self.training_normal_scores, dtype=np.float64)
+        if self.threshold_method != "harrell-davis" or len(tr) < self.normals_needed(specificity):
+            return None
+        return harrell_davis_threshold(tr, specificity)
+
+    def floor_raises(self, specificity: float) -> bool:
+        """Whether the training-normal floor sets the threshold at ``specificity`` (above the held-out estimate)."""
+        floor = self.training_floor(specificity)
+        return floor is not None and floor > self._held_out_threshold(specificity)
 
     @staticmethod
     def normals_needed(specificity: float) -> int:
@@ -305,6 +340,7 @@ class NormalCalibration:
             "n_normals": self.n_normals,
             **({"name": self.name} if self.name else {}),
             "threshold_method": self.threshold_method,
+            **({"training_normal_scores": list(self.training_normal_scores)} if self.training_normal_scores else {}),
         }
 
     @classmethod
@@ -317,6 +353,8 @@ class NormalCalibration:
             name=str(d.get("name", "")),
             # detectors made before the setting existed keep the thresholds they were made with
             threshold_method=d.get("threshold_method", "higher"),
+            # detectors made before the floor have none (their thresholds stay as they were)
+            training_normal_scores=tuple(float(v) for v in d.get("training_normal_scores", ())),
         )
 
 

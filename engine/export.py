@@ -34,7 +34,8 @@ from cxrscreen.engine.detector import (
     NormalCalibration,
 )
 from cxrscreen.engine.methods import method as get_declaration
-from cxrscreen.engine.train import CALIBRATION_FILE, DATA_FILE, SCOPE_FILE, RunFolderError, calibrate, read_run, scope_metadata
+from cxrscreen.engine.train import (CALIBRATION_FILE, DATA_FILE, SCOPE_FILE, RunFolderError, calibrate, read_run, scope_metadata,
+                                    training_floor_index)
 
 logger = logging.getLogger(__name__)
 OPSET = 18
@@ -161,8 +162,10 @@ def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: st
     held_out = _held_out_images(run_dir, spec)
     if score_type == desc["score_type"] and (run_dir / CALIBRATION_FILE).is_file():
         calibration = NormalCalibration.from_dict(json.loads((run_dir / CALIBRATION_FILE).read_text()))
-    else:
-        calibration = calibrate(scorer, held_out)
+    else:  # another score type (or a run without calibration.json): its own calibration, floor included
+        data = TrainingData.from_json(json.loads((run_dir / DATA_FILE).read_text()))
+        floor_paths = [data.normal_train[i] for i in training_floor_index(len(data.normal_train))]
+        calibration = calibrate(scorer, held_out, load_images(floor_paths, spec) if floor_paths else None)
 
     if (run_dir / SCOPE_FILE).is_file():
         scope = json.loads((run_dir / SCOPE_FILE).read_text())

@@ -174,10 +174,11 @@ def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, pr
             progress.finish("stopped", run_dir=str(run_dir))
             return TrainOutcome(run_dir, "stopped", run)
 
-        progress.phase("calibrate", len(data.normal_calibration))
-        calibration = calibrate(hooks.load_scorer(run_dir), images["normal_calibration"])
+        floor_images = training_floor_images(images["normal_train"])
+        progress.phase("calibrate", len(data.normal_calibration) + len(floor_images))
+        calibration = calibrate(hooks.load_scorer(run_dir), images["normal_calibration"], floor_images)
         atomic_write_text(run_dir / CALIBRATION_FILE, json.dumps(calibration.to_dict()))
-        progress.update(len(data.normal_calibration), force=True)
+        progress.update(len(data.normal_calibration) + len(floor_images), force=True)
         atomic_write_text(run_dir / SCOPE_FILE, json.dumps(scope_metadata(data, workers)))
     except BaseException as exc:
         run.update(status="failed" if not isinstance(exc, KeyboardInterrupt) else "stopped", error=str(exc))
@@ -232,17 +233,48 @@ def fit_scope(data: TrainingData, workers: int = 2) -> ScopeModel:
     return fit_scope_model(np.stack(fit), np.stack(held))
 
 
-def calibrate(scorer: Any, images: np.ndarray, batch_size: int = 128) -> NormalCalibration:
-    """Scores and heatmaps of held-out normals -> :class:`NormalCalibration` (PyTorch scorer)."""
+def training_floor_index(n: int) -> np.ndarray:
+    """Which of ``n`` training normals are scored for the threshold's floor: all, or a fixed random
+    subset of :data:`~engine.detector.TRAINING_FLOOR_MAX` (the same whatever the training seed)."""
+    from cxrscreen.engine.detector import TRAINING_FLOOR_MAX
+
+    if n <= TRAINING_FLOOR_MAX:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, TRAINING_FLOOR_MAX, replace=False))
+
+
+def training_floor_images(normal_train: np.ndarray) -> np.ndarray:
+    """The training normals scored for the threshold's floor (:func:`training_floor_index`)."""
+    return normal_train[training_floor_index(len(normal_train))]
+
+
+def calibrate(scorer: Any, images: np.ndarray, training_normals: np.ndarray | None = None,
+              batch_size: int = 128) -> NormalCalibration:
+    """Scores and heatmaps of held-out normals -> :class:`NormalCalibration` (PyTorch scorer).
+
+    ``training_normals`` (images the detector trained on), when given, are scored too: their
+    scores are the thresholds' floor (:meth:`NormalCalibration.threshold_at_specificity`).
+    """
+    import dataclasses
+
     import torch
 
     if len(images) == 0:
         raise DataError("no held-out normal images to calibrate on (calibration fraction 0?)")
-    scores, heatmaps = [], []
-    with torch.no_grad():
-        for i in range(0, len(images), batch_size):
-            s, h = scorer(torch.from_numpy(images[i : i + batch_size]))
-            scores.append(s.numpy())
-            heatmaps.append(h.numpy())
-    return NormalCalibration.from_samples(np.concatenate(scores), np.concatenate(heatmaps),
-                                          source=f"{len(images)} held-out known normals (never trained on)")
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scores, heatmaps = [], []
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                s, h = scorer(torch.from_numpy(x[i : i + batch_size]))
+                scores.append(s.numpy())
+                heatmaps.append(h.numpy())
+        return np.concatenate(scores), np.concatenate(heatmaps)
+
+    scores, heatmaps = run(images)
+    cal = NormalCalibration.from_samples(scores, heatmaps, source=f"{len(images)} held-out known normals (never trained on)")
+    if training_normals is not None and len(training_normals):
+        seen, _ = run(training_normals)
+        if np.all(np.isfinite(seen)):
+            cal = dataclasses.replace(cal, training_normal_scores=tuple(float(v) for v in np.sort(seen)))
+    return cal

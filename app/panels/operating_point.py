@@ -89,6 +89,9 @@ class OperatingPointControl(QWidget):
             f"the {cal.n_normals} confirmed normals of site calibration “{cal.name}”"
         text = (f"flag score > {t:.5g}; {100 * achieved:.1f} % of {which} are at or below it "
                 f"(95 % interval {100 * lo:.1f}–{100 * hi:.1f} %)")
+        if st.mode != "score" and cal.floor_raises(st.specificity):
+            text += (f"; raised to the {100 * st.specificity:g} % point of {len(cal.training_normal_scores)} training "
+                     "normals, which score higher than the held-out ones")
         note = cal.operating_point_note(st.specificity) if st.mode != "score" else None
         self.summary.setText(text + (f"\n⚠ {note}" if note else ""))
         self.summary.setStyleSheet("color: #c06000;" if note else "")

@@ -52,3 +52,31 @@ def test_the_exported_operating_point_says_when_it_rests_on_too_few_normals() ->
     assert "⚠" not in point.describe(enough)
     point.set_score_threshold(0.25)
     assert point.describe(few) == "raw score threshold: flag score > 0.25"  # no specificity promised
+
+
+def test_panel_and_card_say_when_the_training_normals_set_the_threshold(qtbot, tiny_detector) -> None:
+    """Held-out normals that sit below the training normals: the threshold is the training normals'
+    estimate, and both the panel and the card say so; training normals that score lower: silent."""
+    import dataclasses
+
+    held = tuple(float(i) / 59 for i in range(60))
+    high = tuple(0.2 + 1.3 * i / 299 for i in range(300))
+    low = tuple(-0.5 + 1.1 * i / 299 for i in range(300))
+    control = OperatingPointControl(OperatingPoint(specificity=0.95))
+    qtbot.addWidget(control)
+    control.set_calibration(NormalCalibration(held, (0.0, 1.0), (0.0, 1.0), training_normal_scores=high))
+    assert "100.0 % of 60 calibration normals are at or below it" in control.summary.text()
+    assert "raised to the 95 % point of 300 training normals, which score higher than the held-out ones" in \
+        control.summary.text()
+    control.set_calibration(NormalCalibration(held, (0.0, 1.0), (0.0, 1.0), training_normal_scores=low))
+    assert "training normals" not in control.summary.text()
+
+    meta = read_metadata(tiny_detector)
+    raised = dataclasses.replace(meta, calibration=NormalCalibration(held, (0.0, 1.0), (0.0, 1.0), training_normal_scores=high))
+    cal = dict(dict(card_sections(raised))["Calibration on known normals"])
+    assert cal["Training-normal floor"].startswith("300 training normals scored after training")
+    assert "it sets the threshold at 90 %, 95 %, 99 %" in cal["Training-normal floor"]
+    assert cal["Threshold at 95 %"].endswith("; the training normals' floor")
+    quiet = dataclasses.replace(meta, calibration=NormalCalibration(held, (0.0, 1.0), (0.0, 1.0), training_normal_scores=low))
+    cal = dict(dict(card_sections(quiet))["Calibration on known normals"])
+    assert "(no change)" in cal["Training-normal floor"] and "floor" not in cal["Threshold at 95 %"]

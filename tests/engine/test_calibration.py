@@ -124,3 +124,31 @@ def test_the_numpy_incomplete_beta_equals_scipys(a: float, b: float) -> None:
     np.testing.assert_allclose(regularized_incomplete_beta(a, b, x), special.betainc(a, b, x), rtol=0, atol=1e-10)
     with pytest.raises(ValueError, match="a > 0"):
         regularized_incomplete_beta(0.0, 1.0, x)
+
+
+def test_the_training_normals_are_a_floor_for_the_threshold_never_a_ceiling():
+    """Held-out normals that sit low under-state the threshold; training normals that score higher
+    raise it to their own estimate. Training normals that score lower (a detector that fits them)
+    change nothing; nor do they for a site calibration or a detector made before."""
+    held = np.linspace(0.0, 1.0, 60)
+    base = NormalCalibration.from_samples(held, np.zeros((1, 2, 2)))
+    higher = dataclasses.replace(base, training_normal_scores=tuple(np.linspace(0.2, 1.5, 300)))
+    lower = dataclasses.replace(base, training_normal_scores=tuple(np.linspace(-0.5, 0.6, 300)))
+    for spec in (0.9, 0.95, 0.99):
+        t_held = base.threshold_at_specificity(spec)  # Harrell–Davis; at 99 % (60 < 100 normals) the largest
+        t_train = harrell_davis_threshold(np.linspace(0.2, 1.5, 300), spec)
+        assert t_train > t_held and higher.threshold_at_specificity(spec) == pytest.approx(t_train)
+        assert higher.floor_raises(spec) and not lower.floor_raises(spec)
+        assert lower.threshold_at_specificity(spec) == pytest.approx(t_held)
+    # the promise on the held-out normals is then over-delivered, and says so: all 60 at or below
+    assert higher.achieved_specificity(higher.threshold_at_specificity(0.95))[0] == 1.0
+    # stored in the file, absent from files made before (their thresholds unchanged)
+    assert NormalCalibration.from_dict(higher.to_dict()) == higher
+    assert "training_normal_scores" not in base.to_dict()
+    assert NormalCalibration.from_dict(base.to_dict()).training_normal_scores == ()
+    # the "higher" estimate of detectors made before ignores a floor; too few training normals give none
+    old = dataclasses.replace(higher, threshold_method="higher")
+    assert old.threshold_at_specificity(0.95) == float(np.quantile(held, 0.95, method="higher"))
+    assert dataclasses.replace(base, training_normal_scores=(5.0,) * 10).training_floor(0.95) is None
+    with pytest.raises(ValueError, match="training normal scores must be sorted"):
+        dataclasses.replace(base, training_normal_scores=(2.0, 1.0))

@@ -137,6 +137,11 @@ def test_trains_exports_and_scores_like_pytorch(name, trained, chests, tmp_path)
     with torch.no_grad():
         ref = m.hooks().load_scorer(run)(torch.from_numpy(images))[0].numpy()
     np.testing.assert_allclose(det.run(images).scores, ref, atol=1e-4)
+    # the thresholds' floor: the training normals, scored by the trained networks once training ended
+    seen = load_images(data.normal_train, det.preprocess_spec)
+    with torch.no_grad():
+        seen_scores = np.sort(m.hooks().load_scorer(run)(torch.from_numpy(seen))[0].numpy())
+    np.testing.assert_allclose(det.meta.calibration.training_normal_scores, seen_scores, rtol=1e-5, atol=1e-6)
     scores = m.hooks().evaluate(run, images)
     assert set(scores) == set(m.score_types)
     for score_type, s in scores.items():
