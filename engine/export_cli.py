@@ -37,10 +37,16 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, TypeError) as exc:  # a run folder whose files are malformed
         raise CommandError(f"RUN_DIR {args.run_dir}: cannot export ({exc.__class__.__name__}: {exc})") from None
     m = report.metadata
+    cal = m.calibration
+    floor = ""
+    if cal.training_normal_scores:
+        raised = [f"{100 * q:g} %" for q in (0.90, 0.95, 0.99) if cal.floor_raises(q)]
+        floor = (f"; threshold floor from {len(cal.training_normal_scores)} training normals "
+                 + (f"(sets the threshold at {', '.join(raised)})" if raised else "(below the held-out estimate)"))
     print(f"wrote {report.path} ({report.path.stat().st_size / 2**20:.1f} MiB)\n"
           f"  model id   {m.model_id}\n  method     {m.method} / {m.backbone} / score {m.score_type}\n"
           f"  input      {m.input_size}x{m.input_size}, {m.preprocess.to_dict()}\n"
-          f"  calibrated on {m.calibration.n_normals} held-out normals\n"
+          f"  calibrated on {cal.n_normals} held-out normals{floor}\n"
           f"  parity     max |Δscore| {report.max_score_diff:.1e}, max |Δheatmap| {report.max_heatmap_diff:.1e} "
           f"on {report.n_checked} images (onnxruntime CPU vs PyTorch)")
     return 0
