@@ -318,7 +318,7 @@ class NormalCalibration:
     def operating_point_note(self, specificity: float) -> str | None:
         """A warning when a threshold at ``specificity`` rests on too few normals, else None."""
         need = self.normals_needed(specificity)
-        if self.n_normals >= need:
+        if self.n_normals >= need or self.floor_raises(specificity):  # the floor rests on enough training normals
             return None
         which = f"the site calibration “{self.name}” has" if self.name else "this detector was calibrated on"
         return (f"{100 * specificity:g} % specificity rests on too few normals: it needs at least {need}, "

@@ -77,6 +77,12 @@ def test_panel_and_card_say_when_the_training_normals_set_the_threshold(qtbot, t
     assert cal["Training-normal floor"].startswith("300 training normals scored after training")
     assert "it sets the threshold at 90 %, 95 %, 99 %" in cal["Training-normal floor"]
     assert cal["Threshold at 95 %"].endswith("; the training normals' floor")
+    # 60 held-out normals are too few for 99 %, but the 300 training normals that set it there are not
+    assert cal["Threshold at 99 %"].endswith("; the training normals' floor") and "⚠" not in cal["Threshold at 99 %"]
+    use = dict(dict(card_sections(raised))["Intended use and limitations"])
+    assert use["Operating points"].endswith("support 90 %, 95 % specificity (a threshold at specificity s needs at least "
+                                            "1 / (1 − s) normals); at 99 % the threshold rests on 300 training normals "
+                                            "(the training-normal floor).")
     quiet = dataclasses.replace(meta, calibration=NormalCalibration(held, (0.0, 1.0), (0.0, 1.0), training_normal_scores=low))
     cal = dict(dict(card_sections(quiet))["Calibration on known normals"])
     assert "(no change)" in cal["Training-normal floor"] and "floor" not in cal["Threshold at 95 %"]
