@@ -134,3 +134,15 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def process_events_until(app, cond, timeout: float = 120.0) -> bool:
+    """Run ``app``'s event loop until ``cond()`` holds (True) or ``timeout`` seconds pass (False):
+    the screenshot scripts' wait for the window to finish indexing, scoring, loading."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        app.processEvents()
+        if cond():
+            return True
+        time.sleep(0.01)
+    return False

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,6 +82,8 @@ def main() -> int:
     from cxrscreen.app.library import ModelLibrary
     from cxrscreen.app.main_window import MainWindow
     from cxrscreen.app.settings import AppSettings
+
+    from bench.app_bench_common import process_events_until
     from cxrscreen.engine.synth import write_study
 
     WORK.mkdir(parents=True, exist_ok=True)
@@ -91,13 +92,7 @@ def main() -> int:
     w_px, h_px = (int(v) for v in args.size.split("x"))
 
     def wait(cond, timeout: float = 120.0) -> bool:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            app.processEvents()
-            if cond():
-                return True
-            time.sleep(0.01)
-        return False
+        return process_events_until(app, cond, timeout)
 
     def shoot(name: str, folder: Path, detector: Path, pick: str = "top", contour: bool = False) -> None:
         settings_file = WORK / f"{name}.ini"

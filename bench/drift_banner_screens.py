@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -72,17 +71,13 @@ def main() -> int:
     from cxrscreen.app.main_window import MainWindow
     from cxrscreen.app.settings import AppSettings
 
+    from bench.app_bench_common import process_events_until
+
     args.out.mkdir(parents=True, exist_ok=True)
     scenes = build_scenes(args.out)
 
     def wait(cond, timeout: float = 600.0) -> bool:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            app.processEvents()
-            if cond():
-                return True
-            time.sleep(0.01)
-        return False
+        return process_events_until(app, cond, timeout)
 
     for k, (name, folder) in enumerate(scenes.items(), 1):
         settings_file = args.out / f"settings_{name}.ini"

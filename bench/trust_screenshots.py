@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -77,17 +76,13 @@ def main() -> int:
     from cxrscreen.app.main_window import MainWindow
     from cxrscreen.app.settings import AppSettings
 
+    from bench.app_bench_common import process_events_until
+
     args.out.mkdir(parents=True, exist_ok=True)
     scene = build_scene(args.out / "scene")
 
     def wait(cond, timeout: float = 120.0) -> bool:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            app.processEvents()
-            if cond():
-                return True
-            time.sleep(0.01)
-        return False
+        return process_events_until(app, cond, timeout)
 
     def save(widget, name: str) -> None:
         wait(lambda: False, 0.8)
