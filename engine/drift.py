@@ -52,8 +52,10 @@ that scale (the binormal model of ROC analysis, which holds for any monotone cha
 score), ``δ`` is the median over the lower levels ``q`` of ``z(batch quantile at q (1 − π_max))
 − Φ⁻¹(q)``: the batch's lower part matched with the calibration's, with as much of the batch as
 plausible set aside as abnormal. The promised specificity ``s`` then becomes ``Φ(Φ⁻¹(s) − δ)``
-on the batch's normals. π_max abnormal studies are assumed, the reading of the batch most
-favourable to the promise; the binormal model is an approximation, so the estimate can err either
+on the batch's normals (the held-out normals' ``s`` point: when the training-normal floor of
+:meth:`NormalCalibration.threshold_at_specificity` sets a higher threshold, the batch's normals
+get more than that, and the estimate errs towards a warning). π_max abnormal studies are
+assumed, the reading of the batch most favourable to the promise; the binormal model is an approximation, so the estimate can err either
 way (``bench/RESULTS.md`` compares it with the specificity measured on labelled batches).
 
 Numpy and the standard library only (the app has no scipy).
