@@ -41,7 +41,8 @@ small to test. The warning's false-alarm rate on a batch like the calibration's 
 test's α. A formal test of "the promise fails by at most 5 points" (the null shifted by
 δ₀ = Φ⁻¹(s) − Φ⁻¹(s − 0.05) on the normal-score scale) was tried and dropped: with π_max = 0.7 it
 keeps too little power (600 images, 30 % abnormal, normals shifted by one standard deviation, the
-promise at 74 %: flagged in 10 % of batches against 74 % for the rule above; ``bench/RESULTS.md``).
+promise at 74 %: warned in 17 % of simulated batches against 78 % for the rule above;
+``bench/drift_margin.py``, ``bench/RESULTS.md``).
 What no check of the lower part can see: a batch whose normals match the calibration's lower half
 and differ only in the upper tail, or whose upper tail moved more than its lower part (the
 estimate then errs towards the promise).
@@ -55,8 +56,9 @@ plausible set aside as abnormal. The promised specificity ``s`` then becomes ``�
 on the batch's normals (the held-out normals' ``s`` point: when the training-normal floor of
 :meth:`NormalCalibration.threshold_at_specificity` sets a higher threshold, the batch's normals
 get more than that, and the estimate errs towards a warning). π_max abnormal studies are
-assumed, the reading of the batch most favourable to the promise; the binormal model is an approximation, so the estimate can err either
-way (``bench/RESULTS.md`` compares it with the specificity measured on labelled batches).
+assumed, the reading of the batch most favourable to the promise; the binormal model is an
+approximation, so the estimate can err either way (``bench/RESULTS.md`` compares it with the
+specificity measured on labelled batches).
 
 Numpy and the standard library only (the app has no scipy).
 """
