@@ -102,7 +102,7 @@ def intended_use_rows(meta: DetectorMetadata, active: NormalCalibration | None =
     """
     cal: NormalCalibration = active or meta.calibration
     supported = [s for s in (0.90, 0.95, 0.99) if cal.supports(s)]
-    floored = [s for s in (0.90, 0.95, 0.99) if not cal.supports(s) and cal.floor_raises(s)]
+    floored = cal.floor_levels(tuple(s for s in (0.90, 0.95, 0.99) if not cal.supports(s)))
     ops = (", ".join(f"{100 * s:g} %" for s in supported) + " specificity") if supported else "none of 90 / 95 / 99 %"
     n = sum(v for k, v in meta.training.items() if k in ("normal_train", "unlabeled", "abnormal") and isinstance(v, int))
     synthetic = "synthetic" in (meta.name or "").lower() or "demo" in (meta.name or "").lower()
@@ -118,7 +118,7 @@ def intended_use_rows(meta: DetectorMetadata, active: NormalCalibration | None =
         ("Operating points", (f"The {cal.n_normals} normals of the site calibration “{cal.name}” (in use)" if cal.name
                               else f"{cal.n_normals} calibration normals")
          + f" support {ops} (a threshold at specificity s needs at least 1 / (1 − s) normals)"
-         + (f"; at {', '.join(f'{100 * s:g} %' for s in floored)} the threshold rests on "
+         + (f"; at {', '.join(floored)} the threshold rests on "
             f"{len(cal.training_normal_scores)} training normals (the training-normal floor)." if floored else ".")),
     ]
 

@@ -63,7 +63,7 @@ def _calibration_rows(cal: NormalCalibration) -> list[tuple[str, str]]:
             ("Normal scores", f"min {s.min():.5g}, median {np.median(s):.5g}, max {s.max():.5g}"),
             ("Threshold estimate", THRESHOLD_WORDS[cal.threshold_method])]
     if cal.training_normal_scores:
-        raised = [f"{100 * q:g} %" for q in (0.90, 0.95, 0.99) if cal.floor_raises(q)]
+        raised = cal.floor_levels()
         rows.append(("Training-normal floor", f"{len(cal.training_normal_scores)} training normals scored after training: "
                      "no threshold is below their estimate" + (
                          f"; it sets the threshold at {', '.join(raised)} (the held-out normals score lower than the "

@@ -287,6 +287,10 @@ class NormalCalibration:
         floor = self.training_floor(specificity)
         return floor is not None and floor > self._held_out_threshold(specificity)
 
+    def floor_levels(self, levels: tuple[float, ...] = (0.90, 0.95, 0.99)) -> list[str]:
+        """Of ``levels``, those where the training-normal floor sets the threshold, as "95 %" words."""
+        return [f"{100 * q:g} %" for q in levels if self.floor_raises(q)]
+
     @staticmethod
     def normals_needed(specificity: float) -> int:
         """Calibration normals a threshold at ``specificity`` needs to mean anything: ⌈1 / (1 − specificity)⌉.

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     cal = m.calibration
     floor = ""
     if cal.training_normal_scores:
-        raised = [f"{100 * q:g} %" for q in (0.90, 0.95, 0.99) if cal.floor_raises(q)]
+        raised = cal.floor_levels()
         floor = (f"; threshold floor from {len(cal.training_normal_scores)} training normals "
                  + (f"(sets the threshold at {', '.join(raised)})" if raised else "(below the held-out estimate)"))
     print(f"wrote {report.path} ({report.path.stat().st_size / 2**20:.1f} MiB)\n"
