@@ -22,6 +22,7 @@ larger of the held-out and the training normals' estimates, on the same fixed su
     python bench/calibration_check.py --pair DETECTOR.onnx:RUN_DIR [--pair ...] [--tag NAME] [--dev-test]
 
 ``--dev-test`` also reports dev_test's normals (evaluation only: nothing here is chosen on it).
+``--summary check_A.json [...]`` prints the means and counts over saved results.
 Results: ``bench/results/calibration/check_NAME.json``.
 """
 from __future__ import annotations
@@ -37,23 +38,29 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO / "bench")]
 import dev_split  # noqa: E402
+from dev_drift import _scores as dev_drift_scores  # noqa: E402
 from cxrscreen.engine.detector import Detector, clopper_pearson, harrell_davis_threshold, read_metadata  # noqa: E402
 from cxrscreen.engine.io import read_radiograph  # noqa: E402
-from cxrscreen.engine.preprocess import preprocess  # noqa: E402
 from cxrscreen.engine.train import training_floor_index  # noqa: E402
 
 
+_PIXELS: dict[Path, np.ndarray] = {}
+
+
 def _scores(det: Detector, paths: list[Path]) -> np.ndarray:
-    x = np.stack([preprocess(read_radiograph(p).pixels, det.preprocess_spec) for p in paths])[:, None]
-    return np.concatenate([det.run(x[i : i + 64]).scores for i in range(0, len(x), 64)])
+    """``dev_drift``'s scoring, each file decoded once for all the detectors checked."""
+    for q in paths:
+        if q not in _PIXELS:
+            _PIXELS[q] = read_radiograph(q).pixels
+    return dev_drift_scores(det, [_PIXELS[q] for q in paths])
 
 
 def spare_normals(ar: float) -> list[Path]:
+    """The unlabeled pool's normals that D_u at ``ar`` leaves out (the engine's reading of the split)."""
     split = json.loads(dev_split.SPLIT.read_text())
     root = dev_split.SPLIT.parents[1]
-    normals = split["unlabeled_pool"]["normal"]
-    used = int(round(500 * (1.0 - ar)))
-    return [root / p for p in normals[used:]]
+    used = {Path(q).resolve() for q in dev_split.training_data(ar).unlabeled}
+    return [root / q for q in split["unlabeled_pool"]["normal"] if (root / q).resolve() not in used]
 
 
 def _spec(scores: np.ndarray, t: float) -> dict:
@@ -94,13 +101,37 @@ def check(model: Path, run: Path, ar: float, with_dev_test: bool) -> dict:
     return out
 
 
+def summary(rows: list[dict]) -> str:
+    """The figures RESULTS quotes: means and counts over the detectors, before and with the floor."""
+    def col(key: str) -> np.ndarray:
+        return np.array([r[key]["specificity"] for r in rows if key in r])
+
+    spare, floor = col("spare"), col("spare_at_larger_threshold")
+    lines = [f"{len(rows)} detectors; the floor raises the 95 % threshold of {sum(r['floor_raises'] for r in rows)}",
+             f"spare normals: mean {100 * spare.mean():.1f} % -> {100 * floor.mean():.1f} % with the floor; range "
+             f"{100 * spare.min():.1f}-{100 * spare.max():.1f} % -> {100 * floor.min():.1f}-{100 * floor.max():.1f} %; "
+             f"more than 5 points short {int(np.sum(spare < 0.90))} -> {int(np.sum(floor < 0.90))}; within 2 points "
+             f"{int(np.sum(np.abs(spare - 0.95) <= 0.02 + 1e-9))} -> {int(np.sum(np.abs(floor - 0.95) <= 0.02 + 1e-9))}"]
+    dev, dev_floor = col("dev_test"), col("dev_test_at_larger_threshold")
+    if len(dev):
+        lines.append(f"dev_test normals (evaluation only): mean {100 * dev.mean():.1f} % -> {100 * dev_floor.mean():.1f} %")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pair", action="append", required=True, help="DETECTOR.onnx:RUN_DIR (repeatable)")
+    p.add_argument("--pair", action="append", default=[], help="DETECTOR.onnx:RUN_DIR (repeatable)")
+    p.add_argument("--summary", type=Path, nargs="+", help="print the summary of saved results (check_*.json) and stop")
     p.add_argument("--ar", type=float, default=0.6, help="the anomaly rate the detectors were trained at")
     p.add_argument("--tag", default="check")
     p.add_argument("--dev-test", action="store_true")
     args = p.parse_args()
+    if args.summary:
+        rows = [r for f in args.summary for r in json.loads(f.read_text())]
+        print(summary(rows))
+        return
+    if not args.pair:
+        p.error("give --pair DETECTOR.onnx:RUN_DIR (or --summary)")
     dev_split.require()
     head = ("| detector | floor raises the 95 % threshold | spare normals (300) | training normals | spare, at the "
             "training normals' threshold | spare, with the floor")
@@ -124,6 +155,7 @@ def main() -> None:
     out = REPO / "bench" / "results" / "calibration" / f"check_{args.tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2))
+    print(summary(rows))
     print(f"-> {out}")
 
 
