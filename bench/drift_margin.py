@@ -36,15 +36,12 @@ ND = NormalDist()
 D0 = ND.inv_cdf(0.95) - ND.inv_cdf(0.90)
 
 
-def _pvalue_margin(k: int, n: int, j: int, m: int, keep: float, d0: float, grid: int = 2001) -> float:
+def _pvalue_margin(k: int, n: int, j: int, m: int, keep: float, d0: float) -> float:
+    """E over U ~ Beta(j, m − j + 1) of P(Binomial(n, keep · Φ(Φ⁻¹(U) − d0)) ≤ k): the engine's
+    p-value (``engine.drift._pvalue``) with the null shifted by the margin."""
     if k >= n:
         return 1.0
-    mean = j / (m + 1.0)
-    sd = math.sqrt(mean * (1.0 - mean) / (m + 2.0))
-    u = np.linspace(max(1e-12, mean - 14 * sd), min(1 - 1e-12, mean + 14 * sd), grid)
-    log_pdf = (j - 1) * np.log(u) + (m - j) * np.log1p(-u)
-    w = np.exp(log_pdf - log_pdf.max())
-    w /= w.sum()
+    u, w = D.beta_quadrature(j, m)
     g = np.array([ND.cdf(ND.inv_cdf(float(v)) - d0) for v in u])
     return float(min(1.0, np.sum(w * D.binomial_cdf(k, n, keep * g))))
 

@@ -290,14 +290,20 @@ def _pvalue(k: int, n: int, j: int, m: int, keep: float, grid: int = 2001) -> fl
     """E over U ~ Beta(j, m − j + 1) of P(Binomial(n, keep · U) ≤ k)."""
     if k >= n:
         return 1.0
+    u, w = beta_quadrature(j, m, grid)
+    return float(min(1.0, np.sum(w * binomial_cdf(k, n, keep * u))))
+
+
+def beta_quadrature(j: int, m: int, grid: int = 2001) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights (summing to 1) of Beta(j, m − j + 1), the distribution of F at the
+    calibration's j-th smallest of m scores: ``grid`` points within 14 standard deviations of its mean."""
     mean = j / (m + 1.0)
     sd = math.sqrt(mean * (1.0 - mean) / (m + 2.0))
     lo, hi = max(1e-12, mean - 14.0 * sd), min(1.0 - 1e-12, mean + 14.0 * sd)
     u = np.linspace(lo, hi, grid)
     log_pdf = (j - 1) * np.log(u) + (m - j) * np.log1p(-u)
     w = np.exp(log_pdf - log_pdf.max())
-    w /= w.sum()
-    return float(min(1.0, np.sum(w * binomial_cdf(k, n, keep * u))))
+    return u, w / w.sum()
 
 
 def binomial_cdf(k: int, n: int, p: np.ndarray) -> np.ndarray:
