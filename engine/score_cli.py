@@ -16,7 +16,7 @@ plus a plausible share of abnormal studies explains, i.e. whether its flag rate 
 scores in a separate process): ``{"event": "start", "total", "provider", "provider_note",
 "model_id", "threshold"}``, then ``{"event": "result", "path", "score", "percentile", "flagged",
 "error", "out_of_scope"}`` per file (flushed per batch), then (when complete) ``{"event": "drift", "drift",
-"p_value", "specificity_estimated", "message", ...}`` (:class:`engine.drift.DriftReport`), then
+"p_value", "specificity_estimated", "warning", "caution", "message", ...}`` (:class:`engine.drift.DriftReport`), then
 ``{"event": "done" | "stopped", ...}``. SIGTERM or
 Ctrl-C stops after the current batch. ``--paths-from FILE`` (or ``-`` for stdin) reads an
 explicit list of files, one per line, instead of (or besides) scanning folders.

@@ -72,6 +72,9 @@ def test_score_reports_drift_in_the_json_stream(tiny_detector, tmp_path, capsys)
     drift = lines[-2]
     assert drift["event"] == "drift" and drift["n"] == 12 and drift["tested"] is True
     assert isinstance(drift["p_value"], float) and drift["message"]
+    # the banner's state travels with it: ⚠ only with a shift found and a short estimate
+    assert drift["warning"] == (drift["drift"] and drift["unreliable"]) and isinstance(drift["caution"], bool)
+    assert not (drift["warning"] and drift["caution"])
     assert lines[-1]["event"] == "done"
 
 
