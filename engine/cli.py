@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("cxrscreen.engine.demo", "headless demo: generate a synthetic study folder and read it"),
     "train": ("cxrscreen.engine.train_cli", "train a detector from normal + unlabeled folders or a split file"),
     "export": ("cxrscreen.engine.export_cli", "export a trained run to one ONNX detector file"),
+    "ensemble": ("cxrscreen.engine.ensemble_cli", "combine finished runs (e.g. AMAE and DDAD) into one detector file"),
     "score": ("cxrscreen.engine.score_cli", "score every radiograph in a folder with an ONNX detector"),
     "recalibrate": ("cxrscreen.engine.recalibrate_cli", "set a site operating point on reader-confirmed normals (the detector file is unchanged)"),
     "index": ("cxrscreen.engine.index_cli", "list the radiographs under folders with their headers (no pixel decode)"),

@@ -140,7 +140,6 @@ def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: st
                tolerance: float = 1e-4, overwrite: bool = False) -> ExportReport:
     """Export ``run_dir`` to ``out`` (atomically; refuses to overwrite unless asked)."""
     import onnx
-    import onnxruntime as ort
     import torch
 
     t0 = time.monotonic()
@@ -186,6 +185,25 @@ def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: st
         scope=scope,
     )
 
+    ds, dh, n_checked = write_detector(scorer, meta, held_out, out, tolerance=tolerance,
+                                       heatmap_tolerance=method.heatmap_tolerance, overwrite=overwrite)
+    return ExportReport(out, meta, ds, dh, n_checked, time.monotonic() - t0)
+
+
+def write_detector(scorer: Any, meta: DetectorMetadata, held_out: np.ndarray, out: Path, tolerance: float = 1e-4,
+                   heatmap_tolerance: float = 0.0, overwrite: bool = False) -> tuple[float, float, int]:
+    """``scorer`` as an ONNX detector file at ``out`` (atomically), with ``meta`` stored in it.
+
+    Before the file is put in place, onnxruntime runs it on ``held_out`` plus random inputs in
+    the input range (batch sizes 1 and N) and must match PyTorch within ``tolerance`` (scores)
+    and ``max(tolerance, heatmap_tolerance)`` (heatmaps); nothing is written otherwise.
+    Returns the largest score and heatmap differences and the number of images checked.
+    """
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    spec = meta.preprocess
     example = torch.from_numpy(held_out[:2] if len(held_out) >= 2 else np.zeros((2, 1, spec.size, spec.size), np.float32))
     with atomic_path(out, overwrite=overwrite) as tmp, contextlib.redirect_stdout(io.StringIO()):
         export_graph(scorer, example, tmp)
@@ -209,9 +227,9 @@ def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: st
         # (a rec map on a random input) only to 1e-4, so an absolute bound there tests rounding
         worst = max(_scaled_difference(got_s, ref_s), _scaled_difference(one_s, ref_s[:1]))
         worst_map = max(_scaled_difference(got_h, ref_h), _scaled_difference(one_h, ref_h[:1]))
-        map_tolerance = max(tolerance, method.heatmap_tolerance)  # a method's ill-conditioned map (its declaration)
+        map_tolerance = max(tolerance, heatmap_tolerance)  # a method's ill-conditioned map (its declaration)
         if not (worst <= tolerance and worst_map <= map_tolerance):
             raise ExportError(f"exported graph differs from PyTorch: max |Δscore| {ds:.2e}, max |Δheatmap| {dh:.2e}, "
                               f"largest |Δ| / max(1, |value|) {worst:.2e} for scores (tolerance {tolerance:.0e}), "
                               f"{worst_map:.2e} for heatmaps (tolerance {map_tolerance:.0e}); nothing was written")
-    return ExportReport(out, meta, ds, dh, len(check), time.monotonic() - t0)
+    return ds, dh, len(check)
