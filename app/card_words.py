@@ -18,8 +18,9 @@ SETTING_WORDS: dict[str, str] = {
     "precision": "Precision", "layout": "Network layout", "augment": "Augmentation", "size": "Input size (px)",
     "aspect": "Aspect", "intensity": "Intensity", "output_range": "Input range", "preset": "Preset",
     "pretrain_epochs": "MAE pre-training epochs", "stage1_epochs": "Stage 1 epochs", "module_b": "Module B trains on",
+    "ensemble_of": "Ensemble of", "standardisation": "Standardisation",
 }
-_SKIP = {"file_list_sha256", "run_dir", "environment", "config", "source", "note"}
+_SKIP = {"file_list_sha256", "run_dir", "environment", "config", "source", "note", "member_runs"}
 
 
 def _words(key: str) -> str:
@@ -72,10 +73,27 @@ def training_rows(training: dict[str, Any]) -> list[tuple[str, str]]:
     config = training.get("config")
     if isinstance(config, dict):
         rows += settings_rows(config)
+    members = training.get("member_runs")
+    if isinstance(members, list):  # an ensemble (engine.ensemble): one row per member run
+        rows += [(f"Member {i}", member_words(m)) for i, m in enumerate(members, 1) if isinstance(m, dict)]
     rows += [(_words(k), value_words(v)) for k, v in training.items()
              if k not in _SKIP and k not in ("normal_train", "normal_calibration", "unlabeled", "abnormal", "anomalies",
                                              "skipped", "train_seconds")]
     return rows
+
+
+def member_words(member: dict[str, Any]) -> str:
+    """One member of an ensemble: method, network, score, its standardisation and its own training."""
+    t = member.get("training") if isinstance(member.get("training"), dict) else {}
+    seconds = t.get("train_seconds")
+    parts = [f"{str(member.get('method', '?')).upper()} {member.get('backbone', '')} ({member.get('score_type', '?')})"]
+    if isinstance(member.get("score_loc"), (int, float)) and isinstance(member.get("score_scale"), (int, float)):
+        parts.append(f"score (s − {member['score_loc']:.4g}) / {member['score_scale']:.4g}")
+    if isinstance(seconds, (int, float)):
+        parts.append(f"trained {int(round(seconds)) // 60} min")
+    if t.get("run_sha256"):
+        parts.append(f"run {str(t['run_sha256'])[:12]}")
+    return "; ".join(parts)
 
 
 def anomalies_words(anomalies: dict[str, Any]) -> str:

@@ -202,11 +202,11 @@ def build_ensemble(run_dirs: list[Path], out: Path, name: str = "", tolerance: f
         "roles": {"normal": union["normal_train"] + len(held_out), "unlabeled": union["unlabeled"], "abnormal": union["abnormal"]},
         "file_list_sha256": hashlib.sha256("\n".join(s.get("file_list_sha256", "") for s in summaries).encode()).hexdigest(),
         "source": summaries[0]["source"],
-        "config": {"members": [f"{m.run['method']} {m.backbone} ({m.score_type})" for m in members],
+        "config": {"ensemble_of": [f"{m.run['method']} {m.backbone} ({m.score_type})" for m in members],
                    "standardisation": f"per member on {len(floor_images)} shared training normals: score (s - median) / IQR, "
                                       "heatmap (h - median) / (q99 - median); ensemble = mean"},
         "train_seconds": float(sum(float(s.get("train_seconds") or 0.0) for s in summaries)),
-        "members": member_info,
+        "member_runs": member_info,
         "run_sha256": digest,
     }
     titles = " + ".join(m.run["method"].upper() for m in members)

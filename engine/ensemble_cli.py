@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     m = report.metadata
     cal = m.calibration
     lines = [f"wrote {report.path} ({report.path.stat().st_size / 2**20:.1f} MiB)", f"  model id   {m.model_id}",
-             f"  ensemble   {m.name}: the mean of {len(m.training['members'])} standardised scores"]
-    for info in m.training["members"]:
+             f"  ensemble   {m.name}: the mean of {len(m.training['member_runs'])} standardised scores"]
+    for info in m.training["member_runs"]:
         lines.append(f"    {info['method']:10s} {info['backbone']} ({info['score_type']}): "
                      f"(score - {info['score_loc']:.4g}) / {info['score_scale']:.4g}")
     raised = cal.floor_levels() if cal.training_normal_scores else []

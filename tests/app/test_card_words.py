@@ -86,3 +86,21 @@ def test_a_weakly_supervised_detector_says_how_many_anomalies_and_how_they_were_
     unsupervised = dict(training_rows({"normal_train": 540, "normal_calibration": 60, "unlabeled": 500, "abnormal": 0}))
     assert "Confirmed anomalies" not in unsupervised and "abnormal" not in unsupervised["Images"]
     assert "Abnormal" not in unsupervised
+
+
+def test_an_ensemble_lists_its_members_in_words_not_json() -> None:
+    training = {"normal_train": 540, "normal_calibration": 60, "unlabeled": 500, "abnormal": 0,
+                "config": {"ensemble_of": ["amae MAE ViT (inter)", "ddad ae-u (inter)"],
+                           "standardisation": "per member on 300 shared training normals"},
+                "train_seconds": 4140.0,
+                "member_runs": [
+                    {"method": "amae", "backbone": "MAE ViT", "score_type": "inter", "score_loc": 0.01782,
+                     "score_scale": 0.005821, "training": {"train_seconds": 1375.2, "run_sha256": "ab" * 32,
+                                                          "config": {"epochs": 100}}},
+                    {"method": "ddad", "backbone": "ae-u", "score_type": "inter", "score_loc": 0.294,
+                     "score_scale": 0.03729, "training": {"train_seconds": 2764.8, "run_sha256": "cd" * 32}}]}
+    rows = dict(training_rows(training))
+    assert rows["Ensemble of"] == "amae MAE ViT (inter), ddad ae-u (inter)"
+    assert rows["Member 1"] == "AMAE MAE ViT (inter); score (s − 0.01782) / 0.005821; trained 22 min; run abababababab"
+    assert rows["Member 2"].startswith("DDAD ae-u (inter); score (s − 0.294) / 0.03729; trained 46 min")
+    assert rows["Training time"] == "1 h 9 min" and "Member runs" not in rows and "{" not in "".join(rows.values())

@@ -71,7 +71,7 @@ def _standardised(run: Path, images: np.ndarray, floor: np.ndarray) -> tuple[np.
 
 def test_the_detector_is_the_mean_of_the_members_standardised_outputs(runs, ensemble):
     det = Detector(ensemble, provider="cpu")
-    assert det.meta.method == "ensemble" and [i["method"] for i in det.meta.training["members"]] == list(MEMBERS)
+    assert det.meta.method == "ensemble" and [i["method"] for i in det.meta.training["member_runs"]] == list(MEMBERS)
     members = [read_member(runs[m]) for m in MEMBERS]
     floor_paths = shared_training_normals(members)
     floor = load_images([floor_paths[i] for i in training_floor_index(len(floor_paths))], det.preprocess_spec)
@@ -102,7 +102,7 @@ def test_it_is_calibrated_on_the_held_out_normals_no_member_trained_on(runs, ens
     t = det.meta.training
     assert t["normal_train"] == 27 and t["normal_calibration"] == 3 and t["unlabeled"] == 12
     assert t["roles"] == {"normal": 30, "unlabeled": 12, "abnormal": 0}
-    assert all(str(runs["root"]) not in json.dumps(i["training"]) for i in t["members"])  # no paths travel
+    assert all(str(runs["root"]) not in json.dumps(i["training"]) for i in t["member_runs"])  # no paths travel
 
 
 def _copy(run: Path, tmp_path: Path, name: str, edit) -> Path:
