@@ -28,6 +28,7 @@ from cxrscreen.app.reader_sets import ReaderSets
 from cxrscreen.engine.detector import Detector, DetectorError, DetectorMetadata, NormalCalibration
 
 if TYPE_CHECKING:
+    from cxrscreen.app.ensemble import EnsembleDialog, EnsembleJob
     from cxrscreen.app.main_window import MainWindow
     from cxrscreen.app.training.panel import NewDetectorPanel
 
@@ -61,6 +62,11 @@ class ModelTools(QObject):
         self.adapt_action.setToolTip("Retrain the current detector with the reader's confirmed normals of this worklist "
                                      "added to its known normals (a new batch, machine or site)")
         self.adapt_action.triggered.connect(self.adapt_to_worklist)
+        self.ensemble_action = QAction("Combine detectors into an ensemble…", window)
+        self.ensemble_action.setToolTip("One detector from several trained in this app on the same known normals: "
+                                        "the mean of their standardised scores")
+        self.ensemble_action.triggered.connect(self.combine_detectors)
+        self.ensemble_job: "EnsembleJob | None" = None
         self.compare_action = QAction("Compare two detectors…", window)
         self.compare_action.triggered.connect(self.open_compare)
         self.engine_action = QAction("Engine command…", window)
@@ -76,6 +82,7 @@ class ModelTools(QObject):
         self.library_menu = menu.addMenu("Load from library")
         menu.addAction(self.add_action)
         menu.addAction(self.adapt_action)
+        menu.addAction(self.ensemble_action)
         menu.addAction(self.compare_action)
         self.refresh_library_menu()
 
@@ -227,6 +234,43 @@ class ModelTools(QObject):
             w.report_error("Cannot adapt", str(exc))
             return None
         return panel
+
+    def combine_detectors(self, dialog: "EnsembleDialog | None" = None) -> "EnsembleJob | None":
+        """Detector ▸ Combine detectors…: choose library detectors trained here, build their ensemble
+        with the engine (``cxrscreen ensemble``, a child process) and add it to the library.
+
+        Args:
+            dialog: a dialog already filled in (tests); None asks the reader.
+        """
+        from cxrscreen.app.ensemble import EnsembleDialog, EnsembleJob, candidates
+
+        w = self.window
+        if self.ensemble_job is not None and self.ensemble_job.running:
+            w.report_error("Cannot combine", "An ensemble is being built: wait until it is in the library.")
+            return None
+        options = candidates(w.library)
+        if len(options) < 2:
+            w.report_error("Cannot combine", f"Combining needs at least two detectors trained in this app whose run "
+                                             f"folders still exist; the library has {len(options)}. Train another "
+                                             "method on the same known-normal folder first (Detector ▸ New detector).")
+            return None
+        if dialog is None:
+            dialog = EnsembleDialog(options, w)
+            if dialog.exec() != EnsembleDialog.DialogCode.Accepted:
+                return None
+        chosen, name = dialog.chosen(), w.library.unique_name(dialog.name.text().strip())
+        staging = w.settings.data_file("ensembles") / time.strftime("%Y%m%d-%H%M%S")
+        job = EnsembleJob(w.library, chosen, name, staging, w.settings.engine_command, self)
+        job.succeeded.connect(self._ensemble_registered)
+        job.failed.connect(lambda message: w.report_error("The detectors cannot be combined", message))
+        self.ensemble_job = job
+        w.statusBar().showMessage(f"Building the ensemble “{name}” of {len(chosen)} detectors…")
+        job.start()
+        return job
+
+    def _ensemble_registered(self, entry: LibraryEntry) -> None:
+        self.refresh_library_menu()
+        self.window.statusBar().showMessage(f"“{entry.name}” is in the model library (Detector ▸ Load from library)", 15000)
 
     def open_library(self) -> LibraryDialog:
         """Show the model library window."""
