@@ -166,6 +166,8 @@ class MainWindow(QMainWindow):
         self.indexing = IndexingController(self)  # app/controllers/indexing.py
         self.reading = ReadingController(self.model, self.worklist, self.viewer, settings, self.counts_label,
                                          self.statusBar().showMessage, self)  # reading state, study database
+        # still listing or scoring, or new scores waiting for the next re-sort (REORDER_MS)
+        self.reading.settling = lambda: self.is_scoring or self.indexing_active or self.model.reorder_pending
         self.studies = StudiesController(self)  # DICOM studies, lead images, earlier studies side by side
         self.actions: dict[str, QAction] = {}
         self._build_actions()

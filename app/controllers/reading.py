@@ -11,7 +11,9 @@ controller adapts it to Qt (napari's pattern: ``ViewerModel`` plus ``_qt`` contr
   follows the scores and the top case is current: nothing has been read, so re-sorting cannot
   cost a case. Once started, rows never move under the reader (the model's order snapshot is
   frozen); new scores wait, counted in the worklist, until the reader presses S (Re-sort).
-- it marks a case read after it was on screen for :data:`READ_AFTER_MS`, or on M; gives the
+- it marks a case read after it was on screen for :data:`READ_AFTER_MS`, or on M; before the
+  reader starts, the top case the app shows while the folder is still being listed or scored
+  (:attr:`ReadingController.settling`) counts only once the scores have settled; gives the
   marks their keys; N goes to the next unread flagged case; Esc leaves the filter box;
 - it writes the position label "(n of N)", the counts and "N shown" whenever the visible
   list changes, and the progress "37 of 120 read, 5 flagged unread" in the status bar.
@@ -105,6 +107,10 @@ class ReadingController(QObject):
         # the studies' progress of the worklist (root None) or of one opened folder ("" when none):
         # set by the studies controller, so the progress counts studies too
         self.study_progress: Callable[[Path | None], str] = lambda _root: ""
+        # whether the worklist is still filling in (files being listed or scored, or new scores not
+        # yet sorted in), set by the window:
+        # before the reader starts, the case on screen is then only the top so far (see _on_read_timer)
+        self.settling: Callable[[], bool] = lambda: False
         # ------------------------------------------------------------------ wiring
         self._read_timer = QTimer(self)
         self._read_timer.setSingleShot(True)
@@ -245,8 +251,16 @@ class ReadingController(QObject):
             self._read_timer.start()
 
     def _on_read_timer(self) -> None:
-        if self._shown is not None and self._shown == self.panel.current_path():
-            self.session.mark_read(self._shown)
+        if self._shown is None or self._shown != self.panel.current_path():
+            return
+        if not self.session.started and self.settling():
+            # the app put this case on screen as the most suspicious *so far* while scores still
+            # arrive: reading it would start the session and freeze the order with most scores not
+            # placed (a fresh 642-image folder froze after its first score). It counts once the
+            # scores have settled (the timer runs again) or as soon as the reader acts.
+            self._read_timer.start()
+            return
+        self.session.mark_read(self._shown)
 
     def _on_current_row(self, current: QModelIndex, previous: QModelIndex) -> None:
         # the window may already show the new case (decoded earlier): its dwell counts

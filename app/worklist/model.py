@@ -543,6 +543,11 @@ class WorklistModel(QAbstractTableModel):
         if not self._frozen and not self._reorder_timer.isActive():
             self._reorder_timer.start()
 
+    @property
+    def reorder_pending(self) -> bool:
+        """Whether new scores wait for the next re-sort (before the reader starts: at most every REORDER_MS)."""
+        return self._reorder_timer.isActive()
+
     def _reorder_now(self) -> None:
         if not self._frozen:
             self._apply_order()

@@ -175,6 +175,30 @@ def test_rows_never_move_under_the_reader_until_resort(qtbot, window: MainWindow
     assert w.worklist.current_path() == current  # re-sorting keeps the case on screen current
 
 
+def test_the_order_settles_before_the_case_on_screen_counts_as_read(qtbot, window: MainWindow, tmp_path: Path,
+                                                                    tiny_detector: Path) -> None:
+    """A real scoring run far longer than the dwell: the top-so-far case the app shows meanwhile is not
+    read, so the order does not freeze with the scores unplaced; once they settle, the final top is read."""
+    from cxrscreen.engine.synth import write_study
+
+    w, folder = window, tmp_path / "chests"
+    write_study(folder, 24, 12, size=96, formats=("png",), seed=9)
+    w.reading._read_timer.setInterval(20)
+    w.load_detector(tiny_detector, provider="cpu")
+    qtbot.waitUntil(lambda: w.detector is not None, timeout=10_000)
+    _open(qtbot, w, folder)
+    qtbot.waitUntil(lambda: w.model.counts()["scored"] > 0, timeout=30_000)
+    assert w.is_scoring and not w.reading.session.started  # on screen well past the dwell, not read yet
+    # the case on screen counts (and the order freezes) only once every score is placed
+    qtbot.waitUntil(lambda: w.reading.session.started, timeout=60_000)
+    assert not w.is_scoring and w.model.counts()["scored"] == w.model.rowCount() and w.model.stale_rows() == 0
+    scores = [float(w.worklist.proxy.index(r, Column.SCORE).data()) for r in range(w.worklist.proxy.rowCount())]
+    assert len(scores) == 36 and scores == sorted(scores, reverse=True)  # most suspicious first, every score placed
+    top = w.worklist.visible_paths()[0]
+    assert w.reading.session.is_read(top)
+    assert w.worklist.current_path() == top and w.model.order_frozen
+
+
 def test_next_unread_flagged_marks_and_progress(qtbot, window: MainWindow, folder: Path) -> None:
     w = window
     _open(qtbot, w, folder)
