@@ -89,3 +89,47 @@ def build_local_contrast_detector(path: Path, size: int = 32, n_normals: int = 5
 def tiny_detector(tmp_path_factory) -> Path:
     """Path to a small real ONNX detector (see :func:`build_local_contrast_detector`)."""
     return build_local_contrast_detector(tmp_path_factory.mktemp("detector") / "local_contrast.onnx")
+
+
+ENSEMBLE_MEMBERS = ("msacl", "amae")
+
+
+@pytest.fixture(scope="session")
+def ensemble_runs(tmp_path_factory) -> dict[str, Path]:
+    """Two methods' tiny runs on the same 30 known normals (AMAE also on 12 unlabeled images, MSACL
+    on none: it does not use them), each exported to ``root/NAME.onnx``; ``root/test``: 8 + 8 chests.
+    Shared by the engine's and the app's ensemble tests (tests/engine/test_ensemble.py,
+    tests/app/test_ensemble_app.py)."""
+    import torch
+
+    from cxrscreen.engine.datasets import from_folders
+    from cxrscreen.engine.export import export_run
+    from cxrscreen.engine.methods import registry
+    from cxrscreen.engine.progress import Progress
+    from cxrscreen.engine.synth import write_study
+    from cxrscreen.engine.train import run_training
+
+    root = tmp_path_factory.mktemp("ensemble")
+    study = dict(size=64, formats=("png",), variation=0.5, marker=False)
+    write_study(root / "normal", 30, 0, seed=31, **study)
+    write_study(root / "unlabeled", 6, 6, seed=32, **study, lesion_strength=2.0)
+    write_study(root / "test", 8, 8, seed=33, **study, lesion_strength=2.0)
+    for f in ("normal", "unlabeled"):
+        (root / f / "labels.csv").unlink()
+    data = from_folders(root / "normal", root / "unlabeled")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out: dict[str, Path] = {"root": root}
+    try:
+        for name in ENSEMBLE_MEMBERS:
+            config = registry()[name].config("tiny")
+            config = type(config).from_dict({**config.to_dict(), "checkpoint_every_s": 0.0, "device": "cpu"})
+            uses_unlabeled = any(r.role == "unlabeled" and r.requirement != "unused" for r in registry()[name].roles)
+            run = root / f"run_{name}"
+            assert run_training(name, config, data if uses_unlabeled else data.without_unlabeled(), run,
+                                Progress("none")).status == "done"
+            export_run(run, root / f"{name}.onnx", name=f"{name.upper()} site A")
+            out[name] = run
+    finally:
+        torch.set_num_threads(threads)
+    return out

@@ -11,43 +11,15 @@ import pytest
 from cxrscreen.app.ensemble import EnsembleDialog, EnsembleJob, candidates
 from cxrscreen.app.library import ModelLibrary
 from cxrscreen.app.main_window import MainWindow
+from cxrscreen.engine.detector import Detector
 
 MEMBERS = ("msacl", "amae")
 
 
 @pytest.fixture(scope="module")
-def member_runs(tmp_path_factory) -> dict[str, Path]:
-    """Two methods' tiny runs on the same known normals, each exported (the app's in-app training does the same)."""
-    import torch
-
-    from cxrscreen.engine.datasets import from_folders
-    from cxrscreen.engine.export import export_run
-    from cxrscreen.engine.methods import registry
-    from cxrscreen.engine.progress import Progress
-    from cxrscreen.engine.synth import write_study
-    from cxrscreen.engine.train import run_training
-
-    root = tmp_path_factory.mktemp("ens_app")
-    study = dict(size=64, formats=("png",), variation=0.5, marker=False)
-    write_study(root / "normal", 24, 0, seed=41, **study)
-    write_study(root / "unlabeled", 4, 4, seed=42, **study, lesion_strength=2.0)
-    for f in ("normal", "unlabeled"):
-        (root / f / "labels.csv").unlink()
-    data = from_folders(root / "normal", root / "unlabeled")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out: dict[str, Path] = {"root": root}
-    for name in MEMBERS:
-        config = registry()[name].config("tiny")
-        config = type(config).from_dict({**config.to_dict(), "checkpoint_every_s": 0.0, "device": "cpu"})
-        uses_unlabeled = any(r.role == "unlabeled" and r.requirement != "unused" for r in registry()[name].roles)
-        run = root / f"run_{name}"
-        assert run_training(name, config, data if uses_unlabeled else data.without_unlabeled(), run,
-                            Progress("none")).status == "done"
-        export_run(run, root / f"{name}.onnx", name=f"{name.upper()} site A")
-        out[name] = run
-    torch.set_num_threads(threads)
-    return out
+def member_runs(ensemble_runs) -> dict[str, Path]:
+    """tests/conftest.py's two tiny runs (MSACL, AMAE) on the same known normals, each exported."""
+    return ensemble_runs
 
 
 def _library(tmp_path: Path, runs: dict[str, Path], imported: Path | None = None) -> ModelLibrary:
@@ -93,24 +65,6 @@ def test_candidates_are_the_detectors_trained_here_whose_run_folder_exists(membe
     assert not ok.isEnabled() and "name" in dialog.hint.text()
 
 
-def test_the_engine_builds_the_ensemble_and_it_joins_the_library(member_runs, tmp_path, qtbot) -> None:
-    from cxrscreen.engine.detector import Detector
-
-    library = _library(tmp_path, member_runs)
-    chosen = candidates(library)
-    job = EnsembleJob(library, chosen, "Site A ensemble", tmp_path / "staging")
-    errors: list[str] = []
-    job.failed.connect(errors.append)
-    with qtbot.waitSignal(job.succeeded, timeout=180_000) as got:
-        job.start()
-    entry = got.args[0]
-    assert not errors and entry.name == "Site A ensemble" and library.find(entry.model_id) is not None
-    det = Detector(entry.path, provider="cpu")
-    assert det.meta.method == "ensemble" and len(det.meta.training["member_runs"]) == 2
-    assert {m["model_id"] for m in entry.card["ensemble"]["members"]} == {c.entry.model_id for c in chosen}
-    assert not (tmp_path / "staging").exists() and not job.running
-
-
 def test_runs_the_engine_refuses_give_its_one_line_reason(member_runs, tmp_path, qtbot) -> None:
     # the AMAE run as if trained on other known normals: another calibration hold-out
     other = tmp_path / "run_other"
@@ -140,10 +94,16 @@ def test_the_detector_menu_combines_through_the_engine(member_runs, make_window,
     dialog = EnsembleDialog(candidates(library), w)
     qtbot.addWidget(dialog)
     dialog.set_checked([0, 1])
+    chosen = dialog.chosen()
     job = tools.combine_detectors(dialog)
     assert job is not None
     assert tools.combine_detectors(dialog) is None and "being built" in errors[-1]  # one at a time
-    with qtbot.waitSignal(job.succeeded, timeout=180_000):
+    with qtbot.waitSignal(job.succeeded, timeout=180_000) as got:
         pass
-    assert [e.card.get("method") for e in library.entries()].count("ensemble") == 1
-    assert "is in the model library" in w.statusBar().currentMessage()
+    entry = got.args[0]
+    assert library.find(entry.model_id) is not None and [e.card.get("method") for e in library.entries()].count("ensemble") == 1
+    det = Detector(entry.path, provider="cpu")  # the engine's file, in the library
+    assert det.meta.method == "ensemble" and len(det.meta.training["member_runs"]) == 2
+    assert {m["model_id"] for m in entry.card["ensemble"]["members"]} == {c.entry.model_id for c in chosen}
+    assert not job.staged.parent.exists() and not job.running  # the staging folder is emptied and removed
+    assert "is in the model library" in w.statusBar().currentMessage() and len(errors) == 2

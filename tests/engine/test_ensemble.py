@@ -10,44 +10,17 @@ import pytest
 import torch
 
 from cxrscreen.engine.cli import main as cli
-from cxrscreen.engine.datasets import from_folders, load_images
+from cxrscreen.engine.datasets import load_images
 from cxrscreen.engine.detector import Detector, harrell_davis_threshold
 from cxrscreen.engine.ensemble import EnsembleError, build_ensemble, read_member, shared_training_normals
-from cxrscreen.engine.methods import registry
-from cxrscreen.engine.progress import Progress
-from cxrscreen.engine.synth import write_study
-from cxrscreen.engine.train import DATA_FILE, RUN_FILE, run_training, training_floor_index
+from cxrscreen.engine.train import DATA_FILE, RUN_FILE, training_floor_index
 
-STUDY = dict(size=64, formats=("png",), variation=0.5, marker=False)
-MEMBERS = ("msacl", "amae")
-
-
-def _tiny(name: str):
-    config = registry()[name].config("tiny")
-    return type(config).from_dict({**config.to_dict(), "checkpoint_every_s": 0.0, "device": "cpu"})
+MEMBERS = ("msacl", "amae")  # tests/conftest.py's ensemble_runs
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    """Two methods' tiny runs on the same known normals (AMAE also on unlabeled images, MSACL on none)."""
-    root = tmp_path_factory.mktemp("ensemble")
-    write_study(root / "normal", 30, 0, seed=31, **STUDY)
-    write_study(root / "unlabeled", 6, 6, seed=32, **STUDY, lesion_strength=2.0)
-    write_study(root / "test", 8, 8, seed=33, **STUDY, lesion_strength=2.0)
-    for f in ("normal", "unlabeled"):
-        (root / f / "labels.csv").unlink()
-    data = from_folders(root / "normal", root / "unlabeled")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out = {"root": root}
-    for name in MEMBERS:
-        run = root / f"run_{name}"
-        uses_unlabeled = any(r.role == "unlabeled" and r.requirement != "unused" for r in registry()[name].roles)
-        member_data = data if uses_unlabeled else data.without_unlabeled()  # MSACL: known normals only
-        assert run_training(name, _tiny(name), member_data, run, Progress("none")).status == "done"
-        out[name] = run
-    torch.set_num_threads(n)
-    return out
+def runs(ensemble_runs) -> dict[str, Path]:
+    return ensemble_runs
 
 
 @pytest.fixture(scope="module")
