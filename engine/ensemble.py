@@ -41,7 +41,8 @@ from cxrscreen.engine.datasets import TrainingData, load_images
 from cxrscreen.engine.detector import DetectorMetadata
 from cxrscreen.engine.export import OPSET, ExportReport, training_summary, write_detector
 from cxrscreen.engine.methods import method as get_declaration
-from cxrscreen.engine.train import DATA_FILE, SCOPE_FILE, RunFolderError, calibrate, read_run, scope_metadata, training_floor_index
+from cxrscreen.engine.train import (DATA_FILE, SCOPE_FILE, RunFolderError, calibrate, read_run, scope_metadata, scorer_outputs,
+                                   training_floor_index)
 
 ENSEMBLE_METHOD = "ensemble"
 
@@ -125,18 +126,6 @@ def shared_training_normals(members: list[Member]) -> list[Path]:
     return [p for p in members[0].data.normal_train if Path(p).resolve() in common]
 
 
-def _outputs(scorer: Any, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-
-    scores, maps = [], []
-    with torch.no_grad():
-        for i in range(0, len(images), batch_size):
-            s, h = scorer(torch.from_numpy(images[i: i + batch_size]))
-            scores.append(s.numpy())
-            maps.append(h.numpy())
-    return np.concatenate(scores).astype(np.float64), np.concatenate(maps).astype(np.float64)
-
-
 def _scale(values: np.ndarray, spread: float) -> float:
     """``spread`` if positive, else the standard deviation, else 1 (a member constant on its normals)."""
     if np.isfinite(spread) and spread > 0:
@@ -180,7 +169,8 @@ def build_ensemble(run_dirs: list[Path], out: Path, name: str = "", tolerance: f
     for m in members:
         scorer = m.method.hooks().load_scorer(m.run_dir, m.score_type).eval()
         scorers.append(scorer)
-        constants.append(standardisation(*_outputs(scorer, floor_images)))
+        scores, maps = scorer_outputs(scorer, floor_images, batch_size=64)
+        constants.append(standardisation(scores.astype(np.float64), maps.astype(np.float64)))
     ensemble = ScoreEnsemble(scorers, *([c[k] for c in constants] for k in ("score_loc", "score_scale", "map_loc", "map_scale")))
     ensemble.eval()
     calibration = calibrate(ensemble, held_out, floor_images)

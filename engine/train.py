@@ -248,6 +248,19 @@ def training_floor_images(normal_train: np.ndarray) -> np.ndarray:
     return normal_train[training_floor_index(len(normal_train))]
 
 
+def scorer_outputs(scorer: Any, images: np.ndarray, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """A PyTorch scorer's scores (N,) and heatmaps (N, H, W) on preprocessed images, in batches, no gradients."""
+    import torch
+
+    scores, heatmaps = [], []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            s, h = scorer(torch.from_numpy(images[i : i + batch_size]))
+            scores.append(s.numpy())
+            heatmaps.append(h.numpy())
+    return np.concatenate(scores), np.concatenate(heatmaps)
+
+
 def calibrate(scorer: Any, images: np.ndarray, training_normals: np.ndarray | None = None,
               batch_size: int = 128) -> NormalCalibration:
     """Scores and heatmaps of held-out normals -> :class:`NormalCalibration` (PyTorch scorer).
@@ -257,19 +270,11 @@ def calibrate(scorer: Any, images: np.ndarray, training_normals: np.ndarray | No
     """
     import dataclasses
 
-    import torch
-
     if len(images) == 0:
         raise DataError("no held-out normal images to calibrate on (calibration fraction 0?)")
 
     def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        scores, heatmaps = [], []
-        with torch.no_grad():
-            for i in range(0, len(x), batch_size):
-                s, h = scorer(torch.from_numpy(x[i : i + batch_size]))
-                scores.append(s.numpy())
-                heatmaps.append(h.numpy())
-        return np.concatenate(scores), np.concatenate(heatmaps)
+        return scorer_outputs(scorer, x, batch_size)
 
     scores, heatmaps = run(images)
     cal = NormalCalibration.from_samples(scores, heatmaps, source=f"{len(images)} held-out known normals (never trained on)")
