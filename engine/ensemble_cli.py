@@ -18,15 +18,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cxrscreen.engine.cli_args import CommandError, check_output_file, writing
+    from cxrscreen.engine.datasets import DataError
     from cxrscreen.engine.ensemble import EnsembleError, build_ensemble
     from cxrscreen.engine.export import ExportError
+    from cxrscreen.engine.train import RunFolderError
 
     check_output_file(args.out, args.overwrite)
     try:
         with writing(args.out):
             report = build_ensemble(args.run_dirs, args.out, name=args.name, tolerance=args.tolerance, overwrite=args.overwrite)
-    except (EnsembleError, ExportError, FileExistsError) as exc:
+    except (EnsembleError, ExportError, FileExistsError, RunFolderError) as exc:
         raise CommandError(str(exc)) from None
+    except DataError as exc:  # an image of the runs' lists moved or changed since they trained
+        raise CommandError(f"{exc} (the runs' training and held-out images must still be where they trained)") from None
+    except (ValueError, KeyError, TypeError) as exc:  # a run folder whose files are malformed
+        raise CommandError(f"cannot build the ensemble ({exc.__class__.__name__}: {exc})") from None
     m = report.metadata
     cal = m.calibration
     lines = [f"wrote {report.path} ({report.path.stat().st_size / 2**20:.1f} MiB)", f"  model id   {m.model_id}",

@@ -129,6 +129,13 @@ def test_cli_writes_the_file_or_says_in_one_line_why_not(runs, tmp_path, capsys)
     assert Detector(out, provider="cpu").meta.name == "Site ensemble"
     assert cli(["ensemble", str(runs["msacl"]), str(runs["amae"]), "--out", str(out)]) == 1  # exists
     assert cli(["ensemble", str(runs["msacl"]), str(tmp_path / "nothing"), "--out", str(tmp_path / "f.onnx")]) == 1
+    # a held-out image that is gone since the runs trained (both runs list it: they agree, then it cannot be read)
+    def gone(fname, d):
+        if fname == DATA_FILE:
+            d["normal_calibration"][0] = str(tmp_path / "gone.png")
+    moved = [_copy(runs[m], tmp_path, f"moved_{m}", gone) for m in MEMBERS]
+    assert cli(["ensemble", *map(str, moved), "--out", str(tmp_path / "f.onnx")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "exists; pass --overwrite" in err[0] and "not a folder" in err[1]
+    assert len(err) == 3 and "exists; pass --overwrite" in err[0] and "not a folder" in err[1]
+    assert "gone.png" in err[2] and "must still be where they trained" in err[2]
     assert not (tmp_path / "f.onnx").exists()
