@@ -50,7 +50,8 @@ class Candidate:
 
 
 def candidates(library: ModelLibrary) -> list[Candidate]:
-    """Library detectors that can be ensemble members: trained in the app, run folder present, not ensembles."""
+    """Library detectors that can be ensemble members: trained in the app, run folder still present (an
+    ensemble itself has no run folder, imported detectors have none recorded)."""
     out = []
     for e in library.entries():
         job = e.card.get("training_job")
@@ -148,6 +149,14 @@ class EnsembleJob(QObject):
         self.staged.parent.mkdir(parents=True, exist_ok=True)
         self.staged.unlink(missing_ok=True)  # a file left by an earlier, abandoned attempt
         self.engine.start(self.args)
+
+    def stop(self, wait_ms: int = 10_000) -> None:
+        """Stop the engine (SIGTERM: its temporary file is removed, nothing reaches the library) and wait for it."""
+        if self.engine.is_running():
+            self.engine.terminate()
+            self.engine.wait(wait_ms)
+        if self._thread is not None:
+            self._thread.wait(wait_ms)
 
     @property
     def running(self) -> bool:

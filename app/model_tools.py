@@ -380,6 +380,16 @@ class ModelTools(QObject):
         """
         if self.panel is not None and self.panel.busy and not self._ask_stop_training():
             return False
+        job = self.ensemble_job
+        if job is not None and job.running:
+            answer = QMessageBox.question(
+                self.window, "Ensemble being built",
+                "An ensemble detector is being built (about two minutes).\n\nQuit anyway? It stops and nothing is "
+                "added to the model library; its members stay as they are, and Combine builds it again.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+            job.stop()
         for w in (self.panel, self.library_dialog, self.compare_dialog):
             if w is not None:
                 w.hide()

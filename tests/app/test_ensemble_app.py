@@ -107,3 +107,13 @@ def test_the_detector_menu_combines_through_the_engine(member_runs, make_window,
     assert {m["model_id"] for m in entry.card["ensemble"]["members"]} == {c.entry.model_id for c in chosen}
     assert not job.staged.parent.exists() and not job.running  # the staging folder is emptied and removed
     assert "is in the model library" in w.statusBar().currentMessage() and len(errors) == 2
+
+
+def test_stopping_a_build_leaves_nothing_behind(member_runs, tmp_path, qtbot) -> None:
+    library = _library(tmp_path, member_runs)
+    job = EnsembleJob(library, candidates(library), "Stopped", tmp_path / "staging")
+    job.start()
+    qtbot.wait(2500)
+    job.stop()  # what quitting the app does after its question
+    qtbot.waitUntil(lambda: not job.running, timeout=15_000)
+    assert len(library.entries()) == 2 and not list((tmp_path / "staging").glob("*"))
