@@ -29,8 +29,8 @@ EXPLANATION = (
     "An ensemble scores every image with each detector and averages their scores, each put on the scale of "
     "its own training normals; it is calibrated again on the held-out normals none of them trained on. "
     "Detectors of different methods fail on different images: AMAE (robust) with DDAD (robust field), trained "
-    "on the same folders, ranked dev_test at AUROC 0.969 against 0.964 for AMAE alone, and held up better under "
-    "simulated acquisition shifts (mean 0.935 against 0.920; bench/RESULTS.md). Scoring takes as long as all its "
+    "on the same folders, ranked dev_test at AUROC 0.967 against 0.964 for AMAE alone, and held up better under "
+    "simulated acquisition shifts (mean 0.938 against 0.920; bench/RESULTS.md). Scoring takes as long as all its "
     "members together. Only detectors trained in this app on the same known-normal folder can be combined.")
 
 
