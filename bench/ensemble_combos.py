@@ -27,7 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO / "bench")]
 import dev_split  # noqa: E402
-from dev_drift import _scores  # noqa: E402
+from calibration_check import _scores  # noqa: E402  (each file decoded once for all the members)
 
 WORK = REPO / "bench" / "_work" / "ensemble"
 RESULTS = REPO / "bench" / "results" / "ensemble"
@@ -40,7 +40,6 @@ def member_scores(model: Path) -> dict[str, np.ndarray]:
     from drift_scores import score_all
 
     from cxrscreen.engine.detector import Detector, read_metadata
-    from cxrscreen.engine.io import read_radiograph
     from cxrscreen.engine.train import training_floor_index
 
     batches = dict(np.load(score_all(model)))
@@ -50,8 +49,7 @@ def member_scores(model: Path) -> dict[str, np.ndarray]:
         floor = [data.normal_train[i] for i in training_floor_index(len(data.normal_train))]
         det = Detector(model, provider="cpu")
         WORK.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, held_out=_scores(det, [read_radiograph(p).pixels for p in data.normal_calibration]),
-                 training=_scores(det, [read_radiograph(p).pixels for p in floor]))
+        np.savez(cache, held_out=_scores(det, list(data.normal_calibration)), training=_scores(det, floor))
     return {**batches, **dict(np.load(cache))}
 
 
