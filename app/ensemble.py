@@ -164,6 +164,8 @@ class EnsembleJob(QObject):
 
     @Slot(object)
     def _on_finished(self, outcome: ProcessOutcome) -> None:
+        if outcome.stop_requested:  # stop(): the app is quitting, after its question; nothing to report
+            return
         if outcome.status != "done" or not self.staged.is_file():
             lines = [ln for ln in outcome.stderr_tail.splitlines() if ln.strip()]
             error = next((ln for ln in reversed(lines) if "error" in ln), lines[-1] if lines else outcome.message)

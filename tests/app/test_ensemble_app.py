@@ -112,8 +112,13 @@ def test_the_detector_menu_combines_through_the_engine(member_runs, make_window,
 def test_stopping_a_build_leaves_nothing_behind(member_runs, tmp_path, qtbot) -> None:
     library = _library(tmp_path, member_runs)
     job = EnsembleJob(library, candidates(library), "Stopped", tmp_path / "staging")
+    reported: list[str] = []
+    job.failed.connect(reported.append)
+    job.succeeded.connect(lambda entry: reported.append(f"registered {entry.name}"))
     job.start()
     qtbot.wait(2500)
     job.stop()  # what quitting the app does after its question
     qtbot.waitUntil(lambda: not job.running, timeout=15_000)
+    qtbot.wait(200)  # the process's end reaches the job through the event loop
     assert len(library.entries()) == 2 and not list((tmp_path / "staging").glob("*"))
+    assert reported == []  # no error dialog while the app quits
