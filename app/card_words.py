@@ -62,6 +62,9 @@ def training_rows(training: dict[str, Any]) -> list[tuple[str, str]]:
     if used:
         skipped = training.get("skipped")
         rows.append(("Images", ", ".join(used) + (f"; {skipped} unreadable left out" if skipped else "")))
+    hold_out = training.get("source", {}).get("hold_out") if isinstance(training.get("source"), dict) else None
+    if isinstance(hold_out, dict):
+        rows.append(("Calibration hold-out", hold_out_words(hold_out)))
     anomalies = training.get("anomalies")
     if isinstance(anomalies, dict):
         rows.append(("Confirmed anomalies", anomalies_words(anomalies)))
@@ -80,6 +83,16 @@ def training_rows(training: dict[str, Any]) -> list[tuple[str, str]]:
              if k not in _SKIP and k not in ("normal_train", "normal_calibration", "unlabeled", "abnormal", "anomalies",
                                              "skipped", "train_seconds")]
     return rows
+
+
+def hold_out_words(hold_out: dict[str, Any]) -> str:
+    """How the calibration normals were held out (engine.datasets.hold_out_unit)."""
+    if hold_out.get("unit") == "patient":
+        return (f"whole patients: {hold_out.get('patients', '?')} of {hold_out.get('of', '?')} (identified by "
+                f"{hold_out.get('key', '?')}); none has an image in training")
+    shared = hold_out.get("shared", "?")
+    return (f"single images; {shared} have another image of their patient in training, so the operating point "
+            "may be slightly optimistic")
 
 
 def member_words(member: dict[str, Any]) -> str:

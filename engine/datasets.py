@@ -13,7 +13,9 @@ Two ways to name the data:
 A fixed fraction of the known normals (10 % by default) is held out, never trained on, and used
 to calibrate the detector's scores. This is a deviation from the DDAD paper, which trains on all
 of D_n: a clinician needs "percentile among normals" and specificity-based thresholds that are
-not measured on training images.
+not measured on training images. The hold-out is made of whole patients
+(:func:`split_calibration`): a held-out image whose patient has another image in training is
+not an unseen normal.
 
 Torch-free (the app's retraining panel counts and checks folders with it).
 """
@@ -39,6 +41,8 @@ SPLIT_POOL_SIZE = 500  # |D_u| in the development protocol
 # written beside the confirmed_abnormal/ folder a reader exports from the worklist (app.reader_sets)
 READER_SETS_FILE = "reader_sets.json"
 _KERMANY_PATIENT = re.compile(r"(person\d+)_")
+# Kermany/ZhangLab normals: IM-0545-0001.jpeg, IM-0545-0001-0002.jpeg, NORMAL2-IM-0429-0001.jpeg
+_KERMANY_NORMAL_PATIENT = re.compile(r"((?:NORMAL2-)?IM-\d+)-\d")
 
 
 class DataError(ValueError):
@@ -154,11 +158,21 @@ def _relative(p: Path, root: Path | None) -> str:
         return p.as_posix()
 
 
-def split_calibration(normals: list[Path], fraction: float, seed: int = 0) -> tuple[list[Path], list[Path]]:
-    """Hold out ``fraction`` of the normals (at least 1, at most all but 2) for calibration.
+def split_calibration(normals: list[Path], fraction: float, seed: int = 0,
+                      patients: dict[Path, str] | None = None) -> tuple[list[Path], list[Path]]:
+    """Hold out ``fraction`` of the normals (at least 1, at most all but 2) for calibration, made
+    of whole patients: no held-out image has a patient with an image in training.
 
-    The choice depends only on the sorted file list and ``seed``, not on the training seed, so
-    repeated trainings of the same data calibrate on the same images.
+    ``patients`` maps an image to its patient key (DICOM PatientID); images it does not name are
+    keyed by :func:`patient_of` (their file name). Patients are drawn in a seeded random order
+    (each patient placed by its first image in sorted order) and held out whole while they fit
+    in the target count; a patient with more images than fit stays in training. When every image
+    is a patient of its own this is exactly the per-image draw of earlier releases, so their
+    runs keep their hold-out. When no patient fits (e.g. one anonymised PatientID for all), the
+    hold-out falls back to single images: :func:`hold_out_unit` says which it was.
+
+    The choice depends only on the sorted file list, the patient keys and ``seed``, not on the
+    training seed, so repeated trainings of the same data calibrate on the same images.
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"calibration fraction must be in [0, 1), got {fraction!r}")
@@ -169,14 +183,54 @@ def split_calibration(normals: list[Path], fraction: float, seed: int = 0) -> tu
     n_cal = min(max(n_cal, 1), len(ordered) - 2)
     if n_cal < 1:
         raise DataError(f"need at least 3 known-normal images to hold some out for calibration, got {len(ordered)}")
-    perm = np.random.default_rng(seed).permutation(len(ordered))
-    cal_idx = set(perm[:n_cal].tolist())
+    groups = _patient_groups(ordered, patients)
+    perm = np.random.default_rng(seed).permutation(len(groups))
+    cal_idx: set[int] = set()
+    for g in perm:
+        members = groups[int(g)]
+        if len(cal_idx) + len(members) <= n_cal:
+            cal_idx.update(members)
+            if len(cal_idx) == n_cal:
+                break
+    if not cal_idx:  # no patient fits whole: single images, as before patients were known
+        cal_idx = set(np.random.default_rng(seed).permutation(len(ordered))[:n_cal].tolist())
     train = [p for i, p in enumerate(ordered) if i not in cal_idx]
     cal = [p for i, p in enumerate(ordered) if i in cal_idx]
     return train, cal
 
 
-def _readable_images(folder: Path) -> tuple[list[Path], list[SkippedFile]]:
+def _patient_groups(ordered: list[Path], patients: dict[Path, str] | None) -> list[list[int]]:
+    """Indices into ``ordered`` grouped by patient, the groups in the order of their first image."""
+    keys: dict[str, list[int]] = {}
+    for i, p in enumerate(ordered):
+        keys.setdefault(_patient_key(p, patients), []).append(i)
+    return sorted(keys.values(), key=lambda g: g[0])
+
+
+def _patient_key(path: Path, patients: dict[Path, str] | None) -> str:
+    given = (patients or {}).get(path)
+    return f"id:{given}" if given else f"name:{patient_of(path)}"
+
+
+def hold_out_unit(normal_train: Sequence[Path], normal_calibration: Sequence[Path],
+                  patients: dict[Path, str] | None = None) -> dict[str, Any]:
+    """How a hold-out was made, for the run and the detector card: ``{"unit": "patient", "patients":
+    held-out patients, "of": all patients, "key": what identified them}`` when no held-out patient
+    has a training image, else ``{"unit": "image", "shared": held-out images with a training
+    sibling}``."""
+    train_keys = {_patient_key(Path(p), patients) for p in normal_train}
+    cal_keys = [_patient_key(Path(p), patients) for p in normal_calibration]
+    shared = sum(k in train_keys for k in cal_keys)
+    if shared:
+        return {"unit": "image", "shared": shared}
+    by = sorted({k.split(":", 1)[0] for k in cal_keys} | {k.split(":", 1)[0] for k in train_keys})
+    return {"unit": "patient", "patients": len(set(cal_keys)), "of": len(set(cal_keys) | train_keys),
+            "key": " and ".join({"id": "DICOM PatientID", "name": "file name"}[b] for b in by)}
+
+
+def _readable_images(folder: Path, patients: dict[Path, str] | None = None) -> tuple[list[Path], list[SkippedFile]]:
+    """The readable radiographs under ``folder`` and the unreadable ones; a DICOM file's
+    PatientID goes into ``patients`` when given."""
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder")
     paths: list[Path] = []
@@ -186,6 +240,8 @@ def _readable_images(folder: Path) -> tuple[list[Path], list[SkippedFile]]:
             skipped.append(SkippedFile(str(item.path), item.error.reason))
         else:
             paths.append(Path(item.path))
+            if patients is not None and item.meta is not None and (item.meta.patient_id or "").strip():
+                patients[Path(item.path)] = item.meta.patient_id.strip()
     return paths, skipped
 
 
@@ -193,7 +249,8 @@ def from_folders(normal_dir: Path, unlabeled_dir: Path | None, calibration_fract
                  abnormal_dir: Path | None = None) -> TrainingData:
     """D_n from ``normal_dir``, D_u from ``unlabeled_dir`` (None: the normal-only setting) and the
     confirmed-abnormal images from ``abnormal_dir`` (None: none); a file may be in one folder only."""
-    normal, skipped = _readable_images(Path(normal_dir))
+    patients: dict[Path, str] = {}
+    normal, skipped = _readable_images(Path(normal_dir), patients)
     if len(normal) < 3:
         raise DataError(f"{normal_dir}: found {len(normal)} readable radiographs; at least 3 known normals are needed")
     unlabeled: list[Path] = []
@@ -215,9 +272,11 @@ def from_folders(normal_dir: Path, unlabeled_dir: Path | None, calibration_fract
             if overlap:
                 raise DataError(f"{len(overlap)} files are in both the {name} and the abnormal folder (e.g. "
                                 f"{sorted(overlap)[0]}); a file must be in one of them")
-    train, cal = split_calibration(normal, calibration_fraction)
+    train, cal = split_calibration(normal, calibration_fraction, patients=patients)
     source: dict[str, Any] = {"kind": "folders", "normal_dir": str(Path(normal_dir).absolute()),
               "unlabeled_dir": str(Path(unlabeled_dir).absolute()) if unlabeled_dir else None}
+    if cal:
+        source["hold_out"] = hold_out_unit(train, cal, patients)
     if abnormal_dir is not None:
         source["abnormal_dir"] = str(Path(abnormal_dir).absolute())
         source["abnormal"] = {"from": "reader marks" if _from_reader_marks(Path(abnormal_dir)) else "folder",
@@ -239,9 +298,11 @@ def _from_reader_marks(folder: Path) -> bool:
 
 def patient_of(path: str | Path) -> str:
     """The patient an image belongs to, as far as its file name tells: Kermany/ZhangLab's
-    ``person<N>_`` prefix; any other file counts as a patient of its own."""
+    ``person<N>_`` prefix (pneumonia) or ``IM-<N>-`` / ``NORMAL2-IM-<N>-`` (normals: all the
+    images numbered IM-0545-…, which its labels file splits into IM-0545 and IM-0545-0001, as
+    one patient); any other file counts as a patient of its own."""
     name = Path(path).name
-    m = _KERMANY_PATIENT.match(name)
+    m = _KERMANY_PATIENT.match(name) or _KERMANY_NORMAL_PATIENT.match(name)
     return m.group(1) if m else name
 
 
@@ -320,6 +381,8 @@ def from_split(
         "root": str(root),
         "anomaly_rate": anomaly_rate,
     }
+    if cal:
+        source["hold_out"] = hold_out_unit(train, cal)
     if shots is not None:
         source["abnormal"] = {"from": "split fewshot.abnormal", "k": shots, "of": len(fewshot), "seed": shots_seed,
                               "draw": "across patients, nested"}

@@ -12,7 +12,8 @@ What makes it one detector, and is checked (each failure is one :class:`Ensemble
 - every run is a finished ``cxrscreen train`` run folder, none given twice, at least two;
 - every member reads its images the same way (one preprocessing, one input);
 - every member held out the *same* calibration normals (the engine's hold-out depends only on the
-  known-normal list, not on the method or the seed, so runs on the same normals share it), and
+  known-normal list and their patients, not on the method or the seed, so runs on the same
+  normals share it; runs from before the hold-out was drawn by patient may not), and
   no member trained on any of them (known normals, unlabeled or abnormal images): the ensemble's
   calibration is then on normals none of its members saw, as for a single detector.
 
@@ -110,8 +111,11 @@ def check_members(members: list[Member]) -> None:
                                 f"{spec.to_dict()}; members must share one preprocessing (train them with the same "
                                 "size, crop and intensity settings)")
         if _resolved(m.data.normal_calibration) != held_out:
-            raise EnsembleError(f"{m.run_dir}: held out other calibration normals than {first.run_dir.name}; "
-                                "train every member on the same known normals")
+            same_normals = _resolved(m.data.normal_train) | _resolved(m.data.normal_calibration) == \
+                _resolved(first.data.normal_train) | held_out
+            raise EnsembleError(f"{m.run_dir}: held out other calibration normals than {first.run_dir.name}; " + (
+                "both have the same known normals, so one was trained before the hold-out was drawn by patient: "
+                "train it again" if same_normals else "train every member on the same known normals"))
     for m in members:
         trained = _resolved(m.data.normal_train) | _resolved(m.data.unlabeled) | _resolved(m.data.abnormal)
         overlap = trained & held_out

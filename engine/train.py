@@ -112,6 +112,29 @@ def _environment() -> dict[str, Any]:
     }
 
 
+def _recorded_hold_out(run_dir: Path, data: TrainingData, old: dict[str, Any]) -> TrainingData | None:
+    """The run's recorded lists when ``data`` names the same images but holds out other normals
+    (a run started before the hold-out was drawn by patient): a resumed run keeps its hold-out.
+    None when the lists agree or name other images."""
+    if old.get("data", {}).get("file_list_sha256") == data.file_list_hash():
+        return None
+    try:
+        recorded = TrainingData.from_json(json.loads((run_dir / DATA_FILE).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+    def same(a: list[Path], b: list[Path]) -> bool:
+        return sorted(str(Path(p).absolute()) for p in a) == sorted(str(Path(p).absolute()) for p in b)
+
+    if not (same(recorded.normal_train + recorded.normal_calibration, data.normal_train + data.normal_calibration)
+            and same(recorded.unlabeled, data.unlabeled) and same(recorded.abnormal, data.abnormal)):
+        return None
+    if recorded.file_list_hash() != old.get("data", {}).get("file_list_sha256"):
+        return None
+    recorded.skipped = data.skipped
+    return recorded
+
+
 def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, progress: Progress,
                  stop: StopRequest | None = None, workers: int = 2) -> TrainOutcome:
     """Train (or resume) a detector into ``run_dir`` and calibrate it on the held-out normals."""
@@ -128,10 +151,16 @@ def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, pr
     run_path = run_dir / RUN_FILE
     if run_path.exists():
         old = read_run(run_dir)
+        recorded = _recorded_hold_out(run_dir, data, old)
+        if recorded is not None:
+            data, data_summary = recorded, recorded.summary()
         if old.get("method") != method or not settings_match(old.get("config"), config) or \
                 old.get("data", {}).get("file_list_sha256") != data_summary["file_list_sha256"]:
             raise RunFolderError(f"{run_dir} holds another run (different method, trained settings or data); "
                                  "choose a new folder")
+        if recorded is not None:
+            progress.message(f"{run_dir}: keeping the calibration hold-out the run was started with "
+                             f"({len(recorded.normal_calibration)} known normals)")
         if old.get("status") == "done":
             progress.message(f"{run_dir} is already trained; nothing to do")
             progress.finish("done", run_dir=str(run_dir), already=True)

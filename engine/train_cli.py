@@ -218,8 +218,9 @@ def run(args: argparse.Namespace) -> int:
         data = _data(args, fraction, config)
         args.out.mkdir(parents=True, exist_ok=True)
         progress = Progress(args.progress, log_path=args.out / "log.jsonl")
+        whole = " as whole patients" if data.source.get("hold_out", {}).get("unit") == "patient" else ""
         progress.message(f"{args.method}: {len(data.normal_train)} normal (+{len(data.normal_calibration)} held out for "
-                         f"calibration), {len(data.unlabeled)} unlabeled, {len(data.abnormal)} abnormal images -> "
+                         f"calibration{whole}), {len(data.unlabeled)} unlabeled, {len(data.abnormal)} abnormal images -> "
                          f"{args.out}")
         from cxrscreen.engine.torch_runtime import set_threads
 

@@ -104,3 +104,14 @@ def test_an_ensemble_lists_its_members_in_words_not_json() -> None:
     assert rows["Member 1"] == "AMAE MAE ViT (inter); score (s − 0.01782) / 0.005821; trained 22 min; run abababababab"
     assert rows["Member 2"].startswith("DDAD ae-u (inter); score (s − 0.294) / 0.03729; trained 46 min")
     assert rows["Training time"] == "1 h 9 min" and "Member runs" not in rows and "{" not in "".join(rows.values())
+
+
+def test_the_card_says_whether_the_calibration_normals_were_held_out_as_whole_patients() -> None:
+    counts = {"normal_train": 540, "normal_calibration": 60, "unlabeled": 500}
+    whole = dict(training_rows({**counts, "source": {"kind": "split", "hold_out": {
+        "unit": "patient", "patients": 56, "of": 558, "key": "file name"}}}))
+    assert whole["Calibration hold-out"] == ("whole patients: 56 of 558 (identified by file name); none has an image "
+                                             "in training")
+    images = dict(training_rows({**counts, "source": {"kind": "folders", "hold_out": {"unit": "image", "shared": 5}}}))
+    assert images["Calibration hold-out"].startswith("single images; 5 have another image of their patient in training")
+    assert "Calibration hold-out" not in dict(training_rows({**counts, "source": {"kind": "split"}}))  # older detectors

@@ -104,8 +104,14 @@ def test_runs_that_cannot_be_one_detector_are_refused(runs, tmp_path):
     def other_hold_out(fname, d):
         if fname == DATA_FILE:
             d["normal_calibration"][0], d["normal_train"][0] = d["normal_train"][0], d["normal_calibration"][0]
-    with pytest.raises(EnsembleError, match="held out other calibration normals"):
+    with pytest.raises(EnsembleError, match="held out other calibration normals.*same known normals.*train it again"):
         build_ensemble([a, _copy(b, tmp_path, "hold", other_hold_out)], tmp_path / "x.onnx")
+
+    def other_normals(fname, d):
+        if fname == DATA_FILE:
+            d["normal_calibration"] = d["normal_calibration"][1:]
+    with pytest.raises(EnsembleError, match="held out other calibration normals.*train every member on the same known"):
+        build_ensemble([a, _copy(b, tmp_path, "fewer", other_normals)], tmp_path / "x.onnx")
 
     def saw_a_held_out_normal(fname, d):
         if fname == DATA_FILE:
