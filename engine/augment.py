@@ -4,7 +4,10 @@ Applied on the fly to preprocessed batches (N, C, S, S) in the preprocessing's o
 the cached training tensor stays as it is. Each image independently gets, each with probability
 ``p``:
 - geometry: zoom 0.88–1.12, shift ±6 %, rotation ±5° (collimation, field of view, positioning),
-  outside the image filled with black as on a detector edge;
+  outside the image filled with black as on a detector edge; with ``framing=True`` (DDAD's
+  ``augment="acquisition-framing"``) magnification up to 1.45 and shift ±10 %: a tighter,
+  off-centre field whose edges cut the lung apices or bases, as a collimated or off-centre
+  patient gives and as the field crop cannot undo;
 - exposure: gamma 0.7–1.4 and contrast/brightness ±10 % (skipped when the preprocessing
   equalises intensities, which already removes any monotonic exposure change);
 - resolution: a Gaussian blur, sigma 0–0.9 px at the model's resolution (lower-resolution systems);
@@ -28,14 +31,18 @@ class AcquisitionAugment:
         output_range: (low, high) of the preprocessed images (e.g. (-1, 1)).
         photometric: also change exposure (False when intensities are equalised anyway).
         p: probability of each kind of change per image.
+        framing: the wider geometry (magnification 0.88–1.45, shift ±10 %) instead of 0.88–1.12, ±6 %.
     """
 
-    def __init__(self, output_range: tuple[float, float], photometric: bool = True, p: float = 0.5) -> None:
+    def __init__(self, output_range: tuple[float, float], photometric: bool = True, p: float = 0.5,
+                 framing: bool = False) -> None:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be in [0, 1], got {p!r}")
         self.low, self.high = float(output_range[0]), float(output_range[1])
         self.photometric = photometric
         self.p = p
+        self.zoom = (0.88, 1.45) if framing else (0.88, 1.12)
+        self.shift = 0.2 if framing else 0.12  # in affine_grid's [-1, 1] coordinates: half that of the width
 
     def _uniform(self, n: int, lo: float, hi: float, g: torch.Generator, device: torch.device) -> Tensor:
         return (torch.rand(n, generator=g) * (hi - lo) + lo).to(device)
@@ -48,10 +55,10 @@ class AcquisitionAugment:
         u = (x - self.low) / (self.high - self.low)  # [0, 1], black = 0
         # geometry: inverse affine map from output to input coordinates, black outside
         on = self._mask(n, g, dev)
-        zoom = torch.where(on, self._uniform(n, 0.88, 1.12, g, dev), torch.ones(n, device=dev))
+        zoom = torch.where(on, self._uniform(n, *self.zoom, g, dev), torch.ones(n, device=dev))
         angle = torch.where(on, self._uniform(n, -5.0, 5.0, g, dev), torch.zeros(n, device=dev)) * math.pi / 180
-        tx = torch.where(on, self._uniform(n, -0.12, 0.12, g, dev), torch.zeros(n, device=dev))
-        ty = torch.where(on, self._uniform(n, -0.12, 0.12, g, dev), torch.zeros(n, device=dev))
+        tx = torch.where(on, self._uniform(n, -self.shift, self.shift, g, dev), torch.zeros(n, device=dev))
+        ty = torch.where(on, self._uniform(n, -self.shift, self.shift, g, dev), torch.zeros(n, device=dev))
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
         grid = F.affine_grid(theta, list(u.shape), align_corners=False)

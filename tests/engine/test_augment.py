@@ -48,3 +48,14 @@ def test_exposure_changes_when_enabled():
 def test_invalid_probability():
     with pytest.raises(ValueError, match="p must be"):
         AcquisitionAugment((-1, 1), p=1.5)
+
+
+def test_framing_magnifies_and_shifts_further():
+    """DDAD's acquisition-framing: magnification up to 1.45 (a tighter field) against 1.12."""
+    square = -torch.ones(256, 1, 64, 64)
+    square[:, :, 24:40, 24:40] = 1.0  # a bright 16 x 16 square in the middle: its area measures the magnification
+    g = torch.Generator
+    areas = {framing: (AcquisitionAugment((-1, 1), photometric=False, p=1.0, framing=framing)(square, g().manual_seed(5))
+                       > 0).sum(dim=(1, 2, 3)).float() / 256 for framing in (False, True)}
+    assert areas[False].max() < 1.12 ** 2 * 1.1 < 1.45 ** 2 * 0.9 < areas[True].max()
+    assert areas[True].min() > 0.5  # shifted, never lost

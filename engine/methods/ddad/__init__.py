@@ -44,7 +44,7 @@ Backbone = Literal["ae", "ae-u", "memae"]  # the names models.autoencoder accept
 ScoreType = Literal["rec", "intra", "inter"]  # the maps models.ddad computes (tested)
 Precision = Literal["fp32", "bf16"]
 Layout = Literal["auto", "stacked", "separate"]
-Augment = Literal["none", "acquisition"]
+Augment = Literal["none", "acquisition", "acquisition-framing"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 BACKBONES: tuple[str, ...] = get_args(Backbone)
 SCORE_TYPES: tuple[str, ...] = get_args(ScoreType)
@@ -76,7 +76,9 @@ class Config:
         checkpoint_every_s: write a checkpoint at an epoch end when this many seconds passed
             since the last one (and always when stopped; a run setting).
         augment: "none" (the paper) or "acquisition": train-time exposure, geometry, blur and
-            noise changes (:mod:`engine.augment`) for robustness to other hospitals' images.
+            noise changes (:mod:`engine.augment`) for robustness to other hospitals' images;
+            "acquisition-framing": the same with a wider geometry (magnification up to 1.45,
+            shift ±10 %: tighter and off-centre fields).
         reuse_normal_module: a finished run whose module B (trained on the same known normals
             with the same settings) is reused instead of trained again: module B never sees the
             unlabeled images, so a site adding unlabeled images, or an anomaly-rate sweep, only
