@@ -97,6 +97,8 @@ def training_summary(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         split_file = Path(str(source.get("split_file", "")))
         public_source["split_file_sha256"] = _file_sha256(split_file) if split_file.is_file() else None
         public_source["anomaly_rate"] = source.get("anomaly_rate")
+    if isinstance(source.get("hold_out"), dict):  # counts and the kind of patient key, nothing identifying
+        public_source["hold_out"] = source["hold_out"]
     return {
         **data,
         "source": public_source,

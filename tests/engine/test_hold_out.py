@@ -137,3 +137,13 @@ def test_a_resumed_run_keeps_the_hold_out_it_started_with(folders, tmp_path):
     fewer = type(data)(data.normal_train[1:], data.normal_calibration, data.unlabeled, data.source)
     with pytest.raises(RunFolderError, match="holds another run"):
         run_training("ddad", config, fewer, tmp_path / "run", Probe("none"))
+
+
+def test_the_detector_file_says_how_the_hold_out_was_made_and_not_where(tmp_path):
+    from cxrscreen.engine.export import training_summary
+
+    hold_out = {"unit": "patient", "patients": 6, "of": 60, "key": "DICOM PatientID"}
+    run = {"data": {"normal_train": 54, "normal_calibration": 6, "source": {
+        "kind": "folders", "normal_dir": "/archive/Doe_Jane/normal", "hold_out": hold_out}}}
+    summary = training_summary(run, tmp_path)
+    assert summary["source"] == {"kind": "folders", "hold_out": hold_out}
