@@ -85,6 +85,36 @@ def build_local_contrast_detector(path: Path, size: int = 32, n_normals: int = 5
     return path
 
 
+class EpochProbe:
+    """A training progress sink that asks ``stop`` to stop at the first epoch end and keeps the messages."""
+
+    def __init__(self) -> None:
+        from cxrscreen.engine.stop import StopRequest
+
+        self.stop = StopRequest()
+        self.messages: list[str] = []
+
+    def progress(self):
+        from cxrscreen.engine.progress import Progress
+
+        probe = self
+
+        class Probe(Progress):
+            def update(self, step, force=False, **fields):
+                if fields.get("epoch_end"):
+                    probe.stop.request()
+
+            def message(self, text, level="info"):
+                probe.messages.append(text)
+
+        return Probe("none")
+
+
+@pytest.fixture
+def epoch_probe() -> EpochProbe:
+    return EpochProbe()
+
+
 @pytest.fixture(scope="session")
 def tiny_detector(tmp_path_factory) -> Path:
     """Path to a small real ONNX detector (see :func:`build_local_contrast_detector`)."""

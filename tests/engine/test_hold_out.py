@@ -100,13 +100,11 @@ def test_folders_hold_out_whole_patients_by_dicom_patient_id(tmp_path):
                                                     "key": "DICOM PatientID"}
 
 
-def test_a_resumed_run_keeps_the_hold_out_it_started_with(folders, tmp_path):
+def test_a_resumed_run_keeps_the_hold_out_it_started_with(folders, tmp_path, epoch_probe):
     """A run stopped before the hold-out was drawn by patient resumes with its recorded hold-out
     (it is not refused as 'another run', and its calibration normals stay those never trained on)."""
     from cxrscreen.engine.methods import method
-    from cxrscreen.engine.progress import Progress
-    from cxrscreen.engine.stop import StopRequest
-    from cxrscreen.engine.train import run_training
+    from cxrscreen.engine.train import RunFolderError, run_training
 
     data = from_folders(folders["normal"], folders["unlabeled"])
     # the same images with another hold-out, as an earlier release drew it
@@ -114,29 +112,16 @@ def test_a_resumed_run_keeps_the_hold_out_it_started_with(folders, tmp_path):
     other_cal = [p for p in every if p not in data.normal_calibration][: len(data.normal_calibration)]
     started = type(data)([p for p in every if p not in other_cal], other_cal, data.unlabeled, data.source)
     config = method("ddad").config("tiny", batch_size=8, checkpoint_every=0.0, device="cpu")
-    stop = StopRequest()
-    messages: list[str] = []
-
-    class Probe(Progress):
-        def update(self, step, force=False, **fields):
-            if fields.get("epoch_end"):
-                stop.request()
-
-        def message(self, text, level="info"):
-            messages.append(text)
-
     run = tmp_path / "run"
-    assert run_training("ddad", config, started, run, Probe("none"), stop).status == "stopped"
-    assert run_training("ddad", config, data, run, Probe("none")).status == "done"
+    assert run_training("ddad", config, started, run, epoch_probe.progress(), epoch_probe.stop).status == "stopped"
+    assert run_training("ddad", config, data, run, epoch_probe.progress()).status == "done"
     recorded = json.loads((run / "data.json").read_text())
     assert recorded["normal_calibration"] == [str(p.absolute()) for p in other_cal]
-    assert any("keeping the calibration hold-out the run was started with" in m for m in messages)
+    assert any("keeping the calibration hold-out the run was started with" in m for m in epoch_probe.messages)
     # other images are still another run
-    from cxrscreen.engine.train import RunFolderError
-
     fewer = type(data)(data.normal_train[1:], data.normal_calibration, data.unlabeled, data.source)
     with pytest.raises(RunFolderError, match="holds another run"):
-        run_training("ddad", config, fewer, tmp_path / "run", Probe("none"))
+        run_training("ddad", config, fewer, run, epoch_probe.progress())
 
 
 def test_the_detector_file_says_how_the_hold_out_was_made_and_not_where(tmp_path):

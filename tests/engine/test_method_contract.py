@@ -340,14 +340,13 @@ def test_readme_command_lines_parse():
     assert checked > 10
 
 
-def test_ddad_resume_keeps_the_checkpoints_layout(folders, tmp_path):
+def test_ddad_resume_keeps_the_checkpoints_layout(folders, tmp_path, epoch_probe):
     """The layout is a run setting: a resume asking for another one goes on with the checkpoint's."""
     import torch
 
     from cxrscreen.engine.datasets import from_folders
     from cxrscreen.engine.methods import method
     from cxrscreen.engine.progress import Progress
-    from cxrscreen.engine.stop import StopRequest
     from cxrscreen.engine.train import run_training
 
     data = from_folders(folders["normal"], folders["unlabeled"])
@@ -356,20 +355,10 @@ def test_ddad_resume_keeps_the_checkpoints_layout(folders, tmp_path):
     separate = type(base).from_dict({**base.to_dict(), "layout": "separate"})
     stacked = type(base).from_dict({**base.to_dict(), "layout": "stacked"})
     assert run_training("ddad", separate, data, tmp_path / "straight", Progress("none")).status == "done"
-    stop = StopRequest()
-    messages: list[str] = []
-
-    class Probe(Progress):
-        def update(self, step, force=False, **fields):
-            if fields.get("epoch_end"):
-                stop.request()
-
-        def message(self, text, level="info"):
-            messages.append(text)
-
-    assert run_training("ddad", separate, data, tmp_path / "resumed", Probe("none"), stop).status == "stopped"
-    assert run_training("ddad", stacked, data, tmp_path / "resumed", Probe("none")).status == "done"
-    assert any("layout 'separate': resuming with it" in m for m in messages)
+    assert run_training("ddad", separate, data, tmp_path / "resumed", epoch_probe.progress(),
+                        epoch_probe.stop).status == "stopped"
+    assert run_training("ddad", stacked, data, tmp_path / "resumed", epoch_probe.progress()).status == "done"
+    assert any("layout 'separate': resuming with it" in m for m in epoch_probe.messages)
     a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)
     assert a["layout"] == b["layout"] == "separate"
