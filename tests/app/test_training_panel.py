@@ -45,7 +45,7 @@ def _panel_with_data(qtbot, window: MainWindow, folders: dict[str, Path], valida
     panel.set_folder("unlabeled", folders["unlabeled"])
     if validation:
         panel.set_folder("validation", folders["validation"])
-    panel.set_preset("paper")  # not the default (robust-field): no augmentation, the quickest epochs to stop
+    panel.set_preset("paper")  # not the default (robust-framing): no augmentation, the quickest epochs to stop
     for k, v in TINY.items():  # the paper's batch of 64 cannot train on 16 normals: the engine's check blocks it
         panel.set_option(k, v)
     qtbot.waitUntil(panel.can_train, timeout=60_000)

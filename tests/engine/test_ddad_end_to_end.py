@@ -70,7 +70,7 @@ def test_export_score_eval(trained, synthetic, tmp_path, capsys):
     assert "parity" in out and "calibrated on 6 held-out normals; threshold floor from 58 training normals (" in out
     det = Detector(onnx_path, provider="cpu")
     assert det.meta.method == "ddad" and det.meta.backbone == "ae" and det.meta.score_type == "inter"
-    # the default preset (robust-field): cropped to the exposed field and equalised, in training and scoring alike
+    # the default preset (robust-framing): cropped to the exposed field and equalised, in training and scoring alike
     assert (det.meta.preprocess.crop, det.meta.preprocess.intensity) == ("field", "equalize")
     assert det.meta.training["normal_train"] == 58 and len(det.meta.training["file_list_sha256"]) == 64
     assert det.meta.calibration.n_normals == 6

@@ -42,5 +42,5 @@ def test_every_preset_says_how_it_differs_from_the_paper():
     ddad = registry()["ddad"].preset("paper")
     assert ddad.as_published and any("held out for calibration" in d for d in ddad.deviations)
     for preset in registry()["ddad"].presets:
-        assert preset.as_published == (preset.name == "paper"), preset.name  # the default (robust-field) is not
+        assert preset.as_published == (preset.name == "paper"), preset.name  # the default (robust-framing) is not
 
