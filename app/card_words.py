@@ -90,9 +90,12 @@ def hold_out_words(hold_out: dict[str, Any]) -> str:
     if hold_out.get("unit") == "patient":
         return (f"whole patients: {hold_out.get('patients', '?')} of {hold_out.get('of', '?')} (identified by "
                 f"{hold_out.get('key', '?')}); none has an image in training")
+    if hold_out.get("patients_known") is False:
+        return ("single images: the files name no patient (no DICOM PatientID, no known file-name pattern), so two "
+                "images of one patient may be split between training and calibration")
     shared = hold_out.get("shared", "?")
-    return (f"single images; {shared} have another image of their patient in training, so the operating point "
-            "may be slightly optimistic")
+    return (f"single images; {shared} share a patient (DICOM PatientID or file-name pattern) with training images, "
+            "so the operating point may be slightly optimistic")
 
 
 def member_words(member: dict[str, Any]) -> str:

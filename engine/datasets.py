@@ -208,24 +208,39 @@ def _patient_groups(ordered: list[Path], patients: dict[Path, str] | None) -> li
 
 
 def _patient_key(path: Path, patients: dict[Path, str] | None) -> str:
+    """"id:" a DICOM PatientID; "name:" a patient read from a known file-name pattern, within its
+    folder (a pattern such as IM-0001-… may restart in every exported folder); "file:" none known,
+    the image is a patient of its own."""
     given = (patients or {}).get(path)
-    return f"id:{given}" if given else f"name:{patient_of(path)}"
+    if given:
+        return f"id:{given}"
+    patient = patient_of(path)
+    return f"name:{Path(path).parent / patient}" if patient != Path(path).name else f"file:{path}"
 
 
 def hold_out_unit(normal_train: Sequence[Path], normal_calibration: Sequence[Path],
                   patients: dict[Path, str] | None = None) -> dict[str, Any]:
-    """How a hold-out was made, for the run and the detector card: ``{"unit": "patient", "patients":
-    held-out patients, "of": all patients, "key": what identified them}`` when no held-out patient
-    has a training image, else ``{"unit": "image", "shared": held-out images with a training
-    sibling}``."""
+    """How a hold-out was made, for the run and the detector card (counts only, nothing identifying):
+
+    - ``{"unit": "patient", "patients": held-out patients, "of": all patients, "key": what identified
+      them}`` when patients are known (DICOM PatientID or a file-name pattern) and no held-out
+      patient has a training image;
+    - ``{"unit": "image", "shared": n}`` when n held-out images share a patient with training images
+      (one patient too large to hold out whole, e.g. one anonymised PatientID for all);
+    - ``{"unit": "image", "shared": 0, "patients_known": False}`` when the files name no patient.
+    """
     train_keys = {_patient_key(Path(p), patients) for p in normal_train}
     cal_keys = [_patient_key(Path(p), patients) for p in normal_calibration]
     shared = sum(k in train_keys for k in cal_keys)
     if shared:
         return {"unit": "image", "shared": shared}
-    by = sorted({k.split(":", 1)[0] for k in cal_keys} | {k.split(":", 1)[0] for k in train_keys})
+    kinds = {k.split(":", 1)[0] for k in cal_keys} | {k.split(":", 1)[0] for k in train_keys}
+    if kinds == {"file"}:
+        return {"unit": "image", "shared": 0, "patients_known": False}
+    words = [w for kind, w in (("id", "DICOM PatientID"), ("name", "file-name pattern"),
+                               ("file", "one patient per other image")) if kind in kinds]
     return {"unit": "patient", "patients": len(set(cal_keys)), "of": len(set(cal_keys) | train_keys),
-            "key": " and ".join({"id": "DICOM PatientID", "name": "file name"}[b] for b in by)}
+            "key": ", ".join(words)}
 
 
 def _readable_images(folder: Path, patients: dict[Path, str] | None = None) -> tuple[list[Path], list[SkippedFile]]:

@@ -109,9 +109,12 @@ def test_an_ensemble_lists_its_members_in_words_not_json() -> None:
 def test_the_card_says_whether_the_calibration_normals_were_held_out_as_whole_patients() -> None:
     counts = {"normal_train": 540, "normal_calibration": 60, "unlabeled": 500}
     whole = dict(training_rows({**counts, "source": {"kind": "split", "hold_out": {
-        "unit": "patient", "patients": 56, "of": 558, "key": "file name"}}}))
-    assert whole["Calibration hold-out"] == ("whole patients: 56 of 558 (identified by file name); none has an image "
-                                             "in training")
+        "unit": "patient", "patients": 56, "of": 558, "key": "file-name pattern"}}}))
+    assert whole["Calibration hold-out"] == ("whole patients: 56 of 558 (identified by file-name pattern); none has an "
+                                             "image in training")
     images = dict(training_rows({**counts, "source": {"kind": "folders", "hold_out": {"unit": "image", "shared": 5}}}))
-    assert images["Calibration hold-out"].startswith("single images; 5 have another image of their patient in training")
+    assert images["Calibration hold-out"].startswith("single images; 5 share a patient")
+    unknown = dict(training_rows({**counts, "source": {"kind": "folders", "hold_out": {
+        "unit": "image", "shared": 0, "patients_known": False}}}))
+    assert unknown["Calibration hold-out"].startswith("single images: the files name no patient")
     assert "Calibration hold-out" not in dict(training_rows({**counts, "source": {"kind": "split"}}))  # older detectors

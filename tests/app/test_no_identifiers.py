@@ -89,7 +89,11 @@ def test_no_command_writes_identifiers_unless_asked(tiny_detector: Path, tmp_pat
     for detector in (out / "demo.onnx", out / "exported.onnx"):  # no run or data folder paths either
         assert str(tmp_path) not in detector.read_bytes().decode("latin-1")
         training = read_metadata(detector).training
-        assert training["normal_train"] > 0 and len(training["run_sha256"]) == 64 and training["source"] == {"kind": "folders"}
+        assert training["normal_train"] > 0 and len(training["run_sha256"]) == 64
+        source = dict(training["source"])  # the kind and how the hold-out was made (counts and words), no path
+        hold_out = source.pop("hold_out")
+        assert source == {"kind": "folders"} and set(hold_out) <= {"unit", "patients", "of", "key", "shared",
+                                                                   "patients_known"}
 
     # asked for: found (the scan sees them)
     assert cli(["index", str(study), "--identifiers", "--out", str(tmp_path / "ids.jsonl")]) == 0

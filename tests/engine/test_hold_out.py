@@ -132,3 +132,17 @@ def test_the_detector_file_says_how_the_hold_out_was_made_and_not_where(tmp_path
         "kind": "folders", "normal_dir": "/archive/Doe_Jane/normal", "hold_out": hold_out}}}
     summary = training_summary(run, tmp_path)
     assert summary["source"] == {"kind": "folders", "hold_out": hold_out}
+
+
+def test_a_file_name_pattern_names_a_patient_only_within_its_folder():
+    """IM-0001-0001.dcm restarts in every exported folder, and 1.png may be in every folder: different images,
+    different patients; without any patient known the card is told so."""
+    exported = [Path(f"/site/{folder}/IM-0001-{i:04d}.png") for folder in ("a", "b", "c", "d", "e") for i in (1, 2)]
+    train, cal = split_calibration(exported, 0.2)
+    folders = lambda paths: {p.parent for p in paths}  # noqa: E731
+    assert len(cal) == 2 and len(folders(cal)) == 1 and not folders(cal) & folders(train)  # one folder's pair, whole
+    assert hold_out_unit(train, cal) == {"unit": "patient", "patients": 1, "of": 5, "key": "file-name pattern"}
+    plain = [Path(f"/site/{folder}/{i}.png") for folder in ("a", "b") for i in range(10)]
+    train, cal = split_calibration(plain, 0.1)
+    assert cal == _per_image_draw(plain, 0.1)  # 1.png of a and of b are two patients, as before
+    assert hold_out_unit(train, cal) == {"unit": "image", "shared": 0, "patients_known": False}
