@@ -10,6 +10,10 @@ For each combination: AUROC per batch, the mean over the 10 simulated shifts (as
 the promised 95 % (the Harrell–Davis threshold of the combination's held-out normal scores; the
 built detector adds the training-normal floor, which changes nothing for these).
 
+A detector whose training file lists differ from those the engine now draws from the split (one
+trained before the hold-out was drawn by patient) is refused unless its scores are cached: the
+split's held-out normals would not be its own.
+
 This chose nothing the project ships: it reports combinations of detectors trained for other
 benches; ``bench/shift.py`` measures the built ensembles themselves (RESULTS quotes those).
 
@@ -46,6 +50,11 @@ def member_scores(model: Path) -> dict[str, np.ndarray]:
     cache = WORK / f"normals_{read_metadata(model).model_id}.npz"
     if not cache.is_file():
         data = dev_split.training_data(0.6)
+        trained = read_metadata(model).training.get("file_list_sha256")
+        if trained not in (data.file_list_hash(), data.without_unlabeled().file_list_hash()):
+            # e.g. trained before the hold-out was drawn by patient: these would not be its held-out normals
+            raise SystemExit(f"{model}: trained on other file lists than the engine now draws from the split "
+                             "(another hold-out?); its held-out normals cannot be scored here")
         floor = [data.normal_train[i] for i in training_floor_index(len(data.normal_train))]
         det = Detector(model, provider="cpu")
         WORK.mkdir(parents=True, exist_ok=True)
