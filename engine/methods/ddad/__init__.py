@@ -9,7 +9,10 @@ squared error, AE-U mean(exp(−logvar)·(x−x̂)²) + mean(logvar), MemAE MSE 
 entropy (25 slots, no shrinkage); maps and scores as in ``models.ddad``.
 
 Deviations (each also in README "Methods"):
-- 10 % of D_n is held out for calibration and not trained on (the paper trains on all of D_n).
+- 10 % of D_n (whole patients) is held out for calibration and not trained on (the paper trains
+  on all of D_n).
+- The default preset (robust-framing) is not the paper's: exposed-field crop, histogram
+  equalisation and train-time acquisition augmentation with wide framing; ``paper`` is.
 - Preprocessing goes through the shared :func:`engine.preprocess.preprocess` on float pixels
   (no uint8 rounding after resizing, which the official PIL pipeline has: < 0.5/255 per pixel).
 - The official code evaluates on the test set every 25 epochs while training; we never look at
