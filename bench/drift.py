@@ -21,6 +21,7 @@ real batches were scored; dev_test only measures.
     python bench/drift_scores.py --model bench/_work/drift/detector.onnx
     python bench/drift.py --model bench/_work/drift/detector.onnx   # bench/results/drift/drift.json
     python bench/drift.py --model other.onnx --skip-power --tag NAME   # another detector: bench/results/drift/NAME.json
+    python bench/drift.py --summary NAME [NAME ...]                    # counts over saved results
 """
 from __future__ import annotations
 
@@ -134,13 +135,21 @@ def real(model: Path, draws: int, seed: int = 0) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--model", type=Path)
+    p.add_argument("--summary", nargs="+", metavar="TAG", help="print the counts over saved results "
+                   "(bench/results/drift/TAG.json) instead of scoring: batches whose promise fails by more than 5 "
+                   "points and how many are warned, the others and how many are warned")
     p.add_argument("--reps", type=int, default=200, help="simulated batches per cell (default: %(default)s)")
     p.add_argument("--draws", type=int, default=2000, help="recalibration draws per batch (default: %(default)s)")
     p.add_argument("--skip-power", action="store_true", help="keep the power table of the last run's JSON")
     p.add_argument("--tag", default="drift", help="result file name (default: %(default)s; the power table is "
                    "the detector-free simulation, so another detector takes --skip-power)")
     args = p.parse_args()
+    if args.summary:
+        print(summary([json.loads((RESULTS / f"{tag}.json").read_text()) for tag in args.summary]))
+        return
+    if args.model is None:
+        p.error("give --model DETECTOR.onnx (or --summary TAG ...)")
     t0 = time.time()
     res = {"real": real(args.model, args.draws)}
     if not args.skip_power:
@@ -151,6 +160,24 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.tag}.json").write_text(json.dumps(res, indent=2))
     print(report(res))
+
+
+def summary(results: list[dict]) -> str:
+    """Over several saved results: the batches whose promise fails by more than 5 points (each named,
+    with whether it was warned), the warnings among the others, and the warnings on dev_test."""
+    failing, others = [], []
+    for i, res in enumerate(results):
+        for name, r in res["real"]["batches"].items():
+            (failing if r["fails_by_more_than_5"] else others).append((i, name, r))
+    lines = [f"{len(results)} results, {len(failing) + len(others)} batches",
+             f"failing by more than 5 points: {len(failing)}, warned {sum(r['drift']['warning'] for _, _, r in failing)}"]
+    lines += [f"  result {i} {name}: {100 * r['specificity_at_95']:.1f} %, "
+              f"{'warned' if r['drift']['warning'] else 'not warned'}" for i, name, r in failing]
+    lines.append(f"within 5 points: {len(others)}, warned {sum(r['drift']['warning'] for _, _, r in others)}")
+    lines += [f"  result {i} {name}: {100 * r['specificity_at_95']:.1f} %, warned" for i, name, r in others
+              if r["drift"]["warning"]]
+    lines.append(f"dev_test warned: {sum(r['drift']['warning'] for _, name, r in failing + others if name == 'none')}")
+    return "\n".join(lines)
 
 
 def report(res: dict) -> str:
