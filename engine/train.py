@@ -302,13 +302,10 @@ def calibrate(scorer: Any, images: np.ndarray, training_normals: np.ndarray | No
     if len(images) == 0:
         raise DataError("no held-out normal images to calibrate on (calibration fraction 0?)")
 
-    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return scorer_outputs(scorer, x, batch_size)
-
-    scores, heatmaps = run(images)
+    scores, heatmaps = scorer_outputs(scorer, images, batch_size)
     cal = NormalCalibration.from_samples(scores, heatmaps, source=f"{len(images)} held-out known normals (never trained on)")
     if training_normals is not None and len(training_normals):
-        seen, _ = run(training_normals)
+        seen, _ = scorer_outputs(scorer, training_normals, batch_size)
         if np.all(np.isfinite(seen)):
             cal = dataclasses.replace(cal, training_normal_scores=tuple(float(v) for v in np.sort(seen)))
     return cal
