@@ -115,9 +115,14 @@ SHIFTS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
 _MIXABLE = [k for k in SHIFTS if k != "none"]
 
 
+def combined_mix(rng: np.random.Generator) -> list[str]:
+    """The two to four shifts the combined shift applies, in order (its first draws from ``rng``)."""
+    return [str(name) for name in rng.choice(_MIXABLE, size=rng.integers(2, 5), replace=False)]
+
+
 def _combined(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    for name in rng.choice(_MIXABLE, size=rng.integers(2, 5), replace=False):
-        p = SHIFTS[str(name)](p, rng)
+    for name in combined_mix(rng):
+        p = SHIFTS[name](p, rng)
     return p
 
 
