@@ -1,7 +1,9 @@
 """Does a detector's calibration hold-out represent its normals? Checked on normals neither trained on nor in dev_test (issue 22).
 
 Every detector trained on the split holds out the same 60 known normals for calibration
-(``engine.datasets.split_calibration``: seed 0, whatever the training seed). If those 60 happen
+(``engine.datasets.split_calibration``: seed 0, whatever the training seed; since the hold-out is
+drawn by whole patients, 60 others than the detectors trained before; the bench needs no list:
+the threshold is the detector's own and its training normals come from its run's ``data.json``). If those 60 happen
 to sit low on a detector's score, its "95 %" promise fails on every batch, dev_test included,
 and the drift check, which reads a batch's lower part, cannot see it (MemMC-MAE robust:
 86.3 % on dev_test). This bench measures it on images dev_test never enters:
