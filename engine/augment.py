@@ -7,7 +7,11 @@ the cached training tensor stays as it is. Each image independently gets, each w
   outside the image filled with black as on a detector edge; with ``framing=True`` (DDAD's
   ``augment="acquisition-framing"``) magnification up to 1.45 and shift ±10 %: a tighter,
   off-centre field whose edges cut the lung apices or bases, as a collimated or off-centre
-  patient gives and as the field crop cannot undo;
+  patient gives and as the field crop cannot undo; with ``aspect=A > 1`` (DDAD's
+  ``augment="acquisition-aspect"``) also one axis stretched by a factor log-uniform in [1, A]
+  (rows or columns, each image's draw): an original of another width-to-height ratio resized
+  to the same square, which in the Kermany source differs between normal and pneumonia images
+  (the 16 full-size originals: 1.12–1.39 against 1.25–1.73), so a detector can learn the ratio;
 - exposure: gamma 0.7–1.4 and contrast/brightness ±10 % (skipped when the preprocessing
   equalises intensities, which already removes any monotonic exposure change);
 - resolution: a Gaussian blur, sigma 0–0.9 px at the model's resolution (lower-resolution systems);
@@ -24,6 +28,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+ASPECT_STRETCH = 1.35
+"""``augment="acquisition-aspect"``'s largest stretch of one axis: the ratio of the mean
+width-to-height ratios of the 16 full-size Kermany originals, pneumonia against normal (1.51 / 1.24 =
+1.22), with room for the spread within each (1.12–1.73)."""
+
+
 class AcquisitionAugment:
     """Random acquisition changes for a batch.
 
@@ -32,12 +42,16 @@ class AcquisitionAugment:
         photometric: also change exposure (False when intensities are equalised anyway).
         p: probability of each kind of change per image.
         framing: the wider geometry (magnification 0.88–1.45, shift ±10 %) instead of 0.88–1.12, ±6 %.
+        aspect: the largest stretch of one axis against the other (1.0: none); with the geometry.
     """
 
     def __init__(self, output_range: tuple[float, float], photometric: bool = True, p: float = 0.5,
-                 framing: bool = False) -> None:
+                 framing: bool = False, aspect: float = 1.0) -> None:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be in [0, 1], got {p!r}")
+        if not aspect >= 1.0:
+            raise ValueError(f"aspect must be >= 1, got {aspect!r}")
+        self.aspect = float(aspect)
         self.low, self.high = float(output_range[0]), float(output_range[1])
         self.photometric = photometric
         self.p = p
@@ -59,8 +73,13 @@ class AcquisitionAugment:
         angle = torch.where(on, self._uniform(n, -5.0, 5.0, g, dev), torch.zeros(n, device=dev)) * math.pi / 180
         tx = torch.where(on, self._uniform(n, -self.shift, self.shift, g, dev), torch.zeros(n, device=dev))
         ty = torch.where(on, self._uniform(n, -self.shift, self.shift, g, dev), torch.zeros(n, device=dev))
+        sx = sy = torch.ones(n, device=dev)
+        if self.aspect > 1.0:  # drawn only then: the other modes replay their augmentations unchanged
+            log_a = self._uniform(n, -math.log(self.aspect), math.log(self.aspect), g, dev)
+            sy = torch.where(on, log_a.clamp(min=0).exp(), sy)  # rows stretched: a wider original
+            sx = torch.where(on, (-log_a).clamp(min=0).exp(), sx)  # columns stretched: a narrower one
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-        theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+        theta = torch.stack([torch.stack([cos / sx, -sin / sy, tx], 1), torch.stack([sin / sx, cos / sy, ty], 1)], 1)
         grid = F.affine_grid(theta, list(u.shape), align_corners=False)
         u = torch.where(on[:, None, None, None], F.grid_sample(u, grid, mode="bilinear", padding_mode="zeros",
                                                              align_corners=False), u)

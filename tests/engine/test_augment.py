@@ -59,3 +59,34 @@ def test_framing_magnifies_and_shifts_further():
                        > 0).sum(dim=(1, 2, 3)).float() / 256 for framing in (False, True)}
     assert areas[False].max() < 1.12 ** 2 * 1.1 < 1.45 ** 2 * 0.9 < areas[True].max()
     assert areas[True].min() > 0.5  # shifted, never lost
+
+
+def _extent(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows and columns each image's bright region spans."""
+    return mask.any(dim=3).sum(dim=(1, 2)).float(), mask.any(dim=2).sum(dim=(1, 2)).float()
+
+
+def test_aspect_stretches_one_axis_either_way_within_its_bound():
+    """acquisition-aspect: rows or columns stretched up to 1.35x (another width-to-height ratio)."""
+    square = -torch.ones(512, 1, 64, 64)
+    square[:, :, 24:40, 24:40] = 1.0
+    aug = AcquisitionAugment((-1, 1), photometric=False, p=1.0, framing=True, aspect=1.35)
+    rows, cols = _extent(aug(square, torch.Generator().manual_seed(6)) > 0)
+    ratio = rows / cols
+    assert ratio.max() > 1.2 and ratio.min() < 1 / 1.2  # both axes get stretched, by more than 1.2 at times
+    assert ratio.max() < 1.35 * 1.2 and ratio.min() > 1 / (1.35 * 1.2)  # never beyond the bound (+ pixel rounding)
+    plain = AcquisitionAugment((-1, 1), photometric=False, p=1.0, framing=True)
+    rows, cols = _extent(plain(square, torch.Generator().manual_seed(6)) > 0)
+    assert ((rows / cols - 1).abs() < 0.2).all()  # framing alone keeps the square square (rotation, rounding)
+
+
+def test_aspect_one_replays_the_framing_augmentation_exactly():
+    """A run of another mode replays the same augmentations: the aspect draw is made only when asked for."""
+    x = _batch()
+    a = AcquisitionAugment((-1, 1), p=0.5, framing=True)(x, torch.Generator().manual_seed(7))
+    b = AcquisitionAugment((-1, 1), p=0.5, framing=True, aspect=1.0)(x, torch.Generator().manual_seed(7))
+    c = AcquisitionAugment((-1, 1), p=0.5, framing=True, aspect=1.35)(x, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.equal(a, c)
+    with pytest.raises(ValueError, match="aspect must be"):
+        AcquisitionAugment((-1, 1), aspect=0.8)

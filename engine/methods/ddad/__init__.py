@@ -47,7 +47,7 @@ Backbone = Literal["ae", "ae-u", "memae"]  # the names models.autoencoder accept
 ScoreType = Literal["rec", "intra", "inter"]  # the maps models.ddad computes (tested)
 Precision = Literal["fp32", "bf16"]
 Layout = Literal["auto", "stacked", "separate"]
-Augment = Literal["none", "acquisition", "acquisition-framing"]
+Augment = Literal["none", "acquisition", "acquisition-framing", "acquisition-aspect"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 BACKBONES: tuple[str, ...] = get_args(Backbone)
 SCORE_TYPES: tuple[str, ...] = get_args(ScoreType)
@@ -81,7 +81,8 @@ class Config:
         augment: "none" (the paper) or "acquisition": train-time exposure, geometry, blur and
             noise changes (:mod:`engine.augment`) for robustness to other hospitals' images;
             "acquisition-framing": the same with a wider geometry (magnification up to 1.45,
-            shift ±10 %: tighter and off-centre fields).
+            shift ±10 %: tighter and off-centre fields); "acquisition-aspect": framing plus one
+            axis stretched up to 1.35× (originals of another width-to-height ratio).
         reuse_normal_module: a finished run whose module B (trained on the same known normals
             with the same settings) is reused instead of trained again: module B never sees the
             unlabeled images, so a site adding unlabeled images, or an anomaly-rate sweep, only
@@ -201,6 +202,13 @@ PRESETS: tuple[Preset, ...] = (
            {**_ROBUST_VALUES, "crop": "field", "augment": "acquisition-framing"},
            deviations=(*_ROBUST_DEVIATIONS, _FIELD_DEVIATION,
                        "train-time geometry up to 1.45 magnification and ±10 % shift")),
+    Preset("robust-aspect", "Robust, exposed field, wide framing, any width-to-height ratio",
+           "robust-framing, and training also stretches one axis of an image against the other by up to 1.35×, as "
+           "an original of another width-to-height ratio gives once resized to a square. Measured in bench/RESULTS.md.",
+           {**_ROBUST_VALUES, "crop": "field", "augment": "acquisition-aspect"},
+           deviations=(*_ROBUST_DEVIATIONS, _FIELD_DEVIATION,
+                       "train-time geometry up to 1.45 magnification and ±10 % shift",
+                       "train-time stretch of one axis up to 1.35×")),
     Preset("robust-field", "Robust, cropped to the exposed field",
            "The default before robust-framing: the robust preset with each image first cropped to its exposed "
            "field (no black or white "

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cxrscreen.engine.augment import AcquisitionAugment
+from cxrscreen.engine.augment import ASPECT_STRETCH, AcquisitionAugment
 from cxrscreen.engine.datasets import DataError, TrainingData
 from cxrscreen.engine.loop import TrainingLoop, load_file
 from cxrscreen.engine.methods.ddad import FINAL_MODEL, Config, Layout
@@ -140,10 +140,11 @@ class _Ensemble:
             singles.append(self._new_net(1))
         self.generators = [torch.Generator().manual_seed(member_seed(config.seed, name, i) + 77) for i in range(k)]
         self.augment = None
-        if config.augment in ("acquisition", "acquisition-framing"):
+        if config.augment in ("acquisition", "acquisition-framing", "acquisition-aspect"):
             self.augment = AcquisitionAugment(config.preprocess.output_range,
                                               photometric=config.preprocess.intensity != "equalize",
-                                              framing=config.augment == "acquisition-framing")
+                                              framing=config.augment != "acquisition",
+                                              aspect=ASPECT_STRETCH if config.augment == "acquisition-aspect" else 1.0)
         self.aug_generators = [torch.Generator().manual_seed(member_seed(config.seed, name, i) + 99) for i in range(k)]
         nets = [stack_members(singles)] if layout == "stacked" else singles
         self.nets = [self._prepare(n) for n in nets]
