@@ -4,7 +4,8 @@ dev_test re-rendered under each shift of ``bench/shift.py`` (its shift functions
 same per-image seeds), scored with the detector's own preprocessing and graph (onnxruntime,
 the app's path, gate off: the shifts are in scope by construction), and the full-size Kermany
 ``val`` originals (``fullres/kermany``, another acquisition batch) scored as ``cxrscreen
-score`` scores them (gate on). Cached as one ``.npz`` per detector under ``bench/_work/drift``.
+score`` scores them (gate on). Cached as one ``.npz`` per detector under ``bench/_work/drift``; a
+shift added to ``bench/shift.py`` after a detector's cache was written is scored and added to it.
 
     python bench/drift_scores.py --model bench/_work/drift/detector.onnx
 """
@@ -43,12 +44,23 @@ def score_all(model: Path) -> Path:
     from cxrscreen.engine.scoring import iter_scores
 
     out = cache_path(model)
-    if out.is_file():
+    cached = dict(np.load(out)) if out.is_file() else {}
+    missing = [name for name in SHIFTS if f"shift_{name}" not in cached]
+    if cached and not missing:
         return out
     det = Detector(model, provider="cpu")
     paths, labels = dev_split.dev_test()
     labels = labels.astype(np.int8)
     pixels = [read_radiograph(p).pixels for p in paths]
+    if cached:  # a cache from before a shift was added: score only the new shifts
+        for name in missing:
+            batch = np.stack([preprocess(SHIFTS[name](p, np.random.default_rng(i)), det.preprocess_spec)
+                              for i, p in enumerate(pixels)])[:, None]
+            cached[f"shift_{name}"] = np.concatenate([det.run(batch[i: i + 128]).scores
+                                                      for i in range(0, len(batch), 128)])
+            print(f"{name:13s} scored {len(batch)} (added to the cache)", flush=True)
+        np.savez(out, **cached)
+        return out
     arrays: dict[str, np.ndarray] = {"dev_test_labels": labels}
     for name, fn in SHIFTS.items():
         t0 = time.time()
