@@ -90,3 +90,18 @@ def test_aspect_one_replays_the_framing_augmentation_exactly():
     assert not torch.equal(a, c)
     with pytest.raises(ValueError, match="aspect must be"):
         AcquisitionAugment((-1, 1), aspect=0.8)
+
+
+@pytest.mark.parametrize("augment, framing, aspect", [("none", None, None), ("acquisition", False, 1.0),
+                                                      ("acquisition-framing", True, 1.0),
+                                                      ("acquisition-aspect", True, 1.35)])
+def test_ddad_augment_setting_builds_that_augmentation(augment, framing, aspect):
+    from cxrscreen.engine.methods.ddad import Config
+    from cxrscreen.engine.methods.ddad.recipe import _Ensemble
+
+    config = Config(backbone="ae", members=2, epochs=1, batch_size=4, augment=augment)
+    module = _Ensemble("a", torch.zeros(8, 1, 64, 64), config, torch.device("cpu"), "separate")
+    if framing is None:
+        assert module.augment is None
+    else:
+        assert module.augment.zoom[1] == (1.45 if framing else 1.12) and module.augment.aspect == aspect

@@ -128,7 +128,7 @@ def _train(args: list[str], capsys) -> tuple[int, str]:
     (["--lr", "nan"], "--lr must be a finite float"),
     (["--threads", "-1"], "--threads must be >= 0, got -1"),
     (["--members", "1"], "--members must be >= 2, got 1"),
-    (["--preset", "fast"], "--preset must be one of robust-framing, robust-aspect, robust-field, paper, robust, quick, tiny for method ddad; got 'fast'"),
+    (["--preset", "fast"], "--preset must be one of robust-framing, robust-field, paper, robust, quick, tiny for method ddad; got 'fast'"),
     (["--method", "amae", "--preset", "robust-field"], "--preset must be one of robust, robust-augment, quick, paper, small, tiny"),
     (["--size", "60"], "the DDAD autoencoder needs an input size divisible by 16"),
 ])

@@ -82,7 +82,8 @@ class Config:
             noise changes (:mod:`engine.augment`) for robustness to other hospitals' images;
             "acquisition-framing": the same with a wider geometry (magnification up to 1.45,
             shift ±10 %: tighter and off-centre fields); "acquisition-aspect": framing plus one
-            axis stretched up to 1.35× (originals of another width-to-height ratio).
+            axis stretched up to 1.35× (originals of another width-to-height ratio; measured, and
+            not a preset: it costs ranking almost everywhere, bench/RESULTS.md).
         reuse_normal_module: a finished run whose module B (trained on the same known normals
             with the same settings) is reused instead of trained again: module B never sees the
             unlabeled images, so a site adding unlabeled images, or an anomaly-rate sweep, only
@@ -202,13 +203,6 @@ PRESETS: tuple[Preset, ...] = (
            {**_ROBUST_VALUES, "crop": "field", "augment": "acquisition-framing"},
            deviations=(*_ROBUST_DEVIATIONS, _FIELD_DEVIATION,
                        "train-time geometry up to 1.45 magnification and ±10 % shift")),
-    Preset("robust-aspect", "Robust, exposed field, wide framing, any width-to-height ratio",
-           "robust-framing, and training also stretches one axis of an image against the other by up to 1.35×, as "
-           "an original of another width-to-height ratio gives once resized to a square. Measured in bench/RESULTS.md.",
-           {**_ROBUST_VALUES, "crop": "field", "augment": "acquisition-aspect"},
-           deviations=(*_ROBUST_DEVIATIONS, _FIELD_DEVIATION,
-                       "train-time geometry up to 1.45 magnification and ±10 % shift",
-                       "train-time stretch of one axis up to 1.35×")),
     Preset("robust-field", "Robust, cropped to the exposed field",
            "The default before robust-framing: the robust preset with each image first cropped to its exposed "
            "field (no black or white "
