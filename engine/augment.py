@@ -12,6 +12,11 @@ the cached training tensor stays as it is. Each image independently gets, each w
   (rows or columns, each image's draw): an original of another width-to-height ratio resized
   to the same square, which in the Kermany source differs between normal and pneumonia images
   (the 16 full-size originals: 1.12–1.39 against 1.25–1.73), so a detector can learn the ratio;
+- processing (with ``processing=True``, DDAD's ``augment="acquisition-processing"``): the
+  image's local contrast raised or lowered, ``u + a (u − G_σ * u)`` with a Gaussian of σ 1–8 % of
+  the image and ``a`` in [−0.6, 1.0]: the unsharp masking and dynamic-range compression that
+  radiography systems apply in their own amounts (a hazier, lower-contrast batch, which the
+  equalisation cannot undo, not being a change of grey levels alone);
 - exposure: gamma 0.7–1.4 and contrast/brightness ±10 % (skipped when the preprocessing
   equalises intensities, which already removes any monotonic exposure change);
 - resolution: a Gaussian blur, sigma 0–0.9 px at the model's resolution (lower-resolution systems);
@@ -34,6 +39,12 @@ width-to-height ratios of the 16 full-size Kermany originals, pneumonia against 
 1.22), with room for the spread within each (1.12–1.73)."""
 
 
+PROCESSING_SIGMA = (0.01, 0.08)
+"""``processing``'s Gaussian σ, as a fraction of the image side."""
+PROCESSING_AMOUNT = (-0.6, 1.0)
+"""``processing``'s local-contrast change ``a``: below 0 softer (hazier), above 0 sharper."""
+
+
 class AcquisitionAugment:
     """Random acquisition changes for a batch.
 
@@ -43,15 +54,17 @@ class AcquisitionAugment:
         p: probability of each kind of change per image.
         framing: the wider geometry (magnification 0.88–1.45, shift ±10 %) instead of 0.88–1.12, ±6 %.
         aspect: the largest stretch of one axis against the other (1.0: none); with the geometry.
+        processing: also change the local contrast (see the module docstring).
     """
 
     def __init__(self, output_range: tuple[float, float], photometric: bool = True, p: float = 0.5,
-                 framing: bool = False, aspect: float = 1.0) -> None:
+                 framing: bool = False, aspect: float = 1.0, processing: bool = False) -> None:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be in [0, 1], got {p!r}")
         if not aspect >= 1.0:
             raise ValueError(f"aspect must be >= 1, got {aspect!r}")
         self.aspect = float(aspect)
+        self.processing = processing
         self.low, self.high = float(output_range[0]), float(output_range[1])
         self.photometric = photometric
         self.p = p
@@ -83,6 +96,11 @@ class AcquisitionAugment:
         grid = F.affine_grid(theta, list(u.shape), align_corners=False)
         u = torch.where(on[:, None, None, None], F.grid_sample(u, grid, mode="bilinear", padding_mode="zeros",
                                                              align_corners=False), u)
+        if self.processing:  # drawn only then: the other modes replay their augmentations unchanged
+            on = self._mask(n, g, dev)[:, None, None, None]
+            sigma = self._uniform(n, *PROCESSING_SIGMA, g, dev) * u.shape[-1]
+            amount = self._uniform(n, *PROCESSING_AMOUNT, g, dev)[:, None, None, None]
+            u = torch.where(on, (u + amount * (u - _gaussian_blur(u, sigma, radius=_radius(u)))).clamp(0, 1), u)
         if self.photometric:
             on = self._mask(n, g, dev)[:, None, None, None]
             gamma = self._uniform(n, math.log(0.7), math.log(1.4), g, dev).exp()[:, None, None, None]
@@ -99,14 +117,19 @@ class AcquisitionAugment:
         return u * (self.high - self.low) + self.low
 
 
-def _gaussian_blur(u: Tensor, sigma: Tensor) -> Tensor:
-    """Per-image separable Gaussian blur (sigma per image, kernel radius 2)."""
+def _radius(u: Tensor) -> int:
+    """Kernel radius for the processing blur: 3 σ at the largest σ, within the image."""
+    return min(math.ceil(3 * PROCESSING_SIGMA[1] * u.shape[-1]), min(u.shape[-2:]) - 1)
+
+
+def _gaussian_blur(u: Tensor, sigma: Tensor, radius: int = 2) -> Tensor:
+    """Per-image separable Gaussian blur (sigma per image, kernel radius ``radius``)."""
     n, c, h, w = u.shape
-    r = torch.arange(-2, 3, device=u.device, dtype=u.dtype)
+    r = torch.arange(-radius, radius + 1, device=u.device, dtype=u.dtype)
     k = torch.exp(-(r[None] ** 2) / (2 * sigma[:, None] ** 2))
-    k = k / k.sum(1, keepdim=True)  # (n, 5)
+    k = k / k.sum(1, keepdim=True)  # (n, 2 radius + 1)
     x = u.reshape(1, n * c, h, w)
     kc = k.repeat_interleave(c, 0)
-    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), kc[:, None, None, :], groups=n * c)
-    x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), kc[:, None, :, None], groups=n * c)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kc[:, None, None, :], groups=n * c)
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), kc[:, None, :, None], groups=n * c)
     return x.reshape(n, c, h, w)

@@ -47,7 +47,7 @@ Backbone = Literal["ae", "ae-u", "memae"]  # the names models.autoencoder accept
 ScoreType = Literal["rec", "intra", "inter"]  # the maps models.ddad computes (tested)
 Precision = Literal["fp32", "bf16"]
 Layout = Literal["auto", "stacked", "separate"]
-Augment = Literal["none", "acquisition", "acquisition-framing", "acquisition-aspect"]
+Augment = Literal["none", "acquisition", "acquisition-framing", "acquisition-aspect", "acquisition-processing"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 BACKBONES: tuple[str, ...] = get_args(Backbone)
 SCORE_TYPES: tuple[str, ...] = get_args(ScoreType)
@@ -83,7 +83,9 @@ class Config:
             "acquisition-framing": the same with a wider geometry (magnification up to 1.45,
             shift ±10 %: tighter and off-centre fields); "acquisition-aspect": framing plus one
             axis stretched up to 1.35× (originals of another width-to-height ratio; measured, and
-            not a preset: it costs ranking almost everywhere, bench/RESULTS.md).
+            not a preset: it costs ranking almost everywhere, bench/RESULTS.md);
+            "acquisition-processing": framing plus local contrast raised or lowered (another
+            system's unsharp masking or dynamic-range compression).
         reuse_normal_module: a finished run whose module B (trained on the same known normals
             with the same settings) is reused instead of trained again: module B never sees the
             unlabeled images, so a site adding unlabeled images, or an anomaly-rate sweep, only

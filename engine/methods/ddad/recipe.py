@@ -140,11 +140,12 @@ class _Ensemble:
             singles.append(self._new_net(1))
         self.generators = [torch.Generator().manual_seed(member_seed(config.seed, name, i) + 77) for i in range(k)]
         self.augment = None
-        if config.augment in ("acquisition", "acquisition-framing", "acquisition-aspect"):
+        if config.augment != "none":
             self.augment = AcquisitionAugment(config.preprocess.output_range,
                                               photometric=config.preprocess.intensity != "equalize",
                                               framing=config.augment != "acquisition",
-                                              aspect=ASPECT_STRETCH if config.augment == "acquisition-aspect" else 1.0)
+                                              aspect=ASPECT_STRETCH if config.augment == "acquisition-aspect" else 1.0,
+                                              processing=config.augment == "acquisition-processing")
         self.aug_generators = [torch.Generator().manual_seed(member_seed(config.seed, name, i) + 99) for i in range(k)]
         nets = [stack_members(singles)] if layout == "stacked" else singles
         self.nets = [self._prepare(n) for n in nets]
