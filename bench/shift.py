@@ -18,11 +18,14 @@ app's path). Shifts are deterministic per image (seeded by its index):
     aspect_wide   rows stretched 1.2× (centre rows kept): an original 20 % wider for its height,
                   squashed to the same square as the data set's copies are
     aspect_narrow columns stretched 1.2× (centre columns kept): an original 20 % narrower
+    soft_processing  local contrast lowered: p − 0.5 (p − G * p), Gaussian σ 3 % of the side
+                  (a system with less unsharp masking / more haze, as the real batch's originals look)
+    sharp_processing local contrast raised: p + 1.0 (p − G * p), same σ (stronger edge enhancement)
 
 For the aspect shifts the result also has ``auroc_normals_only``: the shifted normals against the
 abnormal images as stored (a batch whose normals alone were taken at another ratio, as Kermany's
 normals and pneumonia images were each taken their own way).
-The aspect shifts came later and are not in the combined mix (whose draws stay as they were):
+The aspect and processing shifts came later and are not in the combined mix (whose draws stay as they were):
 the Kermany originals differ in width-to-height ratio between normal and pneumonia images (the 16
 full-size ones: 1.12–1.39, mean 1.24, against 1.25–1.73, mean 1.51), so another batch whose
 normals were taken wider (or narrower) changes what a detector trained on squashed copies sees.
@@ -153,8 +156,17 @@ def _stretch(p: np.ndarray, rows: float = 1.0, cols: float = 1.0) -> np.ndarray:
     return big[top : top + h, left : left + w]
 
 
+def _local_contrast(p: np.ndarray, amount: float, sigma: float = 0.03) -> np.ndarray:
+    """``p + amount (p − G_σ * p)``, σ a fraction of the longer side (unsharp masking when amount > 0)."""
+    from scipy.ndimage import gaussian_filter
+
+    return np.clip(p + amount * (p - gaussian_filter(p, sigma * max(p.shape), mode="reflect")), 0, 1).astype(np.float32)
+
+
 SHIFTS["aspect_wide"] = lambda p, r: _stretch(p, rows=1.2)
 SHIFTS["aspect_narrow"] = lambda p, r: _stretch(p, cols=1.2)
+SHIFTS["soft_processing"] = lambda p, r: _local_contrast(p, -0.5)
+SHIFTS["sharp_processing"] = lambda p, r: _local_contrast(p, 1.0)
 
 
 def evaluate(model: Path, shifts: list[str]) -> dict:
@@ -305,7 +317,7 @@ def _seed_means(results: list[tuple[str, dict]], shifts: list[str]) -> None:
             "mean specificity at the promised 95 %": lambda r: np.mean(
                 [r["shifts"][s]["specificity_at_calibrated_95"] for s in shifts if s in TEN]),
             "real batch AUROC": lambda r: r["real_batch"]["auroc"]}
-    for s in ("aspect_wide", "aspect_narrow"):
+    for s in ("aspect_wide", "aspect_narrow", "soft_processing", "sharp_processing"):
         if s in shifts:
             rows[f"{s} AUROC"] = lambda r, s=s: r["shifts"][s]["auroc"]
             rows[f"{s} specificity at the promise"] = lambda r, s=s: r["shifts"][s]["specificity_at_calibrated_95"]
