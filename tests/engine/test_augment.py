@@ -1,6 +1,8 @@
 """Acquisition augmentation: reproducible, in range, identity when off, black outside the image."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -94,7 +96,8 @@ def test_aspect_one_replays_the_framing_augmentation_exactly():
 
 @pytest.mark.parametrize("augment, framing, aspect", [("none", None, None), ("acquisition", False, 1.0),
                                                       ("acquisition-framing", True, 1.0),
-                                                      ("acquisition-aspect", True, 1.35)])
+                                                      ("acquisition-aspect", True, 1.35),
+                                                      ("acquisition-processing", True, 1.0)])
 def test_ddad_augment_setting_builds_that_augmentation(augment, framing, aspect):
     from cxrscreen.engine.methods.ddad import Config
     from cxrscreen.engine.methods.ddad.recipe import _Ensemble
@@ -105,3 +108,22 @@ def test_ddad_augment_setting_builds_that_augmentation(augment, framing, aspect)
         assert module.augment is None
     else:
         assert module.augment.zoom[1] == (1.45 if framing else 1.12) and module.augment.aspect == aspect
+        assert module.augment.processing == (augment == "acquisition-processing")
+
+
+def test_processing_raises_or_lowers_local_contrast_and_replays_other_modes():
+    """acquisition-processing: local contrast up (unsharp masking) or down (haze), per image."""
+    cols = torch.arange(64, dtype=torch.float32)
+    x = (0.5 * torch.sin(2 * math.pi * cols / 16)).expand(256, 1, 64, 64).clone()  # stripes, 16 px period
+
+    def contrast(aug: AcquisitionAugment) -> torch.Tensor:
+        aug.zoom, aug.shift = (1.0, 1.0), 0.0  # geometry off (but for a rotation of at most 5 degrees)
+        out = aug(x, torch.Generator().manual_seed(8))[..., 16:-16, 16:-16]
+        return (out - out.mean(dim=(2, 3), keepdim=True)).abs().mean(dim=(1, 2, 3))
+
+    base = contrast(AcquisitionAugment((-1, 1), photometric=False, p=1.0))  # blur (σ <= 0.9 px) barely dims them
+    ratio = contrast(AcquisitionAugment((-1, 1), photometric=False, p=1.0, processing=True)) / base
+    assert ratio.max() > 1.3 and ratio.min() < 0.8  # sharper and hazier images both occur
+    a = AcquisitionAugment((-1, 1), p=0.5, framing=True)(x[:16], torch.Generator().manual_seed(9))
+    b = AcquisitionAugment((-1, 1), p=0.5, framing=True, processing=False)(x[:16], torch.Generator().manual_seed(9))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
