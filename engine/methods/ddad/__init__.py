@@ -85,7 +85,8 @@ class Config:
             axis stretched up to 1.35× (originals of another width-to-height ratio; measured, and
             not a preset: it costs ranking almost everywhere, bench/RESULTS.md);
             "acquisition-processing": framing plus local contrast raised or lowered (another
-            system's unsharp masking or dynamic-range compression).
+            system's unsharp masking or dynamic-range compression; measured on two seeds, not
+            the default: bench/RESULTS.md).
         reuse_normal_module: a finished run whose module B (trained on the same known normals
             with the same settings) is reused instead of trained again: module B never sees the
             unlabeled images, so a site adding unlabeled images, or an anomaly-rate sweep, only
