@@ -58,10 +58,10 @@ def main() -> None:
                                                              for r in rows],
         "the copies' pipeline (224 px bicubic, JPEG q75)": [_copy_pipeline(root / r["path"], Image.Resampling.BICUBIC)
                                                             for r in rows],
-        "columns stretched 1.2 (a narrower original)": [shift._stretch(x, cols=1.2) for x in raw],
-        "rows stretched 1.2 (a wider original)": [shift._stretch(x, rows=1.2) for x in raw],
-        "local contrast raised (+0.7)": [shift._local_contrast(x, 0.7) for x in raw],
-        "local contrast lowered (-0.5)": [shift._local_contrast(x, -0.5) for x in raw],
+        "columns stretched 1.2 (a narrower original)": [shift.stretch(x, cols=1.2) for x in raw],
+        "rows stretched 1.2 (a wider original)": [shift.stretch(x, rows=1.2) for x in raw],
+        "local contrast raised (+0.7)": [shift.local_contrast(x, 0.7) for x in raw],
+        "local contrast lowered (-0.5)": [shift.local_contrast(x, -0.5) for x in raw],
     }
     out = {"n_normal": int((labels == 0).sum()), "n_abnormal": int(labels.sum()), "detectors": {}}
     for model in args.model:

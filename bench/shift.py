@@ -145,10 +145,10 @@ def _combined(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 SHIFTS["combined"] = _combined
 TEN = [*_MIXABLE, "combined"]
-"""The ten shifts the tables' means are over (as before the aspect shifts)."""
+"""The ten shifts the tables' means are over (those before the later ones, which are outside the mix)."""
 
 
-def _stretch(p: np.ndarray, rows: float = 1.0, cols: float = 1.0) -> np.ndarray:
+def stretch(p: np.ndarray, rows: float = 1.0, cols: float = 1.0) -> np.ndarray:
     """Stretch the rows (height) or columns (width) by a factor >= 1, keeping the central part."""
     h, w = p.shape
     big = _resize(p, int(round(h * rows)), int(round(w * cols)))
@@ -156,17 +156,17 @@ def _stretch(p: np.ndarray, rows: float = 1.0, cols: float = 1.0) -> np.ndarray:
     return big[top : top + h, left : left + w]
 
 
-def _local_contrast(p: np.ndarray, amount: float, sigma: float = 0.03) -> np.ndarray:
+def local_contrast(p: np.ndarray, amount: float, sigma: float = 0.03) -> np.ndarray:
     """``p + amount (p − G_σ * p)``, σ a fraction of the longer side (unsharp masking when amount > 0)."""
     from scipy.ndimage import gaussian_filter
 
     return np.clip(p + amount * (p - gaussian_filter(p, sigma * max(p.shape), mode="reflect")), 0, 1).astype(np.float32)
 
 
-SHIFTS["aspect_wide"] = lambda p, r: _stretch(p, rows=1.2)
-SHIFTS["aspect_narrow"] = lambda p, r: _stretch(p, cols=1.2)
-SHIFTS["soft_processing"] = lambda p, r: _local_contrast(p, -0.5)
-SHIFTS["sharp_processing"] = lambda p, r: _local_contrast(p, 1.0)
+SHIFTS["aspect_wide"] = lambda p, r: stretch(p, rows=1.2)
+SHIFTS["aspect_narrow"] = lambda p, r: stretch(p, cols=1.2)
+SHIFTS["soft_processing"] = lambda p, r: local_contrast(p, -0.5)
+SHIFTS["sharp_processing"] = lambda p, r: local_contrast(p, 1.0)
 
 
 def evaluate(model: Path, shifts: list[str]) -> dict:
