@@ -16,6 +16,9 @@ Steps, in order (each a pure numpy function ``apply_<step>``):
    or ``equalize`` (rank-based histogram equalisation: invariant to any monotonic change of
    exposure, gamma or window). After ``crop="field"`` both are computed inside the exposed
    field, so the share of border or empty background no longer moves the body's grey levels.
+   ``equalize-bands`` equalises, then sets the strength of four detail bands to fixed values
+   and equalises again (:func:`normalize_bands`): another system's sharpening (unsharp
+   masking) or softening changes a band's strength, which equalisation alone cannot undo.
 5. map [0, 1] to ``output_range`` ([-1, 1] in DDAD's code: ``Normalize((0.5,), (0.5,))``).
 
 The exposed field (:func:`field_mask`): a pixel is background when it is near the image's own
@@ -33,17 +36,20 @@ Torch-free.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any, Literal, get_args
 
 import numpy as np
 from PIL import Image
 
 Aspect = Literal["stretch", "center_crop", "pad"]
-Intensity = Literal["none", "percentile", "equalize"]
+Intensity = Literal["none", "percentile", "equalize", "equalize-bands"]
 Crop = Literal["none", "field"]
 
 _ASPECTS: tuple[str, ...] = get_args(Aspect)
 _INTENSITIES: tuple[str, ...] = get_args(Intensity)
+# the intensity options whose output is equalised (uniform grey levels: a photometric augmentation changes nothing)
+EQUALIZED: tuple[str, ...] = ("equalize", "equalize-bands")
 _CROPS: tuple[str, ...] = get_args(Crop)
 
 # The exposed field's definition (changing one changes every detector that uses crop="field": a
@@ -55,6 +61,14 @@ FIELD_LINE_SHARE = 0.2  # a row or column is inside the field when >= 20 % of it
 FIELD_RUN = 3  # ... and the field starts with 3 such lines in a row (one blended edge line is not the field)
 FIELD_MAX_TRIM = 0.3  # at most 30 % of the height or width is cut from each side
 FIELD_PASSES = 2  # the second pass takes its thresholds and line shares from the first box (see field_box)
+
+# intensity="equalize-bands" (normalize_bands). Changing one changes every detector that uses the option: a new
+# definition needs a new option value, not new numbers here.
+BAND_SIGMAS = (1 / 64, 2 / 64, 4 / 64, 8 / 64)  # Gaussian sigmas as fractions of the side (1, 2, 4, 8 px at 64 px)
+# each band's root-mean-square strength after normalisation: the median over the dev protocol's 540 training
+# normals (kermany dev split, field crop, 64 px, equalised; bench/band_targets.py, never test images)
+BAND_TARGETS = (0.0485, 0.0454, 0.0653, 0.0809)
+BAND_GAIN_LIMITS = (0.25, 4.0)  # a band is scaled by at most this much (a flat image's detail is not blown up)
 
 
 @dataclass(frozen=True)
@@ -269,7 +283,63 @@ def apply_intensity(pixels: np.ndarray, intensity: Intensity) -> np.ndarray:
         ranks = np.empty(flat.size, dtype=np.float64)
         ranks[order] = np.repeat(mean_rank, counts)
         return ((ranks + 0.5) / flat.size).reshape(pixels.shape).astype(np.float32)
+    if intensity == "equalize-bands":
+        return normalize_bands(apply_intensity(pixels, "equalize"))
     raise ValueError(f"intensity must be one of {_INTENSITIES}, got {intensity!r}")
+
+
+@lru_cache(maxsize=32)
+def _blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """(n, n) matrix of a 1-D Gaussian blur with half-sample symmetric edges (``d c b a | a b c d``)."""
+    radius = max(1, int(np.ceil(3.0 * sigma)))
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    weights /= weights.sum()
+    idx = np.arange(n)[:, None] + offsets[None, :]
+    period = 2 * n
+    idx = np.mod(idx, period)
+    idx = np.where(idx >= n, period - 1 - idx, idx)  # reflect (works for any radius)
+    m = np.zeros((n, n), dtype=np.float64)
+    np.add.at(m, (np.repeat(np.arange(n), offsets.size), idx.ravel()), np.tile(weights, n))
+    return m
+
+
+def _blur(x: np.ndarray, sigma_fraction: float) -> np.ndarray:
+    """Separable Gaussian blur of an (H, W) image, sigma a fraction of each side."""
+    h, w = x.shape
+    return _blur_matrix(h, sigma_fraction * h) @ x @ _blur_matrix(w, sigma_fraction * w).T
+
+
+def band_strengths(pixels: np.ndarray) -> np.ndarray:
+    """Root-mean-square strength of the four detail bands of an (H, W) image (float64, shape (4,)).
+
+    Band k is the difference of Gaussian blurs at ``BAND_SIGMAS[k - 1]`` and ``BAND_SIGMAS[k]``
+    (band 0: the image minus its finest blur).
+    """
+    x = np.asarray(pixels, dtype=np.float64)
+    levels = [x] + [_blur(x, s) for s in BAND_SIGMAS]
+    return np.array([float(np.sqrt(np.mean((levels[k] - levels[k + 1]) ** 2))) for k in range(len(BAND_SIGMAS))])
+
+
+def normalize_bands(pixels: np.ndarray) -> np.ndarray:
+    """Set the strength of an equalised image's detail bands to ``BAND_TARGETS``, then equalise again.
+
+    The image is split into four difference-of-Gaussian bands (sigmas ``BAND_SIGMAS`` of the
+    side) and the coarse rest; each band is scaled so its root-mean-square strength is its
+    target (gain within ``BAND_GAIN_LIMITS``), and the sum is equalised to [0, 1]. Unsharp
+    masking, ``u + a (u - G * u)``, multiplies the bands finer than ``G`` by about ``1 + a``;
+    this undoes that for any ``a`` within the gain limits, at the bands' scales.
+    """
+    x = np.asarray(pixels, dtype=np.float64)
+    levels = [x] + [_blur(x, s) for s in BAND_SIGMAS]
+    out = levels[-1].copy()
+    low, high = BAND_GAIN_LIMITS
+    for k, target in enumerate(BAND_TARGETS):
+        band = levels[k] - levels[k + 1]
+        rms = float(np.sqrt(np.mean(band ** 2)))
+        gain = float(np.clip(target / rms, low, high)) if rms > 0 else high
+        out += gain * band
+    return apply_intensity(out.astype(np.float32), "equalize")
 
 
 def preprocess(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

@@ -27,9 +27,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from cxrscreen.engine.preprocess import PreprocessSpec
+from cxrscreen.engine.preprocess import Crop, Intensity, PreprocessSpec
 
 Requirement = Literal["required", "optional", "unused"]
 OptionType = Literal["int", "float", "choice", "bool", "text", "path"]
@@ -210,11 +210,13 @@ COMMON_OPTIONS: tuple[Option, ...] = (
            choices=("stretch", "center_crop", "pad")),
     # intensity and crop: no single default (DDAD's default preset equalises and crops, the papers' presets do not)
     Option("intensity", "--intensity", "choice", "intensity normalisation before the network, in training and "
-           "scoring alike: none (the papers'), percentile (1-99 % stretch) or equalize (histogram equalisation) "
-           "(default: the preset's or the method's)", choices=("none", "percentile", "equalize")),
+           "scoring alike: none (the papers'), percentile (1-99 % stretch), equalize (histogram equalisation) or "
+           "equalize-bands (equalisation with the strength of four detail bands fixed: less sensitive to another "
+           "system's sharpening or softening) (default: the preset's or the method's)",
+           choices=get_args(Intensity)),
     Option("crop", "--crop", "choice", "crop before the network, in training and scoring alike: none (the papers') "
            "or field (to the exposed field: no black or white borders, collimation or empty background) "
-           "(default: the preset's or the method's)", choices=("none", "field")),
+           "(default: the preset's or the method's)", choices=get_args(Crop)),
     Option("calibration_fraction", "--calibration-fraction", "float",
            "fraction of the known normals held out (never trained on) to calibrate scores", default=0.1,
            minimum=0.0, maximum=0.9, exclusive_minimum=True),

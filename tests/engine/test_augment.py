@@ -134,3 +134,16 @@ def test_processing_raises_or_lowers_local_contrast():
     base = contrast(AcquisitionAugment((-1, 1), photometric=False, p=1.0))  # blur (σ <= 0.9 px) barely dims them
     ratio = contrast(AcquisitionAugment((-1, 1), photometric=False, p=1.0, processing=True)) / base
     assert ratio.max() > 1.3 and ratio.min() < 0.8  # sharper and hazier images both occur
+
+
+@pytest.mark.parametrize("intensity, photometric", [("none", True), ("percentile", True), ("equalize", False),
+                                                    ("equalize-bands", False)])
+def test_ddad_exposure_changes_are_trained_only_where_the_input_is_not_equalised(intensity, photometric):
+    from cxrscreen.engine.methods.ddad import Config
+    from cxrscreen.engine.methods.ddad.recipe import _Ensemble
+    from cxrscreen.engine.preprocess import PreprocessSpec
+
+    config = Config(backbone="ae", members=2, epochs=1, batch_size=4, augment="acquisition",
+                    preprocess=PreprocessSpec(size=64, intensity=intensity))
+    module = _Ensemble("a", torch.zeros(8, 1, 64, 64), config, torch.device("cpu"), "separate")
+    assert module.augment.photometric == photometric  # equalised inputs: an exposure change would be undone anyway

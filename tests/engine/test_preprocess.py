@@ -8,8 +8,8 @@ from PIL import Image, ImageDraw
 
 from cxrscreen.engine.detector import DetectorMetadata, NormalCalibration
 from cxrscreen.engine.preprocess import (
-    PreprocessSpec, _quantiles, apply_aspect, apply_crop, apply_intensity, apply_resize, field_box, preprocess,
-    preprocess_batch,
+    BAND_SIGMAS, BAND_TARGETS, PreprocessSpec, _blur, _quantiles, apply_aspect, apply_crop, apply_intensity,
+    apply_resize, band_strengths, field_box, preprocess, preprocess_batch,
 )
 
 
@@ -178,3 +178,67 @@ def test_field_quantiles_equal_numpys(shape):
     values = (rng.integers(0, 9, shape) / 8).astype(np.float32)  # few levels: many ties
     qs = (0.005, 0.5, 0.995)
     np.testing.assert_allclose(_quantiles(values, qs), np.quantile(values, qs), rtol=0, atol=1e-12)
+
+
+def _textured(seed: int = 0, size: int = 256) -> np.ndarray:
+    """The chest image with detail at several scales (smoothed noise), as lung markings and ribs give."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    img = _chest(size, size, seed).astype(np.float64)
+    for sigma, amplitude in ((1.0, 0.03), (3.0, 0.05), (8.0, 0.08)):
+        field = gaussian_filter(rng.normal(0, 1, (size, size)), sigma)
+        img += amplitude * field / field.std()
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def _unsharp(img: np.ndarray, amount: float, sigma: float = 0.03) -> np.ndarray:
+    """``u + amount (u - G * u)``: another system's sharpening (amount > 0) or softening (< 0)."""
+    from scipy.ndimage import gaussian_filter
+
+    return np.clip(img + amount * (img - gaussian_filter(img, sigma * max(img.shape), mode="reflect")), 0, 1)
+
+
+def test_band_blur_is_scipys_gaussian_with_reflected_edges():
+    from scipy.ndimage import gaussian_filter
+
+    img = np.random.default_rng(1).random((40, 56))
+    for fraction in BAND_SIGMAS:
+        ours = _blur(img, fraction)
+        # sigma a fraction of each side; scipy's "reflect" is the same half-sample symmetric edge
+        ref = gaussian_filter(img, (fraction * 40, fraction * 56), mode="reflect", truncate=3.0)
+        np.testing.assert_allclose(ours, ref, atol=1e-3)
+
+
+@pytest.mark.parametrize("amount", [-0.5, 1.0])
+def test_equalize_bands_undoes_another_systems_sharpening_or_softening(amount):
+    img = _textured()
+    changed = _unsharp(img, amount)
+    bands = PreprocessSpec(size=64, intensity="equalize-bands", output_range=(0, 1))
+    plain = PreprocessSpec(size=64, intensity="equalize", output_range=(0, 1))
+    # equalisation alone keeps the change: the fine bands are weaker (softened) or stronger (sharpened)
+    ratio_plain = band_strengths(preprocess(changed, plain))[0] / band_strengths(preprocess(img, plain))[0]
+    assert (ratio_plain < 0.85) if amount < 0 else (ratio_plain > 1.2)
+    # with the band step the unchanged image has the targets' strengths, and the two finest bands of the changed
+    # one move much less than under equalisation alone (one pass, then equalised: not undone exactly)
+    np.testing.assert_allclose(band_strengths(preprocess(img, bands)), BAND_TARGETS, rtol=0.1)
+    ratio_bands = band_strengths(preprocess(changed, bands))[:2] / band_strengths(preprocess(img, bands))[:2]
+    ratio_plain = band_strengths(preprocess(changed, plain))[:2] / band_strengths(preprocess(img, plain))[:2]
+    assert np.all(np.abs(np.log(ratio_bands)) < 0.7 * np.abs(np.log(ratio_plain)))
+    moved_plain = np.abs(preprocess(changed, plain) - preprocess(img, plain)).mean()
+    moved_bands = np.abs(preprocess(changed, bands) - preprocess(img, bands)).mean()
+    assert moved_bands < 0.75 * moved_plain
+
+
+def test_equalize_bands_keeps_equalisations_invariance_and_range():
+    img = _textured(seed=2)
+    spec = PreprocessSpec(size=64, intensity="equalize-bands", crop="field")
+    out = preprocess(img, spec)
+    assert out.dtype == np.float32 and out.shape == (64, 64) and -1.0 < out.min() < -0.95 and 0.95 < out.max() < 1.0
+    np.testing.assert_allclose(np.sort(out.ravel()), np.sort(preprocess(_textured(seed=3), spec).ravel()),
+                               atol=1e-6)  # equalised: the same grey levels for any image
+    small = apply_resize(img, 64)  # a gamma change of the input to the step: nothing moves (equalised first)
+    np.testing.assert_array_equal(apply_intensity(small ** 2.0, "equalize-bands"), apply_intensity(small, "equalize-bands"))
+    flat = preprocess(np.full((50, 50), 0.4, np.float32), PreprocessSpec(size=32, intensity="equalize-bands"))
+    assert np.all(np.isfinite(flat)) and np.ptp(flat) == 0.0  # no detail to scale: no division by zero
+    assert PreprocessSpec.from_dict(spec.to_dict()) == spec

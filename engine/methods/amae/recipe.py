@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from cxrscreen.engine.loop import TrainingLoop, load_file
 from cxrscreen.engine.methods.amae import FINAL_MODEL, Config, ScoreType, backbone_name
 from cxrscreen.engine.methods.amae.anatpaste import anatpaste, lung_mask
 from cxrscreen.engine.torch_runtime import resolve_device
+from cxrscreen.engine.preprocess import EQUALIZED
 from cxrscreen.engine.progress import Progress
 from cxrscreen.engine.stop import StopRequest
 from cxrscreen.models.amae import AMAEScorer, MLPHead, Stage1Scorer, pooled_tokens
@@ -136,7 +136,7 @@ class _MAETrainer:
         self.acquisition = None
         if augment == "acquisition":  # its own generator: the masks stay those of an unaugmented run
             self.acquisition = AcquisitionAugment(config.preprocess.output_range,
-                                                  photometric=config.preprocess.intensity != "equalize")
+                                                  photometric=config.preprocess.intensity not in EQUALIZED)
             self.augment_generator = torch.Generator().manual_seed(seed + 700_000)
         fused = device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=lr, betas=config.betas, fused=fused)

@@ -18,6 +18,7 @@ from cxrscreen.engine.datasets import DataError, TrainingData
 from cxrscreen.engine.loop import TrainingLoop, load_file
 from cxrscreen.engine.methods.ddad import FINAL_MODEL, Config, Layout
 from cxrscreen.engine.progress import Progress
+from cxrscreen.engine.preprocess import EQUALIZED
 from cxrscreen.engine.stop import StopRequest
 from cxrscreen.engine.torch_runtime import resolve_device
 from cxrscreen.models.autoencoder import AEOutput, AutoEncoder, Backbone, stack_members, unstack_members
@@ -142,7 +143,7 @@ class _Ensemble:
         self.augment = None
         if config.augment != "none":
             self.augment = AcquisitionAugment(config.preprocess.output_range,
-                                              photometric=config.preprocess.intensity != "equalize",
+                                              photometric=config.preprocess.intensity not in EQUALIZED,
                                               framing=config.augment != "acquisition",
                                               aspect=ASPECT_STRETCH if config.augment == "acquisition-aspect" else 1.0,
                                               processing=config.augment == "acquisition-processing")
