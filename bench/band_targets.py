@@ -69,6 +69,14 @@ def main() -> None:
         rel = np.median(s, axis=0) / np.array(targets)
         result["rows"][name] = {"median": [float(v) for v in np.median(s, axis=0)], "relative": [float(v) for v in rel]}
         print(f"  {name:45s} " + "  ".join(f"{v:5.2f}" for v in rel))
+    # how much each processing shift moves the model input, equalised alone and with the band step (60 normals)
+    result["input_change"] = {}
+    for name in ("soft_processing", "sharp_processing"):
+        for intensity in ("equalize", "equalize-bands"):
+            sp = PreprocessSpec(size=args.size, crop="field", intensity=intensity, output_range=(0.0, 1.0))
+            moved = [np.abs(preprocess(shift.SHIFTS[name](px, None), sp) - preprocess(px, sp)).mean() for px in known[:60]]
+            result["input_change"][f"{name}, {intensity}"] = float(np.mean(moved))
+            print(f"mean absolute change of the input under {name}, {intensity}: {np.mean(moved):.4f}")
     if args.cue:
         from cxrscreen.engine import metrics as M
 

@@ -65,8 +65,9 @@ FIELD_PASSES = 2  # the second pass takes its thresholds and line shares from th
 # intensity="equalize-bands" (normalize_bands). Changing one changes every detector that uses the option: a new
 # definition needs a new option value, not new numbers here.
 BAND_SIGMAS = (1 / 64, 2 / 64, 4 / 64, 8 / 64)  # Gaussian sigmas as fractions of the side (1, 2, 4, 8 px at 64 px)
-# each band's root-mean-square strength after normalisation: the median over the dev protocol's 540 training
-# normals (kermany dev split, field crop, 64 px, equalised; bench/band_targets.py, never test images)
+# each band's root-mean-square strength after normalisation: the median over the dev protocol's 600 known normals
+# (kermany dev split, field crop, 64 px, equalised; bench/band_targets.py; never test images). The same numbers
+# serve any input size: the sigmas are fractions of the side.
 BAND_TARGETS = (0.0485, 0.0454, 0.0653, 0.0809)
 BAND_GAIN_LIMITS = (0.25, 4.0)  # a band is scaled by at most this much (a flat image's detail is not blown up)
 
