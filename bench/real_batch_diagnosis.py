@@ -15,7 +15,6 @@ cannot prove one.
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 from pathlib import Path
@@ -46,18 +45,14 @@ def main() -> None:
     p.add_argument("--model", type=Path, action="append", required=True)
     p.add_argument("--tag", required=True)
     args = p.parse_args()
-    root = shift.DATA / "fullres" / "kermany"
-    if not (root / "labels.csv").is_file():
-        p.error(f"{root} is missing (../shared/data beside the checkout)")
-    rows = list(csv.DictReader(open(root / "labels.csv", encoding="utf-8")))
-    labels = np.array([int(r["label"]) for r in rows])
-    raw = [read_radiograph(root / r["path"]).pixels for r in rows]
+    paths, labels = shift.real_batch_files()
+    raw = [read_radiograph(path).pixels for path in paths]
     variants = {
         "as read": raw,
-        "the copies' pipeline (224 px bilinear, JPEG q75)": [_copy_pipeline(root / r["path"], Image.Resampling.BILINEAR)
-                                                             for r in rows],
-        "the copies' pipeline (224 px bicubic, JPEG q75)": [_copy_pipeline(root / r["path"], Image.Resampling.BICUBIC)
-                                                            for r in rows],
+        "the copies' pipeline (224 px bilinear, JPEG q75)": [_copy_pipeline(path, Image.Resampling.BILINEAR)
+                                                             for path in paths],
+        "the copies' pipeline (224 px bicubic, JPEG q75)": [_copy_pipeline(path, Image.Resampling.BICUBIC)
+                                                            for path in paths],
         "columns stretched 1.2 (a narrower original)": [shift.stretch(x, cols=1.2) for x in raw],
         "rows stretched 1.2 (a wider original)": [shift.stretch(x, rows=1.2) for x in raw],
         "local contrast raised (+0.7)": [shift.local_contrast(x, 0.7) for x in raw],

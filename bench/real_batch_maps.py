@@ -13,7 +13,6 @@ right halves. A PNG of the two mean maps and their difference is written beside 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -55,12 +54,9 @@ def main() -> None:
     p.add_argument("--model", type=Path, action="append", required=True)
     p.add_argument("--tag", required=True)
     args = p.parse_args()
-    root = shift.DATA / "fullres" / "kermany"
-    if not (root / "labels.csv").is_file():
-        p.error(f"{root} is missing (../shared/data beside the checkout)")
+    real_paths, real_labels = shift.real_batch_files()
     dev_split.require()
-    rows = list(csv.DictReader(open(root / "labels.csv", encoding="utf-8")))
-    real = [read_radiograph(root / r["path"]).pixels for r in rows if int(r["label"]) == 0]
+    real = [read_radiograph(path).pixels for path, y in zip(real_paths, real_labels) if y == 0]
     paths, labels = dev_split.dev_test()
     dev = [read_radiograph(q).pixels for q, y in zip(paths, labels) if y == 0]
     out = {"n_real_normals": len(real), "n_dev_test_normals": len(dev), "detectors": {}}

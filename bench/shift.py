@@ -217,16 +217,27 @@ def _summary(det, labels: np.ndarray, scores: np.ndarray, n_boot: int = 2000) ->
             "specificity_ci95": list(clopper_pearson(kept, n_normal)), "sensitivity_at_calibrated_95": c.sensitivity}
 
 
-def _real_batch(det) -> dict:
-    """The full-size Kermany val originals (another acquisition batch), scored as the app would."""
+REAL_BATCH = DATA / "fullres" / "kermany"
+
+
+def real_batch_files() -> tuple[list[Path], np.ndarray]:
+    """The full-size Kermany originals (another acquisition batch): paths and labels (1 = pneumonia).
+
+    Raises SystemExit with one line when ``../shared/data`` is not beside the checkout.
+    """
     import csv
 
+    if not (REAL_BATCH / "labels.csv").is_file():
+        raise SystemExit(f"{REAL_BATCH} is missing (../shared/data beside the checkout)")
+    rows = list(csv.DictReader(open(REAL_BATCH / "labels.csv", encoding="utf-8")))
+    return [REAL_BATCH / r["path"] for r in rows], np.array([int(r["label"]) for r in rows])
+
+
+def _real_batch(det) -> dict:
+    """The full-size Kermany val originals (another acquisition batch), scored as the app would."""
     from cxrscreen.engine.scoring import iter_scores
 
-    root = DATA / "fullres" / "kermany"
-    rows = list(csv.DictReader(open(root / "labels.csv")))
-    paths = [root / r["path"] for r in rows]
-    labels = np.array([int(r["label"]) for r in rows])
+    paths, labels = real_batch_files()
     results = [r for batch in iter_scores(paths, det) for r in batch]
     scores = np.array([r.score for r in results])
     pct = np.array([r.percentile for r in results])

@@ -329,7 +329,10 @@ def normalize_bands(pixels: np.ndarray) -> np.ndarray:
     side) and the coarse rest; each band is scaled so its root-mean-square strength is its
     target (gain within ``BAND_GAIN_LIMITS``), and the sum is equalised to [0, 1]. Unsharp
     masking, ``u + a (u - G * u)``, multiplies the bands finer than ``G`` by about ``1 + a``;
-    this undoes that for any ``a`` within the gain limits, at the bands' scales.
+    this scales them back. One pass, then equalised, is not an exact inverse (the bands overlap and
+    the final equalisation reshapes them): on real radiographs it removes about a third of what a
+    sharpening or softening changes in the model input (tested; bench/RESULTS.md, "Fixing the
+    strength of detail").
     """
     x = np.asarray(pixels, dtype=np.float64)
     levels = [x] + [_blur(x, s) for s in BAND_SIGMAS]

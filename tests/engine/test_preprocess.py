@@ -211,7 +211,7 @@ def test_band_blur_is_scipys_gaussian_with_reflected_edges():
 
 
 @pytest.mark.parametrize("amount", [-0.5, 1.0])
-def test_equalize_bands_undoes_another_systems_sharpening_or_softening(amount):
+def test_equalize_bands_shrinks_what_another_systems_sharpening_or_softening_changes(amount):
     img = _textured()
     changed = _unsharp(img, amount)
     bands = PreprocessSpec(size=64, intensity="equalize-bands", output_range=(0, 1))
