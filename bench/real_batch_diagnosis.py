@@ -14,7 +14,6 @@ cannot prove one.
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 from pathlib import Path
@@ -41,10 +40,7 @@ def main() -> None:
     from cxrscreen.engine.io import read_radiograph
     from cxrscreen.engine.preprocess import preprocess
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, action="append", required=True)
-    p.add_argument("--tag", required=True)
-    args = p.parse_args()
+    args = shift.detector_args(__doc__)
     paths, labels = shift.real_batch_files()
     raw = [read_radiograph(path).pixels for path in paths]
     variants = {

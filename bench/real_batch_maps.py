@@ -12,7 +12,6 @@ right halves. A PNG of the two mean maps and their difference is written beside 
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -50,10 +49,7 @@ def main() -> None:
     from cxrscreen.engine.io import read_radiograph
     from cxrscreen.engine.preprocess import preprocess
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, action="append", required=True)
-    p.add_argument("--tag", required=True)
-    args = p.parse_args()
+    args = shift.detector_args(__doc__)
     real_paths, real_labels = shift.real_batch_files()
     dev_split.require()
     real = [read_radiograph(path).pixels for path, y in zip(real_paths, real_labels) if y == 0]

@@ -220,6 +220,14 @@ def _summary(det, labels: np.ndarray, scores: np.ndarray, n_boot: int = 2000) ->
 REAL_BATCH = DATA / "fullres" / "kermany"
 
 
+def detector_args(doc: str) -> argparse.Namespace:
+    """``--model D.onnx`` (one or more) and ``--tag NAME``: the options of the real-batch diagnoses."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--model", type=Path, action="append", required=True)
+    p.add_argument("--tag", required=True)
+    return p.parse_args()
+
+
 def real_batch_files() -> tuple[list[Path], np.ndarray]:
     """The full-size Kermany originals (another acquisition batch): paths and labels (1 = pneumonia).
 

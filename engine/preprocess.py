@@ -311,15 +311,24 @@ def _blur(x: np.ndarray, sigma_fraction: float) -> np.ndarray:
     return _blur_matrix(h, sigma_fraction * h) @ x @ _blur_matrix(w, sigma_fraction * w).T
 
 
-def band_strengths(pixels: np.ndarray) -> np.ndarray:
-    """Root-mean-square strength of the four detail bands of an (H, W) image (float64, shape (4,)).
+def _bands(pixels: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The four detail bands of an (H, W) image and the coarse rest (their sum is the image).
 
     Band k is the difference of Gaussian blurs at ``BAND_SIGMAS[k - 1]`` and ``BAND_SIGMAS[k]``
-    (band 0: the image minus its finest blur).
+    (band 0: the image minus its finest blur); the rest is the coarsest blur.
     """
     x = np.asarray(pixels, dtype=np.float64)
     levels = [x] + [_blur(x, s) for s in BAND_SIGMAS]
-    return np.array([float(np.sqrt(np.mean((levels[k] - levels[k + 1]) ** 2))) for k in range(len(BAND_SIGMAS))])
+    return [levels[k] - levels[k + 1] for k in range(len(BAND_SIGMAS))], levels[-1]
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x ** 2)))
+
+
+def band_strengths(pixels: np.ndarray) -> np.ndarray:
+    """Root-mean-square strength of the four detail bands of an (H, W) image (float64, shape (4,))."""
+    return np.array([_rms(band) for band in _bands(pixels)[0]])
 
 
 def normalize_bands(pixels: np.ndarray) -> np.ndarray:
@@ -334,15 +343,11 @@ def normalize_bands(pixels: np.ndarray) -> np.ndarray:
     sharpening or softening changes in the model input (tested; bench/RESULTS.md, "Fixing the
     strength of detail").
     """
-    x = np.asarray(pixels, dtype=np.float64)
-    levels = [x] + [_blur(x, s) for s in BAND_SIGMAS]
-    out = levels[-1].copy()
+    bands, out = _bands(pixels)
     low, high = BAND_GAIN_LIMITS
-    for k, target in enumerate(BAND_TARGETS):
-        band = levels[k] - levels[k + 1]
-        rms = float(np.sqrt(np.mean(band ** 2)))
-        gain = float(np.clip(target / rms, low, high)) if rms > 0 else high
-        out += gain * band
+    for band, target in zip(bands, BAND_TARGETS):
+        rms = _rms(band)
+        out = out + (float(np.clip(target / rms, low, high)) if rms > 0 else high) * band
     return apply_intensity(out.astype(np.float32), "equalize")
 
 
