@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/cxrscreen $(ARGS)
 
-## test: the whole test suite (Qt offscreen)
+## test: the whole test suite (Qt offscreen), one worker process per CPU core (pytest-xdist; a test
+## module is one work unit, tests/conftest.py); TEST_WORKERS=0 runs it in this process alone
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 ## bundle: the desktop bundle (dist/cxrscreen-app/) built from a base-profile environment without torch
 ## (build/bundle-venv, this checkout installed as a wheel, not editable: PyInstaller collects the

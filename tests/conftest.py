@@ -27,6 +27,29 @@ import pytest  # noqa: E402
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# `make test` runs the suite in parallel (pytest-xdist, `--dist loadscope`): one work unit per test
+# module, so a module's fixtures are built once, and modules that share an expensive session fixture
+# share a unit too (SHARED_FIXTURE_GROUPS: built once for both). xdist's own `loadgroup` marks cannot
+# do this with pytest 9 (xdist 3.8 renames `item._nodeid`, which pytest 9 no longer reads).
+SHARED_FIXTURE_GROUPS = {
+    "tests/engine/test_ensemble.py": "ensemble_runs",
+    "tests/app/test_ensemble_app.py": "ensemble_runs",
+}
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: absent without the plugin
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SHARED_FIXTURE_GROUPS.get(module, module)
+
+    return ModuleScheduling(config, log)
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
