@@ -63,6 +63,8 @@ def _config(args, seed: int, **values):
     from cxrscreen.engine.methods import registry
 
     given = {"seed": seed, "device": args.device, **values}
+    if getattr(args, "intensity", None):  # e.g. the robust preset with equalize-bands (issue 22)
+        given["intensity"] = args.intensity
     # --robust: the robust preset (the small one with field crop + equalisation, issue 22)
     return registry()["wscxr"].config("robust" if getattr(args, "robust", False) else "small", **given)
 
@@ -347,6 +349,9 @@ def main() -> None:
         p.add_argument("--robust", action="store_true",
                        help="the robust preset (field crop + equalisation, encoder and detectors alike; give the "
                             "encoder its own --encoder-name)")
+        p.add_argument("--intensity", default=None,
+                       help="the preset's intensity normalisation replaced (encoder and detectors alike: give the "
+                            "encoder its own --encoder-name), e.g. equalize-bands")
         p.add_argument("--msacl-encoder", type=Path, default=None,
                        help="a finished MSACL run folder (bench/_work/msacl/NAME): its ResNet18 is the backbone "
                             "(--backbone msacl) instead of the shared MAE encoder")
