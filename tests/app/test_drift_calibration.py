@@ -14,7 +14,7 @@ from cxrscreen.app.library import LibraryError, ModelLibrary
 from cxrscreen.app.main_window import MainWindow
 from cxrscreen.engine.detector import read_metadata
 from cxrscreen.engine.site_calibration import site_calibration
-from tests.app.test_main_window import window  # noqa: F401 (the window fixture, shared)
+from tests.app.test_main_window import SCORING_TIMEOUT_MS, window  # noqa: F401 (the window fixture, shared)
 
 
 def test_library_keeps_both_calibrations_and_the_chosen_one(tiny_detector: Path, tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ def test_window_checks_drift_and_calibrates_on_confirmed_normals(qtbot, window: 
     qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
     window.open_paths([study])
     qtbot.waitUntil(lambda: not window.indexing_active and window.model.rowCount() > 0, timeout=10_000)
-    qtbot.waitUntil(lambda: not window.is_scoring, timeout=20_000)
+    qtbot.waitUntil(lambda: not window.is_scoring, timeout=SCORING_TIMEOUT_MS)
     # the worklist's banner says the drift check in words, and the database recorded it
     qtbot.waitUntil(lambda: window.calibration.report is not None, timeout=5_000)
     report = window.calibration.report

@@ -17,6 +17,10 @@ from cxrscreen.app.settings import AppSettings
 from cxrscreen.app.worklist.model import Column
 
 
+# A deadline for a hang, not a speed test: scoring the 10-image study takes about 3 s on an idle
+# 2-core machine and 14 s beside another test worker and a training (`make test` runs two workers).
+SCORING_TIMEOUT_MS = 60_000
+
 @pytest.fixture
 def window(qtbot, settings_path: Path, tmp_path: Path):
     # not qtbot.addWidget: it deletes the window at teardown, before it has stopped its workers
@@ -37,7 +41,7 @@ def _load_and_score(qtbot, window: MainWindow, folder: Path, detector: Path) -> 
     qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
     window.open_paths([folder])
     qtbot.waitUntil(lambda: not window.indexing_active and window.model.rowCount() > 0, timeout=10_000)
-    qtbot.waitUntil(lambda: not window.is_scoring, timeout=20_000)
+    qtbot.waitUntil(lambda: not window.is_scoring, timeout=SCORING_TIMEOUT_MS)
 
 
 def _n_images(folder: Path) -> int:

@@ -16,6 +16,7 @@ from cxrscreen.app.settings import AppSettings
 from cxrscreen.app.studydb import DB_FILE, StudyDatabase
 from cxrscreen.app.worklist.model import Column
 from cxrscreen.engine.scoring import ScoreResult
+from tests.app.test_main_window import SCORING_TIMEOUT_MS
 
 
 # ====================================================================== the session model (no Qt)
@@ -116,7 +117,7 @@ def test_reopening_shows_known_scores_and_scores_only_changed_files(qtbot, setti
         again = {r.path: r.scores[mid].score for r in w.model.records()}
         assert again == pytest.approx(first)
         assert w.reading.session.mark(sorted(first)[0]) == "normal"
-        qtbot.waitUntil(lambda: not w.is_scoring, timeout=20_000)
+        qtbot.waitUntil(lambda: not w.is_scoring, timeout=SCORING_TIMEOUT_MS)
         assert queued == [changed]  # only the touched file was indexed and scored
     finally:
         _close(qtbot, w)
