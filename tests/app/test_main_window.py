@@ -21,6 +21,7 @@ from cxrscreen.app.worklist.model import Column
 # 2-core machine and 14 s beside another test worker and a training (`make test` runs two workers).
 SCORING_TIMEOUT_MS = 60_000
 
+
 @pytest.fixture
 def window(qtbot, settings_path: Path, tmp_path: Path):
     # not qtbot.addWidget: it deletes the window at teardown, before it has stopped its workers
