@@ -334,6 +334,10 @@ def cmd_report(args) -> None:
 
 
 def main() -> None:
+    from typing import get_args
+
+    from cxrscreen.engine.preprocess import Intensity
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     for name, fn in (("encoder", cmd_encoder), ("sweep", cmd_sweep), ("ablation", cmd_ablation), ("floor", cmd_floor),
@@ -349,7 +353,7 @@ def main() -> None:
         p.add_argument("--robust", action="store_true",
                        help="the robust preset (field crop + equalisation, encoder and detectors alike; give the "
                             "encoder its own --encoder-name)")
-        p.add_argument("--intensity", default=None,
+        p.add_argument("--intensity", default=None, choices=get_args(Intensity),
                        help="the preset's intensity normalisation replaced (encoder and detectors alike: give the "
                             "encoder its own --encoder-name), e.g. equalize-bands")
         p.add_argument("--msacl-encoder", type=Path, default=None,
