@@ -20,10 +20,14 @@ class CaseScore:
     Attributes:
         score: the image score (higher = more anomalous).
         percentile: percent of the detector's calibration normals scoring lower (ties half).
+        acquisition: the image's detail descriptor for the acquisition check
+            (:mod:`engine.acquisition`) when it was scored in this window by a detector that
+            stores a reference; None otherwise (scores remembered by the study database keep none).
     """
 
     score: float
     percentile: float
+    acquisition: tuple[float, ...] | None = None
 
 
 @dataclass

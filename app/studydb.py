@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import queue
 import sqlite3
@@ -101,6 +102,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
                drift INTEGER NOT NULL, specificity_promised REAL NOT NULL, specificity_estimated REAL,
                report TEXT NOT NULL)""",
     ),
+    (  # 4: each score's image descriptor for the acquisition check (engine.acquisition), JSON
+        "ALTER TABLE scores ADD COLUMN acquisition TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _SUMMARY_SET = frozenset(SUMMARY_FIELDS)
@@ -132,6 +136,8 @@ class StoredScore:
         threshold: the flag threshold at that time.
         heatmap: a summary of the heatmap (e.g. its peak level), None until a heatmap was made.
         error: why scoring failed, else None.
+        acquisition: the image's descriptor for the acquisition check (:mod:`engine.acquisition`),
+            None when the detector stores no reference (or for scores stored before schema 4).
     """
 
     model_id: str
@@ -141,6 +147,7 @@ class StoredScore:
     threshold: float | None = None
     heatmap: dict[str, float] | None = None
     error: str | None = None
+    acquisition: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,7 @@ class ScoreRow:
     flagged: bool | None = None
     threshold: float | None = None
     error: str | None = None
+    acquisition: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -412,12 +420,12 @@ class StudyDatabase:
 
     def _scores(self, contents: Sequence[str]) -> dict[str, dict[str, StoredScore]]:
         out: dict[str, dict[str, StoredScore]] = {}
-        sql = ("SELECT content, model_id, score, percentile, flagged, threshold, heatmap, error FROM scores "
+        sql = ("SELECT content, model_id, score, percentile, flagged, threshold, heatmap, error, acquisition FROM scores "
                "WHERE content IN ({})")
-        for content, mid, score, pct, flagged, thr, heat, err in self._chunks(sql, contents):
+        for content, mid, score, pct, flagged, thr, heat, err, acq in self._chunks(sql, contents):
             out.setdefault(content, {})[mid] = StoredScore(
                 mid, score, pct, None if flagged is None else bool(flagged), thr,
-                json.loads(heat) if heat else None, err)
+                json.loads(heat) if heat else None, err, _descriptor(acq))
         return out
 
     def _states(self, contents: Sequence[str]) -> dict[str, str]:
@@ -440,12 +448,12 @@ class StudyDatabase:
         """Store (replace) results as (content, row); a heatmap summary already stored is kept."""
         now = time.time()
         self._db.executemany(  # one call for the batch: the writer thread holds the GIL less
-            "INSERT INTO scores (content, model_id, score, percentile, flagged, threshold, error, scored_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (content, model_id) DO UPDATE SET score = excluded.score, "
+            "INSERT INTO scores (content, model_id, score, percentile, flagged, threshold, error, scored_at, acquisition) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (content, model_id) DO UPDATE SET score = excluded.score, "
             "percentile = excluded.percentile, flagged = excluded.flagged, threshold = excluded.threshold, "
-            "error = excluded.error, scored_at = excluded.scored_at",
+            "error = excluded.error, scored_at = excluded.scored_at, acquisition = excluded.acquisition",
             [(content, r.model_id, r.score, r.percentile, None if r.flagged is None else int(r.flagged), r.threshold,
-              r.error, now) for content, r in rows])
+              r.error, now, None if r.acquisition is None else json.dumps(list(r.acquisition))) for content, r in rows])
 
     def put_heatmap(self, content: str, model_id: str, summary: dict[str, float]) -> None:
         """Attach a heatmap summary to a stored score (ignored when there is no score yet)."""
@@ -783,3 +791,16 @@ def stat_key(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns
+
+
+def _descriptor(text: str | None) -> tuple[float, ...] | None:
+    """A stored acquisition descriptor, or None (none stored, or not four finite numbers)."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+        d = tuple(float(v) for v in value)
+    except (ValueError, TypeError):
+        return None
+    return d if len(d) == 4 and all(math.isfinite(v) for v in d) else None
+

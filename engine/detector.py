@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from cxrscreen.engine.acquisition import AcquisitionReference
 from cxrscreen.engine.preprocess import PreprocessSpec
 from cxrscreen.engine.scope import ScopeGate
 
@@ -591,6 +592,12 @@ class Detector:
     def scope_gate(self) -> ScopeGate:
         """The out-of-scope gate for this detector (with its one-class model when it stores one)."""
         return ScopeGate.from_metadata(self.meta.scope)
+
+    @property
+    def acquisition_reference(self) -> AcquisitionReference | None:
+        """Its known normals' detail descriptors for the acquisition check (:mod:`engine.acquisition`),
+        or None for a detector made before the check."""
+        return AcquisitionReference.from_scope(self.meta.scope)
 
     def run(self, batch: np.ndarray) -> DetectorOutput:
         """Run a preprocessed (N, 1, S, S) float32 batch."""

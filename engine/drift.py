@@ -45,7 +45,10 @@ promise at 74 %: warned in 17 % of simulated batches against 78 % for the rule a
 ``bench/drift_margin.py``, ``bench/RESULTS.md``).
 What no check of the lower part can see: a batch whose normals match the calibration's lower half
 and differ only in the upper tail, or whose upper tail moved more than its lower part (the
-estimate then errs towards the promise).
+estimate then errs towards the promise). For those, the acquisition check
+(:mod:`engine.acquisition`) looks at the images instead of the scores; a report carries its result
+(:attr:`DriftReport.acquisition`) and warns when the images differ from the detector's training
+normals, the images' verdict first in the message.
 
 The estimate. Scores are mapped to the calibration normals' normal scores ``z = Φ⁻¹(F̂(score))``
 (F̂ smoothed so that no score is infinite). Assuming the batch's normals are shifted by ``δ`` on
@@ -71,6 +74,7 @@ from typing import Any
 
 import numpy as np
 
+from cxrscreen.engine.acquisition import AcquisitionReport
 from cxrscreen.engine.detector import NormalCalibration
 
 LEVELS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
@@ -85,6 +89,8 @@ ALPHA = 0.05
 MIN_IMAGES = 8
 """Fewer scores are not tested (the test could not reject anything)."""
 UNRELIABLE_POINTS = 5.0
+RECALIBRATE = " Recalibrate on confirmed normals of this batch."
+CONFIRM = " Confirm some normals of this batch to check the operating point."
 """The promise is called unreliable when the estimate falls this many points short of it."""
 
 
@@ -110,7 +116,9 @@ class DriftReport:
         specificity_estimated: ``Φ(Φ⁻¹(s) − δ)``, the specificity the batch's normals get at
             the promised threshold (an estimate, see the module docstring); None when not tested.
         unreliable: drift found and the estimate more than :data:`UNRELIABLE_POINTS` short of
-            the promise: the warning (see :attr:`warning`).
+            the promise: a warning (see :attr:`warning`).
+        acquisition: the acquisition check of the same images (:mod:`engine.acquisition`), or
+            None when it was not run (a detector made before it, or a site calibration in use).
     """
 
     n: int
@@ -127,6 +135,7 @@ class DriftReport:
     specificity_promised: float
     specificity_estimated: float | None
     unreliable: bool
+    acquisition: AcquisitionReport | None = None
 
     @property
     def estimate_short(self) -> bool:
@@ -136,10 +145,18 @@ class DriftReport:
             100 * (self.specificity_promised - self.specificity_estimated) > UNRELIABLE_POINTS
 
     @property
+    def acquisition_differs(self) -> bool:
+        """The images were acquired or processed unlike the detector's training normals
+        (:mod:`engine.acquisition`)."""
+        return self.acquisition is not None and self.acquisition.differs
+
+    @property
     def warning(self) -> bool:
-        """The reader is warned: significant drift, and the promise estimated more than
-        :data:`UNRELIABLE_POINTS` short (the same as :attr:`unreliable`)."""
-        return self.unreliable
+        """The reader is warned: significant drift with the promise estimated more than
+        :data:`UNRELIABLE_POINTS` short (:attr:`unreliable`), or images acquired unlike the
+        detector's training normals (:attr:`acquisition_differs`: the promise is unverified there,
+        whatever the scores' lower part says)."""
+        return self.unreliable or self.acquisition_differs
 
     @property
     def caution(self) -> bool:
@@ -151,6 +168,15 @@ class DriftReport:
     @property
     def message(self) -> str:
         """One or two sentences for the reader (the CLI, the worklist banner, the database)."""
+        text = self._score_message()
+        if not self.acquisition_differs:
+            return text
+        # the images' verdict first (it is the warning), then what the scores say, without their own advice
+        for advice in (RECALIBRATE, CONFIRM):
+            text = text[:-len(advice)] if text.endswith(advice) else text
+        return f"{self.acquisition.message} Confirm some normals of this batch and recalibrate. Scores: {text}"
+
+    def _score_message(self) -> str:
         s = 100 * self.specificity_promised
         if not self.tested:
             return (f"{self.n} scored images are too few to check whether this folder scores like the "
@@ -165,20 +191,20 @@ class DriftReport:
                     f"calibration normals plus up to {100 * self.max_abnormal_share:.0f} % abnormal studies "
                     f"(p = {self.p_value:.2g}).")
             if self.estimate_short:
-                text += (f" Too few images to be sure, though: {est}. Confirm some normals of this batch to check "
-                         f"the operating point.")
+                text += f" Too few images to be sure, though: {est}.{CONFIRM}"
             return text
         head = "This folder scores higher than the calibration normals"  # the detector's own or a site's
         why = (f"{self.n} scores, p = {self.p_value:.2g} even if {100 * self.max_abnormal_share:.0f} % of them were "
                f"abnormal")
         if self.unreliable:
-            return f"{head}; its flag rate is not reliable: {est} ({why}). Recalibrate on confirmed normals of this batch."
+            return f"{head}; its flag rate is not reliable: {est} ({why}).{RECALIBRATE}"
         return (f"This folder scores slightly higher than the calibration normals ({why}); {est}, within "
-                f"{UNRELIABLE_POINTS:g} points of the promise. Confirm some normals of this batch to check the "
-                f"operating point.")
+                f"{UNRELIABLE_POINTS:g} points of the promise.{CONFIRM}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["acquisition"] = None if self.acquisition is None else self.acquisition.to_dict()
+        d["acquisition_differs"] = self.acquisition_differs
         d["message"] = self.message
         d["estimate_short"] = self.estimate_short
         d["warning"] = self.warning
@@ -187,14 +213,17 @@ class DriftReport:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DriftReport":
-        fields = {k: d[k] for k in cls.__dataclass_fields__}
+        fields = {k: d[k] for k in cls.__dataclass_fields__ if k != "acquisition"}
         for k in ("levels", "batch_below", "floor"):
             fields[k] = tuple(float(v) for v in fields[k])
+        acq = d.get("acquisition")  # records made before the acquisition check have none
+        fields["acquisition"] = AcquisitionReport.from_dict(acq) if isinstance(acq, dict) else None
         return cls(**fields)
 
 
 def check_drift(scores: np.ndarray, calibration: NormalCalibration, specificity: float = 0.95,
-                max_abnormal_share: float = MAX_ABNORMAL_SHARE, alpha: float = ALPHA) -> DriftReport:
+                max_abnormal_share: float = MAX_ABNORMAL_SHARE, alpha: float = ALPHA,
+                acquisition: AcquisitionReport | None = None) -> DriftReport:
     """Test a batch of scores for drift above ``calibration``'s normals (see the module docstring).
 
     Args:
@@ -203,6 +232,8 @@ def check_drift(scores: np.ndarray, calibration: NormalCalibration, specificity:
         specificity: the promised specificity, in (0, 1).
         max_abnormal_share: π_max in [0, 1): the largest abnormal share the test allows for.
         alpha: the test's level, in (0, 1).
+        acquisition: the acquisition check of the same images (:func:`engine.acquisition.check_acquisition`),
+            carried in the report (its warning and message).
 
     Raises:
         ValueError: a parameter out of range, or non-finite scores.
@@ -222,7 +253,7 @@ def check_drift(scores: np.ndarray, calibration: NormalCalibration, specificity:
     floor = tuple(keep * q for q in LEVELS)
     if n < MIN_IMAGES:
         return DriftReport(n, m, max_abnormal_share, alpha, 1.0, False, False, LEVELS, (), floor, None,
-                           specificity, None, False)
+                           specificity, None, False, acquisition)
     below, pvals, pmins = [], [], []
     for q in LEVELS:
         j = min(m, max(1, math.ceil(q * m)))  # the calibration's j-th smallest score, F(c_(j)) ~ Beta(j, m - j + 1)
@@ -236,7 +267,7 @@ def check_drift(scores: np.ndarray, calibration: NormalCalibration, specificity:
     drift = p < alpha
     unreliable = drift and 100 * (specificity - est) > UNRELIABLE_POINTS
     return DriftReport(n, m, max_abnormal_share, alpha, p, drift, True, LEVELS, tuple(below), floor, shift,
-                       specificity, est, unreliable)
+                       specificity, est, unreliable, acquisition)
 
 
 def tarone(pvals: list[float], pmins: list[float], alpha: float) -> float:

@@ -10,13 +10,18 @@ detector's own calibration or on a site calibration (``--calibration FILE``, mad
 recalibrate``); every row names the calibration it used. The CSV is written atomically. The
 execution provider actually used (CUDA or CPU) is printed. When every file is scored, the drift
 check (:mod:`engine.drift`) says whether the folder scores higher than the calibration normals
-plus a plausible share of abnormal studies explains, i.e. whether its flag rate can be trusted.
+plus a plausible share of abnormal studies explains, i.e. whether its flag rate can be trusted,
+and, for a detector that stores its normals' detail descriptors and with its own calibration in
+use, whether the images were acquired or processed unlike its training normals
+(:mod:`engine.acquisition`; either warns).
 
 ``--format jsonl --out -`` streams one JSON object per line on stdout instead (for the app, which
 scores in a separate process): ``{"event": "start", "total", "provider", "provider_note",
 "model_id", "threshold"}``, then ``{"event": "result", "path", "score", "percentile", "flagged",
-"error", "out_of_scope"}`` per file (flushed per batch), then (when complete) ``{"event": "drift", "drift",
-"p_value", "specificity_estimated", "warning", "caution", "message", ...}`` (:class:`engine.drift.DriftReport`), then
+"error", "out_of_scope"}`` per file (with ``"acquisition"``, the image's four detail shares, when the
+detector stores a reference for them) (flushed per batch), then (when complete) ``{"event": "drift", "drift",
+"p_value", "specificity_estimated", "warning", "caution", "message", "acquisition", ...}``
+(:class:`engine.drift.DriftReport`), then
 ``{"event": "done" | "stopped", ...}``. SIGTERM or
 Ctrl-C stops after the current batch. ``--paths-from FILE`` (or ``-`` for stdin) reads an
 explicit list of files, one per line, instead of (or besides) scanning folders.
@@ -147,12 +152,21 @@ def run(args: argparse.Namespace) -> int:
     return 0 if status == "done" else 3
 
 
-def _drift(calibration, scores: list[float], args: argparse.Namespace, threshold: float):
+def _drift(detector, scores: list[float], descriptors: list[tuple[float, ...]], args: argparse.Namespace,
+           threshold: float):
     """The drift check of the scored images (:mod:`engine.drift`) at the promised specificity
-    (with a raw threshold: the share of calibration normals it keeps below)."""
+    (with a raw threshold: the share of calibration normals it keeps below), with the acquisition
+    check of their descriptors (:mod:`engine.acquisition`) when the detector stores a reference and
+    its own calibration is in use (a site calibration was set on the site's images)."""
     import numpy as np
 
+    from cxrscreen.engine.acquisition import check_acquisition
     from cxrscreen.engine.drift import MAX_ABNORMAL_SHARE, check_drift
+
+    calibration = detector.calibration
+    reference = detector.acquisition_reference
+    acquisition = check_acquisition(np.asarray(descriptors), reference) \
+        if reference is not None and not calibration.name else None
 
     if args.threshold is None:
         spec = args.specificity
@@ -160,7 +174,8 @@ def _drift(calibration, scores: list[float], args: argparse.Namespace, threshold
         spec = min(max(calibration.achieved_specificity(threshold)[0], 0.001), 0.999)
     share = MAX_ABNORMAL_SHARE if args.max_abnormal_share is None else args.max_abnormal_share
     x = np.asarray(scores, dtype=np.float64)
-    return check_drift(x[np.isfinite(x)], calibration, specificity=spec, max_abnormal_share=share)
+    return check_drift(x[np.isfinite(x)], calibration, specificity=spec, max_abnormal_share=share,
+                       acquisition=acquisition)
 
 
 def _write(f: IO[str], args, detector, paths, unreadable, threshold: float, op_name: str, counts: dict,
@@ -172,7 +187,7 @@ def _write(f: IO[str], args, detector, paths, unreadable, threshold: float, op_n
         common = (f"{threshold:.8g}", op_name, csv_text(detector.calibration.label), csv_text(meta.model_id),
                   csv_text(meta.name))
 
-        def emit(path: Path, score, pct, flagged, error, out_of_scope=None) -> None:
+        def emit(path: Path, score, pct, flagged, error, out_of_scope=None, acquisition=None) -> None:
             writer.writerow([csv_text(str(path)), "" if score is None else f"{score:.8g}", "" if pct is None else f"{pct:.2f}",
                              "" if flagged is None else int(flagged), *common, csv_text(error or ""),
                              csv_text(f"out of scope: {out_of_scope}") if out_of_scope else ""])
@@ -185,11 +200,15 @@ def _write(f: IO[str], args, detector, paths, unreadable, threshold: float, op_n
               "operating_point": op_name, "calibration": detector.calibration.label,
               "calibration_name": detector.calibration.name})
 
-        def emit(path: Path, score, pct, flagged, error, out_of_scope=None) -> None:
-            line({"event": "result", "path": str(path), "score": score, "percentile": pct, "flagged": flagged, "error": error,
-                  "out_of_scope": out_of_scope})
+        def emit(path: Path, score, pct, flagged, error, out_of_scope=None, acquisition=None) -> None:
+            ev = {"event": "result", "path": str(path), "score": score, "percentile": pct, "flagged": flagged,
+                  "error": error, "out_of_scope": out_of_scope}
+            if acquisition is not None:
+                ev["acquisition"] = [round(v, 6) for v in acquisition]
+            line(ev)
 
     scores: list[float] = []
+    descriptors: list[tuple[float, ...]] = []
     for path, reason in unreadable:
         emit(path, None, None, None, reason)
         counts["unreadable"] += 1
@@ -206,13 +225,15 @@ def _write(f: IO[str], args, detector, paths, unreadable, threshold: float, op_n
                 continue
             flagged = r.score > threshold
             scores.append(r.score)
+            if r.acquisition is not None:
+                descriptors.append(r.acquisition)
             counts["scored"] += 1
             counts["flagged"] += int(flagged)
-            emit(r.path, r.score, r.percentile, flagged, None)
+            emit(r.path, r.score, r.percentile, flagged, None, acquisition=r.acquisition)
         f.flush()
     status = "stopped" if stop.requested else "done"
     if status == "done":
-        drift = _drift(detector.calibration, scores, args, threshold)
+        drift = _drift(detector, scores, descriptors, args, threshold)
         if args.format == "jsonl":
             f.write(json.dumps({"event": "drift", **drift.to_dict()}) + "\n")
     if args.format == "jsonl":

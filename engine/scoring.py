@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from cxrscreen.engine.acquisition import descriptor
 from cxrscreen.engine.detector import Detector
 from cxrscreen.engine.io import RadiographReadError, read_radiograph
 from cxrscreen.engine.preprocess import preprocess
@@ -41,6 +42,9 @@ class ScoreResult:
         out_of_scope: why the image is not one the detector's score means anything for (see
             :mod:`engine.scope`), else None; such a result has no score and is neither
             flagged nor not flagged.
+        acquisition: the image's detail descriptor for the acquisition check
+            (:func:`engine.acquisition.descriptor`) when the detector stores a reference for it,
+            else None.
     """
 
     path: Path
@@ -49,6 +53,7 @@ class ScoreResult:
     heatmap: np.ndarray | None = None
     error: str | None = None
     out_of_scope: str | None = None
+    acquisition: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,15 +61,22 @@ class _OutOfScope:
     reason: str
 
 
-def _load(path: Path, detector: Detector, gate: ScopeGate | None) -> np.ndarray | str | _OutOfScope:
-    """The preprocessed image, the reason it cannot be scored (one bad file never stops a run), or
-    why it is out of the detector's scope."""
+@dataclass(frozen=True)
+class _Loaded:
+    image: np.ndarray
+    acquisition: tuple[float, ...] | None
+
+
+def _load(path: Path, detector: Detector, gate: ScopeGate | None, describe: bool = False) -> _Loaded | str | _OutOfScope:
+    """The preprocessed image (with its acquisition descriptor when ``describe``), the reason it
+    cannot be scored (one bad file never stops a run), or why it is out of the detector's scope."""
     try:
         radiograph = read_radiograph(path)
         reason = gate.check(radiograph) if gate is not None else None
         if reason is not None:
             return _OutOfScope(reason)
-        return preprocess(radiograph.pixels, detector.preprocess_spec)
+        d = tuple(float(v) for v in descriptor(radiograph.pixels)) if describe else None
+        return _Loaded(preprocess(radiograph.pixels, detector.preprocess_spec), d)
     except RadiographReadError as exc:
         return exc.reason
     except Exception as exc:  # noqa: BLE001 - a preprocessing bug must not stop a worklist
@@ -96,6 +108,7 @@ def iter_scores(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     gate = detector.scope_gate if check_scope else None
+    describe = detector.acquisition_reference is not None
     paths_iter = iter(paths)
     # shut down without waiting when the caller stops early: a decode already running finishes
     # in the background instead of holding up the cancel
@@ -109,7 +122,7 @@ def iter_scores(
                     p = Path(next(paths_iter))
                 except StopIteration:
                     return
-                pending.append((p, pool.submit(_load, p, detector, gate)))
+                pending.append((p, pool.submit(_load, p, detector, gate, describe)))
 
         def stopped() -> bool:
             if should_stop is not None and should_stop():
@@ -122,7 +135,7 @@ def iter_scores(
         while pending:
             if stopped():
                 return
-            batch: list[tuple[Path, np.ndarray | str | _OutOfScope]] = []
+            batch: list[tuple[Path, _Loaded | str | _OutOfScope]] = []
             while pending and len(batch) < batch_size:
                 p, fut = pending.popleft()
                 # poll the stop request while a large file decodes, so a cancel is never
@@ -136,15 +149,16 @@ def iter_scores(
                             return
                 batch.append((p, x))
                 refill()
-            ok = [i for i, (_, x) in enumerate(batch) if isinstance(x, np.ndarray)]
+            ok = [i for i, (_, x) in enumerate(batch) if isinstance(x, _Loaded)]
             results: list[ScoreResult | None] = [None] * len(batch)
             if ok:
-                inputs = np.stack([batch[i][1] for i in ok])[:, None]
+                inputs = np.stack([batch[i][1].image for i in ok])[:, None]
                 out = detector.run(inputs)
                 pct = detector.calibration.percentile(out.scores)
                 for j, i in enumerate(ok):
                     results[i] = ScoreResult(batch[i][0], float(out.scores[j]), float(pct[j]),
-                                             out.heatmaps[j] if keep_heatmaps else None)
+                                             out.heatmaps[j] if keep_heatmaps else None,
+                                             acquisition=batch[i][1].acquisition)
             for i, (p, x) in enumerate(batch):
                 if isinstance(x, _OutOfScope):
                     results[i] = ScoreResult(p, None, None, None, None, out_of_scope=x.reason)

@@ -22,7 +22,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from cxrscreen.engine.methods.base import Problem, generic_problems
 from cxrscreen.engine.progress import Progress
 from cxrscreen.engine.scope import MIN_FIT, MIN_HELD_OUT, ScopeModel, fit_scope_model, thumbnail_features
 from cxrscreen.engine.stop import StopRequest
+
+if TYPE_CHECKING:
+    from cxrscreen.engine.acquisition import AcquisitionReference
 
 RUN_FILE = "run.json"
 DATA_FILE = "data.json"
@@ -222,12 +225,44 @@ def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, pr
 
 def scope_metadata(data: TrainingData, workers: int = 2) -> dict[str, Any]:
     """What a detector stores for its out-of-scope gate: ``{"model": ...}``, or ``{"model": None,
-    "note": why}`` when there are too few images for the model's threshold to mean anything."""
+    "note": why}`` when there are too few images for the model's threshold to mean anything; and
+    ``"acquisition"``: its known normals' detail descriptors for the acquisition check
+    (:mod:`engine.acquisition`), when at least :data:`engine.acquisition.MIN_IMAGES` are readable."""
     n_fit, n_held = len(data.normal_train) + len(data.unlabeled), len(data.normal_calibration)
     if n_fit < MIN_FIT or n_held < MIN_HELD_OUT:
-        return {"model": None, "note": f"too few images for one: {n_fit} training images (at least {MIN_FIT}) and "
-                                       f"{n_held} held-out normals (at least {MIN_HELD_OUT})"}
-    return {"model": fit_scope(data, workers).to_dict()}
+        out: dict[str, Any] = {"model": None, "note": f"too few images for one: {n_fit} training images (at least "
+                                                      f"{MIN_FIT}) and {n_held} held-out normals (at least {MIN_HELD_OUT})"}
+    else:
+        out = {"model": fit_scope(data, workers).to_dict()}
+    reference = acquisition_reference(data, workers)
+    if reference is not None:
+        out["acquisition"] = reference.to_dict()
+    return out
+
+
+def acquisition_reference(data: TrainingData, workers: int = 2) -> AcquisitionReference | None:
+    """The known normals' (training and calibration) detail descriptors (:mod:`engine.acquisition`),
+    at most :data:`engine.acquisition.MAX_REFERENCE` (a fixed subset beyond), read at full size;
+    None when fewer than :data:`engine.acquisition.MIN_IMAGES` are readable."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cxrscreen.engine.acquisition import MAX_REFERENCE, MIN_IMAGES, AcquisitionReference, descriptor
+    from cxrscreen.engine.io import RadiographReadError, read_radiograph
+
+    paths = list(data.normal_train) + list(data.normal_calibration)
+    if len(paths) > MAX_REFERENCE:
+        keep = np.sort(np.random.default_rng(0).choice(len(paths), MAX_REFERENCE, replace=False))
+        paths = [paths[i] for i in keep]
+
+    def one(path: Path) -> np.ndarray | None:
+        try:
+            return descriptor(read_radiograph(path).pixels)
+        except RadiographReadError:
+            return None
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        found = [d for d in pool.map(one, paths) if d is not None]
+    return AcquisitionReference.from_descriptors(np.stack(found)) if len(found) >= MIN_IMAGES else None
 
 
 def fit_scope(data: TrainingData, workers: int = 2) -> ScopeModel:

@@ -5,7 +5,9 @@
   worklist's banner says the result in words and numbers (an orange box with ⚠ when drift is
   found and the promise is estimated to fail by more than 5 points: the flag rate cannot be
   trusted; orange text for a significant shift whose estimate stays within 5 points, or when the
-  test cannot tell but the estimate falls short, as on a small folder), and the study database
+  test cannot tell but the estimate falls short, as on a small folder; the ⚠ box too when the
+  images were acquired unlike the detector's training normals, :mod:`engine.acquisition`, from the
+  descriptors scoring gives each image and the study database keeps), and the study database
   records it (folders counted, no path).
 - Detector ▸ Calibration: the detector's own calibration or one of its site calibrations kept
   in the model library (:mod:`engine.site_calibration`); "Calibrate on confirmed normals…" makes
@@ -30,6 +32,8 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu
 from cxrscreen.app.library import LibraryError
 from cxrscreen.app.studydb import DriftRecord
 from cxrscreen.engine.detector import Detector, DetectorError, NormalCalibration
+from cxrscreen.engine.acquisition import BANDS, AcquisitionReport, check_acquisition
+from cxrscreen.engine.acquisition import MIN_IMAGES as ACQ_MIN_IMAGES
 from cxrscreen.engine.drift import DriftReport, check_drift
 from cxrscreen.engine.site_calibration import SiteCalibrationError, read_file, site_calibration
 
@@ -233,7 +237,8 @@ class CalibrationController(QObject):
             label.hide()
             return None
         mid = w.detector.meta.model_id
-        scores = np.array([r.scores[mid].score for r in w.model.records() if mid in r.scores], dtype=np.float64)
+        found = [r.scores[mid] for r in w.model.records() if mid in r.scores]
+        scores = np.array([s.score for s in found], dtype=np.float64)
         scores = scores[np.isfinite(scores)]
         if scores.size == 0:
             self.report = None
@@ -242,7 +247,7 @@ class CalibrationController(QObject):
         cal = w.detector.calibration
         spec = w.operating.specificity if w.operating.mode == "specificity" else \
             min(max(w.operating.achieved_specificity(cal), 0.001), 0.999)
-        r = check_drift(scores, cal, specificity=spec)
+        r = check_drift(scores, cal, specificity=spec, acquisition=self._acquisition(found))
         self.report = r
         text, style = drift_banner(r, cal.label)
         label.setText(text)
@@ -251,7 +256,7 @@ class CalibrationController(QObject):
                          f"(p-value for 'no drift' allowing up to {100 * r.max_abnormal_share:.0f} % abnormal studies; "
                          f"share at or below the normals' {', '.join(f'{100 * q:g}' for q in r.levels)} % quantiles: "
                          f"{', '.join(f'{100 * b:.1f}' for b in r.batch_below)} %; the least an undrifted worklist has: "
-                         f"{', '.join(f'{100 * f:.1f}' for f in r.floor)} %)")
+                         f"{', '.join(f'{100 * f:.1f}' for f in r.floor)} %)" + _acquisition_tip(r))
         label.show()
         key = (mid, cal.name, r.n, round(r.p_value, 12))
         store = w.reading.store
@@ -263,3 +268,28 @@ class CalibrationController(QObject):
             except RuntimeError as exc:  # the database thread has ended (window closing)
                 logger.info("drift check not recorded: %s", exc)
         return r
+
+    def _acquisition(self, found: list) -> AcquisitionReport | None:
+        """The acquisition check of the worklist's images scored in this window (their descriptors),
+        against the active detector's reference; None for a detector without one or while a site
+        calibration is in use (set on the site's own images)."""
+        w = self.window
+        reference = w.detector.acquisition_reference if w.detector is not None else None
+        if reference is None or w.detector.calibration.name:
+            return None
+        d = [s.acquisition for s in found if s.acquisition is not None]
+        return check_acquisition(np.asarray(d, dtype=np.float64), reference)
+
+
+def _acquisition_tip(r: DriftReport) -> str:
+    """The tooltip's line on the acquisition check."""
+    a = r.acquisition
+    if a is None:
+        return ""
+    if not a.tested:
+        return f"\nAcquisition check: {a.n} images scored in this window, too few (at least {ACQ_MIN_IMAGES})."
+    shares = ", ".join(f"{b} {100 * v:.0f} %" for b, v in zip(BANDS, a.auc))
+    return (f"\nAcquisition check ({a.n} images scored in this window against {a.n_reference} training normals): "
+            f"share of image pairs where this folder's detail is stronger: {shares} (like the normals: "
+            f"{100 * (0.5 - a.tolerance):.0f}–{100 * (0.5 + a.tolerance):.0f} %; p = {a.p_value:.2g})")
+

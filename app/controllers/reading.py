@@ -212,7 +212,7 @@ class ReadingController(QObject):
         for r in results:
             flagged = None if threshold is None or r.score is None else bool(r.score > threshold)
             rows.append(ScoreRow(r.path, model_id, r.score, r.percentile, flagged, threshold,
-                                 None if r.score is not None else (r.error or "not scored")))
+                                 None if r.score is not None else (r.error or "not scored"), r.acquisition))
         self.store.put_scores(rows)
 
     def _store_state(self, change: tuple[Path, str]) -> None:
@@ -489,7 +489,7 @@ def _scores(stored: dict[str, StoredScore]) -> tuple[dict[str, CaseScore], dict[
     scores, errors = {}, {}
     for mid, s in stored.items():
         if s.score is not None and s.percentile is not None:
-            scores[mid] = CaseScore(s.score, s.percentile)
+            scores[mid] = CaseScore(s.score, s.percentile, s.acquisition)
         elif s.error:
             errors[mid] = s.error
     return scores, errors

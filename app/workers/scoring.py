@@ -23,6 +23,7 @@ the GUI thread (a CUDA start can take seconds) for the image on screen and its h
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import tempfile
 import time
@@ -194,7 +195,8 @@ class ScoringProcess(QObject):
                 elif score is None or pct is None:
                     results.append(ScoreResult(Path(ev["path"]), None, None, error=str(ev.get("error") or "not scored")))
                 else:
-                    results.append(ScoreResult(Path(ev["path"]), float(score), float(pct)))
+                    results.append(ScoreResult(Path(ev["path"]), float(score), float(pct),
+                                               acquisition=_descriptor(ev.get("acquisition"))))
             elif kind == "start":
                 if ev.get("model_id") and ev["model_id"] != self.model_id:
                     logger.warning("engine scored with model %s, expected %s", ev["model_id"], self.model_id)
@@ -270,3 +272,15 @@ class DetectorLoadThread(StoppableThread):
             return
         if not self.stopping:
             self.detector_loaded.emit(detector)
+
+
+def _descriptor(value: Any) -> tuple[float, ...] | None:
+    """A result event's acquisition descriptor (:mod:`engine.acquisition`): four finite numbers, or None."""
+    if not isinstance(value, list) or len(value) != 4:
+        return None
+    try:
+        d = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return d if all(math.isfinite(v) for v in d) else None
+

@@ -23,6 +23,8 @@ after every scored image and before the unscored ones (their active score is -in
 """
 from __future__ import annotations
 
+import dataclasses
+
 from enum import IntEnum
 
 import numpy as np
@@ -660,7 +662,7 @@ class WorklistModel(QAbstractTableModel):
     def _rescored(self, score: CaseScore) -> CaseScore:
         if self._calibration is None:
             return score
-        return CaseScore(score.score, float(self._calibration.percentile(score.score)))
+        return dataclasses.replace(score, percentile=float(self._calibration.percentile(score.score)))
 
     def set_threshold(self, threshold: float | None) -> None:
         """Move the flag threshold (flags update at once)."""
@@ -710,7 +712,7 @@ class WorklistModel(QAbstractTableModel):
                 rec.scores.pop(model_id, None)
                 rec.score_errors.pop(model_id, None)
             elif res.score is not None and res.percentile is not None:
-                score = CaseScore(float(res.score), float(res.percentile))
+                score = CaseScore(float(res.score), float(res.percentile), res.acquisition)
                 rec.scores[model_id] = self._rescored(score) if model_id == self._model_id else score
                 rec.score_errors.pop(model_id, None)
             else:
@@ -745,6 +747,9 @@ class WorklistModel(QAbstractTableModel):
         r = self._row_of.get(path)
         if r is None:
             return
+        before = self._records[r].scores.get(model_id)
+        if score.acquisition is None and before is not None and before.acquisition is not None:
+            score = dataclasses.replace(score, acquisition=before.acquisition)  # the viewer computes none
         self._records[r].scores[model_id] = self._rescored(score) if model_id == self._model_id else score
         self._records[r].score_errors.pop(model_id, None)
         self._queued.discard(path)
@@ -752,7 +757,8 @@ class WorklistModel(QAbstractTableModel):
             self._store_active(r, self._records[r])
             self._changed_rows([r], Column.FLAG, Column.STATUS)
             self._reorder_if_live()
-        self.results_applied.emit(model_id, [ScoreResult(path, score.score, score.percentile)])
+        self.results_applied.emit(model_id, [ScoreResult(path, score.score, score.percentile,
+                                                         acquisition=score.acquisition)])
 
     def mark_unreadable(self, path: Path, reason: str) -> None:
         """A file whose header read but whose pixels do not: keep it, with the reason."""

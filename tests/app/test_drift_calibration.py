@@ -91,6 +91,46 @@ def test_window_checks_drift_and_calibrates_on_confirmed_normals(qtbot, window: 
     qtbot.waitUntil(lambda: window.detector is not None and window.detector.calibration.name == "Site A", timeout=10_000)
 
 
+def test_a_folder_processed_unlike_the_training_normals_is_warned_from_its_images(qtbot, window: MainWindow,
+                                                                                tiny_detector: Path, tmp_path: Path) -> None:
+    """A detector that stores its normals' detail descriptors: a sharpened folder (scores unremarkable
+    to the score test) gets the ⚠ banner from the acquisition check, the database records it, and a
+    site calibration (set on the site's own images) turns the check off."""
+    from PIL import Image
+
+    from cxrscreen.app.controllers.calibration import DRIFT_STYLE
+    from cxrscreen.engine.acquisition import AcquisitionReference, descriptor
+    from tests.engine.test_acquisition import _chests, _sharpened, _with_reference
+
+    reference = AcquisitionReference.from_descriptors(np.stack([descriptor(p) for p in _chests(range(60))]))
+    detector = _with_reference(tiny_detector, reference, tmp_path / "with_reference.onnx")
+    folder = tmp_path / "sharp"
+    folder.mkdir()
+    for i, p in enumerate(_chests(range(400, 416))):
+        Image.fromarray(np.round(255 * _sharpened(p)).astype(np.uint8)).save(folder / f"{i:02d}.png")
+    window.load_detector(detector, provider="cpu")
+    qtbot.waitUntil(lambda: window.detector is not None, timeout=10_000)
+    window.open_paths([folder])
+    qtbot.waitUntil(lambda: not window.indexing_active and window.model.rowCount() == 16, timeout=10_000)
+    qtbot.waitUntil(lambda: not window.is_scoring, timeout=SCORING_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: window.calibration.report is not None and window.calibration.report.n == 16, timeout=5_000)
+    report = window.calibration.report
+    assert report.acquisition is not None and report.acquisition.n == 16 and report.acquisition_differs
+    label = window.worklist.drift_label
+    assert label.text().startswith("⚠ ") and "acquired or processed unlike" in label.text()
+    assert label.styleSheet() == DRIFT_STYLE and "Acquisition check (16 images" in label.toolTip()
+    got: list = []
+    window.reading.store.query(lambda db: db.drift_rows(window.detector.meta.model_id), got.append)
+    qtbot.waitUntil(lambda: bool(got), timeout=5_000)
+    assert got[0][-1].report["acquisition"]["differs"] and got[0][-1].report["warning"]
+    mid = window.detector.meta.model_id
+    for r in list(window.model.records())[:10]:
+        window.reading.session.set_mark(r.path, "normal")
+    assert window.calibration.calibrate_from_marks(name="Sharp site") is not None
+    assert window.calibration.report.acquisition is None and "acquired" not in label.text()
+    assert window.detector.meta.model_id == mid
+
+
 def test_calibrating_without_confirmed_normals_says_what_to_do(qtbot, window: MainWindow, tiny_detector: Path,
                                                                monkeypatch) -> None:
     errors: list[tuple[str, str]] = []

@@ -82,7 +82,8 @@ def test_older_schema_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
     con.execute("INSERT INTO scores VALUES ('c1', 'm', 1.0, 50.0, 0, 2.0, NULL, NULL, 0)")
     con.close()
     db = StudyDatabase(path)
-    assert db.version == SCHEMA_VERSION == 3
+    assert db.version == SCHEMA_VERSION == 4
+    assert db.scores_of(["c1"])["c1"]["m"].acquisition is None  # stored before the column (version 4)
     db.begin()
     db.add_mark("c1", "normal", "", "r")  # the table version 2 added
     db.put_drift(DriftRecord(1.0, "r", "m", "detector calibration (120 held-out normals)", 1,
@@ -91,6 +92,10 @@ def test_older_schema_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
     db.commit()
     assert db.count("drift") == 1
     assert db.count("files") == 1 and db.scores_of(["c1"])["c1"]["m"].score == 1.0
+    db.begin()
+    db.put_scores([("c1", ScoreRow(Path("/x/a.png"), "m", 1.5, 60.0, acquisition=(0.1, 0.2, 0.3, 0.4)))])
+    db.commit()
+    assert db.scores_of(["c1"])["c1"]["m"].acquisition == (0.1, 0.2, 0.3, 0.4)  # the column version 4 added
     assert db.integrity() == "ok"
     db.close()
 

@@ -30,9 +30,9 @@ def test_stop_is_honoured_while_a_slow_file_decodes(tiny_detector, tmp_path, mon
     images = [im.path for im in write_study(tmp_path / "s", 4, 0, size=64, formats=("png",), seed=1)]
     real_load = scoring._load
 
-    def slow_load(path: Path, detector, gate):
+    def slow_load(path: Path, detector, gate, describe=False):
         time.sleep(3.0)  # a huge DICOM
-        return real_load(path, detector, gate)
+        return real_load(path, detector, gate, describe)
 
     monkeypatch.setattr(scoring, "_load", slow_load)
     det = Detector(tiny_detector, provider="cpu")

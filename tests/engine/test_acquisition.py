@@ -1,0 +1,192 @@
+"""engine.acquisition: a batch acquired or processed unlike the detector's training normals is caught
+from its images, where the score test (engine.drift) can be blind; a batch like them is not."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxrscreen.engine.acquisition import (BANDS, MIN_IMAGES, TOLERANCE, AcquisitionReference, AcquisitionReport,
+                                          check_acquisition, descriptor, mann_whitney_delong)
+from cxrscreen.engine.detector import NormalCalibration
+from cxrscreen.engine.drift import DriftReport, check_drift
+from cxrscreen.engine.synth.chest import generate_chest
+
+
+def _chests(seeds: range, size: int = 128) -> list[np.ndarray]:
+    return [generate_chest(s, size).pixels for s in seeds]
+
+
+def _box_blur(p: np.ndarray, r: int = 2) -> np.ndarray:
+    k = 2 * r + 1
+    q = np.pad(p, r, mode="edge")
+    c = np.cumsum(np.cumsum(np.pad(q, ((1, 0), (1, 0))), 0), 1)
+    return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
+
+
+def _sharpened(p: np.ndarray, amount: float = 1.5) -> np.ndarray:
+    """Stronger edge enhancement (unsharp masking), as another system's processing."""
+    return np.clip(p + amount * (p - _box_blur(p)), 0.0, 1.0)
+
+
+@pytest.fixture(scope="module")
+def reference() -> AcquisitionReference:
+    return AcquisitionReference.from_descriptors(np.stack([descriptor(p) for p in _chests(range(60))]))
+
+
+def test_descriptor_is_four_shares_and_sharpening_moves_them_to_fine_detail():
+    p = generate_chest(3, 128).pixels
+    d, s = descriptor(p), descriptor(_sharpened(p))
+    assert d.shape == (len(BANDS),) and d.sum() == pytest.approx(1.0) and np.all(d > 0)
+    assert s[0] > d[0] and s[-1] < d[-1]  # the finest band gains, the coarsest loses
+    flat = descriptor(np.full((64, 64), 0.5))
+    assert np.all(np.isfinite(flat)) and flat.sum() == pytest.approx(1.0)  # a blank image: shares, not NaN
+
+
+def test_mann_whitney_and_delong_against_the_direct_pair_count():
+    rng = np.random.default_rng(1)
+    b, r = rng.normal(0.3, 1, 15), np.sort(rng.normal(0, 1, 40))
+    a, se = mann_whitney_delong(b, r)
+    direct = np.mean([(x > y) + 0.5 * (x == y) for x in b for y in r])
+    assert a == pytest.approx(direct)
+    v10 = np.array([np.mean((x > r) + 0.5 * (x == r)) for x in b])
+    v01 = np.array([np.mean((b > y) + 0.5 * (b == y)) for y in r])
+    assert se == pytest.approx(np.sqrt(v10.var(ddof=1) / 15 + v01.var(ddof=1) / 40))
+
+
+def test_a_batch_like_the_reference_passes_and_a_sharpened_one_differs(reference):
+    like = np.stack([descriptor(p) for p in _chests(range(100, 140))])
+    r = check_acquisition(like, reference)
+    assert r.tested and not r.differs and r.message == ""
+    assert all(abs(a - 0.5) < TOLERANCE for a in r.auc)
+    sharp = np.stack([descriptor(_sharpened(p)) for p in _chests(range(100, 140))])
+    s = check_acquisition(sharp, reference)
+    assert s.tested and s.differs and s.p_value < 0.05
+    assert s.auc[0] > 0.9  # finest detail stronger than in (nearly) every reference normal
+    assert "its finest detail is stronger" in s.message and "unverified" in s.message
+
+
+def test_too_few_images_are_not_tested_and_bad_input_is_refused(reference):
+    few = np.stack([descriptor(p) for p in _chests(range(200, 200 + MIN_IMAGES - 1))])
+    r = check_acquisition(few, reference)
+    assert not r.tested and not r.differs and r.p_value == 1.0
+    assert not check_acquisition(np.zeros((0, 4)), reference).tested
+    with pytest.raises(ValueError, match="finite"):
+        check_acquisition(np.full((10, 4), np.nan), reference)
+    with pytest.raises(ValueError, match="tolerance"):
+        check_acquisition(few, reference, tolerance=0.5)
+
+
+def test_no_false_alarm_beyond_alpha_on_batches_of_reference_normals():
+    """Batches drawn from the reference's own population: flagged in at most alpha of them (plus slack)."""
+    rng = np.random.default_rng(0)
+    pool = rng.normal(0, 1, (4000, 4))
+    alarms = 0
+    for _ in range(100):
+        ref = AcquisitionReference.from_descriptors(pool[rng.choice(4000, 200, replace=False)])
+        alarms += check_acquisition(pool[rng.choice(4000, 16, replace=False)], ref).differs
+    assert alarms <= 5 + 5
+
+
+def test_reference_round_trip_and_unknown_features_are_ignored(reference):
+    again = AcquisitionReference.from_dict(json.loads(json.dumps(reference.to_dict())))
+    assert again.n == reference.n == 60
+    np.testing.assert_allclose(again.values, reference.values, atol=1e-6)
+    assert AcquisitionReference.from_scope({"model": None}) is None  # a detector made before the check
+    assert AcquisitionReference.from_scope({"acquisition": {**reference.to_dict(), "feature": "v9"}}) is None
+    with pytest.raises(ValueError, match="sorted"):
+        AcquisitionReference(((0.2, 0.1),) * 4)
+
+
+def test_drift_report_warns_on_acquisition_alone_and_round_trips(reference):
+    rng = np.random.default_rng(0)
+    cal = NormalCalibration(tuple(np.sort(rng.normal(0, 1, 120)).tolist()), (0.0, 1.0), (0.0, 1.0))
+    scores = rng.normal(0, 1, 40)  # scores exactly like the calibration normals: the score test sees nothing
+    sharp = np.stack([descriptor(_sharpened(p)) for p in _chests(range(100, 140))])
+    r = check_drift(scores, cal, acquisition=check_acquisition(sharp, reference))
+    assert not r.drift and not r.unreliable
+    assert r.acquisition_differs and r.warning and not r.caution
+    assert r.message.startswith("This folder's images were acquired or processed unlike")
+    assert "recalibrate. Scores: No drift detected: this folder's 40 scores" in r.message
+    assert r.message.count("Confirm some normals") == 1  # the scores' own advice is not repeated
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["acquisition"]["differs"] and d["warning"] and d["acquisition_differs"]
+    assert DriftReport.from_dict(d) == r
+    old = {k: v for k, v in d.items() if k != "acquisition"}  # a record made before the check
+    assert DriftReport.from_dict(old).acquisition is None
+    plain = check_drift(scores, cal)
+    assert not plain.warning and "acquired" not in plain.message
+    assert AcquisitionReport.from_dict(d["acquisition"]) == r.acquisition
+
+
+def _with_reference(detector: Path, reference: AcquisitionReference, out: Path) -> Path:
+    """A copy of a test detector whose metadata stores ``reference`` (as training does)."""
+    import dataclasses
+
+    import onnx
+
+    from cxrscreen.engine.detector import METADATA_KEY, read_metadata
+
+    meta = dataclasses.replace(read_metadata(detector), scope={"model": None, "note": "test",
+                                                               "acquisition": reference.to_dict()})
+    model = onnx.load(str(detector))
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
+    onnx.save(model, str(out))
+    return out
+
+
+def test_score_reports_the_acquisition_check_of_a_sharpened_folder(tiny_detector, reference, tmp_path):
+    """`cxrscreen score` (jsonl): the drift event carries the acquisition check; the sharpened folder
+    warns, the folder like the reference does not; iter_scores gives every result its descriptor."""
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.scoring import iter_scores
+
+    model = _with_reference(tiny_detector, reference, tmp_path / "with_reference.onnx")
+    folders = {}
+    for name, make in (("like", lambda p: p), ("sharp", _sharpened)):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        for i, p in enumerate(_chests(range(300, 324))):
+            Image.fromarray(np.round(255 * make(p)).astype(np.uint8)).save(folders[name] / f"{i:02d}.png")
+    det = Detector(model, provider="cpu")
+    results = [r for b in iter_scores(sorted(folders["sharp"].glob("*.png")), det, check_scope=False) for r in b]
+    assert all(r.acquisition is not None and len(r.acquisition) == 4 for r in results)
+    assert not any(r.acquisition for b in iter_scores(sorted(folders["like"].glob("*.png"))[:2],
+                                                      Detector(tiny_detector, provider="cpu")) for r in b)
+    drift = {}
+    for name, folder in folders.items():
+        out = subprocess.run([sys.executable, "-m", "cxrscreen.engine", "score", str(folder), "--model", str(model),
+                              "--format", "jsonl", "--out", "-"], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        events = [json.loads(line) for line in out.stdout.splitlines()]
+        drift[name] = next(e for e in events if e["event"] == "drift")
+        assert drift[name]["acquisition"]["n"] == 24
+        assert f"drift check: {drift[name]['message']}" in out.stderr
+    assert not drift["like"]["acquisition"]["differs"]
+    assert drift["sharp"]["acquisition"]["differs"] and drift["sharp"]["warning"]
+
+
+def test_training_stores_its_known_normals_descriptors(tmp_path):
+    """scope_metadata (what train, export and ensemble store): the reference from the training and
+    calibration normals, unreadable files skipped; fewer than MIN_IMAGES readable: none."""
+    from cxrscreen.engine.datasets import TrainingData
+    from cxrscreen.engine.synth.study import write_study
+    from cxrscreen.engine.train import scope_metadata
+
+    images = [im.path for im in write_study(tmp_path / "normals", 12, 0, size=96, formats=("png",), seed=2)]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    data = TrainingData(images[:10] + [broken], images[10:], [])
+    meta = scope_metadata(data)
+    ref = AcquisitionReference.from_scope(meta)
+    assert ref is not None and ref.n == 12
+    want = np.sort(np.stack([descriptor(np.asarray(Image.open(p), dtype=np.float64) / 255.0) for p in images]), axis=0)
+    np.testing.assert_allclose(np.array(ref.values).T, want, atol=2e-3)  # 8-bit PNG vs the reader's decoding
+    few = scope_metadata(TrainingData(images[:5], images[5:7], []))
+    assert "acquisition" not in few and AcquisitionReference.from_scope(few) is None
