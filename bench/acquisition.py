@@ -1,0 +1,217 @@
+"""The acquisition check (engine/acquisition.py) on real batches, and what it adds to the drift warning.
+
+The check compares a batch's images (their four detail-band shares) with the detector's known
+normals; it does not depend on the detector's network, so one reference serves every detector
+trained on the dev protocol: its 600 known normals (``train.known_normal``, training and
+calibration normals alike, as ``cxrscreen train`` stores them).
+
+1. Its tolerance's ground: the disease effect on each band, the dev protocol's 300 labelled
+   abnormal images of the unlabeled pool (and its 200 normals) against the known normals, as
+   Mann–Whitney AUCs (never dev_test).
+2. Per batch (dev_test under each shift of ``bench/shift.py``, same per-image seeds, and the real
+   full-size Kermany batch ``fullres/kermany``): the per-band AUCs, whether the whole batch
+   differs, and the share of random sub-batches of 16 / 50 / 200 images that differ (same
+   normal/abnormal mix, 500 draws).
+3. With the saved drift results of every detector (``bench/results/drift/TAG.json``, made by
+   ``bench/drift.py``): per detector and batch, whether its promise fails by more than 5 points,
+   the score test's warning, and the warning with the acquisition check added (either warns):
+   counts of failing batches warned, other batches warned, dev_test warned.
+
+Nothing is tuned on dev_test: the descriptor and the tolerance come from the unlabeled pool's
+labelled abnormal images (item 1) and were fixed before the batches were checked.
+
+    python bench/acquisition.py                 # bench/results/acquisition/acquisition.json and tables
+    python bench/acquisition.py --attach bench/_work/detectors/X.onnx bench/_work/detectors/X_acq.onnx
+        # a copy of a detector made before the check, with the dev protocol's reference stored as
+        # training stores it (for screenshots; the copy keeps the model id, so keep it out of a library
+        # that holds the original)
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "packaging" / "src"), str(REPO), str(REPO / "bench")]
+import dev_split  # noqa: E402
+from shift import SHIFTS  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data"
+WORK = REPO / "bench" / "_work" / "acquisition"
+RESULTS = REPO / "bench" / "results" / "acquisition"
+DRIFT = REPO / "bench" / "results" / "drift"
+SIZES = (16, 50, 200)
+REAL = "real fullres/kermany"
+
+
+def descriptors() -> dict[str, np.ndarray]:
+    """Descriptors of the reference, the pool, every shifted dev_test and the real batch (cached)."""
+    from cxrscreen.engine.acquisition import descriptor
+    from cxrscreen.engine.io import read_radiograph
+
+    cache = WORK / "descriptors.npz"
+    if cache.is_file():
+        cached = dict(np.load(cache))
+        if all(f"shift_{name}" in cached for name in SHIFTS):
+            return cached
+    split = json.loads(dev_split.SPLIT.read_text())
+    root = dev_split.SPLIT.parent.parent
+
+    def of(paths: list[Path], shift: str = "none") -> np.ndarray:
+        return np.stack([descriptor(SHIFTS[shift](read_radiograph(p).pixels, np.random.default_rng(i)))
+                         for i, p in enumerate(paths)])
+
+    out = {"known": of([root / p for p in split["train"]["known_normal"]]),
+           "pool_abnormal": of([root / p for p in split["unlabeled_pool"]["abnormal"]][:300]),
+           "pool_normal": of([root / p for p in split["unlabeled_pool"]["normal"]][:200])}
+    paths, labels = dev_split.dev_test()
+    out["dev_test_labels"] = labels.astype(np.int8)
+    for name in SHIFTS:
+        t0 = time.time()
+        out[f"shift_{name}"] = of(paths, name)
+        print(f"{name:16s} {len(paths)} descriptors in {time.time() - t0:.1f} s", flush=True)
+    real = DATA / "fullres" / "kermany"
+    rows = list(csv.DictReader(open(real / "labels.csv", encoding="utf-8")))
+    out["real"] = of([real / r["path"] for r in rows])
+    out["real_labels"] = np.array([int(r["label"]) for r in rows], dtype=np.int8)
+    WORK.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **out)
+    return out
+
+
+def batches(d: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Batch name (as in the drift results) -> (descriptors, labels)."""
+    out = {name: (d[f"shift_{name}"], d["dev_test_labels"]) for name in SHIFTS}
+    out[REAL] = (d["real"], d["real_labels"])
+    return out
+
+
+def check_batches(d: dict[str, np.ndarray], draws: int, seed: int = 0) -> dict:
+    from cxrscreen.engine.acquisition import AcquisitionReference, check_acquisition, mann_whitney_delong
+
+    ref = AcquisitionReference.from_descriptors(d["known"])
+    rng = np.random.default_rng(seed)
+    res = {"n_reference": ref.n, "disease_effect": {
+        "pool_abnormal_vs_known": [mann_whitney_delong(d["pool_abnormal"][:, k], np.array(ref.values[k]))[0] for k in range(4)],
+        "pool_normal_vs_known": [mann_whitney_delong(d["pool_normal"][:, k], np.array(ref.values[k]))[0] for k in range(4)]},
+        "batches": {}}
+    for name, (x, labels) in batches(d).items():
+        r = check_acquisition(x, ref)
+        row = {"n": len(x), "auc": list(r.auc), "differs": r.differs, "p_value": r.p_value, "sub_batches": {}}
+        share = labels.mean()
+        for n in SIZES:
+            if n >= len(x):
+                continue
+            k = int(round(n * share))
+            ab, no = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+            hits = 0
+            for _ in range(draws):
+                idx = np.r_[rng.choice(ab, k, replace=False), rng.choice(no, n - k, replace=False)]
+                hits += check_acquisition(x[idx], ref).differs
+            row["sub_batches"][str(n)] = hits / draws
+        res["batches"][name] = row
+    return res
+
+
+def combine(checked: dict, tags: list[str]) -> dict:
+    """Per detector and batch: the promise failing by > 5 points, the score warning, and with the check."""
+    rows = []
+    for tag in tags:
+        saved = json.loads((DRIFT / f"{tag}.json").read_text())["real"]["batches"]
+        for name, b in saved.items():
+            if name not in checked["batches"] or "warning" not in b["drift"]:
+                continue
+            acq = checked["batches"][name]["differs"]
+            rows.append({"detector": tag, "batch": name, "specificity_at_95": b["specificity_at_95"],
+                         "fails_by_more_than_5": b["fails_by_more_than_5"], "score_warning": b["drift"]["warning"],
+                         "acquisition_differs": acq, "warning": b["drift"]["warning"] or acq})
+    def count(sel, key):
+        return sum(r[key] for r in sel)
+    failing = [r for r in rows if r["fails_by_more_than_5"]]
+    others = [r for r in rows if not r["fails_by_more_than_5"]]
+    dev = [r for r in rows if r["batch"] == "none"]
+    return {"rows": rows, "summary": {
+        "detectors": len(tags), "batches": len(rows),
+        "failing": len(failing), "failing_warned_score": count(failing, "score_warning"),
+        "failing_warned_with_check": count(failing, "warning"),
+        "others": len(others), "others_warned_score": count(others, "score_warning"),
+        "others_warned_with_check": count(others, "warning"),
+        "dev_test_warned_score": count(dev, "score_warning"), "dev_test_warned_with_check": count(dev, "warning"),
+        "failing_missed_with_check": [(r["detector"], r["batch"], round(r["specificity_at_95"], 3))
+                                      for r in failing if not r["warning"]]}}
+
+
+def attach(model: Path, out: Path, known: np.ndarray) -> None:
+    """Write a copy of ``model`` whose scope metadata stores the reference of ``known`` descriptors."""
+    import dataclasses
+
+    import onnx
+
+    from cxrscreen.engine.acquisition import AcquisitionReference
+    from cxrscreen.engine.detector import METADATA_KEY, read_metadata
+
+    meta = read_metadata(model)
+    meta = dataclasses.replace(meta, scope={**meta.scope,
+                                            "acquisition": AcquisitionReference.from_descriptors(known).to_dict()})
+    m = onnx.load(str(model))
+    props = {p.key: p.value for p in m.metadata_props}
+    props[METADATA_KEY] = meta.to_json()
+    del m.metadata_props[:]
+    onnx.helper.set_model_props(m, props)
+    onnx.save(m, str(out))
+    print(f"{out}: {model.name} with the acquisition reference of {len(known)} known normals")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--draws", type=int, default=500, help="random sub-batches per size (default 500)")
+    p.add_argument("--attach", nargs=2, type=Path, metavar=("MODEL", "OUT"))
+    args = p.parse_args()
+    if not (DATA / "kermany" / "splits" / "dev.json").is_file():
+        raise SystemExit(f"{DATA} is missing (../shared/data beside the checkout)")
+    if args.attach:
+        attach(*args.attach, descriptors()["known"])
+        return
+    t0 = time.time()
+    d = descriptors()
+    checked = check_batches(d, args.draws)
+    tags = sorted(f.stem for f in DRIFT.glob("*.json")
+                  if "real" in json.loads(f.read_text()) and "batches" in json.loads(f.read_text())["real"])
+    res = {**checked, "combined": combine(checked, tags), "tags": tags, "seconds": time.time() - t0}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "acquisition.json").write_text(json.dumps(res, indent=1))
+    print(report(res))
+
+
+def report(res: dict) -> str:
+    from cxrscreen.engine.acquisition import BANDS
+
+    e = res["disease_effect"]
+    lines = ["disease effect (AUC against the known normals): " + ", ".join(
+        f"{b} {a:.2f}" for b, a in zip(BANDS, e["pool_abnormal_vs_known"])) + " (pool abnormal); " + ", ".join(
+        f"{b} {a:.2f}" for b, a in zip(BANDS, e["pool_normal_vs_known"])) + " (pool normal)", "",
+        "| batch | AUC finest / fine / medium / coarse | differs (p) | sub-batches 16 / 50 / 200 differ |",
+        "|---|---|---|---|"]
+    for name, r in res["batches"].items():
+        sub = " / ".join(f"{100 * r['sub_batches'][str(n)]:.0f} %" if str(n) in r["sub_batches"] else "—" for n in SIZES)
+        lines.append(f"| {name} | {' / '.join(f'{a:.2f}' for a in r['auc'])} | "
+                     f"{'**yes**' if r['differs'] else 'no'} ({r['p_value']:.2g}) | {sub} |")
+    s = res["combined"]["summary"]
+    lines += ["", f"{s['detectors']} detectors, {s['batches']} detector × batch pairs with a drift warning recorded:",
+              f"failing by > 5 points: {s['failing']}; warned by the score test {s['failing_warned_score']}, "
+              f"with the acquisition check {s['failing_warned_with_check']}",
+              f"within 5 points: {s['others']}; warned by the score test {s['others_warned_score']}, "
+              f"with the acquisition check {s['others_warned_with_check']}",
+              f"dev_test warned: {s['dev_test_warned_score']} by the score test, {s['dev_test_warned_with_check']} with the check",
+              "failing and still not warned: " + "; ".join(f"{d} {b} ({100 * v:.1f} %)" for d, b, v in s["failing_missed_with_check"])]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
