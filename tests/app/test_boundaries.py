@@ -26,7 +26,9 @@ ALLOWED_ENGINE = {"cxrscreen.engine.io", "cxrscreen.engine.preprocess", "cxrscre
                   # the headless demo `cxrscreen` runs instead of the app when there is no display
                   "cxrscreen.engine.demo",
                   # the drift check of a worklist's scores and site calibrations (numpy only)
-                  "cxrscreen.engine.drift", "cxrscreen.engine.site_calibration"}
+                  "cxrscreen.engine.drift", "cxrscreen.engine.site_calibration",
+                  # the acquisition check of a worklist's images (numpy only)
+                  "cxrscreen.engine.acquisition"}
 # the methods and how they train are the engine's: the app reads them from `[engine] methods --json`
 # of the engine it runs (app/training/options.py), which may be another environment or version
 FORBIDDEN_ENGINE = ("cxrscreen.engine.methods", "cxrscreen.engine.train", "cxrscreen.engine.train_cli", "cxrscreen.engine.export", "cxrscreen.engine.methods_cli")
