@@ -253,11 +253,13 @@ class ReadingController(QObject):
     def _on_read_timer(self) -> None:
         if self._shown is None or self._shown != self.panel.current_path():
             return
-        if not self.session.started and self.settling():
+        if not self.session.started and (self.settling() or self._top_timer.isActive()):
             # the app put this case on screen as the most suspicious *so far* while scores still
             # arrive: reading it would start the session and freeze the order with most scores not
             # placed (a fresh 642-image folder froze after its first score). It counts once the
-            # scores have settled (the timer runs again) or as soon as the reader acts.
+            # scores have settled (the timer runs again) or as soon as the reader acts. Likewise
+            # while the new top is about to be put on screen (the last scores were just sorted
+            # in): under load both timers fall due together, and this one must not win.
             self._read_timer.start()
             return
         self.session.mark_read(self._shown)

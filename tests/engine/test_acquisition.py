@@ -127,13 +127,14 @@ def test_drift_report_warns_on_acquisition_alone_and_round_trips(reference):
 def _with_reference(detector: Path, reference: AcquisitionReference, out: Path) -> Path:
     """A copy of a test detector whose metadata stores ``reference`` (as training does)."""
     import dataclasses
+    import uuid
 
     import onnx
 
     from cxrscreen.engine.detector import METADATA_KEY, read_metadata
 
-    meta = dataclasses.replace(read_metadata(detector), scope={"model": None, "note": "test",
-                                                               "acquisition": reference.to_dict()})
+    meta = dataclasses.replace(read_metadata(detector), model_id=uuid.uuid4().hex,  # another detector
+                               scope={"model": None, "note": "test", "acquisition": reference.to_dict()})
     model = onnx.load(str(detector))
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
