@@ -94,6 +94,8 @@ def test_no_command_writes_identifiers_unless_asked(tiny_detector: Path, tmp_pat
         hold_out = source.pop("hold_out")
         assert source == {"kind": "folders"} and set(hold_out) <= {"unit", "patients", "of", "key", "shared",
                                                                    "patients_known"}
+    # the demo detector stores no acquisition reference: its synthetic lesions are not real disease
+    assert "acquisition" not in read_metadata(out / "demo.onnx").scope
 
     # asked for: found (the scan sees them)
     assert cli(["index", str(study), "--identifiers", "--out", str(tmp_path / "ids.jsonl")]) == 0
