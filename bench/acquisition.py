@@ -7,7 +7,10 @@ calibration normals alike, as ``cxrscreen train`` stores them).
 
 1. Its tolerance's ground: the disease effect on each band, the dev protocol's 300 labelled
    abnormal images of the unlabeled pool (and its 200 normals) against the known normals, as
-   Mann–Whitney AUCs (never dev_test).
+   Mann–Whitney AUCs (never dev_test). And another source's diseases on their own acquisition:
+   NIH ChestX-ray14 (``nih64``, adults, mixed findings): the abnormal images' AUCs against the
+   normals, and batches of 150 with 0–100 % abnormal images checked against 200 other normals
+   (none of them should differ).
 2. Per batch (dev_test under each shift of ``bench/shift.py``, same per-image seeds, and the real
    full-size Kermany batch ``fullres/kermany``): the per-band AUCs, whether the whole batch
    differs, and the share of random sub-batches of 16 / 50 / 200 images that differ (same
@@ -119,6 +122,30 @@ def check_batches(d: dict[str, np.ndarray], draws: int, seed: int = 0) -> dict:
     return res
 
 
+def nih_same_acquisition(seed: int = 0) -> dict:
+    """NIH64: disease effect per band, and batches of its own acquisition at 0–100 % abnormal."""
+    from cxrscreen.engine.acquisition import AcquisitionReference, check_acquisition, descriptor, mann_whitney_delong
+    from cxrscreen.engine.io import read_radiograph
+
+    root = DATA / "nih64"
+    rows = list(csv.DictReader(open(root / "labels.csv", encoding="utf-8")))
+    d = np.stack([descriptor(read_radiograph(root / r["path"]).pixels) for r in rows])
+    y = np.array([int(r["label"]) for r in rows])
+    normal, abnormal = d[y == 0], d[y == 1]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(normal))
+    ref = AcquisitionReference.from_descriptors(normal[order[:200]])
+    batches = []
+    for share in (0.0, 0.3, 0.6, 1.0):
+        k = int(round(150 * share))
+        b = np.r_[normal[order[200:200 + 150 - k]], abnormal[rng.choice(len(abnormal), k, replace=False)]]
+        r = check_acquisition(b, ref)
+        batches.append({"abnormal_share": share, "differs": r.differs, "p_value": r.p_value, "auc": list(r.auc)})
+    return {"n_normal": len(normal), "n_abnormal": len(abnormal),
+            "abnormal_vs_normal": [mann_whitney_delong(abnormal[:, k], np.sort(normal[:, k]))[0] for k in range(4)],
+            "batches": batches}
+
+
 def combine(checked: dict, tags: list[str]) -> dict:
     """Per detector and batch: the promise failing by > 5 points, the score warning, and with the check."""
     rows = []
@@ -183,7 +210,8 @@ def main() -> None:
     checked = check_batches(d, args.draws)
     tags = sorted(f.stem for f in DRIFT.glob("*.json")
                   if "real" in json.loads(f.read_text()) and "batches" in json.loads(f.read_text())["real"])
-    res = {**checked, "combined": combine(checked, tags), "tags": tags, "seconds": time.time() - t0}
+    res = {**checked, "nih64": nih_same_acquisition(), "combined": combine(checked, tags), "tags": tags,
+           "seconds": time.time() - t0}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "acquisition.json").write_text(json.dumps(res, indent=1))
     print(report(res))
@@ -195,7 +223,11 @@ def report(res: dict) -> str:
     e = res["disease_effect"]
     lines = ["disease effect (AUC against the known normals): " + ", ".join(
         f"{b} {a:.2f}" for b, a in zip(BANDS, e["pool_abnormal_vs_known"])) + " (pool abnormal); " + ", ".join(
-        f"{b} {a:.2f}" for b, a in zip(BANDS, e["pool_normal_vs_known"])) + " (pool normal)", "",
+        f"{b} {a:.2f}" for b, a in zip(BANDS, e["pool_normal_vs_known"])) + " (pool normal)",
+        "NIH64 abnormal vs normal: " + ", ".join(f"{b} {a:.2f}" for b, a in zip(BANDS, res["nih64"]["abnormal_vs_normal"]))
+        + "; its own batches of 150 differ at " + ", ".join(
+            f"{100 * b['abnormal_share']:.0f} % abnormal: {'yes' if b['differs'] else 'no'} (p {b['p_value']:.2g})"
+            for b in res["nih64"]["batches"]), "",
         "| batch | AUC finest / fine / medium / coarse | differs (p) | sub-batches 16 / 50 / 200 differ |",
         "|---|---|---|---|"]
     for name, r in res["batches"].items():
