@@ -28,6 +28,7 @@ labelled abnormal images (item 1) and were fixed before the batches were checked
         # a copy of a detector made before the check, with the dev protocol's reference stored as
         # training stores it (for screenshots; the copy keeps the model id, so keep it out of a library
         # that holds the original)
+    python bench/acquisition.py --cost bench/_work/detectors/X.onnx   # bench/results/acquisition/cost.json
 """
 from __future__ import annotations
 
@@ -195,15 +196,61 @@ def attach(model: Path, out: Path, known: np.ndarray) -> None:
     print(f"{out}: {model.name} with the acquisition reference of {len(known)} known normals")
 
 
+def cost(model: Path, repeats: int = 3) -> dict:
+    """What the descriptor adds to scoring: seconds per image for decoding, the detector's own
+    preprocessing + graph, the descriptor on its own (another geometry than the detector's), and
+    the descriptor from the detector's crop and resize (the same geometry: what scoring does then),
+    on the real full-size batch (968–1776 px) and the full-size DICOMs (one process, CPU
+    provider, best of ``repeats``)."""
+    from cxrscreen.engine.acquisition import DESCRIPTOR_SPEC, descriptor, descriptor_of_geometry
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.io import read_radiograph
+    from cxrscreen.engine.preprocess import finish, geometry, same_geometry
+
+    det = Detector(model, provider="cpu")
+    spec = det.preprocess_spec
+    files = sorted((DATA / "fullres" / "kermany").rglob("*.jpeg")) + \
+        [p for p in sorted((DATA / "dicom").rglob("*.dcm")) if p.stat().st_size > 100_000]
+    keys = ("decode", "detector", "descriptor_alone", "descriptor_shared")
+    best = dict.fromkeys(keys, np.inf)
+    for _ in range(repeats):
+        t = dict.fromkeys(keys, 0.0)
+        for f in files:
+            t0 = time.perf_counter()
+            pix = read_radiograph(f).pixels
+            t1 = time.perf_counter()
+            resized = geometry(pix, spec)
+            det.run(finish(resized, spec)[None, None])
+            t2 = time.perf_counter()
+            descriptor(pix)
+            t3 = time.perf_counter()
+            descriptor_of_geometry(resized)
+            t4 = time.perf_counter()
+            for k, dt in zip(keys, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                t[k] += dt
+        best = {k: min(best[k], t[k] / len(files)) for k in keys}
+    base = best["decode"] + best["detector"]
+    return {"model": str(model), "files": len(files), "provider": det.provider,
+            "same_geometry": same_geometry(spec, DESCRIPTOR_SPEC), "seconds_per_image": best,
+            "added_alone": best["descriptor_alone"] / base, "added_shared": best["descriptor_shared"] / base}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--draws", type=int, default=500, help="random sub-batches per size (default 500)")
     p.add_argument("--attach", nargs=2, type=Path, metavar=("MODEL", "OUT"))
+    p.add_argument("--cost", type=Path, metavar="MODEL", help="time the descriptor against decoding and this detector")
     args = p.parse_args()
     if not (DATA / "kermany" / "splits" / "dev.json").is_file():
         raise SystemExit(f"{DATA} is missing (../shared/data beside the checkout)")
     if args.attach:
         attach(*args.attach, descriptors()["known"])
+        return
+    if args.cost:
+        res = cost(args.cost)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "cost.json").write_text(json.dumps(res, indent=1))
+        print(json.dumps(res, indent=1))
         return
     t0 = time.time()
     d = descriptors()

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from cxrscreen.engine.preprocess import PreprocessSpec, band_strengths, preprocess
+from cxrscreen.engine.preprocess import PreprocessSpec, band_strengths, finish, geometry
 
 FEATURE_NAME = "band-shares-64-field-equalize-v1"
 DESCRIPTOR_SPEC = PreprocessSpec(size=64, aspect="stretch", intensity="equalize", crop="field")
@@ -68,7 +68,13 @@ def descriptor(pixels: np.ndarray) -> np.ndarray:
     ``pixels``: decoded display pixels in [0, 1] (:attr:`Radiograph.pixels`), any size.
     A flat image (no detail) gets equal shares.
     """
-    x = (preprocess(pixels, DESCRIPTOR_SPEC).astype(np.float64) + 1.0) / 2.0
+    return descriptor_of_geometry(geometry(pixels, DESCRIPTOR_SPEC))
+
+
+def descriptor_of_geometry(resized: np.ndarray) -> np.ndarray:
+    """:func:`descriptor` from :func:`engine.preprocess.geometry` of the image at
+    :data:`DESCRIPTOR_SPEC` (already computed when a detector's spec has the same geometry)."""
+    x = (finish(resized, DESCRIPTOR_SPEC).astype(np.float64) + 1.0) / 2.0
     b = band_strengths(x)
     total = float(b.sum())
     return b / total if total > 0 and math.isfinite(total) else np.full(len(BANDS), 1.0 / len(BANDS))

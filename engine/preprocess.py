@@ -361,16 +361,34 @@ def preprocess(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     Returns:
         (size, size) float32 in ``spec.output_range``.
     """
+    return finish(geometry(pixels, spec), spec)
+
+
+def geometry(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The first half of :func:`preprocess`: crop, aspect and resize, (size, size) float32 in [0, 1].
+
+    Two specs with the same ``crop``, ``aspect`` and ``size`` share it (scoring computes it once
+    for the detector and the acquisition descriptor).
+    """
     if pixels.ndim != 2:
         raise ValueError(f"pixels must be a 2-D (H, W) array, got shape {pixels.shape}")
     if min(pixels.shape) < 2:
         raise ValueError(f"pixels must be at least 2 x 2, got shape {pixels.shape}")
     x = apply_crop(np.asarray(pixels, dtype=np.float32), spec.crop)
     x = apply_aspect(x, spec.aspect)
-    x = apply_resize(x, spec.size)
-    x = apply_intensity(x, spec.intensity)
+    return apply_resize(x, spec.size)
+
+
+def finish(resized: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The second half of :func:`preprocess`: intensity normalisation and the output range."""
+    x = apply_intensity(resized, spec.intensity)
     low, high = spec.output_range
     return (x * (high - low) + low).astype(np.float32, copy=False)
+
+
+def same_geometry(a: PreprocessSpec, b: PreprocessSpec) -> bool:
+    """Whether :func:`geometry` gives the same image for both specs."""
+    return (a.crop, a.aspect, a.size) == (b.crop, b.aspect, b.size)
 
 
 def preprocess_batch(images: list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:

@@ -20,10 +20,10 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from cxrscreen.engine.acquisition import descriptor
+from cxrscreen.engine.acquisition import DESCRIPTOR_SPEC, descriptor, descriptor_of_geometry
 from cxrscreen.engine.detector import Detector
 from cxrscreen.engine.io import RadiographReadError, read_radiograph
-from cxrscreen.engine.preprocess import preprocess
+from cxrscreen.engine.preprocess import finish, geometry, preprocess, same_geometry
 from cxrscreen.engine.scope import ScopeGate
 
 logger = logging.getLogger(__name__)
@@ -75,8 +75,13 @@ def _load(path: Path, detector: Detector, gate: ScopeGate | None, describe: bool
         reason = gate.check(radiograph) if gate is not None else None
         if reason is not None:
             return _OutOfScope(reason)
-        d = tuple(float(v) for v in descriptor(radiograph.pixels)) if describe else None
-        return _Loaded(preprocess(radiograph.pixels, detector.preprocess_spec), d)
+        spec = detector.preprocess_spec
+        if not describe:
+            return _Loaded(preprocess(radiograph.pixels, spec), None)
+        if same_geometry(spec, DESCRIPTOR_SPEC):  # crop and resize once for both (the robust presets)
+            resized = geometry(radiograph.pixels, spec)
+            return _Loaded(finish(resized, spec), tuple(float(v) for v in descriptor_of_geometry(resized)))
+        return _Loaded(preprocess(radiograph.pixels, spec), tuple(float(v) for v in descriptor(radiograph.pixels)))
     except RadiographReadError as exc:
         return exc.reason
     except Exception as exc:  # noqa: BLE001 - a preprocessing bug must not stop a worklist

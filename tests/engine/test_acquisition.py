@@ -191,3 +191,30 @@ def test_training_stores_its_known_normals_descriptors(tmp_path):
     np.testing.assert_allclose(np.array(ref.values).T, want, atol=2e-3)  # 8-bit PNG vs the reader's decoding
     few = scope_metadata(TrainingData(images[:5], images[5:7], []))
     assert "acquisition" not in few and AcquisitionReference.from_scope(few) is None
+
+
+def test_scoring_shares_the_crop_and_resize_with_the_descriptor_and_changes_nothing(reference, tmp_path):
+    """A detector whose preprocessing has the descriptor's geometry (field crop, stretch, 64 px): scoring
+    crops and resizes once for both; its scores and descriptors equal the separate computations."""
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.io import read_radiograph
+    from cxrscreen.engine.preprocess import preprocess, same_geometry
+    from cxrscreen.engine.scoring import iter_scores
+    from tests.conftest import build_local_contrast_detector
+
+    from cxrscreen.engine.acquisition import DESCRIPTOR_SPEC
+
+    plain = build_local_contrast_detector(tmp_path / "field64.onnx", size=64, crop="field")
+    model = _with_reference(plain, reference, tmp_path / "field64_ref.onnx")
+    det = Detector(model, provider="cpu")
+    assert same_geometry(det.preprocess_spec, DESCRIPTOR_SPEC)
+    files = []
+    for i, p in enumerate(_chests(range(500, 510), size=200)):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.round(255 * p).astype(np.uint8)).save(files[-1])
+    results = [r for b in iter_scores(files, det, check_scope=False) for r in b]
+    for f, r in zip(files, results):
+        pix = read_radiograph(f).pixels
+        np.testing.assert_allclose(r.acquisition, descriptor(pix), rtol=0, atol=1e-12)
+        want = det.run(preprocess(pix, det.preprocess_spec)[None, None]).scores[0]
+        assert r.score == pytest.approx(float(want), rel=1e-6)
