@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayo
 
 from cxrscreen.app.card_words import THRESHOLD_WORDS, intended_use_rows, training_rows
 from cxrscreen.engine.detector import DetectorMetadata, NormalCalibration
+from cxrscreen.engine.acquisition import AcquisitionReference
 from cxrscreen.engine.scope import ScopeGate
 
 
@@ -38,6 +39,7 @@ def card_sections(meta: DetectorMetadata, path: Path | None = None, provider: st
                         f"range {p.output_range[0]:g}…{p.output_range[1]:g}")]
     calibration = _calibration_rows(meta.calibration)
     calibration.append(("Out-of-scope gate", ScopeGate.from_metadata(meta.scope).description))
+    calibration.append(("Acquisition check", acquisition_description(meta.scope)))
     training = training_rows(meta.training)
     metrics = [(str(k), _value(v)) for k, v in meta.metrics.items()]
     software = [(str(k), str(v)) for k, v in sorted(meta.software.items())]
@@ -117,3 +119,14 @@ class DetectorCardDialog(QDialog):
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
+
+
+def acquisition_description(scope: dict | None) -> str:
+    """The card's line on the acquisition check (:mod:`engine.acquisition`)."""
+    ref = AcquisitionReference.from_scope(scope)
+    if ref is None:
+        return ("none: this detector stores no reference of its training normals' detail (made before the check, "
+                "or the demo), so images acquired or processed otherwise are not caught")
+    return (f"each folder's images against {ref.n} training normals (detail at four scales); not run while a site "
+            f"calibration is in use")
+

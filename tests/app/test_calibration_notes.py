@@ -27,6 +27,19 @@ def test_card_shows_intervals_notes_and_the_gate(tiny_detector) -> None:
     assert "needs at least 100, this detector was calibrated on 50" in cal["Threshold at 99 %"]  # 50 test normals
     assert "⚠" not in cal["Threshold at 95 %"]
     assert "no model" in cal["Out-of-scope gate"]  # a detector made before the gate
+    assert cal["Acquisition check"].startswith("none: this detector stores no reference")  # ... and the check
+
+
+def test_card_names_the_acquisition_reference(tiny_detector, tmp_path) -> None:
+    import numpy as np
+
+    from cxrscreen.engine.acquisition import AcquisitionReference
+    from tests.engine.test_acquisition import _with_reference
+
+    ref = AcquisitionReference.from_descriptors(np.random.default_rng(0).dirichlet(np.ones(4), 30))
+    model = _with_reference(tiny_detector, ref, tmp_path / "ref.onnx")
+    cal = dict(dict(card_sections(read_metadata(model)))["Calibration on known normals"])
+    assert cal["Acquisition check"].startswith("each folder's images against 30 training normals")
 
 
 def test_result_panel_says_a_percentile_among_too_few_normals_is_weak(qtbot) -> None:
