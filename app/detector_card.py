@@ -80,6 +80,10 @@ def _calibration_rows(cal: NormalCalibration) -> list[tuple[str, str]]:
             text += "; the training normals' floor"
         note = cal.operating_point_note(spec)
         rows.append((f"Threshold at {100 * spec:g} %", text + (f" — ⚠ {note}" if note else "")))
+    if cal.name:  # a site calibration: what its acquisition check compares with
+        rows.append(("Acquisition check", f"each folder's images against these {cal.acquisition.n} normals"
+                     if cal.acquisition is not None else
+                     "none: made without the normals' detail descriptors (a detector that stores no reference)"))
     return rows
 
 
@@ -127,6 +131,6 @@ def acquisition_description(scope: dict | None) -> str:
     if ref is None:
         return ("none: this detector stores no reference of its training normals' detail (made before the check, "
                 "or the demo), so images acquired or processed otherwise are not caught")
-    return (f"each folder's images against {ref.n} training normals (detail at four scales); not run while a site "
-            f"calibration is in use")
+    return (f"each folder's images against {ref.n} training normals (detail at four scales); under a site "
+            f"calibration, against its confirmed normals")
 

@@ -15,7 +15,11 @@ calibration normals alike, as ``cxrscreen train`` stores them).
    full-size Kermany batch ``fullres/kermany``): the per-band AUCs, whether the whole batch
    differs, and the share of random sub-batches of 16 / 50 / 200 images that differ (same
    normal/abnormal mix, 500 draws).
-3. With the saved drift results of every detector (``bench/results/drift/TAG.json``, made by
+3. Under a site calibration: m = 20 or 40 normals of a batch confirmed (drawn 200 times) become
+   the reference, and the rest of the same batch (its other normals and all its abnormal images)
+   is checked against them: the share of draws that differ (a false alarm: the batch is the
+   site's own acquisition).
+4. With the saved drift results of every detector (``bench/results/drift/TAG.json``, made by
    ``bench/drift.py``): per detector and batch, whether its promise fails by more than 5 points,
    the score test's warning, and the warning with the acquisition check added (either warns):
    counts of failing batches warned, other batches warned, dev_test warned.
@@ -121,6 +125,28 @@ def check_batches(d: dict[str, np.ndarray], draws: int, seed: int = 0) -> dict:
             row["sub_batches"][str(n)] = hits / draws
         res["batches"][name] = row
     return res
+
+
+def site_reference(d: dict[str, np.ndarray], draws: int = 200, seed: int = 0) -> dict:
+    """Item 3: the check against m confirmed normals of the batch itself."""
+    from cxrscreen.engine.acquisition import AcquisitionReference, check_acquisition
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, (x, labels) in batches(d).items():
+        normals = np.flatnonzero(labels == 0)
+        row = {}
+        for m in (20, 40):
+            if m >= len(normals):
+                continue
+            hits = 0
+            for _ in range(draws):
+                pick = rng.choice(normals, m, replace=False)
+                rest = np.setdiff1d(np.arange(len(x)), pick)
+                hits += check_acquisition(x[rest], AcquisitionReference.from_descriptors(x[pick])).differs
+            row[str(m)] = hits / draws
+        out[name] = row
+    return out
 
 
 def nih_same_acquisition(seed: int = 0) -> dict:
@@ -257,7 +283,8 @@ def main() -> None:
     checked = check_batches(d, args.draws)
     tags = sorted(f.stem for f in DRIFT.glob("*.json")
                   if "real" in json.loads(f.read_text()) and "batches" in json.loads(f.read_text())["real"])
-    res = {**checked, "nih64": nih_same_acquisition(), "combined": combine(checked, tags), "tags": tags,
+    res = {**checked, "nih64": nih_same_acquisition(), "site_reference": site_reference(d),
+           "combined": combine(checked, tags), "tags": tags,
            "seconds": time.time() - t0}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "acquisition.json").write_text(json.dumps(res, indent=1))
@@ -281,6 +308,8 @@ def report(res: dict) -> str:
         sub = " / ".join(f"{100 * r['sub_batches'][str(n)]:.0f} %" if str(n) in r["sub_batches"] else "—" for n in SIZES)
         lines.append(f"| {name} | {' / '.join(f'{a:.2f}' for a in r['auc'])} | "
                      f"{'**yes**' if r['differs'] else 'no'} ({r['p_value']:.2g}) | {sub} |")
+    lines += ["", "against 20 / 40 confirmed normals of the batch itself, the rest of it differs in: " + "; ".join(
+        f"{name} {' / '.join(f'{100 * v:.0f} %' for v in r.values())}" for name, r in res["site_reference"].items())]
     s = res["combined"]["summary"]
     lines += ["", f"{s['detectors']} detectors, {s['batches']} detector × batch pairs with a drift warning recorded:",
               f"failing by > 5 points: {s['failing']}; warned by the score test {s['failing_warned_score']}, "

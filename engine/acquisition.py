@@ -32,7 +32,9 @@ none and are not checked.
 What it means. A batch that differs was acquired or processed unlike anything the detector was
 trained and calibrated on, so neither its scores nor its flag rate have been verified there,
 even where the score test sees nothing; the reader is warned and asked to confirm normals of
-this batch (a site calibration on them makes the check moot: it is not run while one is in use).
+this batch. A site calibration made on them keeps their descriptors (``cxrscreen recalibrate``,
+or marks in the app when the scores carry descriptors): while it is in use, folders are checked
+against the site's normals instead, and a detector that stores no reference gains the check.
 The warning does not say the promise fails: some detectors hold on some such batches
 (``bench/acquisition.py``, ``bench/RESULTS.md`` measure both). What it cannot see: shifts that
 change intensity only (exposure, window: equalisation removes them, as it does for the

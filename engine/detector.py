@@ -181,6 +181,10 @@ class NormalCalibration:
             normals the detector trained on, scored once training ended; empty for site
             calibrations and detectors made before. With them, a Harrell–Davis threshold is
             never below the same estimate on these normals (see :meth:`threshold_at_specificity`).
+        acquisition: for a site calibration, its confirmed normals' detail descriptors
+            (:mod:`engine.acquisition`): while it is in use, folders are checked against the
+            site's own normals. None for the detector's own calibration (the detector stores
+            its reference beside it) and for site calibrations made without descriptors.
     """
 
     normal_scores: tuple[float, ...]
@@ -190,6 +194,7 @@ class NormalCalibration:
     name: str = ""
     threshold_method: ThresholdMethod = "harrell-davis"
     training_normal_scores: tuple[float, ...] = ()
+    acquisition: AcquisitionReference | None = None
 
     def __post_init__(self) -> None:
         if len(self.normal_scores) < 1:
@@ -346,6 +351,7 @@ class NormalCalibration:
             **({"name": self.name} if self.name else {}),
             "threshold_method": self.threshold_method,
             **({"training_normal_scores": list(self.training_normal_scores)} if self.training_normal_scores else {}),
+            **({"acquisition": self.acquisition.to_dict()} if self.acquisition is not None else {}),
         }
 
     @classmethod
@@ -360,6 +366,8 @@ class NormalCalibration:
             threshold_method=d.get("threshold_method", "higher"),
             # detectors made before the floor have none (their thresholds stay as they were)
             training_normal_scores=tuple(float(v) for v in d.get("training_normal_scores", ())),
+            # site calibrations made before the acquisition check (or without descriptors) have none
+            acquisition=AcquisitionReference.from_scope(d),
         )
 
 
@@ -598,6 +606,12 @@ class Detector:
         """Its known normals' detail descriptors for the acquisition check (:mod:`engine.acquisition`),
         or None for a detector made before the check."""
         return AcquisitionReference.from_scope(self.meta.scope)
+
+    @property
+    def check_reference(self) -> AcquisitionReference | None:
+        """What the acquisition check compares a folder with: the active site calibration's confirmed
+        normals (None when it has no descriptors), else the detector's own known normals."""
+        return self.calibration.acquisition if self.calibration.name else self.acquisition_reference
 
     def run(self, batch: np.ndarray) -> DetectorOutput:
         """Run a preprocessed (N, 1, S, S) float32 batch."""

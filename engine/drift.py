@@ -118,7 +118,8 @@ class DriftReport:
         unreliable: drift found and the estimate more than :data:`UNRELIABLE_POINTS` short of
             the promise: a warning (see :attr:`warning`).
         acquisition: the acquisition check of the same images (:mod:`engine.acquisition`), or
-            None when it was not run (a detector made before it, or a site calibration in use).
+            None when it was not run (no reference: a detector made before it, or a site
+            calibration made without its normals' descriptors).
     """
 
     n: int

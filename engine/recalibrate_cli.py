@@ -81,8 +81,11 @@ def run(args: argparse.Namespace) -> int:
     if args.normals_from is not None:
         paths += read_path_list(args.normals_from, "--normals-from")
     scores: list[float] = []
+    descriptors: list[tuple[float, ...]] = []
     refused = 0
-    for batch in iter_scores(paths, detector, batch_size=args.batch_size, workers=args.workers):
+    # with their acquisition descriptors: while the site calibration is in use, folders are checked
+    # against these normals (engine.acquisition), even for a detector that stores no reference
+    for batch in iter_scores(paths, detector, batch_size=args.batch_size, workers=args.workers, describe=True):
         for r in batch:
             if r.out_of_scope is not None:
                 refused += 1
@@ -90,12 +93,15 @@ def run(args: argparse.Namespace) -> int:
                 unreadable += 1
             else:
                 scores.append(r.score)
+                if r.acquisition is not None:
+                    descriptors.append(r.acquisition)
     print(f"detector {detector.meta.name} ({detector.meta.model_id}); {len(scores)} confirmed normals scored, "
           f"{unreadable} unreadable, {refused} out of scope (left out)", file=sys.stderr)
     if not scores:
         raise CommandError("no confirmed normal could be scored: nothing to calibrate on")
     cal = site_calibration(np.asarray(scores), detector.meta.calibration, name,
-                           source=f"{len(scores)} reader-confirmed normals (cxrscreen recalibrate)")
+                           source=f"{len(scores)} reader-confirmed normals (cxrscreen recalibrate)",
+                           descriptors=np.asarray(descriptors))
     own = detector.meta.calibration
     for s in SPECIFICITIES:
         t_own = own.threshold_at_specificity(s)

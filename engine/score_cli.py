@@ -156,17 +156,17 @@ def _drift(detector, scores: list[float], descriptors: list[tuple[float, ...]], 
            threshold: float):
     """The drift check of the scored images (:mod:`engine.drift`) at the promised specificity
     (with a raw threshold: the share of calibration normals it keeps below), with the acquisition
-    check of their descriptors (:mod:`engine.acquisition`) when the detector stores a reference and
-    its own calibration is in use (a site calibration was set on the site's images)."""
+    check of their descriptors (:mod:`engine.acquisition`) against the detector's known normals,
+    or against a site calibration's confirmed normals while one is in use (none when the
+    reference in question is missing)."""
     import numpy as np
 
     from cxrscreen.engine.acquisition import check_acquisition
     from cxrscreen.engine.drift import MAX_ABNORMAL_SHARE, check_drift
 
     calibration = detector.calibration
-    reference = detector.acquisition_reference
-    acquisition = check_acquisition(np.asarray(descriptors), reference) \
-        if reference is not None and not calibration.name else None
+    reference = detector.check_reference
+    acquisition = check_acquisition(np.asarray(descriptors), reference) if reference is not None else None
 
     if args.threshold is None:
         spec = args.specificity

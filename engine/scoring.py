@@ -97,6 +97,7 @@ def iter_scores(
     keep_heatmaps: bool = False,
     should_stop: Callable[[], bool] | None = None,
     check_scope: bool = True,
+    describe: bool | None = None,
 ) -> Iterator[list[ScoreResult]]:
     """Score files, yielding one list of results per batch (in input order).
 
@@ -109,11 +110,15 @@ def iter_scores(
         should_stop: polled between batches; when it returns True, iteration ends early.
         check_scope: pass every image through the detector's out-of-scope gate (False only
             for benchmarks that measure the network on images known to be in scope).
+        describe: give every result its acquisition descriptor (:mod:`engine.acquisition`);
+            None: when the detector or its active calibration stores a reference to check it
+            against.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     gate = detector.scope_gate if check_scope else None
-    describe = detector.acquisition_reference is not None
+    if describe is None:
+        describe = detector.acquisition_reference is not None or detector.calibration.acquisition is not None
     paths_iter = iter(paths)
     # shut down without waiting when the caller stops early: a decode already running finishes
     # in the background instead of holding up the cancel

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from cxrscreen.engine.acquisition import BANDS, AcquisitionReference
+from cxrscreen.engine.acquisition import MIN_IMAGES as ACQ_MIN_IMAGES
 from cxrscreen.engine.detector import NormalCalibration
 
 KIND = "cxrscreen.site_calibration"
@@ -56,7 +58,8 @@ def check_name(name: str) -> str:
     return clean
 
 
-def site_calibration(scores: np.ndarray, base: NormalCalibration, name: str, source: str = "") -> NormalCalibration:
+def site_calibration(scores: np.ndarray, base: NormalCalibration, name: str, source: str = "",
+                     descriptors: np.ndarray | None = None) -> NormalCalibration:
     """A calibration on a site's confirmed normals, with ``base``'s heatmap quantiles.
 
     Args:
@@ -64,6 +67,10 @@ def site_calibration(scores: np.ndarray, base: NormalCalibration, name: str, sou
         base: the detector's own calibration (its heatmap quantiles are kept).
         name: the site calibration's name.
         source: where the normals came from (default: "reader-confirmed normals").
+        descriptors: (k, 4) acquisition descriptors of (some of) these normals
+            (:mod:`engine.acquisition`); with at least :data:`engine.acquisition.MIN_IMAGES`
+            finite ones they become the calibration's acquisition reference, so folders are
+            checked against the site's own normals while it is in use.
 
     Raises:
         SiteCalibrationError: no scores, non-finite scores, or a bad name.
@@ -73,8 +80,15 @@ def site_calibration(scores: np.ndarray, base: NormalCalibration, name: str, sou
         raise SiteCalibrationError("a site calibration needs at least one confirmed normal with a score")
     if not np.all(np.isfinite(s)):
         raise SiteCalibrationError("the confirmed normals' scores must be finite")
+    reference = None
+    if descriptors is not None and np.size(descriptors):
+        d = np.asarray(descriptors, dtype=np.float64).reshape(-1, len(BANDS))
+        d = d[np.all(np.isfinite(d), axis=1)]
+        if len(d) >= ACQ_MIN_IMAGES:
+            reference = AcquisitionReference.from_descriptors(d)
     return NormalCalibration(tuple(float(v) for v in s), base.heatmap_quantile_levels, base.heatmap_quantiles,
-                             source=source or f"{s.size} reader-confirmed normals", name=check_name(name))
+                             source=source or f"{s.size} reader-confirmed normals", name=check_name(name),
+                             acquisition=reference)
 
 
 def to_json(calibration: NormalCalibration, model_id: str) -> str:

@@ -7,7 +7,8 @@
   trusted; orange text for a significant shift whose estimate stays within 5 points, or when the
   test cannot tell but the estimate falls short, as on a small folder; the ⚠ box too when the
   images were acquired unlike the detector's training normals, :mod:`engine.acquisition`, from the
-  descriptors scoring gives each image and the study database keeps), and the study database
+  descriptors scoring gives each image and the study database keeps, against the detector's known
+  normals or, under a site calibration made with descriptors, its confirmed normals), and the study database
   records it (folders counted, no path).
 - Detector ▸ Calibration: the detector's own calibration or one of its site calibrations kept
   in the model library (:mod:`engine.site_calibration`); "Calibrate on confirmed normals…" makes
@@ -128,6 +129,17 @@ class CalibrationController(QObject):
         return np.array([r.scores[mid].score for r in w.model.records() if r.path in marked and mid in r.scores],
                         dtype=np.float64)
 
+    def confirmed_normal_descriptors(self) -> np.ndarray:
+        """The acquisition descriptors (k, 4) of the confirmed normals that have one."""
+        w = self.window
+        if w.detector is None:
+            return np.zeros((0, 4))
+        mid = w.detector.meta.model_id
+        marked = set(w.reading.session.marked("normal"))
+        d = [r.scores[mid].acquisition for r in w.model.records()
+             if r.path in marked and mid in r.scores and r.scores[mid].acquisition is not None]
+        return np.asarray(d, dtype=np.float64).reshape(-1, 4)
+
     def calibrate_from_marks(self, name: str | None = None) -> NormalCalibration | None:
         """A site calibration from the confirmed normals (asks for its name unless given); made active."""
         w = self.window
@@ -150,7 +162,8 @@ class CalibrationController(QObject):
                 return None
         try:
             cal = site_calibration(scores, w.detector.meta.calibration, name,
-                                   source=f"{scores.size} reader-confirmed normals (marked in the app)")
+                                   source=f"{scores.size} reader-confirmed normals (marked in the app)",
+                                   descriptors=self.confirmed_normal_descriptors())
         except SiteCalibrationError as exc:
             w.report_error("No site calibration", exc.reason)
             return None
@@ -270,12 +283,12 @@ class CalibrationController(QObject):
         return r
 
     def _acquisition(self, found: list) -> AcquisitionReport | None:
-        """The acquisition check of the worklist's images scored in this window (their descriptors),
-        against the active detector's reference; None for a detector without one or while a site
-        calibration is in use (set on the site's own images)."""
+        """The acquisition check of the worklist's images with descriptors, against the active
+        detector's known normals or, while a site calibration is in use, its confirmed normals;
+        None when that reference is missing."""
         w = self.window
-        reference = w.detector.acquisition_reference if w.detector is not None else None
-        if reference is None or w.detector.calibration.name:
+        reference = w.detector.check_reference if w.detector is not None else None
+        if reference is None:
             return None
         d = [s.acquisition for s in found if s.acquisition is not None]
         return check_acquisition(np.asarray(d, dtype=np.float64), reference)

@@ -126,9 +126,13 @@ def test_a_folder_processed_unlike_the_training_normals_is_warned_from_its_image
     mid = window.detector.meta.model_id
     for r in list(window.model.records())[:10]:
         window.reading.session.set_mark(r.path, "normal")
-    assert window.calibration.calibrate_from_marks(name="Sharp site") is not None
-    assert window.calibration.report.acquisition is None and "acquired" not in label.text()
-    assert window.detector.meta.model_id == mid
+    site = window.calibration.calibrate_from_marks(name="Sharp site")
+    assert site is not None and site.acquisition is not None and site.acquisition.n == 10
+    # under the site calibration the folder is checked against the site's own (sharpened) normals
+    r = window.calibration.report
+    assert r.acquisition is not None and r.acquisition.n_reference == 10 and not r.acquisition_differs
+    assert "acquired" not in label.text()
+    assert window.library.find(mid).active_calibration.acquisition == site.acquisition  # kept by the library
 
 
 def test_calibrating_without_confirmed_normals_says_what_to_do(qtbot, window: MainWindow, tiny_detector: Path,

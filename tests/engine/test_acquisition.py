@@ -218,3 +218,39 @@ def test_scoring_shares_the_crop_and_resize_with_the_descriptor_and_changes_noth
         np.testing.assert_allclose(r.acquisition, descriptor(pix), rtol=0, atol=1e-12)
         want = det.run(preprocess(pix, det.preprocess_spec)[None, None]).scores[0]
         assert r.score == pytest.approx(float(want), rel=1e-6)
+
+
+def test_a_site_calibration_carries_its_normals_descriptors(tiny_detector, tmp_path):
+    """`cxrscreen recalibrate` stores the confirmed normals' descriptors, even for a detector that
+    stores no reference; `score --calibration` then checks folders against the site's normals."""
+    from cxrscreen.engine.detector import NormalCalibration
+    from cxrscreen.engine.site_calibration import read_file, site_calibration, to_json
+
+    folders = {}
+    for name, make in (("like", lambda p: p), ("sharp", _sharpened)):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        for i, p in enumerate(_chests(range(600, 620))):
+            Image.fromarray(np.round(255 * make(p)).astype(np.uint8)).save(folders[name] / f"{i:02d}.png")
+    site_file = tmp_path / "sharp_site.json"
+    out = subprocess.run([sys.executable, "-m", "cxrscreen.engine", "recalibrate", str(tiny_detector), "--normals",
+                          str(folders["sharp"]), "--name", "Sharp site", "--out", str(site_file)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    site = read_file(site_file)
+    assert site.acquisition is not None and site.acquisition.n == 20
+    drift = {}
+    for name, folder in folders.items():
+        out = subprocess.run([sys.executable, "-m", "cxrscreen.engine", "score", str(folder), "--model",
+                              str(tiny_detector), "--calibration", str(site_file), "--format", "jsonl", "--out", "-"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        drift[name] = next(json.loads(line) for line in out.stdout.splitlines() if '"drift"' in line)
+    assert drift["like"]["acquisition"]["differs"] and drift["like"]["acquisition"]["n_reference"] == 20
+    assert not drift["sharp"]["acquisition"]["differs"]
+    # fewer than MIN_IMAGES descriptors, or none: no reference, and the file reads as before
+    base = NormalCalibration((0.0, 1.0), (0.0, 1.0), (0.0, 1.0))
+    few = site_calibration(np.arange(5.0), base, "few", descriptors=np.full((MIN_IMAGES - 1, 4), 0.25))
+    assert few.acquisition is None and "acquisition" not in few.to_dict()
+    again = json.loads(to_json(site, "m" * 32))["calibration"]
+    assert NormalCalibration.from_dict(again) == site
