@@ -21,8 +21,8 @@ class CaseScore:
         score: the image score (higher = more anomalous).
         percentile: percent of the detector's calibration normals scoring lower (ties half).
         acquisition: the image's detail descriptor for the acquisition check
-            (:mod:`engine.acquisition`) when it was scored in this window by a detector that
-            stores a reference; None otherwise (scores remembered by the study database keep none).
+            (:mod:`engine.acquisition`) when it was scored with a reference to check it against
+            (the study database keeps it); None otherwise.
     """
 
     score: float

@@ -39,7 +39,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import queue
 import sqlite3
@@ -50,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from cxrscreen.engine.acquisition import as_descriptor
 from cxrscreen.engine.io.meta_json import meta_to_json
 from cxrscreen.engine.io import RadiographMeta
 
@@ -137,7 +137,7 @@ class StoredScore:
         heatmap: a summary of the heatmap (e.g. its peak level), None until a heatmap was made.
         error: why scoring failed, else None.
         acquisition: the image's descriptor for the acquisition check (:mod:`engine.acquisition`),
-            None when the detector stores no reference (or for scores stored before schema 4).
+            None when it was scored without one (or stored before schema 4).
     """
 
     model_id: str
@@ -798,9 +798,7 @@ def _descriptor(text: str | None) -> tuple[float, ...] | None:
     if not text:
         return None
     try:
-        value = json.loads(text)
-        d = tuple(float(v) for v in value)
-    except (ValueError, TypeError):
+        return as_descriptor(json.loads(text))
+    except ValueError:
         return None
-    return d if len(d) == 4 and all(math.isfinite(v) for v in d) else None
 

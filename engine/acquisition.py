@@ -62,6 +62,7 @@ TOLERANCE = 0.12
 ALPHA = 0.05
 MIN_IMAGES = 8
 MAX_REFERENCE = 600
+AGAINST = "the detector's training normals"
 
 
 def descriptor(pixels: np.ndarray) -> np.ndarray:
@@ -80,6 +81,17 @@ def descriptor_of_geometry(resized: np.ndarray) -> np.ndarray:
     b = band_strengths(x)
     total = float(b.sum())
     return b / total if total > 0 and math.isfinite(total) else np.full(len(BANDS), 1.0 / len(BANDS))
+
+
+def as_descriptor(value: Any) -> tuple[float, ...] | None:
+    """A descriptor read from JSON (a list of four finite numbers), or None when it is not one."""
+    if not isinstance(value, (list, tuple)) or len(value) != len(BANDS):
+        return None
+    try:
+        d = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return d if all(math.isfinite(v) for v in d) else None
 
 
 @dataclass(frozen=True)
@@ -149,6 +161,7 @@ class AcquisitionReport:
         auc: per band, P(batch share > reference share), ties half.
         tolerance: the tolerance on ``|auc − 1/2|``.
         alpha: the test's level.
+        against: the reference normals, in words (the message names them).
     """
 
     n: int
@@ -159,6 +172,7 @@ class AcquisitionReport:
     auc: tuple[float, ...]
     tolerance: float = TOLERANCE
     alpha: float = ALPHA
+    against: str = AGAINST
 
     @property
     def message(self) -> str:
@@ -169,7 +183,7 @@ class AcquisitionReport:
         a = self.auc[k]
         way = "stronger" if a > 0.5 else "weaker"
         share = a if a > 0.5 else 1.0 - a
-        return (f"This folder's images were acquired or processed unlike the detector's training normals: its "
+        return (f"This folder's images were acquired or processed unlike {self.against}: its "
                 f"{BANDS[k]} detail is {way} than theirs in {100 * share:.0f} % of image pairs (at most "
                 f"{100 * (0.5 + self.tolerance):.0f} % expected from disease; p = {self.p_value:.2g}), so its scores "
                 f"and flag rate are unverified here.")
@@ -177,12 +191,13 @@ class AcquisitionReport:
     def to_dict(self) -> dict[str, Any]:
         return {"n": self.n, "n_reference": self.n_reference, "tested": self.tested, "differs": self.differs,
                 "p_value": self.p_value, "auc": list(self.auc), "tolerance": self.tolerance, "alpha": self.alpha,
-                "bands": list(BANDS), "message": self.message}
+                "bands": list(BANDS), "against": self.against, "message": self.message}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AcquisitionReport":
         return cls(int(d["n"]), int(d["n_reference"]), bool(d["tested"]), bool(d["differs"]), float(d["p_value"]),
-                   tuple(float(v) for v in d["auc"]), float(d.get("tolerance", TOLERANCE)), float(d.get("alpha", ALPHA)))
+                   tuple(float(v) for v in d["auc"]), float(d.get("tolerance", TOLERANCE)), float(d.get("alpha", ALPHA)),
+                   str(d.get("against", AGAINST)))
 
 
 def mann_whitney_delong(batch: np.ndarray, reference_sorted: np.ndarray) -> tuple[float, float]:
@@ -197,8 +212,9 @@ def mann_whitney_delong(batch: np.ndarray, reference_sorted: np.ndarray) -> tupl
 
 
 def check_acquisition(descriptors: np.ndarray, reference: AcquisitionReference, tolerance: float = TOLERANCE,
-                      alpha: float = ALPHA) -> AcquisitionReport:
-    """Test a batch's (n, 4) descriptors against ``reference`` (see the module docstring).
+                      alpha: float = ALPHA, against: str = AGAINST) -> AcquisitionReport:
+    """Test a batch's (n, 4) descriptors against ``reference`` (see the module docstring);
+    ``against`` names the reference normals in the report's message.
 
     Raises:
         ValueError: a parameter out of range, or descriptors of the wrong shape or not finite.
@@ -212,7 +228,7 @@ def check_acquisition(descriptors: np.ndarray, reference: AcquisitionReference, 
     if not np.all(np.isfinite(d)):
         raise ValueError("acquisition check: every descriptor must be finite")
     if len(d) < MIN_IMAGES:
-        return AcquisitionReport(len(d), reference.n, False, False, 1.0, (), tolerance, alpha)
+        return AcquisitionReport(len(d), reference.n, False, False, 1.0, (), tolerance, alpha, against)
     aucs, pvals = [], []
     nd = NormalDist()
     for k in range(len(BANDS)):
@@ -222,4 +238,4 @@ def check_acquisition(descriptors: np.ndarray, reference: AcquisitionReference, 
         # se 0 (every pair one way): the excess alone decides
         pvals.append(1.0 - nd.cdf(excess / se) if se > 0 else (0.0 if excess > 0 else 1.0))
     p = min(1.0, 2 * len(BANDS) * min(pvals))
-    return AcquisitionReport(len(d), reference.n, True, p < alpha, p, tuple(aucs), tolerance, alpha)
+    return AcquisitionReport(len(d), reference.n, True, p < alpha, p, tuple(aucs), tolerance, alpha, against)

@@ -622,3 +622,11 @@ class Detector:
             [SCORE_NAME, HEATMAP_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
         )
         return DetectorOutput(scores=np.asarray(score, dtype=np.float32), heatmaps=np.asarray(heatmap, dtype=np.float32))
+
+
+def acquisition_reference_words(calibration: NormalCalibration) -> str:
+    """What the acquisition check compares with, in words: the detector's training normals, or a
+    site calibration's confirmed normals (see :attr:`Detector.check_reference`)."""
+    return f"the confirmed normals of site calibration “{calibration.name}”" if calibration.name else \
+        "the detector's training normals"
+

@@ -48,7 +48,7 @@ and differ only in the upper tail, or whose upper tail moved more than its lower
 estimate then errs towards the promise). For those, the acquisition check
 (:mod:`engine.acquisition`) looks at the images instead of the scores; a report carries its result
 (:attr:`DriftReport.acquisition`) and warns when the images differ from the detector's training
-normals, the images' verdict first in the message.
+normals (or a site calibration's confirmed normals), the images' verdict first in the message.
 
 The estimate. Scores are mapped to the calibration normals' normal scores ``z = Φ⁻¹(F̂(score))``
 (F̂ smoothed so that no score is infinite). Assuming the batch's normals are shifted by ``δ`` on
@@ -89,9 +89,9 @@ ALPHA = 0.05
 MIN_IMAGES = 8
 """Fewer scores are not tested (the test could not reject anything)."""
 UNRELIABLE_POINTS = 5.0
+"""The promise is called unreliable when the estimate falls this many points short of it."""
 RECALIBRATE = " Recalibrate on confirmed normals of this batch."
 CONFIRM = " Confirm some normals of this batch to check the operating point."
-"""The promise is called unreliable when the estimate falls this many points short of it."""
 
 
 @dataclass(frozen=True)
@@ -147,15 +147,15 @@ class DriftReport:
 
     @property
     def acquisition_differs(self) -> bool:
-        """The images were acquired or processed unlike the detector's training normals
-        (:mod:`engine.acquisition`)."""
+        """The images were acquired or processed unlike the reference normals (the detector's
+        training normals, or a site calibration's confirmed normals; :mod:`engine.acquisition`)."""
         return self.acquisition is not None and self.acquisition.differs
 
     @property
     def warning(self) -> bool:
         """The reader is warned: significant drift with the promise estimated more than
         :data:`UNRELIABLE_POINTS` short (:attr:`unreliable`), or images acquired unlike the
-        detector's training normals (:attr:`acquisition_differs`: the promise is unverified there,
+        reference normals (:attr:`acquisition_differs`: the promise is unverified there,
         whatever the scores' lower part says)."""
         return self.unreliable or self.acquisition_differs
 

@@ -11,15 +11,15 @@ recalibrate``); every row names the calibration it used. The CSV is written atom
 execution provider actually used (CUDA or CPU) is printed. When every file is scored, the drift
 check (:mod:`engine.drift`) says whether the folder scores higher than the calibration normals
 plus a plausible share of abnormal studies explains, i.e. whether its flag rate can be trusted,
-and, for a detector that stores its normals' detail descriptors and with its own calibration in
-use, whether the images were acquired or processed unlike its training normals
-(:mod:`engine.acquisition`; either warns).
+and whether the images were acquired or processed unlike the detector's training normals (for a
+detector that stores their detail descriptors) or, with a site calibration, unlike its confirmed
+normals (when it stores theirs) (:mod:`engine.acquisition`; either warns).
 
 ``--format jsonl --out -`` streams one JSON object per line on stdout instead (for the app, which
 scores in a separate process): ``{"event": "start", "total", "provider", "provider_note",
 "model_id", "threshold"}``, then ``{"event": "result", "path", "score", "percentile", "flagged",
 "error", "out_of_scope"}`` per file (with ``"acquisition"``, the image's four detail shares, when the
-detector stores a reference for them) (flushed per batch), then (when complete) ``{"event": "drift", "drift",
+detector or the site calibration stores a reference for them) (flushed per batch), then (when complete) ``{"event": "drift", "drift",
 "p_value", "specificity_estimated", "warning", "caution", "message", "acquisition", ...}``
 (:class:`engine.drift.DriftReport`), then
 ``{"event": "done" | "stopped", ...}``. SIGTERM or
@@ -162,11 +162,13 @@ def _drift(detector, scores: list[float], descriptors: list[tuple[float, ...]], 
     import numpy as np
 
     from cxrscreen.engine.acquisition import check_acquisition
+    from cxrscreen.engine.detector import acquisition_reference_words
     from cxrscreen.engine.drift import MAX_ABNORMAL_SHARE, check_drift
 
     calibration = detector.calibration
     reference = detector.check_reference
-    acquisition = check_acquisition(np.asarray(descriptors), reference) if reference is not None else None
+    acquisition = None if reference is None else check_acquisition(
+        np.asarray(descriptors), reference, against=acquisition_reference_words(calibration))
 
     if args.threshold is None:
         spec = args.specificity

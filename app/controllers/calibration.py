@@ -32,9 +32,9 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu
 
 from cxrscreen.app.library import LibraryError
 from cxrscreen.app.studydb import DriftRecord
-from cxrscreen.engine.detector import Detector, DetectorError, NormalCalibration
 from cxrscreen.engine.acquisition import BANDS, AcquisitionReport, check_acquisition
 from cxrscreen.engine.acquisition import MIN_IMAGES as ACQ_MIN_IMAGES
+from cxrscreen.engine.detector import Detector, DetectorError, NormalCalibration, acquisition_reference_words
 from cxrscreen.engine.drift import DriftReport, check_drift
 from cxrscreen.engine.site_calibration import SiteCalibrationError, read_file, site_calibration
 
@@ -291,7 +291,8 @@ class CalibrationController(QObject):
         if reference is None:
             return None
         d = [s.acquisition for s in found if s.acquisition is not None]
-        return check_acquisition(np.asarray(d, dtype=np.float64), reference)
+        return check_acquisition(np.asarray(d, dtype=np.float64), reference,
+                                 against=acquisition_reference_words(w.detector.calibration))
 
 
 def _acquisition_tip(r: DriftReport) -> str:
@@ -300,9 +301,9 @@ def _acquisition_tip(r: DriftReport) -> str:
     if a is None:
         return ""
     if not a.tested:
-        return f"\nAcquisition check: {a.n} images scored in this window, too few (at least {ACQ_MIN_IMAGES})."
+        return f"\nAcquisition check: {a.n} images with a descriptor, too few (at least {ACQ_MIN_IMAGES})."
     shares = ", ".join(f"{b} {100 * v:.0f} %" for b, v in zip(BANDS, a.auc))
-    return (f"\nAcquisition check ({a.n} images scored in this window against {a.n_reference} training normals): "
+    return (f"\nAcquisition check ({a.n} images against {a.against}, {a.n_reference} of them): "
             f"share of image pairs where this folder's detail is stronger: {shares} (like the normals: "
             f"{100 * (0.5 - a.tolerance):.0f}–{100 * (0.5 + a.tolerance):.0f} %; p = {a.p_value:.2g})")
 

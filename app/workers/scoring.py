@@ -23,7 +23,6 @@ the GUI thread (a CUDA start can take seconds) for the image on screen and its h
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import tempfile
 import time
@@ -34,6 +33,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from cxrscreen.app.engine_process import EngineProcess, ProcessOutcome
 from cxrscreen.app.workers.base import StoppableThread
+from cxrscreen.engine.acquisition import as_descriptor
 from cxrscreen.engine.detector import Detector, DetectorError, ProviderChoice
 from cxrscreen.engine.scoring import ScoreResult
 
@@ -196,7 +196,7 @@ class ScoringProcess(QObject):
                     results.append(ScoreResult(Path(ev["path"]), None, None, error=str(ev.get("error") or "not scored")))
                 else:
                     results.append(ScoreResult(Path(ev["path"]), float(score), float(pct),
-                                               acquisition=_descriptor(ev.get("acquisition"))))
+                                               acquisition=as_descriptor(ev.get("acquisition"))))
             elif kind == "start":
                 if ev.get("model_id") and ev["model_id"] != self.model_id:
                     logger.warning("engine scored with model %s, expected %s", ev["model_id"], self.model_id)
@@ -272,15 +272,3 @@ class DetectorLoadThread(StoppableThread):
             return
         if not self.stopping:
             self.detector_loaded.emit(detector)
-
-
-def _descriptor(value: Any) -> tuple[float, ...] | None:
-    """A result event's acquisition descriptor (:mod:`engine.acquisition`): four finite numbers, or None."""
-    if not isinstance(value, list) or len(value) != 4:
-        return None
-    try:
-        d = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    return d if all(math.isfinite(v) for v in d) else None
-

@@ -66,7 +66,7 @@ def test_a_batch_like_the_reference_passes_and_a_sharpened_one_differs(reference
     assert all(abs(a - 0.5) < TOLERANCE for a in r.auc)
     sharp = np.stack([descriptor(_sharpened(p)) for p in _chests(range(100, 140))])
     s = check_acquisition(sharp, reference)
-    assert s.tested and s.differs and s.p_value < 0.05
+    assert s.tested and s.differs and s.p_value < 0.05 and s.against == "the detector's training normals"
     assert s.auc[0] > 0.9  # finest detail stronger than in (nearly) every reference normal
     assert "its finest detail is stronger" in s.message and "unverified" in s.message
 
@@ -247,6 +247,8 @@ def test_a_site_calibration_carries_its_normals_descriptors(tiny_detector, tmp_p
         assert out.returncode == 0, out.stderr
         drift[name] = next(json.loads(line) for line in out.stdout.splitlines() if '"drift"' in line)
     assert drift["like"]["acquisition"]["differs"] and drift["like"]["acquisition"]["n_reference"] == 20
+    assert drift["like"]["message"].startswith("This folder's images were acquired or processed unlike the "
+                                               "confirmed normals of site calibration “Sharp site”")
     assert not drift["sharp"]["acquisition"]["differs"]
     # fewer than MIN_IMAGES descriptors, or none: no reference, and the file reads as before
     base = NormalCalibration((0.0, 1.0), (0.0, 1.0), (0.0, 1.0))
@@ -254,3 +256,11 @@ def test_a_site_calibration_carries_its_normals_descriptors(tiny_detector, tmp_p
     assert few.acquisition is None and "acquisition" not in few.to_dict()
     again = json.loads(to_json(site, "m" * 32))["calibration"]
     assert NormalCalibration.from_dict(again) == site
+
+
+def test_a_descriptor_read_back_from_json_is_four_finite_numbers_or_nothing():
+    from cxrscreen.engine.acquisition import as_descriptor
+
+    assert as_descriptor([0.1, 0.2, 0.3, 0.4]) == (0.1, 0.2, 0.3, 0.4)
+    for bad in (None, "0.1,0.2", [0.1, 0.2, 0.3], [0.1, 0.2, 0.3, float("nan")], [0.1, 0.2, "x", 0.4], {"a": 1}):
+        assert as_descriptor(bad) is None
