@@ -22,7 +22,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -34,11 +34,8 @@ from cxrscreen.engine.loop import FINAL_MODEL, load_file, remove_stale_parts, se
 from cxrscreen.engine.methods import method as get_declaration
 from cxrscreen.engine.methods.base import Problem, generic_problems
 from cxrscreen.engine.progress import Progress
-from cxrscreen.engine.scope import MIN_FIT, MIN_HELD_OUT, ScopeModel, fit_scope_model, thumbnail_features
+from cxrscreen.engine.scope import MIN_FIT, MIN_HELD_OUT, fit_scope_model, thumbnail_features
 from cxrscreen.engine.stop import StopRequest
-
-if TYPE_CHECKING:
-    from cxrscreen.engine.acquisition import AcquisitionReference
 
 RUN_FILE = "run.json"
 DATA_FILE = "data.json"
@@ -227,74 +224,72 @@ def scope_metadata(data: TrainingData, workers: int = 2) -> dict[str, Any]:
     """What a detector stores for its out-of-scope gate: ``{"model": ...}``, or ``{"model": None,
     "note": why}`` when there are too few images for the model's threshold to mean anything; and
     ``"acquisition"``: its known normals' detail descriptors for the acquisition check
-    (:mod:`engine.acquisition`), when at least :data:`engine.acquisition.MIN_IMAGES` are readable."""
+    (:mod:`engine.acquisition`), when at least :data:`engine.acquisition.MIN_IMAGES` are readable.
+
+    The gate's model is fitted on the training normals and the unlabeled images (at most
+    :data:`SCOPE_MAX_FIT`, a fixed subset beyond), its threshold set on the held-out calibration
+    normals; the descriptors are those of the known normals, training and calibration alike (at
+    most :data:`engine.acquisition.MAX_REFERENCE`, a fixed subset beyond). The files are read again
+    at full size, each once for both: the gate and the check see the image as the reader gives it,
+    not the detector's input.
+
+    Raises:
+        DataError: a gate model is due but fewer than 2 training images or no held-out normal are readable.
+    """
+    from cxrscreen.engine.acquisition import MAX_REFERENCE, AcquisitionReference
+    from cxrscreen.engine.acquisition import MIN_IMAGES as ACQ_MIN_IMAGES
+
     n_fit, n_held = len(data.normal_train) + len(data.unlabeled), len(data.normal_calibration)
-    if n_fit < MIN_FIT or n_held < MIN_HELD_OUT:
-        out: dict[str, Any] = {"model": None, "note": f"too few images for one: {n_fit} training images (at least "
-                                                      f"{MIN_FIT}) and {n_held} held-out normals (at least {MIN_HELD_OUT})"}
+    model = n_fit >= MIN_FIT and n_held >= MIN_HELD_OUT
+    fit_paths = _fixed_subset(list(data.normal_train) + list(data.unlabeled), SCOPE_MAX_FIT) if model else []
+    held_paths = list(data.normal_calibration) if model else []
+    normal_paths = _fixed_subset(list(data.normal_train) + list(data.normal_calibration), MAX_REFERENCE)
+    features = _read_features(fit_paths + held_paths, normal_paths, workers)
+    if model:
+        fit = [features[p][0] for p in fit_paths if p in features]
+        held = [features[p][0] for p in held_paths if p in features]
+        if len(fit) < 2 or not held:
+            raise DataError(f"the out-of-scope model needs at least 2 readable training images and 1 held-out normal; "
+                            f"got {len(fit)} and {len(held)}")
+        out: dict[str, Any] = {"model": fit_scope_model(np.stack(fit), np.stack(held)).to_dict()}
     else:
-        out = {"model": fit_scope(data, workers).to_dict()}
-    reference = acquisition_reference(data, workers)
-    if reference is not None:
-        out["acquisition"] = reference.to_dict()
+        out = {"model": None, "note": f"too few images for one: {n_fit} training images (at least {MIN_FIT}) and "
+                                      f"{n_held} held-out normals (at least {MIN_HELD_OUT})"}
+    found = [features[p][1] for p in normal_paths if p in features]
+    if len(found) >= ACQ_MIN_IMAGES:
+        out["acquisition"] = AcquisitionReference.from_descriptors(np.stack(found)).to_dict()
     return out
 
 
-def acquisition_reference(data: TrainingData, workers: int = 2) -> AcquisitionReference | None:
-    """The known normals' (training and calibration) detail descriptors (:mod:`engine.acquisition`),
-    at most :data:`engine.acquisition.MAX_REFERENCE` (a fixed subset beyond), read at full size;
-    None when fewer than :data:`engine.acquisition.MIN_IMAGES` are readable."""
+def _fixed_subset(paths: list[Path], at_most: int) -> list[Path]:
+    """``paths``, or a fixed random subset of ``at_most`` of them (in their order)."""
+    if len(paths) <= at_most:
+        return paths
+    keep = np.sort(np.random.default_rng(0).choice(len(paths), at_most, replace=False))
+    return [paths[i] for i in keep]
+
+
+def _read_features(thumb_paths: list[Path], descriptor_paths: list[Path],
+                   workers: int) -> dict[Path, tuple[np.ndarray | None, np.ndarray | None]]:
+    """Each readable file decoded once: (the gate's thumbnail features if asked, its acquisition
+    descriptor if asked); unreadable files are left out."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from cxrscreen.engine.acquisition import MAX_REFERENCE, MIN_IMAGES, AcquisitionReference, descriptor
+    from cxrscreen.engine.acquisition import descriptor
     from cxrscreen.engine.io import RadiographReadError, read_radiograph
 
-    paths = list(data.normal_train) + list(data.normal_calibration)
-    if len(paths) > MAX_REFERENCE:
-        keep = np.sort(np.random.default_rng(0).choice(len(paths), MAX_REFERENCE, replace=False))
-        paths = [paths[i] for i in keep]
+    thumbs, descs = set(thumb_paths), set(descriptor_paths)
+    paths = list(dict.fromkeys(thumb_paths + descriptor_paths))
 
-    def one(path: Path) -> np.ndarray | None:
+    def one(path: Path) -> tuple[np.ndarray | None, np.ndarray | None] | None:
         try:
-            return descriptor(read_radiograph(path).pixels)
+            pixels = read_radiograph(path).pixels
         except RadiographReadError:
             return None
+        return (thumbnail_features(pixels) if path in thumbs else None, descriptor(pixels) if path in descs else None)
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        found = [d for d in pool.map(one, paths) if d is not None]
-    return AcquisitionReference.from_descriptors(np.stack(found)) if len(found) >= MIN_IMAGES else None
-
-
-def fit_scope(data: TrainingData, workers: int = 2) -> ScopeModel:
-    """The out-of-scope gate's one-class model (:mod:`engine.scope`) of what a detector trains on.
-
-    Fitted on the training normals and the unlabeled images (at most :data:`SCOPE_MAX_FIT`, a
-    fixed subset beyond), its threshold set on the held-out calibration normals. The files are
-    read again at full size: the gate sees the image as the reader gives it, not the
-    detector's input.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from cxrscreen.engine.io import RadiographReadError, read_radiograph
-
-    fit_paths = list(data.normal_train) + list(data.unlabeled)
-    if len(fit_paths) > SCOPE_MAX_FIT:
-        keep = np.sort(np.random.default_rng(0).choice(len(fit_paths), SCOPE_MAX_FIT, replace=False))
-        fit_paths = [fit_paths[i] for i in keep]
-
-    def features(path: Path) -> np.ndarray | None:
-        try:
-            return thumbnail_features(read_radiograph(path).pixels)
-        except RadiographReadError:
-            return None
-
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        fit = [f for f in pool.map(features, fit_paths) if f is not None]
-        held = [f for f in pool.map(features, data.normal_calibration) if f is not None]
-    if len(fit) < 2 or not held:
-        raise DataError(f"the out-of-scope model needs at least 2 readable training images and 1 held-out normal; "
-                        f"got {len(fit)} and {len(held)}")
-    return fit_scope_model(np.stack(fit), np.stack(held))
+        return {p: f for p, f in zip(paths, pool.map(one, paths)) if f is not None}
 
 
 def training_floor_index(n: int) -> np.ndarray:

@@ -34,6 +34,17 @@ def _sharpened(p: np.ndarray, amount: float = 1.5) -> np.ndarray:
     return np.clip(p + amount * (p - _box_blur(p)), 0.0, 1.0)
 
 
+def _like_and_sharpened(root: Path, seeds: range) -> dict[str, Path]:
+    """Two folders of the same synthetic chests as 8-bit PNGs: "like" as generated, "sharp" sharpened."""
+    folders = {}
+    for name, make in (("like", lambda p: p), ("sharp", _sharpened)):
+        folders[name] = root / name
+        folders[name].mkdir()
+        for i, p in enumerate(_chests(seeds)):
+            Image.fromarray(np.round(255 * make(p)).astype(np.uint8)).save(folders[name] / f"{i:02d}.png")
+    return folders
+
+
 @pytest.fixture(scope="module")
 def reference() -> AcquisitionReference:
     return AcquisitionReference.from_descriptors(np.stack([descriptor(p) for p in _chests(range(60))]))
@@ -149,12 +160,7 @@ def test_score_reports_the_acquisition_check_of_a_sharpened_folder(tiny_detector
     from cxrscreen.engine.scoring import iter_scores
 
     model = _with_reference(tiny_detector, reference, tmp_path / "with_reference.onnx")
-    folders = {}
-    for name, make in (("like", lambda p: p), ("sharp", _sharpened)):
-        folders[name] = tmp_path / name
-        folders[name].mkdir()
-        for i, p in enumerate(_chests(range(300, 324))):
-            Image.fromarray(np.round(255 * make(p)).astype(np.uint8)).save(folders[name] / f"{i:02d}.png")
+    folders = _like_and_sharpened(tmp_path, range(300, 324))
     det = Detector(model, provider="cpu")
     results = [r for b in iter_scores(sorted(folders["sharp"].glob("*.png")), det, check_scope=False) for r in b]
     assert all(r.acquisition is not None and len(r.acquisition) == 4 for r in results)
@@ -226,12 +232,7 @@ def test_a_site_calibration_carries_its_normals_descriptors(tiny_detector, tmp_p
     from cxrscreen.engine.detector import NormalCalibration
     from cxrscreen.engine.site_calibration import read_file, site_calibration, to_json
 
-    folders = {}
-    for name, make in (("like", lambda p: p), ("sharp", _sharpened)):
-        folders[name] = tmp_path / name
-        folders[name].mkdir()
-        for i, p in enumerate(_chests(range(600, 620))):
-            Image.fromarray(np.round(255 * make(p)).astype(np.uint8)).save(folders[name] / f"{i:02d}.png")
+    folders = _like_and_sharpened(tmp_path, range(600, 620))
     site_file = tmp_path / "sharp_site.json"
     out = subprocess.run([sys.executable, "-m", "cxrscreen.engine", "recalibrate", str(tiny_detector), "--normals",
                           str(folders["sharp"]), "--name", "Sharp site", "--out", str(site_file)],
