@@ -83,6 +83,11 @@ def descriptor_of_geometry(resized: np.ndarray) -> np.ndarray:
     return b / total if total > 0 and math.isfinite(total) else np.full(len(BANDS), 1.0 / len(BANDS))
 
 
+def p_text(p: float) -> str:
+    """"p = 0.0017", or "p < 1e-12" where the normal approximation's tail underflows to 0."""
+    return "p < 1e-12" if p < 1e-12 else f"p = {p:.2g}"
+
+
 def as_descriptor(value: Any) -> tuple[float, ...] | None:
     """A descriptor read from JSON (a list of four finite numbers), or None when it is not one."""
     if not isinstance(value, (list, tuple)) or len(value) != len(BANDS):
@@ -185,7 +190,7 @@ class AcquisitionReport:
         share = a if a > 0.5 else 1.0 - a
         return (f"This folder's images were acquired or processed unlike {self.against}: its "
                 f"{BANDS[k]} detail is {way} than theirs in {100 * share:.0f} % of image pairs (at most "
-                f"{100 * (0.5 + self.tolerance):.0f} % expected from disease; p = {self.p_value:.2g}), so its scores "
+                f"{100 * (0.5 + self.tolerance):.0f} % expected from disease; {p_text(self.p_value)}), so its scores "
                 f"and flag rate are unverified here.")
 
     def to_dict(self) -> dict[str, Any]:

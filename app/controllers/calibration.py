@@ -32,7 +32,7 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu
 
 from cxrscreen.app.library import LibraryError
 from cxrscreen.app.studydb import DriftRecord
-from cxrscreen.engine.acquisition import BANDS, AcquisitionReport, check_acquisition
+from cxrscreen.engine.acquisition import BANDS, AcquisitionReport, check_acquisition, p_text
 from cxrscreen.engine.acquisition import MIN_IMAGES as ACQ_MIN_IMAGES
 from cxrscreen.engine.detector import Detector, DetectorError, NormalCalibration, acquisition_reference_words
 from cxrscreen.engine.drift import DriftReport, check_drift
@@ -305,5 +305,5 @@ def _acquisition_tip(r: DriftReport) -> str:
     shares = ", ".join(f"{b} {100 * v:.0f} %" for b, v in zip(BANDS, a.auc))
     return (f"\nAcquisition check ({a.n} images against {a.against}, {a.n_reference} of them): "
             f"share of image pairs where this folder's detail is stronger: {shares} (like the normals: "
-            f"{100 * (0.5 - a.tolerance):.0f}–{100 * (0.5 + a.tolerance):.0f} %; p = {a.p_value:.2g})")
+            f"{100 * (0.5 - a.tolerance):.0f}–{100 * (0.5 + a.tolerance):.0f} %; {p_text(a.p_value)})")
 

@@ -263,5 +263,8 @@ def test_a_descriptor_read_back_from_json_is_four_finite_numbers_or_nothing():
     from cxrscreen.engine.acquisition import as_descriptor
 
     assert as_descriptor([0.1, 0.2, 0.3, 0.4]) == (0.1, 0.2, 0.3, 0.4)
+    from cxrscreen.engine.acquisition import p_text
+
+    assert p_text(0.0) == "p < 1e-12" and p_text(0.0017) == "p = 0.0017"
     for bad in (None, "0.1,0.2", [0.1, 0.2, 0.3], [0.1, 0.2, 0.3, float("nan")], [0.1, 0.2, "x", 0.4], {"a": 1}):
         assert as_descriptor(bad) is None
