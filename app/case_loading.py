@@ -18,7 +18,8 @@ from cxrscreen.app.viewer.display import DisplayImage, Window, apply_thumbnail, 
 from cxrscreen.app.viewer.overlay import apply_inverse_aspect, apply_level_codes, overlay_grid_shape
 from cxrscreen.engine.detector import Detector
 from cxrscreen.engine.io import RadiographMeta, WindowPreset, read_radiograph
-from cxrscreen.engine.preprocess import field_box, preprocess
+from cxrscreen.engine.preprocess import field_box
+from cxrscreen.engine.scoring import prepare, wants_descriptors
 
 THUMBNAIL_SIDE = 64
 OVERLAY_MAX_SIDE = 1024
@@ -39,6 +40,8 @@ class CaseAnalysis:
         aspect: the detector's aspect step (to map contours back).
         box: the exposed field the detector cropped to, (top, bottom, left, right) in image
             pixels; None when its preprocessing does not crop.
+        acquisition: the image's descriptor for the acquisition check (:mod:`engine.acquisition`)
+            when the detector or its active calibration stores a reference, else None.
     """
 
     model_id: str
@@ -49,6 +52,7 @@ class CaseAnalysis:
     overlay_codes: np.ndarray
     aspect: str
     box: tuple[int, int, int, int] | None = None
+    acquisition: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -131,8 +135,8 @@ def analyse(pixels: np.ndarray, detector: Detector, overlay_max_side: int = OVER
         overlay_max_side: longest side of the overlay grid.
     """
     spec = detector.preprocess_spec
-    x = preprocess(pixels, spec)[None, None]
-    out = detector.run(x)
+    x, acquisition = prepare(pixels, spec, wants_descriptors(detector))
+    out = detector.run(x[None, None])
     score = float(out.scores[0])
     heatmap = np.asarray(out.heatmaps[0], dtype=np.float32)
     cal = detector.calibration
@@ -145,7 +149,8 @@ def analyse(pixels: np.ndarray, detector: Detector, overlay_max_side: int = OVER
     levels_grid[valid] = cal.heatmap_level(in_image[valid])
     return CaseAnalysis(model_id=detector.meta.model_id, score=score, percentile=percentile,
                         heatmap=heatmap, levels=cal.heatmap_level(heatmap).astype(np.float32),
-                        overlay_codes=apply_level_codes(levels_grid), aspect=spec.aspect, box=box)
+                        overlay_codes=apply_level_codes(levels_grid), aspect=spec.aspect, box=box,
+                        acquisition=acquisition)
 
 
 def load_thumbnail(path: Path, side: int = THUMBNAIL_SIDE) -> np.ndarray:

@@ -519,7 +519,8 @@ class MainWindow(QMainWindow):
             row = self.model.row_of(case.path)
             if row is not None and case.analysis.model_id not in self.model.record(row).scores:
                 self.model.set_score(case.path, case.analysis.model_id,
-                                     CaseScore(case.analysis.score, case.analysis.percentile))
+                                     CaseScore(case.analysis.score, case.analysis.percentile,
+                                               case.analysis.acquisition))
             self.reading.case_analysed(case.path, case.analysis.model_id, case.analysis.levels)
         if case.out_of_scope is not None:
             self.model.apply_results(case.out_of_scope[0], [ScoreResult(case.path, None, None, out_of_scope=case.out_of_scope[1])])

@@ -23,7 +23,7 @@ import numpy as np
 from cxrscreen.engine.acquisition import DESCRIPTOR_SPEC, descriptor, descriptor_of_geometry
 from cxrscreen.engine.detector import Detector
 from cxrscreen.engine.io import RadiographReadError, read_radiograph
-from cxrscreen.engine.preprocess import finish, geometry, preprocess, same_geometry
+from cxrscreen.engine.preprocess import PreprocessSpec, finish, geometry, preprocess, same_geometry
 from cxrscreen.engine.scope import ScopeGate
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,23 @@ class _Loaded:
     acquisition: tuple[float, ...] | None
 
 
+def prepare(pixels: np.ndarray, spec: PreprocessSpec, describe: bool) -> tuple[np.ndarray, tuple[float, ...] | None]:
+    """An image's model input and, with ``describe``, its acquisition descriptor
+    (:mod:`engine.acquisition`); cropped and resized once for both when the detector's geometry is
+    the descriptor's (the robust presets). Batch scoring and the viewer both call it."""
+    if not describe:
+        return preprocess(pixels, spec), None
+    if same_geometry(spec, DESCRIPTOR_SPEC):
+        resized = geometry(pixels, spec)
+        return finish(resized, spec), tuple(float(v) for v in descriptor_of_geometry(resized))
+    return preprocess(pixels, spec), tuple(float(v) for v in descriptor(pixels))
+
+
+def wants_descriptors(detector: Detector) -> bool:
+    """Whether the detector, or its active calibration, stores a reference to check descriptors against."""
+    return detector.acquisition_reference is not None or detector.calibration.acquisition is not None
+
+
 def _load(path: Path, detector: Detector, gate: ScopeGate | None, describe: bool = False) -> _Loaded | str | _OutOfScope:
     """The preprocessed image (with its acquisition descriptor when ``describe``), the reason it
     cannot be scored (one bad file never stops a run), or why it is out of the detector's scope."""
@@ -75,13 +92,7 @@ def _load(path: Path, detector: Detector, gate: ScopeGate | None, describe: bool
         reason = gate.check(radiograph) if gate is not None else None
         if reason is not None:
             return _OutOfScope(reason)
-        spec = detector.preprocess_spec
-        if not describe:
-            return _Loaded(preprocess(radiograph.pixels, spec), None)
-        if same_geometry(spec, DESCRIPTOR_SPEC):  # crop and resize once for both (the robust presets)
-            resized = geometry(radiograph.pixels, spec)
-            return _Loaded(finish(resized, spec), tuple(float(v) for v in descriptor_of_geometry(resized)))
-        return _Loaded(preprocess(radiograph.pixels, spec), tuple(float(v) for v in descriptor(radiograph.pixels)))
+        return _Loaded(*prepare(radiograph.pixels, detector.preprocess_spec, describe))
     except RadiographReadError as exc:
         return exc.reason
     except Exception as exc:  # noqa: BLE001 - a preprocessing bug must not stop a worklist
@@ -118,7 +129,7 @@ def iter_scores(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     gate = detector.scope_gate if check_scope else None
     if describe is None:
-        describe = detector.acquisition_reference is not None or detector.calibration.acquisition is not None
+        describe = wants_descriptors(detector)
     paths_iter = iter(paths)
     # shut down without waiting when the caller stops early: a decode already running finishes
     # in the background instead of holding up the cancel

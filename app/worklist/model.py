@@ -24,7 +24,6 @@ after every scored image and before the unscored ones (their active score is -in
 from __future__ import annotations
 
 import dataclasses
-
 from enum import IntEnum
 
 import numpy as np
@@ -747,9 +746,6 @@ class WorklistModel(QAbstractTableModel):
         r = self._row_of.get(path)
         if r is None:
             return
-        before = self._records[r].scores.get(model_id)
-        if score.acquisition is None and before is not None and before.acquisition is not None:
-            score = dataclasses.replace(score, acquisition=before.acquisition)  # the viewer computes none
         self._records[r].scores[model_id] = self._rescored(score) if model_id == self._model_id else score
         self._records[r].score_errors.pop(model_id, None)
         self._queued.discard(path)

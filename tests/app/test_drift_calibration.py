@@ -135,6 +135,22 @@ def test_a_folder_processed_unlike_the_training_normals_is_warned_from_its_image
     assert window.library.find(mid).active_calibration.acquisition == site.acquisition  # kept by the library
 
 
+def test_the_viewer_gives_the_case_it_scores_its_descriptor(tiny_detector: Path, tmp_path: Path) -> None:
+    """A case the viewer scores before the worklist does (the worklist then skips it) still counts in
+    the acquisition check: its analysis carries the descriptor, as batch scoring's result would."""
+    from cxrscreen.app.case_loading import analyse
+    from cxrscreen.engine.acquisition import AcquisitionReference, descriptor
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.synth.chest import generate_chest
+    from tests.engine.test_acquisition import _with_reference
+
+    pixels = generate_chest(7, 128).pixels
+    reference = AcquisitionReference.from_descriptors(np.random.default_rng(0).dirichlet(np.ones(4), 20))
+    with_ref = Detector(_with_reference(tiny_detector, reference, tmp_path / "ref.onnx"), provider="cpu")
+    np.testing.assert_allclose(analyse(pixels, with_ref).acquisition, descriptor(pixels), rtol=0, atol=1e-12)
+    assert analyse(pixels, Detector(tiny_detector, provider="cpu")).acquisition is None  # nothing to check against
+
+
 def test_calibrating_without_confirmed_normals_says_what_to_do(qtbot, window: MainWindow, tiny_detector: Path,
                                                                monkeypatch) -> None:
     errors: list[tuple[str, str]] = []
