@@ -33,6 +33,7 @@ labelled abnormal images (item 1) and were fixed before the batches were checked
         # training stores it (for screenshots; the copy keeps the model id, so keep it out of a library
         # that holds the original)
     python bench/acquisition.py --cost bench/_work/detectors/X.onnx   # bench/results/acquisition/cost.json
+    python bench/acquisition.py --demo   # the app's demo study against the demo detector's training normals
 """
 from __future__ import annotations
 
@@ -261,16 +262,49 @@ def cost(model: Path, repeats: int = 3) -> dict:
             "added_alone": best["descriptor_alone"] / base, "added_shared": best["descriptor_shared"] / base}
 
 
+def demo(work: Path) -> dict:
+    """Why the demo detector stores no reference: the app's demo study (``app/demo.py``) checked
+    against the normals ``cxrscreen demo-detector`` trains on (its defaults: 160 synthetic normals,
+    128 px PNG, seed 1). The check does not depend on the network, so no training is needed."""
+    import shutil
+
+    from cxrscreen.app.demo import (DEMO_ABNORMAL, DEMO_LESION_STRENGTH, DEMO_NORMAL, DEMO_SEED, DEMO_SIZE,
+                                    DEMO_VARIATION)
+    from cxrscreen.engine.acquisition import AcquisitionReference, check_acquisition, descriptor
+    from cxrscreen.engine.io import read_radiograph
+    from cxrscreen.engine.synth import write_study
+
+    shutil.rmtree(work, ignore_errors=True)
+    normals = write_study(work / "normal", 160, 0, seed=1, size=128, formats=("png",), variation=DEMO_VARIATION,
+                          marker=True)
+    study = write_study(work / "study", DEMO_NORMAL, DEMO_ABNORMAL, size=DEMO_SIZE, seed=DEMO_SEED,
+                        variation=DEMO_VARIATION, lesion_strength=DEMO_LESION_STRENGTH)
+    ref = AcquisitionReference.from_descriptors(np.stack([descriptor(read_radiograph(im.path).pixels) for im in normals]))
+    d = np.stack([descriptor(read_radiograph(im.path).pixels) for im in study])
+    r = check_acquisition(d, ref)
+    lesion = np.array([im.label == 1 for im in study])
+    finest = np.array([np.mean(np.asarray(ref.values[0]) < x) for x in d[:, 0]])
+    return {"report": r.to_dict(), "finest_share_of_normals_below": {
+        "lesion_images_min": float(finest[lesion].min()), "normal_images_median": float(np.median(finest[~lesion]))}}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--draws", type=int, default=500, help="random sub-batches per size (default 500)")
     p.add_argument("--attach", nargs=2, type=Path, metavar=("MODEL", "OUT"))
     p.add_argument("--cost", type=Path, metavar="MODEL", help="time the descriptor against decoding and this detector")
+    p.add_argument("--demo", action="store_true", help="the app's demo study against the demo detector's normals")
     args = p.parse_args()
     if not (DATA / "kermany" / "splits" / "dev.json").is_file():
         raise SystemExit(f"{DATA} is missing (../shared/data beside the checkout)")
     if args.attach:
         attach(*args.attach, descriptors()["known"])
+        return
+    if args.demo:
+        res = demo(WORK / "demo")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "demo.json").write_text(json.dumps(res, indent=1))
+        print(res["report"]["message"], json.dumps(res["finest_share_of_normals_below"]))
         return
     if args.cost:
         res = cost(args.cost)

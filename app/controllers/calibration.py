@@ -119,26 +119,18 @@ class CalibrationController(QObject):
         self.fill_menu()
         self.update_drift(record=False)
 
-    def confirmed_normal_scores(self) -> np.ndarray:
-        """The active detector's scores of the worklist's cases marked confirmed normal."""
+    def confirmed_normals(self) -> tuple[np.ndarray, np.ndarray]:
+        """The active detector's scores (n,) of the worklist's cases marked confirmed normal, and the
+        acquisition descriptors (k, 4) of those that have one."""
         w = self.window
         if w.detector is None:
-            return np.zeros(0)
+            return np.zeros(0), np.zeros((0, len(BANDS)))
         mid = w.detector.meta.model_id
         marked = set(w.reading.session.marked("normal"))
-        return np.array([r.scores[mid].score for r in w.model.records() if r.path in marked and mid in r.scores],
-                        dtype=np.float64)
-
-    def confirmed_normal_descriptors(self) -> np.ndarray:
-        """The acquisition descriptors (k, 4) of the confirmed normals that have one."""
-        w = self.window
-        if w.detector is None:
-            return np.zeros((0, 4))
-        mid = w.detector.meta.model_id
-        marked = set(w.reading.session.marked("normal"))
-        d = [r.scores[mid].acquisition for r in w.model.records()
-             if r.path in marked and mid in r.scores and r.scores[mid].acquisition is not None]
-        return np.asarray(d, dtype=np.float64).reshape(-1, 4)
+        found = [r.scores[mid] for r in w.model.records() if r.path in marked and mid in r.scores]
+        d = [s.acquisition for s in found if s.acquisition is not None]
+        return (np.array([s.score for s in found], dtype=np.float64),
+                np.asarray(d, dtype=np.float64).reshape(-1, len(BANDS)))
 
     def calibrate_from_marks(self, name: str | None = None) -> NormalCalibration | None:
         """A site calibration from the confirmed normals (asks for its name unless given); made active."""
@@ -146,7 +138,7 @@ class CalibrationController(QObject):
         if w.detector is None:
             w.report_error("No detector", "Load a detector first (Ctrl+L).")
             return None
-        scores = self.confirmed_normal_scores()
+        scores, descriptors = self.confirmed_normals()
         if scores.size == 0:
             w.report_error("No confirmed normals", "Mark cases of this batch as confirmed normal first (reading "
                                                    "marks); their scores set the site operating point.")
@@ -163,7 +155,7 @@ class CalibrationController(QObject):
         try:
             cal = site_calibration(scores, w.detector.meta.calibration, name,
                                    source=f"{scores.size} reader-confirmed normals (marked in the app)",
-                                   descriptors=self.confirmed_normal_descriptors())
+                                   descriptors=descriptors)
         except SiteCalibrationError as exc:
             w.report_error("No site calibration", exc.reason)
             return None
