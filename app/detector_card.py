@@ -127,7 +127,7 @@ class DetectorCardDialog(QDialog):
 
 def acquisition_description(scope: dict | None) -> str:
     """The card's line on the acquisition check (:mod:`engine.acquisition`)."""
-    ref = AcquisitionReference.from_scope(scope)
+    ref = AcquisitionReference.stored_in(scope)
     if ref is None:
         return ("none: this detector stores no reference of its training normals' detail (made before the check, "
                 "or the demo), so images acquired or processed otherwise are not caught")

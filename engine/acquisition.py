@@ -141,10 +141,11 @@ class AcquisitionReference:
         return cls(tuple(tuple(float(v) for v in band) for band in d["values"]), FEATURE_NAME)
 
     @classmethod
-    def from_scope(cls, scope: dict[str, Any] | None) -> "AcquisitionReference | None":
-        """The reference a detector's ``scope`` metadata stores, or None (made before the check, too
-        few images, or a feature this version does not read)."""
-        d = (scope or {}).get("acquisition")
+    def stored_in(cls, container: dict[str, Any] | None) -> "AcquisitionReference | None":
+        """The reference stored under ``"acquisition"`` in a detector's ``scope`` metadata or a site
+        calibration's dict, or None (made before the check, too few images, or a feature this
+        version does not read)."""
+        d = (container or {}).get("acquisition")
         if not isinstance(d, dict):
             return None
         try:

@@ -367,7 +367,7 @@ class NormalCalibration:
             # detectors made before the floor have none (their thresholds stay as they were)
             training_normal_scores=tuple(float(v) for v in d.get("training_normal_scores", ())),
             # site calibrations made before the acquisition check (or without descriptors) have none
-            acquisition=AcquisitionReference.from_scope(d),
+            acquisition=AcquisitionReference.stored_in(d),
         )
 
 
@@ -605,7 +605,7 @@ class Detector:
     def acquisition_reference(self) -> AcquisitionReference | None:
         """Its known normals' detail descriptors for the acquisition check (:mod:`engine.acquisition`),
         or None for a detector made before the check."""
-        return AcquisitionReference.from_scope(self.meta.scope)
+        return AcquisitionReference.stored_in(self.meta.scope)
 
     @property
     def check_reference(self) -> AcquisitionReference | None:

@@ -119,8 +119,8 @@ def test_reference_round_trip_and_unknown_features_are_ignored(reference):
     again = AcquisitionReference.from_dict(json.loads(json.dumps(reference.to_dict())))
     assert again.n == reference.n == 60
     np.testing.assert_allclose(again.values, reference.values, atol=1e-6)
-    assert AcquisitionReference.from_scope({"model": None}) is None  # a detector made before the check
-    assert AcquisitionReference.from_scope({"acquisition": {**reference.to_dict(), "feature": "v9"}}) is None
+    assert AcquisitionReference.stored_in({"model": None}) is None  # a detector made before the check
+    assert AcquisitionReference.stored_in({"acquisition": {**reference.to_dict(), "feature": "v9"}}) is None
     with pytest.raises(ValueError, match="sorted"):
         AcquisitionReference(((0.2, 0.1),) * 4)
 
@@ -202,12 +202,12 @@ def test_training_stores_its_known_normals_descriptors(tmp_path):
     broken.write_bytes(b"not an image")
     data = TrainingData(images[:10] + [broken], images[10:], [])
     meta = scope_metadata(data)
-    ref = AcquisitionReference.from_scope(meta)
+    ref = AcquisitionReference.stored_in(meta)
     assert ref is not None and ref.n == 12
     want = np.sort(np.stack([descriptor(np.asarray(Image.open(p), dtype=np.float64) / 255.0) for p in images]), axis=0)
     np.testing.assert_allclose(np.array(ref.values).T, want, atol=2e-3)  # 8-bit PNG vs the reader's decoding
     few = scope_metadata(TrainingData(images[:5], images[5:7], []))
-    assert "acquisition" not in few and AcquisitionReference.from_scope(few) is None
+    assert "acquisition" not in few and AcquisitionReference.stored_in(few) is None
 
 
 def test_scoring_shares_the_crop_and_resize_with_the_descriptor_and_changes_nothing(reference, tmp_path):
