@@ -43,8 +43,8 @@ class ScoreResult:
             :mod:`engine.scope`), else None; such a result has no score and is neither
             flagged nor not flagged.
         acquisition: the image's detail descriptor for the acquisition check
-            (:func:`engine.acquisition.descriptor`) when the detector stores a reference for it,
-            else None.
+            (:func:`engine.acquisition.descriptor`) when it was asked for (by default: when the
+            detector or its active site calibration stores a reference), else None.
     """
 
     path: Path
