@@ -19,6 +19,9 @@ calibration normals alike, as ``cxrscreen train`` stores them).
    the reference, and the rest of the same batch (its other normals and all its abnormal images)
    is checked against them: the share of draws that differ (a false alarm: the batch is the
    site's own acquisition).
+5. (``--unlabeled``) The training-time check of the unlabeled set against the known normals
+   (``engine.acquisition.check_unlabeled``), for the dev protocol's unlabeled set at AR 0–1 and
+   for another batch used as the unlabeled set (the issue's failed adaptation, simulated).
 4. With the saved drift results of every detector (``bench/results/drift/TAG.json``, made by
    ``bench/drift.py``): per detector and batch, whether its promise fails by more than 5 points,
    the score test's warning, and the warning with the acquisition check added (either warns):
@@ -34,6 +37,7 @@ labelled abnormal images (item 1) and were fixed before the batches were checked
         # that holds the original)
     python bench/acquisition.py --cost bench/_work/detectors/X.onnx   # bench/results/acquisition/cost.json
     python bench/acquisition.py --demo   # the app's demo study against the demo detector's training normals
+    python bench/acquisition.py --unlabeled   # item 5: bench/results/acquisition/unlabeled.json
 """
 from __future__ import annotations
 
@@ -174,6 +178,49 @@ def nih_same_acquisition(seed: int = 0) -> dict:
             "batches": batches}
 
 
+def pool_descriptors() -> dict[str, np.ndarray]:
+    """The unlabeled pool's 500 normals and first 500 abnormal images (cached): D_u at any AR."""
+    from cxrscreen.engine.acquisition import descriptor
+    from cxrscreen.engine.io import read_radiograph
+
+    cache = WORK / "pool.npz"
+    if cache.is_file():
+        return dict(np.load(cache))
+    split = json.loads(dev_split.SPLIT.read_text())
+    root = dev_split.SPLIT.parent.parent
+    out = {kind: np.stack([descriptor(read_radiograph(root / p).pixels) for p in split["unlabeled_pool"][kind][:500]])
+           for kind in ("normal", "abnormal")}
+    WORK.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **out)
+    return out
+
+
+def unlabeled_mix(d: dict[str, np.ndarray], draws: int = 200, seed: int = 0) -> dict:
+    """Item 5, the training-time check (engine.acquisition.check_unlabeled): the unlabeled set against
+    the 600 known normals. As the dev protocol builds it (AR 0–1: none should differ while AR <= 0.7),
+    and the issue's failed adaptation, simulated: another batch as the unlabeled set (dev_test under
+    each shift, the real 16-image batch), whole and in random subsets of 100 and 200 (same mix)."""
+    from cxrscreen.engine.acquisition import AcquisitionReference, check_unlabeled
+
+    ref = AcquisitionReference.from_descriptors(d["known"])
+    pool = pool_descriptors()
+    out: dict = {"dev_protocol": {}, "other_batch": {}}
+    for ar in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        x = np.r_[pool["normal"][:round(500 * (1 - ar))], pool["abnormal"][:round(500 * ar)]]
+        r = check_unlabeled(x, ref)
+        out["dev_protocol"][f"{ar:.1f}"] = {"n": len(x), "differs": r.differs, "p_value": r.p_value, "auc": list(r.auc)}
+    rng = np.random.default_rng(seed)
+    for name, (x, labels) in batches(d).items():
+        r = check_unlabeled(x, ref)
+        row = {"n": len(x), "differs": r.differs, "p_value": r.p_value, "auc": list(r.auc), "subsets": {}}
+        for n in (100, 200):
+            if n < len(x):
+                row["subsets"][str(n)] = float(np.mean([check_unlabeled(x[rng.choice(len(x), n, replace=False)], ref).differs
+                                                        for _ in range(draws)]))
+        out["other_batch"][name] = row
+    return out
+
+
 def combine(checked: dict, tags: list[str]) -> dict:
     """Per detector and batch: the promise failing by > 5 points, the score warning, and with the check."""
     rows = []
@@ -294,6 +341,8 @@ def main() -> None:
     p.add_argument("--attach", nargs=2, type=Path, metavar=("MODEL", "OUT"))
     p.add_argument("--cost", type=Path, metavar="MODEL", help="time the descriptor against decoding and this detector")
     p.add_argument("--demo", action="store_true", help="the app's demo study against the demo detector's normals")
+    p.add_argument("--unlabeled", action="store_true",
+                   help="item 5 only: the training-time check of the unlabeled set (bench/results/acquisition/unlabeled.json)")
     args = p.parse_args()
     if not (DATA / "kermany" / "splits" / "dev.json").is_file():
         raise SystemExit(f"{DATA} is missing (../shared/data beside the checkout)")
@@ -305,6 +354,12 @@ def main() -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "demo.json").write_text(json.dumps(res, indent=1))
         print(res["report"]["message"], json.dumps(res["finest_share_of_normals_below"]))
+        return
+    if args.unlabeled:
+        res = unlabeled_mix(descriptors())
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "unlabeled.json").write_text(json.dumps(res, indent=1))
+        print(report_unlabeled(res))
         return
     if args.cost:
         res = cost(args.cost)
@@ -323,6 +378,19 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "acquisition.json").write_text(json.dumps(res, indent=1))
     print(report(res))
+
+
+def report_unlabeled(res: dict) -> str:
+    lines = ["| unlabeled set (against the 600 known normals) | AUC finest / fine / medium / coarse | differs (p) | "
+             "subsets of 100 / 200 differ |", "|---|---|---|---|"]
+    for ar, r in res["dev_protocol"].items():
+        lines.append(f"| dev protocol, AR {ar} ({r['n']} images) | {' / '.join(f'{a:.2f}' for a in r['auc'])} | "
+                     f"{'**yes**' if r['differs'] else 'no'} ({r['p_value']:.2g}) | — |")
+    for name, r in res["other_batch"].items():
+        sub = " / ".join(f"{100 * r['subsets'][n]:.0f} %" for n in ("100", "200") if n in r["subsets"]) or "—"
+        lines.append(f"| {name} ({r['n']}) | {' / '.join(f'{a:.2f}' for a in r['auc'])} | "
+                     f"{'**yes**' if r['differs'] else 'no'} ({r['p_value']:.2g}) | {sub} |")
+    return "\n".join(lines)
 
 
 def report(res: dict) -> str:

@@ -7,7 +7,9 @@ A run folder holds:
     checkpoint.pt     the latest resumable state (written atomically; removed when done)
     model.pt          the trained networks (when done; with the trained settings and data hash)
     calibration.json  held-out normal scores and heatmap quantiles (when done)
-    scope.json        the out-of-scope gate's one-class model of the training images (when done)
+    scope.json        the out-of-scope gate's one-class model of the training images, the known
+                      normals' acquisition reference and the check of the unlabeled images against
+                      it (computed before training, which it warns about; written when done)
     log.jsonl         every progress event
 Running the same command again on a stopped or killed run resumes it; a run folder holding a
 different method, trained settings or file lists is refused rather than overwritten (run
@@ -188,6 +190,10 @@ def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, pr
         for name, paths in lists.items():
             images[name] = load_images(paths, spec, lambda d, n, o=offset: progress.update(o + d), workers=workers)
             offset += len(paths)
+        scope = scope_metadata(data, workers)  # before training: its check of the unlabeled set is a warning
+        mix = scope.get("unlabeled_acquisition") or {}
+        if mix.get("differs"):
+            progress.message(str(mix.get("message", "")), level="warning")
         t_train = time.monotonic()
         if _finished_model(run_dir, config, data_summary["file_list_sha256"]):
             progress.message(f"{run_dir / FINAL_MODEL} is this run's finished model (its status was not saved): "
@@ -208,7 +214,7 @@ def run_training(method: str, config: Any, data: TrainingData, run_dir: Path, pr
         calibration = calibrate(hooks.load_scorer(run_dir), images["normal_calibration"], floor_images)
         atomic_write_text(run_dir / CALIBRATION_FILE, json.dumps(calibration.to_dict()))
         progress.update(len(data.normal_calibration) + len(floor_images), force=True)
-        atomic_write_text(run_dir / SCOPE_FILE, json.dumps(scope_metadata(data, workers)))
+        atomic_write_text(run_dir / SCOPE_FILE, json.dumps(scope))
     except BaseException as exc:
         run.update(status="failed" if not isinstance(exc, KeyboardInterrupt) else "stopped", error=str(exc))
         _write_run(run_dir, run)
@@ -224,7 +230,10 @@ def scope_metadata(data: TrainingData, workers: int = 2) -> dict[str, Any]:
     """What a detector stores for its out-of-scope gate: ``{"model": ...}``, or ``{"model": None,
     "note": why}`` when there are too few images for the model's threshold to mean anything; and
     ``"acquisition"``: its known normals' detail descriptors for the acquisition check
-    (:mod:`engine.acquisition`), when at least :data:`engine.acquisition.MIN_IMAGES` are readable.
+    (:mod:`engine.acquisition`), when at least :data:`engine.acquisition.MIN_IMAGES` are readable;
+    and then ``"unlabeled_acquisition"``: that check of the unlabeled images (at most
+    :data:`engine.acquisition.MAX_REFERENCE`, a fixed subset beyond) against the known normals
+    (:func:`engine.acquisition.check_unlabeled`), when as many of them are readable.
 
     The gate's model is fitted on the training normals and the unlabeled images (at most
     :data:`SCOPE_MAX_FIT`, a fixed subset beyond), its threshold set on the held-out calibration
@@ -236,7 +245,7 @@ def scope_metadata(data: TrainingData, workers: int = 2) -> dict[str, Any]:
     Raises:
         DataError: a gate model is due but fewer than 2 training images or no held-out normal are readable.
     """
-    from cxrscreen.engine.acquisition import MAX_REFERENCE, AcquisitionReference
+    from cxrscreen.engine.acquisition import MAX_REFERENCE, AcquisitionReference, check_unlabeled
     from cxrscreen.engine.acquisition import MIN_IMAGES as ACQ_MIN_IMAGES
 
     n_fit, n_held = len(data.normal_train) + len(data.unlabeled), len(data.normal_calibration)
@@ -244,7 +253,8 @@ def scope_metadata(data: TrainingData, workers: int = 2) -> dict[str, Any]:
     fit_paths = _fixed_subset(list(data.normal_train) + list(data.unlabeled), SCOPE_MAX_FIT) if model else []
     held_paths = list(data.normal_calibration) if model else []
     normal_paths = _fixed_subset(list(data.normal_train) + list(data.normal_calibration), MAX_REFERENCE)
-    features = _read_features(fit_paths + held_paths, normal_paths, workers)
+    unlabeled_paths = _fixed_subset(list(data.unlabeled), MAX_REFERENCE)
+    features = _read_features(fit_paths + held_paths, normal_paths + unlabeled_paths, workers)
     if model:
         fit = [features[p][0] for p in fit_paths if p in features]
         held = [features[p][0] for p in held_paths if p in features]
@@ -257,7 +267,11 @@ def scope_metadata(data: TrainingData, workers: int = 2) -> dict[str, Any]:
                                       f"{n_held} held-out normals (at least {MIN_HELD_OUT})"}
     found = [features[p][1] for p in normal_paths if p in features]
     if len(found) >= ACQ_MIN_IMAGES:
-        out["acquisition"] = AcquisitionReference.from_descriptors(np.stack(found)).to_dict()
+        reference = AcquisitionReference.from_descriptors(np.stack(found))
+        out["acquisition"] = reference.to_dict()
+        mix = [features[p][1] for p in unlabeled_paths if p in features]
+        if len(mix) >= ACQ_MIN_IMAGES:
+            out["unlabeled_acquisition"] = check_unlabeled(np.stack(mix), reference).to_dict()
     return out
 
 

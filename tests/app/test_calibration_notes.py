@@ -42,6 +42,35 @@ def test_card_names_the_acquisition_reference(tiny_detector, tmp_path) -> None:
     assert cal["Acquisition check"].startswith("each folder's images against 30 training normals")
 
 
+def test_card_says_whether_the_unlabeled_images_were_acquired_like_the_known_normals(tiny_detector) -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from cxrscreen.engine.acquisition import AcquisitionReference, check_unlabeled
+
+    rng = np.random.default_rng(1)
+    known = rng.dirichlet([4, 4, 4, 4], 200)
+    ref = AcquisitionReference.from_descriptors(known)
+    meta = read_metadata(tiny_detector)
+
+    def row(scope: dict) -> str | None:
+        return dict(dict(card_sections(dataclasses.replace(meta, scope=scope)))["Calibration on known normals"]).get(
+            "Unlabeled images")
+
+    like = check_unlabeled(rng.dirichlet([4, 4, 4, 4], 150), ref)
+    assert row({"acquisition": ref.to_dict(), "unlabeled_acquisition": like.to_dict()}).startswith(
+        "acquired like the known normals (150 checked against 200; the largest difference, their ")
+    other = check_unlabeled(rng.dirichlet([8, 4, 3, 3], 150), ref)  # more of the finest detail
+    text = row({"acquisition": ref.to_dict(), "unlabeled_acquisition": other.to_dict()})
+    assert text.startswith("⚠ The unlabeled images were acquired or processed unlike the known normals: their finest "
+                           "detail is stronger than the known normals' in ")
+    few = check_unlabeled(rng.dirichlet([4, 4, 4, 4], 5), ref)
+    assert row({"unlabeled_acquisition": few.to_dict()}) == "not checked: 5 readable (at least 8 are needed)"
+    assert row({"acquisition": ref.to_dict()}) is None  # made before the check, or no unlabeled images: no row
+    assert row({"unlabeled_acquisition": {"n": "x"}}) is None  # unreadable: no row, no crash
+
+
 def test_result_panel_says_a_percentile_among_too_few_normals_is_weak(qtbot) -> None:
     from cxrscreen.app.panels.case_info import CaseInfoPanel
     from cxrscreen.app.records import CaseScore

@@ -210,6 +210,44 @@ def test_training_stores_its_known_normals_descriptors(tmp_path):
     assert "acquisition" not in few and AcquisitionReference.stored_in(few) is None
 
 
+def test_training_warns_before_training_when_its_unlabeled_images_were_acquired_otherwise(tmp_path):
+    """A dual-distribution method learns what tells its unlabeled images from its known normals: an
+    unlabeled set processed otherwise (sharpened) is warned about before training starts and stored
+    in the scope metadata; an unlabeled set acquired like the known normals is not."""
+    from cxrscreen.engine.datasets import from_folders
+    from cxrscreen.engine.methods import registry
+    from cxrscreen.engine.progress import Progress
+    from cxrscreen.engine.stop import StopRequest
+    from cxrscreen.engine.train import run_training, scope_metadata
+
+    folders = _like_and_sharpened(tmp_path, range(700, 724))
+    normal = tmp_path / "normal"
+    normal.mkdir()
+    for i, p in enumerate(_chests(range(800, 840))):
+        Image.fromarray(np.round(255 * p).astype(np.uint8)).save(normal / f"{i:02d}.png")
+    like = scope_metadata(from_folders(normal, folders["like"]))["unlabeled_acquisition"]
+    assert like["tested"] and not like["differs"] and like["message"] == "" and like["n"] == 24
+    sharp = AcquisitionReport.from_dict(scope_metadata(from_folders(normal, folders["sharp"]))["unlabeled_acquisition"])
+    assert sharp.subject == "unlabeled" and sharp.differs and sharp.against == "the known normals"
+    assert sharp.auc[0] > 0.5 + TOLERANCE  # the finest detail is stronger in the sharpened set
+    assert sharp.message.startswith("The unlabeled images were acquired or processed unlike the known normals: "
+                                    "their finest detail is stronger than the known normals' in ")
+    assert "take both sets from the same acquisition, or add confirmed normals of the new batch" in sharp.message
+    # run_training says so before the first training step: stopped at once, the warning is in its log
+    config = registry()["ddad"].config("tiny")
+    config = type(config).from_dict({**config.to_dict(), "checkpoint_every_s": 0.0, "device": "cpu"})
+    stop = StopRequest()
+    stop.request()
+    run = tmp_path / "run"
+    log = tmp_path / "log.jsonl"
+    outcome = run_training("ddad", config, from_folders(normal, folders["sharp"]), run, Progress("none", log_path=log),
+                           stop=stop)
+    assert outcome.status == "stopped"
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    warnings = [e["text"] for e in events if e["event"] == "message" and e.get("level") == "warning"]
+    assert warnings == [sharp.message]
+
+
 def test_scoring_shares_the_crop_and_resize_with_the_descriptor_and_changes_nothing(reference, tmp_path):
     """A detector whose preprocessing has the descriptor's geometry (field crop, stretch, 64 px): scoring
     crops and resizes once for both; its scores and descriptors equal the separate computations."""
