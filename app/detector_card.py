@@ -138,7 +138,6 @@ def acquisition_description(scope: dict | None) -> str:
             f"calibration, against its confirmed normals")
 
 
-
 def unlabeled_description(scope: dict | None) -> str:
     """The card's line on the training's unlabeled images against its known normals
     (:func:`engine.acquisition.check_unlabeled`); empty when the detector stores no such check

@@ -214,7 +214,8 @@ class AcquisitionReport:
 
     @property
     def message(self) -> str:
-        """One sentence for the reader (empty when nothing is to be said)."""
+        """What the reader or trainer is told (empty when nothing is to be said): one sentence for a
+        folder; for unlabeled images, also what it can do to a detector and what to do."""
         if not self.tested or not self.differs:
             return ""
         evidence = (f"{self.largest} (at most {100 * (0.5 + self.tolerance):.0f} % expected from disease; "
