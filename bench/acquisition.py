@@ -218,6 +218,15 @@ def unlabeled_mix(d: dict[str, np.ndarray], draws: int = 200, seed: int = 0) -> 
                 row["subsets"][str(n)] = float(np.mean([check_unlabeled(x[rng.choice(len(x), n, replace=False)], ref).differs
                                                         for _ in range(draws)]))
         out["other_batch"][name] = row
+    # `train --check`'s first look: a fixed-size subset of each set (engine.train.unlabeled_precheck)
+    u06 = np.r_[pool["normal"][:200], pool["abnormal"][:300]]
+    sets = {"dev protocol, AR 0.6": u06, **{name: x for name, (x, _) in batches(d).items() if name != REAL}}
+    out["precheck"] = {}
+    for n in (120, 200, 300):
+        out["precheck"][str(n)] = {name: float(np.mean([
+            check_unlabeled(x[rng.choice(len(x), n, replace=False)],
+                            AcquisitionReference.from_descriptors(d["known"][rng.choice(len(d["known"]), n, replace=False)])).differs
+            for _ in range(draws)])) for name, x in sets.items()}
     return out
 
 
@@ -390,6 +399,11 @@ def report_unlabeled(res: dict) -> str:
         sub = " / ".join(f"{100 * r['subsets'][n]:.0f} %" for n in ("100", "200") if n in r["subsets"]) or "—"
         lines.append(f"| {name} ({r['n']}) | {' / '.join(f'{a:.2f}' for a in r['auc'])} | "
                      f"{'**yes**' if r['differs'] else 'no'} ({r['p_value']:.2g}) | {sub} |")
+    names = list(res["precheck"]["200"])
+    lines += ["", "| `train --check`'s first look: images of each set | " + " | ".join(names) + " |",
+              "|---|" + "---:|" * len(names)]
+    for n, row in res["precheck"].items():
+        lines.append(f"| {n} | " + " | ".join(f"{100 * row[k]:.0f} %" for k in names) + " |")
     return "\n".join(lines)
 
 

@@ -11,7 +11,10 @@ images are synthetic chests (engine.synth). Run under a display, e.g.:
 Writes panel_<method>.png per method, and panel_dual_problem.png with a problem the engine's
 `train --check` found. ``--real METHOD ...`` uses this checkout's engine instead and writes
 panel_real_<method>.png with the advanced settings open (e.g. ``--real wscxr msacl_igd``: their
-run-folder and weight-file options with their Browse buttons).
+run-folder and weight-file options with their Browse buttons). ``--unlabeled-otherwise`` (with
+``--real``) sharpens the unlabeled images first (another system's processing), so the engine's
+`train --check` warns that they were acquired unlike the known normals
+(panel_real_<method>_unlabeled_otherwise.png).
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
     parser.add_argument("--real", nargs="+", default=None, metavar="METHOD",
                         help="this checkout's engine, these methods (default: the test engine's three methods)")
+    parser.add_argument("--unlabeled-otherwise", action="store_true",
+                        help="with --real: sharpen the unlabeled images, as another system would process them")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -47,6 +52,17 @@ def main() -> int:
     write_study(data / "normal", 120, 0, size=160, seed=1, formats=("png",))
     write_study(data / "unlabeled", 45, 15, size=160, seed=2, formats=("png",))
     write_study(data / "abnormal", 0, 12, size=160, seed=3, formats=("png",))
+    if args.unlabeled_otherwise:
+        import numpy as np
+        from PIL import Image
+        from scipy.ndimage import gaussian_filter
+
+        for f in sorted((data / "unlabeled").glob("*.png")):  # unsharp masking, as another system's processing
+            a = np.asarray(Image.open(f), dtype=np.float64)
+            top = 65535.0 if a.max() > 255 else 255.0
+            p = a / top
+            p = np.clip(p + 1.5 * (p - gaussian_filter(p, 2.0)), 0.0, 1.0)
+            Image.fromarray(np.round(p * top).astype(np.uint16 if top > 255 else np.uint8)).save(f)
     settings = AppSettings(tmp / "settings.ini")
     if args.real:
         from cxrscreen.app.engine_process import default_engine_command
@@ -92,7 +108,8 @@ def main() -> int:
             if scroll is not None and paths:  # the path options in view
                 scroll.ensureWidgetVisible(panel.options_form.fields[paths[-1]], 50, 200)
                 settle(0.5)
-            panel.grab().save(str(args.out / f"panel_real_{method}.png"))
+            suffix = "_unlabeled_otherwise" if args.unlabeled_otherwise else ""
+            panel.grab().save(str(args.out / f"panel_real_{method}{suffix}.png"))
         panel.check.cancel()
         workers.stop_all()
         workers.wait_all(10_000)

@@ -15,7 +15,10 @@ value (``--preset``; the method's first preset by default), else the method's de
 ``--check`` validates the data and the settings together (a batch larger than a module's images,
 too few held-out normals, a data role the method does not use...) without training: it prints
 the problems, each naming the option to change (JSON with ``--progress json``), and exits 0 when
-there are none, 1 otherwise.
+none is an error, 1 otherwise. With unlabeled images it also takes a first look (200 images of
+each set, :func:`engine.train.unlabeled_precheck`; the answer is kept in the user's cache folder,
+so a settings change re-reads nothing) at whether they were acquired like the known
+normals, and warns when not (training itself checks up to 600 of each, before the first step).
 
 Progress: a bar on a terminal, JSON lines on stdout otherwise (``--progress json`` forces them;
 see :mod:`engine.progress`). Ctrl-C (or SIGTERM) stops after the current epoch with a
@@ -213,7 +216,19 @@ def run(args: argparse.Namespace) -> int:
                 (flag for flag, path in given if path is not None and str(path) in str(exc)),
                 "--split" if args.split is not None else "--normal")
             return _report_check([Problem(option, str(exc))], args.progress)
-        return _report_check(check_training(args.method, config, data), args.progress)
+        problems = check_training(args.method, config, data)
+        if data.unlabeled and not any(p.level == "error" for p in problems):
+            from cxrscreen.engine.acquisition import MAX_REFERENCE
+            from cxrscreen.engine.train import PRECHECK_IMAGES, unlabeled_precheck
+
+            import platformdirs
+
+            mix = unlabeled_precheck(data, workers=workers,
+                                     cache=Path(platformdirs.user_cache_dir("cxrscreen")) / "unlabeled-precheck")
+            if mix is not None and mix.differs:
+                problems.append(Problem("--unlabeled", f"{mix.message} (A first look at {PRECHECK_IMAGES} images of "
+                                                       f"each set; training checks up to {MAX_REFERENCE}.)", "warning"))
+        return _report_check(problems, args.progress)
     try:
         data = _data(args, fraction, config)
         args.out.mkdir(parents=True, exist_ok=True)

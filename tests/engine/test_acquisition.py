@@ -248,6 +248,46 @@ def test_training_warns_before_training_when_its_unlabeled_images_were_acquired_
     assert warnings == [sharp.message]
 
 
+def test_train_check_warns_before_train_is_pressed_when_the_unlabeled_images_differ(tmp_path, capsys, monkeypatch):
+    """`train --check` (what the app's panel runs before Train is enabled) takes a first look at the
+    two sets: a warning naming --unlabeled for a sharpened unlabeled folder (exit 0: it does not
+    block), none for one acquired like the known normals. The answer is kept in the user's cache:
+    the same files are not read again; a changed file is."""
+    from cxrscreen.engine import train
+    from cxrscreen.engine.cli import main as cli
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    reads = []
+    real_read = train._read_features
+    monkeypatch.setattr(train, "_read_features", lambda *a, **k: reads.append(1) or real_read(*a, **k))
+
+    folders = _like_and_sharpened(tmp_path, range(900, 924))
+    normal = tmp_path / "normal"
+    normal.mkdir()
+    for i, p in enumerate(_chests(range(1000, 1040))):
+        Image.fromarray(np.round(255 * p).astype(np.uint8)).save(normal / f"{i:02d}.png")
+
+    def check(unlabeled: Path) -> list[dict]:
+        code = cli(["train", "--method", "ddad", "--preset", "tiny", "--normal", str(normal), "--unlabeled",
+                    str(unlabeled), "--out", str(tmp_path / "run"), "--check", "--progress", "json"])
+        event = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert code == 0 and event["ok"]
+        return [p for p in event["problems"] if p["option"] == "--unlabeled"]
+
+    assert check(folders["like"]) == [] and len(reads) == 1
+    (warning,) = check(folders["sharp"])
+    assert warning["level"] == "warning" and len(reads) == 2
+    assert warning["message"].startswith("The unlabeled images were acquired or processed unlike the known normals: "
+                                         "their finest detail is stronger")
+    assert warning["message"].endswith("(A first look at 200 images of each set; training checks up to 600.)")
+    assert not (tmp_path / "run").exists()  # a check writes no run folder
+    assert check(folders["sharp"]) == [warning] and check(folders["like"]) == [] and len(reads) == 2  # kept
+    assert len(list((tmp_path / "cache" / "cxrscreen" / "unlabeled-precheck").glob("*.json"))) == 2
+    first = sorted(folders["like"].glob("*.png"))[0]
+    Image.fromarray(np.round(255 * _sharpened(_chests(range(900, 901))[0])).astype(np.uint8)).save(first)
+    assert check(folders["like"]) == [] and len(reads) == 3  # one file changed: read again
+
+
 def test_scoring_shares_the_crop_and_resize_with_the_descriptor_and_changes_nothing(reference, tmp_path):
     """A detector whose preprocessing has the descriptor's geometry (field crop, stretch, 64 px): scoring
     crops and resizes once for both; its scores and descriptors equal the separate computations."""
