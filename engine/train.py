@@ -24,7 +24,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from cxrscreen.engine.methods.base import Problem, generic_problems
 from cxrscreen.engine.progress import Progress
 from cxrscreen.engine.scope import MIN_FIT, MIN_HELD_OUT, fit_scope_model, thumbnail_features
 from cxrscreen.engine.stop import StopRequest
+
+if TYPE_CHECKING:
+    from cxrscreen.engine.acquisition import AcquisitionReport
 
 RUN_FILE = "run.json"
 DATA_FILE = "data.json"
@@ -282,7 +285,7 @@ is caught in 96 % of draws, a processing or resolution change in all, with 120 o
 
 
 def unlabeled_precheck(data: TrainingData, at_most: int = PRECHECK_IMAGES, workers: int = 2,
-                       cache: Path | None = None) -> Any:
+                       cache: Path | None = None) -> "AcquisitionReport | None":
     """``train --check``'s first look at whether the unlabeled images were acquired like the known
     normals: :func:`engine.acquisition.check_unlabeled` on a fixed subset of ``at_most`` of each
     (training itself checks up to :data:`engine.acquisition.MAX_REFERENCE`, before its first step).
@@ -290,18 +293,20 @@ def unlabeled_precheck(data: TrainingData, at_most: int = PRECHECK_IMAGES, worke
 
     The app's panel runs ``--check`` whenever a setting changes and enables Train on its answer,
     so the answer is kept under ``cache`` (a folder; None: not kept), keyed by the subsets' paths,
-    sizes and modification times: a settings change re-reads no image.
+    sizes and modification times and the test's feature, tolerance and level: a settings change
+    re-reads no image (each answer is a file of about 1 KB; nothing removes them).
     """
     import hashlib
 
-    from cxrscreen.engine.acquisition import FEATURE_NAME, AcquisitionReference, AcquisitionReport, check_unlabeled
+    from cxrscreen.engine.acquisition import (ALPHA, FEATURE_NAME, TOLERANCE, AcquisitionReference, AcquisitionReport,
+                                              check_unlabeled)
     from cxrscreen.engine.acquisition import MIN_IMAGES as ACQ_MIN_IMAGES
 
     normals = _fixed_subset(list(data.normal_train) + list(data.normal_calibration), at_most)
     unlabeled = _fixed_subset(list(data.unlabeled), at_most)
     path = None
     if cache is not None:
-        key = hashlib.sha256(FEATURE_NAME.encode())
+        key = hashlib.sha256(f"{FEATURE_NAME}|{TOLERANCE}|{ALPHA}|{at_most}".encode())
         for group in (normals, unlabeled):
             key.update(b"\0group")
             for p in group:
