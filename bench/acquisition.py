@@ -38,6 +38,8 @@ labelled abnormal images (item 1) and were fixed before the batches were checked
     python bench/acquisition.py --cost bench/_work/detectors/X.onnx   # bench/results/acquisition/cost.json
     python bench/acquisition.py --demo   # the app's demo study against the demo detector's training normals
     python bench/acquisition.py --unlabeled   # item 5: bench/results/acquisition/unlabeled.json
+    python bench/acquisition.py --real-rendering   # the real batch through the copies' pipeline
+    python bench/acquisition.py --precheck-cost    # train --check's first look, timed
 """
 from __future__ import annotations
 
@@ -230,6 +232,60 @@ def unlabeled_mix(d: dict[str, np.ndarray], draws: int = 200, seed: int = 0) -> 
     return out
 
 
+def real_rendering(d: dict[str, np.ndarray]) -> dict:
+    """The real batch through the training copies' own pipeline (224 px, four filters, JPEG q75):
+    does the check still call it different? (Is its difference this project's rendering?)"""
+    from PIL import Image
+
+    from cxrscreen.engine.acquisition import AcquisitionReference, check_acquisition, descriptor
+    from cxrscreen.engine.io import read_radiograph
+    from real_batch_diagnosis import _copy_pipeline
+    from shift import real_batch_files
+
+    ref = AcquisitionReference.from_descriptors(d["known"])
+    paths, labels = real_batch_files()
+    renderings = {"as read": lambda p: read_radiograph(p).pixels}
+    for name in ("BILINEAR", "BICUBIC", "LANCZOS", "BOX"):
+        renderings[f"224 px {name.lower()}, JPEG q75"] = lambda p, f=getattr(Image.Resampling, name): _copy_pipeline(p, f)
+    out = {}
+    for name, render in renderings.items():
+        x = np.stack([descriptor(render(p)) for p in paths])
+        r, rn = check_acquisition(x, ref), check_acquisition(x[labels == 0], ref)
+        out[name] = {"auc": list(r.auc), "differs": r.differs, "p_value": r.p_value,
+                     "normals_only": {"auc": list(rn.auc), "differs": rn.differs, "p_value": rn.p_value}}
+    return out
+
+
+def precheck_cost() -> dict:
+    """Wall time of `train --check`'s first look (engine.train.unlabeled_precheck, 2 decoding threads):
+    the dev protocol (224-px JPEGs) first and from the cache, and 200 + 200 full-size originals (the 16
+    of fullres/kermany under other names, links in a temporary folder)."""
+    import os
+    import tempfile
+
+    from cxrscreen.engine.datasets import TrainingData
+    from cxrscreen.engine.train import unlabeled_precheck
+    from shift import real_batch_files
+
+    out = {}
+    data = dev_split.training_data(ar=0.6)
+    with tempfile.TemporaryDirectory() as tmp:
+        for label in ("first", "cached"):
+            t0 = time.perf_counter()
+            unlabeled_precheck(data, workers=2, cache=Path(tmp) / "cache")
+            out[f"dev protocol, {label}"] = time.perf_counter() - t0
+        paths, _ = real_batch_files()
+        links = []
+        for i in range(400):
+            link = Path(tmp) / f"{i:03d}{paths[i % len(paths)].suffix}"
+            os.symlink(paths[i % len(paths)].resolve(), link)
+            links.append(link)
+        t0 = time.perf_counter()
+        unlabeled_precheck(TrainingData(links[:180], links[180:200], links[200:]), workers=2)
+        out["400 full-size originals, first"] = time.perf_counter() - t0
+    return out
+
+
 def combine(checked: dict, tags: list[str]) -> dict:
     """Per detector and batch: the promise failing by > 5 points, the score warning, and with the check."""
     rows = []
@@ -350,6 +406,10 @@ def main() -> None:
     p.add_argument("--attach", nargs=2, type=Path, metavar=("MODEL", "OUT"))
     p.add_argument("--cost", type=Path, metavar="MODEL", help="time the descriptor against decoding and this detector")
     p.add_argument("--demo", action="store_true", help="the app's demo study against the demo detector's normals")
+    p.add_argument("--real-rendering", action="store_true",
+                   help="the real batch through the training copies' pipeline (bench/results/acquisition/real_rendering.json)")
+    p.add_argument("--precheck-cost", action="store_true",
+                   help="time train --check's first look at the unlabeled set (bench/results/acquisition/precheck_cost.json)")
     p.add_argument("--unlabeled", action="store_true",
                    help="item 5 only: the training-time check of the unlabeled set (bench/results/acquisition/unlabeled.json)")
     args = p.parse_args()
@@ -363,6 +423,13 @@ def main() -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "demo.json").write_text(json.dumps(res, indent=1))
         print(res["report"]["message"], json.dumps(res["finest_share_of_normals_below"]))
+        return
+    if args.real_rendering or args.precheck_cost:
+        name, res = (("real_rendering", real_rendering(descriptors())) if args.real_rendering else
+                     ("precheck_cost", precheck_cost()))
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=1))
+        print(json.dumps(res, indent=1))
         return
     if args.unlabeled:
         res = unlabeled_mix(descriptors())
