@@ -12,7 +12,8 @@ Writes panel_<method>.png per method, and panel_dual_problem.png with a problem 
 `train --check` found. ``--real METHOD ...`` uses this checkout's engine instead and writes
 panel_real_<method>.png with the advanced settings open (e.g. ``--real wscxr msacl_igd``: their
 run-folder and weight-file options with their Browse buttons). ``--unlabeled-otherwise`` (with
-``--real``) sharpens the unlabeled images first (another system's processing), so the engine's
+``--real``) sharpens the unlabeled images first (``bench/shift.py``'s ``sharp_processing``: another
+system's processing), so the engine's
 `train --check` warns that they were acquired unlike the known normals
 (panel_real_<method>_unlabeled_otherwise.png).
 """
@@ -34,7 +35,7 @@ def main() -> int:
     parser.add_argument("--real", nargs="+", default=None, metavar="METHOD",
                         help="this checkout's engine, these methods (default: the test engine's three methods)")
     parser.add_argument("--unlabeled-otherwise", action="store_true",
-                        help="with --real: sharpen the unlabeled images, as another system would process them")
+                        help="with --real: sharpen the unlabeled images (bench/shift.py's sharp_processing)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -52,17 +53,18 @@ def main() -> int:
     write_study(data / "normal", 120, 0, size=160, seed=1, formats=("png",))
     write_study(data / "unlabeled", 45, 15, size=160, seed=2, formats=("png",))
     write_study(data / "abnormal", 0, 12, size=160, seed=3, formats=("png",))
-    if args.unlabeled_otherwise:
+    if args.unlabeled_otherwise:  # the shift benchmark's sharp_processing (bench/shift.py), as another system's
         import numpy as np
         from PIL import Image
-        from scipy.ndimage import gaussian_filter
 
-        for f in sorted((data / "unlabeled").glob("*.png")):  # unsharp masking, as another system's processing
-            a = np.asarray(Image.open(f), dtype=np.float64)
-            top = 65535.0 if a.max() > 255 else 255.0
-            p = a / top
-            p = np.clip(p + 1.5 * (p - gaussian_filter(p, 2.0)), 0.0, 1.0)
-            Image.fromarray(np.round(p * top).astype(np.uint16 if top > 255 else np.uint8)).save(f)
+        sys.path.insert(0, str(ROOT / "bench"))
+        from shift import SHIFTS
+
+        from cxrscreen.engine.io import read_radiograph
+
+        for f in sorted((data / "unlabeled").glob("*.png")):
+            p = SHIFTS["sharp_processing"](read_radiograph(f).pixels, None)
+            Image.fromarray(np.round(np.clip(p, 0, 1) * 255).astype(np.uint8)).save(f)
     settings = AppSettings(tmp / "settings.ini")
     if args.real:
         from cxrscreen.app.engine_process import default_engine_command
