@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayo
 
 from cxrscreen.app.card_words import THRESHOLD_WORDS, intended_use_rows, training_rows
 from cxrscreen.engine.detector import DetectorMetadata, NormalCalibration
-from cxrscreen.engine.acquisition import MIN_IMAGES, AcquisitionReference, AcquisitionReport
+from cxrscreen.engine.acquisition import AcquisitionReference, unlabeled_verdict
 from cxrscreen.engine.scope import ScopeGate
 
 
@@ -40,7 +40,7 @@ def card_sections(meta: DetectorMetadata, path: Path | None = None, provider: st
     calibration = _calibration_rows(meta.calibration)
     calibration.append(("Out-of-scope gate", ScopeGate.from_metadata(meta.scope).description))
     calibration.append(("Acquisition check", acquisition_description(meta.scope)))
-    mix = unlabeled_description(meta.scope)
+    mix = unlabeled_verdict(meta.scope)
     if mix:
         calibration.append(("Unlabeled images", mix))
     training = training_rows(meta.training)
@@ -137,21 +137,3 @@ def acquisition_description(scope: dict | None) -> str:
     return (f"each folder's images against {ref.n} training normals (detail at four scales); under a site "
             f"calibration, against its confirmed normals")
 
-
-def unlabeled_description(scope: dict | None) -> str:
-    """The card's line on the training's unlabeled images against its known normals
-    (:func:`engine.acquisition.check_unlabeled`); empty when the detector stores no such check
-    (made before it, or trained without unlabeled images)."""
-    d = (scope or {}).get("unlabeled_acquisition")
-    try:
-        r = AcquisitionReport.from_dict(d) if isinstance(d, dict) else None
-    except (KeyError, TypeError, ValueError):
-        r = None
-    if r is None:
-        return ""
-    if not r.tested:
-        return f"not checked: {r.n} readable (at least {MIN_IMAGES} are needed)"
-    if r.differs:
-        return "⚠ " + r.message
-    return (f"acquired like the known normals ({r.n} checked against {r.n_reference}; the largest difference, "
-            f"{r.largest}, is within the {100 * (0.5 + r.tolerance):.0f} % disease may explain)")

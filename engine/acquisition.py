@@ -290,3 +290,21 @@ def check_unlabeled(descriptors: np.ndarray, reference: AcquisitionReference) ->
     70 % abnormal images among them); the report's message speaks of the training sets."""
     report = check_acquisition(descriptors, reference, against=KNOWN_NORMALS)
     return replace(report, subject="unlabeled")
+
+
+def unlabeled_verdict(scope: dict[str, Any] | None) -> str:
+    """What a detector's ``scope["unlabeled_acquisition"]`` (:func:`check_unlabeled`, stored by
+    training) says, in words, for its card and ``cxrscreen export``: "⚠ " and the warning, or that
+    the sets were acquired alike; empty when the detector stores no such check (made before it, or
+    trained without enough unlabeled images) or it cannot be read."""
+    d = (scope or {}).get("unlabeled_acquisition")
+    try:
+        r = AcquisitionReport.from_dict(d) if isinstance(d, dict) else None
+    except (KeyError, TypeError, ValueError):
+        r = None
+    if r is None or not r.tested:
+        return ""
+    if r.differs:
+        return "⚠ " + r.message
+    return (f"acquired like the known normals ({r.n} checked against {r.n_reference}; the largest difference, "
+            f"{r.largest}, is within the {100 * (0.5 + r.tolerance):.0f} % disease may explain)")

@@ -49,11 +49,9 @@ def run(args: argparse.Namespace) -> int:
           f"  calibrated on {cal.n_normals} held-out normals{floor}\n"
           f"  parity     max |Δscore| {report.max_score_diff:.1e}, max |Δheatmap| {report.max_heatmap_diff:.1e} "
           f"on {report.n_checked} images (onnxruntime CPU vs PyTorch)")
-    mix = (m.scope or {}).get("unlabeled_acquisition")
-    if isinstance(mix, dict) and mix.get("tested"):
-        from cxrscreen.engine.acquisition import AcquisitionReport
+    from cxrscreen.engine.acquisition import unlabeled_verdict
 
-        r = AcquisitionReport.from_dict(mix)
-        print(f"  unlabeled  ⚠ {r.message}" if r.differs else
-              f"  unlabeled  acquired like the known normals ({r.n} checked against {r.n_reference})")
+    mix = unlabeled_verdict(m.scope)
+    if mix:
+        print(f"  unlabeled  {mix}")
     return 0
