@@ -248,8 +248,7 @@ def scope_metadata(data: TrainingData, workers: int = 2) -> dict[str, Any]:
     Raises:
         DataError: a gate model is due but fewer than 2 training images or no held-out normal are readable.
     """
-    from cxrscreen.engine.acquisition import MAX_REFERENCE, AcquisitionReference, check_unlabeled
-    from cxrscreen.engine.acquisition import MIN_IMAGES as ACQ_MIN_IMAGES
+    from cxrscreen.engine.acquisition import MAX_REFERENCE
 
     n_fit, n_held = len(data.normal_train) + len(data.unlabeled), len(data.normal_calibration)
     model = n_fit >= MIN_FIT and n_held >= MIN_HELD_OUT
@@ -268,14 +267,28 @@ def scope_metadata(data: TrainingData, workers: int = 2) -> dict[str, Any]:
     else:
         out = {"model": None, "note": f"too few images for one: {n_fit} training images (at least {MIN_FIT}) and "
                                       f"{n_held} held-out normals (at least {MIN_HELD_OUT})"}
-    found = [features[p][1] for p in normal_paths if p in features]
-    if len(found) >= ACQ_MIN_IMAGES:
-        reference = AcquisitionReference.from_descriptors(np.stack(found))
+    reference, mix = _acquisition_of(normal_paths, unlabeled_paths, features)
+    if reference is not None:
         out["acquisition"] = reference.to_dict()
-        mix = [features[p][1] for p in unlabeled_paths if p in features]
-        if len(mix) >= ACQ_MIN_IMAGES:
-            out["unlabeled_acquisition"] = check_unlabeled(np.stack(mix), reference).to_dict()
+        if mix is not None:
+            out["unlabeled_acquisition"] = mix.to_dict()
     return out
+
+
+def _acquisition_of(normal_paths: list[Path], unlabeled_paths: list[Path],
+                    features: dict[Path, tuple[Any, Any]]) -> tuple[Any, Any]:
+    """The known normals' acquisition reference and the unlabeled images' check against it, from
+    :func:`_read_features`; each None when fewer than :data:`engine.acquisition.MIN_IMAGES` of its
+    images are readable (no check without a reference)."""
+    from cxrscreen.engine.acquisition import MIN_IMAGES as ACQ_MIN_IMAGES
+    from cxrscreen.engine.acquisition import AcquisitionReference, check_unlabeled
+
+    known = [features[p][1] for p in normal_paths if p in features]
+    if len(known) < ACQ_MIN_IMAGES:
+        return None, None
+    reference = AcquisitionReference.from_descriptors(np.stack(known))
+    mix = [features[p][1] for p in unlabeled_paths if p in features]
+    return reference, (check_unlabeled(np.stack(mix), reference) if len(mix) >= ACQ_MIN_IMAGES else None)
 
 
 PRECHECK_IMAGES = 200
@@ -298,9 +311,7 @@ def unlabeled_precheck(data: TrainingData, at_most: int = PRECHECK_IMAGES, worke
     """
     import hashlib
 
-    from cxrscreen.engine.acquisition import (ALPHA, FEATURE_NAME, TOLERANCE, AcquisitionReference, AcquisitionReport,
-                                              check_unlabeled)
-    from cxrscreen.engine.acquisition import MIN_IMAGES as ACQ_MIN_IMAGES
+    from cxrscreen.engine.acquisition import ALPHA, FEATURE_NAME, TOLERANCE, AcquisitionReport
 
     normals = _fixed_subset(list(data.normal_train) + list(data.normal_calibration), at_most)
     unlabeled = _fixed_subset(list(data.unlabeled), at_most)
@@ -321,12 +332,7 @@ def unlabeled_precheck(data: TrainingData, at_most: int = PRECHECK_IMAGES, worke
             return None if kept is None else AcquisitionReport.from_dict(kept)
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not kept yet (or unreadable): compute it
-    features = _read_features([], normals + unlabeled, workers)
-    known = [features[p][1] for p in normals if p in features]
-    mix = [features[p][1] for p in unlabeled if p in features]
-    report = None
-    if len(known) >= ACQ_MIN_IMAGES and len(mix) >= ACQ_MIN_IMAGES:
-        report = check_unlabeled(np.stack(mix), AcquisitionReference.from_descriptors(np.stack(known)))
+    _, report = _acquisition_of(normals, unlabeled, _read_features([], normals + unlabeled, workers))
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
