@@ -17,8 +17,18 @@ adaptation does not hurt the old batch): AUROC [bootstrap CI] and the specificit
 calibrated 95 % threshold, every image scored by the graph, and how many the out-of-scope gate
 would have left unscored. No labels of dev_test or the batch choose anything here.
 
+``pseudo`` is adaptation without labels: it scores the batch with a detector (the app's path, the
+out-of-scope gate first) and writes ``normal_pseudo/``, the 600 known normals plus the lowest-scoring
+``--share`` of the scored images, as if the reader had confirmed them. ``more-normals`` is its
+control: as many extra normals of the *old* batch (the unshifted originals of the batch's first
+normals), so that a gain which is only "more training normals" shows there too. ``evaluate`` then
+also reports the batch without the images a detector trained on, and every model's AUROC change
+from the first one with a paired bootstrap interval.
+
     python bench/adapt_batch.py prepare --work /tmp/adapt --confirmed 40
     python bench/adapt_batch.py evaluate --work /tmp/adapt --model A.onnx --model B.onnx --tag a --tag b
+    python bench/adapt_batch.py pseudo --work /tmp/pseudo --model A.onnx --share 0.1
+    python bench/adapt_batch.py more-normals --work /tmp/pseudo --count 58
 """
 from __future__ import annotations
 
@@ -92,6 +102,11 @@ def evaluate(work: Path, models: list[Path], tags: list[str]) -> None:
     dev_paths = [dev_split.SPLIT.parent.parent / q for q in split["normal"] + split["abnormal"]]
     dev_labels = np.r_[np.zeros(len(split["normal"])), np.ones(len(split["abnormal"]))].astype(int)
     about = json.loads((work / "batch" / "about.json").read_text())
+    taken_file = work / "normal_pseudo.json"
+    taken = set(json.loads(taken_file.read_text())["taken_paths"]) if taken_file.is_file() else set()
+    more_file = work / "normal_more.json"  # their originals were trained on by the control detector
+    taken |= set(json.loads(more_file.read_text())["batch_paths"]) if more_file.is_file() else set()
+    kept: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # each part's (labels, scores) per model, in order
     for model, tag in zip(models, tags):
         det = Detector(model)
         out = {"model": str(model), "model_id": det.meta.model_id, "preprocess": det.meta.preprocess.to_dict(),
@@ -104,12 +119,102 @@ def evaluate(work: Path, models: list[Path], tags: list[str]) -> None:
             if name == "simulated_batch":
                 gated = [r for b in iter_scores(ps, det) for r in b if r.out_of_scope is not None]
                 out[name]["out_of_scope"] = len(gated)
-            r = out[name]
-            print(f"{tag:40s} {name:16s} AUROC {r['auroc']:.3f} [{r['auroc_ci95'][0]:.3f}, {r['auroc_ci95'][1]:.3f}]  "
-                  f"specificity at the promised 95 % {r['specificity_at_calibrated_95']:.3f} "
-                  f"(sensitivity {r['sensitivity_at_calibrated_95']:.3f})", flush=True)
+                if taken:  # left out: the images a detector here trained on (pseudo-normals, the control's originals)
+                    keep = np.array([q.name not in taken for q in ps])
+                    out["simulated_batch_without_taken"] = {"n": int(keep.sum()),
+                                                            **_summary(det, ys[keep], scores[keep])}
+            kept.setdefault(name, []).append((ys, scores))
+            if name == "simulated_batch" and taken:
+                kept.setdefault("simulated_batch_without_taken", []).append((ys[keep], scores[keep]))
+            if len(kept[name]) > 1:  # the AUROC change from the first model, on the same images
+                out[f"{name}_change_from_first"] = _paired_change(kept[name][0], kept[name][-1])
+                if name == "simulated_batch" and taken:
+                    out["simulated_batch_without_taken_change_from_first"] = _paired_change(
+                        kept["simulated_batch_without_taken"][0], kept["simulated_batch_without_taken"][-1])
+            shown = [name] + (["simulated_batch_without_taken"] if name == "simulated_batch" and taken else [])
+            for key in shown:
+                r = out[key]
+                print(f"{tag:40s} {key:16s} AUROC {r['auroc']:.3f} [{r['auroc_ci95'][0]:.3f}, {r['auroc_ci95'][1]:.3f}]  "
+                      f"specificity at the promised 95 % {r['specificity_at_calibrated_95']:.3f} "
+                      f"(sensitivity {r['sensitivity_at_calibrated_95']:.3f})", flush=True)
+                if f"{key}_change_from_first" in out:
+                    c = out[f"{key}_change_from_first"]
+                    print(f"{'':40s} {'':16s} AUROC change from the first model {c['auroc_change']:+.3f} "
+                          f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] (paired bootstrap)", flush=True)
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / f"adapt_{tag}.json").write_text(json.dumps(out, indent=2))
+
+
+def _paired_change(first: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray],
+                   n_boot: int = 2000) -> dict:
+    """AUROC(other) - AUROC(first) on the same images, with a paired stratified bootstrap interval."""
+    from cxrscreen.engine import metrics as M
+
+    y, a = first
+    b = other[1]
+    rng = np.random.default_rng(0)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    diffs = np.empty(n_boot)
+    for i in range(n_boot):
+        idx = np.r_[rng.choice(pos, pos.size), rng.choice(neg, neg.size)]
+        diffs[i] = M.auroc(y[idx], b[idx]) - M.auroc(y[idx], a[idx])
+    lo, hi = np.quantile(diffs, [0.025, 0.975])
+    return {"auroc_change": M.auroc(y, b) - M.auroc(y, a), "ci95": [float(lo), float(hi)]}
+
+
+def pseudo(work: Path, model: Path, share: float) -> None:
+    """Adaptation without labels: the detector's lowest-scoring images of the new batch as normals.
+
+    Scores the batch as the app does (the out-of-scope gate first: a gated image is never taken),
+    takes the lowest ``share`` of the scored images and writes ``normal_pseudo/``: the 600 known
+    normals (links) plus those images (links). Their labels are read only to report how many are
+    truly normal; nothing is chosen with them.
+    """
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.scoring import iter_scores
+
+    rows = list(csv.DictReader(open(work / "batch" / "labels.csv")))
+    label_of = {r["path"]: int(r["label"]) for r in rows}
+    paths = [work / "batch" / r["path"] for r in rows]
+    det = Detector(model)
+    scored = [(r.score, r.path) for b in iter_scores(paths, det) for r in b if r.score is not None]
+    take = max(1, int(round(share * len(scored))))
+    chosen = [q for _, q in sorted(scored, key=lambda t: t[0])[:take]]
+    out = work / "normal_pseudo"
+    out.mkdir(exist_ok=False)
+    for q in sorted((work / "normal").glob("dn_*")):
+        os.symlink(os.readlink(q), out / q.name)
+    for q in chosen:
+        os.symlink(q, out / f"pseudo_{q.name}")
+    normals = sum(label_of[q.name] == 0 for q in chosen)
+    report = {"model": str(model), "batch": json.loads((work / "batch" / "about.json").read_text()),
+              "scored": len(scored), "gated": len(paths) - len(scored), "share": share, "taken": take,
+              "truly_normal": normals, "taken_paths": [q.name for q in chosen]}
+    (work / "normal_pseudo.json").write_text(json.dumps(report, indent=2))
+    print(f"{out}: 600 known normals + the {take} lowest-scoring of {len(scored)} scored images "
+          f"({len(paths) - len(scored)} gated); {normals} of them truly normal ({normals / take:.1%})")
+
+
+def more_normals(work: Path, count: int) -> None:
+    """The control for ``pseudo``: ``count`` more normals of the *old* batch instead.
+
+    Writes ``normal_more/``: the 600 known normals plus the first ``count`` of the new batch's
+    normals as they were acquired (the unshifted originals, links): as many extra normals as
+    ``pseudo`` adds, without the new acquisition, so a gain that is only "more normals" shows here too.
+    """
+    split = json.loads(dev_split.SPLIT.read_text())
+    root = dev_split.SPLIT.parent.parent
+    confirmed = json.loads((work / "batch" / "about.json").read_text())["confirmed"]
+    out = work / "normal_more"
+    out.mkdir(exist_ok=False)
+    for q in sorted((work / "normal").glob("dn_*")):
+        os.symlink(os.readlink(q), out / q.name)
+    # the batch's normals n_0000... are the pool normals 200 + confirmed + i, shifted (prepare)
+    first = 200 + confirmed
+    for i, q in enumerate(split["unlabeled_pool"]["normal"][first : first + count]):
+        os.symlink(root / q, out / f"more_{i:04d}{Path(q).suffix}")
+    (work / "normal_more.json").write_text(json.dumps({"count": count, "batch_paths": [f"n_{i:04d}.png" for i in range(count)]}))
+    print(f"{out}: 600 known normals + {count} more normals of the old batch (the originals of the batch's first {count})")
 
 
 def main() -> None:
@@ -123,11 +228,22 @@ def main() -> None:
     ev.add_argument("--work", type=Path, required=True)
     ev.add_argument("--model", type=Path, action="append", required=True)
     ev.add_argument("--tag", action="append", required=True)
+    ps = sub.add_parser("pseudo")
+    ps.add_argument("--work", type=Path, required=True)
+    ps.add_argument("--model", type=Path, required=True)
+    ps.add_argument("--share", type=float, default=0.1)
+    mo = sub.add_parser("more-normals")
+    mo.add_argument("--work", type=Path, required=True)
+    mo.add_argument("--count", type=int, required=True)
     args = p.parse_args()
     if not dev_split.SPLIT.is_file():
         sys.exit(f"real data not found at {DATA}: this benchmark needs ../shared/data beside the checkout")
     if args.command == "prepare":
         prepare(args.work, args.confirmed, args.shift)
+    elif args.command == "more-normals":
+        more_normals(args.work, args.count)
+    elif args.command == "pseudo":
+        pseudo(args.work, args.model, args.share)
     else:
         if len(args.tag) != len(args.model):
             sys.exit(f"give one --tag per --model ({len(args.model)} models, {len(args.tag)} tags)")
