@@ -145,6 +145,12 @@ def evaluate(work: Path, models: list[Path], tags: list[str]) -> None:
         (OUT / f"adapt_{tag}.json").write_text(json.dumps(out, indent=2))
 
 
+def _link_known_normals(work: Path, out: Path) -> None:
+    """Link the protocol's 600 known normals (``prepare``'s ``normal/dn_*`` links) into ``out``."""
+    for q in sorted((work / "normal").glob("dn_*")):
+        os.symlink(os.readlink(q), out / q.name)
+
+
 def _paired_change(first: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray],
                    n_boot: int = 2000) -> dict:
     """AUROC(other) - AUROC(first) on the same images, with a paired stratified bootstrap interval."""
@@ -182,8 +188,7 @@ def pseudo(work: Path, model: Path, share: float) -> None:
     chosen = [q for _, q in sorted(scored, key=lambda t: t[0])[:take]]
     out = work / "normal_pseudo"
     out.mkdir(exist_ok=False)
-    for q in sorted((work / "normal").glob("dn_*")):
-        os.symlink(os.readlink(q), out / q.name)
+    _link_known_normals(work, out)
     for q in chosen:
         os.symlink(q, out / f"pseudo_{q.name}")
     normals = sum(label_of[q.name] == 0 for q in chosen)
@@ -207,8 +212,7 @@ def more_normals(work: Path, count: int) -> None:
     confirmed = json.loads((work / "batch" / "about.json").read_text())["confirmed"]
     out = work / "normal_more"
     out.mkdir(exist_ok=False)
-    for q in sorted((work / "normal").glob("dn_*")):
-        os.symlink(os.readlink(q), out / q.name)
+    _link_known_normals(work, out)
     # the batch's normals n_0000... are the pool normals 200 + confirmed + i, shifted (prepare)
     first = 200 + confirmed
     for i, q in enumerate(split["unlabeled_pool"]["normal"][first : first + count]):
