@@ -29,6 +29,7 @@ from the first one with a paired bootstrap interval.
     python bench/adapt_batch.py evaluate --work /tmp/adapt --model A.onnx --model B.onnx --tag a --tag b
     python bench/adapt_batch.py pseudo --work /tmp/pseudo --model A.onnx --share 0.1
     python bench/adapt_batch.py more-normals --work /tmp/pseudo --count 58
+    python bench/adapt_batch.py summary pseudo_crop_base_ddad_framing_e50 pseudo_crop_pseudo10_ddad_framing_e50
 """
 from __future__ import annotations
 
@@ -106,41 +107,35 @@ def evaluate(work: Path, models: list[Path], tags: list[str]) -> None:
     taken = set(json.loads(taken_file.read_text())["taken_paths"]) if taken_file.is_file() else set()
     more_file = work / "normal_more.json"  # their originals were trained on by the control detector
     taken |= set(json.loads(more_file.read_text())["batch_paths"]) if more_file.is_file() else set()
-    kept: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # each part's (labels, scores) per model, in order
+    # left out of "simulated_batch_without_taken": the images a detector here trained on (pseudo-normals,
+    # the control's originals)
+    keep = np.array([q.name not in taken for q in paths])
+    first: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # each part's (labels, scores) under the first model
     for model, tag in zip(models, tags):
         det = Detector(model)
         out = {"model": str(model), "model_id": det.meta.model_id, "preprocess": det.meta.preprocess.to_dict(),
                "batch": about, "training": {k: det.meta.training.get(k) for k in ("normal_train", "unlabeled")}}
+        parts = []
         for name, ps, ys in (("simulated_batch", paths, labels), ("dev_test", dev_paths, dev_labels)):
             # the graph on every image (the app would leave out-of-scope ones unscored: counted below)
             batch = preprocess_batch([read_radiograph(q).pixels for q in ps], det.preprocess_spec)
             scores = np.concatenate([det.run(batch[i : i + 128]).scores for i in range(0, len(batch), 128)])
-            out[name] = {"n": len(ps), **_summary(det, ys, scores)}
-            if name == "simulated_batch":
-                gated = [r for b in iter_scores(ps, det) for r in b if r.out_of_scope is not None]
-                out[name]["out_of_scope"] = len(gated)
-                if taken:  # left out: the images a detector here trained on (pseudo-normals, the control's originals)
-                    keep = np.array([q.name not in taken for q in ps])
-                    out["simulated_batch_without_taken"] = {"n": int(keep.sum()),
-                                                            **_summary(det, ys[keep], scores[keep])}
-            kept.setdefault(name, []).append((ys, scores))
+            parts.append((name, ys, scores))
             if name == "simulated_batch" and taken:
-                kept.setdefault("simulated_batch_without_taken", []).append((ys[keep], scores[keep]))
-            if len(kept[name]) > 1:  # the AUROC change from the first model, on the same images
-                out[f"{name}_change_from_first"] = _paired_change(kept[name][0], kept[name][-1])
-                if name == "simulated_batch" and taken:
-                    out["simulated_batch_without_taken_change_from_first"] = _paired_change(
-                        kept["simulated_batch_without_taken"][0], kept["simulated_batch_without_taken"][-1])
-            shown = [name] + (["simulated_batch_without_taken"] if name == "simulated_batch" and taken else [])
-            for key in shown:
-                r = out[key]
-                print(f"{tag:40s} {key:16s} AUROC {r['auroc']:.3f} [{r['auroc_ci95'][0]:.3f}, {r['auroc_ci95'][1]:.3f}]  "
-                      f"specificity at the promised 95 % {r['specificity_at_calibrated_95']:.3f} "
-                      f"(sensitivity {r['sensitivity_at_calibrated_95']:.3f})", flush=True)
-                if f"{key}_change_from_first" in out:
-                    c = out[f"{key}_change_from_first"]
-                    print(f"{'':40s} {'':16s} AUROC change from the first model {c['auroc_change']:+.3f} "
-                          f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] (paired bootstrap)", flush=True)
+                parts.append(("simulated_batch_without_taken", ys[keep], scores[keep]))
+        for name, ys, scores in parts:
+            r = out[name] = {"n": len(ys), **_summary(det, ys, scores)}
+            print(f"{tag:40s} {name:16s} AUROC {r['auroc']:.3f} [{r['auroc_ci95'][0]:.3f}, {r['auroc_ci95'][1]:.3f}]  "
+                  f"specificity at the promised 95 % {r['specificity_at_calibrated_95']:.3f} "
+                  f"(sensitivity {r['sensitivity_at_calibrated_95']:.3f})", flush=True)
+            if name in first:  # the AUROC change from the first model, on the same images
+                c = out[f"{name}_change_from_first"] = _paired_change(first[name], scores)
+                print(f"{'':40s} {'':16s} AUROC change from the first model {c['auroc_change']:+.3f} "
+                      f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] (paired bootstrap)", flush=True)
+            else:
+                first[name] = (ys, scores)
+        out["simulated_batch"]["out_of_scope"] = sum(
+            r.out_of_scope is not None for b in iter_scores(paths, det) for r in b)
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / f"adapt_{tag}.json").write_text(json.dumps(out, indent=2))
 
@@ -151,21 +146,20 @@ def _link_known_normals(work: Path, out: Path) -> None:
         os.symlink(os.readlink(q), out / q.name)
 
 
-def _paired_change(first: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray],
-                   n_boot: int = 2000) -> dict:
-    """AUROC(other) - AUROC(first) on the same images, with a paired stratified bootstrap interval."""
+def _paired_change(first: tuple[np.ndarray, np.ndarray], other_scores: np.ndarray) -> dict:
+    """AUROC(other) - AUROC(first) on the same images, with a paired interval: the engine's stratified
+    bootstrap (``metrics.bootstrap_ci``) resampling image indices, so both detectors see the same draw."""
     from cxrscreen.engine import metrics as M
 
     y, a = first
-    b = other[1]
-    rng = np.random.default_rng(0)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    diffs = np.empty(n_boot)
-    for i in range(n_boot):
-        idx = np.r_[rng.choice(pos, pos.size), rng.choice(neg, neg.size)]
-        diffs[i] = M.auroc(y[idx], b[idx]) - M.auroc(y[idx], a[idx])
-    lo, hi = np.quantile(diffs, [0.025, 0.975])
-    return {"auroc_change": M.auroc(y, b) - M.auroc(y, a), "ci95": [float(lo), float(hi)]}
+    b = other_scores
+
+    def change(ys: np.ndarray, idx: np.ndarray) -> float:
+        i = idx.astype(np.intp)
+        return M.auroc(ys, b[i]) - M.auroc(ys, a[i])
+
+    lo, hi = M.bootstrap_ci(y, np.arange(y.size), change, n_boot=2000)
+    return {"auroc_change": M.auroc(y, b) - M.auroc(y, a), "ci95": [lo, hi]}
 
 
 def pseudo(work: Path, model: Path, share: float) -> None:
@@ -221,6 +215,26 @@ def more_normals(work: Path, count: int) -> None:
     print(f"{out}: 600 known normals + {count} more normals of the old batch (the originals of the batch's first {count})")
 
 
+def summary(stems: list[str]) -> None:
+    """Means over seeds of saved ``evaluate`` results (``adapt_{stem}_sN.json``): the batch (without the
+    images a detector trained on, when there were any), its specificity at the promise, dev_test, and
+    the changes from the first model of that evaluation."""
+    parts = ("simulated_batch_without_taken", "simulated_batch", "dev_test")
+    for stem in stems:
+        runs = [json.loads(f.read_text()) for f in sorted(OUT.glob(f"adapt_{stem}_s[0-9]*.json"))]
+        if not runs:
+            sys.exit(f"no results adapt_{stem}_sN.json in {OUT}")
+        batch = next(k for k in parts if k in runs[0])
+        cells = [f"{batch} AUROC {np.mean([r[batch]['auroc'] for r in runs]):.3f}",
+                 f"specificity {np.mean([r[batch]['specificity_at_calibrated_95'] for r in runs]):.3f}",
+                 f"dev_test AUROC {np.mean([r['dev_test']['auroc'] for r in runs]):.3f}"]
+        for k in (batch, "dev_test"):
+            if all(f"{k}_change_from_first" in r for r in runs):
+                changes = [r[f"{k}_change_from_first"]["auroc_change"] for r in runs]
+                cells.append(f"{k} change {np.mean(changes):+.3f} (" + ", ".join(f"{c:+.3f}" for c in changes) + ")")
+        print(f"{stem} ({len(runs)} seeds): " + "; ".join(cells))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -239,7 +253,12 @@ def main() -> None:
     mo = sub.add_parser("more-normals")
     mo.add_argument("--work", type=Path, required=True)
     mo.add_argument("--count", type=int, required=True)
+    su = sub.add_parser("summary")
+    su.add_argument("stems", nargs="+", help="result names without the _sN ending, e.g. pseudo_crop_base_ddad_framing_e50")
     args = p.parse_args()
+    if args.command == "summary":
+        summary(args.stems)
+        return
     if not dev_split.SPLIT.is_file():
         sys.exit(f"real data not found at {DATA}: this benchmark needs ../shared/data beside the checkout")
     if args.command == "prepare":
