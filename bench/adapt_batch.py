@@ -94,7 +94,6 @@ def evaluate(work: Path, models: list[Path], tags: list[str]) -> None:
     from cxrscreen.engine.detector import Detector
     from cxrscreen.engine.io import read_radiograph
     from cxrscreen.engine.preprocess import preprocess_batch
-    from cxrscreen.engine.scoring import iter_scores
 
     rows = list(csv.DictReader(open(work / "batch" / "labels.csv")))
     paths = [work / "batch" / r["path"] for r in rows]
@@ -110,15 +109,17 @@ def evaluate(work: Path, models: list[Path], tags: list[str]) -> None:
     # left out of "simulated_batch_without_taken": the images a detector here trained on (pseudo-normals,
     # the control's originals)
     keep = np.array([q.name not in taken for q in paths])
+    batch_images = [read_radiograph(q) for q in paths]  # decoded once for every model, graph and gate alike
+    dev_images = [read_radiograph(q) for q in dev_paths]
     first: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # each part's (labels, scores) under the first model
     for model, tag in zip(models, tags):
         det = Detector(model)
         out = {"model": str(model), "model_id": det.meta.model_id, "preprocess": det.meta.preprocess.to_dict(),
                "batch": about, "training": {k: det.meta.training.get(k) for k in ("normal_train", "unlabeled")}}
         parts = []
-        for name, ps, ys in (("simulated_batch", paths, labels), ("dev_test", dev_paths, dev_labels)):
+        for name, images, ys in (("simulated_batch", batch_images, labels), ("dev_test", dev_images, dev_labels)):
             # the graph on every image (the app would leave out-of-scope ones unscored: counted below)
-            batch = preprocess_batch([read_radiograph(q).pixels for q in ps], det.preprocess_spec)
+            batch = preprocess_batch([g.pixels for g in images], det.preprocess_spec)
             scores = np.concatenate([det.run(batch[i : i + 128]).scores for i in range(0, len(batch), 128)])
             parts.append((name, ys, scores))
             if name == "simulated_batch" and taken:
@@ -134,8 +135,8 @@ def evaluate(work: Path, models: list[Path], tags: list[str]) -> None:
                       f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] (paired bootstrap)", flush=True)
             else:
                 first[name] = (ys, scores)
-        out["simulated_batch"]["out_of_scope"] = sum(
-            r.out_of_scope is not None for b in iter_scores(paths, det) for r in b)
+        gate = det.scope_gate  # as scoring applies it (engine.scoring), on the images decoded once above
+        out["simulated_batch"]["out_of_scope"] = sum(gate.check(g) is not None for g in batch_images)
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / f"adapt_{tag}.json").write_text(json.dumps(out, indent=2))
 
