@@ -18,7 +18,7 @@ SETTING_WORDS: dict[str, str] = {
     "precision": "Precision", "layout": "Network layout", "augment": "Augmentation", "size": "Input size (px)",
     "aspect": "Aspect", "intensity": "Intensity", "output_range": "Input range", "preset": "Preset",
     "pretrain_epochs": "MAE pre-training epochs", "stage1_epochs": "Stage 1 epochs", "module_b": "Module B trains on",
-    "ensemble_of": "Ensemble of", "standardisation": "Standardisation",
+    "ensemble_of": "Ensemble of", "standardisation": "Standardisation", "test_time_views": "Test-time views",
 }
 _SKIP = {"file_list_sha256", "run_dir", "environment", "config", "source", "note", "member_runs"}
 
@@ -76,13 +76,36 @@ def training_rows(training: dict[str, Any]) -> list[tuple[str, str]]:
     config = training.get("config")
     if isinstance(config, dict):
         rows += settings_rows(config)
+    views = training.get("test_time_views")
+    if isinstance(views, dict):
+        rows.append(("Scored as", views_words(views)))
     members = training.get("member_runs")
     if isinstance(members, list):  # an ensemble (engine.ensemble): one row per member run
         rows += [(f"Member {i}", member_words(m)) for i, m in enumerate(members, 1) if isinstance(m, dict)]
     rows += [(_words(k), value_words(v)) for k, v in training.items()
              if k not in _SKIP and k not in ("normal_train", "normal_calibration", "unlabeled", "abnormal", "anomalies",
-                                             "skipped", "train_seconds")]
+                                             "skipped", "train_seconds", "test_time_views")]
     return rows
+
+
+def views_words(views: dict[str, Any]) -> str:
+    """How the file scores an image when it runs test-time views (engine.export.VIEW_SETS)."""
+    shown = [v for v in views.get("views", []) if isinstance(v, (list, tuple)) and len(v) == 3]
+    others = [v for v in shown if tuple(float(x) for x in v) != (1.0, 0.0, 0.0)]
+    if not others:
+        return "each image as read"
+    parts = []
+    for zoom, across, down in others:
+        what = []
+        if float(zoom) != 1.0:
+            what.append(f"magnified {float(zoom):g}×")
+        if float(across):
+            what.append(f"moved {100 * float(across):+g} % across")
+        if float(down):
+            what.append(f"moved {100 * float(down):+g} % down")
+        parts.append(" and ".join(what) or "as read")
+    return (f"the mean score of the image as read and {len(others)} re-framings of it ({', '.join(parts)}); the "
+            "heatmap is their maps, each mapped back onto the image; calibrated on those mean scores")
 
 
 def hold_out_words(hold_out: dict[str, Any]) -> str:

@@ -40,6 +40,21 @@ from cxrscreen.engine.train import (CALIBRATION_FILE, DATA_FILE, SCOPE_FILE, Run
 logger = logging.getLogger(__name__)
 OPSET = 18
 
+VIEW_SETS: dict[str, tuple[tuple[float, float, float], ...]] = {
+    "none": ((1.0, 0.0, 0.0),),
+    "framing": ((1.0, 0.0, 0.0), (1.15, 0.0, 0.0), (0.92, 0.0, 0.0),
+                (1.0, 0.06, 0.0), (1.0, -0.06, 0.0), (1.0, 0.0, 0.06), (1.0, 0.0, -0.06)),
+}
+"""Test-time views (:class:`models.views.ViewAverage`): (magnification, shift across, shift down),
+fractions of the side. ``framing`` is the identity plus six re-framings inside the geometry the
+robust presets train on (``engine.augment``: magnification 0.88–1.45, shift ±10 %): the score is
+their mean, which ranks an off-centre or tighter field better (``bench/tta.py``, bench/RESULTS.md)."""
+
+
+def run_views(config: Any) -> str:
+    """The test-time views a run's settings ask for (``none`` for a method without the setting)."""
+    return str(getattr(config, "test_time_views", "none") or "none")
+
 
 class ExportError(RuntimeError):
     """The export failed or the exported graph does not reproduce PyTorch."""
@@ -139,8 +154,12 @@ def folder_sha256(folder: Path) -> str:
 
 
 def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: str = "",
-               tolerance: float = 1e-4, overwrite: bool = False) -> ExportReport:
-    """Export ``run_dir`` to ``out`` (atomically; refuses to overwrite unless asked)."""
+               tolerance: float = 1e-4, overwrite: bool = False, views: str | None = None) -> ExportReport:
+    """Export ``run_dir`` to ``out`` (atomically; refuses to overwrite unless asked).
+
+    ``views``: a :data:`VIEW_SETS` name, or None for the run's own setting; with more than one
+    view the graph scores every view and the detector is calibrated again on its held-out normals.
+    """
     import onnx
     import torch
 
@@ -157,13 +176,20 @@ def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: st
     config = method.settings.from_dict(run["config"])
     desc = method.describe(config)
     score_type = score_type or desc["score_type"]
+    views = run_views(config) if views is None else views
+    if views not in VIEW_SETS:
+        raise ValueError(f"test-time views must be one of {sorted(VIEW_SETS)}, got {views!r}")
     scorer = method.hooks().load_scorer(run_dir, score_type).eval()
     spec = config.preprocess
+    if len(VIEW_SETS[views]) > 1:
+        from cxrscreen.models.views import ViewAverage
+
+        scorer = ViewAverage(scorer, VIEW_SETS[views], spec.output_range).eval()
 
     held_out = _held_out_images(run_dir, spec)
-    if score_type == desc["score_type"] and (run_dir / CALIBRATION_FILE).is_file():
+    if score_type == desc["score_type"] and views == "none" and (run_dir / CALIBRATION_FILE).is_file():
         calibration = NormalCalibration.from_dict(json.loads((run_dir / CALIBRATION_FILE).read_text()))
-    else:  # another score type (or a run without calibration.json): its own calibration, floor included
+    else:  # another score type or views (or a run without calibration.json): its own calibration, floor included
         data = TrainingData.from_json(json.loads((run_dir / DATA_FILE).read_text()))
         floor_paths = [data.normal_train[i] for i in training_floor_index(len(data.normal_train))]
         calibration = calibrate(scorer, held_out, load_images(floor_paths, spec) if floor_paths else None)
@@ -174,13 +200,16 @@ def export_run(run_dir: Path, out: Path, score_type: str | None = None, name: st
         data = TrainingData.from_json(json.loads((run_dir / DATA_FILE).read_text()))
         scope = scope_metadata(data)
 
+    training = training_summary(run, run_dir)
+    if views != "none":
+        training["test_time_views"] = {"name": views, "views": [list(v) for v in VIEW_SETS[views]]}
     meta = DetectorMetadata(
         method=run["method"],
         backbone=desc["backbone"],
-        score_type=score_type,
+        score_type=score_type if views == "none" else f"{score_type}, mean of {len(VIEW_SETS[views])} views",
         preprocess=spec,
         calibration=calibration,
-        training=training_summary(run, run_dir),
+        training=training,
         name=name or f"{run['method'].upper()} {desc['backbone']} ({score_type})",
         software={"cxrscreen": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "opset": str(OPSET)},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

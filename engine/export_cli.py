@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="", help="a human-readable detector name")
     parser.add_argument("--tolerance", type=positive_float, default=1e-4, help="max ONNX-vs-PyTorch difference (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    parser.add_argument("--views", default=None, choices=("none", "framing"),
+                        help="test-time views: score each image as read (none) or as the mean over it and six "
+                             "re-framings (framing), calibrated again (default: the run's setting)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with writing(args.out):
             report = export_run(args.run_dir, args.out, score_type=args.score_type, name=args.name,
-                                tolerance=args.tolerance, overwrite=args.overwrite)
+                                tolerance=args.tolerance, overwrite=args.overwrite, views=args.views)
     except (RunFolderError, ExportError, FileExistsError) as exc:
         raise CommandError(str(exc)) from None
     except (ValueError, KeyError, TypeError) as exc:  # a run folder whose files are malformed

@@ -48,6 +48,7 @@ LABELS: dict[str, str] = {
     "calibration_fraction": "Held-out normals (fraction)", "workers": "Image-decoding threads",
     "checkpoint_every": "Checkpoint every (s)", "backbone": "Backbone", "members": "K (networks per module)",
     "latent_size": "Latent size", "score_type": "Score map", "precision": "Precision", "augment": "Augmentation",
+    "test_time_views": "Test-time views",
     # the newer methods' options, whose names are abbreviations ("Dim", "Xi", "Msacl loss" otherwise)
     "encoder": "Encoder (finished run folder)", "backbone_checkpoint": "Backbone weights (file)",
     "pretrain": "Pre-train the encoder", "medmix": "MedMix lesions", "msacl_loss": "MSACL loss",

@@ -24,6 +24,20 @@ def test_training_settings_read_as_words_not_json() -> None:
     assert value_words({"a_b": 1.23456}) == "A b 1.235"
 
 
+def test_test_time_views_read_as_words() -> None:
+    from cxrscreen.engine.export import VIEW_SETS
+
+    training = {"normal_train": 540, "config": {"test_time_views": "framing"},
+                "test_time_views": {"name": "framing", "views": [list(v) for v in VIEW_SETS["framing"]]}}
+    rows = dict(training_rows(training))
+    assert rows["Test-time views"] == "framing"
+    assert rows["Scored as"].startswith("the mean score of the image as read and 6 re-framings of it (magnified 1.15×, "
+                                        "magnified 0.92×, moved +6 % across, moved -6 % across, moved +6 % down, "
+                                        "moved -6 % down)")
+    assert not any("{" in v or "[" in v for v in rows.values())
+    assert dict(training_rows({"test_time_views": {"views": [[1, 0, 0]]}}))["Scored as"] == "each image as read"
+
+
 def test_card_has_intended_use_and_limitations(tiny_detector) -> None:
     meta = read_metadata(tiny_detector)
     rows = dict(intended_use_rows(meta))

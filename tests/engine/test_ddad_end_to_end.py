@@ -114,6 +114,41 @@ def test_export_score_eval(trained, synthetic, tmp_path, capsys):
     assert report.with_suffix(".png").stat().st_size > 10_000
 
 
+def test_export_with_test_time_views(trained, synthetic, tmp_path, capsys):
+    from cxrscreen.engine.export import VIEW_SETS
+    from cxrscreen.models.views import ViewAverage
+
+    viewed = tmp_path / "views.onnx"
+    assert cli(["export", str(trained), "--out", str(viewed), "--views", "framing"]) == 0
+    capsys.readouterr()
+    det = Detector(viewed, provider="cpu")
+    assert det.meta.score_type == "inter, mean of 7 views"
+    assert det.meta.training["test_time_views"] == {"name": "framing", "views": [list(v) for v in VIEW_SETS["framing"]]}
+    # the file runs every view: its scores are the mean of the torch scorer's over the views
+    names = sorted(p.name for p in synthetic["test"].glob("*.png") if p.name != "broken.png")[:6]
+    images = load_images([synthetic["test"] / n for n in names], det.preprocess_spec)
+    scorer = load_scorer(trained)
+    wrapped = ViewAverage(scorer, VIEW_SETS["framing"], det.preprocess_spec.output_range).eval()
+    with torch.no_grad():
+        want = wrapped(torch.from_numpy(images))[0].numpy()
+        single = scorer(torch.from_numpy(images))[0].numpy()
+    got = det.run(images)
+    np.testing.assert_allclose(got.scores, want, atol=1e-4)
+    assert not np.allclose(got.scores, single, atol=1e-3)  # the views change the score
+    assert got.heatmaps.shape == (6, 32, 32)
+    # calibrated again on the same held-out normals, with the views
+    plain = json.loads((trained / "calibration.json").read_text())
+    assert det.meta.calibration.n_normals == plain["n_normals"] == 6
+    assert list(det.meta.calibration.normal_scores) != plain["normal_scores"]
+    # an unknown set of views is one clear line
+    with pytest.raises(SystemExit) as exc:
+        cli(["export", str(trained), "--out", str(tmp_path / "x.onnx"), "--views", "spin"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "invalid choice: 'spin'" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def _config(**kw) -> Config:
     base = dict(backbone="ae", members=2, epochs=3, batch_size=16, preprocess=PreprocessSpec(size=32), checkpoint_every_s=0.0)
     return Config(**{**base, **kw})

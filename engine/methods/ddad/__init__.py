@@ -48,6 +48,7 @@ ScoreType = Literal["rec", "intra", "inter"]  # the maps models.ddad computes (t
 Precision = Literal["fp32", "bf16"]
 Layout = Literal["auto", "stacked", "separate"]
 Augment = Literal["none", "acquisition", "acquisition-framing", "acquisition-aspect", "acquisition-processing"]
+TestTimeViews = Literal["none", "framing"]  # engine.export.VIEW_SETS
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 BACKBONES: tuple[str, ...] = get_args(Backbone)
 SCORE_TYPES: tuple[str, ...] = get_args(ScoreType)
@@ -87,6 +88,10 @@ class Config:
             "acquisition-processing": framing plus local contrast raised or lowered (another
             system's unsharp masking or dynamic-range compression; measured on two seeds, not
             the default: bench/RESULTS.md).
+        test_time_views: "none" (the paper: each image scored as read) or "framing": the detector
+            file scores the image and six re-framings of it and takes the mean
+            (:data:`engine.export.VIEW_SETS`; calibrated on those scores); a run setting: it
+            changes the exported file, not the networks.
         reuse_normal_module: a finished run whose module B (trained on the same known normals
             with the same settings) is reused instead of trained again: module B never sees the
             unlabeled images, so a site adding unlabeled images, or an anomaly-rate sweep, only
@@ -123,6 +128,11 @@ class Config:
     augment: Augment = setting("none", flag="--augment", choices=get_args(Augment), option_default=None,
                                help="train-time acquisition augmentation (none is the paper's; default: the "
                                     "preset's)")
+    test_time_views: TestTimeViews = setting("none", flag="--test-time-views", kind="run", choices=get_args(TestTimeViews),
+                                             option_default=None,
+                                             help="score each image as read (none) or as the mean over it and six "
+                                                  "re-framings (framing; the detector file runs every view); default: "
+                                                  "the preset's")
     reuse_normal_module: str | None = setting(None, flag="--reuse-normal-module", type="path",
                                               path_kind="folder", help="take module B (normal-only) from this finished run instead of "
                                                    "training it (same known normals and settings required)")
@@ -130,7 +140,8 @@ class Config:
     def __post_init__(self) -> None:
         for name, value, allowed in (("backbone", self.backbone, BACKBONES), ("score_type", self.score_type, SCORE_TYPES),
                                      ("precision", self.precision, get_args(Precision)), ("layout", self.layout, get_args(Layout)),
-                                     ("device", self.device, get_args(DeviceChoice)), ("augment", self.augment, get_args(Augment))):
+                                     ("device", self.device, get_args(DeviceChoice)), ("augment", self.augment, get_args(Augment)),
+                                     ("test_time_views", self.test_time_views, get_args(TestTimeViews))):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if self.members < 2:
@@ -163,7 +174,7 @@ def describe(config: Config) -> dict[str, str]:
 def make_config(values: dict[str, Any]) -> Config:
     """Settings from option values (by option name; absent: the method's default)."""
     own = {k: values[k] for k in ("backbone", "members", "latent_size", "score_type", "score_top_fraction", "precision",
-                                  "layout", "augment", "reuse_normal_module") if values.get(k) is not None}
+                                  "layout", "augment", "test_time_views", "reuse_normal_module") if values.get(k) is not None}
     if "reuse_normal_module" in own:
         own["reuse_normal_module"] = str(Path(own["reuse_normal_module"]).resolve())
     return Config(**settings_values(values), **own, preprocess=preprocess_from(DEFAULT_PREPROCESS, values))

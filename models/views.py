@@ -1,0 +1,72 @@
+"""A scorer averaged over re-framed views of its input (test-time views, issue 22).
+
+Each view magnifies the model input about its centre and shifts it (black outside the image, as
+on a detector's edge and as :mod:`engine.augment` trains with); the scorer runs on every view.
+The score is the mean of the views' scores. Each view's heatmap is mapped back onto the input's
+own pixels and the heatmap is the mean, at every pixel, over the views that saw that pixel (the
+identity view sees every pixel), so the map stays in the method's units and shows the image as
+it was read.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def view_theta(zoom: float, across: float, down: float) -> list[list[float]]:
+    """``affine_grid``'s matrix for one view: output pixel -> input pixel, in [-1, 1] coordinates.
+
+    ``zoom`` > 1 magnifies; ``across`` / ``down`` move the content right / down by that fraction
+    of the side.
+    """
+    return [[1.0 / zoom, 0.0, -2.0 * across / zoom], [0.0, 1.0 / zoom, -2.0 * down / zoom]]
+
+
+def inverse_theta(zoom: float, across: float, down: float) -> list[list[float]]:
+    """The matrix that takes a view's output back onto the input's pixels."""
+    return [[zoom, 0.0, 2.0 * across], [0.0, zoom, 2.0 * down]]
+
+
+class ViewAverage(nn.Module):
+    """``scorer`` (image (N, 1, S, S) -> score (N,), heatmap (N, H, W)) averaged over ``views``.
+
+    Args:
+        scorer: the method's scorer, in eval mode.
+        views: (zoom, across, down) per view, the first normally the identity (1, 0, 0).
+        output_range: (low, high) of the input; ``low`` is black (what a view shows outside the image).
+    """
+
+    def __init__(self, scorer: nn.Module, views: Sequence[Sequence[float]], output_range: Sequence[float]) -> None:
+        super().__init__()
+        if not views:
+            raise ValueError("at least one view")
+        for v in views:
+            if len(v) != 3 or not float(v[0]) > 0:
+                raise ValueError(f"a view is (zoom > 0, across, down), got {tuple(v)!r}")
+        self.scorer = scorer
+        self.low, self.high = float(output_range[0]), float(output_range[1])
+        self.register_buffer("theta", torch.tensor([view_theta(*map(float, v)) for v in views], dtype=torch.float32))
+        self.register_buffer("inverse", torch.tensor([inverse_theta(*map(float, v)) for v in views], dtype=torch.float32))
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = image.shape[0]
+        size = image.shape[-2:]
+        u = (image - self.low) / (self.high - self.low)
+        scores, total, weight = [], None, None
+        for i in range(self.theta.shape[0]):
+            grid = F.affine_grid(self.theta[i].expand(n, 2, 3), [n, 1, size[0], size[1]], align_corners=False)
+            view = F.grid_sample(u, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            s, h = self.scorer(view * (self.high - self.low) + self.low)
+            h = h[:, None]
+            if h.shape[-2:] != size:
+                h = F.interpolate(h, size=size, mode="bilinear", align_corners=False)
+            back = F.affine_grid(self.inverse[i].expand(n, 2, 3), [n, 1, size[0], size[1]], align_corners=False)
+            seen = F.grid_sample(torch.ones_like(h), back, mode="bilinear", padding_mode="zeros", align_corners=False)
+            mapped = F.grid_sample(h, back, mode="bilinear", padding_mode="zeros", align_corners=False)
+            scores.append(s)
+            total = mapped if total is None else total + mapped
+            weight = seen if weight is None else weight + seen
+        return torch.stack(scores).mean(0), (total / weight.clamp_min(1e-6))[:, 0]
