@@ -76,9 +76,6 @@ def training_rows(training: dict[str, Any]) -> list[tuple[str, str]]:
     config = training.get("config")
     if isinstance(config, dict):
         rows += settings_rows(config)
-    views = training.get("test_time_views")
-    if isinstance(views, dict):
-        rows.append(("Scored as", views_words(views)))
     members = training.get("member_runs")
     if isinstance(members, list):  # an ensemble (engine.ensemble): one row per member run
         rows += [(f"Member {i}", member_words(m)) for i, m in enumerate(members, 1) if isinstance(m, dict)]
@@ -100,9 +97,9 @@ def views_words(views: dict[str, Any]) -> str:
         if float(zoom) != 1.0:
             what.append(f"magnified {float(zoom):g}×")
         if float(across):
-            what.append(f"moved {100 * float(across):+g} % across")
+            what.append(f"shifted {100 * abs(float(across)):g} % {'right' if float(across) > 0 else 'left'}")
         if float(down):
-            what.append(f"moved {100 * float(down):+g} % down")
+            what.append(f"shifted {100 * abs(float(down)):g} % {'down' if float(down) > 0 else 'up'}")
         parts.append(" and ".join(what) or "as read")
     return (f"the mean score of the image as read and {len(others)} re-framings of it ({', '.join(parts)}); the "
             "heatmap is their maps, each mapped back onto the image; calibrated on those mean scores")

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
-from cxrscreen.app.card_words import THRESHOLD_WORDS, intended_use_rows, training_rows
+from cxrscreen.app.card_words import THRESHOLD_WORDS, intended_use_rows, training_rows, views_words
 from cxrscreen.engine.detector import DetectorMetadata, NormalCalibration
 from cxrscreen.engine.acquisition import AcquisitionReference, unlabeled_verdict
 from cxrscreen.engine.scope import ScopeGate
@@ -37,6 +37,9 @@ def card_sections(meta: DetectorMetadata, path: Path | None = None, provider: st
     method = [("Method", meta.method), ("Backbone", meta.backbone), ("Score", meta.score_type),
               ("Input", f"{p.size} × {p.size}, aspect {p.aspect}, intensity {p.intensity}, "
                         f"range {p.output_range[0]:g}…{p.output_range[1]:g}")]
+    views = meta.training.get("test_time_views")
+    if isinstance(views, dict):  # how the file scores an image: after "Score", where a reader looks for it
+        method.insert(3, ("Scored as", views_words(views)))
     calibration = _calibration_rows(meta.calibration)
     calibration.append(("Out-of-scope gate", ScopeGate.from_metadata(meta.scope).description))
     calibration.append(("Acquisition check", acquisition_description(meta.scope)))

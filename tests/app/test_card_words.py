@@ -25,17 +25,31 @@ def test_training_settings_read_as_words_not_json() -> None:
 
 
 def test_test_time_views_read_as_words() -> None:
+    from cxrscreen.app.card_words import views_words
     from cxrscreen.engine.export import VIEW_SETS
 
-    training = {"normal_train": 540, "config": {"test_time_views": "framing"},
-                "test_time_views": {"name": "framing", "views": [list(v) for v in VIEW_SETS["framing"]]}}
+    views = {"name": "framing", "views": [list(v) for v in VIEW_SETS["framing"]]}
+    training = {"normal_train": 540, "config": {"test_time_views": "framing"}, "test_time_views": views}
     rows = dict(training_rows(training))
-    assert rows["Test-time views"] == "framing"
-    assert rows["Scored as"].startswith("the mean score of the image as read and 6 re-framings of it (magnified 1.15×, "
-                                        "magnified 0.92×, moved +6 % across, moved -6 % across, moved +6 % down, "
-                                        "moved -6 % down)")
+    assert rows["Test-time views"] == "framing" and "Scored as" not in rows  # the Method section says it
     assert not any("{" in v or "[" in v for v in rows.values())
-    assert dict(training_rows({"test_time_views": {"views": [[1, 0, 0]]}}))["Scored as"] == "each image as read"
+    assert views_words(views).startswith("the mean score of the image as read and 6 re-framings of it (magnified 1.15×, "
+                                         "magnified 0.92×, shifted 6 % right, shifted 6 % left, shifted 6 % down, "
+                                         "shifted 6 % up)")
+    assert views_words({"views": [[1, 0, 0]]}) == "each image as read"
+
+
+def test_the_card_says_how_a_file_with_views_scores(tiny_detector) -> None:
+    from cxrscreen.app.detector_card import card_sections
+    from cxrscreen.engine.export import VIEW_SETS
+
+    meta = read_metadata(tiny_detector)
+    assert "Scored as" not in dict(dict(card_sections(meta))["Method"])
+    viewed = dataclasses.replace(meta, training={**meta.training, "test_time_views": {
+        "name": "framing", "views": [list(v) for v in VIEW_SETS["framing"]]}})
+    method = dict(card_sections(viewed))["Method"]
+    assert [label for label, _ in method][:4] == ["Method", "Backbone", "Score", "Scored as"]
+    assert dict(method)["Scored as"].startswith("the mean score of the image as read and 6 re-framings")
 
 
 def test_card_has_intended_use_and_limitations(tiny_detector) -> None:
