@@ -14,6 +14,11 @@ the change (the same image draws for both). Evaluation only: nothing is chosen o
     python bench/tta.py --model bench/_work/detectors/ddad_framing_e50_s0_base.onnx [--model ...] [--tag NAME]
     python bench/tta.py --summary NAME [NAME ...]
     python bench/tta.py --cost plain.onnx views.onnx     # scoring time of two detector files, same images
+    python bench/tta.py --model D.onnx --batch /tmp/adapt_crop/batch --tag NAME   # a labelled folder instead
+
+``--batch`` evaluates a folder with ``labels.csv`` instead of dev_test: e.g. the simulated new batch
+of ``bench/adapt_batch.py prepare`` (pool images no dev-protocol detector trained on, off-centre),
+a test set that is not dev_test.
 
 ``--cost`` times the graphs (onnxruntime, CPU provider, its default threads: 2 here) on dev_test's 642
 preprocessed images, the files alternating, median of 3 rounds; the ratio is what the views cost.
@@ -126,8 +131,34 @@ def cost(models: list[Path], rounds: int = 3) -> None:
         print(f"{m.name:44s} {d.provider:22s} {np.median(t):7.2f} s for {len(batch)} images  ratio {np.median(t) / base:.2f}")
 
 
+def evaluate_folder(model: Path, folder: Path) -> dict:
+    import csv
+
+    from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.io import read_radiograph
+    from cxrscreen.engine.preprocess import preprocess
+
+    det = Detector(model)
+    rows = list(csv.DictReader(open(folder / "labels.csv", encoding="utf-8")))
+    labels = np.array([int(r["label"]) for r in rows])
+    batch = np.stack([preprocess(read_radiograph(folder / r["path"]).pixels, det.preprocess_spec) for r in rows])[:, None]
+    s = _scores(det, batch.astype(np.float32))
+    r = _paired(labels, s[0], s.mean(0))
+    print(f"{model.stem:36s} {folder.name:16s} n {len(labels)}  AUROC {r['identity']:.3f} -> {r['mean_of_views']:.3f} "
+          f"({r['change']:+.3f} [{r['change_ci95'][0]:+.3f}, {r['change_ci95'][1]:+.3f}])")
+    return {"model": str(model), "model_id": det.meta.model_id, "provider": det.provider, "views": VIEWS,
+            "folder": folder.name, "n": len(labels), "n_abnormal": int(labels.sum()), "batch": r}
+
+
 def summary(tags: list[str]) -> None:
     rs = [json.loads((OUT / f"{t}.json").read_text()) for t in tags]
+    if all("batch" in r for r in rs):  # folder results
+        for t, r in zip(tags, rs):
+            b = r["batch"]
+            print(f"| {t} | {r['n']} ({r['n_abnormal']} abnormal) | {b['identity']:.3f} → {b['mean_of_views']:.3f} "
+                  f"({b['change']:+.3f} [{b['change_ci95'][0]:+.3f}, {b['change_ci95'][1]:+.3f}]) |")
+        print(f"mean change {np.mean([r['batch']['change'] for r in rs]):+.3f}")
+        return
     names = list(rs[0]["shifts"])
     print("| shift | " + " | ".join(tags) + " | mean change |")
     print("|---|" + "---|" * (len(tags) + 1))
@@ -143,6 +174,7 @@ def main() -> None:
     p.add_argument("--tag", action="append")
     p.add_argument("--summary", nargs="+", metavar="TAG")
     p.add_argument("--cost", nargs="+", type=Path, metavar="ONNX")
+    p.add_argument("--batch", type=Path, help="a labelled folder (labels.csv) to evaluate instead of dev_test")
     a = p.parse_args()
     if a.cost:
         dev_split.require()
@@ -153,6 +185,14 @@ def main() -> None:
         return
     if not a.model:
         p.error("give --model (or --summary)")
+    if a.batch:
+        if not (a.batch / "labels.csv").is_file():
+            p.error(f"{a.batch} has no labels.csv")
+        OUT.mkdir(parents=True, exist_ok=True)
+        for i, model in enumerate(a.model):
+            tag = a.tag[i] if a.tag and i < len(a.tag) else f"{model.stem}_{a.batch.name}"
+            (OUT / f"{tag}.json").write_text(json.dumps(evaluate_folder(model, a.batch), indent=2))
+        return
     dev_split.require()
     OUT.mkdir(parents=True, exist_ok=True)
     for i, model in enumerate(a.model):

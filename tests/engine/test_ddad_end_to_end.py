@@ -64,8 +64,8 @@ def test_training_run_folder(trained):
 
 
 def test_export_score_eval(trained, synthetic, tmp_path, capsys):
-    onnx_path = tmp_path / "det.onnx"
-    assert cli(["export", str(trained), "--out", str(onnx_path)]) == 0
+    onnx_path = tmp_path / "det.onnx"  # each image as read (the default preset's file runs views: the test below)
+    assert cli(["export", str(trained), "--out", str(onnx_path), "--views", "none"]) == 0
     out = capsys.readouterr().out
     assert "parity" in out and "calibrated on 6 held-out normals; threshold floor from 58 training normals (" in out
     assert "  unlabeled  acquired like the known normals (48 checked against 64; the largest difference, their " in out
@@ -79,7 +79,7 @@ def test_export_score_eval(trained, synthetic, tmp_path, capsys):
     assert det.meta.scope["model"]["n_fit"] == 106 and det.meta.scope["model"]["n_threshold"] == 6
     assert det.scope_gate.model is not None
     # never overwrite silently
-    assert cli(["export", str(trained), "--out", str(onnx_path)]) == 1
+    assert cli(["export", str(trained), "--out", str(onnx_path), "--views", "none"]) == 1
 
     results = tmp_path / "scores.csv"
     assert cli(["score", str(synthetic["test"]), "--model", str(onnx_path), "--out", str(results)]) == 0
@@ -100,7 +100,7 @@ def test_export_score_eval(trained, synthetic, tmp_path, capsys):
 
     # another map as score: re-calibrated on the held-out normal files at export
     rec_path = tmp_path / "rec.onnx"
-    assert cli(["export", str(trained), "--out", str(rec_path), "--score", "rec"]) == 0
+    assert cli(["export", str(trained), "--out", str(rec_path), "--score", "rec", "--views", "none"]) == 0
     assert Detector(rec_path, provider="cpu").meta.score_type == "rec"
     report = tmp_path / "eval.json"
     assert cli(["eval", "--model", str(rec_path), "--labels", str(synthetic["test"] / "labels.csv"),
@@ -119,7 +119,8 @@ def test_export_with_test_time_views(trained, synthetic, tmp_path, capsys):
     from cxrscreen.models.views import ViewAverage
 
     viewed = tmp_path / "views.onnx"
-    assert cli(["export", str(trained), "--out", str(viewed), "--views", "framing"]) == 0
+    assert read_run(trained)["config"]["test_time_views"] == "framing"  # the default preset's
+    assert cli(["export", str(trained), "--out", str(viewed)]) == 0
     capsys.readouterr()
     det = Detector(viewed, provider="cpu")
     assert det.meta.score_type == "inter, mean of 7 views"
