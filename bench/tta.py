@@ -13,15 +13,13 @@ the change (the same image draws for both). Evaluation only: nothing is chosen o
 
     python bench/tta.py --model bench/_work/detectors/ddad_framing_e50_s0_base.onnx [--model ...] [--tag NAME]
     python bench/tta.py --summary NAME [NAME ...]
-    python bench/tta.py --cost plain.onnx views.onnx     # scoring time of two detector files, same images
     python bench/tta.py --model D.onnx --batch /tmp/adapt_crop/batch --tag NAME   # a labelled folder instead
 
 ``--batch`` evaluates a folder with ``labels.csv`` instead of dev_test: e.g. the simulated new batch
 of ``bench/adapt_batch.py prepare`` (pool images no dev-protocol detector trained on, off-centre),
 a test set that is not dev_test.
 
-``--cost`` times the graphs (onnxruntime, CPU provider, its default threads: 2 here) on dev_test's 642
-preprocessed images, the files alternating, median of 3 rounds; the ratio is what the views cost.
+What the views cost in scoring time: ``bench/ensemble_cost.py --model plain.onnx --model views.onnx``.
 """
 from __future__ import annotations
 
@@ -110,27 +108,6 @@ def evaluate(model: Path) -> dict:
     return out
 
 
-def cost(models: list[Path], rounds: int = 3) -> None:
-    from cxrscreen.engine.detector import Detector
-    from cxrscreen.engine.io import read_radiograph
-    from cxrscreen.engine.preprocess import preprocess
-
-    dets = [Detector(m) for m in models]
-    paths, _ = dev_split.dev_test()
-    batch = np.stack([preprocess(read_radiograph(p).pixels, dets[0].preprocess_spec) for p in paths])[:, None]
-    batch = batch.astype(np.float32)
-    times: list[list[float]] = [[] for _ in dets]
-    for _ in range(rounds):
-        for i, d in enumerate(dets):
-            t0 = time.perf_counter()
-            for j in range(0, len(batch), 64):
-                d.run(batch[j : j + 64])
-            times[i].append(time.perf_counter() - t0)
-    base = float(np.median(times[0]))
-    for m, d, t in zip(models, dets, times):
-        print(f"{m.name:44s} {d.provider:22s} {np.median(t):7.2f} s for {len(batch)} images  ratio {np.median(t) / base:.2f}")
-
-
 def evaluate_folder(model: Path, folder: Path) -> dict:
     import csv
 
@@ -173,13 +150,8 @@ def main() -> None:
     p.add_argument("--model", type=Path, action="append")
     p.add_argument("--tag", action="append")
     p.add_argument("--summary", nargs="+", metavar="TAG")
-    p.add_argument("--cost", nargs="+", type=Path, metavar="ONNX")
     p.add_argument("--batch", type=Path, help="a labelled folder (labels.csv) to evaluate instead of dev_test")
     a = p.parse_args()
-    if a.cost:
-        dev_split.require()
-        cost(a.cost)
-        return
     if a.summary:
         summary(a.summary)
         return

@@ -216,7 +216,7 @@ PRESETS: tuple[Preset, ...] = (
            "robust-field: 0.967 and 0.963, the combined shift 0.932, specificity 89 %). The detector file scores "
            "each image as the mean over it and six re-framings (test-time views): on an off-centre batch no "
            "detector trained on, AUROC +0.009 to +0.037 over six detectors, dev_test 0.971 -> 0.979 at 250 epochs, at "
-           "about 9 times the network's scoring time. About 26 min on one CPU thread, as robust-field.",
+           "about 10 times the network's scoring time. About 26 min on one CPU thread, as robust-field.",
            {**_ROBUST_VALUES, "crop": "field", "augment": "acquisition-framing", "test_time_views": "framing"},
            deviations=(*_ROBUST_DEVIATIONS, _FIELD_DEVIATION,
                        "train-time geometry up to 1.45 magnification and ±10 % shift",
