@@ -37,23 +37,23 @@ sys.path.insert(0, str(REPO / "bench"))
 import dev_split  # noqa: E402
 from shift import SHIFTS, real_batch_files  # noqa: E402
 
+from cxrscreen.engine.export import VIEW_SETS  # noqa: E402
+from cxrscreen.models.views import view_theta  # noqa: E402
+
 OUT = REPO / "bench" / "results" / "tta"
-# (magnification, shift across, shift down) in fractions of the side; fixed before measuring
-VIEWS: tuple[tuple[float, float, float], ...] = (
-    (1.0, 0.0, 0.0), (1.15, 0.0, 0.0), (0.92, 0.0, 0.0),
-    (1.0, 0.06, 0.0), (1.0, -0.06, 0.0), (1.0, 0.0, 0.06), (1.0, 0.0, -0.06),
-)
+VIEWS = VIEW_SETS["framing"]  # (magnification, shift across, shift down): fixed before measuring
 
 
 def views(x: np.ndarray, low: float, high: float) -> np.ndarray:
-    """(V, N, 1, S, S): ``x`` (N, 1, S, S, in [low, high]) under every view, black outside the field."""
+    """(V, N, 1, S, S): ``x`` (N, 1, S, S, in [low, high]) under every view, black outside the field
+    (the views of :class:`models.views.ViewAverage`, run outside the graph to score each one)."""
     import torch
     import torch.nn.functional as F
 
     t = (torch.from_numpy(x) - low) / (high - low)
     out = []
-    for zoom, dx, dy in VIEWS:
-        theta = torch.tensor([[1 / zoom, 0.0, -2 * dx], [0.0, 1 / zoom, -2 * dy]], dtype=t.dtype)
+    for view in VIEWS:
+        theta = torch.tensor(view_theta(*view), dtype=t.dtype)
         grid = F.affine_grid(theta.expand(len(t), 2, 3), list(t.shape), align_corners=False)
         out.append(F.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
     return (torch.stack(out) * (high - low) + low).numpy()

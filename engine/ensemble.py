@@ -22,7 +22,9 @@ of at most :data:`~engine.detector.TRAINING_FLOOR_MAX` that :mod:`engine.train` 
 threshold's floor): ``(score - median) / IQR``, and its heatmap by the pixels' median and the
 spread from median to 99th percentile. The held-out normals are not used for these constants:
 they calibrate the ensemble (:func:`engine.train.calibrate`, training-normal floor included).
-The out-of-scope gate is the first member's (its model of the images it trained on).
+The out-of-scope gate is the first member's (its model of the images it trained on). Members are
+scored as read: a run's test-time views (``engine.export.VIEW_SETS``) are not applied inside an
+ensemble, which already averages several networks.
 """
 from __future__ import annotations
 

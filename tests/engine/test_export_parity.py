@@ -17,3 +17,18 @@ def test_large_values_are_compared_relatively() -> None:
     rounded = ref + np.array([1.7e-3, 8e-5, 0.0], np.float32)  # float32 rounding at that scale
     assert _scaled_difference(rounded, ref) <= 1e-4
     assert _scaled_difference(ref * 1.001, ref) > 1e-4  # a real 0.1 % error is still refused
+
+
+def test_every_named_set_of_views_is_offered_where_it_is_chosen() -> None:
+    import argparse
+    import typing
+
+    from cxrscreen.engine import export_cli
+    from cxrscreen.engine.export import VIEW_SETS
+    from cxrscreen.engine.methods.ddad import TestTimeViews
+
+    parser = argparse.ArgumentParser()
+    export_cli.add_arguments(parser)
+    views = next(a for a in parser._actions if a.dest == "views")
+    assert set(views.choices) == set(VIEW_SETS) == set(typing.get_args(TestTimeViews))
+    assert VIEW_SETS["none"] == ((1.0, 0.0, 0.0),) and VIEW_SETS["framing"][0] == (1.0, 0.0, 0.0)
