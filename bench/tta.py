@@ -38,7 +38,7 @@ import dev_split  # noqa: E402
 from shift import SHIFTS, real_batch_files  # noqa: E402
 
 from cxrscreen.engine.export import VIEW_SETS  # noqa: E402
-from cxrscreen.models.views import view_theta  # noqa: E402
+from cxrscreen.models.views import view_theta, warp  # noqa: E402
 
 OUT = REPO / "bench" / "results" / "tta"
 VIEWS = VIEW_SETS["framing"]  # (magnification, shift across, shift down): fixed before measuring
@@ -46,17 +46,11 @@ VIEWS = VIEW_SETS["framing"]  # (magnification, shift across, shift down): fixed
 
 def views(x: np.ndarray, low: float, high: float) -> np.ndarray:
     """(V, N, 1, S, S): ``x`` (N, 1, S, S, in [low, high]) under every view, black outside the field
-    (the views of :class:`models.views.ViewAverage`, run outside the graph to score each one)."""
+    (:class:`models.views.ViewAverage`'s views, run outside the graph to score each one)."""
     import torch
-    import torch.nn.functional as F
 
     t = (torch.from_numpy(x) - low) / (high - low)
-    out = []
-    for view in VIEWS:
-        theta = torch.tensor(view_theta(*view), dtype=t.dtype)
-        grid = F.affine_grid(theta.expand(len(t), 2, 3), list(t.shape), align_corners=False)
-        out.append(F.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
-    return (torch.stack(out) * (high - low) + low).numpy()
+    return torch.stack([warp(t, torch.tensor(view_theta(*v), dtype=t.dtype)) for v in VIEWS]).mul(high - low).add(low).numpy()
 
 
 def _scores(det, batch: np.ndarray) -> np.ndarray:

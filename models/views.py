@@ -30,6 +30,13 @@ def inverse_theta(zoom: float, across: float, down: float) -> list[list[float]]:
     return [[zoom, 0.0, 2.0 * across], [0.0, zoom, 2.0 * down]]
 
 
+def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """``x`` (N, C, H, W) resampled through ``theta`` (2, 3; output -> input), zeros outside."""
+    n, c, h, w = x.shape
+    grid = F.affine_grid(theta.expand(n, 2, 3), [n, c, h, w], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 class ViewAverage(nn.Module):
     """``scorer`` (image (N, 1, S, S) -> score (N,), heatmap (N, H, W)) averaged over ``views``.
 
@@ -52,20 +59,15 @@ class ViewAverage(nn.Module):
         self.register_buffer("inverse", torch.tensor([inverse_theta(*map(float, v)) for v in views], dtype=torch.float32))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n = image.shape[0]
         size = image.shape[-2:]
         u = (image - self.low) / (self.high - self.low)
         scores, total, weight = [], None, None
         for i in range(self.theta.shape[0]):
-            grid = F.affine_grid(self.theta[i].expand(n, 2, 3), [n, 1, size[0], size[1]], align_corners=False)
-            view = F.grid_sample(u, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-            s, h = self.scorer(view * (self.high - self.low) + self.low)
+            s, h = self.scorer(warp(u, self.theta[i]) * (self.high - self.low) + self.low)
             h = h[:, None]
             if h.shape[-2:] != size:
                 h = F.interpolate(h, size=size, mode="bilinear", align_corners=False)
-            back = F.affine_grid(self.inverse[i].expand(n, 2, 3), [n, 1, size[0], size[1]], align_corners=False)
-            seen = F.grid_sample(torch.ones_like(h), back, mode="bilinear", padding_mode="zeros", align_corners=False)
-            mapped = F.grid_sample(h, back, mode="bilinear", padding_mode="zeros", align_corners=False)
+            seen, mapped = warp(torch.ones_like(h), self.inverse[i]), warp(h, self.inverse[i])
             scores.append(s)
             total = mapped if total is None else total + mapped
             weight = seen if weight is None else weight + seen
