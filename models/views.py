@@ -5,7 +5,8 @@ on a detector's edge and as :mod:`engine.augment` trains with); the scorer runs 
 The score is the mean of the views' scores. Each view's heatmap is mapped back onto the input's
 own pixels and the heatmap is the mean, at every pixel, over the views that saw that pixel (the
 identity view sees every pixel), so the map stays in the method's units and shows the image as
-it was read.
+it was read. The views run as one batch (view-major), so an exported graph holds the scorer once
+and the scorer must score each image independently of the others in its batch (eval mode).
 """
 from __future__ import annotations
 
@@ -59,16 +60,18 @@ class ViewAverage(nn.Module):
         self.register_buffer("inverse", torch.tensor([inverse_theta(*map(float, v)) for v in views], dtype=torch.float32))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        size = image.shape[-2:]
+        n, size, v = image.shape[0], image.shape[-2:], self.theta.shape[0]
         u = (image - self.low) / (self.high - self.low)
-        scores, total, weight = [], None, None
-        for i in range(self.theta.shape[0]):
-            s, h = self.scorer(warp(u, self.theta[i]) * (self.high - self.low) + self.low)
-            h = h[:, None]
-            if h.shape[-2:] != size:
-                h = F.interpolate(h, size=size, mode="bilinear", align_corners=False)
-            seen, mapped = warp(torch.ones_like(h), self.inverse[i]), warp(h, self.inverse[i])
-            scores.append(s)
+        # every view in one batch (view-major): the scorer runs once, so the graph holds it once
+        views = torch.cat([warp(u, self.theta[i]) for i in range(v)]) * (self.high - self.low) + self.low
+        s, h = self.scorer(views)
+        h = h[:, None]
+        if h.shape[-2:] != size:
+            h = F.interpolate(h, size=size, mode="bilinear", align_corners=False)
+        total, weight = None, None
+        for i in range(v):
+            hi = h[i * n:(i + 1) * n]
+            seen, mapped = warp(torch.ones_like(hi), self.inverse[i]), warp(hi, self.inverse[i])
             total = mapped if total is None else total + mapped
             weight = seen if weight is None else weight + seen
-        return torch.stack(scores).mean(0), (total / weight.clamp_min(1e-6))[:, 0]
+        return s.reshape(v, n).mean(0), (total / weight.clamp_min(1e-6))[:, 0]
