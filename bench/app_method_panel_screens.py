@@ -11,7 +11,8 @@ images are synthetic chests (engine.synth). Run under a display, e.g.:
 Writes panel_<method>.png per method, and panel_dual_problem.png with a problem the engine's
 `train --check` found. ``--real METHOD ...`` uses this checkout's engine instead and writes
 panel_real_<method>.png with the advanced settings open (e.g. ``--real wscxr msacl_igd``: their
-run-folder and weight-file options with their Browse buttons). ``--unlabeled-otherwise`` (with
+run-folder and weight-file options with their Browse buttons), and panel_real_<method>_how_it_runs.png
+with the run settings in view where the method offers test-time views. ``--unlabeled-otherwise`` (with
 ``--real``) sharpens the unlabeled images first (``bench/shift.py``'s ``sharp_processing``: another
 system's processing), so the engine's
 `train --check` warns that they were acquired unlike the known normals
@@ -112,6 +113,10 @@ def main() -> int:
                 settle(0.5)
             suffix = "_unlabeled_otherwise" if args.unlabeled_otherwise else ""
             panel.grab().save(str(args.out / f"panel_real_{method}{suffix}.png"))
+            if scroll is not None and "test_time_views" in panel.options_form.fields:  # "How it runs" in view
+                scroll.ensureWidgetVisible(panel.options_form.fields["test_time_views"], 50, 50)
+                settle(0.5)
+                panel.grab().save(str(args.out / f"panel_real_{method}{suffix}_how_it_runs.png"))
         panel.check.cancel()
         workers.stop_all()
         workers.wait_all(10_000)

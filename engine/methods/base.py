@@ -237,6 +237,18 @@ PREPROCESS_OPTIONS = ("size", "aspect", "intensity", "crop")
 # robust-field preset reaches the same two values through its own robust recipe.)
 ROBUST_PREPROCESS: Mapping[str, str] = MappingProxyType({"crop": "field", "intensity": "equalize"})
 
+TestTimeViews = Literal["none", "framing"]  # the names of engine.export.VIEW_SETS (a test keeps them equal)
+
+
+def views_setting() -> Any:
+    """The ``test_time_views`` run setting of a method whose detector file may score each image as the
+    mean over it and a few re-framings (:data:`engine.export.VIEW_SETS`, read by
+    :func:`engine.export.run_views`): a run setting, since it changes the exported file, not the
+    networks. The default is "none" (as read); a preset sets "framing" where it was measured to help."""
+    return setting("none", flag="--test-time-views", kind="run", choices=get_args(TestTimeViews), option_default=None,
+                   help="score each image as read (none) or as the mean over it and six re-framings (framing; the "
+                        "detector file runs every view); default: the preset's")
+
 
 @dataclass(frozen=True)
 class Role:

@@ -25,10 +25,15 @@ def test_every_named_set_of_views_is_offered_where_it_is_chosen() -> None:
 
     from cxrscreen.engine import export_cli
     from cxrscreen.engine.export import VIEW_SETS
-    from cxrscreen.engine.methods.ddad import TestTimeViews
+    from cxrscreen.engine.methods import registry
+    from cxrscreen.engine.methods.base import TestTimeViews
 
     parser = argparse.ArgumentParser()
     export_cli.add_arguments(parser)
     views = next(a for a in parser._actions if a.dest == "views")
     assert set(views.choices) == set(VIEW_SETS) == set(typing.get_args(TestTimeViews))
+    offering = {name: next(o for o in m.options if o.name == "test_time_views")
+                for name, m in registry().items() if any(o.name == "test_time_views" for o in m.options)}
+    assert set(offering) == {"ddad", "wscxr"}  # the methods whose views were measured to help (bench/RESULTS.md)
+    assert all(set(o.choices) == set(VIEW_SETS) for o in offering.values())
     assert VIEW_SETS["none"] == ((1.0, 0.0, 0.0),) and VIEW_SETS["framing"][0] == (1.0, 0.0, 0.0)

@@ -125,10 +125,13 @@ def test_presets_hold_the_letters_numbers():
     assert paper.blur_sigma == 4.0 and m.config("small").blur_sigma == 1.0  # 4 px at 256, scaled
     assert not m.preset("paper").as_published and m.preset("paper").deviations
     assert m.preset("tiny").tests_only and [p.name for p in m.presets][:2] == ["robust", "small"]
-    # the default differs from the small preset only in its acquisition-robust preprocessing
+    # the default differs from the small preset only in its acquisition-robust preprocessing and in
+    # scoring the mean over the framing views (the letter, and every other preset, score as read)
     robust, small = m.config("robust").to_dict(), m.config("small").to_dict()
     assert robust.pop("preprocess") == {**small.pop("preprocess"), "crop": "field", "intensity": "equalize"}
+    assert robust.pop("test_time_views") == "framing" and small.pop("test_time_views") == "none"
     assert robust == small
+    assert {m.config(p).test_time_views for p in ("small", "paper", "tiny")} == {"none"}
     roles = {r.role: (r.requirement, r.min_count) for r in m.roles}
     assert roles == {"normal": ("required", 3), "unlabeled": ("optional", 1), "abnormal": ("required", 1)}
 
@@ -199,6 +202,34 @@ def test_a_reused_encoder_is_the_other_runs_and_unlabeled_images_only_pretrain(t
     assert c["backbone_source"]["mae"] == "pre-trained on normal + unlabeled"
     assert not torch.equal(c["encoder"]["blocks.0.attn.qkv.weight"], a["encoder"]["blocks.0.attn.qkv.weight"])
 
+
+
+def test_a_run_asking_for_the_framing_views_exports_a_file_that_scores_their_mean(trained, chests, tmp_path):
+    from cxrscreen.engine.datasets import load_images
+    from cxrscreen.engine.detector import Detector, NormalCalibration
+    from cxrscreen.engine.export import VIEW_SETS, export_run
+    from cxrscreen.models.views import ViewAverage
+
+    run, data = trained
+    viewed = tmp_path / "viewed"  # the same encoder, one epoch, the views asked for (as the default preset does)
+    assert run_training("wscxr", _tiny(encoder=str(run), epochs=1, test_time_views="framing"), data, viewed,
+                        Progress("none")).status == "done"
+    assert read_run(viewed)["config"]["test_time_views"] == "framing"
+    det = Detector(export_run(viewed, tmp_path / "v.onnx").path, provider="cpu")
+    assert det.meta.score_type == "max, mean of 7 views"
+    assert det.meta.training["test_time_views"]["name"] == "framing"
+    images = load_images(sorted(chests["unlabeled"].glob("*.png")), det.preprocess_spec)
+    scorer = registry()["wscxr"].hooks().load_scorer(viewed, "max").eval()
+    with torch.no_grad():
+        want = ViewAverage(scorer, VIEW_SETS["framing"], det.preprocess_spec.output_range).eval()(
+            torch.from_numpy(images))[0].numpy()
+        as_read = scorer(torch.from_numpy(images))[0].numpy()
+    np.testing.assert_allclose(det.run(images).scores, want, atol=1e-4)
+    assert not np.allclose(want, as_read, atol=1e-3)  # the views change the score
+    # calibrated again on the same held-out normals, with the views' scores (the run's own: as read)
+    own = NormalCalibration.from_dict(json.loads((viewed / "calibration.json").read_text()))
+    assert det.calibration.n_normals == own.n_normals
+    assert det.calibration.threshold_at_specificity(0.95) != own.threshold_at_specificity(0.95)
 
 class NotTensors:
     """A pickled object other than tensors: a state-dict reader must refuse it, never unpickle it."""

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from cxrscreen.engine.methods.base import (
-    LossSeries, Method, Phase, Preset, Problem, Role, preprocess_from, register, setting, settings_from_dict,
-    settings_to_dict, settings_values, recipe_hooks,
+    LossSeries, Method, Phase, Preset, Problem, Role, TestTimeViews, preprocess_from, register, setting,
+    settings_from_dict, settings_to_dict, settings_values, recipe_hooks, views_setting,
 )
 from cxrscreen.engine.preprocess import PreprocessSpec
 
@@ -49,7 +49,6 @@ ScoreType = Literal["rec", "intra", "inter"]  # the maps models.ddad computes (t
 Precision = Literal["fp32", "bf16"]
 Layout = Literal["auto", "stacked", "separate"]
 Augment = Literal["none", "acquisition", "acquisition-framing", "acquisition-aspect", "acquisition-processing"]
-TestTimeViews = Literal["none", "framing"]  # engine.export.VIEW_SETS
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 BACKBONES: tuple[str, ...] = get_args(Backbone)
 SCORE_TYPES: tuple[str, ...] = get_args(ScoreType)
@@ -129,11 +128,7 @@ class Config:
     augment: Augment = setting("none", flag="--augment", choices=get_args(Augment), option_default=None,
                                help="train-time acquisition augmentation (none is the paper's; default: the "
                                     "preset's)")
-    test_time_views: TestTimeViews = setting("none", flag="--test-time-views", kind="run", choices=get_args(TestTimeViews),
-                                             option_default=None,
-                                             help="score each image as read (none) or as the mean over it and six "
-                                                  "re-framings (framing; the detector file runs every view); default: "
-                                                  "the preset's")
+    test_time_views: TestTimeViews = views_setting()
     reuse_normal_module: str | None = setting(None, flag="--reuse-normal-module", type="path",
                                               path_kind="folder", help="take module B (normal-only) from this finished run instead of "
                                                    "training it (same known normals and settings required)")
