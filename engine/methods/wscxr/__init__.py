@@ -65,6 +65,10 @@ Choices and deviations (each also in the presets' deviations):
   epoch of the code sees the same features).
 - σ of the heatmap blur is 4 px at 256 px, scaled with the input size (1 px at 64 px); the blur
   mirrors at the border as scipy's ``gaussian_filter`` (mode "reflect", radius 4σ).
+- The default preset (robust) is not the letter's inference: besides its exposed-field crop and
+  equalisation, its detector file scores the mean over the image and six re-framings
+  (``test_time_views``, :data:`engine.export.VIEW_SETS`; measured to rank better under every
+  simulated acquisition shift, bench/RESULTS.md); ``small`` and ``paper`` score the image as read.
 """
 from __future__ import annotations
 
