@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 import dev_split  # noqa: E402
-from shift import SHIFTS, real_batch_files  # noqa: E402
+from shift import SHIFTS, TEN, real_batch_files  # noqa: E402
 
 from cxrscreen.engine.export import VIEW_SETS  # noqa: E402
 from cxrscreen.models.views import view_theta, warp  # noqa: E402
@@ -137,6 +137,11 @@ def summary(tags: list[str]) -> None:
         cells = [r["shifts"][n] if n != "real_batch" else r["real_batch"] for r in rs]
         print(f"| {n} | " + " | ".join(f"{c['identity']:.3f} → {c['mean_of_views']:.3f}" for c in cells)
               + f" | {np.mean([c['change'] for c in cells]):+.3f} |")
+    ten = [n for n in TEN if n != "none" and n in names]  # bench/shift.py's ten older shifts
+    means = [(np.mean([r["shifts"][n]["identity"] for n in ten]), np.mean([r["shifts"][n]["mean_of_views"] for n in ten]))
+             for r in rs]
+    print(f"| mean of the {len(ten)} older shifts | " + " | ".join(f"{a:.3f} → {b:.3f}" for a, b in means)
+          + f" | {np.mean([b - a for a, b in means]):+.3f} |")
 
 
 def main() -> None:
