@@ -103,16 +103,15 @@ def evaluate(model: Path) -> dict:
 
 
 def evaluate_folder(model: Path, folder: Path) -> dict:
-    import csv
-
     from cxrscreen.engine.detector import Detector
+    from cxrscreen.engine.evaluate import read_labels_csv
     from cxrscreen.engine.io import read_radiograph
     from cxrscreen.engine.preprocess import preprocess
 
     det = Detector(model)
-    rows = list(csv.DictReader(open(folder / "labels.csv", encoding="utf-8")))
-    labels = np.array([int(r["label"]) for r in rows])
-    batch = np.stack([preprocess(read_radiograph(folder / r["path"]).pixels, det.preprocess_spec) for r in rows])[:, None]
+    data = read_labels_csv(folder / "labels.csv")  # the engine's reader (cxrscreen eval --labels)
+    labels = data.labels
+    batch = np.stack([preprocess(read_radiograph(p).pixels, det.preprocess_spec) for p in data.paths])[:, None]
     s = _scores(det, batch.astype(np.float32))
     r = _paired(labels, s[0], s.mean(0))
     print(f"{model.stem:36s} {folder.name:16s} n {len(labels)}  AUROC {r['identity']:.3f} -> {r['mean_of_views']:.3f} "

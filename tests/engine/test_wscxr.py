@@ -203,7 +203,6 @@ def test_a_reused_encoder_is_the_other_runs_and_unlabeled_images_only_pretrain(t
     assert not torch.equal(c["encoder"]["blocks.0.attn.qkv.weight"], a["encoder"]["blocks.0.attn.qkv.weight"])
 
 
-
 def test_a_run_asking_for_the_framing_views_exports_a_file_that_scores_their_mean(trained, chests, tmp_path):
     from cxrscreen.engine.datasets import load_images
     from cxrscreen.engine.detector import Detector, NormalCalibration
@@ -230,6 +229,7 @@ def test_a_run_asking_for_the_framing_views_exports_a_file_that_scores_their_mea
     own = NormalCalibration.from_dict(json.loads((viewed / "calibration.json").read_text()))
     assert det.calibration.n_normals == own.n_normals
     assert det.calibration.threshold_at_specificity(0.95) != own.threshold_at_specificity(0.95)
+
 
 class NotTensors:
     """A pickled object other than tensors: a state-dict reader must refuse it, never unpickle it."""

@@ -60,7 +60,6 @@ def test_the_score_is_the_mean_over_views_and_the_map_averages_only_where_a_view
     torch.testing.assert_close(h[0, :, 15], x[0, 0, :, 15], atol=1e-5, rtol=0)   # the identity alone saw the last column
 
 
-
 def test_a_batch_is_scored_as_its_images_one_by_one():
     # the views of a batch run through the scorer as one batch: no image's views mix with another's
     x = _image(3)
@@ -72,6 +71,7 @@ def test_a_batch_is_scored_as_its_images_one_by_one():
         torch.testing.assert_close(s[i:i + 1], si)
         torch.testing.assert_close(h[i:i + 1], hi)
     assert len({round(float(v), 6) for v in s}) == 3
+
 
 def test_magnification_maps_back_exactly_on_a_ramp():
     # bilinear sampling reproduces a linear ramp exactly, so a 2x view mapped back is the input
