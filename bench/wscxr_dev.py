@@ -26,6 +26,8 @@ held-out calibration normals. dev_test is only evaluated, never used to choose a
     python bench/wscxr_dev.py sweep --shots 16 --seeds 0 1 2 --msacl-encoder bench/_work/msacl/msacl_e30_s0 --threads 1
     python bench/wscxr_dev.py encoder --pretrain-epochs 100 --encoder-name encoder_pre100_robust --robust --threads 1
     python bench/wscxr_dev.py sweep --shots 16 --seeds 0 1 2 --encoder-name encoder_pre100_robust --robust --threads 1
+    python bench/wscxr_dev.py encoder --pretrain-epochs 100 --encoder-name encoder_pre100_robust_s1 --robust --seed 1 --threads 1
+    python bench/wscxr_dev.py sweep --shots 16 --seeds 1 --encoder-name encoder_pre100_robust_s1 --robust --threads 1
     python bench/wscxr_dev.py report
 
 Data: ../shared/data (beside the checkout). Runs go to bench/_work/wscxr/ (git-ignored;
@@ -91,7 +93,8 @@ def cmd_encoder(args) -> None:
     from cxrscreen.engine.torch_runtime import set_threads
 
     set_threads(args.threads)
-    config = _config(args, 0, pretrain_epochs=args.pretrain_epochs)
+    # --seed: the pre-training's seed (0 for every encoder before the second robust encoder of issue 22)
+    config = _config(args, args.seed, pretrain_epochs=args.pretrain_epochs)
     t0 = time.time()
     load_before = os.getloadavg()
     run_dir, outcome = _train(args.encoder_name, config, dev_split.training_data(shots=16, seed=0), args.progress)
