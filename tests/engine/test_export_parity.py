@@ -34,6 +34,6 @@ def test_every_named_set_of_views_is_offered_where_it_is_chosen() -> None:
     assert set(views.choices) == set(VIEW_SETS) == set(typing.get_args(TestTimeViews))
     offering = {name: next(o for o in m.options if o.name == "test_time_views")
                 for name, m in registry().items() if any(o.name == "test_time_views" for o in m.options)}
-    assert set(offering) == {"ddad", "wscxr"}  # the methods whose views were measured to help (bench/RESULTS.md)
+    assert set(offering) == {"ddad", "wscxr"}  # where they were measured to help: DDAD (3 seeds), WSCXR (1 encoder of 3)
     assert all(set(o.choices) == set(VIEW_SETS) for o in offering.values())
     assert VIEW_SETS["none"] == ((1.0, 0.0, 0.0),) and VIEW_SETS["framing"][0] == (1.0, 0.0, 0.0)
